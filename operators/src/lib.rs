@@ -1,0 +1,22 @@
+//! Timely and differential-dataflow operators that maintain segment membership
+//! incrementally. Pure dataflow: no I/O, no definitions parsing. Each operator is one
+//! file; every collection is keyed by user and timed in event-time milliseconds.
+
+pub mod aggregate;
+pub mod complement;
+pub mod dedup;
+pub mod intersect;
+pub mod latest;
+pub mod sequence;
+pub mod temporal;
+pub mod union;
+pub mod window_count;
+
+/// Event time in epoch milliseconds: the timestamp of every dataflow here.
+pub type Time = u64;
+
+/// A user id.
+pub type UserId = String;
+
+/// A set of users changing over time (each present user has multiplicity 1).
+pub type Users<'scope> = differential_dataflow::VecCollection<'scope, Time, UserId, isize>;

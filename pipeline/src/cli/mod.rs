@@ -1,0 +1,50 @@
+//! The `journeyflow` command line: one module per subcommand, each with its clap
+//! arguments and an `execute` function the binary (and the tests) call.
+
+pub mod generate;
+pub mod import_cdnow;
+pub mod replay;
+
+use clap::{Parser, Subcommand};
+
+/// journeyflow: a real-time customer-journey engine on differential dataflow.
+#[derive(Debug, Parser)]
+#[command(name = "journeyflow", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay an event file through the segment dataflow and write changes, members and dead letters.
+    Replay(replay::ReplayArgs),
+    /// Generate a synthetic Segment-spec event file (the standard benchmark workload).
+    Generate(generate::GenerateArgs),
+    /// Convert the CDNOW purchase history into Segment-spec events.
+    ImportCdnow(import_cdnow::ImportCdnowArgs),
+}
+
+/// An allowed lateness: a duration, or `unbounded` (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lateness(pub Option<u64>);
+
+/// Parses a duration flag (`30d`) or `unbounded`.
+pub fn parse_lateness(text: &str) -> Result<Lateness, String> {
+    if text == "unbounded" {
+        return Ok(Lateness(None));
+    }
+    journeyflow_types::Duration::parse(text).map(|d| Lateness(Some(d.0)))
+}
+
+/// Parses a duration flag.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    journeyflow_types::Duration::parse(text).map(|d| d.0)
+}
+
+/// Parses an instant flag: RFC 3339 or epoch milliseconds.
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    journeyflow_types::time::parse_instant_str(text)
+}

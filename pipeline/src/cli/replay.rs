@@ -1,0 +1,279 @@
+//! `journeyflow replay`: an NDJSON event file through the same dataflow as the live
+//! pipeline, up to an as-of time, into `segment_changes.ndjson`, `members.ndjson`,
+//! `dead_letter.ndjson` and `summary.json`, with a summary on stderr.
+
+use crate::engine::{IngestConfig, LatePolicy};
+use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
+use anyhow::Context;
+use journeyflow_connectors::ndjson::{NdjsonWriter, PartReader};
+use journeyflow_types::{parse_segments, SegmentDefinition};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Arguments of `journeyflow replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    /// NDJSON file of Segment-spec events.
+    #[arg(long)]
+    pub events: PathBuf,
+    /// JSON array of segment definitions.
+    #[arg(long)]
+    pub segments: PathBuf,
+    /// Run up to this time (RFC 3339 or epoch ms); default: the largest event timestamp.
+    #[arg(long, value_parser = super::parse_time)]
+    pub as_of: Option<u64>,
+    /// Timely worker threads.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub workers: usize,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How far behind the largest timestamp seen the watermark trails (`unbounded`: hold it until the end).
+    #[arg(long, default_value = "1h", value_parser = super::parse_lateness)]
+    pub allowed_lateness: super::Lateness,
+    /// What to do with events behind the watermark.
+    #[arg(long, value_enum, default_value_t = LatePolicy::DeadLetter)]
+    pub late_policy: LatePolicy,
+    /// A repeated messageId within this much event time is a duplicate.
+    #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
+    pub dedup_window: u64,
+    /// Records longer than this many bytes go to the dead-letter output.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_record_bytes: usize,
+    /// Records per batch: the watermark advances between batches.
+    #[arg(long, default_value_t = 20_000)]
+    pub batch_size: usize,
+}
+
+/// `summary.json` and the stderr summary.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Input file.
+    pub events_file: String,
+    /// Time everything is complete up to.
+    pub as_of: Option<u64>,
+    /// Worker threads.
+    pub workers: usize,
+    /// Records read.
+    pub records: u64,
+    /// Events accepted into the dataflow (before dedup).
+    pub accepted: u64,
+    /// Records rejected as malformed or too large.
+    pub malformed: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Late events rejected.
+    pub late_rejected: u64,
+    /// Late events clamped to the watermark.
+    pub late_clamped: u64,
+    /// Events after the as-of time, not processed.
+    pub after_as_of: u64,
+    /// Segment changes written.
+    pub changes: u64,
+    /// Members per segment at the as-of time.
+    pub segment_sizes: BTreeMap<String, u64>,
+    /// Wall time in seconds.
+    pub wall_seconds: f64,
+    /// Records per second of wall time.
+    pub events_per_second: f64,
+}
+
+/// Runs the command.
+pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
+    let text = std::fs::read_to_string(&args.segments)
+        .with_context(|| format!("reading {}", args.segments.display()))?;
+    let defs =
+        parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.segments.display()))?;
+    std::fs::metadata(&args.events)
+        .with_context(|| format!("reading {}", args.events.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let config = RunConfig {
+        workers: args.workers.max(1),
+        ingest: IngestConfig {
+            allowed_lateness: args.allowed_lateness.0,
+            late_policy: args.late_policy,
+            dedup_window: args.dedup_window,
+        },
+        as_of: args.as_of,
+        max_record_bytes: args.max_record_bytes,
+    };
+    let started = Instant::now();
+    let progress = Arc::new(Progress::default());
+    let bar = progress_bar(&args.events, progress.clone(), config.workers);
+    let (path, max, batch) = (
+        args.events.clone(),
+        args.max_record_bytes,
+        args.batch_size.max(1),
+    );
+    let output = run(defs.clone(), config, progress, move |index, peers| {
+        let reader = PartReader::open(&path, index, peers, max)?;
+        Ok(batched(reader, batch))
+    });
+    if let Some((bar, handle)) = bar {
+        let _ = handle.join();
+        bar.finish_and_clear();
+    }
+    let output = output?;
+    let wall = started.elapsed().as_secs_f64();
+    let summary = write_outputs(&args.out, &defs, &output, args, wall)?;
+    print_summary(&summary);
+    Ok(summary)
+}
+
+/// Inserts a batch boundary after every `batch` records.
+fn batched(reader: PartReader, batch: usize) -> impl Iterator<Item = std::io::Result<SourceItem>> {
+    reader.enumerate().flat_map(move |(i, record)| {
+        let boundary = ((i + 1) % batch == 0).then_some(Ok(SourceItem::EndOfBatch));
+        std::iter::once(record.map(SourceItem::Record)).chain(boundary)
+    })
+}
+
+/// A progress bar over records, on a terminal only; the thread ends when all workers have.
+fn progress_bar(
+    path: &Path,
+    progress: Arc<Progress>,
+    workers: usize,
+) -> Option<(indicatif::ProgressBar, std::thread::JoinHandle<()>)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_message(format!(
+        "replaying {} ({} MB)",
+        path.display(),
+        bytes / 1_000_000
+    ));
+    let b = bar.clone();
+    let handle = std::thread::spawn(move || {
+        while progress.workers_done.load(Ordering::Relaxed) < workers {
+            let n = progress.records.load(Ordering::Relaxed);
+            b.set_message(format!("{n} records"));
+            b.tick();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    Some((bar, handle))
+}
+
+#[derive(Serialize)]
+struct ChangeRecord<'a> {
+    segment: &'a str,
+    user_id: &'a str,
+    change: &'static str,
+    time: u64,
+}
+
+#[derive(Serialize)]
+struct MemberRecord<'a> {
+    segment: &'a str,
+    user_id: &'a str,
+}
+
+/// Members at the end: the sum of changes per (segment, user).
+pub fn members(output: &RunOutput) -> BTreeMap<(u32, &str), isize> {
+    let mut acc: BTreeMap<(u32, &str), isize> = BTreeMap::new();
+    for c in &output.changes {
+        *acc.entry((c.segment, c.user.as_str())).or_default() += c.diff;
+    }
+    acc.retain(|_, n| *n != 0);
+    acc
+}
+
+fn write_outputs(
+    dir: &Path,
+    defs: &[SegmentDefinition],
+    output: &RunOutput,
+    args: &ReplayArgs,
+    wall: f64,
+) -> anyhow::Result<Summary> {
+    let name = |i: u32| defs[i as usize].id.as_str();
+    let mut w = NdjsonWriter::create(&dir.join("segment_changes.ndjson"))?;
+    for c in &output.changes {
+        let change = if c.diff > 0 { "enter" } else { "exit" };
+        w.write(&ChangeRecord {
+            segment: name(c.segment),
+            user_id: &c.user,
+            change,
+            time: c.time,
+        })?;
+    }
+    let changes = w.finish()?;
+    let members = members(output);
+    let mut sizes: BTreeMap<String, u64> = defs.iter().map(|d| (d.id.clone(), 0)).collect();
+    let mut w = NdjsonWriter::create(&dir.join("members.ndjson"))?;
+    for ((segment, user), _) in &members {
+        w.write(&MemberRecord {
+            segment: name(*segment),
+            user_id: user,
+        })?;
+        *sizes.entry(name(*segment).to_string()).or_default() += 1;
+    }
+    w.finish()?;
+    let mut w = NdjsonWriter::create(&dir.join("dead_letter.ndjson"))?;
+    for d in &output.dead_letters {
+        w.write(d)?;
+    }
+    w.finish()?;
+    let s = &output.stats;
+    let summary = Summary {
+        events_file: args.events.display().to_string(),
+        as_of: output.as_of,
+        workers: args.workers.max(1),
+        records: s.records,
+        accepted: s.engine.offered,
+        malformed: s.malformed,
+        duplicates: s.engine.duplicates,
+        late_rejected: s.engine.late_rejected,
+        late_clamped: s.engine.late_clamped,
+        after_as_of: s.after_as_of,
+        changes,
+        segment_sizes: sizes,
+        wall_seconds: wall,
+        events_per_second: s.records as f64 / wall.max(1e-9),
+    };
+    let mut w = NdjsonWriter::create(&dir.join("summary.json"))?;
+    w.write(&summary)?;
+    w.finish()?;
+    Ok(summary)
+}
+
+fn print_summary(s: &Summary) {
+    let as_of = s
+        .as_of
+        .map_or("-".to_string(), journeyflow_types::time::format_instant);
+    eprintln!(
+        "replayed {} as of {as_of} with {} worker(s)",
+        s.events_file, s.workers
+    );
+    eprintln!(
+        "  records {}  accepted {}  rejected {} (malformed {}, late {})  duplicates {}  late clamped {}  after as-of {}",
+        s.records,
+        s.accepted,
+        s.malformed + s.late_rejected,
+        s.malformed,
+        s.late_rejected,
+        s.duplicates,
+        s.late_clamped,
+        s.after_as_of
+    );
+    eprintln!("  segment changes {}", s.changes);
+    eprintln!("  segment sizes:");
+    for (id, n) in &s.segment_sizes {
+        eprintln!("    {id:<32} {n:>10}");
+    }
+    eprintln!(
+        "  wall time {:.3} s, {:.0} events/s",
+        s.wall_seconds, s.events_per_second
+    );
+}

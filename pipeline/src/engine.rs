@@ -1,0 +1,242 @@
+//! One worker's segment engine: the dataflow built from definitions, the input with its
+//! watermark and late-event policy, and the captured membership changes. The replay
+//! command and the tests drive it the same way: `offer` events, `advance` after each
+//! batch, `finish` at the as-of time.
+
+use crate::compile::Compiler;
+use differential_dataflow::input::InputSession;
+use journeyflow_operators::dedup::dedup;
+use journeyflow_operators::Time;
+use journeyflow_types::{Event, SegmentDefinition};
+use serde::Serialize;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use timely::dataflow::operators::vec::{Broadcast, Input};
+use timely::dataflow::operators::Inspect;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+use timely::worker::Worker;
+
+/// What to do with an event older than the watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatePolicy {
+    /// Reject it to the dead-letter output with the reason.
+    DeadLetter,
+    /// Process it at the watermark (its windows still end at its own timestamp + window).
+    Clamp,
+}
+
+/// Settings of the ingest side of the engine.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestConfig {
+    /// The watermark trails the largest event time seen by this much; `None` holds it until the end.
+    pub allowed_lateness: Option<Time>,
+    /// Late events: dead-letter or clamp.
+    pub late_policy: LatePolicy,
+    /// A repeated messageId within this much event time is a duplicate.
+    pub dedup_window: Time,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            allowed_lateness: Some(3_600_000),
+            late_policy: LatePolicy::DeadLetter,
+            dedup_window: 86_400_000,
+        }
+    }
+}
+
+/// One membership change: `diff` is +1 (enter) or -1 (exit).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Change {
+    /// Event time of the change.
+    pub time: Time,
+    /// Index of the segment in the definitions.
+    pub segment: u32,
+    /// The user.
+    pub user: String,
+    /// +1 enters, -1 exits.
+    pub diff: isize,
+}
+
+/// Why `offer` refused an event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// Older than the watermark under the dead-letter policy.
+    #[error("late event: timestamp {ts} is behind the watermark {watermark}")]
+    Late {
+        /// The event's time.
+        ts: Time,
+        /// The input's time when it arrived.
+        watermark: Time,
+    },
+}
+
+/// Counters of one worker's engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EngineStats {
+    /// Events entered into the dataflow.
+    pub offered: u64,
+    /// Late events clamped to the watermark.
+    pub late_clamped: u64,
+    /// Late events refused.
+    pub late_rejected: u64,
+    /// Duplicates dropped (counted where the dedup state lives).
+    pub duplicates: u64,
+}
+
+/// The segment engine of one worker.
+pub struct Engine {
+    input: InputSession<Time, Event, isize>,
+    probe: ProbeHandle<Time>,
+    changes: Rc<RefCell<Vec<Change>>>,
+    duplicates: Rc<Cell<u64>>,
+    agree_input: InputHandleVec<Time, Time>,
+    agree_probe: ProbeHandle<Time>,
+    agreed: Rc<Cell<Time>>,
+    config: IngestConfig,
+    max_seen: Option<Time>,
+    /// The input time before the last `advance`, used to bound work in flight.
+    previous: Time,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// Builds the dataflows on this worker. Every worker must call this with the same definitions.
+    pub fn build(worker: &mut Worker, defs: &[SegmentDefinition], config: IngestConfig) -> Engine {
+        let mut input = InputSession::new();
+        let probe = ProbeHandle::new();
+        let changes = Rc::new(RefCell::new(Vec::new()));
+        let duplicates = Rc::new(Cell::new(0));
+        worker.dataflow::<Time, _, _>(|scope| {
+            let raw = input.to_collection(scope);
+            let events = dedup(raw, config.dedup_window, duplicates.clone());
+            let mut compiler = Compiler::new(events);
+            let segments = compiler.segments(defs);
+            let sink = changes.clone();
+            compiler
+                .changes(segments)
+                .inspect(move |((segment, user), time, diff)| {
+                    sink.borrow_mut().push(Change {
+                        time: *time,
+                        segment: *segment,
+                        user: user.clone(),
+                        diff: *diff,
+                    })
+                })
+                .probe_with(&probe);
+        });
+        // A small dataflow through which workers agree on the largest event time.
+        let mut agree_input = InputHandleVec::new();
+        let agree_probe = ProbeHandle::new();
+        let agreed = Rc::new(Cell::new(0));
+        worker.dataflow::<Time, _, _>(|scope| {
+            let seen = agreed.clone();
+            scope
+                .input_from(&mut agree_input)
+                .broadcast()
+                .inspect(move |t: &Time| seen.set(seen.get().max(*t)))
+                .probe_with(&agree_probe);
+        });
+        Engine {
+            input,
+            probe,
+            changes,
+            duplicates,
+            agree_input,
+            agree_probe,
+            agreed,
+            config,
+            max_seen: None,
+            previous: 0,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The input's current time: events before it are late.
+    pub fn watermark(&self) -> Time {
+        *self.input.time()
+    }
+
+    /// Enters one event at its own time, or applies the late policy.
+    pub fn offer(&mut self, event: Event) -> Result<(), Refused> {
+        let watermark = self.watermark();
+        let ts = event.ts;
+        self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
+        let time = if ts >= watermark {
+            ts
+        } else {
+            match self.config.late_policy {
+                LatePolicy::DeadLetter => {
+                    self.stats.late_rejected += 1;
+                    return Err(Refused::Late { ts, watermark });
+                }
+                LatePolicy::Clamp => {
+                    self.stats.late_clamped += 1;
+                    watermark
+                }
+            }
+        };
+        self.stats.offered += 1;
+        self.input.update_at(event, time, 1);
+        Ok(())
+    }
+
+    /// Ends a batch: moves the watermark to `max seen - allowed lateness` and lets the
+    /// dataflow work, waiting for the previous batch to complete so work in flight stays bounded.
+    pub fn advance(&mut self, worker: &mut Worker) {
+        if let (Some(lateness), Some(max)) = (self.config.allowed_lateness, self.max_seen) {
+            let watermark = max.saturating_sub(lateness);
+            if watermark > self.watermark() {
+                self.input.advance_to(watermark);
+            }
+        }
+        self.input.flush();
+        let previous = self.previous;
+        worker.step_while(|| self.probe.less_than(&previous));
+        self.previous = self.watermark();
+    }
+
+    /// The largest event time offered on any worker (every worker must call this).
+    pub fn agree_on_max_time(&mut self, worker: &mut Worker) -> Option<Time> {
+        // Each worker sends its largest time plus one; zero means "saw nothing".
+        self.agree_input
+            .send(self.max_seen.map_or(0, |m| m.saturating_add(1)));
+        self.agree_input.advance_to(1);
+        let probe = self.agree_probe.clone();
+        worker.step_while(|| probe.less_than(&1));
+        self.agreed.get().checked_sub(1)
+    }
+
+    /// Completes every time up to and including `as_of` and returns this worker's changes
+    /// (those with time at most `as_of`) and counters.
+    pub fn finish(self, worker: &mut Worker, as_of: Time) -> (Vec<Change>, EngineStats) {
+        let Engine {
+            mut input,
+            probe,
+            changes,
+            duplicates,
+            agree_input,
+            mut stats,
+            ..
+        } = self;
+        if as_of + 1 > *input.time() {
+            input.advance_to(as_of + 1);
+        }
+        input.flush();
+        worker.step_while(|| probe.less_than(&(as_of + 1)));
+        let mut changes = std::mem::take(&mut *changes.borrow_mut());
+        changes.retain(|c| c.time <= as_of);
+        stats.duplicates = duplicates.get();
+        // Times after `as_of` are not wanted: close the inputs, then drop the dataflows
+        // instead of running them out.
+        drop(input);
+        drop(agree_input);
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+        (changes, stats)
+    }
+}

@@ -1,0 +1,215 @@
+//! Runs segment engines on timely workers over a source split into per-worker parts, and
+//! gathers what they produce: membership changes in time order, dead letters, counters.
+//! `journeyflow replay` is this over an NDJSON file plus the output files.
+
+use crate::engine::{Change, Engine, EngineStats, IngestConfig};
+use journeyflow_connectors::ndjson::RawRecord;
+use journeyflow_operators::Time;
+use journeyflow_types::{decode_line, SegmentDefinition};
+use serde::Serialize;
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// One item of a worker's share of the input.
+#[derive(Clone, Debug)]
+pub enum SourceItem {
+    /// A raw record.
+    Record(RawRecord),
+    /// A batch boundary: the watermark may advance here.
+    EndOfBatch,
+}
+
+/// A rejected record and why.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DeadLetter {
+    /// 1-based line number in the source.
+    pub line: u64,
+    /// Byte offset in the source.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+    /// The record's text (absent for records over the size limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Timely worker threads in this process.
+    pub workers: usize,
+    /// Watermark, late events, dedup.
+    pub ingest: IngestConfig,
+    /// The time to run to; `None` is the largest event time.
+    pub as_of: Option<Time>,
+    /// Record size limit in bytes.
+    pub max_record_bytes: usize,
+}
+
+/// Counters over all workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunStats {
+    /// Records read (lines that were not blank).
+    pub records: u64,
+    /// Records rejected for being malformed or too large.
+    pub malformed: u64,
+    /// Events after the as-of time, not processed.
+    pub after_as_of: u64,
+    /// Engine counters, summed.
+    pub engine: EngineStats,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    /// The time everything is complete up to.
+    pub as_of: Option<Time>,
+    /// Changes sorted by `(time, segment, user)`.
+    pub changes: Vec<Change>,
+    /// Dead letters sorted by line.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Counters.
+    pub stats: RunStats,
+}
+
+/// Progress shared with the caller while a run goes on.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records handled so far.
+    pub records: AtomicU64,
+    /// Workers that finished.
+    pub workers_done: AtomicUsize,
+}
+
+/// Runs the engine on `config.workers` threads; `part(index, peers)` gives each worker its share.
+pub fn run<F, I>(
+    defs: Vec<SegmentDefinition>,
+    config: RunConfig,
+    progress: Arc<Progress>,
+    part: F,
+) -> anyhow::Result<RunOutput>
+where
+    F: Fn(usize, usize) -> io::Result<I> + Send + Sync + 'static,
+    I: Iterator<Item = io::Result<SourceItem>>,
+{
+    let timely_config = timely::Config::process(config.workers.max(1));
+    let worker_config = config.clone();
+    let guards = timely::execute(timely_config, move |worker| -> Result<_, String> {
+        let config = &worker_config;
+        let mut engine = Engine::build(worker, &defs, config.ingest.clone());
+        let mut dead = Vec::new();
+        let mut stats = RunStats::default();
+        let outcome = (|| -> io::Result<()> {
+            for item in part(worker.index(), worker.peers())? {
+                let record = match item? {
+                    SourceItem::EndOfBatch => {
+                        engine.advance(worker);
+                        continue;
+                    }
+                    SourceItem::Record(record) => record,
+                };
+                stats.records += 1;
+                progress.records.fetch_add(1, Ordering::Relaxed);
+                let (line, offset, bytes) = match record {
+                    RawRecord::TooLarge { line, offset, size } => {
+                        let reason = journeyflow_types::DecodeError::TooLarge {
+                            size,
+                            limit: config.max_record_bytes,
+                        }
+                        .to_string();
+                        dead.push(DeadLetter {
+                            line,
+                            offset,
+                            reason,
+                            record: None,
+                        });
+                        stats.malformed += 1;
+                        continue;
+                    }
+                    RawRecord::Line {
+                        line,
+                        offset,
+                        bytes,
+                    } => (line, offset, bytes),
+                };
+                let event = match decode_line(&bytes) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        dead.push(DeadLetter {
+                            line,
+                            offset,
+                            reason: e.to_string(),
+                            record: Some(String::from_utf8_lossy(&bytes).into_owned()),
+                        });
+                        stats.malformed += 1;
+                        continue;
+                    }
+                };
+                if config.as_of.is_some_and(|as_of| event.ts > as_of) {
+                    stats.after_as_of += 1;
+                    continue;
+                }
+                if let Err(refused) = engine.offer(event) {
+                    dead.push(DeadLetter {
+                        line,
+                        offset,
+                        reason: refused.to_string(),
+                        record: Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    });
+                }
+            }
+            Ok(())
+        })();
+        // Every worker must take part in agreeing and finishing, even after a read error.
+        engine.advance(worker);
+        let as_of = match config.as_of {
+            Some(t) => Some(t),
+            None => engine.agree_on_max_time(worker),
+        };
+        let (changes, engine_stats) = engine.finish(worker, as_of.unwrap_or(0));
+        stats.engine = engine_stats;
+        progress.workers_done.fetch_add(1, Ordering::Relaxed);
+        outcome.map_err(|e| format!("worker {}: reading input: {e}", worker.index()))?;
+        Ok((as_of, changes, dead, stats))
+    })
+    .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
+
+    let mut out = RunOutput {
+        as_of: None,
+        changes: Vec::new(),
+        dead_letters: Vec::new(),
+        stats: RunStats::default(),
+    };
+    for result in guards.join() {
+        let (as_of, changes, dead, stats) = result
+            .map_err(|e| anyhow::anyhow!("worker failed: {e}"))?
+            .map_err(anyhow::Error::msg)?;
+        out.as_of = out.as_of.max(as_of);
+        out.changes.extend(changes);
+        out.dead_letters.extend(dead);
+        let s = &mut out.stats;
+        s.records += stats.records;
+        s.malformed += stats.malformed;
+        s.after_as_of += stats.after_as_of;
+        s.engine.offered += stats.engine.offered;
+        s.engine.late_clamped += stats.engine.late_clamped;
+        s.engine.late_rejected += stats.engine.late_rejected;
+        s.engine.duplicates += stats.engine.duplicates;
+    }
+    if out.as_of.is_none() {
+        out.changes.clear();
+    }
+    out.changes.sort();
+    out.dead_letters.sort();
+    if let Some(bad) = out.changes.iter().find(|c| c.diff.abs() != 1) {
+        anyhow::bail!(
+            "internal error: segment {} user {} changed by {} at {}",
+            bad.segment,
+            bad.user,
+            bad.diff,
+            bad.time
+        );
+    }
+    Ok(out)
+}

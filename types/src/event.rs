@@ -1,0 +1,283 @@
+//! The event model (Segment spec) and its decoder: one JSON object in, one `Event` or a
+//! `DecodeError` naming what is wrong out. Decoding never panics.
+
+use crate::time::{json_kind, parse_instant};
+use crate::value::Props;
+use serde::{Deserialize, Serialize};
+
+/// What kind of Segment call an event came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// `track`: a named action with properties.
+    Track,
+    /// `identify`: trait updates for the user.
+    Identify,
+    /// `page`: counts as an event named `page`.
+    Page,
+    /// `screen`: counts as an event named `screen`.
+    Screen,
+}
+
+/// One accepted event. Field order is the canonical processing order: `(ts, message_id)`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Event {
+    /// Event time, epoch milliseconds.
+    pub ts: u64,
+    /// `messageId`: repeated ids are duplicates.
+    pub message_id: String,
+    /// `userId`, else `anonymousId`.
+    pub user_id: String,
+    /// The Segment call.
+    pub kind: Kind,
+    /// Event name: the `event` of a track, `page` / `screen`, empty for identify.
+    pub name: String,
+    /// `properties` of a track/page/screen, `traits` of an identify, flattened.
+    pub props: Props,
+}
+
+/// Why a record was rejected. The message names the field and the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON at all.
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    /// JSON but not an object.
+    #[error("record is {0}, expected a JSON object")]
+    NotObject(&'static str),
+    /// A required field is absent.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A field has the wrong type or an invalid value.
+    #[error("field `{field}`: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `type` other than track, identify, page, screen.
+    #[error("unsupported type {0:?} (accepted: track, identify, page, screen)")]
+    UnsupportedType(String),
+    /// Neither `userId` nor `anonymousId`.
+    #[error("missing user: neither `userId` nor `anonymousId` is set")]
+    NoUser,
+    /// Longer than the configured record limit.
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Record size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// Decodes one NDJSON line.
+pub fn decode_line(line: &[u8]) -> Result<Event, DecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| DecodeError::Json(e.to_string()))?;
+    decode_value(&value)
+}
+
+/// Decodes one Segment-spec JSON object.
+pub fn decode_value(value: &serde_json::Value) -> Result<Event, DecodeError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| DecodeError::NotObject(json_kind(value)))?;
+    let kind = match obj.get("type") {
+        None => return Err(DecodeError::Missing("type")),
+        Some(serde_json::Value::String(t)) => match t.as_str() {
+            "track" => Kind::Track,
+            "identify" => Kind::Identify,
+            "page" => Kind::Page,
+            "screen" => Kind::Screen,
+            other => return Err(DecodeError::UnsupportedType(other.to_string())),
+        },
+        Some(other) => {
+            return Err(DecodeError::Invalid {
+                field: "type",
+                reason: format!("expected a string, found {}", json_kind(other)),
+            })
+        }
+    };
+    let user_id = match (id_field(obj, "userId")?, id_field(obj, "anonymousId")?) {
+        (Some(u), _) | (None, Some(u)) => u,
+        (None, None) => return Err(DecodeError::NoUser),
+    };
+    let message_id = id_field(obj, "messageId")?.ok_or(DecodeError::Missing("messageId"))?;
+    let ts = match obj.get("timestamp") {
+        None | Some(serde_json::Value::Null) => return Err(DecodeError::Missing("timestamp")),
+        Some(v) => parse_instant(v).map_err(|reason| DecodeError::Invalid {
+            field: "timestamp",
+            reason,
+        })?,
+    };
+    let (name, props_field) = match kind {
+        Kind::Track => {
+            let name = match obj.get("event") {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(serde_json::Value::String(_)) => {
+                    return Err(DecodeError::Invalid {
+                        field: "event",
+                        reason: "must not be empty".into(),
+                    })
+                }
+                None | Some(serde_json::Value::Null) => return Err(DecodeError::Missing("event")),
+                Some(other) => {
+                    return Err(DecodeError::Invalid {
+                        field: "event",
+                        reason: format!("expected a string, found {}", json_kind(other)),
+                    })
+                }
+            };
+            (name, "properties")
+        }
+        Kind::Identify => (String::new(), "traits"),
+        Kind::Page => ("page".to_string(), "properties"),
+        Kind::Screen => ("screen".to_string(), "properties"),
+    };
+    let mut props = match obj.get(props_field) {
+        None | Some(serde_json::Value::Null) => Props::default(),
+        Some(serde_json::Value::Object(map)) => Props::from_object(map),
+        Some(other) => {
+            let field = if props_field == "traits" {
+                "traits"
+            } else {
+                "properties"
+            };
+            return Err(DecodeError::Invalid {
+                field,
+                reason: format!("expected an object, found {}", json_kind(other)),
+            });
+        }
+    };
+    // A page or screen call names the page in `name`; keep it as the property `name`.
+    if matches!(kind, Kind::Page | Kind::Screen) && props.get("name").is_none() {
+        if let Some(serde_json::Value::String(n)) = obj.get("name") {
+            props
+                .0
+                .push(("name".to_string(), crate::value::Value::Str(n.clone())));
+            props.0.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
+    Ok(Event {
+        ts,
+        message_id,
+        user_id,
+        kind,
+        name,
+        props,
+    })
+}
+
+/// A string identifier (numbers are accepted and kept as their decimal text, as Segment does).
+fn id_field(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    field: &'static str,
+) -> Result<Option<String>, DecodeError> {
+    match obj.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(other) => Err(DecodeError::Invalid {
+            field,
+            reason: format!("expected a string, found {}", json_kind(other)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Num, Value};
+
+    fn ok(line: &str) -> Event {
+        decode_line(line.as_bytes()).unwrap()
+    }
+    fn err(line: &str) -> String {
+        decode_line(line.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn decodes_track_identify_page() {
+        let e = ok(
+            r#"{"type":"track","event":"Order Completed","userId":"u1","messageId":"m1","timestamp":"2024-01-01T00:00:00Z","properties":{"revenue":12.5}}"#,
+        );
+        assert_eq!(
+            (e.kind, e.name.as_str(), e.user_id.as_str(), e.ts),
+            (Kind::Track, "Order Completed", "u1", 1_704_067_200_000)
+        );
+        assert_eq!(e.props.get("revenue"), Some(&Value::Num(Num(12.5))));
+        let i = ok(
+            r#"{"type":"identify","anonymousId":"a1","messageId":"m2","timestamp":5,"traits":{"plan":"pro","gone":null}}"#,
+        );
+        assert_eq!(
+            (i.kind, i.user_id.as_str(), i.ts),
+            (Kind::Identify, "a1", 5)
+        );
+        assert_eq!(i.props.get("gone"), Some(&Value::Null));
+        let p = ok(r#"{"type":"page","userId":"u1","messageId":"m3","timestamp":7,"name":"Home"}"#);
+        assert_eq!((p.kind, p.name.as_str()), (Kind::Page, "page"));
+        assert_eq!(p.props.get("name"), Some(&Value::Str("Home".into())));
+    }
+
+    #[test]
+    fn user_id_wins_over_anonymous_id() {
+        let e = ok(
+            r#"{"type":"identify","userId":"u","anonymousId":"a","messageId":"m","timestamp":1}"#,
+        );
+        assert_eq!(e.user_id, "u");
+    }
+
+    #[test]
+    fn every_bad_record_says_why() {
+        assert!(err("{not json").starts_with("malformed JSON"));
+        assert_eq!(err("[1]"), "record is an array, expected a JSON object");
+        assert_eq!(
+            err(r#"{"userId":"u","messageId":"m","timestamp":1}"#),
+            "missing field `type`"
+        );
+        assert_eq!(
+            err(r#"{"type":"alias","userId":"u","messageId":"m","timestamp":1}"#),
+            "unsupported type \"alias\" (accepted: track, identify, page, screen)"
+        );
+        assert_eq!(
+            err(r#"{"type":"track","event":"x","messageId":"m","timestamp":1}"#),
+            "missing user: neither `userId` nor `anonymousId` is set"
+        );
+        assert_eq!(
+            err(r#"{"type":"track","event":"x","userId":"u","timestamp":1}"#),
+            "missing field `messageId`"
+        );
+        assert_eq!(
+            err(r#"{"type":"track","event":"x","userId":"u","messageId":"m"}"#),
+            "missing field `timestamp`"
+        );
+        assert!(err(
+            r#"{"type":"track","event":"x","userId":"u","messageId":"m","timestamp":"soon"}"#
+        )
+        .starts_with("field `timestamp`"));
+        assert_eq!(
+            err(r#"{"type":"track","userId":"u","messageId":"m","timestamp":1}"#),
+            "missing field `event`"
+        );
+        assert_eq!(
+            err(r#"{"type":"track","event":3,"userId":"u","messageId":"m","timestamp":1}"#),
+            "field `event`: expected a string, found a number"
+        );
+        assert_eq!(
+            err(
+                r#"{"type":"track","event":"x","userId":"u","messageId":"m","timestamp":1,"properties":[]}"#
+            ),
+            "field `properties`: expected an object, found an array"
+        );
+        assert_eq!(
+            err(r#"{"type":"identify","userId":"u","messageId":"m","timestamp":1,"traits":"x"}"#),
+            "field `traits`: expected an object, found a string"
+        );
+        assert_eq!(
+            err(r#"{"type":"track","event":"x","userId":{},"messageId":"m","timestamp":1}"#),
+            "field `userId`: expected a string, found an object"
+        );
+    }
+}

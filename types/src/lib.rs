@@ -1,0 +1,18 @@
+//! journeyflow's leaf crate: the event model (Segment spec), the segment language, and
+//! their validation. Everything here is plain data and pure functions, shared by the
+//! operators, connectors and the pipeline.
+
+pub mod condition;
+pub mod definition;
+pub mod duration;
+pub mod event;
+pub mod time;
+pub mod value;
+
+pub use condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence};
+pub use definition::{
+    parse_segments, validate_segments, SegmentDefinition, ValidationError, ValidationErrors,
+};
+pub use duration::Duration;
+pub use event::{decode_line, decode_value, DecodeError, Event, Kind};
+pub use value::{Num, Props, Value};
