@@ -45,32 +45,16 @@ pub fn parse(text: &str) -> Result<Vec<Purchase>, CdnowError> {
         if cols.len() != 4 {
             return Err(err(format!("expected 4 columns, found {}", cols.len())));
         }
-        let customer: u32 = cols[0]
-            .parse()
-            .map_err(|_| err(format!("bad customer id {:?}", cols[0])))?;
-        let date = chrono::NaiveDate::parse_from_str(cols[1], "%Y%m%d")
-            .map_err(|_| err(format!("bad date {:?}", cols[1])))?;
-        let quantity: u32 = cols[2]
-            .parse()
-            .map_err(|_| err(format!("bad quantity {:?}", cols[2])))?;
-        let revenue: f64 = cols[3]
-            .parse()
-            .map_err(|_| err(format!("bad dollar value {:?}", cols[3])))?;
-        let noon = date
-            .and_hms_opt(12, 0, 0)
-            .expect("valid time")
-            .and_utc()
-            .timestamp_millis() as u64;
+        let customer: u32 = cols[0].parse().map_err(|_| err(format!("bad customer id {:?}", cols[0])))?;
+        let date =
+            chrono::NaiveDate::parse_from_str(cols[1], "%Y%m%d").map_err(|_| err(format!("bad date {:?}", cols[1])))?;
+        let quantity: u32 = cols[2].parse().map_err(|_| err(format!("bad quantity {:?}", cols[2])))?;
+        let revenue: f64 = cols[3].parse().map_err(|_| err(format!("bad dollar value {:?}", cols[3])))?;
+        let noon = date.and_hms_opt(12, 0, 0).expect("valid time").and_utc().timestamp_millis() as u64;
         let k = same_day.entry((customer, noon)).or_insert(0);
         let ts = noon + *k * 1000;
         *k += 1;
-        out.push(Purchase {
-            customer,
-            ts,
-            quantity,
-            revenue,
-            line,
-        });
+        out.push(Purchase { customer, ts, quantity, revenue, line });
     }
     out.sort_by_key(|p| (p.ts, p.line));
     Ok(out)

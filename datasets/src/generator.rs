@@ -61,8 +61,7 @@ fn mix(mut z: u64) -> u64 {
 /// Writes event `i` as one JSON line (without the newline) into `out`.
 pub fn event_line(config: &GeneratorConfig, i: u64, out: &mut String) {
     let mut rng = SmallRng::seed_from_u64(mix(config.seed ^ mix(i)));
-    let base = config.start_ms
-        + (i as u128 * config.span_ms as u128 / config.events.max(1) as u128) as u64;
+    let base = config.start_ms + (i as u128 * config.span_ms as u128 / config.events.max(1) as u128) as u64;
     let ts = base + rng.gen_range(0..=config.jitter_ms);
     // Skewed activity: low user numbers are much more active.
     let u: f64 = rng.gen();
@@ -73,11 +72,7 @@ pub fn event_line(config: &GeneratorConfig, i: u64, out: &mut String) {
         acc += w;
         roll < acc
     });
-    let _ = write!(
-        out,
-        r#"{{"messageId":"g{}-{}","userId":"u{}","timestamp":{}"#,
-        config.seed, i, user, ts
-    );
+    let _ = write!(out, r#"{{"messageId":"g{}-{}","userId":"u{}","timestamp":{}"#, config.seed, i, user, ts);
     match track {
         None => {
             let p = rng.gen_range(0..100u32);
@@ -99,12 +94,7 @@ pub fn event_line(config: &GeneratorConfig, i: u64, out: &mut String) {
             match *name {
                 "Order Completed" => {
                     let cents = rng.gen_range(500..25_000u64);
-                    let _ = write!(
-                        out,
-                        r#""revenue":{}.{:02},"currency":"USD""#,
-                        cents / 100,
-                        cents % 100
-                    );
+                    let _ = write!(out, r#""revenue":{}.{:02},"currency":"USD""#, cents / 100, cents % 100);
                 }
                 "Product Viewed" | "Product Added" => {
                     let product = rng.gen_range(0..5_000u32);
@@ -129,11 +119,7 @@ pub fn event_line(config: &GeneratorConfig, i: u64, out: &mut String) {
 }
 
 /// Writes events `range` as NDJSON.
-pub fn write_ndjson<W: Write>(
-    config: &GeneratorConfig,
-    range: std::ops::Range<u64>,
-    out: &mut W,
-) -> io::Result<()> {
+pub fn write_ndjson<W: Write>(config: &GeneratorConfig, range: std::ops::Range<u64>, out: &mut W) -> io::Result<()> {
     let mut line = String::with_capacity(256);
     for i in range {
         line.clear();
@@ -150,20 +136,13 @@ mod tests {
 
     #[test]
     fn each_event_depends_only_on_seed_and_index() {
-        let config = GeneratorConfig {
-            events: 1000,
-            users: 50,
-            ..Default::default()
-        };
+        let config = GeneratorConfig { events: 1000, users: 50, ..Default::default() };
         let mut whole = Vec::new();
         write_ndjson(&config, 0..1000, &mut whole).unwrap();
         let mut tail = Vec::new();
         write_ndjson(&config, 500..1000, &mut tail).unwrap();
         assert!(whole.ends_with(&tail));
-        let other = GeneratorConfig {
-            seed: 2,
-            ..config.clone()
-        };
+        let other = GeneratorConfig { seed: 2, ..config.clone() };
         let mut different = Vec::new();
         write_ndjson(&other, 0..1000, &mut different).unwrap();
         assert_ne!(whole, different);
@@ -171,22 +150,13 @@ mod tests {
 
     #[test]
     fn lines_are_valid_json_with_the_funnel() {
-        let config = GeneratorConfig {
-            events: 2000,
-            users: 100,
-            ..Default::default()
-        };
+        let config = GeneratorConfig { events: 2000, users: 100, ..Default::default() };
         let mut names = std::collections::BTreeSet::new();
         for i in 0..config.events {
             let mut line = String::new();
             event_line(&config, i, &mut line);
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            names.insert(
-                v.get("event")
-                    .and_then(|e| e.as_str())
-                    .unwrap_or("identify")
-                    .to_string(),
-            );
+            names.insert(v.get("event").and_then(|e| e.as_str()).unwrap_or("identify").to_string());
         }
         assert_eq!(names.len(), 7, "{names:?}");
     }

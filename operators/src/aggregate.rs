@@ -24,16 +24,13 @@ pub fn aggregate<'s>(
 ) -> Users<'s> {
     let target = micros(target);
     within(values, window)
-        .reduce_named(
-            "Aggregate",
-            move |_user, input: &[(&Value, isize)], output: &mut Vec<((), isize)>| {
-                if let Some((num, den)) = evaluate(func, input) {
-                    if compare(op, num.cmp(&(target * den))) {
-                        output.push(((), 1));
-                    }
+        .reduce_named("Aggregate", move |_user, input: &[(&Value, isize)], output: &mut Vec<((), isize)>| {
+            if let Some((num, den)) = evaluate(func, input) {
+                if compare(op, num.cmp(&(target * den))) {
+                    output.push(((), 1));
                 }
-            },
-        )
+            }
+        })
         .map(|(user, ())| user)
 }
 
@@ -44,18 +41,11 @@ pub fn evaluate(func: AggFn, input: &[(&Value, isize)]) -> Option<(i128, i128)> 
         let distinct = input.iter().filter(|(_, r)| *r > 0).count() as i128;
         return (distinct > 0).then_some((distinct * 1_000_000, 1));
     }
-    let numbers = input
-        .iter()
-        .filter(|(_, r)| *r > 0)
-        .filter_map(|(v, r)| v.as_f64().map(|x| (micros(x), *r as i128)));
+    let numbers = input.iter().filter(|(_, r)| *r > 0).filter_map(|(v, r)| v.as_f64().map(|x| (micros(x), *r as i128)));
     match func {
         AggFn::Sum | AggFn::Avg => {
             let (sum, count) = numbers.fold((0i128, 0i128), |(s, c), (x, r)| (s + x * r, c + r));
-            (count > 0).then_some(if func == AggFn::Sum {
-                (sum, 1)
-            } else {
-                (sum, count)
-            })
+            (count > 0).then_some(if func == AggFn::Sum { (sum, 1) } else { (sum, count) })
         }
         AggFn::Min => numbers.map(|(x, _)| x).min().map(|x| (x, 1)),
         AggFn::Max => numbers.map(|(x, _)| x).max().map(|x| (x, 1)),

@@ -15,6 +15,9 @@ pub mod window_count;
 /// Event time in epoch milliseconds: the timestamp of every dataflow here.
 pub type Time = u64;
 
+/// An event shared between the operators that read it (cloning is a reference count).
+pub type SharedEvent = std::sync::Arc<journeyflow_types::Event>;
+
 /// A user id.
 pub type UserId = String;
 

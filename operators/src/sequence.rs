@@ -40,33 +40,15 @@ pub struct SequenceSpec {
 }
 
 /// Members of a `sequence` condition, given each user's relevant events.
-pub fn sequence<'s>(
-    events: VecCollection<'s, Time, (UserId, SequenceEvent)>,
-    spec: SequenceSpec,
-) -> Users<'s> {
-    let windowed = temporal_filter(
-        events,
-        move |(_, e)| (e.ts, e.ts.saturating_add(spec.within)),
-        |x| x,
-    );
-    let intervals = windowed.reduce_named(
-        "Sequence",
-        move |_user, input: &[(&SequenceEvent, isize)], output| {
-            let sorted: Vec<&SequenceEvent> = input
-                .iter()
-                .filter(|(_, r)| *r > 0)
-                .map(|(e, _)| *e)
-                .collect();
-            for interval in member_intervals(&sorted, spec) {
-                output.push((interval, 1));
-            }
-        },
-    );
-    temporal_filter(
-        intervals,
-        |(_, (start, end))| (*start, *end),
-        |(user, _)| user,
-    )
+pub fn sequence<'s>(events: VecCollection<'s, Time, (UserId, SequenceEvent)>, spec: SequenceSpec) -> Users<'s> {
+    let windowed = temporal_filter(events, move |(_, e)| (e.ts, e.ts.saturating_add(spec.within)), |x| x);
+    let intervals = windowed.reduce_named("Sequence", move |_user, input: &[(&SequenceEvent, isize)], output| {
+        let sorted: Vec<&SequenceEvent> = input.iter().filter(|(_, r)| *r > 0).map(|(e, _)| *e).collect();
+        for interval in member_intervals(&sorted, spec) {
+            output.push((interval, 1));
+        }
+    });
+    temporal_filter(intervals, |(_, (start, end))| (*start, *end), |(user, _)| user)
 }
 
 /// Disjoint, sorted intervals `[start, end)` of times at which the condition holds over
@@ -86,11 +68,7 @@ pub fn member_intervals(events: &[&SequenceEvent], spec: SequenceSpec) -> Vec<(T
             let Some(first) = first else { continue };
             if i == k - 1 {
                 let start = e.ts.saturating_add(spec.min_age);
-                let next_then_not = then_nots
-                    .iter()
-                    .copied()
-                    .find(|&t| t > e.ts)
-                    .unwrap_or(FOREVER);
+                let next_then_not = then_nots.iter().copied().find(|&t| t > e.ts).unwrap_or(FOREVER);
                 let end = first.saturating_add(spec.within).min(next_then_not);
                 if start < end {
                     intervals.push((start, end));
@@ -115,22 +93,13 @@ mod tests {
     use super::*;
 
     fn ev(ts: Time, steps: u64, then_not: bool) -> SequenceEvent {
-        SequenceEvent {
-            ts,
-            message_id: format!("m{ts}"),
-            steps,
-            then_not,
-        }
+        SequenceEvent { ts, message_id: format!("m{ts}"), steps, then_not }
     }
 
     #[test]
     fn abandoned_cart_interval() {
         // Cart at 100, within 1000, min_age 50: member from 150 until 1100; an order at 400 ends it.
-        let spec = SequenceSpec {
-            steps: 1,
-            within: 1000,
-            min_age: 50,
-        };
+        let spec = SequenceSpec { steps: 1, within: 1000, min_age: 50 };
         let cart = ev(100, 1, false);
         assert_eq!(member_intervals(&[&cart], spec), vec![(150, 1100)]);
         let order = ev(400, 0, true);
@@ -139,11 +108,7 @@ mod tests {
 
     #[test]
     fn two_step_funnel_uses_latest_first_step() {
-        let spec = SequenceSpec {
-            steps: 2,
-            within: 100,
-            min_age: 0,
-        };
+        let spec = SequenceSpec { steps: 2, within: 100, min_age: 0 };
         let (a1, a2, b) = (ev(10, 1, false), ev(50, 1, false), ev(60, 2, false));
         // The chain a2 -> b keeps the user in until 150; a1 alone would end at 110.
         assert_eq!(member_intervals(&[&a1, &a2, &b], spec), vec![(60, 150)]);
@@ -153,15 +118,8 @@ mod tests {
 
     #[test]
     fn one_event_cannot_fill_two_steps() {
-        let spec = SequenceSpec {
-            steps: 2,
-            within: 100,
-            min_age: 0,
-        };
+        let spec = SequenceSpec { steps: 2, within: 100, min_age: 0 };
         assert_eq!(member_intervals(&[&ev(10, 0b11, false)], spec), vec![]);
-        assert_eq!(
-            member_intervals(&[&ev(10, 0b11, false), &ev(20, 0b11, false)], spec),
-            vec![(20, 110)]
-        );
+        assert_eq!(member_intervals(&[&ev(10, 0b11, false), &ev(20, 0b11, false)], spec), vec![(20, 110)]);
     }
 }

@@ -40,9 +40,5 @@ pub fn within<'s, K: Clone + 'static>(
     c: VecCollection<'s, Time, (K, Time)>,
     window: Option<Time>,
 ) -> VecCollection<'s, Time, K> {
-    temporal_filter(
-        c,
-        move |(_, ts)| (*ts, window.map_or(FOREVER, |w| ts.saturating_add(w))),
-        |(k, _)| k,
-    )
+    temporal_filter(c, move |(_, ts)| (*ts, window.map_or(FOREVER, |w| ts.saturating_add(w))), |(k, _)| k)
 }

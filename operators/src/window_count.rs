@@ -17,9 +17,7 @@ pub fn window_count<'s>(
     let counts = within(matches, window).count();
     if at_least == 0 {
         let bound = at_most.unwrap_or(u64::MAX);
-        let over = counts
-            .filter(move |(_, n)| *n as u64 > bound)
-            .map(|(user, _)| user);
+        let over = counts.filter(move |(_, n)| *n as u64 > bound).map(|(user, _)| user);
         complement(universe, over)
     } else {
         counts

@@ -5,10 +5,8 @@
 use differential_dataflow::VecCollection;
 use journeyflow_operators::latest::latest;
 use journeyflow_operators::sequence::{sequence, SequenceEvent, SequenceSpec};
-use journeyflow_operators::{
-    aggregate, complement, intersect, union, window_count, Time, UserId, Users,
-};
-use journeyflow_types::{Condition, Event, Kind, SegmentDefinition, Value};
+use journeyflow_operators::{aggregate, complement, intersect, union, window_count, SharedEvent, Time, UserId, Users};
+use journeyflow_types::{Condition, Kind, SegmentDefinition, Value};
 use std::collections::HashMap;
 use timely::dataflow::operators::vec::Map;
 
@@ -17,7 +15,7 @@ pub type Traits<'s> = VecCollection<'s, Time, ((UserId, String), Value)>;
 
 /// Builds membership collections for definitions over one event collection.
 pub struct Compiler<'s> {
-    events: VecCollection<'s, Time, Event>,
+    events: VecCollection<'s, Time, SharedEvent>,
     universe: Option<Users<'s>>,
     traits: Option<Traits<'s>>,
     segments: HashMap<String, Users<'s>>,
@@ -25,13 +23,8 @@ pub struct Compiler<'s> {
 
 impl<'s> Compiler<'s> {
     /// A compiler over deduplicated events.
-    pub fn new(events: VecCollection<'s, Time, Event>) -> Self {
-        Compiler {
-            events,
-            universe: None,
-            traits: None,
-            segments: HashMap::new(),
-        }
+    pub fn new(events: VecCollection<'s, Time, SharedEvent>) -> Self {
+        Compiler { events, universe: None, traits: None, segments: HashMap::new() }
     }
 
     /// Compiles definitions given in dependency order; returns one collection per definition, in order.
@@ -48,11 +41,7 @@ impl<'s> Compiler<'s> {
     /// Every user with at least one event at or before the current time.
     pub fn universe(&mut self) -> Users<'s> {
         if self.universe.is_none() {
-            let firsts = self
-                .events
-                .inner
-                .clone()
-                .map(|(e, t, r)| ((e.user_id, (), Some(())), t, r));
+            let firsts = self.events.inner.clone().map(|(e, t, r)| ((e.user_id.clone(), (), Some(())), t, r));
             self.universe = Some(latest(firsts).map(|(user, ())| user));
         }
         self.universe.clone().expect("just built")
@@ -63,26 +52,10 @@ impl<'s> Compiler<'s> {
     pub fn traits(&mut self) -> Traits<'s> {
         if self.traits.is_none() {
             let upserts = self.events.inner.clone().flat_map(|(e, t, r)| {
-                let Event {
-                    ts,
-                    message_id,
-                    user_id,
-                    kind,
-                    props,
-                    ..
-                } = e;
-                let updates = if kind == Kind::Identify {
-                    props.0
-                } else {
-                    Vec::new()
-                };
+                let updates = if e.kind == Kind::Identify { e.props.0.clone() } else { Vec::new() };
                 updates.into_iter().map(move |(key, value)| {
                     let value = (value != Value::Null).then_some(value);
-                    (
-                        ((user_id.clone(), key), (ts, message_id.clone()), value),
-                        t,
-                        r,
-                    )
+                    (((e.user_id.clone(), key), (e.ts, e.message_id.clone()), value), t, r)
                 })
             });
             self.traits = Some(latest(upserts));
@@ -92,17 +65,14 @@ impl<'s> Compiler<'s> {
 
     /// An empty set of users in this dataflow.
     fn empty(&self) -> Users<'s> {
-        self.events.clone().filter(|_| false).map(|e| e.user_id)
+        self.events.clone().filter(|_| false).map(|e| e.user_id.clone())
     }
 
     /// Tags each segment's membership with its index and merges them, consolidated, so each
     /// output update is a real enter (+1) or exit (-1) at a complete time.
     pub fn changes(&self, segments: Vec<Users<'s>>) -> VecCollection<'s, Time, (u32, UserId)> {
-        let tagged: Vec<_> = segments
-            .into_iter()
-            .enumerate()
-            .map(|(i, members)| members.map(move |u| (i as u32, u)))
-            .collect();
+        let tagged: Vec<_> =
+            segments.into_iter().enumerate().map(|(i, members)| members.map(move |u| (i as u32, u))).collect();
         let none = self.empty().map(|u| (0u32, u));
         none.concatenate(tagged).consolidate()
     }
@@ -122,44 +92,22 @@ impl<'s> Compiler<'s> {
                 complement::complement(self.universe(), inner)
             }
             // Validation guarantees references resolve and come first.
-            Condition::InSegment(id) => self
-                .segments
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| self.empty()),
+            Condition::InSegment(id) => self.segments.get(id).cloned().unwrap_or_else(|| self.empty()),
             Condition::Trait(p) => {
                 let p = p.clone();
                 if p.op == journeyflow_types::Op::NotExists {
                     let name = p.path.clone();
-                    let having = self
-                        .traits()
-                        .filter(move |((_, k), _)| *k == name)
-                        .map(|((u, _), _)| u);
+                    let having = self.traits().filter(move |((_, k), _)| *k == name).map(|((u, _), _)| u);
                     complement::complement(self.universe(), having)
                 } else {
-                    self.traits()
-                        .filter(move |((_, k), v)| *k == p.path && p.test(Some(v)))
-                        .map(|((u, _), _)| u)
+                    self.traits().filter(move |((_, k), v)| *k == p.path && p.test(Some(v))).map(|((u, _), _)| u)
                 }
             }
             Condition::Performed(p) => {
                 let filter = p.filter.clone();
-                let matches = self
-                    .events
-                    .clone()
-                    .flat_map(move |e| filter.matches(&e).then(|| (e.user_id, e.ts)));
-                let universe = if p.at_least == 0 {
-                    self.universe()
-                } else {
-                    self.empty()
-                };
-                window_count::window_count(
-                    matches,
-                    p.within.map(|w| w.0),
-                    p.at_least,
-                    p.at_most,
-                    universe,
-                )
+                let matches = self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user_id.clone(), e.ts)));
+                let universe = if p.at_least == 0 { self.universe() } else { self.empty() };
+                window_count::window_count(matches, p.within.map(|w| w.0), p.at_least, p.at_most, universe)
             }
             Condition::Aggregate(a) => {
                 let (filter, property) = (a.filter.clone(), a.property.clone());
@@ -167,41 +115,22 @@ impl<'s> Compiler<'s> {
                     if !filter.matches(&e) {
                         return None;
                     }
-                    let value = e
-                        .props
-                        .get(&property)
-                        .filter(|v| **v != Value::Null)?
-                        .clone();
-                    Some(((e.user_id, value), e.ts))
+                    let value = e.props.get(&property).filter(|v| **v != Value::Null)?.clone();
+                    Some(((e.user_id.clone(), value), e.ts))
                 });
                 aggregate::aggregate(values, a.within.map(|w| w.0), a.func, a.op, a.value)
             }
             Condition::Sequence(s) => {
                 let (steps, then_not) = (s.steps.clone(), s.then_not.clone());
                 let events = self.events.clone().flat_map(move |e| {
-                    let mask = steps
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, f)| f.matches(&e))
-                        .fold(0u64, |m, (i, _)| m | 1 << i);
+                    let mask =
+                        steps.iter().enumerate().filter(|(_, f)| f.matches(&e)).fold(0u64, |m, (i, _)| m | 1 << i);
                     let then_not = then_not.as_ref().is_some_and(|f| f.matches(&e));
                     (mask != 0 || then_not).then(|| {
-                        (
-                            e.user_id,
-                            SequenceEvent {
-                                ts: e.ts,
-                                message_id: e.message_id,
-                                steps: mask,
-                                then_not,
-                            },
-                        )
+                        (e.user_id.clone(), SequenceEvent { ts: e.ts, message_id: e.message_id.clone(), steps: mask, then_not })
                     })
                 });
-                let spec = SequenceSpec {
-                    steps: s.steps.len(),
-                    within: s.within.0,
-                    min_age: s.min_age.0,
-                };
+                let spec = SequenceSpec { steps: s.steps.len(), within: s.within.0, min_age: s.min_age.0 };
                 sequence(events, spec)
             }
         }

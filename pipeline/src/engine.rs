@@ -6,7 +6,7 @@
 use crate::compile::Compiler;
 use differential_dataflow::input::InputSession;
 use journeyflow_operators::dedup::dedup;
-use journeyflow_operators::Time;
+use journeyflow_operators::{SharedEvent, Time};
 use journeyflow_types::{Event, SegmentDefinition};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
@@ -89,7 +89,7 @@ pub struct EngineStats {
 
 /// The segment engine of one worker.
 pub struct Engine {
-    input: InputSession<Time, Event, isize>,
+    input: InputSession<Time, SharedEvent, isize>,
     probe: ProbeHandle<Time>,
     changes: Rc<RefCell<Vec<Change>>>,
     duplicates: Rc<Cell<u64>>,
@@ -119,12 +119,7 @@ impl Engine {
             compiler
                 .changes(segments)
                 .inspect(move |((segment, user), time, diff)| {
-                    sink.borrow_mut().push(Change {
-                        time: *time,
-                        segment: *segment,
-                        user: user.clone(),
-                        diff: *diff,
-                    })
+                    sink.borrow_mut().push(Change { time: *time, segment: *segment, user: user.clone(), diff: *diff })
                 })
                 .probe_with(&probe);
         });
@@ -180,7 +175,7 @@ impl Engine {
             }
         };
         self.stats.offered += 1;
-        self.input.update_at(event, time, 1);
+        self.input.update_at(SharedEvent::new(event), time, 1);
         Ok(())
     }
 
@@ -202,8 +197,7 @@ impl Engine {
     /// The largest event time offered on any worker (every worker must call this).
     pub fn agree_on_max_time(&mut self, worker: &mut Worker) -> Option<Time> {
         // Each worker sends its largest time plus one; zero means "saw nothing".
-        self.agree_input
-            .send(self.max_seen.map_or(0, |m| m.saturating_add(1)));
+        self.agree_input.send(self.max_seen.map_or(0, |m| m.saturating_add(1)));
         self.agree_input.advance_to(1);
         let probe = self.agree_probe.clone();
         worker.step_while(|| probe.less_than(&1));
@@ -213,15 +207,7 @@ impl Engine {
     /// Completes every time up to and including `as_of` and returns this worker's changes
     /// (those with time at most `as_of`) and counters.
     pub fn finish(self, worker: &mut Worker, as_of: Time) -> (Vec<Change>, EngineStats) {
-        let Engine {
-            mut input,
-            probe,
-            changes,
-            duplicates,
-            agree_input,
-            mut stats,
-            ..
-        } = self;
+        let Engine { mut input, probe, changes, duplicates, agree_input, mut stats, .. } = self;
         if as_of + 1 > *input.time() {
             input.advance_to(as_of + 1);
         }

@@ -113,25 +113,13 @@ where
                 progress.records.fetch_add(1, Ordering::Relaxed);
                 let (line, offset, bytes) = match record {
                     RawRecord::TooLarge { line, offset, size } => {
-                        let reason = journeyflow_types::DecodeError::TooLarge {
-                            size,
-                            limit: config.max_record_bytes,
-                        }
-                        .to_string();
-                        dead.push(DeadLetter {
-                            line,
-                            offset,
-                            reason,
-                            record: None,
-                        });
+                        let reason = journeyflow_types::DecodeError::TooLarge { size, limit: config.max_record_bytes }
+                            .to_string();
+                        dead.push(DeadLetter { line, offset, reason, record: None });
                         stats.malformed += 1;
                         continue;
                     }
-                    RawRecord::Line {
-                        line,
-                        offset,
-                        bytes,
-                    } => (line, offset, bytes),
+                    RawRecord::Line { line, offset, bytes } => (line, offset, bytes),
                 };
                 let event = match decode_line(&bytes) {
                     Ok(event) => event,
@@ -175,16 +163,10 @@ where
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
 
-    let mut out = RunOutput {
-        as_of: None,
-        changes: Vec::new(),
-        dead_letters: Vec::new(),
-        stats: RunStats::default(),
-    };
+    let mut out = RunOutput { as_of: None, changes: Vec::new(), dead_letters: Vec::new(), stats: RunStats::default() };
     for result in guards.join() {
-        let (as_of, changes, dead, stats) = result
-            .map_err(|e| anyhow::anyhow!("worker failed: {e}"))?
-            .map_err(anyhow::Error::msg)?;
+        let (as_of, changes, dead, stats) =
+            result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
         out.as_of = out.as_of.max(as_of);
         out.changes.extend(changes);
         out.dead_letters.extend(dead);

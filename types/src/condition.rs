@@ -54,11 +54,7 @@ impl Op {
 
     /// The operator's name in definitions.
     pub fn name(self) -> &'static str {
-        Op::ALL
-            .iter()
-            .find(|(_, op)| *op == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("eq")
+        Op::ALL.iter().find(|(_, op)| *op == self).map(|(n, _)| *n).unwrap_or("eq")
     }
 
     /// Parses an operator name.
@@ -151,21 +147,13 @@ pub struct EventFilter {
 impl EventFilter {
     /// Whether an event matches. Identify calls never do.
     pub fn matches(&self, e: &Event) -> bool {
-        e.kind != Kind::Identify
-            && e.name == self.event
-            && self.predicates.iter().all(|p| p.test(e.props.get(&p.path)))
+        e.kind != Kind::Identify && e.name == self.event && self.predicates.iter().all(|p| p.test(e.props.get(&p.path)))
     }
 
     fn to_json_into(&self, o: &mut serde_json::Map<String, serde_json::Value>) {
         o.insert("event".into(), json!(self.event));
         if !self.predicates.is_empty() {
-            o.insert(
-                "where".into(),
-                self.predicates
-                    .iter()
-                    .map(|p| p.to_json("property"))
-                    .collect(),
-            );
+            o.insert("where".into(), self.predicates.iter().map(|p| p.to_json("property")).collect());
         }
     }
 
@@ -204,11 +192,7 @@ impl AggFn {
 
     /// The function's name.
     pub fn name(self) -> &'static str {
-        AggFn::ALL
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("sum")
+        AggFn::ALL.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("sum")
     }
 }
 
@@ -316,10 +300,7 @@ impl Condition {
             }
             Condition::Sequence(s) => {
                 let mut o = serde_json::Map::new();
-                o.insert(
-                    "steps".into(),
-                    s.steps.iter().map(EventFilter::to_json).collect(),
-                );
+                o.insert("steps".into(), s.steps.iter().map(EventFilter::to_json).collect());
                 o.insert("within".into(), json!(s.within.to_string()));
                 o.insert("min_age".into(), json!(s.min_age.to_string()));
                 if let Some(t) = &s.then_not {
@@ -357,11 +338,7 @@ mod tests {
     fn missing_values_fail_every_op_but_not_exists() {
         for (_, op) in Op::ALL {
             assert_eq!(op.test(None, Some(&n(1.0))), op == Op::NotExists, "{op:?}");
-            assert_eq!(
-                op.test(Some(&Value::Null), Some(&n(1.0))),
-                op == Op::NotExists,
-                "{op:?}"
-            );
+            assert_eq!(op.test(Some(&Value::Null), Some(&n(1.0))), op == Op::NotExists, "{op:?}");
         }
     }
 

@@ -1,9 +1,7 @@
 //! Segment definition files: parsing and validation that reports every error with its
 //! JSON path at once, so nothing is installed from a file with a mistake in it.
 
-use crate::condition::{
-    AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence,
-};
+use crate::condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence};
 use crate::duration::Duration;
 use crate::time::json_kind;
 use crate::value::Value;
@@ -57,29 +55,17 @@ pub struct ValidationErrors(pub Vec<ValidationError>);
 /// in dependency order: a segment comes after every segment it refers to.
 pub fn parse_segments(text: &str) -> Result<Vec<SegmentDefinition>, ValidationErrors> {
     let json: Json = serde_json::from_str(text).map_err(|e| {
-        ValidationErrors(vec![ValidationError {
-            path: "$".into(),
-            message: format!("malformed JSON: {e}"),
-        }])
+        ValidationErrors(vec![ValidationError { path: "$".into(), message: format!("malformed JSON: {e}") }])
     })?;
     validate_segments(&json, &BTreeSet::new())
 }
 
 /// Validates JSON already parsed. `known` names segments installed elsewhere that
 /// `in_segment` may refer to.
-pub fn validate_segments(
-    json: &Json,
-    known: &BTreeSet<String>,
-) -> Result<Vec<SegmentDefinition>, ValidationErrors> {
+pub fn validate_segments(json: &Json, known: &BTreeSet<String>) -> Result<Vec<SegmentDefinition>, ValidationErrors> {
     let mut cx = Checker::default();
     let Some(items) = json.as_array() else {
-        cx.error(
-            "$",
-            format!(
-                "expected an array of segment definitions, found {}",
-                json_kind(json)
-            ),
-        );
+        cx.error("$", format!("expected an array of segment definitions, found {}", json_kind(json)));
         return Err(cx.finish());
     };
     let mut defs = Vec::new();
@@ -94,24 +80,17 @@ pub fn validate_segments(
     let mut seen = BTreeMap::new();
     for (def, path) in defs.iter().zip(&paths) {
         if let Some(first) = seen.insert(def.id.clone(), path.clone()) {
-            cx.error(
-                &format!("{path}.id"),
-                format!("duplicate id {:?} (first defined at {first})", def.id),
-            );
+            cx.error(&format!("{path}.id"), format!("duplicate id {:?} (first defined at {first})", def.id));
         }
     }
     // References: unknown ids and cycles.
-    let by_id: BTreeMap<&str, &SegmentDefinition> =
-        defs.iter().map(|d| (d.id.as_str(), d)).collect();
+    let by_id: BTreeMap<&str, &SegmentDefinition> = defs.iter().map(|d| (d.id.as_str(), d)).collect();
     for (def, path) in defs.iter().zip(&paths) {
         let mut refs = Vec::new();
         def.condition.references(&mut refs);
         for r in refs {
             if !by_id.contains_key(r.as_str()) && !known.contains(&r) {
-                cx.error(
-                    &format!("{path}.condition"),
-                    format!("in_segment refers to unknown segment {r:?}"),
-                );
+                cx.error(&format!("{path}.condition"), format!("in_segment refers to unknown segment {r:?}"));
             }
         }
     }
@@ -119,10 +98,7 @@ pub fn validate_segments(
         Ok(order) => order,
         Err(cycle) => {
             let path = paths[defs.iter().position(|d| d.id == cycle[0]).unwrap_or(0)].clone();
-            cx.error(
-                &format!("{path}.condition"),
-                format!("in_segment cycle: {}", cycle.join(" -> ")),
-            );
+            cx.error(&format!("{path}.condition"), format!("in_segment cycle: {}", cycle.join(" -> ")));
             Vec::new()
         }
     };
@@ -134,11 +110,7 @@ pub fn validate_segments(
 
 /// Dependency order of definitions, or a cycle as the list of ids around it.
 fn topo_order(defs: &[SegmentDefinition]) -> Result<Vec<usize>, Vec<String>> {
-    let index: BTreeMap<&str, usize> = defs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (d.id.as_str(), i))
-        .collect();
+    let index: BTreeMap<&str, usize> = defs.iter().enumerate().map(|(i, d)| (d.id.as_str(), i)).collect();
     // 0 = unvisited, 1 = on the stack, 2 = done
     let mut state = vec![0u8; defs.len()];
     let mut order = Vec::new();
@@ -154,8 +126,7 @@ fn topo_order(defs: &[SegmentDefinition]) -> Result<Vec<usize>, Vec<String>> {
             2 => return Ok(()),
             1 => {
                 let start = stack.iter().position(|&j| j == i).unwrap_or(0);
-                let mut cycle: Vec<String> =
-                    stack[start..].iter().map(|&j| defs[j].id.clone()).collect();
+                let mut cycle: Vec<String> = stack[start..].iter().map(|&j| defs[j].id.clone()).collect();
                 cycle.push(defs[i].id.clone());
                 return Err(cycle);
             }
@@ -184,9 +155,7 @@ fn topo_order(defs: &[SegmentDefinition]) -> Result<Vec<usize>, Vec<String>> {
 /// Whether `id` matches `[a-z0-9_-]{1,64}`.
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Collects errors while walking definition JSON.
@@ -200,10 +169,7 @@ type Obj = serde_json::Map<String, Json>;
 impl Checker {
     /// Records an error at a path.
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
-        self.errors.push(ValidationError {
-            path: path.to_string(),
-            message: message.into(),
-        });
+        self.errors.push(ValidationError { path: path.to_string(), message: message.into() });
     }
 
     /// Whether no error has been recorded.
@@ -228,10 +194,7 @@ impl Checker {
             if !allowed.contains(&k.as_str()) {
                 self.error(
                     &format!("{path}.{k}"),
-                    format!(
-                        "unknown field {k:?} (expected one of: {})",
-                        allowed.join(", ")
-                    ),
+                    format!("unknown field {k:?} (expected one of: {})", allowed.join(", ")),
                 );
             }
         }
@@ -257,10 +220,7 @@ impl Checker {
                 None
             }
             other => {
-                self.error(
-                    path,
-                    format!("expected a string, found {}", json_kind(other)),
-                );
+                self.error(path, format!("expected a string, found {}", json_kind(other)));
                 None
             }
         }
@@ -271,10 +231,7 @@ impl Checker {
         o.get(key).and_then(|v| match v {
             Json::String(s) => Some(s.clone()),
             other => {
-                self.error(
-                    &format!("{path}.{key}"),
-                    format!("expected a string, found {}", json_kind(other)),
-                );
+                self.error(&format!("{path}.{key}"), format!("expected a string, found {}", json_kind(other)));
                 None
             }
         })
@@ -284,16 +241,11 @@ impl Checker {
     pub fn opt_duration(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<Duration>, ()> {
         match o.get(key) {
             None => Ok(None),
-            Some(Json::String(s)) => Duration::parse(s)
-                .map(Some)
-                .map_err(|e| self.error(&format!("{path}.{key}"), e)),
+            Some(Json::String(s)) => Duration::parse(s).map(Some).map_err(|e| self.error(&format!("{path}.{key}"), e)),
             Some(other) => {
                 self.error(
                     &format!("{path}.{key}"),
-                    format!(
-                        "expected a duration string such as \"7d\", found {}",
-                        json_kind(other)
-                    ),
+                    format!("expected a duration string such as \"7d\", found {}", json_kind(other)),
                 );
                 Err(())
             }
@@ -304,10 +256,7 @@ impl Checker {
         match o.get(key) {
             None => Ok(None),
             Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                self.error(
-                    &format!("{path}.{key}"),
-                    format!("expected a non-negative integer, found {v}"),
-                );
+                self.error(&format!("{path}.{key}"), format!("expected a non-negative integer, found {v}"));
             }),
         }
     }
@@ -317,10 +266,7 @@ impl Checker {
         let id = self.string(path, o, "id");
         if let Some(id) = &id {
             if !valid_id(id) {
-                self.error(
-                    &format!("{path}.id"),
-                    format!("id {id:?} must match [a-z0-9_-]{{1,64}}"),
-                );
+                self.error(&format!("{path}.id"), format!("id {id:?} must match [a-z0-9_-]{{1,64}}"));
             }
         }
         let name = self.opt_string(path, o, "name");
@@ -332,26 +278,12 @@ impl Checker {
             }
             Some(c) => self.condition(&format!("{path}.condition"), c),
         };
-        Some(SegmentDefinition {
-            id: id?,
-            name,
-            description,
-            condition: condition?,
-        })
+        Some(SegmentDefinition { id: id?, name, description, condition: condition? })
     }
 
     /// A condition: an object with exactly one key naming its kind.
     pub fn condition(&mut self, path: &str, v: &Json) -> Option<Condition> {
-        const KINDS: [&str; 8] = [
-            "all",
-            "any",
-            "not",
-            "in_segment",
-            "trait",
-            "performed",
-            "aggregate",
-            "sequence",
-        ];
+        const KINDS: [&str; 8] = ["all", "any", "not", "in_segment", "trait", "performed", "aggregate", "sequence"];
         let Some(o) = v.as_object() else {
             self.error(
                 path,
@@ -367,11 +299,7 @@ impl Checker {
             let keys: Vec<&str> = o.keys().map(String::as_str).collect();
             self.error(
                 path,
-                format!(
-                    "a condition must have exactly one key (one of {}), found {:?}",
-                    KINDS.join(", "),
-                    keys
-                ),
+                format!("a condition must have exactly one key (one of {}), found {:?}", KINDS.join(", "), keys),
             );
             return None;
         }
@@ -380,38 +308,23 @@ impl Checker {
         match kind.as_str() {
             "all" | "any" => {
                 let Some(items) = body.as_array() else {
-                    self.error(
-                        &p,
-                        format!("expected an array of conditions, found {}", json_kind(body)),
-                    );
+                    self.error(&p, format!("expected an array of conditions, found {}", json_kind(body)));
                     return None;
                 };
                 if items.is_empty() {
                     self.error(&p, "must not be empty");
                     return None;
                 }
-                let parsed: Vec<Option<Condition>> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| self.condition(&format!("{p}[{i}]"), c))
-                    .collect();
+                let parsed: Vec<Option<Condition>> =
+                    items.iter().enumerate().map(|(i, c)| self.condition(&format!("{p}[{i}]"), c)).collect();
                 let parsed: Option<Vec<Condition>> = parsed.into_iter().collect();
-                Some(if kind == "all" {
-                    Condition::All(parsed?)
-                } else {
-                    Condition::Any(parsed?)
-                })
+                Some(if kind == "all" { Condition::All(parsed?) } else { Condition::Any(parsed?) })
             }
-            "not" => self
-                .condition(&p, body)
-                .map(|c| Condition::Not(Box::new(c))),
+            "not" => self.condition(&p, body).map(|c| Condition::Not(Box::new(c))),
             "in_segment" => {
                 let id = self.string_value(&p, body)?;
                 if !valid_id(&id) {
-                    self.error(
-                        &p,
-                        format!("segment id {id:?} must match [a-z0-9_-]{{1,64}}"),
-                    );
+                    self.error(&p, format!("segment id {id:?} must match [a-z0-9_-]{{1,64}}"));
                     return None;
                 }
                 Some(Condition::InSegment(id))
@@ -424,13 +337,7 @@ impl Checker {
             "aggregate" => self.aggregate(&p, body).map(Condition::Aggregate),
             "sequence" => self.sequence(&p, body).map(Condition::Sequence),
             other => {
-                self.error(
-                    path,
-                    format!(
-                        "unknown condition {other:?} (expected one of {})",
-                        KINDS.join(", ")
-                    ),
-                );
+                self.error(path, format!("unknown condition {other:?} (expected one of {})", KINDS.join(", ")));
                 None
             }
         }
@@ -456,10 +363,7 @@ impl Checker {
                 op
             }
             Some(other) => {
-                self.error(
-                    &format!("{path}.op"),
-                    format!("expected a string, found {}", json_kind(other)),
-                );
+                self.error(&format!("{path}.op"), format!("expected a string, found {}", json_kind(other)));
                 None
             }
         };
@@ -472,10 +376,7 @@ impl Checker {
                 return None;
             }
             (true, None) => {
-                self.error(
-                    path,
-                    format!("missing field \"value\" (op {:?} needs one)", op.name()),
-                );
+                self.error(path, format!("missing field \"value\" (op {:?} needs one)", op.name()));
                 return None;
             }
             _ => {}
@@ -495,18 +396,11 @@ impl Checker {
                     Op::StartsWith => "a string",
                     _ => "a string, number, boolean or array",
                 };
-                self.error(
-                    &vpath,
-                    format!("op {:?} needs {want}, found {}", op.name(), json_kind(v)),
-                );
+                self.error(&vpath, format!("op {:?} needs {want}, found {}", op.name(), json_kind(v)));
                 return None;
             }
         }
-        Some(Predicate {
-            path: name?,
-            op,
-            value: value.map(Value::from_json),
-        })
+        Some(Predicate { path: name?, op, value: value.map(Value::from_json) })
     }
 
     fn filter_fields(&mut self, path: &str, o: &Obj) -> Option<EventFilter> {
@@ -533,10 +427,7 @@ impl Checker {
                     }
                 }
                 None => {
-                    self.error(
-                        &wp,
-                        format!("expected an array of predicates, found {}", json_kind(w)),
-                    );
+                    self.error(&wp, format!("expected an array of predicates, found {}", json_kind(w)));
                     ok = false;
                 }
             }
@@ -544,10 +435,7 @@ impl Checker {
         if !ok {
             return None;
         }
-        Some(EventFilter {
-            event: event?,
-            predicates,
-        })
+        Some(EventFilter { event: event?, predicates })
     }
 
     /// An event filter object `{"event", "where"?}`.
@@ -557,11 +445,7 @@ impl Checker {
     }
 
     fn performed(&mut self, path: &str, v: &Json) -> Option<Performed> {
-        let o = self.object(
-            path,
-            v,
-            &["event", "where", "within", "at_least", "at_most"],
-        )?;
+        let o = self.object(path, v, &["event", "where", "within", "at_least", "at_most"])?;
         let filter = self.filter_fields(path, o);
         let within = self.opt_duration(path, o, "within");
         let at_least = self.opt_count(path, o, "at_least");
@@ -576,27 +460,15 @@ impl Checker {
         let at_least = at_least.unwrap_or(if at_most.is_some() { 0 } else { 1 });
         if let Some(m) = at_most {
             if m < at_least {
-                self.error(
-                    path,
-                    format!("at_most ({m}) is less than at_least ({at_least})"),
-                );
+                self.error(path, format!("at_most ({m}) is less than at_least ({at_least})"));
                 return None;
             }
         }
-        Some(Performed {
-            filter: filter?,
-            within: within.ok()?,
-            at_least,
-            at_most,
-        })
+        Some(Performed { filter: filter?, within: within.ok()?, at_least, at_most })
     }
 
     fn aggregate(&mut self, path: &str, v: &Json) -> Option<Aggregate> {
-        let o = self.object(
-            path,
-            v,
-            &["event", "where", "property", "fn", "within", "op", "value"],
-        )?;
+        let o = self.object(path, v, &["event", "where", "property", "fn", "within", "op", "value"])?;
         let filter = self.filter_fields(path, o);
         let property = self.string(path, o, "property");
         let func = match self.string(path, o, "fn") {
@@ -605,9 +477,7 @@ impl Checker {
                 if func.is_none() {
                     self.error(
                         &format!("{path}.fn"),
-                        format!(
-                            "unknown fn {f:?} (expected one of sum, avg, min, max, count_distinct)"
-                        ),
+                        format!("unknown fn {f:?} (expected one of sum, avg, min, max, count_distinct)"),
                     );
                 }
                 func
@@ -625,7 +495,10 @@ impl Checker {
             Some(s) => match Op::parse(&s) {
                 Some(op @ (Op::Eq | Op::Ne | Op::Gt | Op::Gte | Op::Lt | Op::Lte)) => Some(op),
                 _ => {
-                    self.error(&format!("{path}.op"), format!("op {s:?} does not compare numbers (expected one of eq, ne, gt, gte, lt, lte)"));
+                    self.error(
+                        &format!("{path}.op"),
+                        format!("op {s:?} does not compare numbers (expected one of eq, ne, gt, gte, lt, lte)"),
+                    );
                     None
                 }
             },
@@ -639,10 +512,7 @@ impl Checker {
             Some(v) => match v.as_f64() {
                 Some(x) => Some(x),
                 None => {
-                    self.error(
-                        &format!("{path}.value"),
-                        format!("expected a number, found {}", json_kind(v)),
-                    );
+                    self.error(&format!("{path}.value"), format!("expected a number, found {}", json_kind(v)));
                     None
                 }
             },
@@ -669,20 +539,14 @@ impl Checker {
                 None
             }
             Some(Json::Array(items)) => {
-                let parsed: Vec<Option<EventFilter>> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| self.filter(&format!("{path}.steps[{i}]"), s))
-                    .collect();
+                let parsed: Vec<Option<EventFilter>> =
+                    items.iter().enumerate().map(|(i, s)| self.filter(&format!("{path}.steps[{i}]"), s)).collect();
                 parsed.into_iter().collect::<Option<Vec<_>>>()
             }
             Some(other) => {
                 self.error(
                     &format!("{path}.steps"),
-                    format!(
-                        "expected an array of event filters, found {}",
-                        json_kind(other)
-                    ),
+                    format!("expected an array of event filters, found {}", json_kind(other)),
                 );
                 None
             }
@@ -707,16 +571,14 @@ impl Checker {
         let min_age = min_age.ok()?.unwrap_or(Duration(0));
         if let Some(w) = within {
             if min_age >= w {
-                self.error(&format!("{path}.min_age"), format!("min_age ({min_age}) must be shorter than within ({w}), or no user can ever match"));
+                self.error(
+                    &format!("{path}.min_age"),
+                    format!("min_age ({min_age}) must be shorter than within ({w}), or no user can ever match"),
+                );
                 return None;
             }
         }
-        Some(Sequence {
-            steps: steps?,
-            within: within?,
-            min_age,
-            then_not: then_not?,
-        })
+        Some(Sequence { steps: steps?, within: within?, min_age, then_not: then_not? })
     }
 }
 
@@ -725,12 +587,7 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<(String, String)> {
-        parse_segments(text)
-            .unwrap_err()
-            .0
-            .into_iter()
-            .map(|e| (e.path, e.message))
-            .collect()
+        parse_segments(text).unwrap_err().0.into_iter().map(|e| (e.path, e.message)).collect()
     }
 
     #[test]
@@ -791,23 +648,13 @@ mod tests {
           {"id": "a", "condition": {"trait": {"name": "x", "op": "exists"}}}
         ]"#,
         );
-        assert!(
-            errs.iter()
-                .any(|(p, m)| p == "$[2].id" && m.contains("duplicate id \"a\"")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|(p, m)| p == "$[2].id" && m.contains("duplicate id \"a\"")), "{errs:?}");
         let errs = errors(
             r#"[{"id": "a", "condition": {"in_segment": "b"}}, {"id": "b", "condition": {"not": {"in_segment": "a"}}}]"#,
         );
-        assert!(
-            errs.iter().any(|(_, m)| m.contains("cycle: a -> b -> a")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|(_, m)| m.contains("cycle: a -> b -> a")), "{errs:?}");
         let errs = errors(r#"[{"id": "a", "condition": {"in_segment": "a"}}]"#);
-        assert!(
-            errs.iter().any(|(_, m)| m.contains("cycle: a -> a")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|(_, m)| m.contains("cycle: a -> a")), "{errs:?}");
     }
 
     #[test]
@@ -827,10 +674,7 @@ mod tests {
             ("$[0].condition.any[0].trait.value", "needs an array"),
             ("$[0].condition.any[1].trait.value", "takes no value"),
             ("$[0].condition.any[2].trait", "missing field \"value\""),
-            (
-                "$[0].condition.any[3].performed.where[0].value",
-                "needs a string",
-            ),
+            ("$[0].condition.any[3].performed.where[0].value", "needs a string"),
             ("$[0].condition.any[4].sequence.min_age", "must be shorter"),
             ("$[0].condition.any[5].not", "must be an object"),
             ("$[0].condition.any[6]", "exactly one key"),

@@ -6,14 +6,8 @@ use serde::{Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(pub u64);
 
-const UNITS: [(&str, u64); 6] = [
-    ("w", 7 * 86_400_000),
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1_000),
-    ("ms", 1),
-];
+const UNITS: [(&str, u64); 6] =
+    [("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
 impl Duration {
     /// Parses `<integer><unit>`; the error says what was expected.
@@ -21,23 +15,15 @@ impl Duration {
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
         let (number, unit) = text.split_at(digits);
         if number.is_empty() {
-            return Err(format!(
-                "duration {text:?} must start with an integer, as in \"30d\""
-            ));
+            return Err(format!("duration {text:?} must start with an integer, as in \"30d\""));
         }
         let scale = UNITS
             .iter()
             .find(|(u, _)| *u == unit)
             .map(|(_, s)| *s)
-            .ok_or_else(|| {
-                format!("duration {text:?} has unit {unit:?}; expected one of ms, s, m, h, d, w")
-            })?;
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("duration {text:?} is too large"))?;
-        n.checked_mul(scale)
-            .map(Duration)
-            .ok_or_else(|| format!("duration {text:?} is too large"))
+            .ok_or_else(|| format!("duration {text:?} has unit {unit:?}; expected one of ms, s, m, h, d, w"))?;
+        let n: u64 = number.parse().map_err(|_| format!("duration {text:?} is too large"))?;
+        n.checked_mul(scale).map(Duration).ok_or_else(|| format!("duration {text:?} is too large"))
     }
 
     /// Milliseconds.

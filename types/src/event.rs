@@ -73,16 +73,13 @@ pub enum DecodeError {
 
 /// Decodes one NDJSON line.
 pub fn decode_line(line: &[u8]) -> Result<Event, DecodeError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| DecodeError::Json(e.to_string()))?;
     decode_value(&value)
 }
 
 /// Decodes one Segment-spec JSON object.
 pub fn decode_value(value: &serde_json::Value) -> Result<Event, DecodeError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| DecodeError::NotObject(json_kind(value)))?;
+    let obj = value.as_object().ok_or_else(|| DecodeError::NotObject(json_kind(value)))?;
     let kind = match obj.get("type") {
         None => return Err(DecodeError::Missing("type")),
         Some(serde_json::Value::String(t)) => match t.as_str() {
@@ -106,20 +103,14 @@ pub fn decode_value(value: &serde_json::Value) -> Result<Event, DecodeError> {
     let message_id = id_field(obj, "messageId")?.ok_or(DecodeError::Missing("messageId"))?;
     let ts = match obj.get("timestamp") {
         None | Some(serde_json::Value::Null) => return Err(DecodeError::Missing("timestamp")),
-        Some(v) => parse_instant(v).map_err(|reason| DecodeError::Invalid {
-            field: "timestamp",
-            reason,
-        })?,
+        Some(v) => parse_instant(v).map_err(|reason| DecodeError::Invalid { field: "timestamp", reason })?,
     };
     let (name, props_field) = match kind {
         Kind::Track => {
             let name = match obj.get("event") {
                 Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
                 Some(serde_json::Value::String(_)) => {
-                    return Err(DecodeError::Invalid {
-                        field: "event",
-                        reason: "must not be empty".into(),
-                    })
+                    return Err(DecodeError::Invalid { field: "event", reason: "must not be empty".into() })
                 }
                 None | Some(serde_json::Value::Null) => return Err(DecodeError::Missing("event")),
                 Some(other) => {
@@ -139,11 +130,7 @@ pub fn decode_value(value: &serde_json::Value) -> Result<Event, DecodeError> {
         None | Some(serde_json::Value::Null) => Props::default(),
         Some(serde_json::Value::Object(map)) => Props::from_object(map),
         Some(other) => {
-            let field = if props_field == "traits" {
-                "traits"
-            } else {
-                "properties"
-            };
+            let field = if props_field == "traits" { "traits" } else { "properties" };
             return Err(DecodeError::Invalid {
                 field,
                 reason: format!("expected an object, found {}", json_kind(other)),
@@ -153,20 +140,11 @@ pub fn decode_value(value: &serde_json::Value) -> Result<Event, DecodeError> {
     // A page or screen call names the page in `name`; keep it as the property `name`.
     if matches!(kind, Kind::Page | Kind::Screen) && props.get("name").is_none() {
         if let Some(serde_json::Value::String(n)) = obj.get("name") {
-            props
-                .0
-                .push(("name".to_string(), crate::value::Value::Str(n.clone())));
+            props.0.push(("name".to_string(), crate::value::Value::Str(n.clone())));
             props.0.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
-    Ok(Event {
-        ts,
-        message_id,
-        user_id,
-        kind,
-        name,
-        props,
-    })
+    Ok(Event { ts, message_id, user_id, kind, name, props })
 }
 
 /// A string identifier (numbers are accepted and kept as their decimal text, as Segment does).
@@ -179,10 +157,9 @@ fn id_field(
         Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
         Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(DecodeError::Invalid {
-            field,
-            reason: format!("expected a string, found {}", json_kind(other)),
-        }),
+        Some(other) => {
+            Err(DecodeError::Invalid { field, reason: format!("expected a string, found {}", json_kind(other)) })
+        }
     }
 }
 
@@ -211,10 +188,7 @@ mod tests {
         let i = ok(
             r#"{"type":"identify","anonymousId":"a1","messageId":"m2","timestamp":5,"traits":{"plan":"pro","gone":null}}"#,
         );
-        assert_eq!(
-            (i.kind, i.user_id.as_str(), i.ts),
-            (Kind::Identify, "a1", 5)
-        );
+        assert_eq!((i.kind, i.user_id.as_str(), i.ts), (Kind::Identify, "a1", 5));
         assert_eq!(i.props.get("gone"), Some(&Value::Null));
         let p = ok(r#"{"type":"page","userId":"u1","messageId":"m3","timestamp":7,"name":"Home"}"#);
         assert_eq!((p.kind, p.name.as_str()), (Kind::Page, "page"));
@@ -223,9 +197,7 @@ mod tests {
 
     #[test]
     fn user_id_wins_over_anonymous_id() {
-        let e = ok(
-            r#"{"type":"identify","userId":"u","anonymousId":"a","messageId":"m","timestamp":1}"#,
-        );
+        let e = ok(r#"{"type":"identify","userId":"u","anonymousId":"a","messageId":"m","timestamp":1}"#);
         assert_eq!(e.user_id, "u");
     }
 
@@ -233,10 +205,7 @@ mod tests {
     fn every_bad_record_says_why() {
         assert!(err("{not json").starts_with("malformed JSON"));
         assert_eq!(err("[1]"), "record is an array, expected a JSON object");
-        assert_eq!(
-            err(r#"{"userId":"u","messageId":"m","timestamp":1}"#),
-            "missing field `type`"
-        );
+        assert_eq!(err(r#"{"userId":"u","messageId":"m","timestamp":1}"#), "missing field `type`");
         assert_eq!(
             err(r#"{"type":"alias","userId":"u","messageId":"m","timestamp":1}"#),
             "unsupported type \"alias\" (accepted: track, identify, page, screen)"
@@ -245,30 +214,17 @@ mod tests {
             err(r#"{"type":"track","event":"x","messageId":"m","timestamp":1}"#),
             "missing user: neither `userId` nor `anonymousId` is set"
         );
-        assert_eq!(
-            err(r#"{"type":"track","event":"x","userId":"u","timestamp":1}"#),
-            "missing field `messageId`"
-        );
-        assert_eq!(
-            err(r#"{"type":"track","event":"x","userId":"u","messageId":"m"}"#),
-            "missing field `timestamp`"
-        );
-        assert!(err(
-            r#"{"type":"track","event":"x","userId":"u","messageId":"m","timestamp":"soon"}"#
-        )
-        .starts_with("field `timestamp`"));
-        assert_eq!(
-            err(r#"{"type":"track","userId":"u","messageId":"m","timestamp":1}"#),
-            "missing field `event`"
-        );
+        assert_eq!(err(r#"{"type":"track","event":"x","userId":"u","timestamp":1}"#), "missing field `messageId`");
+        assert_eq!(err(r#"{"type":"track","event":"x","userId":"u","messageId":"m"}"#), "missing field `timestamp`");
+        assert!(err(r#"{"type":"track","event":"x","userId":"u","messageId":"m","timestamp":"soon"}"#)
+            .starts_with("field `timestamp`"));
+        assert_eq!(err(r#"{"type":"track","userId":"u","messageId":"m","timestamp":1}"#), "missing field `event`");
         assert_eq!(
             err(r#"{"type":"track","event":3,"userId":"u","messageId":"m","timestamp":1}"#),
             "field `event`: expected a string, found a number"
         );
         assert_eq!(
-            err(
-                r#"{"type":"track","event":"x","userId":"u","messageId":"m","timestamp":1,"properties":[]}"#
-            ),
+            err(r#"{"type":"track","event":"x","userId":"u","messageId":"m","timestamp":1,"properties":[]}"#),
             "field `properties`: expected an object, found an array"
         );
         assert_eq!(

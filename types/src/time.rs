@@ -6,26 +6,18 @@ pub fn parse_instant(v: &serde_json::Value) -> Result<u64, String> {
         serde_json::Value::String(s) => parse_instant_str(s),
         serde_json::Value::Number(n) => match n.as_u64() {
             Some(ms) => Ok(ms),
-            None => Err(format!(
-                "timestamp {n} is not a non-negative integer of epoch milliseconds"
-            )),
+            None => Err(format!("timestamp {n} is not a non-negative integer of epoch milliseconds")),
         },
-        other => Err(format!(
-            "timestamp must be an RFC 3339 string or epoch milliseconds, not {}",
-            json_kind(other)
-        )),
+        other => Err(format!("timestamp must be an RFC 3339 string or epoch milliseconds, not {}", json_kind(other))),
     }
 }
 
 /// Parses RFC 3339 text, or a string of digits as epoch milliseconds.
 pub fn parse_instant_str(s: &str) -> Result<u64, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse()
-            .map_err(|_| format!("timestamp {s:?} is out of range"));
+        return s.parse().map_err(|_| format!("timestamp {s:?} is out of range"));
     }
-    let t = chrono::DateTime::parse_from_rfc3339(s)
-        .map_err(|e| format!("timestamp {s:?} is not RFC 3339 ({e})"))?;
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("timestamp {s:?} is not RFC 3339 ({e})"))?;
     u64::try_from(t.timestamp_millis()).map_err(|_| format!("timestamp {s:?} is before 1970"))
 }
 
@@ -57,10 +49,7 @@ mod tests {
     #[test]
     fn parses_rfc3339_and_epoch_ms() {
         assert_eq!(parse_instant(&json!("1970-01-01T00:00:01Z")), Ok(1000));
-        assert_eq!(
-            parse_instant(&json!("1970-01-01T01:00:00.5+01:00")),
-            Ok(500)
-        );
+        assert_eq!(parse_instant(&json!("1970-01-01T01:00:00.5+01:00")), Ok(500));
         assert_eq!(parse_instant(&json!(1234)), Ok(1234));
         assert_eq!(parse_instant_str("1234"), Ok(1234));
         assert!(parse_instant(&json!(-5)).is_err());

@@ -58,9 +58,7 @@ impl Value {
             serde_json::Value::Bool(b) => Value::Bool(*b),
             serde_json::Value::Number(n) => Value::Num(Num(n.as_f64().unwrap_or(f64::NAN))),
             serde_json::Value::String(s) => Value::Str(s.clone()),
-            serde_json::Value::Array(items) => {
-                Value::List(items.iter().map(Value::from_json).collect())
-            }
+            serde_json::Value::Array(items) => Value::List(items.iter().map(Value::from_json).collect()),
             serde_json::Value::Object(_) => Value::Str(v.to_string()),
         }
     }
@@ -70,13 +68,11 @@ impl Value {
         match self {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Num(n) => serde_json::Number::from_f64(n.0)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            Value::Str(s) => serde_json::Value::String(s.clone()),
-            Value::List(items) => {
-                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
+            Value::Num(n) => {
+                serde_json::Number::from_f64(n.0).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
             }
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::List(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
         }
     }
 
@@ -106,10 +102,7 @@ impl Props {
 
     /// The value at a dot path, if present.
     pub fn get(&self, path: &str) -> Option<&Value> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(path))
-            .ok()
-            .map(|i| &self.0[i].1)
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(path)).ok().map(|i| &self.0[i].1)
     }
 
     /// Number of flattened entries.
@@ -123,17 +116,9 @@ impl Props {
     }
 }
 
-fn flatten_into(
-    prefix: &str,
-    map: &serde_json::Map<String, serde_json::Value>,
-    out: &mut Vec<(String, Value)>,
-) {
+fn flatten_into(prefix: &str, map: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<(String, Value)>) {
     for (k, v) in map {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             serde_json::Value::Object(inner) => flatten_into(&path, inner, out),
             other => out.push((path, Value::from_json(other))),
@@ -152,13 +137,7 @@ mod tests {
         assert_eq!(props.get("a.b"), Some(&Value::Num(Num(1.0))));
         assert_eq!(props.get("a.c.d"), Some(&Value::Str("x".into())));
         assert_eq!(props.get("a"), None);
-        assert_eq!(
-            props.get("e"),
-            Some(&Value::List(vec![
-                Value::Num(Num(1.0)),
-                Value::Num(Num(2.0))
-            ]))
-        );
+        assert_eq!(props.get("e"), Some(&Value::List(vec![Value::Num(Num(1.0)), Value::Num(Num(2.0))])));
     }
 
     #[test]

@@ -44,12 +44,7 @@ pub struct PartReader {
 
 impl PartReader {
     /// Opens part `part` of `parts` of `path`; records longer than `max_record` bytes are reported as too large.
-    pub fn open(
-        path: &Path,
-        part: usize,
-        parts: usize,
-        max_record: usize,
-    ) -> io::Result<PartReader> {
+    pub fn open(path: &Path, part: usize, parts: usize, max_record: usize) -> io::Result<PartReader> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
         let parts = parts.max(1) as u128;
@@ -86,13 +81,7 @@ impl PartReader {
                 }
             }
         }
-        Ok(PartReader {
-            reader,
-            pos,
-            end,
-            line,
-            max_record,
-        })
+        Ok(PartReader { reader, pos, end, line, max_record })
     }
 
     fn next_record(&mut self) -> io::Result<Option<RawRecord>> {
@@ -113,11 +102,7 @@ impl PartReader {
                     Some(i) => (i + 1, true),
                     None => (buf.len(), false),
                 };
-                let content = if found {
-                    &buf[..take - 1]
-                } else {
-                    &buf[..take]
-                };
+                let content = if found { &buf[..take - 1] } else { &buf[..take] };
                 if size + content.len() <= self.max_record {
                     bytes.extend_from_slice(content);
                 }
@@ -140,11 +125,7 @@ impl PartReader {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Ok(Some(RawRecord::Line {
-                line,
-                offset,
-                bytes,
-            }));
+            return Ok(Some(RawRecord::Line { line, offset, bytes }));
         }
     }
 }
@@ -164,12 +145,7 @@ mod tests {
 
     fn lines_of(path: &Path, parts: usize, max: usize) -> Vec<RawRecord> {
         (0..parts)
-            .flat_map(|p| {
-                PartReader::open(path, p, parts, max)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|p| PartReader::open(path, p, parts, max).unwrap().map(Result::unwrap).collect::<Vec<_>>())
             .collect()
     }
 
@@ -180,22 +156,8 @@ mod tests {
         f.write_all(text.as_bytes()).unwrap();
         let whole = lines_of(f.path(), 1, 100);
         assert_eq!(whole.len(), 5);
-        assert_eq!(
-            whole[2],
-            RawRecord::Line {
-                line: 4,
-                offset: 12,
-                bytes: b"gamma delta".to_vec()
-            }
-        );
-        assert_eq!(
-            whole[4],
-            RawRecord::Line {
-                line: 6,
-                offset: 27,
-                bytes: b"last-no-newline".to_vec()
-            }
-        );
+        assert_eq!(whole[2], RawRecord::Line { line: 4, offset: 12, bytes: b"gamma delta".to_vec() });
+        assert_eq!(whole[4], RawRecord::Line { line: 6, offset: 27, bytes: b"last-no-newline".to_vec() });
         for parts in 2..=text.len() + 1 {
             assert_eq!(lines_of(f.path(), parts, 100), whole, "{parts} parts");
         }
@@ -206,21 +168,7 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"short\n0123456789abcdef\nok\n").unwrap();
         let got = lines_of(f.path(), 1, 8);
-        assert_eq!(
-            got[1],
-            RawRecord::TooLarge {
-                line: 2,
-                offset: 6,
-                size: 16
-            }
-        );
-        assert_eq!(
-            got[2],
-            RawRecord::Line {
-                line: 3,
-                offset: 23,
-                bytes: b"ok".to_vec()
-            }
-        );
+        assert_eq!(got[1], RawRecord::TooLarge { line: 2, offset: 6, size: 16 });
+        assert_eq!(got[2], RawRecord::Line { line: 3, offset: 23, bytes: b"ok".to_vec() });
     }
 }

@@ -21,12 +21,7 @@ impl NdjsonWriter {
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        Ok(NdjsonWriter {
-            out,
-            tmp,
-            path: path.to_path_buf(),
-            records: 0,
-        })
+        Ok(NdjsonWriter { out, tmp, path: path.to_path_buf(), records: 0 })
     }
 
     /// Appends one record as a line.
@@ -59,9 +54,6 @@ mod tests {
         w.write(&serde_json::json!({"a": 2})).unwrap();
         assert!(!path.exists());
         assert_eq!(w.finish().unwrap(), 2);
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"a\":1}\n{\"a\":2}\n"
-        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
     }
 }

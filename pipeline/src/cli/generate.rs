@@ -47,19 +47,13 @@ pub fn execute(args: &GenerateArgs) -> anyhow::Result<()> {
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let chunk = 1_000_000u64;
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 22, file);
     let mut start = 0;
     while start < config.events {
         // Generate up to `threads` chunks in parallel, then write them in order.
         let ends: Vec<(u64, u64)> = (0..threads)
-            .map(|k| {
-                (
-                    start + k * chunk,
-                    (start + (k + 1) * chunk).min(config.events),
-                )
-            })
+            .map(|k| (start + k * chunk, (start + (k + 1) * chunk).min(config.events)))
             .filter(|(s, e)| s < e)
             .collect();
         let parts: Vec<Vec<u8>> = std::thread::scope(|s| {
@@ -73,10 +67,7 @@ pub fn execute(args: &GenerateArgs) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("generator thread panicked"))
-                .collect::<std::io::Result<_>>()
+            handles.into_iter().map(|h| h.join().expect("generator thread panicked")).collect::<std::io::Result<_>>()
         })?;
         for part in parts {
             out.write_all(&part)?;
@@ -84,11 +75,6 @@ pub fn execute(args: &GenerateArgs) -> anyhow::Result<()> {
         start = ends.last().map_or(config.events, |e| e.1);
     }
     out.flush()?;
-    eprintln!(
-        "wrote {} events for {} users to {}",
-        config.events,
-        config.users,
-        args.out.display()
-    );
+    eprintln!("wrote {} events for {} users to {}", config.events, config.users, args.out.display());
     Ok(())
 }

@@ -18,21 +18,15 @@ pub struct ImportCdnowArgs {
 
 /// Runs the command.
 pub fn execute(args: &ImportCdnowArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
+    let text = std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let purchases = cdnow::parse(&text)?;
     let mut out = std::io::BufWriter::new(
-        std::fs::File::create(&args.out)
-            .with_context(|| format!("creating {}", args.out.display()))?,
+        std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?,
     );
     for p in &purchases {
         writeln!(out, "{}", cdnow::event_line(p))?;
     }
     out.flush()?;
-    eprintln!(
-        "wrote {} purchases to {}",
-        purchases.len(),
-        args.out.display()
-    );
+    eprintln!("wrote {} purchases to {}", purchases.len(), args.out.display());
     Ok(())
 }

@@ -85,14 +85,11 @@ pub struct Summary {
 
 /// Runs the command.
 pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
-    let text = std::fs::read_to_string(&args.segments)
-        .with_context(|| format!("reading {}", args.segments.display()))?;
-    let defs =
-        parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.segments.display()))?;
-    std::fs::metadata(&args.events)
-        .with_context(|| format!("reading {}", args.events.display()))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let text =
+        std::fs::read_to_string(&args.segments).with_context(|| format!("reading {}", args.segments.display()))?;
+    let defs = parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.segments.display()))?;
+    std::fs::metadata(&args.events).with_context(|| format!("reading {}", args.events.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let config = RunConfig {
         workers: args.workers.max(1),
         ingest: IngestConfig {
@@ -106,11 +103,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(&args.events, progress.clone(), config.workers);
-    let (path, max, batch) = (
-        args.events.clone(),
-        args.max_record_bytes,
-        args.batch_size.max(1),
-    );
+    let (path, max, batch) = (args.events.clone(), args.max_record_bytes, args.batch_size.max(1));
     let output = run(defs.clone(), config, progress, move |index, peers| {
         let reader = PartReader::open(&path, index, peers, max)?;
         Ok(batched(reader, batch))
@@ -145,15 +138,8 @@ fn progress_bar(
     }
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-            .expect("valid template"),
-    );
-    bar.set_message(format!(
-        "replaying {} ({} MB)",
-        path.display(),
-        bytes / 1_000_000
-    ));
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"));
+    bar.set_message(format!("replaying {} ({} MB)", path.display(), bytes / 1_000_000));
     let b = bar.clone();
     let handle = std::thread::spawn(move || {
         while progress.workers_done.load(Ordering::Relaxed) < workers {
@@ -201,22 +187,14 @@ fn write_outputs(
     let mut w = NdjsonWriter::create(&dir.join("segment_changes.ndjson"))?;
     for c in &output.changes {
         let change = if c.diff > 0 { "enter" } else { "exit" };
-        w.write(&ChangeRecord {
-            segment: name(c.segment),
-            user_id: &c.user,
-            change,
-            time: c.time,
-        })?;
+        w.write(&ChangeRecord { segment: name(c.segment), user_id: &c.user, change, time: c.time })?;
     }
     let changes = w.finish()?;
     let members = members(output);
     let mut sizes: BTreeMap<String, u64> = defs.iter().map(|d| (d.id.clone(), 0)).collect();
     let mut w = NdjsonWriter::create(&dir.join("members.ndjson"))?;
     for ((segment, user), _) in &members {
-        w.write(&MemberRecord {
-            segment: name(*segment),
-            user_id: user,
-        })?;
+        w.write(&MemberRecord { segment: name(*segment), user_id: user })?;
         *sizes.entry(name(*segment).to_string()).or_default() += 1;
     }
     w.finish()?;
@@ -249,13 +227,8 @@ fn write_outputs(
 }
 
 fn print_summary(s: &Summary) {
-    let as_of = s
-        .as_of
-        .map_or("-".to_string(), journeyflow_types::time::format_instant);
-    eprintln!(
-        "replayed {} as of {as_of} with {} worker(s)",
-        s.events_file, s.workers
-    );
+    let as_of = s.as_of.map_or("-".to_string(), journeyflow_types::time::format_instant);
+    eprintln!("replayed {} as of {as_of} with {} worker(s)", s.events_file, s.workers);
     eprintln!(
         "  records {}  accepted {}  rejected {} (malformed {}, late {})  duplicates {}  late clamped {}  after as-of {}",
         s.records,
@@ -272,8 +245,5 @@ fn print_summary(s: &Summary) {
     for (id, n) in &s.segment_sizes {
         eprintln!("    {id:<32} {n:>10}");
     }
-    eprintln!(
-        "  wall time {:.3} s, {:.0} events/s",
-        s.wall_seconds, s.events_per_second
-    );
+    eprintln!("  wall time {:.3} s, {:.0} events/s", s.wall_seconds, s.events_per_second);
 }

@@ -1,0 +1,135 @@
+//! Shared test harness: runs the engine over in-memory lines with a chosen split into
+//! workers and batches, and compares its change log with the reference evaluator at
+//! every time where either could change.
+
+#![allow(dead_code)]
+
+pub mod reference;
+
+use journeyflow::engine::{Change, IngestConfig, LatePolicy};
+use journeyflow::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
+use journeyflow_connectors::ndjson::RawRecord;
+use journeyflow_types::parse_segments;
+use serde_json::Value as J;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// How input lines reach the workers.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Worker threads.
+    pub workers: usize,
+    /// For each line (in arrival order), the worker that reads it.
+    pub worker_of: Vec<usize>,
+    /// For each line, whether a batch boundary follows it on its worker.
+    pub boundary_after: Vec<bool>,
+}
+
+impl Plan {
+    /// One worker, one batch per `batch` lines.
+    pub fn simple(lines: usize, workers: usize, batch: usize) -> Plan {
+        Plan {
+            workers,
+            worker_of: (0..lines).map(|i| i % workers).collect(),
+            boundary_after: (0..lines).map(|i| (i + 1) % batch == 0).collect(),
+        }
+    }
+}
+
+/// Runs the engine for definitions (JSON text) over lines.
+pub fn run_lines(defs: &str, lines: &[String], plan: &Plan, ingest: IngestConfig, as_of: Option<u64>) -> RunOutput {
+    let defs = parse_segments(defs).expect("valid definitions");
+    let mut parts: Vec<Vec<SourceItem>> = vec![Vec::new(); plan.workers];
+    for (i, line) in lines.iter().enumerate() {
+        let w = plan.worker_of[i];
+        parts[w].push(SourceItem::Record(RawRecord::Line {
+            line: i as u64 + 1,
+            offset: 0,
+            bytes: line.as_bytes().to_vec(),
+        }));
+        if plan.boundary_after[i] {
+            parts[w].push(SourceItem::EndOfBatch);
+        }
+    }
+    let parts = Arc::new(parts);
+    let config = RunConfig { workers: plan.workers, ingest, as_of, max_record_bytes: 1 << 20 };
+    run(defs, config, Arc::new(Progress::default()), move |index, _| Ok(parts[index].clone().into_iter().map(Ok)))
+        .expect("run succeeds")
+}
+
+/// Ingest settings for tests: a lateness that admits the test's jitter, dead-lettering the rest.
+pub fn ingest(lateness: Option<u64>, dedup_window: u64) -> IngestConfig {
+    IngestConfig { allowed_lateness: lateness, late_policy: LatePolicy::DeadLetter, dedup_window }
+}
+
+/// Membership per segment id as a function of time, from a change log; checks that it is a set
+/// at every time (no double enter, no exit of a non-member).
+pub fn membership_at(defs: &[J], changes: &[Change], t: u64) -> BTreeMap<String, BTreeSet<String>> {
+    let mut order: Vec<String> = parse_ids(defs);
+    order.sort();
+    let mut acc: BTreeMap<(u32, &str), isize> = BTreeMap::new();
+    for c in changes.iter().filter(|c| c.time <= t) {
+        let n = acc.entry((c.segment, c.user.as_str())).or_default();
+        *n += c.diff;
+        assert!(*n == 0 || *n == 1, "membership multiplicity {n} for {c:?}");
+    }
+    let ids = parsed_order(defs);
+    let mut out: BTreeMap<String, BTreeSet<String>> = ids.iter().map(|id| (id.clone(), BTreeSet::new())).collect();
+    for ((seg, user), n) in acc {
+        if n == 1 {
+            out.get_mut(&ids[seg as usize]).unwrap().insert(user.to_string());
+        }
+    }
+    out
+}
+
+fn parse_ids(defs: &[J]) -> Vec<String> {
+    defs.iter().map(|d| d["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Segment ids in the order the engine numbers them (dependency order from the parser).
+pub fn parsed_order(defs: &[J]) -> Vec<String> {
+    parse_segments(&J::Array(defs.to_vec()).to_string()).unwrap().into_iter().map(|d| d.id).collect()
+}
+
+/// Every duration (ms) written in the definitions.
+pub fn durations(v: &J, out: &mut BTreeSet<u64>) {
+    match v {
+        J::String(s) => {
+            if let Ok(d) = journeyflow_types::Duration::parse(s) {
+                out.insert(d.0);
+            }
+        }
+        J::Array(xs) => xs.iter().for_each(|x| durations(x, out)),
+        J::Object(o) => o.values().for_each(|x| durations(x, out)),
+        _ => {}
+    }
+}
+
+/// Compares the change log with the reference at every time where either may change, up to `as_of`.
+pub fn assert_matches_reference(defs_text: &str, lines: &[String], dedup_window: u64, output: &RunOutput) {
+    let defs: Vec<J> = serde_json::from_str(defs_text).unwrap();
+    let events = reference::accepted(lines, dedup_window);
+    let reference = reference::Reference::new(&defs, &events);
+    let as_of = output.as_of.expect("some events");
+    assert!(output.changes.iter().all(|c| c.time <= as_of), "change after as-of");
+    let mut spans = BTreeSet::new();
+    durations(&J::Array(defs.clone()), &mut spans);
+    spans.insert(0);
+    let mut times: BTreeSet<u64> = output.changes.iter().map(|c| c.time).collect();
+    for e in &events {
+        for d in &spans {
+            for t in [e.ts + d, (e.ts + d).saturating_sub(1)] {
+                times.insert(t);
+            }
+        }
+    }
+    times.insert(as_of);
+    for &t in times.range(..=as_of) {
+        let got = membership_at(&defs, &output.changes, t);
+        for (id, members) in &got {
+            let want = reference.members(id, t);
+            assert_eq!(members, &want, "segment {id} at time {t}");
+        }
+    }
+}
