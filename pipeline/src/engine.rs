@@ -28,7 +28,7 @@ pub enum LatePolicy {
 }
 
 /// Settings of the ingest side of the engine.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize)]
 pub struct IngestConfig {
     /// The watermark trails the largest event time seen by this much; `None` holds it until the end.
     pub allowed_lateness: Option<Time>,
@@ -194,7 +194,18 @@ impl Engine {
         self.previous = self.watermark();
     }
 
-    /// The largest event time offered on any worker (every worker must call this).
+    /// Declares this worker's input exhausted: its input stops holding the frontier back, so
+    /// workers still reading are never waiting on one that has finished.
+    /// `limit` is the as-of time plus one when known; otherwise the input is released entirely.
+    pub fn input_done(&mut self, limit: Option<Time>) {
+        let limit = limit.unwrap_or(Time::MAX);
+        if limit > self.watermark() {
+            self.input.advance_to(limit);
+        }
+        self.input.flush();
+    }
+
+    /// The largest event time offered on any worker (every worker must call this, after `input_done`).
     pub fn agree_on_max_time(&mut self, worker: &mut Worker) -> Option<Time> {
         // Each worker sends its largest time plus one; zero means "saw nothing".
         self.agree_input.send(self.max_seen.map_or(0, |m| m.saturating_add(1)));
@@ -205,7 +216,8 @@ impl Engine {
     }
 
     /// Completes every time up to and including `as_of` and returns this worker's changes
-    /// (those with time at most `as_of`) and counters.
+    /// (those with time at most `as_of`) and counters. Once one worker has called
+    /// `input_done`, the others must not offer events after `as_of`.
     pub fn finish(self, worker: &mut Worker, as_of: Time) -> (Vec<Change>, EngineStats) {
         let Engine { mut input, probe, changes, duplicates, agree_input, mut stats, .. } = self;
         if as_of + 1 > *input.time() {

@@ -150,7 +150,7 @@ where
             Ok(())
         })();
         // Every worker must take part in agreeing and finishing, even after a read error.
-        engine.advance(worker);
+        engine.input_done(config.as_of.map(|t| t.saturating_add(1)));
         let as_of = match config.as_of {
             Some(t) => Some(t),
             None => engine.agree_on_max_time(worker),

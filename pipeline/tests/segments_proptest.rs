@@ -6,11 +6,14 @@ mod common;
 
 use common::{assert_matches_reference, ingest, run_lines, Plan};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as J};
 
 const USERS: [&str; 5] = ["u0", "u1", "u2", "u3", "u4"];
 const NAMES: [&str; 3] = ["A", "B", "C"];
 const JITTER: u64 = 15;
+/// Copies reach back up to 5 events (50 ms) plus jitter: a lateness above that admits every event.
+const LATENESS: u64 = 80;
 
 /// One generated event before it is given a timestamp.
 #[derive(Clone, Debug)]
@@ -69,7 +72,13 @@ fn render(drafts: &[Draft], jitters: &[u64]) -> Vec<String> {
                 let country = country.map_or(J::Null, |c| json!(["US", "CA", "FR"][c].to_string()));
                 json!({"type": "identify", "userId": USERS[*user], "messageId": format!("m{i}"), "timestamp": ts, "traits": {"plan": plan, "country": country}})
             }
-            Draft::Copy { back } if *back <= values.len() => values[values.len() - back].clone(),
+            // A copy of a recent event (not of an old copy: that would be late).
+            Draft::Copy { back }
+                if *back <= values.len()
+                    && values[values.len() - back]["timestamp"].as_u64() >= Some(ts.saturating_sub(60)) =>
+            {
+                values[values.len() - back].clone()
+            }
             Draft::Reuse { back, user, name } if *back <= values.len() => {
                 let msg = values[values.len() - back]["messageId"].clone();
                 json!({"type": "track", "event": NAMES[*name], "userId": USERS[*user], "messageId": msg, "timestamp": ts, "properties": {"n": 1}})
@@ -238,12 +247,17 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        max_shrink_iters: 2000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/segments_proptest.txt"))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn incremental_membership_equals_from_scratch(c in case()) {
         let plan = Plan { workers: c.workers, worker_of: c.worker_of.clone(), boundary_after: c.boundary_after.clone() };
-        let output = run_lines(&c.defs, &c.lines, &plan, ingest(Some(JITTER), c.dedup_window), None);
+        let output = run_lines(&c.defs, &c.lines, &plan, ingest(Some(LATENESS), c.dedup_window), None);
         prop_assert_eq!(output.stats.engine.late_rejected, 0);
         prop_assert!(output.dead_letters.is_empty());
         assert_matches_reference(&c.defs, &c.lines, c.dedup_window, &output);
@@ -251,9 +265,9 @@ proptest! {
 
     #[test]
     fn output_does_not_depend_on_workers_or_batches(c in case()) {
-        let one = run_lines(&c.defs, &c.lines, &Plan::simple(c.lines.len(), 1, usize::MAX), ingest(Some(JITTER), c.dedup_window), None);
+        let one = run_lines(&c.defs, &c.lines, &Plan::simple(c.lines.len(), 1, usize::MAX), ingest(Some(LATENESS), c.dedup_window), None);
         let plan = Plan { workers: 2, worker_of: c.worker_of.iter().map(|w| (w + 1) % 2).collect(), boundary_after: c.boundary_after.clone() };
-        let two = run_lines(&c.defs, &c.lines, &plan, ingest(Some(JITTER), c.dedup_window), None);
+        let two = run_lines(&c.defs, &c.lines, &plan, ingest(Some(LATENESS), c.dedup_window), None);
         prop_assert_eq!(one.changes, two.changes);
     }
 }
