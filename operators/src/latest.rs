@@ -15,10 +15,11 @@ use timely::dataflow::Stream;
 /// An upsert: set `key` to `value` (or remove it with `None`) if `order` is the greatest seen.
 pub type Upsert<K, O, V> = (K, O, Option<V>);
 
+/// A stream of timed upserts.
+pub type UpsertStream<'s, K, O, V> = Stream<'s, Time, Vec<(Upsert<K, O, V>, Time, isize)>>;
+
 /// Maintains `(key, value)` for the greatest-ordered upsert of each key.
-pub fn latest<'s, K, O, V>(
-    upserts: Stream<'s, Time, Vec<(Upsert<K, O, V>, Time, isize)>>,
-) -> VecCollection<'s, Time, (K, V)>
+pub fn latest<'s, K, O, V>(upserts: UpsertStream<'s, K, O, V>) -> VecCollection<'s, Time, (K, V)>
 where
     K: ExchangeData + Hash + Eq,
     O: ExchangeData,

@@ -97,7 +97,7 @@ where
     let worker_config = config.clone();
     let guards = timely::execute(timely_config, move |worker| -> Result<_, String> {
         let config = &worker_config;
-        let mut engine = Engine::build(worker, &defs, config.ingest.clone());
+        let mut engine = Engine::build(worker, &defs, config.ingest);
         let mut dead = Vec::new();
         let mut stats = RunStats::default();
         let outcome = (|| -> io::Result<()> {

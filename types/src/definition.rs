@@ -158,6 +158,10 @@ pub fn valid_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Marks a value whose error has already been recorded in the `Checker`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reported;
+
 /// Collects errors while walking definition JSON.
 #[derive(Default)]
 pub struct Checker {
@@ -238,25 +242,29 @@ impl Checker {
     }
 
     /// An optional duration field (`Ok(None)` when absent, `Err` when invalid).
-    pub fn opt_duration(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<Duration>, ()> {
+    pub fn opt_duration(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<Duration>, Reported> {
         match o.get(key) {
             None => Ok(None),
-            Some(Json::String(s)) => Duration::parse(s).map(Some).map_err(|e| self.error(&format!("{path}.{key}"), e)),
+            Some(Json::String(s)) => Duration::parse(s).map(Some).map_err(|e| {
+                self.error(&format!("{path}.{key}"), e);
+                Reported
+            }),
             Some(other) => {
                 self.error(
                     &format!("{path}.{key}"),
                     format!("expected a duration string such as \"7d\", found {}", json_kind(other)),
                 );
-                Err(())
+                Err(Reported)
             }
         }
     }
 
-    fn opt_count(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<u64>, ()> {
+    fn opt_count(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<u64>, Reported> {
         match o.get(key) {
             None => Ok(None),
             Some(v) => v.as_u64().map(Some).ok_or_else(|| {
                 self.error(&format!("{path}.{key}"), format!("expected a non-negative integer, found {v}"));
+                Reported
             }),
         }
     }
@@ -561,7 +569,7 @@ impl Checker {
                 self.error(path, "missing field \"within\"");
                 None
             }
-            Err(()) => None,
+            Err(Reported) => None,
         };
         let min_age = self.opt_duration(path, o, "min_age");
         let then_not = match o.get("then_not") {

@@ -35,7 +35,7 @@ impl Duration {
 impl std::fmt::Display for Duration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (unit, scale) in UNITS {
-            if self.0 % scale == 0 && (self.0 > 0 || unit == "ms") {
+            if self.0.is_multiple_of(scale) && (self.0 > 0 || unit == "ms") {
                 return write!(f, "{}{}", self.0 / scale, unit);
             }
         }

@@ -193,7 +193,7 @@ fn write_outputs(
     let members = members(output);
     let mut sizes: BTreeMap<String, u64> = defs.iter().map(|d| (d.id.clone(), 0)).collect();
     let mut w = NdjsonWriter::create(&dir.join("members.ndjson"))?;
-    for ((segment, user), _) in &members {
+    for (segment, user) in members.keys() {
         w.write(&MemberRecord { segment: name(*segment), user_id: user })?;
         *sizes.entry(name(*segment).to_string()).or_default() += 1;
     }

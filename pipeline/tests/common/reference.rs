@@ -149,21 +149,21 @@ impl<'a> Reference<'a> {
         self.by_user
             .iter()
             .filter(|(_, evs)| evs.iter().any(|e| e.ts <= t))
-            .filter(|(user, evs)| self.holds(&def["condition"], user, evs, t))
+            .filter(|(_, evs)| self.holds(&def["condition"], evs, t))
             .map(|(u, _)| u.clone())
             .collect()
     }
 
-    fn holds(&self, c: &J, user: &str, evs: &[RefEvent], t: u64) -> bool {
+    fn holds(&self, c: &J, evs: &[RefEvent], t: u64) -> bool {
         let (kind, body) = c.as_object().unwrap().iter().next().unwrap();
         let upto: Vec<&RefEvent> = evs.iter().filter(|e| e.ts <= t).collect();
         match kind.as_str() {
-            "all" => body.as_array().unwrap().iter().all(|x| self.holds(x, user, evs, t)),
-            "any" => body.as_array().unwrap().iter().any(|x| self.holds(x, user, evs, t)),
-            "not" => !upto.is_empty() && !self.holds(body, user, evs, t),
+            "all" => body.as_array().unwrap().iter().all(|x| self.holds(x, evs, t)),
+            "any" => body.as_array().unwrap().iter().any(|x| self.holds(x, evs, t)),
+            "not" => !upto.is_empty() && !self.holds(body, evs, t),
             "in_segment" => {
                 let def = self.defs.iter().find(|d| d["id"] == *body).unwrap();
-                !upto.is_empty() && self.holds(&def["condition"], user, evs, t)
+                !upto.is_empty() && self.holds(&def["condition"], evs, t)
             }
             "trait" => {
                 let name = body["name"].as_str().unwrap();
