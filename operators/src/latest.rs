@@ -5,7 +5,8 @@
 
 use crate::Time;
 use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 use std::hash::Hash;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -34,7 +35,7 @@ where
                 let mut pending: BTreeMap<Time, Vec<Upsert<K, O, V>>> = BTreeMap::new();
                 // One capability at the earliest held time; output goes out in one message.
                 let mut held: Option<Capability<Time>> = None;
-                let mut state: HashMap<K, (O, Option<V>)> = HashMap::new();
+                let mut state: HashMap<K, (O, Option<V>)> = HashMap::default();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         if let Some(t) = cap.least() {
@@ -54,7 +55,7 @@ where
                         }
                         let (time, batch) = entry.remove_entry();
                         // Value of each touched key before this time, to emit one net change per key.
-                        let mut before: HashMap<K, Option<V>> = HashMap::new();
+                        let mut before: HashMap<K, Option<V>> = HashMap::default();
                         for (key, order, value) in batch {
                             let current = state.get(&key);
                             if current.is_some_and(|(o, _)| *o >= order) {

@@ -18,8 +18,8 @@ pub type Time = u64;
 /// An event shared between the operators that read it (cloning is a reference count).
 pub type SharedEvent = std::sync::Arc<journeyflow_types::Event>;
 
-/// A user id.
-pub type UserId = String;
+/// A user, by the key of its id.
+pub type UserId = journeyflow_types::Key;
 
 /// A set of users changing over time (each present user has multiplicity 1).
 pub type Users<'scope> = differential_dataflow::VecCollection<'scope, Time, UserId, isize>;

@@ -41,7 +41,7 @@ impl<'s> Compiler<'s> {
     /// Every user with at least one event at or before the current time.
     pub fn universe(&mut self) -> Users<'s> {
         if self.universe.is_none() {
-            let firsts = self.events.inner.clone().map(|(e, t, r)| ((e.user_id.clone(), (), Some(())), t, r));
+            let firsts = self.events.inner.clone().map(|(e, t, r)| ((e.user, (), Some(())), t, r));
             self.universe = Some(latest(firsts).map(|(user, ())| user));
         }
         self.universe.clone().expect("just built")
@@ -55,7 +55,7 @@ impl<'s> Compiler<'s> {
                 let updates = if e.kind == Kind::Identify { e.props.0.clone() } else { Vec::new() };
                 updates.into_iter().map(move |(key, value)| {
                     let value = (value != Value::Null).then_some(value);
-                    (((e.user_id.clone(), key), (e.ts, e.message_id.clone()), value), t, r)
+                    (((e.user, key), (e.ts, e.message_id.clone()), value), t, r)
                 })
             });
             self.traits = Some(latest(upserts));
@@ -65,7 +65,7 @@ impl<'s> Compiler<'s> {
 
     /// An empty set of users in this dataflow.
     fn empty(&self) -> Users<'s> {
-        self.events.clone().filter(|_| false).map(|e| e.user_id.clone())
+        self.events.clone().filter(|_| false).map(|e| e.user)
     }
 
     /// Tags each segment's membership with its index and merges them, consolidated, so each
@@ -106,7 +106,7 @@ impl<'s> Compiler<'s> {
             Condition::Performed(p) => {
                 let filter = p.filter.clone();
                 let matches =
-                    self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user_id.clone(), e.ts)));
+                    self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user, e.ts)));
                 let universe = if p.at_least == 0 { self.universe() } else { self.empty() };
                 window_count::window_count(matches, p.within.map(|w| w.0), p.at_least, p.at_most, universe)
             }
@@ -117,7 +117,7 @@ impl<'s> Compiler<'s> {
                         return None;
                     }
                     let value = e.props.get(&property).filter(|v| **v != Value::Null)?.clone();
-                    Some(((e.user_id.clone(), value), e.ts))
+                    Some(((e.user, value), e.ts))
                 });
                 aggregate::aggregate(values, a.within.map(|w| w.0), a.func, a.op, a.value)
             }
@@ -129,7 +129,7 @@ impl<'s> Compiler<'s> {
                     let then_not = then_not.as_ref().is_some_and(|f| f.matches(&e));
                     (mask != 0 || then_not).then(|| {
                         (
-                            e.user_id.clone(),
+                            e.user,
                             SequenceEvent { ts: e.ts, message_id: e.message_id.clone(), steps: mask, then_not },
                         )
                     })

@@ -7,7 +7,7 @@ use crate::compile::Compiler;
 use differential_dataflow::input::InputSession;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::{SharedEvent, Time};
-use journeyflow_types::{Event, SegmentDefinition};
+use journeyflow_types::{Event, Key, SegmentDefinition};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -48,15 +48,15 @@ impl Default for IngestConfig {
     }
 }
 
-/// One membership change: `diff` is +1 (enter) or -1 (exit).
+/// One membership change of a user by key: `diff` is +1 (enter) or -1 (exit).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Change {
+pub struct KeyedChange {
     /// Event time of the change.
     pub time: Time,
     /// Index of the segment in the definitions.
     pub segment: u32,
-    /// The user.
-    pub user: String,
+    /// The user's key.
+    pub user: Key,
     /// +1 enters, -1 exits.
     pub diff: isize,
 }
@@ -91,7 +91,7 @@ pub struct EngineStats {
 pub struct Engine {
     input: InputSession<Time, SharedEvent, isize>,
     probe: ProbeHandle<Time>,
-    changes: Rc<RefCell<Vec<Change>>>,
+    changes: Rc<RefCell<Vec<KeyedChange>>>,
     duplicates: Rc<Cell<u64>>,
     agree_input: InputHandleVec<Time, Time>,
     agree_probe: ProbeHandle<Time>,
@@ -119,7 +119,7 @@ impl Engine {
             compiler
                 .changes(segments)
                 .inspect(move |((segment, user), time, diff)| {
-                    sink.borrow_mut().push(Change { time: *time, segment: *segment, user: user.clone(), diff: *diff })
+                    sink.borrow_mut().push(KeyedChange { time: *time, segment: *segment, user: *user, diff: *diff })
                 })
                 .probe_with(&probe);
         });
@@ -218,7 +218,7 @@ impl Engine {
     /// Completes every time up to and including `as_of` and returns this worker's changes
     /// (those with time at most `as_of`) and counters. Once one worker has called
     /// `input_done`, the others must not offer events after `as_of`.
-    pub fn finish(self, worker: &mut Worker, as_of: Time) -> (Vec<Change>, EngineStats) {
+    pub fn finish(self, worker: &mut Worker, as_of: Time) -> (Vec<KeyedChange>, EngineStats) {
         let Engine { mut input, probe, changes, duplicates, agree_input, mut stats, .. } = self;
         if as_of + 1 > *input.time() {
             input.advance_to(as_of + 1);

@@ -3,6 +3,11 @@
 use clap::Parser;
 use journeyflow::cli::{self, Cli, Command};
 
+/// The dataflow allocates and frees many small records; mimalloc does that much faster than
+/// the system allocator (about a third of replay time went to glibc malloc and free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))

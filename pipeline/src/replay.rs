@@ -2,10 +2,10 @@
 //! gathers what they produce: membership changes in time order, dead letters, counters.
 //! `journeyflow replay` is this over an NDJSON file plus the output files.
 
-use crate::engine::{Change, Engine, EngineStats, IngestConfig};
+use crate::engine::{Engine, EngineStats, IngestConfig};
 use journeyflow_connectors::ndjson::RawRecord;
 use journeyflow_operators::Time;
-use journeyflow_types::{decode_line, SegmentDefinition};
+use journeyflow_types::{decode_line, Key, KeyMap, SegmentDefinition};
 use serde::Serialize;
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +18,49 @@ pub enum SourceItem {
     Record(RawRecord),
     /// A batch boundary: the watermark may advance here.
     EndOfBatch,
+}
+
+/// One membership change: `diff` is +1 (enter) or -1 (exit).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Change {
+    /// Event time of the change.
+    pub time: Time,
+    /// Index of the segment in the definitions.
+    pub segment: u32,
+    /// The user id.
+    pub user: String,
+    /// +1 enters, -1 exits.
+    pub diff: isize,
+}
+
+/// User ids by key, as decoded; a second id with the same key is a collision.
+#[derive(Debug, Default)]
+struct Names {
+    ids: KeyMap<String>,
+    collision: Option<String>,
+}
+
+impl Names {
+    fn note(&mut self, key: Key, id: &str) {
+        match self.ids.get(&key) {
+            Some(known) if known != id => {
+                self.collision.get_or_insert_with(|| format!("user ids {known:?} and {id:?} have the same key {key}"));
+            }
+            Some(_) => {}
+            None => {
+                self.ids.insert(key, id.to_string());
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Names) {
+        if let Some(c) = other.collision {
+            self.collision.get_or_insert(c);
+        }
+        for (key, id) in other.ids {
+            self.note(key, &id);
+        }
+    }
 }
 
 /// A rejected record and why.
@@ -100,6 +143,7 @@ where
         let mut engine = Engine::build(worker, &defs, config.ingest);
         let mut dead = Vec::new();
         let mut stats = RunStats::default();
+        let mut names = Names::default();
         let outcome = (|| -> io::Result<()> {
             for item in part(worker.index(), worker.peers())? {
                 let record = match item? {
@@ -138,6 +182,7 @@ where
                     stats.after_as_of += 1;
                     continue;
                 }
+                names.note(event.user, &event.user_id);
                 if let Err(refused) = engine.offer(event) {
                     dead.push(DeadLetter {
                         line,
@@ -159,16 +204,19 @@ where
         stats.engine = engine_stats;
         progress.workers_done.fetch_add(1, Ordering::Relaxed);
         outcome.map_err(|e| format!("worker {}: reading input: {e}", worker.index()))?;
-        Ok((as_of, changes, dead, stats))
+        Ok((as_of, changes, dead, stats, names))
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
 
     let mut out = RunOutput { as_of: None, changes: Vec::new(), dead_letters: Vec::new(), stats: RunStats::default() };
+    let mut names = Names::default();
+    let mut keyed = Vec::new();
     for result in guards.join() {
-        let (as_of, changes, dead, stats) =
+        let (as_of, changes, dead, stats, worker_names) =
             result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
         out.as_of = out.as_of.max(as_of);
-        out.changes.extend(changes);
+        keyed.extend(changes);
+        names.merge(worker_names);
         out.dead_letters.extend(dead);
         let s = &mut out.stats;
         s.records += stats.records;
@@ -179,8 +227,12 @@ where
         s.engine.late_rejected += stats.engine.late_rejected;
         s.engine.duplicates += stats.engine.duplicates;
     }
-    if out.as_of.is_none() {
-        out.changes.clear();
+    if let Some(collision) = names.collision {
+        anyhow::bail!("{collision}: rename one of them");
+    }
+    if out.as_of.is_some() {
+        let name = |key: &Key| names.ids.get(key).cloned().unwrap_or_else(|| key.to_string());
+        out.changes = keyed.into_iter().map(|c| Change { time: c.time, segment: c.segment, user: name(&c.user), diff: c.diff }).collect();
     }
     out.changes.sort();
     out.dead_letters.sort();

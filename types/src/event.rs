@@ -2,6 +2,9 @@
 //! `DecodeError` naming what is wrong out. Decoding never panics.
 
 use crate::time::{json_kind, parse_instant};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use crate::key::Key;
 use crate::value::Props;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +30,8 @@ pub struct Event {
     pub message_id: String,
     /// `userId`, else `anonymousId`.
     pub user_id: String,
+    /// The key of `user_id`, what the dataflow groups by.
+    pub user: Key,
     /// The Segment call.
     pub kind: Kind,
     /// Event name: the `event` of a track, `page` / `screen`, empty for identify.
@@ -71,95 +76,140 @@ pub enum DecodeError {
     },
 }
 
+/// The fields journeyflow reads, borrowed from the line; each is checked on its own so that
+/// errors name the field. Unknown fields are ignored, as Segment's own API does.
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(rename = "userId", borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(rename = "anonymousId", borrow)]
+    anonymous_id: Option<&'a RawValue>,
+    #[serde(rename = "messageId", borrow)]
+    message_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow)]
+    traits: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+}
+
 /// Decodes one NDJSON line.
 pub fn decode_line(line: &[u8]) -> Result<Event, DecodeError> {
-    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| DecodeError::Json(e.to_string()))?;
-    decode_value(&value)
+    let text = std::str::from_utf8(line).map_err(|e| DecodeError::Json(format!("invalid UTF-8: {e}")))?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => {}
+        _ => {
+            // Not an object: say what it is, or why it is not JSON.
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+            return Err(DecodeError::NotObject(json_kind(&value)));
+        }
+    }
+    let raw: RawEvent = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    decode_raw(raw)
 }
 
 /// Decodes one Segment-spec JSON object.
 pub fn decode_value(value: &serde_json::Value) -> Result<Event, DecodeError> {
-    let obj = value.as_object().ok_or_else(|| DecodeError::NotObject(json_kind(value)))?;
-    let kind = match obj.get("type") {
+    if !value.is_object() {
+        return Err(DecodeError::NotObject(json_kind(value)));
+    }
+    decode_line(value.to_string().as_bytes())
+}
+
+/// A present, non-null field.
+fn present(v: Option<&RawValue>) -> Option<&RawValue> {
+    v.filter(|r| r.get() != "null")
+}
+
+/// The kind of a raw JSON value, for error messages.
+fn raw_kind(v: &RawValue) -> &'static str {
+    match v.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn string_field<'a>(v: &'a RawValue, field: &'static str) -> Result<Cow<'a, str>, DecodeError> {
+    serde_json::from_str::<Cow<'a, str>>(v.get())
+        .map_err(|_| DecodeError::Invalid { field, reason: format!("expected a string, found {}", raw_kind(v)) })
+}
+
+fn decode_raw(raw: RawEvent) -> Result<Event, DecodeError> {
+    let kind = match present(raw.kind) {
         None => return Err(DecodeError::Missing("type")),
-        Some(serde_json::Value::String(t)) => match t.as_str() {
+        Some(v) => match string_field(v, "type")?.as_ref() {
             "track" => Kind::Track,
             "identify" => Kind::Identify,
             "page" => Kind::Page,
             "screen" => Kind::Screen,
             other => return Err(DecodeError::UnsupportedType(other.to_string())),
         },
-        Some(other) => {
-            return Err(DecodeError::Invalid {
-                field: "type",
-                reason: format!("expected a string, found {}", json_kind(other)),
-            })
-        }
     };
-    let user_id = match (id_field(obj, "userId")?, id_field(obj, "anonymousId")?) {
+    let user_id = match (id_field(raw.user_id, "userId")?, id_field(raw.anonymous_id, "anonymousId")?) {
         (Some(u), _) | (None, Some(u)) => u,
         (None, None) => return Err(DecodeError::NoUser),
     };
-    let message_id = id_field(obj, "messageId")?.ok_or(DecodeError::Missing("messageId"))?;
-    let ts = match obj.get("timestamp") {
-        None | Some(serde_json::Value::Null) => return Err(DecodeError::Missing("timestamp")),
-        Some(v) => parse_instant(v).map_err(|reason| DecodeError::Invalid { field: "timestamp", reason })?,
+    let message_id = id_field(raw.message_id, "messageId")?.ok_or(DecodeError::Missing("messageId"))?;
+    let ts = match present(raw.timestamp) {
+        None => return Err(DecodeError::Missing("timestamp")),
+        Some(v) => {
+            let value: serde_json::Value = serde_json::from_str(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
+            parse_instant(&value).map_err(|reason| DecodeError::Invalid { field: "timestamp", reason })?
+        }
     };
-    let (name, props_field) = match kind {
+    let (name, props_field, props_raw) = match kind {
         Kind::Track => {
-            let name = match obj.get("event") {
-                Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
-                Some(serde_json::Value::String(_)) => {
-                    return Err(DecodeError::Invalid { field: "event", reason: "must not be empty".into() })
-                }
-                None | Some(serde_json::Value::Null) => return Err(DecodeError::Missing("event")),
-                Some(other) => {
-                    return Err(DecodeError::Invalid {
-                        field: "event",
-                        reason: format!("expected a string, found {}", json_kind(other)),
-                    })
-                }
+            let name = match present(raw.event) {
+                None => return Err(DecodeError::Missing("event")),
+                Some(v) => string_field(v, "event")?,
             };
-            (name, "properties")
+            if name.is_empty() {
+                return Err(DecodeError::Invalid { field: "event", reason: "must not be empty".into() });
+            }
+            (name.into_owned(), "properties", raw.properties)
         }
-        Kind::Identify => (String::new(), "traits"),
-        Kind::Page => ("page".to_string(), "properties"),
-        Kind::Screen => ("screen".to_string(), "properties"),
+        Kind::Identify => (String::new(), "traits", raw.traits),
+        Kind::Page => ("page".to_string(), "properties", raw.properties),
+        Kind::Screen => ("screen".to_string(), "properties", raw.properties),
     };
-    let mut props = match obj.get(props_field) {
-        None | Some(serde_json::Value::Null) => Props::default(),
-        Some(serde_json::Value::Object(map)) => Props::from_object(map),
-        Some(other) => {
-            let field = if props_field == "traits" { "traits" } else { "properties" };
-            return Err(DecodeError::Invalid {
-                field,
-                reason: format!("expected an object, found {}", json_kind(other)),
-            });
+    let mut props = match present(props_raw) {
+        None => Props::default(),
+        Some(v) if v.get().starts_with('{') => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
+            Props::from_object(&map)
         }
+        Some(v) => return Err(DecodeError::Invalid { field: props_field, reason: format!("expected an object, found {}", raw_kind(v)) }),
     };
     // A page or screen call names the page in `name`; keep it as the property `name`.
     if matches!(kind, Kind::Page | Kind::Screen) && props.get("name").is_none() {
-        if let Some(serde_json::Value::String(n)) = obj.get("name") {
-            props.0.push(("name".to_string(), crate::value::Value::Str(n.clone())));
+        if let Some(Ok(n)) = present(raw.name).map(|v| string_field(v, "name")) {
+            props.0.push(("name".to_string(), crate::value::Value::Str(n.into_owned())));
             props.0.sort_by(|a, b| a.0.cmp(&b.0));
         }
     }
-    Ok(Event { ts, message_id, user_id, kind, name, props })
+    let user = Key::of(&user_id);
+    Ok(Event { ts, message_id, user_id, user, kind, name, props })
 }
 
 /// A string identifier (numbers are accepted and kept as their decimal text, as Segment does).
-fn id_field(
-    obj: &serde_json::Map<String, serde_json::Value>,
-    field: &'static str,
-) -> Result<Option<String>, DecodeError> {
-    match obj.get(field) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => {
-            Err(DecodeError::Invalid { field, reason: format!("expected a string, found {}", json_kind(other)) })
-        }
+fn id_field(v: Option<&RawValue>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    let Some(v) = present(v) else { return Ok(None) };
+    match v.get().as_bytes().first() {
+        Some(b'"') => Ok(Some(string_field(v, field)?.into_owned()).filter(|s| !s.is_empty())),
+        Some(b'-' | b'0'..=b'9') => Ok(Some(v.get().to_string())),
+        _ => Err(DecodeError::Invalid { field, reason: format!("expected a string, found {}", raw_kind(v)) }),
     }
 }
 

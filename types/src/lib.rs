@@ -6,6 +6,7 @@ pub mod condition;
 pub mod definition;
 pub mod duration;
 pub mod event;
+pub mod key;
 pub mod time;
 pub mod value;
 
@@ -13,4 +14,5 @@ pub use condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Pre
 pub use definition::{parse_segments, validate_segments, SegmentDefinition, ValidationError, ValidationErrors};
 pub use duration::Duration;
 pub use event::{decode_line, decode_value, DecodeError, Event, Kind};
+pub use key::{Key, KeyMap};
 pub use value::{Num, Props, Value};

@@ -6,8 +6,8 @@
 
 pub mod reference;
 
-use journeyflow::engine::{Change, IngestConfig, LatePolicy};
-use journeyflow::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
+use journeyflow::engine::{IngestConfig, LatePolicy};
+use journeyflow::replay::{run, Change, Progress, RunConfig, RunOutput, SourceItem};
 use journeyflow_connectors::ndjson::RawRecord;
 use journeyflow_types::parse_segments;
 use serde_json::Value as J;
