@@ -105,8 +105,7 @@ impl<'s> Compiler<'s> {
             }
             Condition::Performed(p) => {
                 let filter = p.filter.clone();
-                let matches =
-                    self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user, e.ts)));
+                let matches = self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user, e.ts)));
                 let universe = if p.at_least == 0 { self.universe() } else { self.empty() };
                 window_count::window_count(matches, p.within.map(|w| w.0), p.at_least, p.at_most, universe)
             }
@@ -128,10 +127,7 @@ impl<'s> Compiler<'s> {
                         steps.iter().enumerate().filter(|(_, f)| f.matches(&e)).fold(0u64, |m, (i, _)| m | 1 << i);
                     let then_not = then_not.as_ref().is_some_and(|f| f.matches(&e));
                     (mask != 0 || then_not).then(|| {
-                        (
-                            e.user,
-                            SequenceEvent { ts: e.ts, message_id: e.message_id.clone(), steps: mask, then_not },
-                        )
+                        (e.user, SequenceEvent { ts: e.ts, message_id: e.message_id.clone(), steps: mask, then_not })
                     })
                 });
                 let spec = SequenceSpec { steps: s.steps.len(), within: s.within.0, min_age: s.min_age.0 };

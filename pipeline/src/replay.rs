@@ -63,13 +63,13 @@ impl Names {
     }
 }
 
-/// A rejected record and why.
+/// A rejected record and why. Ordered by position in the source.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct DeadLetter {
-    /// 1-based line number in the source.
-    pub line: u64,
     /// Byte offset in the source.
     pub offset: u64,
+    /// 1-based line number in the source, when known.
+    pub line: Option<u64>,
     /// What is wrong.
     pub reason: String,
     /// The record's text (absent for records over the size limit).
@@ -110,7 +110,7 @@ pub struct RunOutput {
     pub as_of: Option<Time>,
     /// Changes sorted by `(time, segment, user)`.
     pub changes: Vec<Change>,
-    /// Dead letters sorted by line.
+    /// Dead letters sorted by offset.
     pub dead_letters: Vec<DeadLetter>,
     /// Counters.
     pub stats: RunStats,
@@ -232,7 +232,10 @@ where
     }
     if out.as_of.is_some() {
         let name = |key: &Key| names.ids.get(key).cloned().unwrap_or_else(|| key.to_string());
-        out.changes = keyed.into_iter().map(|c| Change { time: c.time, segment: c.segment, user: name(&c.user), diff: c.diff }).collect();
+        out.changes = keyed
+            .into_iter()
+            .map(|c| Change { time: c.time, segment: c.segment, user: name(&c.user), diff: c.diff })
+            .collect();
     }
     out.changes.sort();
     out.dead_letters.sort();

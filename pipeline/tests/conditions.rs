@@ -234,7 +234,7 @@ fn late_events_follow_the_policy() {
     assert_eq!(out.stats.engine.late_rejected, 1);
     assert_eq!(out.dead_letters.len(), 1);
     assert!(out.dead_letters[0].reason.contains("timestamp 100 is behind the watermark 500"), "{:?}", out.dead_letters);
-    assert_eq!(out.dead_letters[0].line, 2);
+    assert_eq!(out.dead_letters[0].line, Some(2));
     let clamp = IngestConfig { late_policy: LatePolicy::Clamp, ..dead };
     let out = run_lines(&defs.to_string(), &lines, &Plan::simple(2, 1, 1), clamp, Some(2000));
     assert_eq!(out.stats.engine.late_clamped, 1);

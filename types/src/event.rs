@@ -1,12 +1,12 @@
 //! The event model (Segment spec) and its decoder: one JSON object in, one `Event` or a
 //! `DecodeError` naming what is wrong out. Decoding never panics.
 
-use crate::time::{json_kind, parse_instant};
-use serde_json::value::RawValue;
-use std::borrow::Cow;
 use crate::key::Key;
+use crate::time::{json_kind, parse_instant};
 use crate::value::Props;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// What kind of Segment call an event came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -164,7 +164,8 @@ fn decode_raw(raw: RawEvent) -> Result<Event, DecodeError> {
     let ts = match present(raw.timestamp) {
         None => return Err(DecodeError::Missing("timestamp")),
         Some(v) => {
-            let value: serde_json::Value = serde_json::from_str(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
+            let value: serde_json::Value =
+                serde_json::from_str(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
             parse_instant(&value).map_err(|reason| DecodeError::Invalid { field: "timestamp", reason })?
         }
     };
@@ -190,7 +191,12 @@ fn decode_raw(raw: RawEvent) -> Result<Event, DecodeError> {
                 serde_json::from_str(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
             Props::from_object(&map)
         }
-        Some(v) => return Err(DecodeError::Invalid { field: props_field, reason: format!("expected an object, found {}", raw_kind(v)) }),
+        Some(v) => {
+            return Err(DecodeError::Invalid {
+                field: props_field,
+                reason: format!("expected an object, found {}", raw_kind(v)),
+            })
+        }
     };
     // A page or screen call names the page in `name`; keep it as the property `name`.
     if matches!(kind, Kind::Page | Kind::Screen) && props.get("name").is_none() {

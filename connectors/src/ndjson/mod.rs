@@ -3,5 +3,5 @@
 mod reader;
 mod writer;
 
-pub use reader::{PartReader, RawRecord};
+pub use reader::{line_numbers, PartReader, RawRecord, BLOCK};
 pub use writer::NdjsonWriter;

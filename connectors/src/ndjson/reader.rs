@@ -1,19 +1,25 @@
-//! Reads one part of an NDJSON file. Part `p` of `n` owns the lines whose first byte lies
-//! in `[p * len / n, (p + 1) * len / n)`, so parts cover every line exactly once whatever
-//! `n` is. Each record carries its 1-based line number and byte offset for dead letters;
-//! lines longer than the limit are reported without being held in memory.
+//! Reads one worker's part of an NDJSON file. The file is cut into blocks of `BLOCK` bytes
+//! dealt round-robin to the parts, and a line belongs to the block holding its first byte,
+//! so parts cover every line exactly once whatever their number, and every part moves
+//! through a time-ordered file at the same pace (contiguous halves would leave one worker
+//! waiting for the other's watermark). Records carry their byte offset; line numbers, only
+//! needed for dead letters, are found afterwards by `line_numbers`. Lines longer than the
+//! limit are reported without being held in memory.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+
+/// Bytes per block dealt to a part.
+pub const BLOCK: u64 = 1 << 20;
 
 /// One line of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RawRecord {
     /// A line within the size limit (without its line terminator).
     Line {
-        /// 1-based line number.
-        line: u64,
+        /// 1-based line number, when known.
+        line: Option<u64>,
         /// Byte offset of the line's first byte.
         offset: u64,
         /// The bytes.
@@ -21,8 +27,8 @@ pub enum RawRecord {
     },
     /// A line over the size limit; its bytes were skipped.
     TooLarge {
-        /// 1-based line number.
-        line: u64,
+        /// 1-based line number, when known.
+        line: Option<u64>,
         /// Byte offset of the line's first byte.
         offset: u64,
         /// The line's length in bytes.
@@ -33,12 +39,15 @@ pub enum RawRecord {
 /// An iterator over the records of one part of a file.
 pub struct PartReader {
     reader: BufReader<File>,
+    len: u64,
+    /// This part's next block.
+    next_block: u64,
+    /// Blocks between two of this part's blocks.
+    stride: u64,
     /// Offset of the next unread byte.
     pos: u64,
-    /// Lines starting at or after this offset belong to the next part.
+    /// Lines starting at or after this offset belong to another block.
     end: u64,
-    /// Line number of the next line.
-    line: u64,
     max_record: usize,
 }
 
@@ -47,49 +56,42 @@ impl PartReader {
     pub fn open(path: &Path, part: usize, parts: usize, max_record: usize) -> io::Result<PartReader> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
-        let parts = parts.max(1) as u128;
-        let start = (len as u128 * part as u128 / parts) as u64;
-        let end = (len as u128 * (part as u128 + 1) / parts) as u64;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        // Line number of the first line at or after `start`: newlines before it, plus one.
-        let mut line = 1;
-        let mut pos = 0;
-        if start > 0 {
-            let mut counted = 0u64;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut remaining = start;
-            while remaining > 0 {
-                let n = reader.read(&mut buf[..remaining.min(1 << 20) as usize])?;
-                if n == 0 {
-                    break;
-                }
-                counted += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-                remaining -= n as u64;
-            }
-            line += counted;
-            pos = start;
-            // Unless the previous byte ends a line, the line at `start` began in the previous part.
-            reader.seek(SeekFrom::Start(start - 1))?;
-            let mut prev = [0u8; 1];
-            reader.read_exact(&mut prev)?;
-            if prev[0] != b'\n' {
-                let mut skipped = Vec::new();
-                let n = reader.read_until(b'\n', &mut skipped)?;
-                pos += n as u64;
-                if skipped.last() == Some(&b'\n') {
-                    line += 1;
-                }
-            }
+        let reader = BufReader::with_capacity(1 << 18, file);
+        Ok(PartReader { reader, len, next_block: part as u64, stride: parts.max(1) as u64, pos: 0, end: 0, max_record })
+    }
+
+    /// Moves to the next block of this part; false when there is none.
+    fn enter_next_block(&mut self) -> io::Result<bool> {
+        let start = self.next_block * BLOCK;
+        if start >= self.len {
+            return Ok(false);
         }
-        Ok(PartReader { reader, pos, end, line, max_record })
+        self.next_block += self.stride;
+        self.end = (start + BLOCK).min(self.len);
+        self.pos = start;
+        if start == 0 {
+            self.reader.seek(SeekFrom::Start(0))?;
+            return Ok(true);
+        }
+        // Unless the previous byte ends a line, the line at `start` belongs to the block before.
+        self.reader.seek(SeekFrom::Start(start - 1))?;
+        let mut prev = [0u8; 1];
+        self.reader.read_exact(&mut prev)?;
+        if prev[0] != b'\n' {
+            let mut skipped = Vec::new();
+            self.pos += self.reader.read_until(b'\n', &mut skipped)? as u64;
+        }
+        Ok(true)
     }
 
     fn next_record(&mut self) -> io::Result<Option<RawRecord>> {
         loop {
-            if self.pos >= self.end {
-                return Ok(None);
+            while self.pos >= self.end {
+                if !self.enter_next_block()? {
+                    return Ok(None);
+                }
             }
-            let (line, offset) = (self.line, self.pos);
+            let offset = self.pos;
             let mut bytes = Vec::new();
             let mut size = 0usize;
             let mut ended = false;
@@ -112,20 +114,20 @@ impl PartReader {
                 ended = found;
             }
             if size == 0 && !ended {
-                return Ok(None);
+                self.pos = self.end;
+                continue;
             }
-            self.line += 1;
             if bytes.last() == Some(&b'\r') {
                 bytes.pop();
                 size -= 1;
             }
             if size > self.max_record {
-                return Ok(Some(RawRecord::TooLarge { line, offset, size }));
+                return Ok(Some(RawRecord::TooLarge { line: None, offset, size }));
             }
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Ok(Some(RawRecord::Line { line, offset, bytes }));
+            return Ok(Some(RawRecord::Line { line: None, offset, bytes }));
         }
     }
 }
@@ -138,28 +140,73 @@ impl Iterator for PartReader {
     }
 }
 
+/// The 1-based line numbers of lines starting at `offsets` (sorted ascending), in one pass
+/// over the file up to the last of them.
+pub fn line_numbers(path: &Path, offsets: &[u64]) -> io::Result<Vec<u64>> {
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut out = Vec::with_capacity(offsets.len());
+    let (mut pos, mut line) = (0u64, 1u64);
+    let mut buf = vec![0u8; 1 << 20];
+    for &offset in offsets {
+        while pos < offset {
+            let want = (offset - pos).min(buf.len() as u64) as usize;
+            let n = reader.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            line += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            pos += n as u64;
+        }
+        out.push(line);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
 
     fn lines_of(path: &Path, parts: usize, max: usize) -> Vec<RawRecord> {
-        (0..parts)
+        let mut all: Vec<RawRecord> = (0..parts)
             .flat_map(|p| PartReader::open(path, p, parts, max).unwrap().map(Result::unwrap).collect::<Vec<_>>())
-            .collect()
+            .collect();
+        all.sort_by_key(|r| match r {
+            RawRecord::Line { offset, .. } | RawRecord::TooLarge { offset, .. } => *offset,
+        });
+        all
     }
 
     #[test]
-    fn parts_cover_every_line_once_with_numbers_and_offsets() {
+    fn parts_cover_every_line_once() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         let text = "alpha\nbeta\n\ngamma delta\r\nx\nlast-no-newline";
         f.write_all(text.as_bytes()).unwrap();
         let whole = lines_of(f.path(), 1, 100);
         assert_eq!(whole.len(), 5);
-        assert_eq!(whole[2], RawRecord::Line { line: 4, offset: 12, bytes: b"gamma delta".to_vec() });
-        assert_eq!(whole[4], RawRecord::Line { line: 6, offset: 27, bytes: b"last-no-newline".to_vec() });
-        for parts in 2..=text.len() + 1 {
+        assert_eq!(whole[2], RawRecord::Line { line: None, offset: 12, bytes: b"gamma delta".to_vec() });
+        assert_eq!(whole[4], RawRecord::Line { line: None, offset: 27, bytes: b"last-no-newline".to_vec() });
+        for parts in 2..=4 {
             assert_eq!(lines_of(f.path(), parts, 100), whole, "{parts} parts");
+        }
+        assert_eq!(line_numbers(f.path(), &[0, 12, 27]).unwrap(), vec![1, 4, 6]);
+    }
+
+    #[test]
+    fn lines_across_block_boundaries_belong_to_one_part() {
+        // Lines of varying length so that block boundaries fall inside lines and on line starts.
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let mut expected = Vec::new();
+        let mut offset = 0u64;
+        for i in 0..40_000u64 {
+            let line = format!("{i}:{}", "y".repeat((i % 97) as usize));
+            expected.push(RawRecord::Line { line: None, offset, bytes: line.clone().into_bytes() });
+            offset += line.len() as u64 + 1;
+            writeln!(f, "{line}").unwrap();
+        }
+        assert!(offset > 2 * BLOCK);
+        for parts in 1..=3 {
+            assert_eq!(lines_of(f.path(), parts, 1000), expected, "{parts} parts");
         }
     }
 
@@ -168,7 +215,7 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"short\n0123456789abcdef\nok\n").unwrap();
         let got = lines_of(f.path(), 1, 8);
-        assert_eq!(got[1], RawRecord::TooLarge { line: 2, offset: 6, size: 16 });
-        assert_eq!(got[2], RawRecord::Line { line: 3, offset: 23, bytes: b"ok".to_vec() });
+        assert_eq!(got[1], RawRecord::TooLarge { line: None, offset: 6, size: 16 });
+        assert_eq!(got[2], RawRecord::Line { line: None, offset: 23, bytes: b"ok".to_vec() });
     }
 }

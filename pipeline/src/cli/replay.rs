@@ -5,7 +5,7 @@
 use crate::engine::{IngestConfig, LatePolicy};
 use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
 use anyhow::Context;
-use journeyflow_connectors::ndjson::{NdjsonWriter, PartReader};
+use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader};
 use journeyflow_types::{parse_segments, SegmentDefinition};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -45,8 +45,9 @@ pub struct ReplayArgs {
     /// Records longer than this many bytes go to the dead-letter output.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_record_bytes: usize,
-    /// Records per batch: the watermark advances between batches.
-    #[arg(long, default_value_t = 20_000)]
+    /// Records per batch and worker: the watermark advances between batches. Larger batches
+    /// amortise the dataflow's per-round work; smaller ones hold less in memory.
+    #[arg(long, default_value_t = 100_000)]
     pub batch_size: usize,
 }
 
@@ -112,7 +113,12 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         let _ = handle.join();
         bar.finish_and_clear();
     }
-    let output = output?;
+    let mut output = output?;
+    // Parts are read without counting lines; number only the rejected ones.
+    let offsets: Vec<u64> = output.dead_letters.iter().map(|d| d.offset).collect();
+    for (d, line) in output.dead_letters.iter_mut().zip(line_numbers(&args.events, &offsets)?) {
+        d.line = Some(line);
+    }
     let wall = started.elapsed().as_secs_f64();
     let summary = write_outputs(&args.out, &defs, &output, args, wall)?;
     print_summary(&summary);

@@ -40,13 +40,15 @@ impl Plan {
 pub fn run_lines(defs: &str, lines: &[String], plan: &Plan, ingest: IngestConfig, as_of: Option<u64>) -> RunOutput {
     let defs = parse_segments(defs).expect("valid definitions");
     let mut parts: Vec<Vec<SourceItem>> = vec![Vec::new(); plan.workers];
+    let mut offset = 0;
     for (i, line) in lines.iter().enumerate() {
         let w = plan.worker_of[i];
         parts[w].push(SourceItem::Record(RawRecord::Line {
-            line: i as u64 + 1,
-            offset: 0,
+            line: Some(i as u64 + 1),
+            offset,
             bytes: line.as_bytes().to_vec(),
         }));
+        offset += line.len() as u64 + 1;
         if plan.boundary_after[i] {
             parts[w].push(SourceItem::EndOfBatch);
         }
