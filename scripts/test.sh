@@ -7,4 +7,9 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --all-targets --locked
+# nextest ends a hung test (see .config/nextest.toml); plain cargo test runs under a timeout.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --locked
+else
+  timeout 1800 cargo test --workspace --all-targets --locked
+fi

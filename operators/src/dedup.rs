@@ -3,6 +3,7 @@
 //! never depends on batching or worker count: the earliest one. An id is remembered for
 //! `window` milliseconds of dataflow time after the copy that was kept.
 
+use crate::held::Held;
 use crate::{SharedEvent, Time};
 use differential_dataflow::{AsCollection, VecCollection};
 use journeyflow_types::{Key, KeyMap};
@@ -11,7 +12,6 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 
 /// Removes duplicate events; `duplicates` counts the ones dropped on this worker.
 pub fn dedup<'s>(
@@ -24,32 +24,18 @@ pub fn dedup<'s>(
     events
         .inner
         .unary_frontier::<Output, _, _, _>(exchange, "Dedup", move |_, _| {
-            // Held events, and one capability at the earliest held time: output goes out in
-            // one message per activation, not one per distinct timestamp.
-            let mut pending: Vec<(Time, SharedEvent)> = Vec::new();
-            let mut held: Option<Capability<Time>> = None;
+            let mut held: Held<SharedEvent> = Held::default();
             let mut kept: KeyMap<Time> = KeyMap::default();
             let mut expiry: VecDeque<(Time, Key)> = VecDeque::new();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
-                    if let Some(t) = cap.least() {
-                        if held.as_ref().is_none_or(|h| t < h.time()) {
-                            held = cap.retain_least(0);
-                        }
-                    }
-                    for (event, time, diff) in data.drain(..) {
-                        // Events are only ever inserted; a multiplicity above one is repeated copies.
-                        for _ in 0..diff.max(0) {
-                            pending.push((time, event.clone()));
-                        }
-                    }
+                    // Events are only ever inserted; a multiplicity above one is repeated copies.
+                    let copies = data.drain(..).flat_map(|(e, t, r)| std::iter::repeat_n((t, e), r.max(0) as usize));
+                    held.hold(&cap, copies);
                 });
-                let Some(cap) = held.as_ref() else { return };
-                // Complete times go first, in (time, event) order; the rest wait.
-                pending.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-                let complete = pending.partition_point(|(t, _)| !frontier.less_equal(t));
-                let mut session = output.session(cap);
-                for (time, event) in pending.drain(..complete) {
+                let Some((cap, complete)) = held.take_complete(frontier) else { return };
+                let mut session = output.session(&cap);
+                for (time, event) in complete {
                     while let Some(&(t, id)) = expiry.front() {
                         if t.saturating_add(window) >= time {
                             break;
@@ -70,8 +56,6 @@ pub fn dedup<'s>(
                     expiry.push_back((time, id));
                     session.give((event, time, 1));
                 }
-                drop(session);
-                held = pending.first().map(|(t, _)| held.as_ref().expect("held while pending").delayed(t));
             }
         })
         .as_collection()

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod complement;
 pub mod dedup;
+pub mod held;
 pub mod intersect;
 pub mod latest;
 pub mod sequence;
