@@ -80,7 +80,12 @@ fn render(drafts: &[Draft], jitters: &[u64]) -> Vec<String> {
                 values[values.len() - back].clone()
             }
             Draft::Reuse { back, user, name } if *back <= values.len() => {
-                let msg = values[values.len() - back]["messageId"].clone();
+                let original = &values[values.len() - back];
+                let msg = original["messageId"].clone();
+                // Strictly later than the original: which of two different records with one
+                // messageId and one timestamp survives is an engine rule (content order), not
+                // something the reference restates.
+                let ts = ts.max(original["timestamp"].as_u64().unwrap() + 1);
                 json!({"type": "track", "event": NAMES[*name], "userId": USERS[*user], "messageId": msg, "timestamp": ts, "properties": {"n": 1}})
             }
             _ => {
