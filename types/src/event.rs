@@ -189,7 +189,7 @@ fn decode_raw(raw: RawEvent) -> Result<Event, DecodeError> {
         Some(v) if v.get().starts_with('{') => {
             let map: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_str(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
-            Props::from_object(&map)
+            Props::from_object(map)
         }
         Some(v) => {
             return Err(DecodeError::Invalid {
