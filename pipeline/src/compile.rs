@@ -106,8 +106,16 @@ impl<'s> Compiler<'s> {
             Condition::Performed(p) => {
                 let filter = p.filter.clone();
                 let matches = self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user, e.ts)));
-                let universe = if p.at_least == 0 { self.universe() } else { self.empty() };
-                window_count::window_count(matches, p.within.map(|w| w.0), p.at_least, p.at_most, universe)
+                let window = p.within.map(|w| w.0);
+                match (p.at_least, p.at_most) {
+                    (0, None) => self.universe(),
+                    // At most m: not at least m + 1.
+                    (0, Some(m)) => {
+                        let over = window_count::window_count(matches, window, m + 1, None);
+                        complement::complement(self.universe(), over)
+                    }
+                    (least, most) => window_count::window_count(matches, window, least, most),
+                }
             }
             Condition::Aggregate(a) => {
                 let (filter, property) = (a.filter.clone(), a.property.clone());

@@ -103,6 +103,20 @@ pub struct RunStats {
     pub engine: EngineStats,
 }
 
+impl RunStats {
+    /// Adds another worker's counters.
+    fn add(&mut self, other: &RunStats) {
+        self.records += other.records;
+        self.malformed += other.malformed;
+        self.after_as_of += other.after_as_of;
+        let (e, o) = (&mut self.engine, &other.engine);
+        e.offered += o.offered;
+        e.late_clamped += o.late_clamped;
+        e.late_rejected += o.late_rejected;
+        e.duplicates += o.duplicates;
+    }
+}
+
 /// What a run produced.
 #[derive(Clone, Debug)]
 pub struct RunOutput {
@@ -218,14 +232,7 @@ where
         keyed.extend(changes);
         names.merge(worker_names);
         out.dead_letters.extend(dead);
-        let s = &mut out.stats;
-        s.records += stats.records;
-        s.malformed += stats.malformed;
-        s.after_as_of += stats.after_as_of;
-        s.engine.offered += stats.engine.offered;
-        s.engine.late_clamped += stats.engine.late_clamped;
-        s.engine.late_rejected += stats.engine.late_rejected;
-        s.engine.duplicates += stats.engine.duplicates;
+        out.stats.add(&stats);
     }
     if let Some(collision) = names.collision {
         anyhow::bail!("{collision}: rename one of them");

@@ -115,14 +115,6 @@ pub fn decode_line(line: &[u8]) -> Result<Event, DecodeError> {
     decode_raw(raw)
 }
 
-/// Decodes one Segment-spec JSON object.
-pub fn decode_value(value: &serde_json::Value) -> Result<Event, DecodeError> {
-    if !value.is_object() {
-        return Err(DecodeError::NotObject(json_kind(value)));
-    }
-    decode_line(value.to_string().as_bytes())
-}
-
 /// A present, non-null field.
 fn present(v: Option<&RawValue>) -> Option<&RawValue> {
     v.filter(|r| r.get() != "null")

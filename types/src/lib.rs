@@ -13,6 +13,6 @@ pub mod value;
 pub use condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence};
 pub use definition::{parse_segments, validate_segments, SegmentDefinition, ValidationError, ValidationErrors};
 pub use duration::Duration;
-pub use event::{decode_line, decode_value, DecodeError, Event, Kind};
+pub use event::{decode_line, DecodeError, Event, Kind};
 pub use key::{Key, KeyMap};
 pub use value::{Num, Props, Value};
