@@ -216,7 +216,7 @@ impl Checker {
         }
     }
 
-    fn string_value(&mut self, path: &str, v: &Json) -> Option<String> {
+    pub(crate) fn string_value(&mut self, path: &str, v: &Json) -> Option<String> {
         match v {
             Json::String(s) if !s.is_empty() => Some(s.clone()),
             Json::String(_) => {
@@ -259,7 +259,7 @@ impl Checker {
         }
     }
 
-    fn opt_count(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<u64>, Reported> {
+    pub(crate) fn opt_count(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<u64>, Reported> {
         match o.get(key) {
             None => Ok(None),
             Some(v) => v.as_u64().map(Some).ok_or_else(|| {

@@ -6,6 +6,8 @@ pub mod condition;
 pub mod definition;
 pub mod duration;
 pub mod event;
+pub mod journey;
+pub mod journey_definition;
 pub mod key;
 pub mod time;
 pub mod value;
@@ -14,5 +16,7 @@ pub use condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Pre
 pub use definition::{parse_segments, validate_segments, SegmentDefinition, ValidationError, ValidationErrors};
 pub use duration::Duration;
 pub use event::{decode_line, DecodeError, Event, Kind};
+pub use journey::{JourneyDefinition, Node};
+pub use journey_definition::{parse_journeys, validate_journey};
 pub use key::{Key, KeyMap};
 pub use value::{Num, Props, Value};

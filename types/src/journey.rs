@@ -1,0 +1,339 @@
+//! The journey model: a validated journey definition (entry, node graph, goal, exit rule,
+//! re-entry, schedule, quiet hours, frequency cap) and the small deterministic rules every
+//! implementation must share: split assignment, quiet-hours release, action ids.
+
+use crate::condition::{Condition, EventFilter};
+use crate::duration::Duration;
+use crate::key::Key;
+use std::collections::BTreeMap;
+
+/// A validated journey definition. Node ids are kept in a sorted map; `source` is the JSON it
+/// was read from, returned as is by the control API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JourneyDefinition {
+    /// `[a-z0-9_-]{1,64}`.
+    pub id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// What brings a user in.
+    pub entry: Entry,
+    /// The node a user enters at.
+    pub start: String,
+    /// The node graph by node id.
+    pub nodes: BTreeMap<String, Node>,
+    /// Performing this while in the journey converts the user, wherever they are.
+    pub goal: Option<EventFilter>,
+    /// A user for whom this holds leaves (and is not let in while it holds).
+    pub exit_when: Option<Condition>,
+    /// Whether and when a user may enter again.
+    pub re_entry: ReEntry,
+    /// When entries are accepted and when the journey ends.
+    pub schedule: Schedule,
+    /// Actions falling inside this daily window are held until it ends.
+    pub quiet_hours: Option<QuietHours>,
+    /// At most this many actions per user in a trailing window.
+    pub frequency_cap: Option<FrequencyCap>,
+    /// The definition as written.
+    pub source: serde_json::Value,
+}
+
+/// What brings a user into a journey; the entry time is the event's or the change's time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    /// Performing a matching event.
+    Event(EventFilter),
+    /// Entering the segment.
+    SegmentEnter(String),
+    /// Leaving the segment.
+    SegmentExit(String),
+}
+
+/// One node of the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Node {
+    /// Stay for `duration`, then go to `next`.
+    Wait {
+        /// How long (positive).
+        duration: Duration,
+        /// Where to go afterwards.
+        next: String,
+    },
+    /// Wait for a matching event for at most `timeout`.
+    WaitUntil {
+        /// The awaited event.
+        event: EventFilter,
+        /// How long to wait (positive); an event at exactly the timeout is too late.
+        timeout: Duration,
+        /// Where to go when the event comes.
+        on_event: String,
+        /// Where to go when it does not.
+        on_timeout: String,
+    },
+    /// The first case whose condition holds for the user at this time, else `otherwise`.
+    Branch {
+        /// Tried in order.
+        cases: Vec<Case>,
+        /// When no case holds.
+        otherwise: String,
+    },
+    /// A deterministic random split of users.
+    Split {
+        /// Shares in basis points (hundredths of a percent) summing to 10,000.
+        branches: Vec<SplitBranch>,
+    },
+    /// Send a message, then go to `next`.
+    Action {
+        /// What to send.
+        action: Action,
+        /// Where to go afterwards.
+        next: String,
+    },
+    /// The user has finished the journey.
+    Exit,
+}
+
+impl Node {
+    /// The node ids this node can move to, in the order they are written.
+    pub fn targets(&self) -> Vec<&str> {
+        match self {
+            Node::Wait { next, .. } | Node::Action { next, .. } => vec![next],
+            Node::WaitUntil { on_event, on_timeout, .. } => vec![on_event, on_timeout],
+            Node::Branch { cases, otherwise } => {
+                cases.iter().map(|c| c.next.as_str()).chain(std::iter::once(otherwise.as_str())).collect()
+            }
+            Node::Split { branches } => branches.iter().map(|b| b.next.as_str()).collect(),
+            Node::Exit => Vec::new(),
+        }
+    }
+
+    /// Whether users stay at this node until a timer or an event (rather than passing through at once).
+    pub fn waits(&self) -> bool {
+        matches!(self, Node::Wait { .. } | Node::WaitUntil { .. })
+    }
+
+    /// The node kind as written in definitions.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Node::Wait { .. } => "wait",
+            Node::WaitUntil { .. } => "wait_until",
+            Node::Branch { .. } => "branch",
+            Node::Split { .. } => "split",
+            Node::Action { .. } => "action",
+            Node::Exit => "exit",
+        }
+    }
+}
+
+/// One case of a branch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Case {
+    /// Evaluated for the user at the branch time.
+    pub when: Condition,
+    /// Where to go when it holds.
+    pub next: String,
+}
+
+/// One share of a split.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SplitBranch {
+    /// Share in basis points (1% = 100).
+    pub basis_points: u32,
+    /// Where users of this share go.
+    pub next: String,
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Action {
+    /// `email`, `sms`, `push`, `webhook` or any other channel name.
+    pub channel: String,
+    /// A template name for the channel.
+    pub template: Option<String>,
+    /// Free JSON passed through to the sink.
+    pub payload: Option<serde_json::Value>,
+}
+
+/// Re-entry modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReEntryMode {
+    /// At most one entry ever.
+    Once,
+    /// Again after leaving.
+    AfterExit,
+    /// Again at any time; a user already in the journey restarts at the start node.
+    Always,
+}
+
+/// Whether and when a user may enter again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReEntry {
+    /// The mode.
+    pub mode: ReEntryMode,
+    /// At most this many entries in all.
+    pub max_times: Option<u64>,
+    /// At least this long between two entries (measured between entry times).
+    pub cooldown: Option<Duration>,
+}
+
+impl Default for ReEntry {
+    fn default() -> Self {
+        ReEntry { mode: ReEntryMode::Once, max_times: None, cooldown: None }
+    }
+}
+
+/// When a journey accepts entries: from `start_at` (inclusive) to `end_at` (exclusive); at
+/// `end_at` the journey ends and users still in it are canceled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Epoch ms.
+    pub start_at: Option<u64>,
+    /// Epoch ms.
+    pub end_at: Option<u64>,
+}
+
+/// A daily window, `[start, end)` in local time of `tz`, wrapping past midnight when
+/// `start > end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuietHours {
+    /// Minutes after local midnight.
+    pub start_minute: u32,
+    /// Minutes after local midnight.
+    pub end_minute: u32,
+    /// The time zone (UTC when not given).
+    pub tz: chrono_tz::Tz,
+}
+
+impl QuietHours {
+    /// When `t` (epoch ms) falls inside the window, the instant the window ends; otherwise `None`.
+    /// A local end time that does not exist (a daylight-saving gap) is moved one hour later; an
+    /// ambiguous one takes its earlier instant.
+    pub fn release(&self, t: u64) -> Option<u64> {
+        use chrono::{Duration as D, NaiveTime, TimeZone};
+        let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(t).ok()?)?;
+        let local = utc.with_timezone(&self.tz).naive_local();
+        let minute_of_day = |m: u32| m * 60_000;
+        let ms_of_day = local.time().signed_duration_since(NaiveTime::MIN).num_milliseconds() as u32;
+        let (start, end) = (minute_of_day(self.start_minute), minute_of_day(self.end_minute));
+        let day = local.date();
+        let end_day = if start < end {
+            if !(start..end).contains(&ms_of_day) {
+                return None;
+            }
+            day
+        } else if ms_of_day >= start {
+            day.succ_opt()?
+        } else if ms_of_day < end {
+            day
+        } else {
+            return None;
+        };
+        let end_local = end_day.and_time(NaiveTime::MIN) + D::minutes(i64::from(self.end_minute));
+        let resolved = self
+            .tz
+            .from_local_datetime(&end_local)
+            .earliest()
+            .or_else(|| self.tz.from_local_datetime(&(end_local + D::hours(1))).earliest())?;
+        u64::try_from(resolved.timestamp_millis()).ok().filter(|r| *r > t)
+    }
+}
+
+/// At most `max_actions` sent actions per user in any trailing window of `per`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrequencyCap {
+    /// The cap (at least 1).
+    pub max_actions: u64,
+    /// The window (positive).
+    pub per: Duration,
+}
+
+/// Where a user falls in a split, in basis points `[0, 10000)`: XXH3-64 of the journey id, a
+/// zero byte, the node id, a zero byte, and the user's key (XXH3-128 of the user id, 16 bytes
+/// little-endian). Stable across runs, workers and machines.
+pub fn split_point(journey: &str, node: &str, user: Key) -> u32 {
+    let mut bytes = Vec::with_capacity(journey.len() + node.len() + 18);
+    bytes.extend_from_slice(journey.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(node.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&user.0.to_le_bytes());
+    (xxhash_rust::xxh3::xxh3_64(&bytes) % 10_000) as u32
+}
+
+/// The deterministic id of an action: XXH3-128 (32 hex digits) of the journey id, a zero byte,
+/// the version (4 bytes LE), the user's key (16 bytes LE), the node id, a zero byte, and the
+/// time the user reached the node (8 bytes LE). A held action and its later sending share it.
+pub fn action_id(journey: &str, version: u32, user: Key, node: &str, reached: u64) -> String {
+    let mut bytes = Vec::with_capacity(journey.len() + node.len() + 30);
+    bytes.extend_from_slice(journey.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(&user.0.to_le_bytes());
+    bytes.extend_from_slice(node.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&reached.to_le_bytes());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::parse_instant_str;
+
+    fn at(s: &str) -> u64 {
+        parse_instant_str(s).unwrap()
+    }
+
+    #[test]
+    fn quiet_hours_wrap_past_midnight() {
+        let q = QuietHours { start_minute: 22 * 60, end_minute: 8 * 60, tz: chrono_tz::UTC };
+        assert_eq!(q.release(at("2024-03-01T23:30:00Z")), Some(at("2024-03-02T08:00:00Z")));
+        assert_eq!(q.release(at("2024-03-02T07:59:59.999Z")), Some(at("2024-03-02T08:00:00Z")));
+        assert_eq!(q.release(at("2024-03-02T08:00:00Z")), None);
+        assert_eq!(q.release(at("2024-03-01T21:59:59Z")), None);
+        assert_eq!(q.release(at("2024-03-01T22:00:00Z")), Some(at("2024-03-02T08:00:00Z")));
+    }
+
+    #[test]
+    fn quiet_hours_in_a_time_zone_across_daylight_saving() {
+        let q = QuietHours { start_minute: 22 * 60, end_minute: 8 * 60, tz: chrono_tz::Europe::Paris };
+        // 23:00 UTC on 30 March 2024 is 00:00 in Paris (CET); clocks go to CEST that night,
+        // so 08:00 local on the 31st is 06:00 UTC.
+        assert_eq!(q.release(at("2024-03-30T23:00:00Z")), Some(at("2024-03-31T06:00:00Z")));
+        // A window in the day, not wrapping.
+        let day = QuietHours { start_minute: 12 * 60, end_minute: 13 * 60, tz: chrono_tz::UTC };
+        assert_eq!(day.release(at("2024-03-01T12:10:00Z")), Some(at("2024-03-01T13:00:00Z")));
+        assert_eq!(day.release(at("2024-03-01T13:10:00Z")), None);
+    }
+
+    #[test]
+    fn quiet_hours_ending_in_a_gap_move_an_hour_later() {
+        // New York springs forward at 02:00 on 10 March 2024: 02:30 local does not exist.
+        let q = QuietHours { start_minute: 60, end_minute: 150, tz: chrono_tz::America::New_York };
+        // 06:10 UTC is 01:10 EST, inside the window; 03:30 EDT is 07:30 UTC.
+        assert_eq!(q.release(at("2024-03-10T06:10:00Z")), Some(at("2024-03-10T07:30:00Z")));
+    }
+
+    #[test]
+    fn split_points_are_stable_and_spread() {
+        let p = split_point("j", "s", Key::of("u1"));
+        assert_eq!(p, split_point("j", "s", Key::of("u1")));
+        assert!(p < 10_000);
+        let low = (0..10_000).filter(|i| split_point("j", "s", Key::of(&format!("u{i}"))) < 5_000).count();
+        assert!((4_700..=5_300).contains(&low), "{low} of 10000 below the median");
+    }
+
+    #[test]
+    fn action_ids_differ_in_every_part() {
+        let base = action_id("j", 1, Key::of("u"), "n", 5);
+        for other in [
+            action_id("k", 1, Key::of("u"), "n", 5),
+            action_id("j", 2, Key::of("u"), "n", 5),
+            action_id("j", 1, Key::of("v"), "n", 5),
+            action_id("j", 1, Key::of("u"), "m", 5),
+            action_id("j", 1, Key::of("u"), "n", 6),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert_eq!(base.len(), 32);
+    }
+}

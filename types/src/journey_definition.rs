@@ -1,0 +1,662 @@
+//! Journey definition files: parsing and validation of the journey JSON, reporting every
+//! error with its JSON path (fields, node references, unreachable nodes, nodes with no way
+//! out, cycles without a wait, split shares, unknown segments) so nothing is installed from a
+//! file with a mistake in it.
+
+use crate::condition::{Condition, EventFilter};
+use crate::definition::{valid_id, Checker, ValidationError, ValidationErrors};
+use crate::journey::{
+    Action, Case, Entry, FrequencyCap, JourneyDefinition, Node, QuietHours, ReEntry, ReEntryMode, Schedule, SplitBranch,
+};
+use crate::time::{json_kind, parse_instant};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The most conditions (entry segment, branch cases, exit rule) one journey may use.
+pub const MAX_CONDITIONS: usize = 64;
+
+type Obj = serde_json::Map<String, Json>;
+
+/// Parses and validates a file holding a JSON array of journey definitions; `segments` names
+/// the segments that entries and conditions may refer to.
+pub fn parse_journeys(text: &str, segments: &BTreeSet<String>) -> Result<Vec<JourneyDefinition>, ValidationErrors> {
+    let json: Json = serde_json::from_str(text).map_err(|e| {
+        ValidationErrors(vec![ValidationError { path: "$".into(), message: format!("malformed JSON: {e}") }])
+    })?;
+    let mut cx = Checker::default();
+    let Some(items) = json.as_array() else {
+        cx.error("$", format!("expected an array of journey definitions, found {}", json_kind(&json)));
+        return Err(cx.finish());
+    };
+    let mut defs: Vec<(String, JourneyDefinition)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("$[{i}]");
+        if let Some(def) = journey(&mut cx, &path, item, segments) {
+            defs.push((path, def));
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for (path, def) in &defs {
+        if let Some(first) = seen.insert(def.id.clone(), path.clone()) {
+            cx.error(&format!("{path}.id"), format!("duplicate id {:?} (first defined at {first})", def.id));
+        }
+    }
+    if !cx.is_clean() {
+        return Err(cx.finish());
+    }
+    Ok(defs.into_iter().map(|(_, d)| d).collect())
+}
+
+/// Validates one journey given as JSON (the control API's entry point).
+pub fn validate_journey(json: &Json, segments: &BTreeSet<String>) -> Result<JourneyDefinition, ValidationErrors> {
+    let mut cx = Checker::default();
+    match journey(&mut cx, "$", json, segments) {
+        Some(def) if cx.is_clean() => Ok(def),
+        _ => Err(cx.finish()),
+    }
+}
+
+const FIELDS: [&str; 11] = [
+    "id",
+    "name",
+    "entry",
+    "start",
+    "nodes",
+    "goal",
+    "exit_when",
+    "re_entry",
+    "schedule",
+    "quiet_hours",
+    "frequency_cap",
+];
+
+fn journey(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<JourneyDefinition> {
+    let o = cx.object(path, v, &FIELDS)?;
+    let id = cx.string(path, o, "id");
+    if let Some(id) = &id {
+        if !valid_id(id) {
+            cx.error(&format!("{path}.id"), format!("id {id:?} must match [a-z0-9_-]{{1,64}}"));
+        }
+    }
+    let name = cx.opt_string(path, o, "name");
+    let entry = required(cx, path, o, "entry").and_then(|e| entry(cx, &format!("{path}.entry"), e, segments));
+    let start = cx.string(path, o, "start");
+    let nodes = required(cx, path, o, "nodes").and_then(|n| nodes(cx, &format!("{path}.nodes"), n, segments));
+    let goal = o.get("goal").map(|g| event_filter(cx, &format!("{path}.goal"), g));
+    let exit_when = o.get("exit_when").map(|c| condition(cx, &format!("{path}.exit_when"), c, segments));
+    let re_entry = o.get("re_entry").map_or(Some(ReEntry::default()), |r| re_entry(cx, &format!("{path}.re_entry"), r));
+    let schedule =
+        o.get("schedule").map_or(Some(Schedule::default()), |s| schedule(cx, &format!("{path}.schedule"), s));
+    let quiet_hours = o.get("quiet_hours").map(|q| quiet_hours(cx, &format!("{path}.quiet_hours"), q));
+    let frequency_cap = o.get("frequency_cap").map(|f| frequency_cap(cx, &format!("{path}.frequency_cap"), f));
+
+    let nodes = nodes?;
+    let start = start?;
+    if !nodes.contains_key(&start) {
+        cx.error(&format!("{path}.start"), format!("start node {start:?} is not in \"nodes\""));
+        return None;
+    }
+    let entry = entry?;
+    let exit_when = exit_when.map(|c| c.ok_or(())).transpose().ok()?;
+    let conditions = usize::from(!matches!(entry, Entry::Event(_)))
+        + usize::from(exit_when.is_some())
+        + nodes.values().map(|n| if let Node::Branch { cases, .. } = n { cases.len() } else { 0 }).sum::<usize>();
+    if conditions > MAX_CONDITIONS {
+        cx.error(path, format!("uses {conditions} conditions (entry segment, branch cases, exit_when); at most {MAX_CONDITIONS} are allowed"));
+    }
+    graph(cx, &format!("{path}.nodes"), &start, &nodes);
+    Some(JourneyDefinition {
+        id: id?,
+        name,
+        entry,
+        start,
+        nodes,
+        goal: goal.map(|g| g.ok_or(())).transpose().ok()?,
+        exit_when,
+        re_entry: re_entry?,
+        schedule: schedule?,
+        quiet_hours: quiet_hours.map(|q| q.ok_or(())).transpose().ok()?,
+        frequency_cap: frequency_cap.map(|f| f.ok_or(())).transpose().ok()?,
+        source: v.clone(),
+    })
+}
+
+fn required<'a>(cx: &mut Checker, path: &str, o: &'a Obj, key: &str) -> Option<&'a Json> {
+    let v = o.get(key);
+    if v.is_none() {
+        cx.error(path, format!("missing field {key:?}"));
+    }
+    v
+}
+
+/// A condition whose `in_segment` references must name known segments.
+fn condition(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<Condition> {
+    let c = cx.condition(path, v)?;
+    let mut refs = Vec::new();
+    c.references(&mut refs);
+    let unknown: Vec<String> = refs.into_iter().filter(|r| !segments.contains(r)).collect();
+    for r in &unknown {
+        cx.error(path, format!("in_segment refers to unknown segment {r:?}"));
+    }
+    unknown.is_empty().then_some(c)
+}
+
+/// An event filter written either as `{"event": "Name", "where"?: [...]}` or `{"event": {"event": "Name", ...}}`.
+fn event_filter(cx: &mut Checker, path: &str, v: &Json) -> Option<EventFilter> {
+    match v.get("event") {
+        Some(inner @ Json::Object(_)) => {
+            cx.object(path, v, &["event"])?;
+            cx.filter(&format!("{path}.event"), inner)
+        }
+        _ => cx.filter(path, v),
+    }
+}
+
+fn segment_ref(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<String> {
+    let id = cx.string_value(path, v)?;
+    if !segments.contains(&id) {
+        cx.error(path, format!("unknown segment {id:?}"));
+        return None;
+    }
+    Some(id)
+}
+
+fn entry(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<Entry> {
+    let o = cx.object(path, v, &["event", "where", "segment_enter", "segment_exit"])?;
+    let kinds: Vec<&str> =
+        ["event", "segment_enter", "segment_exit"].into_iter().filter(|k| o.contains_key(*k)).collect();
+    if kinds.len() != 1 {
+        cx.error(
+            path,
+            format!("an entry needs exactly one of \"event\", \"segment_enter\", \"segment_exit\", found {kinds:?}"),
+        );
+        return None;
+    }
+    if kinds[0] != "event" && o.contains_key("where") {
+        cx.error(&format!("{path}.where"), "\"where\" applies to event entries only");
+        return None;
+    }
+    match kinds[0] {
+        "event" => event_filter(cx, path, v).map(Entry::Event),
+        "segment_enter" => {
+            segment_ref(cx, &format!("{path}.segment_enter"), &o["segment_enter"], segments).map(Entry::SegmentEnter)
+        }
+        _ => segment_ref(cx, &format!("{path}.segment_exit"), &o["segment_exit"], segments).map(Entry::SegmentExit),
+    }
+}
+
+fn nodes(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<BTreeMap<String, Node>> {
+    let Some(o) = v.as_object() else {
+        cx.error(path, format!("expected an object of nodes by id, found {}", json_kind(v)));
+        return None;
+    };
+    if o.is_empty() {
+        cx.error(path, "must not be empty");
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (id, body) in o {
+        let p = format!("{path}.{id}");
+        if !valid_id(id) {
+            cx.error(&p, format!("node id {id:?} must match [a-z0-9_-]{{1,64}}"));
+            ok = false;
+            continue;
+        }
+        match node(cx, &p, body, segments) {
+            Some(n) => {
+                out.insert(id.clone(), n);
+            }
+            None => ok = false,
+        }
+    }
+    // References, checked here so each error points at the field holding the bad id.
+    for (id, body) in o {
+        for (target, p) in target_paths(&format!("{path}.{id}"), body) {
+            if !o.contains_key(&target) {
+                cx.error(&p, format!("unknown node {target:?}"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Every `(target id, JSON path)` a node's JSON refers to, as far as it is well-formed.
+fn target_paths(path: &str, body: &Json) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut push = |v: Option<&Json>, p: String| {
+        if let Some(Json::String(s)) = v {
+            out.push((s.clone(), p));
+        }
+    };
+    push(body.get("next"), format!("{path}.next"));
+    if let Some(w) = body.get("wait_until") {
+        push(w.get("on_event"), format!("{path}.wait_until.on_event"));
+        push(w.get("on_timeout"), format!("{path}.wait_until.on_timeout"));
+    }
+    if let Some(b) = body.get("branch") {
+        if let Some(cases) = b.get("cases").and_then(Json::as_array) {
+            for (i, c) in cases.iter().enumerate() {
+                push(c.get("next"), format!("{path}.branch.cases[{i}].next"));
+            }
+        }
+        push(b.get("else"), format!("{path}.branch.else"));
+    }
+    if let Some(branches) = body.get("split").and_then(|s| s.get("branches")).and_then(Json::as_array) {
+        for (i, b) in branches.iter().enumerate() {
+            push(b.get("next"), format!("{path}.split.branches[{i}].next"));
+        }
+    }
+    out
+}
+
+const NODE_KINDS: [&str; 6] = ["wait", "wait_until", "branch", "split", "action", "exit"];
+
+fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<Node> {
+    let o = cx.object(path, v, &["wait", "wait_until", "branch", "split", "action", "exit", "next"])?;
+    let kinds: Vec<&str> = NODE_KINDS.into_iter().filter(|k| o.contains_key(*k)).collect();
+    if kinds.len() != 1 {
+        cx.error(path, format!("a node needs exactly one of {}, found {kinds:?}", NODE_KINDS.join(", ")));
+        return None;
+    }
+    let kind = kinds[0];
+    let body = &o[kind];
+    let p = format!("{path}.{kind}");
+    let takes_next = matches!(kind, "wait" | "action");
+    if takes_next != o.contains_key("next") {
+        if takes_next {
+            cx.error(path, format!("missing field \"next\" (a {kind} node says where to go next)"));
+        } else {
+            cx.error(
+                &format!("{path}.next"),
+                format!("a {kind} node names its targets inside {kind:?}, not in \"next\""),
+            );
+        }
+        return None;
+    }
+    let next = if takes_next { cx.string(path, o, "next") } else { None };
+    match kind {
+        "wait" => {
+            let w = cx.object(&p, body, &["duration"])?;
+            let duration = positive_duration(cx, &p, w, "duration");
+            Some(Node::Wait { duration: duration?, next: next? })
+        }
+        "wait_until" => {
+            let w = cx.object(&p, body, &["event", "where", "timeout", "on_event", "on_timeout"])?;
+            let event = {
+                let mut filter_only = w.clone();
+                filter_only.retain(|k, _| k == "event" || k == "where");
+                if w.contains_key("event") {
+                    event_filter(cx, &p, &Json::Object(filter_only))
+                } else {
+                    cx.error(&p, "missing field \"event\"");
+                    None
+                }
+            };
+            let timeout = positive_duration(cx, &p, w, "timeout");
+            let on_event = cx.string(&p, w, "on_event");
+            let on_timeout = cx.string(&p, w, "on_timeout");
+            Some(Node::WaitUntil { event: event?, timeout: timeout?, on_event: on_event?, on_timeout: on_timeout? })
+        }
+        "branch" => {
+            let b = cx.object(&p, body, &["cases", "else"])?;
+            let otherwise = cx.string(&p, b, "else");
+            let cases = match b.get("cases") {
+                None => {
+                    cx.error(&p, "missing field \"cases\"");
+                    None
+                }
+                Some(Json::Array(items)) if items.is_empty() => {
+                    cx.error(&format!("{p}.cases"), "must not be empty");
+                    None
+                }
+                Some(Json::Array(items)) => {
+                    let parsed: Vec<Option<Case>> = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let cp = format!("{p}.cases[{i}]");
+                            let co = cx.object(&cp, c, &["when", "next"])?;
+                            let when = required(cx, &cp, co, "when")
+                                .and_then(|w| condition(cx, &format!("{cp}.when"), w, segments));
+                            let next = cx.string(&cp, co, "next");
+                            Some(Case { when: when?, next: next? })
+                        })
+                        .collect();
+                    parsed.into_iter().collect()
+                }
+                Some(other) => {
+                    cx.error(&format!("{p}.cases"), format!("expected an array of cases, found {}", json_kind(other)));
+                    None
+                }
+            };
+            Some(Node::Branch { cases: cases?, otherwise: otherwise? })
+        }
+        "split" => {
+            let s = cx.object(&p, body, &["branches"])?;
+            let bp = format!("{p}.branches");
+            let items = match s.get("branches") {
+                Some(Json::Array(items)) if items.len() >= 2 => items,
+                Some(Json::Array(_)) => {
+                    cx.error(&bp, "a split needs at least two branches");
+                    return None;
+                }
+                Some(other) => {
+                    cx.error(&bp, format!("expected an array of branches, found {}", json_kind(other)));
+                    return None;
+                }
+                None => {
+                    cx.error(&p, "missing field \"branches\"");
+                    return None;
+                }
+            };
+            let parsed: Vec<Option<SplitBranch>> = items
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let ip = format!("{bp}[{i}]");
+                    let bo = cx.object(&ip, b, &["percent", "next"])?;
+                    let next = cx.string(&ip, bo, "next");
+                    let basis_points = match bo.get("percent").and_then(Json::as_f64) {
+                        Some(pc) if pc > 0.0 && pc <= 100.0 && ((pc * 100.0).round() - pc * 100.0).abs() < 1e-6 => {
+                            Some((pc * 100.0).round() as u32)
+                        }
+                        Some(_) | None => {
+                            cx.error(
+                                &format!("{ip}.percent"),
+                                "expected a percentage above 0 and at most 100, with at most two decimals",
+                            );
+                            None
+                        }
+                    };
+                    Some(SplitBranch { basis_points: basis_points?, next: next? })
+                })
+                .collect();
+            let branches: Vec<SplitBranch> = parsed.into_iter().collect::<Option<_>>()?;
+            let total: u32 = branches.iter().map(|b| b.basis_points).sum();
+            if total != 10_000 {
+                cx.error(&bp, format!("percents sum to {}, not 100", f64::from(total) / 100.0));
+                return None;
+            }
+            Some(Node::Split { branches })
+        }
+        "action" => {
+            let a = cx.object(&p, body, &["channel", "template", "payload"])?;
+            let channel = cx.string(&p, a, "channel");
+            let template = cx.opt_string(&p, a, "template");
+            let payload = a.get("payload").cloned();
+            Some(Node::Action { action: Action { channel: channel?, template, payload }, next: next? })
+        }
+        _ => {
+            cx.object(&p, body, &[])?;
+            Some(Node::Exit)
+        }
+    }
+}
+
+fn positive_duration(cx: &mut Checker, path: &str, o: &Obj, key: &str) -> Option<crate::Duration> {
+    match cx.opt_duration(path, o, key) {
+        Ok(Some(d)) if d.0 > 0 => Some(d),
+        Ok(Some(_)) => {
+            cx.error(&format!("{path}.{key}"), "must be longer than 0");
+            None
+        }
+        Ok(None) => {
+            cx.error(path, format!("missing field {key:?}"));
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+fn re_entry(cx: &mut Checker, path: &str, v: &Json) -> Option<ReEntry> {
+    let o = cx.object(path, v, &["mode", "max_times", "cooldown"])?;
+    let mode = match cx.string(path, o, "mode").as_deref() {
+        Some("once") => Some(ReEntryMode::Once),
+        Some("after_exit") => Some(ReEntryMode::AfterExit),
+        Some("always") => Some(ReEntryMode::Always),
+        Some(other) => {
+            cx.error(&format!("{path}.mode"), format!("unknown mode {other:?} (expected once, after_exit or always)"));
+            None
+        }
+        None => None,
+    };
+    let max_times = cx.opt_count(path, o, "max_times").ok()?;
+    if max_times == Some(0) {
+        cx.error(&format!("{path}.max_times"), "must be at least 1");
+        return None;
+    }
+    let cooldown = cx.opt_duration(path, o, "cooldown").ok()?;
+    if mode == Some(ReEntryMode::Once) && (max_times.is_some() || cooldown.is_some()) {
+        cx.error(path, "max_times and cooldown apply to the after_exit and always modes");
+        return None;
+    }
+    Some(ReEntry { mode: mode?, max_times, cooldown })
+}
+
+fn schedule(cx: &mut Checker, path: &str, v: &Json) -> Option<Schedule> {
+    let o = cx.object(path, v, &["start_at", "end_at"])?;
+    let mut instant = |key: &str| -> Result<Option<u64>, ()> {
+        o.get(key).map(|t| parse_instant(t).map_err(|e| cx.error(&format!("{path}.{key}"), e))).transpose()
+    };
+    let (start_at, end_at) = (instant("start_at").ok()?, instant("end_at").ok()?);
+    if let (Some(s), Some(e)) = (start_at, end_at) {
+        if s >= e {
+            cx.error(&format!("{path}.end_at"), "must be after start_at");
+            return None;
+        }
+    }
+    Some(Schedule { start_at, end_at })
+}
+
+fn clock(cx: &mut Checker, path: &str, o: &Obj, key: &str) -> Option<u32> {
+    let text = cx.string(path, o, key)?;
+    let parsed = text.split_once(':').and_then(|(h, m)| {
+        let ok = h.len() == 2 && m.len() == 2;
+        let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+        (ok && h < 24 && m < 60).then_some(h * 60 + m)
+    });
+    if parsed.is_none() {
+        cx.error(&format!("{path}.{key}"), format!("{text:?} is not a time of day as \"HH:MM\" (00:00 to 23:59)"));
+    }
+    parsed
+}
+
+fn quiet_hours(cx: &mut Checker, path: &str, v: &Json) -> Option<QuietHours> {
+    let o = cx.object(path, v, &["start", "end", "tz"])?;
+    let start = clock(cx, path, o, "start");
+    let end = clock(cx, path, o, "end");
+    let tz = match cx.opt_string(path, o, "tz") {
+        None => Some(chrono_tz::UTC),
+        Some(name) => name.parse::<chrono_tz::Tz>().ok().or_else(|| {
+            cx.error(
+                &format!("{path}.tz"),
+                format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\")"),
+            );
+            None
+        }),
+    };
+    let (start_minute, end_minute) = (start?, end?);
+    if start_minute == end_minute {
+        cx.error(path, "start and end must differ");
+        return None;
+    }
+    Some(QuietHours { start_minute, end_minute, tz: tz? })
+}
+
+fn frequency_cap(cx: &mut Checker, path: &str, v: &Json) -> Option<FrequencyCap> {
+    let o = cx.object(path, v, &["max_actions", "per"])?;
+    let max_actions = match cx.opt_count(path, o, "max_actions") {
+        Ok(Some(n)) if n >= 1 => Some(n),
+        Ok(Some(_)) => {
+            cx.error(&format!("{path}.max_actions"), "must be at least 1");
+            None
+        }
+        Ok(None) => {
+            cx.error(path, "missing field \"max_actions\"");
+            None
+        }
+        Err(_) => None,
+    };
+    let per = positive_duration(cx, path, o, "per");
+    Some(FrequencyCap { max_actions: max_actions?, per: per? })
+}
+
+/// Graph rules: every node reachable from the start, every node able to reach an exit, and
+/// no cycle through pass-through nodes only (it would loop forever at one instant).
+fn graph(cx: &mut Checker, path: &str, start: &str, nodes: &BTreeMap<String, Node>) {
+    let reach = |from: &str, follow: &dyn Fn(&Node) -> bool| -> BTreeSet<String> {
+        let mut seen = BTreeSet::from([from.to_string()]);
+        let mut stack = vec![from.to_string()];
+        while let Some(id) = stack.pop() {
+            let node = &nodes[&id];
+            if !follow(node) {
+                continue;
+            }
+            for t in node.targets() {
+                if seen.insert(t.to_string()) {
+                    stack.push(t.to_string());
+                }
+            }
+        }
+        seen
+    };
+    let reachable = reach(start, &|_| true);
+    for id in nodes.keys().filter(|id| !reachable.contains(*id)) {
+        cx.error(&format!("{path}.{id}"), format!("unreachable: no path from the start node {start:?} leads here"));
+    }
+    // Nodes that can reach an exit: fixpoint over reversed edges.
+    let mut exits: BTreeSet<&str> =
+        nodes.iter().filter(|(_, n)| matches!(n, Node::Exit)).map(|(id, _)| id.as_str()).collect();
+    loop {
+        let before = exits.len();
+        for (id, n) in nodes {
+            if n.targets().iter().any(|t| exits.contains(t)) {
+                exits.insert(id);
+            }
+        }
+        if exits.len() == before {
+            break;
+        }
+    }
+    for id in nodes.keys().filter(|id| !exits.contains(id.as_str())) {
+        cx.error(&format!("{path}.{id}"), "no way out: no path from this node reaches an exit node");
+    }
+    // A cycle through pass-through nodes only: a pass-through node that reaches itself
+    // following pass-through nodes.
+    let mut reported = BTreeSet::new();
+    for (id, n) in nodes {
+        if n.waits() || reported.contains(id) {
+            continue;
+        }
+        let through = reach(id, &|n: &Node| !n.waits());
+        let cycle = n.targets().iter().any(|t| !nodes[*t].waits() && reach(t, &|n: &Node| !n.waits()).contains(id));
+        if cycle {
+            let members: Vec<&String> = through
+                .iter()
+                .filter(|o| !nodes[*o].waits() && reach(o, &|n: &Node| !n.waits()).contains(id))
+                .collect();
+            reported.extend(members.iter().map(|m| (*m).clone()));
+            cx.error(
+                &format!("{path}.{id}"),
+                format!(
+                    "cycle without a wait through {}: users would loop forever at one instant",
+                    members.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs() -> BTreeSet<String> {
+        ["lapsed".to_string()].into()
+    }
+
+    fn errors(text: &str) -> Vec<(String, String)> {
+        parse_journeys(text, &segs()).unwrap_err().0.into_iter().map(|e| (e.path, e.message)).collect()
+    }
+
+    #[test]
+    fn abandoned_cart_parses() {
+        let text = r#"[{"id": "cart", "entry": {"event": "Cart Viewed"}, "start": "w",
+          "nodes": {"w": {"wait_until": {"event": "Order Completed", "timeout": "1h", "on_event": "done", "on_timeout": "mail"}},
+                    "mail": {"action": {"channel": "email", "template": "cart"}, "next": "done"},
+                    "done": {"exit": {}}},
+          "goal": {"event": "Order Completed"}, "re_entry": {"mode": "after_exit", "cooldown": "1d"},
+          "quiet_hours": {"start": "22:00", "end": "08:00", "tz": "Europe/Paris"},
+          "frequency_cap": {"max_actions": 2, "per": "1d"}}]"#;
+        let defs = parse_journeys(text, &segs()).unwrap();
+        assert_eq!(defs[0].nodes.len(), 3);
+        assert_eq!(defs[0].quiet_hours.unwrap().start_minute, 22 * 60);
+        assert_eq!(defs[0].re_entry.mode, ReEntryMode::AfterExit);
+        // The nested filter form means the same.
+        let nested =
+            text.replace(r#""entry": {"event": "Cart Viewed"}"#, r#""entry": {"event": {"event": "Cart Viewed"}}"#);
+        assert_eq!(parse_journeys(&nested, &segs()).unwrap()[0].entry, defs[0].entry);
+    }
+
+    #[test]
+    fn reports_every_graph_and_field_error() {
+        let text = r#"[{"id": "j", "entry": {"segment_enter": "nowhere"}, "start": "a",
+          "nodes": {
+            "a": {"branch": {"cases": [{"when": {"in_segment": "ghost"}, "next": "b"}], "else": "missing"}},
+            "b": {"split": {"branches": [{"percent": 60, "next": "c"}, {"percent": 30, "next": "a"}]}},
+            "c": {"action": {"channel": "sms"}, "next": "b"},
+            "loner": {"exit": {}},
+            "w": {"wait": {"duration": "0s"}, "next": "loner"}
+          },
+          "re_entry": {"mode": "sometimes"},
+          "quiet_hours": {"start": "25:00", "end": "08:00", "tz": "Mars/Base"},
+          "frequency_cap": {"max_actions": 0, "per": "1d"},
+          "schedule": {"start_at": "2024-02-01T00:00:00Z", "end_at": "2024-01-01T00:00:00Z"}}]"#;
+        let errs = errors(text);
+        let expect = [
+            ("$[0].entry.segment_enter", "unknown segment \"nowhere\""),
+            ("$[0].nodes.a.branch.cases[0].when", "unknown segment \"ghost\""),
+            ("$[0].nodes.a.branch.else", "unknown node \"missing\""),
+            ("$[0].nodes.b.split.branches", "percents sum to 90"),
+            ("$[0].nodes.w.wait.duration", "must be longer than 0"),
+            ("$[0].re_entry.mode", "unknown mode"),
+            ("$[0].quiet_hours.start", "not a time of day"),
+            ("$[0].quiet_hours.tz", "unknown time zone"),
+            ("$[0].frequency_cap.max_actions", "at least 1"),
+            ("$[0].schedule.end_at", "after start_at"),
+        ];
+        for (path, msg) in expect {
+            assert!(errs.iter().any(|(p, m)| p == path && m.contains(msg)), "missing {path}: {msg} in {errs:#?}");
+        }
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn unreachable_stuck_and_instant_cycles() {
+        let text = r#"[{"id": "j", "entry": {"event": "X"}, "start": "a",
+          "nodes": {
+            "a": {"branch": {"cases": [{"when": {"performed": {"event": "Y"}}, "next": "b"}], "else": "e"}},
+            "b": {"action": {"channel": "push"}, "next": "c"},
+            "c": {"split": {"branches": [{"percent": 50, "next": "b"}, {"percent": 50, "next": "b"}]}},
+            "e": {"exit": {}},
+            "orphan": {"wait": {"duration": "1h"}, "next": "e"},
+            "w1": {"wait": {"duration": "1h"}, "next": "w2"},
+            "w2": {"wait": {"duration": "1h"}, "next": "w1"}
+          }}]"#;
+        let errs = errors(text);
+        let has = |path: &str, msg: &str| errs.iter().any(|(p, m)| p == path && m.contains(msg));
+        assert!(has("$[0].nodes.orphan", "unreachable"), "{errs:#?}");
+        assert!(has("$[0].nodes.w1", "unreachable"), "{errs:#?}");
+        assert!(has("$[0].nodes.b", "no way out"), "{errs:#?}");
+        assert!(has("$[0].nodes.w2", "no way out"), "{errs:#?}");
+        assert!(has("$[0].nodes.b", "cycle without a wait through b, c"), "{errs:#?}");
+        // A loop through a wait is fine.
+        let ok = r#"[{"id": "j", "entry": {"event": "X"}, "start": "a",
+          "nodes": {"a": {"action": {"channel": "push"}, "next": "w"},
+                    "w": {"wait_until": {"event": "Y", "timeout": "1d", "on_event": "e", "on_timeout": "a"}},
+                    "e": {"exit": {}}}}]"#;
+        parse_journeys(ok, &segs()).unwrap();
+    }
+}
