@@ -7,6 +7,7 @@ pub mod complement;
 pub mod dedup;
 pub mod held;
 pub mod intersect;
+pub mod journey;
 pub mod latest;
 pub mod sequence;
 pub mod temporal;

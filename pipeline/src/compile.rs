@@ -3,6 +3,7 @@
 //! pieces, the universe of users and their latest traits, are built once per dataflow.
 
 use differential_dataflow::VecCollection;
+use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::latest::latest;
 use journeyflow_operators::sequence::{sequence, SequenceEvent, SequenceSpec};
 use journeyflow_operators::{aggregate, complement, intersect, union, window_count, SharedEvent, Time, UserId, Users};
@@ -68,6 +69,14 @@ impl<'s> Compiler<'s> {
         self.events.clone().filter(|_| false).map(|e| e.user)
     }
 
+    /// The membership changes of a journey's conditions, tagged with their index and consolidated.
+    pub fn journey_conditions(&mut self, plan: &JourneyPlan) -> VecCollection<'s, Time, (u32, UserId)> {
+        let tagged: Vec<_> =
+            plan.conditions.iter().enumerate().map(|(i, c)| self.condition(c).map(move |u| (i as u32, u))).collect();
+        let none = self.empty().map(|u| (0u32, u));
+        none.concatenate(tagged).consolidate()
+    }
+
     /// Tags each segment's membership with its index and merges them, consolidated, so each
     /// output update is a real enter (+1) or exit (-1) at a complete time.
     pub fn changes(&self, segments: Vec<Users<'s>>) -> VecCollection<'s, Time, (u32, UserId)> {
@@ -77,7 +86,8 @@ impl<'s> Compiler<'s> {
         none.concatenate(tagged).consolidate()
     }
 
-    fn condition(&mut self, condition: &Condition) -> Users<'s> {
+    /// The users for whom a condition holds (references to segments compiled before).
+    pub fn condition(&mut self, condition: &Condition) -> Users<'s> {
         match condition {
             Condition::All(cs) => {
                 let sets = cs.iter().map(|c| self.condition(c)).collect();

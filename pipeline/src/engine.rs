@@ -1,19 +1,23 @@
-//! One worker's segment engine: the dataflow built from definitions, the input with its
-//! watermark and late-event policy, and the captured membership changes. The replay
-//! command and the tests drive it the same way: `offer` events, `advance` after each
-//! batch, `finish` at the as-of time.
+//! One worker's engine: the dataflow built from segment and journey definitions, the event
+//! input with its watermark and late-event policy, the journey lifecycle input, and the
+//! captured outputs (membership changes, journey transitions and actions, journey stats).
+//! The replay command and the tests drive it the same way: `offer` events, `advance` after
+//! each batch, `finish` at the as-of time.
 
 use crate::compile::Compiler;
 use differential_dataflow::input::InputSession;
 use journeyflow_operators::dedup::dedup;
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
+use journeyflow_operators::journey::stats::{stats, Stat};
+use journeyflow_operators::journey::{journey, Control};
 use journeyflow_operators::{SharedEvent, Time};
 use journeyflow_types::{Event, Key, SegmentDefinition};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use timely::dataflow::operators::vec::{Broadcast, Input};
-use timely::dataflow::operators::Inspect;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Concatenate, Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
@@ -87,11 +91,31 @@ pub struct EngineStats {
     pub duplicates: u64,
 }
 
-/// The segment engine of one worker.
+/// One update of a journey counter: `((journey, stat), time, diff)`.
+type StatUpdate = ((u32, Stat), Time, isize);
+
+/// What one worker's engine produced up to the as-of time.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOutput {
+    /// Membership changes.
+    pub changes: Vec<KeyedChange>,
+    /// Journey transitions and actions, in processing order (per user, the order they happened).
+    pub journeys: Vec<JourneyOutput>,
+    /// Journey counters `((journey, stat), value)`, this worker's share.
+    pub stats: Vec<((u32, Stat), isize)>,
+    /// Counters.
+    pub engine: EngineStats,
+}
+
+/// The engine of one worker.
 pub struct Engine {
     input: InputSession<Time, SharedEvent, isize>,
+    control: InputSession<Time, Control, isize>,
+    commands: u64,
     probe: ProbeHandle<Time>,
     changes: Rc<RefCell<Vec<KeyedChange>>>,
+    journeys: Rc<RefCell<Vec<JourneyOutput>>>,
+    stats: Rc<RefCell<Vec<StatUpdate>>>,
     duplicates: Rc<Cell<u64>>,
     agree_input: InputHandleVec<Time, Time>,
     agree_probe: ProbeHandle<Time>,
@@ -100,20 +124,29 @@ pub struct Engine {
     max_seen: Option<Time>,
     /// The input time before the last `advance`, used to bound work in flight.
     previous: Time,
-    stats: EngineStats,
+    counters: EngineStats,
 }
 
 impl Engine {
-    /// Builds the dataflows on this worker. Every worker must call this with the same definitions.
-    pub fn build(worker: &mut Worker, defs: &[SegmentDefinition], config: IngestConfig) -> Engine {
+    /// Builds the dataflows on this worker. Every worker must call this with the same definitions;
+    /// journeys start `ongoing`.
+    pub fn build(
+        worker: &mut Worker,
+        defs: &[SegmentDefinition],
+        plans: &[JourneyPlan],
+        config: IngestConfig,
+    ) -> Engine {
         let mut input = InputSession::new();
+        let mut control = InputSession::new();
         let probe = ProbeHandle::new();
         let changes = Rc::new(RefCell::new(Vec::new()));
+        let journeys = Rc::new(RefCell::new(Vec::new()));
+        let stats_out = Rc::new(RefCell::new(Vec::new()));
         let duplicates = Rc::new(Cell::new(0));
         worker.dataflow::<Time, _, _>(|scope| {
             let raw = input.to_collection(scope);
             let events = dedup(raw, config.dedup_window, duplicates.clone());
-            let mut compiler = Compiler::new(events);
+            let mut compiler = Compiler::new(events.clone());
             let segments = compiler.segments(defs);
             let sink = changes.clone();
             compiler
@@ -121,6 +154,25 @@ impl Engine {
                 .inspect(move |((segment, user), time, diff)| {
                     sink.borrow_mut().push(KeyedChange { time: *time, segment: *segment, user: *user, diff: *diff })
                 })
+                .probe_with(&probe);
+            let control = control.to_collection(scope).inner.broadcast();
+            let outputs: Vec<_> = plans
+                .iter()
+                .enumerate()
+                .map(|(i, plan)| {
+                    let conditions = compiler.journey_conditions(plan);
+                    let plan = Rc::new(plan.clone());
+                    journey(plan, i as u32, events.clone(), conditions, control.clone(), Status::Ongoing)
+                })
+                .collect();
+            let outputs = scope.concatenate(outputs);
+            let sink = journeys.clone();
+            let outputs = outputs.inspect(move |record| sink.borrow_mut().push(*record));
+            let exits: Vec<Vec<bool>> =
+                plans.iter().map(|p| (0..p.nodes.len() as u32).map(|n| p.is_exit(n)).collect()).collect();
+            let sink = stats_out.clone();
+            stats(outputs, move |j, n| exits[j as usize][n as usize])
+                .inspect(move |(stat, time, diff)| sink.borrow_mut().push((*stat, *time, *diff)))
                 .probe_with(&probe);
         });
         // A small dataflow through which workers agree on the largest event time.
@@ -137,8 +189,12 @@ impl Engine {
         });
         Engine {
             input,
+            control,
+            commands: 0,
             probe,
             changes,
+            journeys,
+            stats: stats_out,
             duplicates,
             agree_input,
             agree_probe,
@@ -146,7 +202,7 @@ impl Engine {
             config,
             max_seen: None,
             previous: 0,
-            stats: EngineStats::default(),
+            counters: EngineStats::default(),
         }
     }
 
@@ -165,18 +221,26 @@ impl Engine {
         } else {
             match self.config.late_policy {
                 LatePolicy::DeadLetter => {
-                    self.stats.late_rejected += 1;
+                    self.counters.late_rejected += 1;
                     return Err(Refused::Late { ts, watermark });
                 }
                 LatePolicy::Clamp => {
-                    self.stats.late_clamped += 1;
+                    self.counters.late_clamped += 1;
                     watermark
                 }
             }
         };
-        self.stats.offered += 1;
+        self.counters.offered += 1;
         self.input.update_at(SharedEvent::new(event), time, 1);
         Ok(())
+    }
+
+    /// Applies a lifecycle command to journey `journey` at event time `at`, which must not be
+    /// behind the watermark. Give commands on one worker only: they reach every worker.
+    pub fn command(&mut self, journey: u32, command: Command, at: Time) {
+        let at = at.max(*self.control.time());
+        self.commands += 1;
+        self.control.update_at((journey, self.commands, command), at, 1);
     }
 
     /// Ends a batch: moves the watermark to `max seen - allowed lateness` and lets the
@@ -189,6 +253,8 @@ impl Engine {
             }
         }
         self.input.flush();
+        self.control.advance_to(self.watermark());
+        self.control.flush();
         let previous = self.previous;
         worker.step_while(|| self.probe.less_than(&previous));
         self.previous = self.watermark();
@@ -203,6 +269,8 @@ impl Engine {
             self.input.advance_to(limit);
         }
         self.input.flush();
+        self.control.advance_to(self.watermark());
+        self.control.flush();
     }
 
     /// The largest event time offered on any worker (every worker must call this, after `input_done`).
@@ -215,26 +283,58 @@ impl Engine {
         self.agreed.get().checked_sub(1)
     }
 
-    /// Completes every time up to and including `as_of` and returns this worker's changes
-    /// (those with time at most `as_of`) and counters. Once one worker has called
-    /// `input_done`, the others must not offer events after `as_of`.
-    pub fn finish(self, worker: &mut Worker, as_of: Time) -> (Vec<KeyedChange>, EngineStats) {
-        let Engine { mut input, probe, changes, duplicates, agree_input, mut stats, .. } = self;
+    /// Completes every time up to and including `as_of` and returns what this worker produced
+    /// (times at most `as_of`) and its counters. Once one worker has called `input_done`, the
+    /// others must not offer events after `as_of`.
+    pub fn finish(self, worker: &mut Worker, as_of: Time) -> EngineOutput {
+        let Engine {
+            mut input,
+            mut control,
+            probe,
+            changes,
+            journeys,
+            stats,
+            duplicates,
+            agree_input,
+            mut counters,
+            ..
+        } = self;
         if as_of + 1 > *input.time() {
             input.advance_to(as_of + 1);
         }
         input.flush();
+        if as_of + 1 > *control.time() {
+            control.advance_to(as_of + 1);
+        }
+        control.flush();
         worker.step_while(|| probe.less_than(&(as_of + 1)));
         let mut changes = std::mem::take(&mut *changes.borrow_mut());
         changes.retain(|c| c.time <= as_of);
-        stats.duplicates = duplicates.get();
+        let mut journeys = std::mem::take(&mut *journeys.borrow_mut());
+        journeys.retain(|j| match j {
+            JourneyOutput::Transition(t) => t.time <= as_of,
+            JourneyOutput::Action(a) => a.time <= as_of,
+        });
+        let mut totals: std::collections::BTreeMap<(u32, Stat), isize> = std::collections::BTreeMap::new();
+        for (stat, time, diff) in stats.borrow().iter() {
+            if *time <= as_of {
+                *totals.entry(*stat).or_default() += diff;
+            }
+        }
+        counters.duplicates = duplicates.get();
         // Times after `as_of` are not wanted: close the inputs, then drop the dataflows
         // instead of running them out.
         drop(input);
+        drop(control);
         drop(agree_input);
         for id in worker.installed_dataflows() {
             worker.drop_dataflow(id);
         }
-        (changes, stats)
+        EngineOutput {
+            changes,
+            journeys,
+            stats: totals.into_iter().filter(|(_, v)| *v != 0).collect(),
+            engine: counters,
+        }
     }
 }

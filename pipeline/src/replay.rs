@@ -1,9 +1,13 @@
-//! Runs segment engines on timely workers over a source split into per-worker parts, and
-//! gathers what they produce: membership changes in time order, dead letters, counters.
-//! `journeyflow replay` is this over an NDJSON file plus the output files.
+//! Runs engines on timely workers over a source split into per-worker parts, and gathers
+//! what they produce: membership changes, journey transitions and actions in time order,
+//! journey reports, dead letters, counters. `journeyflow replay` is this over an NDJSON file
+//! plus the output files.
 
-use crate::engine::{Engine, EngineStats, IngestConfig};
+use crate::engine::{Engine, EngineOutput, EngineStats, IngestConfig};
+use crate::journey_output::{reports, ActionLine, JourneyReport, TransitionLine};
 use journeyflow_connectors::ndjson::RawRecord;
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::journey::record::{Command, JourneyOutput};
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_line, Key, KeyMap, SegmentDefinition};
 use serde::Serialize;
@@ -88,6 +92,8 @@ pub struct RunConfig {
     pub as_of: Option<Time>,
     /// Record size limit in bytes.
     pub max_record_bytes: usize,
+    /// Journey lifecycle commands `(time, journey index, command)`, applied at their times.
+    pub commands: Vec<(Time, u32, Command)>,
 }
 
 /// Counters over all workers.
@@ -124,6 +130,12 @@ pub struct RunOutput {
     pub as_of: Option<Time>,
     /// Changes sorted by `(time, segment, user)`.
     pub changes: Vec<Change>,
+    /// Journey transitions by `(time, journey, user)`, each user's in the order they happened.
+    pub transitions: Vec<TransitionLine>,
+    /// Journey actions by `(time, journey, user)`, each user's in the order they happened.
+    pub actions: Vec<ActionLine>,
+    /// One report per journey.
+    pub journey_stats: Vec<JourneyReport>,
     /// Dead letters sorted by offset.
     pub dead_letters: Vec<DeadLetter>,
     /// Counters.
@@ -142,6 +154,7 @@ pub struct Progress {
 /// Runs the engine on `config.workers` threads; `part(index, peers)` gives each worker its share.
 pub fn run<F, I>(
     defs: Vec<SegmentDefinition>,
+    plans: Vec<JourneyPlan>,
     config: RunConfig,
     progress: Arc<Progress>,
     part: F,
@@ -152,9 +165,15 @@ where
 {
     let timely_config = timely::Config::process(config.workers.max(1));
     let worker_config = config.clone();
+    let worker_plans = plans.clone();
     let guards = timely::execute(timely_config, move |worker| -> Result<_, String> {
         let config = &worker_config;
-        let mut engine = Engine::build(worker, &defs, config.ingest);
+        let mut engine = Engine::build(worker, &defs, &worker_plans, config.ingest);
+        if worker.index() == 0 {
+            for (time, journey, command) in &config.commands {
+                engine.command(*journey, *command, *time);
+            }
+        }
         let mut dead = Vec::new();
         let mut stats = RunStats::default();
         let mut names = Names::default();
@@ -214,22 +233,37 @@ where
             Some(t) => Some(t),
             None => engine.agree_on_max_time(worker),
         };
-        let (changes, engine_stats) = engine.finish(worker, as_of.unwrap_or(0));
-        stats.engine = engine_stats;
+        let output = engine.finish(worker, as_of.unwrap_or(0));
+        stats.engine = output.engine.clone();
         progress.workers_done.fetch_add(1, Ordering::Relaxed);
         outcome.map_err(|e| format!("worker {}: reading input: {e}", worker.index()))?;
-        Ok((as_of, changes, dead, stats, names))
+        Ok((as_of, output, dead, stats, names))
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
 
-    let mut out = RunOutput { as_of: None, changes: Vec::new(), dead_letters: Vec::new(), stats: RunStats::default() };
+    let mut out = RunOutput {
+        as_of: None,
+        changes: Vec::new(),
+        transitions: Vec::new(),
+        actions: Vec::new(),
+        journey_stats: Vec::new(),
+        dead_letters: Vec::new(),
+        stats: RunStats::default(),
+    };
     let mut names = Names::default();
     let mut keyed = Vec::new();
+    let mut journey_records = Vec::new();
+    let mut counters = std::collections::BTreeMap::new();
     for result in guards.join() {
-        let (as_of, changes, dead, stats, worker_names) =
+        let (as_of, output, dead, stats, worker_names) =
             result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
+        let EngineOutput { changes, journeys, stats: worker_counters, .. } = output;
         out.as_of = out.as_of.max(as_of);
         keyed.extend(changes);
+        journey_records.extend(journeys);
+        for (stat, value) in worker_counters {
+            *counters.entry(stat).or_insert(0) += value;
+        }
         names.merge(worker_names);
         out.dead_letters.extend(dead);
         out.stats.add(&stats);
@@ -243,6 +277,23 @@ where
             .into_iter()
             .map(|c| Change { time: c.time, segment: c.segment, user: name(&c.user), diff: c.diff })
             .collect();
+        // Each user's records are on one worker, in the order they happened: a stable sort
+        // by (time, journey, user) keeps that order and makes the rest independent of workers.
+        journey_records.sort_by_cached_key(|r| match r {
+            JourneyOutput::Transition(t) => (t.time, t.journey, name(&t.user)),
+            JourneyOutput::Action(a) => (a.time, a.journey, name(&a.user)),
+        });
+        for record in &journey_records {
+            match record {
+                JourneyOutput::Transition(t) => {
+                    out.transitions.push(TransitionLine::new(t, &plans[t.journey as usize], name(&t.user)))
+                }
+                JourneyOutput::Action(a) => {
+                    out.actions.push(ActionLine::new(a, &plans[a.journey as usize], a.user, name(&a.user)))
+                }
+            }
+        }
+        out.journey_stats = reports(&plans, &counters);
     }
     out.changes.sort();
     out.dead_letters.sort();

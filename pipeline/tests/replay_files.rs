@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::journey_reference::interpret;
 use common::reference::{accepted, Reference};
 use journeyflow::cli::import_cdnow::{self, ImportCdnowArgs};
 use journeyflow::cli::replay::{execute, ReplayArgs};
@@ -21,6 +22,7 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
     ReplayArgs {
         events: events.to_path_buf(),
         segments: segments.to_path_buf(),
+        journeys: None,
         as_of: None,
         workers,
         out: out.to_path_buf(),
@@ -108,6 +110,66 @@ fn bundled_sample_replays_end_to_end_with_one_and_two_workers() {
     check_outputs(&one, &defs, &lines, &times);
     // Every segment has members at the end, so the comparison above compared something.
     assert!(s1.segment_sizes.values().all(|&n| n > 0), "{:?}", s1.segment_sizes);
+}
+
+#[test]
+fn sample_journeys_write_what_the_interpreter_computes_with_one_and_two_workers() {
+    let events = repo("datasets/sample/events.ndjson");
+    let segments = repo("datasets/sample/segments.json");
+    let journeys = repo("datasets/sample/journeys.json");
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let mut a1 = args(&events, &segments, &one, 1);
+    a1.journeys = Some(journeys.clone());
+    let mut a2 = args(&events, &segments, &two, 2);
+    a2.journeys = Some(journeys.clone());
+    a2.batch_size = 77;
+    let s1 = execute(&a1).unwrap();
+    execute(&a2).unwrap();
+    for f in ["journey_transitions.ndjson", "journey_actions.ndjson", "journey_stats.json"] {
+        assert_eq!(std::fs::read(one.join(f)).unwrap(), std::fs::read(two.join(f)).unwrap(), "{f} differs");
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&events).unwrap().lines().map(String::from).collect();
+    let defs: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&segments).unwrap()).unwrap();
+    let js: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&journeys).unwrap()).unwrap();
+    let accepted = accepted(&lines, 86_400_000);
+    let reference = Reference::new(&defs, &accepted);
+    let mut spans = BTreeSet::new();
+    common::durations(&J::Array(defs.clone()), &mut spans);
+    common::durations(&J::Array(js.clone()), &mut spans);
+    let (transitions, actions) = interpret(&js, &reference, &spans, &[], s1.as_of.unwrap());
+    assert_eq!(read_ndjson(&one.join("journey_transitions.ndjson")), transitions);
+    assert_eq!(read_ndjson(&one.join("journey_actions.ndjson")), actions);
+    // Both journeys did something: entries, timeouts, branches, actions, a conversion.
+    let reasons: BTreeSet<&str> = transitions.iter().map(|t| t["reason"].as_str().unwrap()).collect();
+    for r in ["entry", "timeout", "next", "else", "goal"] {
+        assert!(reasons.contains(r), "no {r} transition in the sample: {reasons:?}");
+    }
+    assert_eq!(s1.actions as usize, actions.len());
+}
+
+#[test]
+fn invalid_journeys_report_every_error_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let journeys = dir.path().join("journeys.json");
+    std::fs::write(
+        &journeys,
+        r#"[{"id": "j", "entry": {"segment_enter": "no_such_segment"}, "start": "a",
+             "nodes": {"a": {"wait": {"duration": "1d"}, "next": "b"}, "b": {"split": {"branches": [{"percent": 70, "next": "a"}, {"percent": 20, "next": "c"}]}}}}]"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut a = args(&repo("datasets/sample/events.ndjson"), &repo("datasets/sample/segments.json"), &out, 1);
+    a.journeys = Some(journeys);
+    let err = execute(&a).unwrap_err().to_string();
+    for fragment in [
+        "$[0].entry.segment_enter: unknown segment",
+        "$[0].nodes.b.split.branches[1].next: unknown node \"c\"",
+        "$[0].nodes.b.split.branches: percents sum to 90",
+    ] {
+        assert!(err.contains(fragment), "{fragment:?} missing from: {err}");
+    }
+    assert!(!out.join("segment_changes.ndjson").exists());
 }
 
 #[test]

@@ -1,12 +1,15 @@
 //! `journeyflow replay`: an NDJSON event file through the same dataflow as the live
 //! pipeline, up to an as-of time, into `segment_changes.ndjson`, `members.ndjson`,
-//! `dead_letter.ndjson` and `summary.json`, with a summary on stderr.
+//! `dead_letter.ndjson` and `summary.json` (with `--journeys`, also
+//! `journey_transitions.ndjson`, `journey_actions.ndjson` and `journey_stats.json`), with a
+//! summary on stderr.
 
 use crate::engine::{IngestConfig, LatePolicy};
 use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
 use anyhow::Context;
 use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader};
-use journeyflow_types::{parse_segments, SegmentDefinition};
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_types::{parse_journeys, parse_segments, SegmentDefinition};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -24,6 +27,9 @@ pub struct ReplayArgs {
     /// JSON array of segment definitions.
     #[arg(long)]
     pub segments: PathBuf,
+    /// JSON array of journey definitions (run as version 1, ongoing from the start).
+    #[arg(long)]
+    pub journeys: Option<PathBuf>,
     /// Run up to this time (RFC 3339 or epoch ms); default: the largest event timestamp.
     #[arg(long, value_parser = super::parse_time)]
     pub as_of: Option<u64>,
@@ -76,6 +82,10 @@ pub struct Summary {
     pub after_as_of: u64,
     /// Segment changes written.
     pub changes: u64,
+    /// Journey transitions written.
+    pub transitions: u64,
+    /// Journey action records written.
+    pub actions: u64,
     /// Members per segment at the as-of time.
     pub segment_sizes: BTreeMap<String, u64>,
     /// Wall time in seconds.
@@ -89,6 +99,15 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     let text =
         std::fs::read_to_string(&args.segments).with_context(|| format!("reading {}", args.segments.display()))?;
     let defs = parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.segments.display()))?;
+    let plans = match &args.journeys {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let known = defs.iter().map(|d| d.id.clone()).collect();
+            let journeys = parse_journeys(&text, &known).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            journeys.into_iter().map(|j| JourneyPlan::new(j, 1)).collect()
+        }
+    };
     std::fs::metadata(&args.events).with_context(|| format!("reading {}", args.events.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let config = RunConfig {
@@ -100,12 +119,14 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         },
         as_of: args.as_of,
         max_record_bytes: args.max_record_bytes,
+        commands: Vec::new(),
     };
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(&args.events, progress.clone(), config.workers);
     let (path, max, batch) = (args.events.clone(), args.max_record_bytes, args.batch_size.max(1));
-    let output = run(defs.clone(), config, progress, move |index, peers| {
+    let with_journeys = !plans.is_empty();
+    let output = run(defs.clone(), plans, config, progress, move |index, peers| {
         let reader = PartReader::open(&path, index, peers, max)?;
         Ok(batched(reader, batch))
     });
@@ -120,8 +141,8 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         d.line = Some(line);
     }
     let wall = started.elapsed().as_secs_f64();
-    let summary = write_outputs(&args.out, &defs, &output, args, wall)?;
-    print_summary(&summary);
+    let summary = write_outputs(&args.out, &defs, &output, args, wall, with_journeys)?;
+    print_summary(&summary, &output);
     Ok(summary)
 }
 
@@ -188,6 +209,7 @@ fn write_outputs(
     output: &RunOutput,
     args: &ReplayArgs,
     wall: f64,
+    with_journeys: bool,
 ) -> anyhow::Result<Summary> {
     let name = |i: u32| defs[i as usize].id.as_str();
     let mut w = NdjsonWriter::create(&dir.join("segment_changes.ndjson"))?;
@@ -204,6 +226,21 @@ fn write_outputs(
         *sizes.entry(name(*segment).to_string()).or_default() += 1;
     }
     w.finish()?;
+    if with_journeys {
+        let mut w = NdjsonWriter::create(&dir.join("journey_transitions.ndjson"))?;
+        for t in &output.transitions {
+            w.write(t)?;
+        }
+        w.finish()?;
+        let mut w = NdjsonWriter::create(&dir.join("journey_actions.ndjson"))?;
+        for a in &output.actions {
+            w.write(a)?;
+        }
+        w.finish()?;
+        let mut w = NdjsonWriter::create(&dir.join("journey_stats.json"))?;
+        w.write(&output.journey_stats)?;
+        w.finish()?;
+    }
     let mut w = NdjsonWriter::create(&dir.join("dead_letter.ndjson"))?;
     for d in &output.dead_letters {
         w.write(d)?;
@@ -222,6 +259,8 @@ fn write_outputs(
         late_clamped: s.engine.late_clamped,
         after_as_of: s.after_as_of,
         changes,
+        transitions: output.transitions.len() as u64,
+        actions: output.actions.len() as u64,
         segment_sizes: sizes,
         wall_seconds: wall,
         events_per_second: s.records as f64 / wall.max(1e-9),
@@ -232,7 +271,7 @@ fn write_outputs(
     Ok(summary)
 }
 
-fn print_summary(s: &Summary) {
+fn print_summary(s: &Summary, output: &RunOutput) {
     let as_of = s.as_of.map_or("-".to_string(), journeyflow_types::time::format_instant);
     eprintln!("replayed {} as of {as_of} with {} worker(s)", s.events_file, s.workers);
     eprintln!(
@@ -250,6 +289,19 @@ fn print_summary(s: &Summary) {
     eprintln!("  segment sizes:");
     for (id, n) in &s.segment_sizes {
         eprintln!("    {id:<32} {n:>10}");
+    }
+    if !output.journey_stats.is_empty() {
+        eprintln!("  journeys (transitions {}, actions {}):", s.transitions, s.actions);
+        eprintln!(
+            "    {:<24} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
+            "journey", "entered", "in_progress", "converted", "exited", "completed", "canceled"
+        );
+        for r in &output.journey_stats {
+            eprintln!(
+                "    {:<24} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
+                r.journey, r.entered, r.in_progress, r.converted, r.exited, r.completed, r.canceled
+            );
+        }
     }
     eprintln!("  wall time {:.3} s, {:.0} events/s", s.wall_seconds, s.events_per_second);
 }

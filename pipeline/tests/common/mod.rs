@@ -4,12 +4,15 @@
 
 #![allow(dead_code)]
 
+pub mod journey_reference;
 pub mod reference;
 
 use journeyflow::engine::{IngestConfig, LatePolicy};
 use journeyflow::replay::{run, Change, Progress, RunConfig, RunOutput, SourceItem};
 use journeyflow_connectors::ndjson::RawRecord;
-use journeyflow_types::parse_segments;
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::journey::record::Command;
+use journeyflow_types::{parse_journeys, parse_segments};
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,7 +41,26 @@ impl Plan {
 
 /// Runs the engine for definitions (JSON text) over lines.
 pub fn run_lines(defs: &str, lines: &[String], plan: &Plan, ingest: IngestConfig, as_of: Option<u64>) -> RunOutput {
+    run_journeys(defs, "[]", &[], lines, plan, ingest, as_of)
+}
+
+/// Runs segments and journeys (JSON text) with lifecycle commands `(time, journey index, command)`.
+pub fn run_journeys(
+    defs: &str,
+    journeys: &str,
+    commands: &[(u64, u32, Command)],
+    lines: &[String],
+    plan: &Plan,
+    ingest: IngestConfig,
+    as_of: Option<u64>,
+) -> RunOutput {
     let defs = parse_segments(defs).expect("valid definitions");
+    let known = defs.iter().map(|d| d.id.clone()).collect();
+    let plans: Vec<JourneyPlan> = parse_journeys(journeys, &known)
+        .unwrap_or_else(|e| panic!("invalid journeys: {e}\n{journeys}"))
+        .into_iter()
+        .map(|j| JourneyPlan::new(j, 1))
+        .collect();
     let mut parts: Vec<Vec<SourceItem>> = vec![Vec::new(); plan.workers];
     let mut offset = 0;
     for (i, line) in lines.iter().enumerate() {
@@ -54,9 +76,12 @@ pub fn run_lines(defs: &str, lines: &[String], plan: &Plan, ingest: IngestConfig
         }
     }
     let parts = Arc::new(parts);
-    let config = RunConfig { workers: plan.workers, ingest, as_of, max_record_bytes: 1 << 20 };
-    run(defs, config, Arc::new(Progress::default()), move |index, _| Ok(parts[index].clone().into_iter().map(Ok)))
-        .expect("run succeeds")
+    let config =
+        RunConfig { workers: plan.workers, ingest, as_of, max_record_bytes: 1 << 20, commands: commands.to_vec() };
+    run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
+        Ok(parts[index].clone().into_iter().map(Ok))
+    })
+    .expect("run succeeds")
 }
 
 /// Ingest settings for tests: a lateness that admits the test's jitter, dead-lettering the rest.

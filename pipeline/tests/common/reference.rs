@@ -92,7 +92,7 @@ fn op_holds(op: &str, actual: Option<&J>, expected: Option<&J>) -> bool {
     }
 }
 
-fn duration(v: Option<&J>) -> Option<u64> {
+pub fn duration(v: Option<&J>) -> Option<u64> {
     let s = v?.as_str()?;
     let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
     let n: u64 = digits.parse().ok()?;
@@ -109,7 +109,7 @@ fn duration(v: Option<&J>) -> Option<u64> {
     Some(n * scale)
 }
 
-fn filter_matches(filter: &J, e: &RefEvent) -> bool {
+pub fn filter_matches(filter: &J, e: &RefEvent) -> bool {
     if e.kind == "identify" || filter.get("event").and_then(J::as_str) != Some(e.name.as_str()) {
         return false;
     }
@@ -154,7 +154,7 @@ impl<'a> Reference<'a> {
             .collect()
     }
 
-    fn holds(&self, c: &J, evs: &[RefEvent], t: u64) -> bool {
+    pub fn holds(&self, c: &J, evs: &[RefEvent], t: u64) -> bool {
         let (kind, body) = c.as_object().unwrap().iter().next().unwrap();
         let upto: Vec<&RefEvent> = evs.iter().filter(|e| e.ts <= t).collect();
         match kind.as_str() {

@@ -1,0 +1,254 @@
+//! One user's journey state and the rules that move it, free of dataflow concerns: the
+//! operator decides *when* (complete times, canonical order) and calls these to decide *what*.
+//!
+//! At one time, for one user, in this order: the user's condition changes (the exit rule,
+//! then a segment entry), then their due timer, then their events by `messageId`. An event
+//! does at most one thing: convert (goal), else move a `wait_until`, else enter.
+
+use super::plan::{JourneyPlan, PlanEntry, PlanNode};
+use super::record::{ActionRecord, ActionStatus, JourneyOutput, Reason, Transition};
+use crate::Time;
+use journeyflow_types::journey::{split_point, ReEntryMode};
+use journeyflow_types::{Event, Key};
+use std::collections::VecDeque;
+
+/// Where a user is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// Node index.
+    pub node: u32,
+    /// When the user got there.
+    pub since: Time,
+    /// When the user's timer fires (waits, timeouts, quiet-hours release).
+    pub timer: Option<Time>,
+}
+
+/// One user's state in one journey.
+#[derive(Clone, Debug, Default)]
+pub struct UserState {
+    /// Membership in the plan's conditions, one bit per index.
+    pub member: u64,
+    /// Where the user is, when inside.
+    pub at: Option<Position>,
+    /// Entries so far.
+    pub entries: u64,
+    /// Time of the latest entry.
+    pub last_entry: Option<Time>,
+    /// Times of sent actions still inside the frequency-cap window.
+    pub sent: VecDeque<Time>,
+}
+
+impl UserState {
+    /// Whether the state holds nothing worth keeping.
+    pub fn is_empty(&self) -> bool {
+        self.member == 0 && self.at.is_none() && self.entries == 0 && self.sent.is_empty()
+    }
+
+    /// Applies a change of membership in condition `index`.
+    pub fn apply(&mut self, index: u32, diff: isize) {
+        if diff > 0 {
+            self.member |= 1 << index;
+        } else if diff < 0 {
+            self.member &= !(1 << index);
+        }
+    }
+
+    fn holds(&self, index: u32) -> bool {
+        self.member & (1 << index) != 0
+    }
+
+    /// The pending timer.
+    pub fn timer(&self) -> Option<Time> {
+        self.at.and_then(|p| p.timer)
+    }
+}
+
+/// Moves one user at one time, appending what happens to `out`.
+pub struct Step<'a> {
+    /// The journey.
+    pub plan: &'a JourneyPlan,
+    /// Its index in the engine.
+    pub journey: u32,
+    /// The user.
+    pub user: Key,
+    /// The time.
+    pub time: Time,
+    /// Records produced.
+    pub out: &'a mut Vec<JourneyOutput>,
+}
+
+impl Step<'_> {
+    fn transition(&mut self, from: Option<u32>, to: Option<u32>, reason: Reason) {
+        self.out.push(JourneyOutput::Transition(Transition {
+            journey: self.journey,
+            version: self.plan.version,
+            user: self.user,
+            from,
+            to,
+            time: self.time,
+            reason,
+        }));
+    }
+
+    /// Takes the user out of the journey, if inside.
+    pub fn leave(&mut self, s: &mut UserState, reason: Reason) {
+        if let Some(p) = s.at.take() {
+            self.transition(Some(p.node), None, reason);
+        }
+    }
+
+    /// Whether the exit rule holds for the user now.
+    pub fn exit_rule_holds(&self, s: &UserState) -> bool {
+        self.plan.exit_when.is_some_and(|i| s.holds(i))
+    }
+
+    /// Applies condition changes already folded into `s` (`before` is the membership before):
+    /// the exit rule first, then a segment entry.
+    pub fn conditions_changed(&mut self, s: &mut UserState, before: u64) {
+        if s.at.is_some() && self.exit_rule_holds(s) {
+            self.leave(s, Reason::ExitWhen);
+        }
+        if let PlanEntry::Segment { condition, on_enter } = self.plan.entry {
+            let was = before & (1 << condition) != 0;
+            if was != s.holds(condition) && s.holds(condition) == on_enter {
+                self.try_enter(s);
+            }
+        }
+    }
+
+    /// Enters the user if the schedule, the exit rule and the re-entry rules allow it.
+    pub fn try_enter(&mut self, s: &mut UserState) {
+        let schedule = self.plan.schedule();
+        if schedule.start_at.is_some_and(|t| self.time < t) || schedule.end_at.is_some_and(|t| self.time >= t) {
+            return;
+        }
+        if self.exit_rule_holds(s) {
+            return;
+        }
+        let rules = self.plan.re_entry();
+        let allowed = match rules.mode {
+            ReEntryMode::Once => s.entries == 0,
+            ReEntryMode::AfterExit | ReEntryMode::Always => {
+                (rules.mode == ReEntryMode::Always || s.at.is_none())
+                    && rules.max_times.is_none_or(|m| s.entries < m)
+                    && s.last_entry.is_none_or(|last| rules.cooldown.is_none_or(|c| self.time - last >= c.0))
+            }
+        };
+        if !allowed {
+            return;
+        }
+        s.entries += 1;
+        s.last_entry = Some(self.time);
+        let from = s.at.take().map(|p| p.node);
+        self.arrive(s, from, self.plan.start, Reason::Entry);
+    }
+
+    /// Moves the user to `node` and through every pass-through node after it, stopping at a
+    /// wait, a held action, or an exit.
+    fn arrive(&mut self, s: &mut UserState, mut from: Option<u32>, mut node: u32, mut reason: Reason) {
+        loop {
+            self.transition(from, Some(node), reason);
+            let now = self.time;
+            let stay = |timer| Some(Position { node, since: now, timer: Some(timer) });
+            let next = match &self.plan.nodes[node as usize] {
+                PlanNode::Wait { duration, .. } => {
+                    s.at = stay(self.time.saturating_add(*duration));
+                    return;
+                }
+                PlanNode::WaitUntil { timeout, .. } => {
+                    s.at = stay(self.time.saturating_add(*timeout));
+                    return;
+                }
+                PlanNode::Exit => {
+                    s.at = None;
+                    return;
+                }
+                PlanNode::Branch { cases, otherwise } => {
+                    match cases.iter().enumerate().find(|(_, (c, _))| s.holds(*c)) {
+                        Some((i, (_, next))) => (*next, Reason::Case(i as u32)),
+                        None => (*otherwise, Reason::Else),
+                    }
+                }
+                PlanNode::Split { bounds } => {
+                    let point = split_point(self.plan.id(), &self.plan.node_ids[node as usize], self.user);
+                    let i = bounds.iter().position(|(upper, _)| point < *upper).unwrap_or(bounds.len() - 1);
+                    (bounds[i].1, Reason::Split(i as u32))
+                }
+                PlanNode::Action { next } => {
+                    if let Some(release) = self.plan.quiet_hours().and_then(|q| q.release(self.time)) {
+                        self.action(node, self.time, ActionStatus::HeldQuietHours);
+                        s.at = stay(release);
+                        return;
+                    }
+                    self.send(s, node, self.time);
+                    (*next, Reason::Next)
+                }
+            };
+            (from, node, reason) = (Some(node), next.0, next.1);
+        }
+    }
+
+    fn action(&mut self, node: u32, reached: Time, status: ActionStatus) {
+        self.out.push(JourneyOutput::Action(ActionRecord {
+            journey: self.journey,
+            version: self.plan.version,
+            user: self.user,
+            node,
+            reached,
+            time: self.time,
+            status,
+        }));
+    }
+
+    /// Sends the action of `node` (reached at `reached`) now, unless the frequency cap forbids it.
+    fn send(&mut self, s: &mut UserState, node: u32, reached: Time) {
+        let status = match self.plan.frequency_cap() {
+            None => ActionStatus::Sent,
+            Some(cap) => {
+                while s.sent.front().is_some_and(|t| t.saturating_add(cap.per.0) <= self.time) {
+                    s.sent.pop_front();
+                }
+                if s.sent.len() as u64 >= cap.max_actions {
+                    ActionStatus::SuppressedByCap
+                } else {
+                    s.sent.push_back(self.time);
+                    ActionStatus::Sent
+                }
+            }
+        };
+        self.action(node, reached, status);
+    }
+
+    /// Fires the user's timer (due at or before now).
+    pub fn fire(&mut self, s: &mut UserState) {
+        let Some(p) = s.at else { return };
+        match &self.plan.nodes[p.node as usize] {
+            PlanNode::Wait { next, .. } => self.arrive(s, Some(p.node), *next, Reason::Next),
+            PlanNode::WaitUntil { on_timeout, .. } => self.arrive(s, Some(p.node), *on_timeout, Reason::Timeout),
+            PlanNode::Action { next } => {
+                self.send(s, p.node, p.since);
+                self.arrive(s, Some(p.node), *next, Reason::Next);
+            }
+            PlanNode::Branch { .. } | PlanNode::Split { .. } | PlanNode::Exit => {}
+        }
+    }
+
+    /// One event: goal, else an awaited event, else an entry.
+    pub fn event(&mut self, s: &mut UserState, e: &Event) {
+        if let Some(p) = s.at {
+            if self.plan.goal().is_some_and(|g| g.matches(e)) {
+                self.leave(s, Reason::Goal);
+                return;
+            }
+            if let PlanNode::WaitUntil { event, on_event, .. } = &self.plan.nodes[p.node as usize] {
+                if event.matches(e) {
+                    self.arrive(s, Some(p.node), *on_event, Reason::Event);
+                    return;
+                }
+            }
+        }
+        if matches!(&self.plan.entry, PlanEntry::Event(f) if f.matches(e)) {
+            self.try_enter(s);
+        }
+    }
+}

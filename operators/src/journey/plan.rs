@@ -1,0 +1,190 @@
+//! A journey definition compiled for the operator: nodes and conditions by index, split
+//! shares as cumulative bounds. The conditions listed here are compiled to membership
+//! collections by the pipeline and arrive at the operator as `(index, user)` changes.
+
+use journeyflow_types::journey::{Entry, FrequencyCap, JourneyDefinition, Node, QuietHours, ReEntry, Schedule};
+use journeyflow_types::{Condition, Event, EventFilter};
+use std::collections::BTreeMap;
+
+/// What brings a user in, by condition index for segment entries.
+#[derive(Clone, Debug)]
+pub enum PlanEntry {
+    /// A matching event.
+    Event(EventFilter),
+    /// A change of membership in condition `condition`: entering it when `on_enter`, else leaving it.
+    Segment {
+        /// The condition index.
+        condition: u32,
+        /// Enter (true) or exit (false) triggers.
+        on_enter: bool,
+    },
+}
+
+/// One node, with targets by node index.
+#[derive(Clone, Debug)]
+pub enum PlanNode {
+    /// Stay `duration` ms.
+    Wait {
+        /// Milliseconds.
+        duration: u64,
+        /// Node index.
+        next: u32,
+    },
+    /// Wait for an event for at most `timeout` ms.
+    WaitUntil {
+        /// The awaited event.
+        event: EventFilter,
+        /// Milliseconds.
+        timeout: u64,
+        /// Node index.
+        on_event: u32,
+        /// Node index.
+        on_timeout: u32,
+    },
+    /// `(condition index, next node)` per case.
+    Branch {
+        /// Cases in order.
+        cases: Vec<(u32, u32)>,
+        /// Node index.
+        otherwise: u32,
+    },
+    /// `(cumulative upper bound in basis points, next node)` per share.
+    Split {
+        /// Shares in order.
+        bounds: Vec<(u32, u32)>,
+    },
+    /// Send, then go on.
+    Action {
+        /// Node index.
+        next: u32,
+    },
+    /// Done.
+    Exit,
+}
+
+/// A compiled journey.
+#[derive(Clone, Debug)]
+pub struct JourneyPlan {
+    /// The definition it was compiled from.
+    pub definition: JourneyDefinition,
+    /// The version transitions and actions record.
+    pub version: u32,
+    /// Entry trigger.
+    pub entry: PlanEntry,
+    /// Start node index.
+    pub start: u32,
+    /// Node ids by index (sorted).
+    pub node_ids: Vec<String>,
+    /// Nodes by index.
+    pub nodes: Vec<PlanNode>,
+    /// Conditions by index: entry segment, branch cases, exit rule.
+    pub conditions: Vec<Condition>,
+    /// Index of the exit rule's condition.
+    pub exit_when: Option<u32>,
+}
+
+impl JourneyPlan {
+    /// Compiles a validated definition.
+    pub fn new(definition: JourneyDefinition, version: u32) -> JourneyPlan {
+        let index: BTreeMap<&str, u32> =
+            definition.nodes.keys().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect();
+        let at = |id: &str| index[id];
+        let mut conditions = Vec::new();
+        let mut add = |c: Condition| {
+            conditions.push(c);
+            conditions.len() as u32 - 1
+        };
+        let entry = match &definition.entry {
+            Entry::Event(f) => PlanEntry::Event(f.clone()),
+            Entry::SegmentEnter(s) => {
+                PlanEntry::Segment { condition: add(Condition::InSegment(s.clone())), on_enter: true }
+            }
+            Entry::SegmentExit(s) => {
+                PlanEntry::Segment { condition: add(Condition::InSegment(s.clone())), on_enter: false }
+            }
+        };
+        let nodes = definition
+            .nodes
+            .values()
+            .map(|node| match node {
+                Node::Wait { duration, next } => PlanNode::Wait { duration: duration.0, next: at(next) },
+                Node::WaitUntil { event, timeout, on_event, on_timeout } => PlanNode::WaitUntil {
+                    event: event.clone(),
+                    timeout: timeout.0,
+                    on_event: at(on_event),
+                    on_timeout: at(on_timeout),
+                },
+                Node::Branch { cases, otherwise } => PlanNode::Branch {
+                    cases: cases.iter().map(|c| (add(c.when.clone()), at(&c.next))).collect(),
+                    otherwise: at(otherwise),
+                },
+                Node::Split { branches } => {
+                    let mut upper = 0;
+                    let bounds = branches
+                        .iter()
+                        .map(|b| {
+                            upper += b.basis_points;
+                            (upper, at(&b.next))
+                        })
+                        .collect();
+                    PlanNode::Split { bounds }
+                }
+                Node::Action { next, .. } => PlanNode::Action { next: at(next) },
+                Node::Exit => PlanNode::Exit,
+            })
+            .collect();
+        let exit_when = definition.exit_when.clone().map(&mut add);
+        JourneyPlan {
+            version,
+            entry,
+            start: at(&definition.start),
+            node_ids: definition.nodes.keys().cloned().collect(),
+            nodes,
+            conditions,
+            exit_when,
+            definition,
+        }
+    }
+
+    /// The journey id.
+    pub fn id(&self) -> &str {
+        &self.definition.id
+    }
+
+    /// Whether an event can matter to this journey (entry, goal or an awaited event).
+    pub fn relevant(&self, e: &Event) -> bool {
+        matches!(&self.entry, PlanEntry::Event(f) if f.matches(e))
+            || self.goal().is_some_and(|g| g.matches(e))
+            || self.nodes.iter().any(|n| matches!(n, PlanNode::WaitUntil { event, .. } if event.matches(e)))
+    }
+
+    /// The goal filter.
+    pub fn goal(&self) -> Option<&EventFilter> {
+        self.definition.goal.as_ref()
+    }
+
+    /// Re-entry rules.
+    pub fn re_entry(&self) -> ReEntry {
+        self.definition.re_entry
+    }
+
+    /// The schedule.
+    pub fn schedule(&self) -> Schedule {
+        self.definition.schedule
+    }
+
+    /// Quiet hours.
+    pub fn quiet_hours(&self) -> Option<QuietHours> {
+        self.definition.quiet_hours
+    }
+
+    /// The frequency cap.
+    pub fn frequency_cap(&self) -> Option<FrequencyCap> {
+        self.definition.frequency_cap
+    }
+
+    /// Whether node `node` is an exit.
+    pub fn is_exit(&self, node: u32) -> bool {
+        matches!(self.nodes[node as usize], PlanNode::Exit)
+    }
+}

@@ -1,0 +1,159 @@
+//! What journey operators emit: transitions, actions, and the lifecycle commands they obey.
+//! Records name users by key and nodes by index; sinks turn them into text with the plan.
+
+use crate::Time;
+use journeyflow_types::Key;
+use serde::{Deserialize, Serialize};
+
+/// Why a user moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Reason {
+    /// Entered (from outside, or restarting under `always` re-entry).
+    Entry,
+    /// A wait ended, or an action was sent.
+    Next,
+    /// The awaited event came.
+    Event,
+    /// The awaited event did not come in time.
+    Timeout,
+    /// Branch case `i` held.
+    Case(u32),
+    /// No branch case held.
+    Else,
+    /// Split share `i`.
+    Split(u32),
+    /// The goal was performed.
+    Goal,
+    /// The exit rule holds.
+    ExitWhen,
+    /// The journey ended.
+    Ended,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Entry => f.write_str("entry"),
+            Reason::Next => f.write_str("next"),
+            Reason::Event => f.write_str("event"),
+            Reason::Timeout => f.write_str("timeout"),
+            Reason::Case(i) => write!(f, "case:{i}"),
+            Reason::Else => f.write_str("else"),
+            Reason::Split(i) => write!(f, "split:{i}"),
+            Reason::Goal => f.write_str("goal"),
+            Reason::ExitWhen => f.write_str("exit_when"),
+            Reason::Ended => f.write_str("ended"),
+        }
+    }
+}
+
+/// One move of one user: from a node (or outside) to a node (or outside).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Transition {
+    /// Journey index in the engine.
+    pub journey: u32,
+    /// Journey version.
+    pub version: u32,
+    /// The user.
+    pub user: Key,
+    /// Node index left, `None` when entering.
+    pub from: Option<u32>,
+    /// Node index reached, `None` when leaving.
+    pub to: Option<u32>,
+    /// Event time.
+    pub time: Time,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// What became of an action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ActionStatus {
+    /// Sent.
+    Sent,
+    /// Over the frequency cap: not sent.
+    SuppressedByCap,
+    /// Inside quiet hours: it will be sent (or suppressed) when they end.
+    HeldQuietHours,
+}
+
+impl ActionStatus {
+    /// The status as written in outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionStatus::Sent => "sent",
+            ActionStatus::SuppressedByCap => "suppressed_by_cap",
+            ActionStatus::HeldQuietHours => "held_quiet_hours",
+        }
+    }
+}
+
+/// One action record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// Journey index in the engine.
+    pub journey: u32,
+    /// Journey version.
+    pub version: u32,
+    /// The user.
+    pub user: Key,
+    /// The action node's index.
+    pub node: u32,
+    /// When the user reached the node (part of the action id).
+    pub reached: Time,
+    /// When this record happened.
+    pub time: Time,
+    /// What happened.
+    pub status: ActionStatus,
+}
+
+/// A journey operator's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum JourneyOutput {
+    /// A move.
+    Transition(Transition),
+    /// An action.
+    Action(ActionRecord),
+}
+
+/// A journey's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Defined, not running: no entries.
+    Draft,
+    /// Running.
+    Ongoing,
+    /// No entries, no movement; timers that come due wait for the resume.
+    Paused,
+    /// Finished: users still inside were canceled.
+    Ended,
+}
+
+/// A lifecycle command, applied at its time before anything else at that time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// Draft to ongoing.
+    Publish,
+    /// Ongoing to paused.
+    Pause,
+    /// Paused to ongoing.
+    Resume,
+    /// Any status to ended.
+    End,
+}
+
+impl Status {
+    /// The status after a command; commands that do not apply leave it unchanged.
+    pub fn after(self, command: Command) -> Status {
+        match (self, command) {
+            (Status::Ended, _) => Status::Ended,
+            (_, Command::End) => Status::Ended,
+            (Status::Draft, Command::Publish) => Status::Ongoing,
+            (Status::Ongoing, Command::Pause) => Status::Paused,
+            (Status::Paused, Command::Resume) => Status::Ongoing,
+            (s, _) => s,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Journey outputs as written by sinks: transitions, actions and per-journey reports with
+//! ids, node names and user ids in place of the engine's indices and keys.
+
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::journey::record::{ActionRecord, Transition};
+use journeyflow_operators::journey::stats::Stat;
+use journeyflow_operators::Time;
+use journeyflow_types::journey::{action_id, Node};
+use journeyflow_types::Key;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One line of `journey_transitions.ndjson`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransitionLine {
+    /// Journey id.
+    pub journey: String,
+    /// Journey version.
+    pub version: u32,
+    /// User id.
+    pub user_id: String,
+    /// Node left; `null` on entry from outside.
+    pub from: Option<String>,
+    /// Node reached; `null` on leaving.
+    pub to: Option<String>,
+    /// Event time, epoch ms.
+    pub time: Time,
+    /// `entry`, `next`, `event`, `timeout`, `case:<i>`, `else`, `split:<i>`, `goal`, `exit_when`, `ended`.
+    pub reason: String,
+}
+
+impl TransitionLine {
+    /// Names a transition with its plan and the user's id.
+    pub fn new(t: &Transition, plan: &JourneyPlan, user_id: String) -> TransitionLine {
+        let node = |n: Option<u32>| n.map(|n| plan.node_ids[n as usize].clone());
+        TransitionLine {
+            journey: plan.id().to_string(),
+            version: t.version,
+            user_id,
+            from: node(t.from),
+            to: node(t.to),
+            time: t.time,
+            reason: t.reason.to_string(),
+        }
+    }
+}
+
+/// One line of `journey_actions.ndjson`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ActionLine {
+    /// Deterministic id, shared by a held action and its later sending.
+    pub action_id: String,
+    /// Journey id.
+    pub journey: String,
+    /// Journey version.
+    pub version: u32,
+    /// Action node id.
+    pub node: String,
+    /// User id.
+    pub user_id: String,
+    /// Channel.
+    pub channel: String,
+    /// Template.
+    pub template: Option<String>,
+    /// Payload.
+    pub payload: Option<serde_json::Value>,
+    /// Event time of this record.
+    pub time: Time,
+    /// `sent`, `suppressed_by_cap`, `held_quiet_hours`.
+    pub status: &'static str,
+}
+
+impl ActionLine {
+    /// Names an action with its plan and the user's id.
+    pub fn new(a: &ActionRecord, plan: &JourneyPlan, user: Key, user_id: String) -> ActionLine {
+        let node = &plan.node_ids[a.node as usize];
+        let (channel, template, payload) = match &plan.definition.nodes[node] {
+            Node::Action { action, .. } => (action.channel.clone(), action.template.clone(), action.payload.clone()),
+            _ => unreachable!("action records come from action nodes"),
+        };
+        ActionLine {
+            action_id: action_id(plan.id(), a.version, user, node, a.reached),
+            journey: plan.id().to_string(),
+            version: a.version,
+            node: node.clone(),
+            user_id,
+            channel,
+            template,
+            payload,
+            time: a.time,
+            status: a.status.name(),
+        }
+    }
+}
+
+/// Counts for one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeReport {
+    /// Node kind.
+    pub kind: &'static str,
+    /// Arrivals.
+    pub entered: i64,
+    /// Users there now (at an exit node: users who finished there).
+    pub current: i64,
+    /// Departures.
+    pub exited: i64,
+    /// Action records by status (action nodes only).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub actions: BTreeMap<&'static str, i64>,
+}
+
+/// One journey's report, an element of `journey_stats.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct JourneyReport {
+    /// Journey id.
+    pub journey: String,
+    /// Version.
+    pub version: u32,
+    /// Entries (restarts included).
+    pub entered: i64,
+    /// Users inside, not at an exit node.
+    pub in_progress: i64,
+    /// Left by the goal.
+    pub converted: i64,
+    /// Left by the exit rule.
+    pub exited: i64,
+    /// Reached an exit node.
+    pub completed: i64,
+    /// Inside when the journey ended.
+    pub canceled: i64,
+    /// Per node id.
+    pub nodes: BTreeMap<String, NodeReport>,
+}
+
+/// Reports for every plan from summed counters `((journey, stat), value)`.
+pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -> Vec<JourneyReport> {
+    plans
+        .iter()
+        .enumerate()
+        .map(|(j, plan)| {
+            let mut report = JourneyReport {
+                journey: plan.id().to_string(),
+                version: plan.version,
+                nodes: plan
+                    .definition
+                    .nodes
+                    .iter()
+                    .map(|(id, node)| (id.clone(), NodeReport { kind: node.kind(), ..NodeReport::default() }))
+                    .collect(),
+                ..JourneyReport::default()
+            };
+            for ((_, stat), value) in
+                counters.range((j as u32, Stat::Entered)..).take_while(|((k, _), _)| *k == j as u32)
+            {
+                let value = *value as i64;
+                let node = |n: &u32| &plan.node_ids[*n as usize];
+                match stat {
+                    Stat::Entered => report.entered = value,
+                    Stat::InProgress => report.in_progress = value,
+                    Stat::Converted => report.converted = value,
+                    Stat::Exited => report.exited = value,
+                    Stat::Completed => report.completed = value,
+                    Stat::Canceled => report.canceled = value,
+                    Stat::NodeEntered(n) => report.nodes.get_mut(node(n)).expect("node").entered = value,
+                    Stat::NodeExited(n) => report.nodes.get_mut(node(n)).expect("node").exited = value,
+                    Stat::NodeActions(n, status) => {
+                        report.nodes.get_mut(node(n)).expect("node").actions.insert(status.name(), value);
+                    }
+                }
+            }
+            for n in report.nodes.values_mut() {
+                n.current = n.entered - n.exited;
+            }
+            report
+        })
+        .collect()
+}

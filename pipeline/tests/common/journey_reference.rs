@@ -1,0 +1,375 @@
+//! A plain sequential interpreter of journeys, written for the tests only. It reads the
+//! journey JSON and the raw events itself, walks each user through time one moment after the
+//! other, and evaluates conditions with the segment reference evaluator: no dataflow, no
+//! shared code with the engine. The rules it follows are the documented ones:
+//!
+//! - a moment is any time something may happen: an event, a possible condition change
+//!   (event time plus a duration from the definitions), a lifecycle command, the schedule
+//!   end, the user's timer;
+//! - at one moment: lifecycle first (an end cancels; a resume applies the exit rule), then
+//!   the exit rule and a segment entry, then the due timer, then events by `messageId`, each
+//!   event doing at most one of: goal, awaited event, entry.
+//!
+//! Quiet hours are supported in UTC only.
+
+use super::reference::{duration, filter_matches, RefEvent, Reference};
+use serde_json::{json, Value as J};
+use std::collections::BTreeSet;
+
+/// A lifecycle command: `publish`, `pause`, `resume` or `end`.
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    pub time: u64,
+    pub journey: usize,
+    pub command: &'static str,
+}
+
+/// The filter inside `{"event": {...}}` or the object itself when `event` is a name.
+fn filter_of(v: &J) -> &J {
+    match v.get("event") {
+        Some(inner @ J::Object(_)) => inner,
+        _ => v,
+    }
+}
+
+fn after(status: &'static str, command: &str) -> &'static str {
+    match (status, command) {
+        ("ended", _) | (_, "end") => "ended",
+        ("draft", "publish") => "ongoing",
+        ("ongoing", "pause") => "paused",
+        ("paused", "resume") => "ongoing",
+        (s, _) => s,
+    }
+}
+
+fn clock(v: &J) -> u64 {
+    let s = v.as_str().unwrap();
+    let (h, m) = s.split_once(':').unwrap();
+    (h.parse::<u64>().unwrap() * 60 + m.parse::<u64>().unwrap()) * 60_000
+}
+
+/// The release time of quiet hours (UTC) when `t` falls inside them.
+fn quiet_release(q: &J, t: u64) -> Option<u64> {
+    assert!(q.get("tz").is_none(), "the reference supports UTC quiet hours only");
+    const DAY: u64 = 86_400_000;
+    let (s, e) = (clock(&q["start"]), clock(&q["end"]));
+    let tod = t % DAY;
+    let midnight = t - tod;
+    if s < e {
+        (s <= tod && tod < e).then_some(midnight + e)
+    } else if tod >= s {
+        Some(midnight + DAY + e)
+    } else {
+        (tod < e).then_some(midnight + e)
+    }
+}
+
+fn split_point(journey: &str, node: &str, user: &str) -> u64 {
+    let mut bytes = journey.as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(node.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(user.as_bytes()).to_le_bytes());
+    xxhash_rust::xxh3::xxh3_64(&bytes) % 10_000
+}
+
+fn action_id(journey: &str, user: &str, node: &str, reached: u64) -> String {
+    let mut bytes = journey.as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(user.as_bytes()).to_le_bytes());
+    bytes.extend_from_slice(node.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(&reached.to_le_bytes());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+}
+
+/// One user walking through one journey.
+struct Walk<'a> {
+    j: &'a J,
+    id: &'a str,
+    user: &'a str,
+    evs: &'a [RefEvent],
+    reference: &'a Reference<'a>,
+    status: &'static str,
+    /// (node, since, timer)
+    at: Option<(String, u64, Option<u64>)>,
+    entries: u64,
+    last_entry: Option<u64>,
+    sent: Vec<u64>,
+    transitions: Vec<J>,
+    actions: Vec<J>,
+}
+
+impl Walk<'_> {
+    fn cond(&self, c: &J, t: u64) -> bool {
+        self.evs.iter().any(|e| e.ts <= t) && self.reference.holds(c, self.evs, t)
+    }
+
+    fn exit_holds(&self, t: u64) -> bool {
+        self.j.get("exit_when").is_some_and(|c| self.cond(c, t))
+    }
+
+    fn move_(&mut self, from: Option<&str>, to: Option<&str>, t: u64, reason: String) {
+        self.transitions.push(json!({"journey": self.id, "version": 1, "user_id": self.user,
+            "from": from, "to": to, "time": t, "reason": reason}));
+    }
+
+    fn leave(&mut self, t: u64, reason: &str) {
+        if let Some((node, _, _)) = self.at.take() {
+            self.move_(Some(&node), None, t, reason.to_string());
+        }
+    }
+
+    fn action(&mut self, node: &str, reached: u64, t: u64, status: &str) {
+        let a = &self.j["nodes"][node]["action"];
+        self.actions.push(json!({"action_id": action_id(self.id, self.user, node, reached), "journey": self.id,
+            "version": 1, "node": node, "user_id": self.user, "channel": a["channel"],
+            "template": a.get("template").cloned().unwrap_or(J::Null), "payload": a.get("payload").cloned().unwrap_or(J::Null),
+            "time": t, "status": status}));
+    }
+
+    fn send(&mut self, node: &str, reached: u64, t: u64) {
+        let status = match self.j.get("frequency_cap") {
+            None => "sent",
+            Some(cap) => {
+                let per = duration(cap.get("per")).unwrap();
+                let max = cap["max_actions"].as_u64().unwrap();
+                let recent = self.sent.iter().filter(|s| **s + per > t).count() as u64;
+                if recent >= max {
+                    "suppressed_by_cap"
+                } else {
+                    self.sent.push(t);
+                    "sent"
+                }
+            }
+        };
+        self.action(node, reached, t, status);
+    }
+
+    fn arrive(&mut self, from: Option<String>, node: &str, t: u64, reason: String) {
+        let (mut from, mut node, mut reason) = (from, node.to_string(), reason);
+        loop {
+            self.move_(from.as_deref(), Some(&node), t, reason.clone());
+            let n = &self.j["nodes"][&node];
+            let (kind, body) = n.as_object().unwrap().iter().find(|(k, _)| *k != "next").unwrap();
+            let (next, why) = match kind.as_str() {
+                "wait" => {
+                    self.at = Some((node, t, Some(t + duration(body.get("duration")).unwrap())));
+                    return;
+                }
+                "wait_until" => {
+                    self.at = Some((node, t, Some(t + duration(body.get("timeout")).unwrap())));
+                    return;
+                }
+                "exit" => {
+                    self.at = None;
+                    return;
+                }
+                "branch" => {
+                    let cases = body["cases"].as_array().unwrap();
+                    match cases.iter().position(|c| self.cond(&c["when"], t)) {
+                        Some(i) => (cases[i]["next"].as_str().unwrap().to_string(), format!("case:{i}")),
+                        None => (body["else"].as_str().unwrap().to_string(), "else".to_string()),
+                    }
+                }
+                "split" => {
+                    let point = split_point(self.id, &node, self.user);
+                    let branches = body["branches"].as_array().unwrap();
+                    let mut upper = 0;
+                    let i = branches
+                        .iter()
+                        .position(|b| {
+                            upper += (b["percent"].as_f64().unwrap() * 100.0).round() as u64;
+                            point < upper
+                        })
+                        .unwrap();
+                    (branches[i]["next"].as_str().unwrap().to_string(), format!("split:{i}"))
+                }
+                "action" => {
+                    if let Some(release) = self.j.get("quiet_hours").and_then(|q| quiet_release(q, t)) {
+                        self.action(&node, t, t, "held_quiet_hours");
+                        self.at = Some((node, t, Some(release)));
+                        return;
+                    }
+                    self.send(&node, t, t);
+                    (n["next"].as_str().unwrap().to_string(), "next".to_string())
+                }
+                other => panic!("reference: node kind {other}"),
+            };
+            (from, node, reason) = (Some(node), next, why);
+        }
+    }
+
+    fn try_enter(&mut self, t: u64) {
+        let schedule = self.j.get("schedule");
+        let bound = |k: &str| schedule.and_then(|s| s.get(k)).and_then(J::as_u64);
+        if bound("start_at").is_some_and(|s| t < s) || bound("end_at").is_some_and(|e| t >= e) {
+            return;
+        }
+        if self.exit_holds(t) {
+            return;
+        }
+        let re = self.j.get("re_entry");
+        let mode = re.and_then(|r| r["mode"].as_str()).unwrap_or("once");
+        let max = re.and_then(|r| r.get("max_times")).and_then(J::as_u64);
+        let cooldown = re.and_then(|r| duration(r.get("cooldown")));
+        let ok = match mode {
+            "once" => self.entries == 0,
+            _ => {
+                (mode == "always" || self.at.is_none())
+                    && max.is_none_or(|m| self.entries < m)
+                    && self.last_entry.is_none_or(|l| cooldown.is_none_or(|c| t - l >= c))
+            }
+        };
+        if !ok {
+            return;
+        }
+        self.entries += 1;
+        self.last_entry = Some(t);
+        let from = self.at.take().map(|a| a.0);
+        let start = self.j["start"].as_str().unwrap().to_string();
+        self.arrive(from, &start, t, "entry".into());
+    }
+
+    fn fire(&mut self, t: u64) {
+        let Some((node, since, _)) = self.at.clone() else { return };
+        let n = &self.j["nodes"][&node];
+        if let Some(w) = n.get("wait_until") {
+            self.arrive(Some(node), w["on_timeout"].as_str().unwrap(), t, "timeout".into());
+        } else if n.get("action").is_some() {
+            self.send(&node, since, t);
+            let next = n["next"].as_str().unwrap().to_string();
+            self.arrive(Some(node), &next, t, "next".into());
+        } else {
+            let next = n["next"].as_str().unwrap().to_string();
+            self.arrive(Some(node), &next, t, "next".into());
+        }
+    }
+
+    fn event(&mut self, e: &RefEvent, t: u64) {
+        if let Some((node, _, _)) = self.at.clone() {
+            if self.j.get("goal").is_some_and(|g| filter_matches(filter_of(g), e)) {
+                self.leave(t, "goal");
+                return;
+            }
+            if let Some(w) = self.j["nodes"][&node].get("wait_until") {
+                if filter_matches(filter_of(w), e) {
+                    self.arrive(Some(node), w["on_event"].as_str().unwrap(), t, "event".into());
+                    return;
+                }
+            }
+        }
+        let entry = &self.j["entry"];
+        if entry.get("event").is_some() && filter_matches(filter_of(entry), e) {
+            self.try_enter(t);
+        }
+    }
+}
+
+/// Runs every journey for every user up to `as_of`; returns `(transitions, actions)` as the
+/// engine writes them: sorted by `(time, journey, user)`, each user's in the order they happened.
+pub fn interpret(
+    journeys: &[J],
+    reference: &Reference,
+    spans: &BTreeSet<u64>,
+    commands: &[Cmd],
+    as_of: u64,
+) -> (Vec<J>, Vec<J>) {
+    let mut transitions: Vec<(u64, usize, String, J)> = Vec::new();
+    let mut actions: Vec<(u64, usize, String, J)> = Vec::new();
+    for (ji, j) in journeys.iter().enumerate() {
+        let id = j["id"].as_str().unwrap();
+        let end_at = j.get("schedule").and_then(|s| s.get("end_at")).and_then(J::as_u64);
+        let cmds: Vec<&Cmd> = commands.iter().filter(|c| c.journey == ji).collect();
+        let entry_seg = ["segment_enter", "segment_exit"]
+            .iter()
+            .find_map(|k| j["entry"].get(*k).map(|s| (json!({"in_segment": s}), *k == "segment_enter")));
+        for (user, evs) in &reference.by_user {
+            let mut w = Walk {
+                j,
+                id,
+                user,
+                evs,
+                reference,
+                status: "ongoing",
+                at: None,
+                entries: 0,
+                last_entry: None,
+                sent: Vec::new(),
+                transitions: Vec::new(),
+                actions: Vec::new(),
+            };
+            let mut moments: BTreeSet<u64> = BTreeSet::new();
+            for e in evs.iter() {
+                for d in spans.iter().chain([&0]) {
+                    moments.insert(e.ts + d);
+                }
+            }
+            moments.extend(cmds.iter().map(|c| c.time));
+            moments.extend(end_at);
+            let mut seg_before = false;
+            let mut cursor = 0;
+            loop {
+                let timer = w.at.as_ref().and_then(|a| a.2).filter(|_| w.status == "ongoing");
+                let next = moments.range(cursor..).next().copied();
+                let Some(t) = [next, timer.map(|x| x.max(cursor))].into_iter().flatten().min() else { break };
+                if t > as_of || w.status == "ended" {
+                    break;
+                }
+                cursor = t + 1;
+                // 0. Lifecycle.
+                let mut resumed = false;
+                for c in cmds.iter().filter(|c| c.time == t) {
+                    let before = w.status;
+                    w.status = after(w.status, c.command);
+                    resumed |= before == "paused" && w.status == "ongoing";
+                }
+                if end_at == Some(t) {
+                    w.status = "ended";
+                }
+                if w.status == "ended" {
+                    w.leave(t, "ended");
+                    continue;
+                }
+                if resumed && w.at.is_some() && w.exit_holds(t) {
+                    w.leave(t, "exit_when");
+                }
+                // 1. Conditions.
+                let seg_now = entry_seg.as_ref().is_some_and(|(c, _)| w.cond(c, t));
+                let triggered =
+                    entry_seg.as_ref().is_some_and(|(_, on_enter)| seg_now != seg_before && seg_now == *on_enter);
+                seg_before = seg_now;
+                if w.status != "ongoing" {
+                    continue;
+                }
+                if w.at.is_some() && w.exit_holds(t) {
+                    w.leave(t, "exit_when");
+                }
+                if triggered {
+                    w.try_enter(t);
+                }
+                // 2. The due timer.
+                if w.at.as_ref().and_then(|a| a.2).is_some_and(|due| due <= t) {
+                    w.fire(t);
+                }
+                // 3. Events by messageId.
+                let mut now: Vec<&RefEvent> = evs.iter().filter(|e| e.ts == t).collect();
+                now.sort_by(|a, b| a.msg.cmp(&b.msg));
+                for e in now {
+                    w.event(e, t);
+                }
+            }
+            for tr in w.transitions {
+                transitions.push((tr["time"].as_u64().unwrap(), ji, user.clone(), tr));
+            }
+            for a in w.actions {
+                actions.push((a["time"].as_u64().unwrap(), ji, user.clone(), a));
+            }
+        }
+    }
+    // Stable: each user's records keep the order they happened in.
+    transitions.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    actions.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    (transitions.into_iter().map(|x| x.3).collect(), actions.into_iter().map(|x| x.3).collect())
+}
