@@ -1,0 +1,421 @@
+//! Hand-checked journey scenarios: each expected transition and action below is worked out
+//! from the documented rules, not copied from a run. Every scenario runs with one worker and
+//! with two (events dealt round-robin, small batches), which must agree.
+
+mod common;
+
+use common::{ingest, run_journeys, Plan};
+use journeyflow::replay::RunOutput;
+use journeyflow_operators::journey::record::Command;
+use serde_json::{json, Value as J};
+
+/// 2024-01-01T00:00:00Z.
+const T0: u64 = 1_704_067_200_000;
+const M: u64 = 60_000;
+const H: u64 = 3_600_000;
+const D: u64 = 86_400_000;
+
+fn track(user: &str, event: &str, ts: u64, id: &str) -> String {
+    json!({"type": "track", "event": event, "userId": user, "messageId": id, "timestamp": ts}).to_string()
+}
+
+/// Runs with 1 and with 2 workers, checks they agree, returns the 1-worker output.
+fn run(segments: &str, journeys: J, commands: &[(u64, u32, Command)], lines: &[String]) -> RunOutput {
+    let text = journeys.to_string();
+    let lateness = ingest(Some(D), D);
+    let one = run_journeys(segments, &text, commands, lines, &Plan::simple(lines.len(), 1, 3), lateness, None);
+    let two = run_journeys(segments, &text, commands, lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
+    assert_eq!(one.transitions, two.transitions, "1 and 2 workers disagree");
+    assert_eq!(one.actions, two.actions, "1 and 2 workers disagree");
+    assert_eq!(one.journey_stats, two.journey_stats, "1 and 2 workers disagree");
+    one
+}
+
+/// `(user, from, to, time, reason)` of every transition.
+fn moves(out: &RunOutput) -> Vec<(String, Option<String>, Option<String>, u64, String)> {
+    out.transitions
+        .iter()
+        .map(|t| (t.user_id.clone(), t.from.clone(), t.to.clone(), t.time, t.reason.clone()))
+        .collect()
+}
+
+fn mv(
+    user: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    time: u64,
+    reason: &str,
+) -> (String, Option<String>, Option<String>, u64, String) {
+    (user.into(), from.map(String::from), to.map(String::from), time, reason.into())
+}
+
+/// `(user, node, time, status)` of every action record.
+fn acts(out: &RunOutput) -> Vec<(String, String, u64, String)> {
+    out.actions.iter().map(|a| (a.user_id.clone(), a.node.clone(), a.time, a.status.to_string())).collect()
+}
+
+fn act(user: &str, node: &str, time: u64, status: &str) -> (String, String, u64, String) {
+    (user.into(), node.into(), time, status.into())
+}
+
+fn abandoned_cart() -> J {
+    json!([{"id": "cart", "entry": {"event": "Cart Viewed"}, "start": "wait", "nodes": {
+        "wait": {"wait_until": {"event": "Order Completed", "timeout": "1h", "on_event": "done", "on_timeout": "mail"}},
+        "mail": {"action": {"channel": "email", "template": "cart_reminder"}, "next": "done"},
+        "done": {"exit": {}}}}])
+}
+
+#[test]
+fn abandoned_cart_reminds_only_those_who_did_not_order_within_the_hour() {
+    let lines = vec![
+        track("ann", "Cart Viewed", T0, "a1"),
+        track("ann", "Order Completed", T0 + 30 * M, "a2"),
+        track("bob", "Cart Viewed", T0 + M, "b1"),
+        // Exactly at the timeout is too late: the timer fires first.
+        track("cat", "Cart Viewed", T0 + 2 * M, "c1"),
+        track("cat", "Order Completed", T0 + 2 * M + H, "c2"),
+        // Keeps the watermark moving past every timer.
+        track("zed", "Page Viewed", T0 + 3 * H, "z1"),
+    ];
+    let out = run("[]", abandoned_cart(), &[], &lines);
+    assert_eq!(
+        moves(&out),
+        vec![
+            mv("ann", None, Some("wait"), T0, "entry"),
+            mv("bob", None, Some("wait"), T0 + M, "entry"),
+            mv("cat", None, Some("wait"), T0 + 2 * M, "entry"),
+            mv("ann", Some("wait"), Some("done"), T0 + 30 * M, "event"),
+            mv("bob", Some("wait"), Some("mail"), T0 + M + H, "timeout"),
+            mv("bob", Some("mail"), Some("done"), T0 + M + H, "next"),
+            mv("cat", Some("wait"), Some("mail"), T0 + 2 * M + H, "timeout"),
+            mv("cat", Some("mail"), Some("done"), T0 + 2 * M + H, "next"),
+        ]
+    );
+    assert_eq!(acts(&out), vec![act("bob", "mail", T0 + M + H, "sent"), act("cat", "mail", T0 + 2 * M + H, "sent")]);
+    let a = &out.actions[0];
+    assert_eq!((a.channel.as_str(), a.template.as_deref()), ("email", Some("cart_reminder")));
+    assert_eq!(a.action_id.len(), 32);
+    assert_ne!(out.actions[0].action_id, out.actions[1].action_id);
+    let stats = &out.journey_stats[0];
+    assert_eq!((stats.entered, stats.in_progress, stats.completed), (3, 0, 3));
+    assert_eq!((stats.nodes["mail"].entered, stats.nodes["done"].current), (2, 3));
+}
+
+#[test]
+fn win_back_enters_when_a_buyer_lapses_and_converts_on_a_new_order() {
+    let segments = r#"[{"id": "lapsed", "condition": {"all": [{"performed": {"event": "Order Completed"}},
+        {"not": {"performed": {"event": "Order Completed", "within": "30d"}}}]}}]"#;
+    let journeys = json!([{"id": "win_back", "entry": {"segment_enter": "lapsed"}, "goal": {"event": "Order Completed"},
+        "start": "email", "nodes": {
+            "email": {"action": {"channel": "email", "template": "we_miss_you"}, "next": "wait"},
+            "wait": {"wait": {"duration": "3d"}, "next": "sms"},
+            "sms": {"action": {"channel": "sms"}, "next": "done"},
+            "done": {"exit": {}}}}]);
+    let lines = vec![
+        track("ann", "Order Completed", T0, "a1"),
+        track("bob", "Order Completed", T0 + H, "b1"),
+        // Bob buys again a day after lapsing: converted from the wait.
+        track("bob", "Order Completed", T0 + H + 31 * D, "b2"),
+        track("zed", "Page Viewed", T0 + 40 * D, "z1"),
+    ];
+    let out = run(segments, journeys, &[], &lines);
+    // The segment is entered the moment the 30-day window passes: T0 + 30d.
+    assert_eq!(
+        moves(&out),
+        vec![
+            mv("ann", None, Some("email"), T0 + 30 * D, "entry"),
+            mv("ann", Some("email"), Some("wait"), T0 + 30 * D, "next"),
+            mv("bob", None, Some("email"), T0 + H + 30 * D, "entry"),
+            mv("bob", Some("email"), Some("wait"), T0 + H + 30 * D, "next"),
+            mv("bob", Some("wait"), None, T0 + H + 31 * D, "goal"),
+            mv("ann", Some("wait"), Some("sms"), T0 + 33 * D, "next"),
+            mv("ann", Some("sms"), Some("done"), T0 + 33 * D, "next"),
+        ]
+    );
+    assert_eq!(
+        acts(&out),
+        vec![
+            act("ann", "email", T0 + 30 * D, "sent"),
+            act("bob", "email", T0 + H + 30 * D, "sent"),
+            act("ann", "sms", T0 + 33 * D, "sent")
+        ]
+    );
+    let s = &out.journey_stats[0];
+    assert_eq!((s.entered, s.converted, s.completed, s.in_progress), (2, 1, 1, 0));
+}
+
+#[test]
+fn a_fifty_fifty_split_shares_ten_thousand_users_evenly() {
+    let journeys = json!([{"id": "ab", "entry": {"event": "Signed Up"}, "start": "split", "nodes": {
+        "split": {"split": {"branches": [{"percent": 50, "next": "a"}, {"percent": 50, "next": "b"}]}},
+        "a": {"exit": {}}, "b": {"exit": {}}}}]);
+    let lines: Vec<String> =
+        (0..10_000).map(|i| track(&format!("user{i}"), "Signed Up", T0 + i, &format!("m{i}"))).collect();
+    let out = run("[]", journeys, &[], &lines);
+    let to_a = out.transitions.iter().filter(|t| t.to.as_deref() == Some("a")).count();
+    let to_b = out.transitions.iter().filter(|t| t.to.as_deref() == Some("b")).count();
+    assert_eq!(to_a + to_b, 10_000);
+    assert!((4_700..=5_300).contains(&to_a), "{to_a} of 10000 went to a");
+    // The reason names the share taken.
+    assert!(out.transitions.iter().filter(|t| t.to.as_deref() == Some("a")).all(|t| t.reason == "split:0"));
+}
+
+#[test]
+fn quiet_hours_hold_an_action_overnight_and_the_user_waits_with_it() {
+    let journeys = json!([{"id": "qh", "entry": {"event": "Cart Viewed"}, "start": "push",
+        "quiet_hours": {"start": "22:00", "end": "08:00"}, "nodes": {
+            "push": {"action": {"channel": "push", "payload": {"title": "Still there?"}}, "next": "done"},
+            "done": {"exit": {}}}}]);
+    let lines = vec![
+        // 23:00 UTC: inside quiet hours, held until 08:00 the next morning.
+        track("ann", "Cart Viewed", T0 + 23 * H, "a1"),
+        // 12:00 UTC: outside, sent at once.
+        track("bob", "Cart Viewed", T0 + 12 * H, "b1"),
+        track("zed", "Page Viewed", T0 + 2 * D, "z1"),
+    ];
+    let out = run("[]", journeys, &[], &lines);
+    let release = T0 + D + 8 * H;
+    assert_eq!(
+        acts(&out),
+        vec![
+            act("bob", "push", T0 + 12 * H, "sent"),
+            act("ann", "push", T0 + 23 * H, "held_quiet_hours"),
+            act("ann", "push", release, "sent"),
+        ]
+    );
+    // The held record and the sending share the action id; the payload is passed through.
+    assert_eq!(out.actions[1].action_id, out.actions[2].action_id);
+    assert_eq!(out.actions[2].payload, Some(json!({"title": "Still there?"})));
+    assert!(moves(&out).contains(&mv("ann", Some("push"), Some("done"), release, "next")));
+}
+
+#[test]
+fn quiet_hours_follow_the_time_zone() {
+    let journeys = json!([{"id": "qh", "entry": {"event": "X"}, "start": "sms",
+        "quiet_hours": {"start": "21:00", "end": "09:00", "tz": "America/New_York"}, "nodes": {
+            "sms": {"action": {"channel": "sms"}, "next": "done"}, "done": {"exit": {}}}}]);
+    // 03:00 UTC on 1 January is 22:00 in New York (EST, UTC-5): held until 09:00 EST = 14:00 UTC.
+    let lines = vec![track("ann", "X", T0 + 3 * H, "a1"), track("zed", "Y", T0 + D, "z1")];
+    let out = run("[]", journeys, &[], &lines);
+    assert_eq!(
+        acts(&out),
+        vec![act("ann", "sms", T0 + 3 * H, "held_quiet_hours"), act("ann", "sms", T0 + 14 * H, "sent")]
+    );
+}
+
+#[test]
+fn a_frequency_cap_of_two_suppresses_the_third_action() {
+    let journeys = json!([{"id": "cap", "entry": {"event": "X"}, "start": "one",
+        "frequency_cap": {"max_actions": 2, "per": "1d"}, "nodes": {
+            "one": {"action": {"channel": "email"}, "next": "two"},
+            "two": {"action": {"channel": "sms"}, "next": "three"},
+            "three": {"action": {"channel": "push"}, "next": "wait"},
+            "wait": {"wait": {"duration": "1d"}, "next": "four"},
+            "four": {"action": {"channel": "push"}, "next": "done"},
+            "done": {"exit": {}}}}]);
+    let lines = vec![track("ann", "X", T0, "a1"), track("zed", "Y", T0 + 2 * D, "z1")];
+    let out = run("[]", journeys, &[], &lines);
+    // A day later the first two have left the window (`per` is half-open): sent again.
+    assert_eq!(
+        acts(&out),
+        vec![
+            act("ann", "one", T0, "sent"),
+            act("ann", "two", T0, "sent"),
+            act("ann", "three", T0, "suppressed_by_cap"),
+            act("ann", "four", T0 + D, "sent"),
+        ]
+    );
+    // Suppressed or not, the user moves on.
+    assert!(moves(&out).contains(&mv("ann", Some("three"), Some("wait"), T0, "next")));
+    assert_eq!(out.journey_stats[0].nodes["three"].actions["suppressed_by_cap"], 1);
+}
+
+fn waiting_journey(re_entry: J) -> J {
+    json!([{"id": "re", "entry": {"event": "X"}, "re_entry": re_entry, "start": "w", "nodes": {
+        "w": {"wait": {"duration": "1h"}, "next": "done"}, "done": {"exit": {}}}}])
+}
+
+fn entries(out: &RunOutput) -> Vec<(Option<String>, u64)> {
+    out.transitions.iter().filter(|t| t.reason == "entry").map(|t| (t.from.clone(), t.time)).collect()
+}
+
+#[test]
+fn re_entry_modes() {
+    // X at 0, 30m (inside), 2h, 2h10m, 5h (each after an exit except the second and fourth).
+    let lines: Vec<String> = [0, 30 * M, 2 * H, 2 * H + 10 * M, 5 * H, 8 * H]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| track("ann", if i == 5 { "Y" } else { "X" }, T0 + t, &format!("m{i}")))
+        .collect();
+    let once = run("[]", waiting_journey(json!({"mode": "once"})), &[], &lines);
+    assert_eq!(entries(&once), vec![(None, T0)]);
+    let after_exit = run("[]", waiting_journey(json!({"mode": "after_exit"})), &[], &lines);
+    assert_eq!(entries(&after_exit), vec![(None, T0), (None, T0 + 2 * H), (None, T0 + 5 * H)]);
+    let capped = run("[]", waiting_journey(json!({"mode": "after_exit", "max_times": 2})), &[], &lines);
+    assert_eq!(entries(&capped), vec![(None, T0), (None, T0 + 2 * H)]);
+    // A cooldown of 3h between entries skips the one at 2h.
+    let cooled = run("[]", waiting_journey(json!({"mode": "after_exit", "cooldown": "3h"})), &[], &lines);
+    assert_eq!(entries(&cooled), vec![(None, T0), (None, T0 + 5 * H)]);
+    // Always: a user inside restarts at the start node.
+    let always = run("[]", waiting_journey(json!({"mode": "always"})), &[], &lines);
+    assert_eq!(
+        entries(&always),
+        vec![
+            (None, T0),
+            (Some("w".into()), T0 + 30 * M),
+            (None, T0 + 2 * H),
+            (Some("w".into()), T0 + 2 * H + 10 * M),
+            (None, T0 + 5 * H)
+        ]
+    );
+    assert_eq!(always.journey_stats[0].entered, 5);
+    // The restart dropped the first timer: the exit after it comes an hour after the restart.
+    assert!(moves(&always).contains(&mv("ann", Some("w"), Some("done"), T0 + 90 * M, "next")));
+    assert!(!moves(&always).iter().any(|m| m.3 == T0 + H));
+}
+
+#[test]
+fn pause_holds_timers_and_movement_and_resume_fires_what_came_due() {
+    let journeys = json!([{"id": "p", "entry": {"event": "X"}, "goal": {"event": "G"}, "start": "w", "nodes": {
+        "w": {"wait": {"duration": "1h"}, "next": "done"}, "done": {"exit": {}}}}]);
+    let lines = vec![
+        track("dan", "X", T0, "d1"),
+        track("ann", "X", T0 + 30 * M, "a1"),
+        // While paused (40m to 70m): no entry for cat, no conversion for ann.
+        track("cat", "X", T0 + 50 * M, "c1"),
+        track("ann", "G", T0 + 55 * M, "a2"),
+        track("bob", "X", T0 + 80 * M, "b1"),
+        track("zed", "Y", T0 + 5 * H, "z1"),
+    ];
+    let commands = [(T0 + 40 * M, 0, Command::Pause), (T0 + 70 * M, 0, Command::Resume)];
+    let out = run("[]", journeys, &commands, &lines);
+    assert_eq!(
+        moves(&out),
+        vec![
+            mv("dan", None, Some("w"), T0, "entry"),
+            mv("ann", None, Some("w"), T0 + 30 * M, "entry"),
+            // Dan's timer came due at 60m, during the pause: it fires at the resume.
+            mv("dan", Some("w"), Some("done"), T0 + 70 * M, "next"),
+            mv("bob", None, Some("w"), T0 + 80 * M, "entry"),
+            // Ann kept her timer through the pause: it fires at its own time.
+            mv("ann", Some("w"), Some("done"), T0 + 90 * M, "next"),
+            mv("bob", Some("w"), Some("done"), T0 + 140 * M, "next"),
+        ]
+    );
+    assert_eq!(out.journey_stats[0].converted, 0);
+}
+
+#[test]
+fn end_cancels_users_still_inside_and_admits_nobody_after() {
+    let journeys = json!([{"id": "e", "entry": {"event": "X"}, "start": "w", "nodes": {
+        "w": {"wait_until": {"event": "Y", "timeout": "1d", "on_event": "done", "on_timeout": "done"}}, "done": {"exit": {}}}}]);
+    let lines = vec![
+        track("ann", "X", T0, "a1"),
+        track("bob", "X", T0 + M, "b1"),
+        track("bob", "Y", T0 + 2 * M, "b2"),
+        track("cat", "X", T0 + 2 * H, "c1"),
+        track("zed", "Z", T0 + 2 * D, "z1"),
+    ];
+    let out = run("[]", journeys, &[(T0 + H, 0, Command::End)], &lines);
+    assert_eq!(
+        moves(&out),
+        vec![
+            mv("ann", None, Some("w"), T0, "entry"),
+            mv("bob", None, Some("w"), T0 + M, "entry"),
+            mv("bob", Some("w"), Some("done"), T0 + 2 * M, "event"),
+            mv("ann", Some("w"), None, T0 + H, "ended"),
+        ]
+    );
+    let s = &out.journey_stats[0];
+    assert_eq!((s.entered, s.canceled, s.completed, s.in_progress), (2, 1, 1, 0));
+}
+
+#[test]
+fn a_schedule_bounds_entries_and_its_end_cancels() {
+    let journeys = json!([{"id": "s", "entry": {"event": "X"}, "re_entry": {"mode": "always"}, "start": "w",
+        "schedule": {"start_at": "2024-01-01T01:00:00Z", "end_at": T0 + 3 * H}, "nodes": {
+            "w": {"wait": {"duration": "1d"}, "next": "done"}, "done": {"exit": {}}}}]);
+    let lines = vec![
+        track("ann", "X", T0 + 30 * M, "a1"),
+        track("bob", "X", T0 + H, "b1"),
+        track("cat", "X", T0 + 3 * H, "c1"),
+        track("zed", "Z", T0 + 2 * D, "z1"),
+    ];
+    let out = run("[]", journeys, &[], &lines);
+    assert_eq!(
+        moves(&out),
+        vec![mv("bob", None, Some("w"), T0 + H, "entry"), mv("bob", Some("w"), None, T0 + 3 * H, "ended")]
+    );
+}
+
+#[test]
+fn goal_converts_from_a_waiting_node_and_exit_when_takes_users_out() {
+    let segments = r#"[{"id": "unsubscribed", "condition": {"performed": {"event": "Unsubscribed"}}}]"#;
+    let journeys = json!([{"id": "g", "entry": {"event": "X"}, "goal": {"event": "Order Completed", "where": [{"property": "revenue", "op": "gt", "value": 10}]},
+        "exit_when": {"in_segment": "unsubscribed"}, "start": "w", "nodes": {
+            "w": {"wait_until": {"event": "Never", "timeout": "7d", "on_event": "done", "on_timeout": "done"}}, "done": {"exit": {}}}}]);
+    let order = |user: &str, revenue: f64, ts: u64, id: &str| {
+        json!({"type": "track", "event": "Order Completed", "userId": user, "messageId": id, "timestamp": ts, "properties": {"revenue": revenue}}).to_string()
+    };
+    let lines = vec![
+        track("ann", "X", T0, "a1"),
+        order("ann", 5.0, T0 + H, "a2"),
+        order("ann", 25.0, T0 + 2 * H, "a3"),
+        track("bob", "X", T0, "b1"),
+        track("bob", "Unsubscribed", T0 + 3 * H, "b2"),
+        // Cat is unsubscribed already: not let in.
+        track("cat", "Unsubscribed", T0, "c1"),
+        track("cat", "X", T0 + H, "c2"),
+        track("zed", "Z", T0 + 10 * D, "z1"),
+    ];
+    let out = run(segments, journeys, &[], &lines);
+    assert_eq!(
+        moves(&out),
+        vec![
+            mv("ann", None, Some("w"), T0, "entry"),
+            mv("bob", None, Some("w"), T0, "entry"),
+            mv("ann", Some("w"), None, T0 + 2 * H, "goal"),
+            mv("bob", Some("w"), None, T0 + 3 * H, "exit_when"),
+        ]
+    );
+    let s = &out.journey_stats[0];
+    assert_eq!((s.entered, s.converted, s.exited, s.in_progress), (2, 1, 1, 0));
+}
+
+#[test]
+fn branches_take_the_first_case_that_holds_at_the_branch_time() {
+    let segments = r#"[{"id": "pro", "condition": {"trait": {"name": "plan", "op": "eq", "value": "pro"}}}]"#;
+    let journeys = json!([{"id": "b", "entry": {"event": "X"}, "start": "w", "nodes": {
+        "w": {"wait": {"duration": "1h"}, "next": "check"},
+        "check": {"branch": {"cases": [{"when": {"in_segment": "pro"}, "next": "pro_mail"},
+                                        {"when": {"performed": {"event": "Y", "within": "30m"}}, "next": "y_mail"}], "else": "done"}},
+        "pro_mail": {"action": {"channel": "email", "template": "pro"}, "next": "done"},
+        "y_mail": {"action": {"channel": "email", "template": "y"}, "next": "done"},
+        "done": {"exit": {}}}}]);
+    let identify = |user: &str, plan: &str, ts: u64, id: &str| {
+        json!({"type": "identify", "userId": user, "messageId": id, "timestamp": ts, "traits": {"plan": plan}})
+            .to_string()
+    };
+    let lines = vec![
+        // Ann becomes pro while waiting: case 0 at the branch time.
+        track("ann", "X", T0, "a1"),
+        identify("ann", "pro", T0 + 20 * M, "a2"),
+        // Bob did Y 40 minutes before the branch: outside the 30-minute window, so else.
+        track("bob", "X", T0, "b1"),
+        track("bob", "Y", T0 + 20 * M, "b2"),
+        // Cat did Y 10 minutes before: case 1.
+        track("cat", "X", T0, "c1"),
+        track("cat", "Y", T0 + 50 * M, "c2"),
+        track("zed", "Z", T0 + D, "z1"),
+    ];
+    let out = run(segments, journeys, &[], &lines);
+    let branch: Vec<_> = moves(&out).into_iter().filter(|m| m.1.as_deref() == Some("check")).collect();
+    assert_eq!(
+        branch,
+        vec![
+            mv("ann", Some("check"), Some("pro_mail"), T0 + H, "case:0"),
+            mv("bob", Some("check"), Some("done"), T0 + H, "else"),
+            mv("cat", Some("check"), Some("y_mail"), T0 + H, "case:1"),
+        ]
+    );
+}
