@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Measures `journeyflow replay` on the standard workload (shared/BENCHMARK.md, S1-S6) against
-# a baseline measured in the same run: the same replay with no segments (read, decode,
-# dedup, and nothing else). Prints events/s, wall time and peak RSS, median of N runs.
+# Measures `journeyflow replay` on the standard workload (shared/BENCHMARK.md: S1-S6, then
+# S1-S6 with journeys J1-J2) against baselines measured in the same run: the same replay with
+# no segments (read, decode, dedup, and nothing else), and S1-S6 alone. Prints events/s, wall
+# time and peak RSS, median of N runs.
 #
 #   scripts/bench-replay.sh [EVENTS] [USERS] [RUNS]     (default 1000000 100000 3)
 set -euo pipefail
@@ -17,11 +18,12 @@ data="$work/events-$events-$users.ndjson"
 [ -f "$data" ] || "$bin" generate --users "$users" --events "$events" --seed 1 --out "$data"
 echo '[]' > "$work/no-segments.json"
 
-measure() { # label segments workers
+measure() { # label segments workers [extra replay arguments]
   local label=$1 segs=$2 workers=$3 walls=() rss=()
+  shift 3
   for _ in $(seq "$runs"); do
     local out
-    /usr/bin/time -o "$work/time" -f "%e %M" "$bin" replay --events "$data" --segments "$segs" --out "$work/out" -w "$workers" 2>/dev/null
+    /usr/bin/time -o "$work/time" -f "%e %M" "$bin" replay --events "$data" --segments "$segs" --out "$work/out" -w "$workers" "$@" 2>/dev/null
     out=$(tail -1 "$work/time")
     walls+=("${out% *}")
     rss+=("${out#* }")
@@ -38,5 +40,8 @@ echo "replay of $events events / $users users, median of $runs runs, $(nproc) co
 for w in 1 2; do
   measure "baseline (no segments)" "$work/no-segments.json" "$w"; base=$(cat "$work/last-wall")
   measure "S1-S6" datasets/sample/segments.json "$w"; full=$(cat "$work/last-wall")
-  awk -v b="$base" -v f="$full" 'BEGIN { printf "  S1-S6 / baseline wall time: %.2f\n", f / b }'
+  measure "S1-S6 + J1-J2" datasets/sample/segments.json "$w" --journeys datasets/sample/journeys.json
+  both=$(cat "$work/last-wall")
+  awk -v b="$base" -v f="$full" -v j="$both" \
+    'BEGIN { printf "  wall time ratios: S1-S6 / baseline %.2f, S1-S6+J1-J2 / S1-S6 %.2f\n", f / b, j / f }'
 done

@@ -31,8 +31,11 @@ fn run(segments: &str, journeys: J, commands: &[(u64, u32, Command)], lines: &[S
     one
 }
 
-/// `(user, from, to, time, reason)` of every transition.
-fn moves(out: &RunOutput) -> Vec<(String, Option<String>, Option<String>, u64, String)> {
+/// `(user, from, to, time, reason)`.
+type Move = (String, Option<String>, Option<String>, u64, String);
+
+/// Every transition as a `Move`.
+fn moves(out: &RunOutput) -> Vec<Move> {
     out.transitions
         .iter()
         .map(|t| (t.user_id.clone(), t.from.clone(), t.to.clone(), t.time, t.reason.clone()))
