@@ -175,3 +175,64 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
         })
         .collect()
 }
+
+/// One line of `journey_members.ndjson`: where a user stands in a journey at the as-of time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProgressLine {
+    /// Journey id.
+    pub journey: String,
+    /// Version of the latest transition.
+    pub version: u32,
+    /// User id.
+    pub user_id: String,
+    /// `waiting` (on a wait, an awaited event), `running` (an action held by quiet hours),
+    /// `ended` (reached an exit, converted or exited), `canceled` (the journey ended).
+    pub status: &'static str,
+    /// For users who have left: `completed`, `converted`, `exited` or `canceled`.
+    pub outcome: Option<&'static str>,
+    /// The current node, or the node the user left from.
+    pub node: Option<String>,
+    /// When the user got there, or left.
+    pub since: Time,
+}
+
+/// Each user's standing per journey, from transitions in time order (each user's in the order
+/// they happened): the last transition decides it.
+pub fn progress(plans: &[JourneyPlan], transitions: &[TransitionLine]) -> Vec<ProgressLine> {
+    let kinds: BTreeMap<(&str, &str), &'static str> = plans
+        .iter()
+        .flat_map(|p| p.definition.nodes.iter().map(move |(id, n)| ((p.id(), id.as_str()), n.kind())))
+        .collect();
+    let mut last: BTreeMap<(&str, &str), &TransitionLine> = BTreeMap::new();
+    for t in transitions {
+        last.insert((t.journey.as_str(), t.user_id.as_str()), t);
+    }
+    last.into_values()
+        .map(|t| {
+            let (status, outcome, node) = match &t.to {
+                Some(to) => match kinds.get(&(t.journey.as_str(), to.as_str())).copied() {
+                    Some("exit") => ("ended", Some("completed"), to),
+                    Some("action") => ("running", None, to),
+                    _ => ("waiting", None, to),
+                },
+                None => {
+                    let from = t.from.as_ref().expect("a transition has a side");
+                    match t.reason.as_str() {
+                        "goal" => ("ended", Some("converted"), from),
+                        "exit_when" => ("ended", Some("exited"), from),
+                        _ => ("canceled", Some("canceled"), from),
+                    }
+                }
+            };
+            ProgressLine {
+                journey: t.journey.clone(),
+                version: t.version,
+                user_id: t.user_id.clone(),
+                status,
+                outcome,
+                node: Some(node.clone()),
+                since: t.time,
+            }
+        })
+        .collect()
+}

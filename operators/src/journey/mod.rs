@@ -3,7 +3,8 @@
 //! lifecycle commands (on every worker). It holds one capability at the earliest thing still
 //! to do (input, command, timer, schedule end) and processes a time only once the frontier
 //! has passed it, so timers fire at their exact event time and output never depends on
-//! batching or worker count. The per-user rules live in [`machine`].
+//! batching or worker count. The per-user rules live in [`machine`]. Output records carry
+//! their own event time; a message's timestamp is at most the times of the records in it.
 
 pub mod machine;
 pub mod plan;
@@ -99,6 +100,7 @@ pub fn journey<'s>(
             commands.sort_unstable();
             let complete = |t: &Time| !items_frontier.less_equal(t) && !control_frontier.less_equal(t);
             let mut done = 0;
+            let mut send: Option<Capability<Time>> = None;
             loop {
                 let next = [
                     pending.get(done).map(|p| p.0),
@@ -195,10 +197,16 @@ pub fn journey<'s>(
                     }
                     done = here;
                 }
-                if !out.is_empty() {
+                if send.is_none() && !out.is_empty() {
                     let held = cap.as_ref().expect("a capability is held at or before every pending time");
-                    output.session(&held.delayed(&time)).give_iterator(out.drain(..));
+                    send = Some(held.delayed(&time));
                 }
+            }
+            // Everything produced in this activation goes out in one message, under the earliest
+            // time produced; each record carries its own time (one message per time would cost a
+            // buffer per distinct time).
+            if let Some(send) = send {
+                output.session(&send).give_iterator(out.drain(..));
             }
             pending.drain(..done);
             // Hold the capability at the earliest thing left to do, or not at all.

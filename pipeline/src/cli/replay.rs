@@ -1,8 +1,8 @@
 //! `journeyflow replay`: an NDJSON event file through the same dataflow as the live
 //! pipeline, up to an as-of time, into `segment_changes.ndjson`, `members.ndjson`,
 //! `dead_letter.ndjson` and `summary.json` (with `--journeys`, also
-//! `journey_transitions.ndjson`, `journey_actions.ndjson` and `journey_stats.json`), with a
-//! summary on stderr.
+//! `journey_transitions.ndjson`, `journey_actions.ndjson`, `journey_members.ndjson` and
+//! `journey_stats.json`), with a summary on stderr.
 
 use crate::engine::{IngestConfig, LatePolicy};
 use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
@@ -125,7 +125,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     let progress = Arc::new(Progress::default());
     let bar = progress_bar(&args.events, progress.clone(), config.workers);
     let (path, max, batch) = (args.events.clone(), args.max_record_bytes, args.batch_size.max(1));
-    let with_journeys = !plans.is_empty();
+    let journeys = plans.clone();
     let output = run(defs.clone(), plans, config, progress, move |index, peers| {
         let reader = PartReader::open(&path, index, peers, max)?;
         Ok(batched(reader, batch))
@@ -141,7 +141,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         d.line = Some(line);
     }
     let wall = started.elapsed().as_secs_f64();
-    let summary = write_outputs(&args.out, &defs, &output, args, wall, with_journeys)?;
+    let summary = write_outputs(&args.out, &defs, &journeys, &output, args, wall)?;
     print_summary(&summary, &output);
     Ok(summary)
 }
@@ -206,10 +206,10 @@ pub fn members(output: &RunOutput) -> BTreeMap<(u32, &str), isize> {
 fn write_outputs(
     dir: &Path,
     defs: &[SegmentDefinition],
+    journeys: &[JourneyPlan],
     output: &RunOutput,
     args: &ReplayArgs,
     wall: f64,
-    with_journeys: bool,
 ) -> anyhow::Result<Summary> {
     let name = |i: u32| defs[i as usize].id.as_str();
     let mut w = NdjsonWriter::create(&dir.join("segment_changes.ndjson"))?;
@@ -226,7 +226,7 @@ fn write_outputs(
         *sizes.entry(name(*segment).to_string()).or_default() += 1;
     }
     w.finish()?;
-    if with_journeys {
+    if !journeys.is_empty() {
         let mut w = NdjsonWriter::create(&dir.join("journey_transitions.ndjson"))?;
         for t in &output.transitions {
             w.write(t)?;
@@ -235,6 +235,11 @@ fn write_outputs(
         let mut w = NdjsonWriter::create(&dir.join("journey_actions.ndjson"))?;
         for a in &output.actions {
             w.write(a)?;
+        }
+        w.finish()?;
+        let mut w = NdjsonWriter::create(&dir.join("journey_members.ndjson"))?;
+        for p in crate::journey_output::progress(journeys, &output.transitions) {
+            w.write(&p)?;
         }
         w.finish()?;
         let mut w = NdjsonWriter::create(&dir.join("journey_stats.json"))?;
