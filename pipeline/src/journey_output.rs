@@ -2,45 +2,86 @@
 //! ids, node names and user ids in place of the engine's indices and keys.
 
 use journeyflow_operators::journey::plan::JourneyPlan;
-use journeyflow_operators::journey::record::{ActionRecord, Transition};
+use journeyflow_operators::journey::record::{ActionRecord, Reason, Transition};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
 use journeyflow_types::journey::{action_id, Node};
 use journeyflow_types::Key;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Names shared by every output line of one journey (lines hold references, not copies).
+#[derive(Clone, Debug)]
+pub struct JourneyNames {
+    journey: Arc<str>,
+    nodes: Vec<Arc<str>>,
+    /// Per node index, for action nodes: channel, template, payload.
+    actions: Vec<Option<ActionNames>>,
+}
+
+type ActionNames = (Arc<str>, Option<Arc<str>>, Option<Arc<serde_json::Value>>);
+
+impl JourneyNames {
+    /// The names of a plan.
+    pub fn new(plan: &JourneyPlan) -> JourneyNames {
+        JourneyNames {
+            journey: plan.id().into(),
+            nodes: plan.node_ids.iter().map(|n| Arc::from(n.as_str())).collect(),
+            actions: plan
+                .definition
+                .nodes
+                .values()
+                .map(|n| match n {
+                    Node::Action { action, .. } => Some((
+                        Arc::from(action.channel.as_str()),
+                        action.template.as_deref().map(Arc::from),
+                        action.payload.clone().map(Arc::new),
+                    )),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn display<S: serde::Serializer>(r: &Reason, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(r)
+}
 
 /// One line of `journey_transitions.ndjson`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TransitionLine {
     /// Journey id.
-    pub journey: String,
+    pub journey: Arc<str>,
     /// Journey version.
     pub version: u32,
     /// User id.
-    pub user_id: String,
+    pub user_id: Arc<str>,
     /// Node left; `null` on entry from outside.
-    pub from: Option<String>,
+    pub from: Option<Arc<str>>,
     /// Node reached; `null` on leaving.
-    pub to: Option<String>,
+    pub to: Option<Arc<str>>,
     /// Event time, epoch ms.
     pub time: Time,
-    /// `entry`, `next`, `event`, `timeout`, `case:<i>`, `else`, `split:<i>`, `goal`, `exit_when`, `ended`.
-    pub reason: String,
+    /// Written as `entry`, `next`, `event`, `timeout`, `case:<i>`, `else`, `split:<i>`, `goal`,
+    /// `exit_when` or `ended`.
+    #[serde(serialize_with = "display")]
+    pub reason: Reason,
 }
 
 impl TransitionLine {
-    /// Names a transition with its plan and the user's id.
-    pub fn new(t: &Transition, plan: &JourneyPlan, user_id: String) -> TransitionLine {
-        let node = |n: Option<u32>| n.map(|n| plan.node_ids[n as usize].clone());
+    /// Names a transition with its journey's names and the user's id.
+    pub fn new(t: &Transition, names: &JourneyNames, user_id: Arc<str>) -> TransitionLine {
+        let node = |n: Option<u32>| n.map(|n| names.nodes[n as usize].clone());
         TransitionLine {
-            journey: plan.id().to_string(),
+            journey: names.journey.clone(),
             version: t.version,
             user_id,
             from: node(t.from),
             to: node(t.to),
             time: t.time,
-            reason: t.reason.to_string(),
+            reason: t.reason,
         }
     }
 }
@@ -51,19 +92,19 @@ pub struct ActionLine {
     /// Deterministic id, shared by a held action and its later sending.
     pub action_id: String,
     /// Journey id.
-    pub journey: String,
+    pub journey: Arc<str>,
     /// Journey version.
     pub version: u32,
     /// Action node id.
-    pub node: String,
+    pub node: Arc<str>,
     /// User id.
-    pub user_id: String,
+    pub user_id: Arc<str>,
     /// Channel.
-    pub channel: String,
+    pub channel: Arc<str>,
     /// Template.
-    pub template: Option<String>,
+    pub template: Option<Arc<str>>,
     /// Payload.
-    pub payload: Option<serde_json::Value>,
+    pub payload: Option<Arc<serde_json::Value>>,
     /// Event time of this record.
     pub time: Time,
     /// `sent`, `suppressed_by_cap`, `held_quiet_hours`.
@@ -71,16 +112,14 @@ pub struct ActionLine {
 }
 
 impl ActionLine {
-    /// Names an action with its plan and the user's id.
-    pub fn new(a: &ActionRecord, plan: &JourneyPlan, user: Key, user_id: String) -> ActionLine {
-        let node = &plan.node_ids[a.node as usize];
-        let (channel, template, payload) = match &plan.definition.nodes[node] {
-            Node::Action { action, .. } => (action.channel.clone(), action.template.clone(), action.payload.clone()),
-            _ => unreachable!("action records come from action nodes"),
-        };
+    /// Names an action with its journey's names and the user's key and id.
+    pub fn new(a: &ActionRecord, names: &JourneyNames, user: Key, user_id: Arc<str>) -> ActionLine {
+        let node = &names.nodes[a.node as usize];
+        let (channel, template, payload) =
+            names.actions[a.node as usize].clone().expect("action records come from action nodes");
         ActionLine {
-            action_id: action_id(plan.id(), a.version, user, node, a.reached),
-            journey: plan.id().to_string(),
+            action_id: action_id(&names.journey, a.version, user, node, a.reached),
+            journey: names.journey.clone(),
             version: a.version,
             node: node.clone(),
             user_id,
@@ -180,18 +219,18 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProgressLine {
     /// Journey id.
-    pub journey: String,
+    pub journey: Arc<str>,
     /// Version of the latest transition.
     pub version: u32,
     /// User id.
-    pub user_id: String,
+    pub user_id: Arc<str>,
     /// `waiting` (on a wait, an awaited event), `running` (an action held by quiet hours),
     /// `ended` (reached an exit, converted or exited), `canceled` (the journey ended).
     pub status: &'static str,
     /// For users who have left: `completed`, `converted`, `exited` or `canceled`.
     pub outcome: Option<&'static str>,
     /// The current node, or the node the user left from.
-    pub node: Option<String>,
+    pub node: Option<Arc<str>>,
     /// When the user got there, or left.
     pub since: Time,
 }
@@ -205,21 +244,21 @@ pub fn progress(plans: &[JourneyPlan], transitions: &[TransitionLine]) -> Vec<Pr
         .collect();
     let mut last: BTreeMap<(&str, &str), &TransitionLine> = BTreeMap::new();
     for t in transitions {
-        last.insert((t.journey.as_str(), t.user_id.as_str()), t);
+        last.insert((&*t.journey, &*t.user_id), t);
     }
     last.into_values()
         .map(|t| {
             let (status, outcome, node) = match &t.to {
-                Some(to) => match kinds.get(&(t.journey.as_str(), to.as_str())).copied() {
+                Some(to) => match kinds.get(&(&*t.journey, &**to)).copied() {
                     Some("exit") => ("ended", Some("completed"), to),
                     Some("action") => ("running", None, to),
                     _ => ("waiting", None, to),
                 },
                 None => {
                     let from = t.from.as_ref().expect("a transition has a side");
-                    match t.reason.as_str() {
-                        "goal" => ("ended", Some("converted"), from),
-                        "exit_when" => ("ended", Some("exited"), from),
+                    match t.reason {
+                        Reason::Goal => ("ended", Some("converted"), from),
+                        Reason::ExitWhen => ("ended", Some("exited"), from),
                         _ => ("canceled", Some("canceled"), from),
                     }
                 }

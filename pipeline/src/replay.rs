@@ -4,7 +4,7 @@
 //! plus the output files.
 
 use crate::engine::{Engine, EngineOutput, EngineStats, IngestConfig};
-use crate::journey_output::{reports, ActionLine, JourneyReport, TransitionLine};
+use crate::journey_output::{reports, ActionLine, JourneyNames, JourneyReport, TransitionLine};
 use journeyflow_connectors::ndjson::RawRecord;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput};
@@ -279,17 +279,20 @@ where
             .collect();
         // Each user's records are on one worker, in the order they happened: a stable sort
         // by (time, journey, user) keeps that order and makes the rest independent of workers.
+        let ids: KeyMap<Arc<str>> = names.ids.iter().map(|(k, v)| (*k, Arc::from(v.as_str()))).collect();
+        let id = |key: &Key| ids.get(key).cloned().unwrap_or_else(|| key.to_string().into());
         journey_records.sort_by_cached_key(|r| match r {
-            JourneyOutput::Transition(t) => (t.time, t.journey, name(&t.user)),
-            JourneyOutput::Action(a) => (a.time, a.journey, name(&a.user)),
+            JourneyOutput::Transition(t) => (t.time, t.journey, id(&t.user)),
+            JourneyOutput::Action(a) => (a.time, a.journey, id(&a.user)),
         });
+        let journey_names: Vec<JourneyNames> = plans.iter().map(JourneyNames::new).collect();
         for record in &journey_records {
             match record {
                 JourneyOutput::Transition(t) => {
-                    out.transitions.push(TransitionLine::new(t, &plans[t.journey as usize], name(&t.user)))
+                    out.transitions.push(TransitionLine::new(t, &journey_names[t.journey as usize], id(&t.user)))
                 }
                 JourneyOutput::Action(a) => {
-                    out.actions.push(ActionLine::new(a, &plans[a.journey as usize], a.user, name(&a.user)))
+                    out.actions.push(ActionLine::new(a, &journey_names[a.journey as usize], a.user, id(&a.user)))
                 }
             }
         }

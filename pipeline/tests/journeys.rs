@@ -38,7 +38,15 @@ type Move = (String, Option<String>, Option<String>, u64, String);
 fn moves(out: &RunOutput) -> Vec<Move> {
     out.transitions
         .iter()
-        .map(|t| (t.user_id.clone(), t.from.clone(), t.to.clone(), t.time, t.reason.clone()))
+        .map(|t| {
+            (
+                t.user_id.to_string(),
+                t.from.as_deref().map(String::from),
+                t.to.as_deref().map(String::from),
+                t.time,
+                t.reason.to_string(),
+            )
+        })
         .collect()
 }
 
@@ -54,7 +62,7 @@ fn mv(
 
 /// `(user, node, time, status)` of every action record.
 fn acts(out: &RunOutput) -> Vec<(String, String, u64, String)> {
-    out.actions.iter().map(|a| (a.user_id.clone(), a.node.clone(), a.time, a.status.to_string())).collect()
+    out.actions.iter().map(|a| (a.user_id.to_string(), a.node.to_string(), a.time, a.status.to_string())).collect()
 }
 
 fn act(user: &str, node: &str, time: u64, status: &str) -> (String, String, u64, String) {
@@ -96,7 +104,7 @@ fn abandoned_cart_reminds_only_those_who_did_not_order_within_the_hour() {
     );
     assert_eq!(acts(&out), vec![act("bob", "mail", T0 + M + H, "sent"), act("cat", "mail", T0 + 2 * M + H, "sent")]);
     let a = &out.actions[0];
-    assert_eq!((a.channel.as_str(), a.template.as_deref()), ("email", Some("cart_reminder")));
+    assert_eq!((&*a.channel, a.template.as_deref()), ("email", Some("cart_reminder")));
     assert_eq!(a.action_id.len(), 32);
     assert_ne!(out.actions[0].action_id, out.actions[1].action_id);
     let stats = &out.journey_stats[0];
@@ -160,7 +168,7 @@ fn a_fifty_fifty_split_shares_ten_thousand_users_evenly() {
     assert_eq!(to_a + to_b, 10_000);
     assert!((4_700..=5_300).contains(&to_a), "{to_a} of 10000 went to a");
     // The reason names the share taken.
-    assert!(out.transitions.iter().filter(|t| t.to.as_deref() == Some("a")).all(|t| t.reason == "split:0"));
+    assert!(out.transitions.iter().filter(|t| t.to.as_deref() == Some("a")).all(|t| t.reason.to_string() == "split:0"));
 }
 
 #[test]
@@ -188,7 +196,7 @@ fn quiet_hours_hold_an_action_overnight_and_the_user_waits_with_it() {
     );
     // The held record and the sending share the action id; the payload is passed through.
     assert_eq!(out.actions[1].action_id, out.actions[2].action_id);
-    assert_eq!(out.actions[2].payload, Some(json!({"title": "Still there?"})));
+    assert_eq!(out.actions[2].payload.as_deref(), Some(&json!({"title": "Still there?"})));
     assert!(moves(&out).contains(&mv("ann", Some("push"), Some("done"), release, "next")));
 }
 
@@ -239,7 +247,11 @@ fn waiting_journey(re_entry: J) -> J {
 }
 
 fn entries(out: &RunOutput) -> Vec<(Option<String>, u64)> {
-    out.transitions.iter().filter(|t| t.reason == "entry").map(|t| (t.from.clone(), t.time)).collect()
+    out.transitions
+        .iter()
+        .filter(|t| t.reason.to_string() == "entry")
+        .map(|t| (t.from.as_deref().map(String::from), t.time))
+        .collect()
 }
 
 #[test]

@@ -55,7 +55,13 @@ fn render(drafts: &[Draft], jitters: &[u64]) -> Vec<String> {
             Draft::Identify { user, pro } => {
                 json!({"type": "identify", "userId": USERS[*user], "messageId": format!("m{i}"), "timestamp": ts, "traits": {"plan": if *pro { "pro" } else { "free" }}})
             }
-            Draft::Copy { back } if *back <= values.len() => values[values.len() - back].clone(),
+            // A copy of a recent event (a copy of an old copy would be late).
+            Draft::Copy { back }
+                if *back <= values.len()
+                    && values[values.len() - back]["timestamp"].as_u64().unwrap() + LATENESS / 2 >= ts =>
+            {
+                values[values.len() - back].clone()
+            }
             Draft::Copy { .. } => {
                 json!({"type": "track", "event": "A", "userId": USERS[i % USERS.len()], "messageId": format!("m{i}"), "timestamp": ts})
             }
