@@ -102,15 +102,13 @@ pub fn journey<'s>(
             let mut done = 0;
             let mut send: Option<Capability<Time>> = None;
             loop {
-                let next = [
+                let next = earliest(
                     pending.get(done).map(|p| p.0),
                     commands.first().map(|c| c.0),
-                    timers.first().map(|t| t.0).filter(|_| status == Status::Ongoing),
-                    end_at.filter(|_| status != Status::Ended),
-                ]
-                .into_iter()
-                .flatten()
-                .min();
+                    timers.first().map(|t| t.0),
+                    end_at,
+                    status,
+                );
                 let Some(time) = next.filter(complete) else { break };
                 let here = pending[done..].partition_point(|p| p.0 == time) + done;
                 // 0. Lifecycle: commands given at this time, then the scheduled end.
@@ -210,20 +208,31 @@ pub fn journey<'s>(
             }
             pending.drain(..done);
             // Hold the capability at the earliest thing left to do, or not at all.
-            let earliest = [
+            let left = earliest(
                 pending.first().map(|p| p.0),
                 commands.first().map(|c| c.0),
-                timers.first().map(|t| t.0).filter(|_| status == Status::Ongoing),
-                end_at.filter(|_| status != Status::Ended),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            cap = match (cap.take(), earliest) {
+                timers.first().map(|t| t.0),
+                end_at,
+                status,
+            );
+            cap = match (cap.take(), left) {
                 (Some(c), Some(t)) if *c.time() < t => Some(c.delayed(&t)),
                 (c, Some(_)) => c,
                 (_, None) => None,
             };
         }
     })
+}
+
+/// The earliest time with something to do: an input, a command, a timer (only while the
+/// journey is ongoing: paused timers wait for the resume), the scheduled end (until ended).
+fn earliest(
+    input: Option<Time>,
+    command: Option<Time>,
+    timer: Option<Time>,
+    end_at: Option<Time>,
+    status: Status,
+) -> Option<Time> {
+    let timer = timer.filter(|_| status == Status::Ongoing);
+    [input, command, timer, end_at.filter(|_| status != Status::Ended)].into_iter().flatten().min()
 }
