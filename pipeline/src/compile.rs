@@ -28,6 +28,17 @@ impl<'s> Compiler<'s> {
         Compiler { events, universe: None, traits: None, segments: HashMap::new() }
     }
 
+    /// A compiler over events imported into a program's dataflow, with the shared universe,
+    /// traits, and the memberships of the segments it may refer to.
+    pub fn over(
+        events: VecCollection<'s, Time, SharedEvent>,
+        universe: Users<'s>,
+        traits: Traits<'s>,
+        segments: HashMap<String, Users<'s>>,
+    ) -> Self {
+        Compiler { events, universe: Some(universe), traits: Some(traits), segments }
+    }
+
     /// Compiles definitions given in dependency order; returns one collection per definition, in order.
     pub fn segments(&mut self, defs: &[SegmentDefinition]) -> Vec<Users<'s>> {
         defs.iter()

@@ -5,4 +5,5 @@ pub mod cli;
 pub mod compile;
 pub mod engine;
 pub mod journey_output;
+pub mod programs;
 pub mod replay;

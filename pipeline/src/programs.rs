@@ -1,0 +1,302 @@
+//! The live engine's dataflows on one worker: a base dataflow that deduplicates events and
+//! keeps them, the universe of users and their traits as shared arrangements; and one
+//! dataflow per installed segment, built at runtime over imports of those arrangements (and
+//! of the memberships it refers to), so a segment installed now is computed over the
+//! retained history at once and a removed one frees its memory. Every worker must install
+//! and remove the same programs in the same order.
+
+use crate::compile::Compiler;
+use crate::engine::{IngestConfig, LatePolicy, Refused};
+use differential_dataflow::input::InputSession;
+use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
+use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
+use differential_dataflow::trace::TraceReader;
+use journeyflow_operators::dedup::dedup;
+use journeyflow_operators::{SharedEvent, Time, UserId};
+use journeyflow_types::{Event, SegmentDefinition, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::ProbeHandle;
+use timely::progress::frontier::{Antichain, AntichainRef};
+use timely::worker::Worker;
+
+/// Deduplicated events by user.
+pub type EventsTrace = TraceAgent<ValSpine<UserId, SharedEvent, Time, isize>>;
+/// A set of users (a membership, or the universe).
+pub type UsersTrace = TraceAgent<KeySpine<UserId, Time, isize>>;
+/// Latest trait values by `(user, trait)`.
+pub type TraitsTrace = TraceAgent<ValSpine<(UserId, String), Value, Time, isize>>;
+
+type Button = ShutdownButton<timely::dataflow::operators::CapabilitySet<Time>>;
+
+/// One membership change of an installed segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MemberChange {
+    /// Event time of the change (for a segment installed over history: its install time).
+    pub time: Time,
+    /// The user.
+    pub user: UserId,
+    /// +1 enters, -1 exits.
+    pub diff: isize,
+}
+
+/// An installed segment's dataflow.
+struct SegmentProgram {
+    dataflow: usize,
+    probe: ProbeHandle<Time>,
+    members: UsersTrace,
+    buttons: Vec<Button>,
+    changes: Rc<RefCell<Vec<MemberChange>>>,
+    /// Ids of the installed segments this one refers to.
+    uses: Vec<String>,
+}
+
+/// Why a program could not be installed or removed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramError {
+    /// The id is taken.
+    #[error("segment {0:?} is already installed")]
+    Exists(String),
+    /// No such program.
+    #[error("segment {0:?} is not installed")]
+    Unknown(String),
+    /// A reference to a segment that is not installed.
+    #[error("segment {0:?} refers to {1:?}, which is not installed")]
+    Missing(String, String),
+    /// Other programs use it.
+    #[error("segment {0:?} is used by {1:?}")]
+    InUse(String, Vec<String>),
+}
+
+/// The base dataflow and the installed programs of one worker.
+pub struct Programs {
+    input: InputSession<Time, SharedEvent, isize>,
+    config: IngestConfig,
+    max_seen: Option<Time>,
+    events: EventsTrace,
+    universe: UsersTrace,
+    traits: TraitsTrace,
+    probe: ProbeHandle<Time>,
+    duplicates: Rc<Cell<u64>>,
+    segments: BTreeMap<String, SegmentProgram>,
+}
+
+impl Programs {
+    /// Builds the base dataflow on this worker.
+    pub fn new(worker: &mut Worker, config: IngestConfig) -> Programs {
+        let mut input = InputSession::new();
+        let probe = ProbeHandle::new();
+        let duplicates = Rc::new(Cell::new(0));
+        let (events, universe, traits) = worker.dataflow::<Time, _, _>(|scope| {
+            let raw = input.to_collection(scope);
+            let deduplicated = dedup(raw, config.dedup_window, duplicates.clone());
+            let mut compiler = Compiler::new(deduplicated.clone());
+            let universe = compiler.universe().arrange_by_self_named("Universe");
+            let traits = compiler.traits().arrange_by_key_named("Traits");
+            let events = deduplicated.map(|e| (e.user, e)).arrange_by_key_named("Events");
+            events.stream.clone().probe_with(&probe);
+            universe.stream.clone().probe_with(&probe);
+            traits.stream.clone().probe_with(&probe);
+            (events.trace, universe.trace, traits.trace)
+        });
+        Programs {
+            input,
+            config,
+            max_seen: None,
+            events,
+            universe,
+            traits,
+            probe,
+            duplicates,
+            segments: BTreeMap::new(),
+        }
+    }
+
+    /// The input's current time: events before it are late.
+    pub fn watermark(&self) -> Time {
+        *self.input.time()
+    }
+
+    /// Enters one event at its own time, or applies the late policy.
+    pub fn offer(&mut self, event: Event) -> Result<(), Refused> {
+        let watermark = self.watermark();
+        let ts = event.ts;
+        self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
+        let time = if ts >= watermark {
+            ts
+        } else if self.config.late_policy == LatePolicy::Clamp {
+            watermark
+        } else {
+            return Err(Refused::Late { ts, watermark });
+        };
+        self.input.update_at(SharedEvent::new(event), time, 1);
+        Ok(())
+    }
+
+    /// Moves the watermark to `max seen - allowed lateness` (or to `to`, if later), lets the
+    /// dataflows catch up to the previous watermark, and lets every kept trace compact up to it.
+    pub fn advance(&mut self, worker: &mut Worker, to: Option<Time>) {
+        let from_data = match (self.config.allowed_lateness, self.max_seen) {
+            (Some(lateness), Some(max)) => Some(max.saturating_sub(lateness)),
+            _ => None,
+        };
+        let previous = self.watermark();
+        if let Some(target) = from_data.max(to) {
+            if target > previous {
+                self.input.advance_to(target);
+            }
+        }
+        self.input.flush();
+        self.settle(worker, previous.saturating_sub(1));
+        self.compact(previous);
+    }
+
+    /// Allows every trace kept here to forget history distinctions before `time`.
+    fn compact(&mut self, time: Time) {
+        let frontier = [time];
+        let frontier = AntichainRef::new(&frontier);
+        self.events.set_logical_compaction(frontier);
+        self.events.set_physical_compaction(frontier);
+        self.traits.set_logical_compaction(frontier);
+        self.traits.set_physical_compaction(frontier);
+        let users = std::iter::once(&mut self.universe).chain(self.segments.values_mut().map(|p| &mut p.members));
+        for trace in users {
+            trace.set_logical_compaction(frontier);
+            trace.set_physical_compaction(frontier);
+        }
+    }
+
+    /// Ids of the installed segments, in install order of their names.
+    pub fn installed(&self) -> Vec<String> {
+        self.segments.keys().cloned().collect()
+    }
+
+    /// Installs a segment as a new dataflow over the retained history, which it sees as of
+    /// `at` (every worker must pass the same time, at or after the watermark it compacted to):
+    /// its initial members appear as entries at `at`. Its `in_segment` references must be
+    /// installed already.
+    pub fn install_segment(
+        &mut self,
+        worker: &mut Worker,
+        def: &SegmentDefinition,
+        at: Time,
+    ) -> Result<(), ProgramError> {
+        if self.segments.contains_key(&def.id) {
+            return Err(ProgramError::Exists(def.id.clone()));
+        }
+        let mut uses = Vec::new();
+        def.condition.references(&mut uses);
+        uses.sort();
+        uses.dedup();
+        if let Some(missing) = uses.iter().find(|u| !self.segments.contains_key(*u)) {
+            return Err(ProgramError::Missing(def.id.clone(), missing.clone()));
+        }
+        let changes = Rc::new(RefCell::new(Vec::new()));
+        let sink = changes.clone();
+        let mut buttons = Vec::new();
+        let probe = ProbeHandle::new();
+        let program_probe = probe.clone();
+        let dataflow = worker.next_dataflow_index();
+        let (events, universe, traits) = (&mut self.events, &mut self.universe, &mut self.traits);
+        let segments = &mut self.segments;
+        let members = worker.dataflow_named::<Time, _, _>(&format!("Segment({})", def.id), |scope| {
+            let since = |compacted: AntichainRef<Time>| {
+                Antichain::from_elem(compacted.first().copied().unwrap_or(Time::MAX).max(at))
+            };
+            let until = Antichain::new;
+            let s = since(events.get_logical_compaction());
+            let (events, b1) = events.import_frontier_core(scope, "Events", s, until());
+            let s = since(universe.get_logical_compaction());
+            let (universe, b2) = universe.import_frontier_core(scope, "Universe", s, until());
+            let s = since(traits.get_logical_compaction());
+            let (traits, b3) = traits.import_frontier_core(scope, "Traits", s, until());
+            buttons.extend([b1, b2, b3]);
+            let mut imported = HashMap::new();
+            for id in &uses {
+                let program = segments.get_mut(id).expect("checked above");
+                let s = since(program.members.get_logical_compaction());
+                let (members, button) = program.members.import_frontier_core(scope, id, s, until());
+                buttons.push(button);
+                imported.insert(id.clone(), members.as_collection(|u, ()| *u));
+            }
+            let mut compiler = Compiler::over(
+                events.as_collection(|_, e| e.clone()),
+                universe.as_collection(|u, ()| *u),
+                traits.as_collection(|k, v| (k.clone(), v.clone())),
+                imported,
+            );
+            let members = compiler.condition(&def.condition).arrange_by_self_named("Members");
+            members
+                .clone()
+                .as_collection(|u, ()| *u)
+                .inner
+                .inspect(move |(user, time, diff)| {
+                    sink.borrow_mut().push(MemberChange { time: *time, user: *user, diff: *diff })
+                })
+                .probe_with(&probe);
+            members.trace
+        });
+        self.segments
+            .insert(def.id.clone(), SegmentProgram { dataflow, probe: program_probe, members, buttons, changes, uses });
+        Ok(())
+    }
+
+    /// Removes a segment and drops its dataflow; refused while another segment uses it.
+    pub fn remove_segment(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
+        if !self.segments.contains_key(id) {
+            return Err(ProgramError::Unknown(id.to_string()));
+        }
+        let users: Vec<String> =
+            self.segments.iter().filter(|(_, p)| p.uses.iter().any(|u| u == id)).map(|(k, _)| k.clone()).collect();
+        if !users.is_empty() {
+            return Err(ProgramError::InUse(id.to_string(), users));
+        }
+        let mut program = self.segments.remove(id).expect("checked above");
+        for button in &mut program.buttons {
+            button.press();
+        }
+        drop(program.members);
+        worker.drop_dataflow(program.dataflow);
+        Ok(())
+    }
+
+    /// Membership changes of a segment produced since the last call.
+    pub fn take_changes(&mut self, id: &str) -> Vec<MemberChange> {
+        self.segments.get(id).map(|p| std::mem::take(&mut *p.changes.borrow_mut())).unwrap_or_default()
+    }
+
+    /// This worker's members of a segment at the latest complete time, and that time: the
+    /// membership is complete for every time before the returned frontier.
+    pub fn members(&mut self, id: &str) -> Option<(Vec<UserId>, Option<Time>)> {
+        let program = self.segments.get_mut(id)?;
+        let mut upper = Antichain::new();
+        program.members.read_upper(&mut upper);
+        let batches = program.members.spans_through(upper.borrow())?;
+        let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
+        let mut members = Vec::new();
+        while cursor.key_valid(&storage) {
+            let mut count = 0;
+            cursor.map_times(&storage, |_, r| count += *r);
+            if count > 0 {
+                members.push(*cursor.key(&storage));
+            }
+            cursor.step_key(&storage);
+        }
+        Some((members, upper.first().copied()))
+    }
+
+    /// Duplicates dropped on this worker.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.get()
+    }
+
+    /// Steps the worker until every dataflow here has completed `time`.
+    pub fn settle(&mut self, worker: &mut Worker, time: Time) {
+        let mut probes = vec![self.probe.clone()];
+        probes.extend(self.segments.values().map(|p| p.probe.clone()));
+        worker.step_while(|| probes.iter().any(|p| p.less_than(&(time + 1))));
+    }
+}

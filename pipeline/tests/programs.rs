@@ -1,0 +1,155 @@
+//! Segments installed at runtime as new dataflows over the retained history: installed
+//! midway through the bundled sample, their members at once equal the from-scratch
+//! reference at the install time, and their change logs afterwards keep them equal to it
+//! at every later time; removal is refused while another segment uses one, and frees the
+//! dataflow. With one and with two workers.
+
+mod common;
+
+use common::reference::{accepted, Reference};
+use journeyflow::engine::IngestConfig;
+use journeyflow::programs::{ProgramError, Programs};
+use journeyflow_types::{decode_line, parse_segments, Key};
+use serde_json::Value as J;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Members per segment id.
+type Members = Vec<(String, Vec<Key>)>;
+
+/// Per worker: members at install, changes after, members at the end, dataflow counts
+/// before and after removing two segments.
+type Observed = (Members, Vec<(String, u64, Key, isize)>, Members, usize, usize);
+
+fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Observed> {
+    let text = std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap();
+    let defs = parse_segments(&text).unwrap();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let config =
+            IngestConfig { allowed_lateness: Some(3_600_000), dedup_window: 86_400_000, ..IngestConfig::default() };
+        let mut programs = Programs::new(worker, config);
+        let (index, peers) = (worker.index(), worker.peers());
+        let mine: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .filter_map(|(_, l)| decode_line(l.as_bytes()).ok())
+            .collect();
+        for (i, e) in mine.iter().filter(|e| e.ts < cut).enumerate() {
+            programs.offer(e.clone()).unwrap();
+            if i % 500 == 499 {
+                programs.advance(worker, None);
+            }
+        }
+        // Every worker's watermark at exactly `cut`: the install time.
+        programs.advance(worker, Some(cut));
+        for def in &defs {
+            programs.install_segment(worker, def, cut).unwrap();
+        }
+        // Nothing happens at `cut` itself (the test picks it so): complete it.
+        programs.advance(worker, Some(cut + 1));
+        programs.settle(worker, cut);
+        let at_install: Members = defs.iter().map(|d| (d.id.clone(), programs.members(&d.id).unwrap().0)).collect();
+        let mut changes = Vec::new();
+        for d in &defs {
+            changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));
+        }
+        for (i, e) in mine.iter().filter(|e| e.ts > cut).enumerate() {
+            programs.offer(e.clone()).unwrap();
+            if i % 300 == 299 {
+                programs.advance(worker, None);
+            }
+        }
+        programs.advance(worker, Some(end + 1));
+        programs.advance(worker, Some(end + 2));
+        for d in &defs {
+            changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));
+        }
+        let at_end: Members = defs.iter().map(|d| (d.id.clone(), programs.members(&d.id).unwrap().0)).collect();
+        // s5 uses s2: s2 cannot go first.
+        let refused = programs.remove_segment(worker, "s2_frequent_viewer");
+        assert!(matches!(refused, Err(ProgramError::InUse(_, _))), "{refused:?}");
+        let before = worker.installed_dataflows().len();
+        programs.remove_segment(worker, "s5_window_shopper").unwrap();
+        programs.remove_segment(worker, "s2_frequent_viewer").unwrap();
+        let after = worker.installed_dataflows().len();
+        (at_install, changes, at_end, before, after)
+    })
+    .unwrap()
+    .join()
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+fn check(workers: usize) {
+    let lines: Vec<String> =
+        std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap().lines().map(String::from).collect();
+    let defs: Vec<J> =
+        serde_json::from_str(&std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap()).unwrap();
+    let events = accepted(&lines, 86_400_000);
+    let reference = Reference::new(&defs, &events);
+    let names: BTreeMap<Key, String> = events.iter().map(|e| (Key::of(&e.user), e.user.clone())).collect();
+    let start = events.first().unwrap().ts;
+    let end = events.last().unwrap().ts;
+    let mut cut = start + (end - start) / 2;
+    while events.iter().any(|e| e.ts == cut) {
+        cut += 1;
+    }
+    let observed = run(workers, Arc::new(lines), cut, end);
+    let collect = |pick: &dyn Fn(&Observed) -> &Members| {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for o in &observed {
+            for (id, users) in pick(o) {
+                out.entry(id.clone()).or_default().extend(users.iter().map(|u| names[u].clone()));
+            }
+        }
+        out
+    };
+    // Installed at `cut` over the retained history: as soon as `cut` is complete, the members
+    // are those at `cut`.
+    for (id, members) in collect(&|o| &o.0) {
+        assert_eq!(members, reference.members(&id, cut), "{id} right after install");
+    }
+    for (id, members) in collect(&|o| &o.2) {
+        assert_eq!(members, reference.members(&id, end), "{id} at the end");
+    }
+    // The change log: entries at `cut` for the initial members, then changes equal to the
+    // reference's at every later time.
+    let mut log: Vec<(String, u64, String, isize)> =
+        observed.iter().flat_map(|o| o.1.iter().map(|(id, t, u, d)| (id.clone(), *t, names[u].clone(), *d))).collect();
+    log.sort();
+    let mut times: BTreeSet<u64> = log.iter().map(|c| c.1).collect();
+    times.insert(end);
+    assert!(log.iter().all(|c| c.1 >= cut), "a change before the install time");
+    for d in &defs {
+        let id = d["id"].as_str().unwrap();
+        for &t in &times {
+            let mut acc: BTreeMap<&str, isize> = BTreeMap::new();
+            for c in log.iter().filter(|c| c.0 == id && c.1 <= t) {
+                *acc.entry(&c.2).or_default() += c.3;
+            }
+            assert!(acc.values().all(|n| *n == 0 || *n == 1), "{id} at {t}: not a set");
+            let got: BTreeSet<String> = acc.into_iter().filter(|(_, n)| *n == 1).map(|(u, _)| u.to_string()).collect();
+            assert_eq!(got, reference.members(id, t), "{id} at {t}");
+        }
+    }
+    for o in &observed {
+        assert_eq!(o.3 - o.4, 2, "removing two segments drops two dataflows");
+    }
+}
+
+#[test]
+fn segments_installed_midstream_equal_the_reference_with_one_worker() {
+    check(1);
+}
+
+#[test]
+fn segments_installed_midstream_equal_the_reference_with_two_workers() {
+    check(2);
+}
