@@ -2,8 +2,14 @@
 //! keeps them, the universe of users and their traits as shared arrangements; and one
 //! dataflow per installed segment, built at runtime over imports of those arrangements (and
 //! of the memberships it refers to), so a segment installed now is computed over the
-//! retained history at once and a removed one frees its memory. Every worker must install
-//! and remove the same programs in the same order.
+//! retained history at once and a removed one frees its memory.
+//!
+//! Every worker must install and remove the same programs in the same order, as of the same
+//! time. Commands enter on any one worker through [`Programs::submit`] and travel on a
+//! broadcast control input that follows each worker's watermark; a command entered at time
+//! `T` is applied by every worker once the control frontier has passed `T`, as of `T`. Traces
+//! are compacted only up to the control frontier, and complete commands are applied before
+//! compacting, so every worker's history is still distinguishable at `T` when it applies one.
 
 use crate::compile::Compiler;
 use crate::engine::{IngestConfig, LatePolicy, Refused};
@@ -18,6 +24,7 @@ use journeyflow_types::{Event, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 use timely::progress::frontier::{Antichain, AntichainRef};
@@ -82,6 +89,21 @@ pub struct Programs {
     probe: ProbeHandle<Time>,
     duplicates: Rc<Cell<u64>>,
     segments: BTreeMap<String, SegmentProgram>,
+    control: InputSession<Time, (u64, String), isize>,
+    control_probe: ProbeHandle<Time>,
+    commands: Rc<RefCell<Vec<(Time, u64, String)>>>,
+    submitted: u64,
+}
+
+/// A command as every worker applies it: its text and the time it applies as of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The agreed time.
+    pub time: Time,
+    /// The submitting worker's sequence number (ties at one time go in this order).
+    pub seq: u64,
+    /// The command as submitted.
+    pub text: String,
 }
 
 impl Programs {
@@ -102,6 +124,20 @@ impl Programs {
             traits.stream.clone().probe_with(&probe);
             (events.trace, universe.trace, traits.trace)
         });
+        let mut control = InputSession::new();
+        let control_probe = ProbeHandle::new();
+        let commands = Rc::new(RefCell::new(Vec::new()));
+        let sink = commands.clone();
+        worker.dataflow::<Time, _, _>(|scope| {
+            control
+                .to_collection(scope)
+                .inner
+                .broadcast()
+                .inspect(move |((seq, text), t, _): &((u64, String), Time, isize)| {
+                    sink.borrow_mut().push((*t, *seq, text.clone()))
+                })
+                .probe_with(&control_probe);
+        });
         Programs {
             input,
             config,
@@ -112,7 +148,18 @@ impl Programs {
             probe,
             duplicates,
             segments: BTreeMap::new(),
+            control,
+            control_probe,
+            commands,
+            submitted: 0,
         }
+    }
+
+    /// Submits a command (on one worker only): every worker gets it back from `advance`, at the
+    /// same time and in the same order.
+    pub fn submit(&mut self, text: String) {
+        self.submitted += 1;
+        self.control.insert((self.submitted, text));
     }
 
     /// The input's current time: events before it are late.
@@ -137,8 +184,13 @@ impl Programs {
     }
 
     /// Moves the watermark to `max seen - allowed lateness` (or to `to`, if later), lets the
-    /// dataflows catch up to the previous watermark, and lets every kept trace compact up to it.
-    pub fn advance(&mut self, worker: &mut Worker, to: Option<Time>) {
+    /// dataflows catch up to the previous watermark, hands every command that became complete
+    /// to `apply` (in `(time, seq)` order), and then lets every kept trace compact up to the
+    /// control frontier.
+    pub fn advance<F>(&mut self, worker: &mut Worker, to: Option<Time>, mut apply: F)
+    where
+        F: FnMut(&mut Programs, &mut Worker, Sequenced),
+    {
         let from_data = match (self.config.allowed_lateness, self.max_seen) {
             (Some(lateness), Some(max)) => Some(max.saturating_sub(lateness)),
             _ => None,
@@ -147,11 +199,26 @@ impl Programs {
         if let Some(target) = from_data.max(to) {
             if target > previous {
                 self.input.advance_to(target);
+                self.control.advance_to(target);
             }
         }
         self.input.flush();
+        self.control.flush();
         self.settle(worker, previous.saturating_sub(1));
-        self.compact(previous);
+        let mut complete: Vec<(Time, u64, String)> = Vec::new();
+        {
+            let mut pending = self.commands.borrow_mut();
+            pending.sort();
+            let n = pending.partition_point(|(t, _, _)| !self.control_probe.less_equal(t));
+            complete.extend(pending.drain(..n));
+        }
+        for (time, seq, text) in complete {
+            apply(self, worker, Sequenced { time, seq, text });
+        }
+        let mut frontier = Antichain::new();
+        self.control_probe.with_frontier(|f| frontier.extend(f.iter().copied()));
+        let through = frontier.first().copied().unwrap_or(previous).min(previous);
+        self.compact(through);
     }
 
     /// Allows every trace kept here to forget history distinctions before `time`.

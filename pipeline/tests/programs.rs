@@ -43,16 +43,16 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
         for (i, e) in mine.iter().filter(|e| e.ts < cut).enumerate() {
             programs.offer(e.clone()).unwrap();
             if i % 500 == 499 {
-                programs.advance(worker, None);
+                programs.advance(worker, None, |_, _, _| {});
             }
         }
         // Every worker's watermark at exactly `cut`: the install time.
-        programs.advance(worker, Some(cut));
+        programs.advance(worker, Some(cut), |_, _, _| {});
         for def in &defs {
             programs.install_segment(worker, def, cut).unwrap();
         }
         // Nothing happens at `cut` itself (the test picks it so): complete it.
-        programs.advance(worker, Some(cut + 1));
+        programs.advance(worker, Some(cut + 1), |_, _, _| {});
         programs.settle(worker, cut);
         let at_install: Members = defs.iter().map(|d| (d.id.clone(), programs.members(&d.id).unwrap().0)).collect();
         let mut changes = Vec::new();
@@ -62,11 +62,11 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
         for (i, e) in mine.iter().filter(|e| e.ts > cut).enumerate() {
             programs.offer(e.clone()).unwrap();
             if i % 300 == 299 {
-                programs.advance(worker, None);
+                programs.advance(worker, None, |_, _, _| {});
             }
         }
-        programs.advance(worker, Some(end + 1));
-        programs.advance(worker, Some(end + 2));
+        programs.advance(worker, Some(end + 1), |_, _, _| {});
+        programs.advance(worker, Some(end + 2), |_, _, _| {});
         for d in &defs {
             changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));
         }
@@ -152,4 +152,92 @@ fn segments_installed_midstream_equal_the_reference_with_one_worker() {
 #[test]
 fn segments_installed_midstream_equal_the_reference_with_two_workers() {
     check(2);
+}
+
+/// Install commands submitted on worker 0 midway: every worker applies them at the same
+/// agreed time, and the change logs from then on equal the reference.
+fn sequenced(workers: usize) {
+    let lines: Vec<String> =
+        std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap().lines().map(String::from).collect();
+    let text = std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap();
+    let defs_json: Vec<J> = serde_json::from_str(&text).unwrap();
+    let events = accepted(&lines, 86_400_000);
+    let reference = Reference::new(&defs_json, &events);
+    let names: BTreeMap<Key, String> = events.iter().map(|e| (Key::of(&e.user), e.user.clone())).collect();
+    let end = events.last().unwrap().ts;
+    let lines = Arc::new(lines);
+    let results = timely::execute(timely::Config::process(workers), move |worker| {
+        let defs = parse_segments(&text).unwrap();
+        let config =
+            IngestConfig { allowed_lateness: Some(3_600_000), dedup_window: 86_400_000, ..IngestConfig::default() };
+        let mut programs = Programs::new(worker, config);
+        let (index, peers) = (worker.index(), worker.peers());
+        let mine: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .filter_map(|(_, l)| decode_line(l.as_bytes()).ok())
+            .collect();
+        let mut applied: Vec<(u64, String)> = Vec::new();
+        let mut apply = |p: &mut Programs, w: &mut timely::worker::Worker, c: journeyflow::programs::Sequenced| {
+            let def = defs.iter().find(|d| d.id == c.text).unwrap();
+            p.install_segment(w, def, c.time).unwrap();
+            applied.push((c.time, c.text));
+        };
+        for (i, e) in mine.iter().enumerate() {
+            if index == 0 && i == mine.len() / 2 {
+                for d in &defs {
+                    programs.submit(d.id.clone());
+                }
+            }
+            programs.offer(e.clone()).unwrap();
+            if i % 200 == 199 {
+                programs.advance(worker, None, &mut apply);
+            }
+        }
+        programs.advance(worker, Some(end + 1), &mut apply);
+        programs.advance(worker, Some(end + 2), &mut apply);
+        let mut changes = Vec::new();
+        for d in &defs {
+            changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));
+        }
+        (applied, changes)
+    })
+    .unwrap()
+    .join()
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect::<Vec<_>>();
+    // Same commands, same order, same time on every worker.
+    let applied = &results[0].0;
+    assert_eq!(applied.len(), defs_json.len());
+    assert!(results.iter().all(|r| &r.0 == applied), "workers disagree: {results:?}");
+    let at = applied[0].0;
+    assert!(applied.iter().all(|(t, _)| *t == at));
+    let log: Vec<(String, u64, String, isize)> =
+        results.iter().flat_map(|r| r.1.iter().map(|(id, t, u, d)| (id.clone(), *t, names[u].clone(), *d))).collect();
+    assert!(log.iter().all(|c| c.1 >= at), "a change before the install time");
+    let mut times: BTreeSet<u64> = log.iter().map(|c| c.1).collect();
+    times.extend([at, end]);
+    for d in &defs_json {
+        let id = d["id"].as_str().unwrap();
+        for &t in &times {
+            let mut acc: BTreeMap<&str, isize> = BTreeMap::new();
+            for c in log.iter().filter(|c| c.0 == id && c.1 <= t) {
+                *acc.entry(&c.2).or_default() += c.3;
+            }
+            let got: BTreeSet<String> = acc.into_iter().filter(|(_, n)| *n == 1).map(|(u, _)| u.to_string()).collect();
+            assert_eq!(got, reference.members(id, t), "{id} at {t}");
+        }
+    }
+}
+
+#[test]
+fn submitted_installs_apply_at_one_agreed_time_with_one_worker() {
+    sequenced(1);
+}
+
+#[test]
+fn submitted_installs_apply_at_one_agreed_time_with_two_workers() {
+    sequenced(2);
 }
