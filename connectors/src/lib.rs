@@ -1,5 +1,7 @@
-//! Sources and sinks at the edge of the dataflow. For now, NDJSON: event files split into
-//! per-worker parts on line boundaries, and atomic NDJSON output files. Each connector
-//! is one folder; nothing here knows about timely or differential dataflow.
+//! Sources and sinks at the edge of the dataflow: NDJSON event files split into per-worker
+//! parts on line boundaries, atomic NDJSON output files, and the durable ingest log that
+//! HTTP ingest appends to and workers tail. Each connector is one folder; nothing here knows
+//! about timely or differential dataflow.
 
 pub mod ndjson;
+pub mod wal;

@@ -93,6 +93,7 @@ pub struct Programs {
     control_probe: ProbeHandle<Time>,
     commands: Rc<RefCell<Vec<(Time, u64, String)>>>,
     submitted: u64,
+    hold: Option<Time>,
 }
 
 /// A command as every worker applies it: its text and the time it applies as of.
@@ -152,6 +153,7 @@ impl Programs {
             control_probe,
             commands,
             submitted: 0,
+            hold: None,
         }
     }
 
@@ -217,7 +219,7 @@ impl Programs {
         }
         let mut frontier = Antichain::new();
         self.control_probe.with_frontier(|f| frontier.extend(f.iter().copied()));
-        let through = frontier.first().copied().unwrap_or(previous).min(previous);
+        let through = frontier.first().copied().unwrap_or(previous).min(previous).min(self.hold.unwrap_or(Time::MAX));
         self.compact(through);
     }
 
@@ -335,24 +337,46 @@ impl Programs {
         self.segments.get(id).map(|p| std::mem::take(&mut *p.changes.borrow_mut())).unwrap_or_default()
     }
 
-    /// This worker's members of a segment at the latest complete time, and that time: the
-    /// membership is complete for every time before the returned frontier.
-    pub fn members(&mut self, id: &str) -> Option<(Vec<UserId>, Option<Time>)> {
+    /// This worker's members of a segment as of `time`, once the segment is complete through
+    /// `time` (`None` before that, or for an unknown segment). `time` must not be behind the
+    /// compaction: hold it with [`Programs::hold_compaction`] until answered.
+    pub fn members_at(&mut self, id: &str, time: Time) -> Option<Vec<UserId>> {
         let program = self.segments.get_mut(id)?;
         let mut upper = Antichain::new();
         program.members.read_upper(&mut upper);
+        if upper.less_equal(&time) {
+            return None;
+        }
         let batches = program.members.spans_through(upper.borrow())?;
         let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
         let mut members = Vec::new();
         while cursor.key_valid(&storage) {
             let mut count = 0;
-            cursor.map_times(&storage, |_, r| count += *r);
+            cursor.map_times(&storage, |t, r| {
+                if *t <= time {
+                    count += *r;
+                }
+            });
             if count > 0 {
                 members.push(*cursor.key(&storage));
             }
             cursor.step_key(&storage);
         }
-        Some((members, upper.first().copied()))
+        Some(members)
+    }
+
+    /// Whether segment `id` is complete through `time` on this worker.
+    pub fn complete(&mut self, id: &str, time: Time) -> bool {
+        let Some(program) = self.segments.get_mut(id) else { return false };
+        let mut upper = Antichain::new();
+        program.members.read_upper(&mut upper);
+        !upper.less_equal(&time)
+    }
+
+    /// Keeps traces distinguishable at `time` and later (for answers still to give as of
+    /// `time`); `None` lifts the hold.
+    pub fn hold_compaction(&mut self, time: Option<Time>) {
+        self.hold = time;
     }
 
     /// Duplicates dropped on this worker.

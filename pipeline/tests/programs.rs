@@ -54,7 +54,8 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
         // Nothing happens at `cut` itself (the test picks it so): complete it.
         programs.advance(worker, Some(cut + 1), |_, _, _| {});
         programs.settle(worker, cut);
-        let at_install: Members = defs.iter().map(|d| (d.id.clone(), programs.members(&d.id).unwrap().0)).collect();
+        let at_install: Members =
+            defs.iter().map(|d| (d.id.clone(), programs.members_at(&d.id, cut).unwrap())).collect();
         let mut changes = Vec::new();
         for d in &defs {
             changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));
@@ -65,12 +66,14 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
                 programs.advance(worker, None, |_, _, _| {});
             }
         }
+        // Answers as of `end` are wanted: keep the traces distinguishable there.
+        programs.hold_compaction(Some(end));
         programs.advance(worker, Some(end + 1), |_, _, _| {});
         programs.advance(worker, Some(end + 2), |_, _, _| {});
         for d in &defs {
             changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));
         }
-        let at_end: Members = defs.iter().map(|d| (d.id.clone(), programs.members(&d.id).unwrap().0)).collect();
+        let at_end: Members = defs.iter().map(|d| (d.id.clone(), programs.members_at(&d.id, end).unwrap())).collect();
         // s5 uses s2: s2 cannot go first.
         let refused = programs.remove_segment(worker, "s2_frequent_viewer");
         assert!(matches!(refused, Err(ProgramError::InUse(_, _))), "{refused:?}");
