@@ -5,5 +5,6 @@ pub mod cli;
 pub mod compile;
 pub mod engine;
 pub mod journey_output;
+pub mod live;
 pub mod programs;
 pub mod replay;

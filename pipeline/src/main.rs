@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
     let args = Cli::parse();
     let result = match &args.command {
         Command::Replay(a) => cli::replay::execute(a).map(|_| ()),
+        Command::Run(a) => cli::run::execute(a),
         Command::Generate(a) => cli::generate::execute(a),
         Command::ImportCdnow(a) => cli::import_cdnow::execute(a),
     };

@@ -158,10 +158,17 @@ impl Programs {
     }
 
     /// Submits a command (on one worker only): every worker gets it back from `advance`, at the
-    /// same time and in the same order.
+    /// same time (the current watermark) and in the same order.
     pub fn submit(&mut self, text: String) {
+        let now = *self.control.time();
+        self.submit_at(text, now);
+    }
+
+    /// Submits a command to apply as of `time` (or the watermark, if later).
+    pub fn submit_at(&mut self, text: String, time: Time) {
         self.submitted += 1;
-        self.control.insert((self.submitted, text));
+        let time = time.max(*self.control.time());
+        self.control.update_at((self.submitted, text), time, 1);
     }
 
     /// The input's current time: events before it are late.
@@ -206,7 +213,10 @@ impl Programs {
         }
         self.input.flush();
         self.control.flush();
-        self.settle(worker, previous.saturating_sub(1));
+        // Wait for the base dataflow only: a program being removed may already be gone on
+        // another worker, and its copy here would then never complete.
+        let probe = self.probe.clone();
+        worker.step_while(|| probe.less_than(&previous));
         let mut complete: Vec<(Time, u64, String)> = Vec::new();
         {
             let mut pending = self.commands.borrow_mut();
@@ -347,6 +357,10 @@ impl Programs {
         if upper.less_equal(&time) {
             return None;
         }
+        // Compaction may run ahead of a program that lags; read once it has caught up.
+        if !timely::PartialOrder::less_equal(&program.members.get_physical_compaction(), &upper.borrow()) {
+            return None;
+        }
         let batches = program.members.spans_through(upper.borrow())?;
         let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
         let mut members = Vec::new();
@@ -384,7 +398,8 @@ impl Programs {
         self.duplicates.get()
     }
 
-    /// Steps the worker until every dataflow here has completed `time`.
+    /// Steps the worker until every dataflow here has completed `time` (not while programs
+    /// are being removed: see `advance`).
     pub fn settle(&mut self, worker: &mut Worker, time: Time) {
         let mut probes = vec![self.probe.clone()];
         probes.extend(self.segments.values().map(|p| p.probe.clone()));

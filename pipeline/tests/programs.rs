@@ -70,6 +70,7 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
         programs.hold_compaction(Some(end));
         programs.advance(worker, Some(end + 1), |_, _, _| {});
         programs.advance(worker, Some(end + 2), |_, _, _| {});
+        programs.settle(worker, end);
         for d in &defs {
             changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));
         }
@@ -200,6 +201,7 @@ fn sequenced(workers: usize) {
         }
         programs.advance(worker, Some(end + 1), &mut apply);
         programs.advance(worker, Some(end + 2), &mut apply);
+        programs.settle(worker, end);
         let mut changes = Vec::new();
         for d in &defs {
             changes.extend(programs.take_changes(&d.id).into_iter().map(|c| (d.id.clone(), c.time, c.user, c.diff)));

@@ -4,6 +4,7 @@
 pub mod generate;
 pub mod import_cdnow;
 pub mod replay;
+pub mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Replay an event file through the segment dataflow and write changes, members and dead letters.
     Replay(replay::ReplayArgs),
+    /// Run the live pipeline: HTTP ingest, the control API, workers over the durable ingest log.
+    Run(run::RunArgs),
     /// Generate a synthetic Segment-spec event file (the standard benchmark workload).
     Generate(generate::GenerateArgs),
     /// Convert the CDNOW purchase history into Segment-spec events.

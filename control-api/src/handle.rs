@@ -1,0 +1,151 @@
+//! How HTTP handlers reach the timely workers. A request goes to worker 0, which sequences it
+//! through the dataflow's control input so that every worker applies it at the same event
+//! time; answers come back on a channel (one from worker 0 for changes, one per worker for
+//! membership shares). The handle also shares what handlers need without asking the
+//! workers: user ids by key, the installed definitions, the engine's progress.
+
+use journeyflow_types::{Key, KeyMap, SegmentDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+
+/// Event time in epoch milliseconds.
+pub type Time = u64;
+
+/// What a handler asks of the workers. Sequenced as JSON through the control input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Install a segment (its definition JSON, validated by the handler).
+    InstallSegment {
+        /// The definition as JSON.
+        definition: serde_json::Value,
+    },
+    /// Remove a segment.
+    RemoveSegment {
+        /// Segment id.
+        id: String,
+    },
+    /// Members of a segment as of the request's time.
+    Members {
+        /// Segment id.
+        id: String,
+    },
+}
+
+impl Request {
+    /// How many answers the request gets: one per worker for membership, else one.
+    pub fn answers(&self, workers: usize) -> usize {
+        match self {
+            Request::Members { .. } => workers,
+            _ => 1,
+        }
+    }
+}
+
+/// What the workers answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Installed as of this time.
+    Installed(Time),
+    /// Removed as of this time.
+    Removed(Time),
+    /// One worker's members as of a time.
+    Members(Time, Vec<Key>),
+    /// The request could not be applied.
+    Failed(String),
+}
+
+/// A request with the channel its answers go to.
+pub struct Ticket {
+    /// The request.
+    pub request: Request,
+    /// Where answers go.
+    pub reply: mpsc::UnboundedSender<Answer>,
+}
+
+/// Progress counters the workers publish.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Events appended to the ingest log.
+    pub events_in: AtomicU64,
+    /// Events rejected at ingest.
+    pub rejected: AtomicU64,
+    /// Events read by the workers.
+    pub events_processed: AtomicU64,
+    /// The lowest worker watermark (event time).
+    pub watermark: AtomicU64,
+}
+
+/// The shared side of the engine, cloned into every handler.
+#[derive(Clone)]
+pub struct EngineHandle {
+    requests: std::sync::mpsc::Sender<Ticket>,
+    workers: usize,
+    /// User ids by key, filled as events are read.
+    pub names: Arc<RwLock<KeyMap<Arc<str>>>>,
+    /// Installed segments by id.
+    pub segments: Arc<Mutex<BTreeMap<String, SegmentDefinition>>>,
+    /// Counters.
+    pub progress: Arc<Progress>,
+}
+
+impl EngineHandle {
+    /// A handle for `workers` workers, and the receiving end worker 0 reads requests from.
+    pub fn new(workers: usize) -> (EngineHandle, std::sync::mpsc::Receiver<Ticket>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = EngineHandle {
+            requests: tx,
+            workers,
+            names: Arc::default(),
+            segments: Arc::default(),
+            progress: Arc::default(),
+        };
+        (handle, rx)
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Sends a request and waits (up to `timeout`) for all its answers.
+    pub async fn call(&self, request: Request, timeout: std::time::Duration) -> Result<Vec<Answer>, CallError> {
+        let expected = request.answers(self.workers);
+        let (reply, mut answers) = mpsc::unbounded_channel();
+        self.requests.send(Ticket { request, reply }).map_err(|_| CallError::Stopped)?;
+        let mut out = Vec::with_capacity(expected);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while out.len() < expected {
+            match tokio::time::timeout_at(deadline, answers.recv()).await {
+                Ok(Some(a)) => out.push(a),
+                Ok(None) => return Err(CallError::Stopped),
+                Err(_) => return Err(CallError::Timeout),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The user id of a key, if seen.
+    pub fn name(&self, key: &Key) -> Option<Arc<str>> {
+        self.names.read().ok()?.get(key).cloned()
+    }
+
+    /// The lowest worker watermark.
+    pub fn watermark(&self) -> Time {
+        self.progress.watermark.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a call to the workers got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The workers have stopped.
+    #[error("the workers have stopped")]
+    Stopped,
+    /// No answer in time.
+    #[error("the workers did not answer in time")]
+    Timeout,
+}

@@ -1,0 +1,45 @@
+//! The HTTP surface of `journeyflow run`: Segment-compatible ingest into the durable log and
+//! the control API under `/v1`, over a handle to the timely workers. Handlers never block a
+//! worker: they validate, append, or send a request and await its answers.
+
+pub mod answers;
+pub mod handle;
+pub mod ingest;
+pub mod problem;
+pub mod segments;
+
+use axum::routing::{get, post};
+use axum::Router;
+use handle::EngineHandle;
+use journeyflow_connectors::wal::Wal;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The workers.
+    pub engine: EngineHandle,
+    /// The durable ingest log.
+    pub wal: Arc<Wal>,
+    /// How long a handler waits for the workers.
+    pub timeout: Duration,
+    /// Recent member listings, for paging.
+    pub answers: Arc<answers::Answers>,
+}
+
+/// The routes, with a body size limit in bytes (larger bodies get 413).
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/track", post(ingest::track))
+        .route("/v1/identify", post(ingest::identify))
+        .route("/v1/page", post(ingest::page))
+        .route("/v1/screen", post(ingest::screen))
+        .route("/v1/batch", post(ingest::batch))
+        .route("/v1/segments", post(segments::create).get(segments::list))
+        .route("/v1/segments/{id}", get(segments::get).delete(segments::delete))
+        .route("/v1/segments/{id}/members", get(segments::members))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

@@ -1,0 +1,81 @@
+//! Errors as RFC 9457 problem documents (`application/problem+json`): a client's mistake is
+//! a 4xx naming what is wrong (every validation error with its JSON path), never a 500.
+
+use crate::handle::CallError;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use journeyflow_types::ValidationError;
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    detail: String,
+    errors: Vec<ValidationError>,
+}
+
+impl Problem {
+    /// A problem with a status and a detail.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem { status, detail: detail.into(), errors: Vec::new() }
+    }
+
+    /// 400: the body is not what the endpoint reads.
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 409.
+    pub fn conflict(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, detail)
+    }
+
+    /// 422 with every validation error.
+    pub fn invalid(errors: Vec<ValidationError>) -> Problem {
+        let detail = format!("{} validation error(s)", errors.len());
+        Problem { status: StatusCode::UNPROCESSABLE_ENTITY, detail, errors }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<CallError> for Problem {
+    fn from(e: CallError) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Problem {
+    fn from(e: std::io::Error) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("the ingest log could not be written: {e}"))
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = json!(self.errors);
+        }
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    }
+}
+
+/// Parses a JSON body, or says why not (400).
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, Problem> {
+    serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("malformed JSON body: {e}")))
+}

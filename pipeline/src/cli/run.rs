@@ -1,0 +1,151 @@
+//! `journeyflow run`: the long-running pipeline. Starts the timely workers over the durable
+//! ingest log in the data directory, the HTTP server (Segment-compatible ingest and the
+//! control API), and installs the segments of `--segments` at start. Stops cleanly on
+//! SIGINT/SIGTERM: stops accepting, lets the workers drain the log and flush, exits 0.
+
+use crate::engine::{IngestConfig, LatePolicy};
+use crate::live::{run_worker, Shared};
+use anyhow::Context;
+use journeyflow_connectors::wal::Wal;
+use journeyflow_control_api::handle::{EngineHandle, Request};
+use journeyflow_control_api::{router, AppState};
+use journeyflow_types::parse_segments;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Arguments of `journeyflow run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Address of the HTTP server.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the ingest log and outputs live.
+    #[arg(long, default_value = "journeyflow-data")]
+    pub data_dir: PathBuf,
+    /// Segments to install at start (a JSON array of definitions).
+    #[arg(long)]
+    pub segments: Option<PathBuf>,
+    /// Timely worker threads.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub workers: usize,
+    /// How far the watermark trails the largest event time (later events are clamped to it).
+    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
+    pub allowed_lateness: u64,
+    /// With no new events for this long, event time follows the wall clock.
+    #[arg(long, default_value = "200ms", value_parser = super::parse_duration)]
+    pub idle_timeout: u64,
+    /// Request bodies larger than this many bytes get 413.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
+    let workers = args.workers.max(1);
+    let wal_dir = args.data_dir.join("ingest");
+    let wal = Arc::new(Wal::open(&wal_dir, workers).with_context(|| format!("opening {}", wal_dir.display()))?);
+    let (handle, requests) = EngineHandle::new(workers);
+    let shared = Arc::new(Shared {
+        handle: handle.clone(),
+        requests: Mutex::new(Some(requests)),
+        tickets: Mutex::default(),
+        stop: AtomicBool::new(false),
+        watermarks: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        wal_dir,
+        partitions: wal.partitions(),
+        out_dir: args.data_dir.join("out"),
+        ingest: IngestConfig {
+            allowed_lateness: Some(args.allowed_lateness),
+            late_policy: LatePolicy::Clamp,
+            dedup_window: 86_400_000,
+        },
+        idle: Duration::from_millis(args.idle_timeout),
+    });
+    let worker_shared = shared.clone();
+    // Each worker says when it exits (returning, failing or panicking): an exit before a stop
+    // was asked for takes the server down.
+    let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let mut exit = ExitNotice { index: worker.index(), why: "panicked".into(), tx: exited_tx.clone() };
+        let result = run_worker(worker, &worker_shared).map_err(|e| format!("{e:#}"));
+        exit.why = match &result {
+            Ok(()) => "stopped".into(),
+            Err(e) => e.clone(),
+        };
+        result
+    })
+    .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let served = runtime.block_on(async {
+        let state = AppState { engine: handle.clone(), wal, timeout: Duration::from_secs(30), answers: Arc::default() };
+        if let Some(path) = &args.segments {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let defs = parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for def in defs {
+                handle.call(Request::InstallSegment { definition: def.to_json() }, state.timeout).await?;
+                handle.segments.lock().expect("lock").insert(def.id.clone(), def);
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        eprintln!("journeyflow listening on http://{}", listener.local_addr()?);
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+        let stopping = async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                exited = exited_rx.recv() => {
+                    let (index, why) = exited.unwrap_or((0, "gone".into()));
+                    let _ = failed_tx.send(format!("worker {index} exited: {why}"));
+                }
+            }
+        };
+        axum::serve(listener, router(state, args.max_body_bytes))
+            .with_graceful_shutdown(stopping)
+            .await
+            .context("serving HTTP")?;
+        match failed_rx.await {
+            Ok(why) => Err(anyhow::anyhow!(why)),
+            Err(_) => Ok(()),
+        }
+    });
+    shared.stop.store(true, Ordering::Relaxed);
+    // A failed worker can leave the others waiting on it: do not wait for them.
+    served?;
+    for result in guards.join() {
+        result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// Tells the server a worker has exited, however it exits (also when unwinding).
+struct ExitNotice {
+    index: usize,
+    why: String,
+    tx: tokio::sync::mpsc::UnboundedSender<(usize, String)>,
+}
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send((self.index, std::mem::take(&mut self.why)));
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = interrupt => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

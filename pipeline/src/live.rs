@@ -1,0 +1,215 @@
+//! The long-running worker loop of `journeyflow run`: each worker tails its partitions of the
+//! durable ingest log, feeds the events to its [`Programs`], moves the watermark (with the
+//! wall clock once input goes quiet), applies sequenced requests from the control API,
+//! answers membership queries as of their agreed time, and appends segment changes to its
+//! output file. Worker 0 takes requests from the handle and sequences them for everyone, as
+//! of the wall-clock time it receives them: the answer comes once every worker's watermark
+//! has passed that time (within the allowed lateness plus the idle timeout), and includes
+//! every event acknowledged before the request that the workers read before then.
+
+use crate::engine::IngestConfig;
+use crate::programs::{Programs, Sequenced};
+use journeyflow_connectors::wal::{part_path, Tail};
+use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket};
+use journeyflow_operators::Time;
+use journeyflow_types::{decode_line, validate_segments};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use timely::worker::Worker;
+
+/// What the workers share.
+pub struct Shared {
+    /// The handle the HTTP side holds.
+    pub handle: EngineHandle,
+    /// Requests, taken by worker 0.
+    pub requests: Mutex<Option<Receiver<Ticket>>>,
+    /// Answer channels by ticket, with the number of answers still due.
+    pub tickets: Mutex<HashMap<u64, (tokio::sync::mpsc::UnboundedSender<Answer>, usize)>>,
+    /// Set to stop the workers.
+    pub stop: AtomicBool,
+    /// Each worker's watermark.
+    pub watermarks: Vec<AtomicU64>,
+    /// The ingest log's directory and partition count.
+    pub wal_dir: PathBuf,
+    /// Partitions of the ingest log.
+    pub partitions: usize,
+    /// Where outputs go.
+    pub out_dir: PathBuf,
+    /// Watermark and dedup settings.
+    pub ingest: IngestConfig,
+    /// With no new events for this long, the watermark follows the wall clock.
+    pub idle: Duration,
+}
+
+/// A request as sequenced through the control input.
+#[derive(Debug, Serialize, Deserialize)]
+struct Sequence {
+    ticket: u64,
+    request: Request,
+}
+
+#[derive(Serialize)]
+struct ChangeLine<'a> {
+    segment: &'a str,
+    user_id: &'a str,
+    change: &'static str,
+    time: u64,
+}
+
+/// Runs one worker until `stop` is set; then drains what the log holds and returns.
+pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let mut programs = Programs::new(worker, shared.ingest);
+    let requests = if index == 0 { shared.requests.lock().expect("lock").take() } else { None };
+    let mut tails: Vec<Tail> = (0..shared.partitions)
+        .filter(|p| p % peers == index)
+        .map(|p| Tail::open(&part_path(&shared.wal_dir, p)))
+        .collect::<std::io::Result<_>>()?;
+    std::fs::create_dir_all(&shared.out_dir)?;
+    let out_path = shared.out_dir.join(format!("segment_changes-{index}.ndjson"));
+    let mut out = std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(out_path)?);
+    let mut next_ticket: u64 = (index as u64) << 48;
+    let mut pending: Vec<(Time, u64, String)> = Vec::new();
+    let mut max_seen: Option<(Time, Instant)> = None;
+    let mut draining = false;
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            draining = true;
+        }
+        if let Some(rx) = &requests {
+            while let Ok(ticket) = rx.try_recv() {
+                next_ticket += 1;
+                let due = ticket.request.answers(peers);
+                shared.tickets.lock().expect("lock").insert(next_ticket, (ticket.reply, due));
+                let text = serde_json::to_string(&Sequence { ticket: next_ticket, request: ticket.request })?;
+                // As of the wall clock: events acknowledged before the request (read by the
+                // workers within the allowed lateness) are in what it sees.
+                programs.submit_at(text, now_ms());
+            }
+        }
+        let mut read = 0;
+        for tail in &mut tails {
+            for line in tail.read(20_000)? {
+                read += 1;
+                // Lines were checked at ingest; one that fails now is counted and skipped.
+                let Ok(event) = decode_line(&line) else {
+                    shared.handle.progress.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                max_seen = Some(match max_seen {
+                    Some((m, at)) if m >= event.ts => (m, at),
+                    _ => (event.ts, Instant::now()),
+                });
+                shared
+                    .handle
+                    .names
+                    .write()
+                    .expect("lock")
+                    .entry(event.user)
+                    .or_insert_with(|| event.user_id.as_str().into());
+                if programs.offer(event).is_err() {
+                    shared.handle.progress.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        shared.handle.progress.events_processed.fetch_add(read, Ordering::Relaxed);
+        // Quiet input (or none yet): event time follows the wall clock.
+        let quiet = max_seen.is_none_or(|(_, at)| at.elapsed() >= shared.idle);
+        let heartbeat = quiet.then(|| now_ms().saturating_sub(shared.ingest.allowed_lateness.unwrap_or(0)));
+        programs.advance(worker, heartbeat, |p, w, c| apply(p, w, c, shared, &mut pending, index));
+        // Answer membership queries whose time is complete.
+        let mut still = Vec::new();
+        for (time, ticket, id) in pending.drain(..) {
+            if !programs.installed().contains(&id) {
+                reply(shared, ticket, Answer::Failed(format!("no segment {id:?}")));
+            } else if let Some(members) = programs.members_at(&id, time) {
+                reply(shared, ticket, Answer::Members(time, members));
+            } else {
+                still.push((time, ticket, id));
+            }
+        }
+        pending = still;
+        programs.hold_compaction(pending.iter().map(|p| p.0).min());
+        for id in programs.installed() {
+            for c in programs.take_changes(&id) {
+                let name = shared.handle.name(&c.user).unwrap_or_else(|| c.user.to_string().into());
+                let change = if c.diff > 0 { "enter" } else { "exit" };
+                serde_json::to_writer(&mut out, &ChangeLine { segment: &id, user_id: &name, change, time: c.time })?;
+                out.write_all(b"\n")?;
+            }
+        }
+        out.flush()?;
+        shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
+        let low = shared.watermarks.iter().map(|w| w.load(Ordering::Relaxed)).min().unwrap_or(0);
+        shared.handle.progress.watermark.store(low, Ordering::Relaxed);
+        if draining && read == 0 {
+            return Ok(());
+        }
+        if read == 0 {
+            worker.step_or_park(Some(Duration::from_millis(5)));
+        }
+    }
+}
+
+fn reply(shared: &Shared, ticket: u64, answer: Answer) {
+    let mut tickets = shared.tickets.lock().expect("lock");
+    if let Some((tx, due)) = tickets.get_mut(&ticket) {
+        let _ = tx.send(answer);
+        *due -= 1;
+        if *due == 0 {
+            tickets.remove(&ticket);
+        }
+    }
+}
+
+/// Applies one sequenced request on this worker; worker 0 answers changes, every worker
+/// answers its share of a membership query (later, once complete).
+fn apply(
+    programs: &mut Programs,
+    worker: &mut Worker,
+    command: Sequenced,
+    shared: &Shared,
+    pending: &mut Vec<(Time, u64, String)>,
+    index: usize,
+) {
+    let Ok(Sequence { ticket, request }) = serde_json::from_str::<Sequence>(&command.text) else {
+        tracing::error!("unreadable sequenced request {:?}", command.text);
+        return;
+    };
+    let answer = match request {
+        Request::InstallSegment { definition } => {
+            let known: BTreeSet<String> = programs.installed().into_iter().collect();
+            match validate_segments(&serde_json::Value::Array(vec![definition]), &known) {
+                Ok(mut defs) => {
+                    let def = defs.pop().expect("one definition");
+                    match programs.install_segment(worker, &def, command.time) {
+                        Ok(()) => Answer::Installed(command.time),
+                        Err(e) => Answer::Failed(e.to_string()),
+                    }
+                }
+                Err(e) => Answer::Failed(e.to_string()),
+            }
+        }
+        Request::RemoveSegment { id } => match programs.remove_segment(worker, &id) {
+            Ok(()) => Answer::Removed(command.time),
+            Err(e) => Answer::Failed(e.to_string()),
+        },
+        Request::Members { id } => {
+            pending.push((command.time, ticket, id));
+            return;
+        }
+    };
+    if index == 0 {
+        reply(shared, ticket, answer);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,227 @@
+//! `journeyflow run` as a real process, through a real socket: events sent over the
+//! Segment-compatible API, segments installed mid-stream whose members (as of the time the
+//! answer states) equal the from-scratch reference over the events sent, removal rules, the
+//! error codes, and a clean exit on SIGTERM.
+
+mod common;
+
+use common::reference::{accepted, Reference};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value as J};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(workers: usize) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+            .args(["run", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--max-body-bytes", "100000"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server says where it listens once it does.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            assert!(Instant::now() < deadline, "the server did not start");
+            let line = lines.next().expect("server output").unwrap();
+            if let Some(addr) = line.strip_prefix("journeyflow listening on ") {
+                break addr.to_string();
+            }
+        };
+        // Forwarded so that a failing test shows what the server said.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("server: {l}")));
+        Server { child, base, _dir: dir }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status within a deadline.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Events of the last hour (the newest a minute old), deterministic in `seed`.
+fn events(seed: u64, n: u64) -> Vec<J> {
+    let base = now_ms() - 3_600_000;
+    (0..n)
+        .map(|i| {
+            let k = seed * 1000 + i;
+            let user = format!("user{}", (k * 7) % 23);
+            let ts = base + i * (3_540_000 / n);
+            if k.is_multiple_of(5) {
+                let plan = if k.is_multiple_of(3) { "pro" } else { "free" };
+                json!({"type": "identify", "userId": user, "messageId": format!("m{k}"), "timestamp": ts, "traits": {"plan": plan}})
+            } else {
+                let name = ["A", "B", "C"][(k % 3) as usize];
+                json!({"type": "track", "event": name, "userId": user, "messageId": format!("m{k}"), "timestamp": ts, "properties": {"n": k % 10}})
+            }
+        })
+        .collect()
+}
+
+fn members(client: &Client, server: &Server, id: &str) -> (u64, BTreeSet<String>) {
+    let mut out = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut as_of = None;
+    loop {
+        let mut url = server.url(&format!("/v1/segments/{id}/members?limit=5"));
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: J = client.get(url).send().unwrap().error_for_status().unwrap().json().unwrap();
+        let t = page["as_of"].as_u64().unwrap();
+        // Every page of one listing is the same answer.
+        assert!(as_of.is_none_or(|a| a == t), "pages of one listing as of {as_of:?} and {t}");
+        as_of = Some(t);
+        out.extend(page["members"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return (as_of.unwrap(), out),
+        }
+    }
+}
+
+const SEGMENTS: [&str; 3] = [
+    r#"{"id": "a_twice", "condition": {"performed": {"event": "A", "within": "2h", "at_least": 2}}}"#,
+    r#"{"id": "pro", "condition": {"trait": {"name": "plan", "op": "eq", "value": "pro"}}}"#,
+    r#"{"id": "pro_without_c", "condition": {"all": [{"in_segment": "pro"}, {"not": {"performed": {"event": "C", "within": "30m"}}}]}}"#,
+];
+
+fn check_against_reference(client: &Client, server: &Server, sent: &[J]) {
+    let lines: Vec<String> = sent.iter().map(J::to_string).collect();
+    let defs: Vec<J> = SEGMENTS.iter().map(|s| serde_json::from_str(s).unwrap()).collect();
+    let events = accepted(&lines, 86_400_000);
+    let reference = Reference::new(&defs, &events);
+    for d in &defs {
+        let id = d["id"].as_str().unwrap();
+        let (as_of, got) = members(client, server, id);
+        assert!(as_of >= events.iter().map(|e| e.ts).max().unwrap(), "{id}: as_of {as_of} before the events sent");
+        assert_eq!(got, reference.members(id, as_of), "{id} as of {as_of}");
+    }
+}
+
+fn scenario(workers: usize) {
+    let server = Server::start(workers);
+    let client = Client::new();
+    let mut sent = events(1, 120);
+    let r = client.post(server.url("/v1/batch")).json(&json!({"batch": sent})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Installed over what was sent before: members at once.
+    for s in SEGMENTS {
+        let r = client.post(server.url("/v1/segments")).body(s).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    }
+    check_against_reference(&client, &server, &sent);
+    // More events after the install, one at a time through /v1/track and /v1/identify.
+    for e in events(2, 40) {
+        let (path, mut body) = (format!("/v1/{}", e["type"].as_str().unwrap()), e.clone());
+        body.as_object_mut().unwrap().remove("type");
+        assert_eq!(client.post(server.url(&path)).json(&body).send().unwrap().status(), StatusCode::OK);
+        sent.push(e);
+    }
+    check_against_reference(&client, &server, &sent);
+    // Removal: refused while used, then allowed in order.
+    let r = client.delete(server.url("/v1/segments/pro")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        client.delete(server.url("/v1/segments/pro_without_c")).send().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(client.delete(server.url("/v1/segments/pro")).send().unwrap().status(), StatusCode::NO_CONTENT);
+    let listed: J = client.get(server.url("/v1/segments")).send().unwrap().json().unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(server.stop().code(), Some(0), "clean exit on SIGTERM");
+}
+
+#[test]
+fn members_equal_the_reference_over_http_with_one_worker() {
+    scenario(1);
+}
+
+#[test]
+fn members_equal_the_reference_over_http_with_two_workers() {
+    scenario(2);
+}
+
+#[test]
+fn client_mistakes_get_the_right_4xx_as_problem_documents() {
+    let server = Server::start(1);
+    let client = Client::new();
+    let problem = |r: reqwest::blocking::Response, status: StatusCode| -> J {
+        assert_eq!(r.status(), status);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        r.json().unwrap()
+    };
+    let p = problem(client.post(server.url("/v1/segments")).body("{not json").send().unwrap(), StatusCode::BAD_REQUEST);
+    assert!(p["detail"].as_str().unwrap().contains("malformed JSON"), "{p}");
+    let bad = r#"{"id": "Bad Id", "condition": {"performed": {"event": "A", "within": "3 days"}}, "colour": 1}"#;
+    let p =
+        problem(client.post(server.url("/v1/segments")).body(bad).send().unwrap(), StatusCode::UNPROCESSABLE_ENTITY);
+    let paths: BTreeSet<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, BTreeSet::from(["$.id", "$.condition.performed.within", "$.colour"]), "{p}");
+    let unknown_ref = r#"{"id": "x", "condition": {"in_segment": "nowhere"}}"#;
+    problem(
+        client.post(server.url("/v1/segments")).body(unknown_ref).send().unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    problem(client.get(server.url("/v1/segments/nowhere")).send().unwrap(), StatusCode::NOT_FOUND);
+    problem(client.get(server.url("/v1/segments/nowhere/members")).send().unwrap(), StatusCode::NOT_FOUND);
+    problem(client.delete(server.url("/v1/segments/nowhere")).send().unwrap(), StatusCode::NOT_FOUND);
+    assert_eq!(client.post(server.url("/v1/segments")).body(SEGMENTS[1]).send().unwrap().status(), StatusCode::CREATED);
+    problem(client.post(server.url("/v1/segments")).body(SEGMENTS[1]).send().unwrap(), StatusCode::CONFLICT);
+    problem(client.get(server.url("/v1/segments/pro/members?limit=0")).send().unwrap(), StatusCode::BAD_REQUEST);
+    // A bad event alone is a 400 naming the problem; in a batch it is reported by index.
+    let p = problem(
+        client.post(server.url("/v1/track")).json(&json!({"userId": "u", "timestamp": 5})).send().unwrap(),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(p["detail"].as_str().unwrap().contains("event"), "{p}");
+    let r: J = client
+        .post(server.url("/v1/batch"))
+        .json(&json!({"batch": [{"type": "track", "event": "A", "userId": "u"}, {"type": "track", "userId": "u"}]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!((r["accepted"].as_u64(), r["rejected"][0]["index"].as_u64()), (Some(1), Some(1)), "{r}");
+    // Bodies over the limit (100 kB here).
+    let big =
+        json!({"batch": [{"type": "track", "event": "A", "userId": "u", "properties": {"pad": "x".repeat(200_000)}}]});
+    let r = client.post(server.url("/v1/batch")).json(&big).send().unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(server.stop().code(), Some(0));
+}
