@@ -7,6 +7,7 @@ pub mod handle;
 pub mod ingest;
 pub mod problem;
 pub mod segments;
+pub mod store;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub timeout: Duration,
     /// Recent member listings, for paging.
     pub answers: Arc<answers::Answers>,
+    /// Where definitions persist.
+    pub store: Arc<store::Store>,
 }
 
 /// The routes, with a body size limit in bytes (larger bodies get 413).

@@ -43,7 +43,11 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(Statu
         Some(Answer::Failed(why)) => return Err(Problem::conflict(why.clone())),
         other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
     };
-    state.engine.segments.lock().expect("lock").insert(def.id.clone(), def.clone());
+    {
+        let mut segments = state.engine.segments.lock().expect("lock");
+        segments.insert(def.id.clone(), def.clone());
+        state.store.save(&segments)?;
+    }
     Ok((StatusCode::CREATED, Json(json!({"id": def.id, "installed_at": at, "definition": def.to_json()}))))
 }
 
@@ -86,7 +90,9 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     }
     match state.engine.call(Request::RemoveSegment { id: id.clone() }, state.timeout).await?.first() {
         Some(Answer::Removed(_)) => {
-            state.engine.segments.lock().expect("lock").remove(&id);
+            let mut segments = state.engine.segments.lock().expect("lock");
+            segments.remove(&id);
+            state.store.save(&segments)?;
             Ok(StatusCode::NO_CONTENT)
         }
         Some(Answer::Failed(why)) => Err(Problem::conflict(why.clone())),

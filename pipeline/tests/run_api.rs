@@ -17,16 +17,23 @@ use std::time::{Duration, Instant};
 struct Server {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     fn start(workers: usize) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(workers, dir.path());
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server over an existing data directory.
+    fn start_in(workers: usize, dir: &std::path::Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
             .args(["run", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--max-body-bytes", "100000"])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -42,7 +49,7 @@ impl Server {
         };
         // Forwarded so that a failing test shows what the server said.
         std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("server: {l}")));
-        Server { child, base, _dir: dir }
+        Server { child, base, _dir: None }
     }
 
     fn url(&self, path: &str) -> String {
@@ -223,5 +230,29 @@ fn client_mistakes_get_the_right_4xx_as_problem_documents() {
         json!({"batch": [{"type": "track", "event": "A", "userId": "u", "properties": {"pad": "x".repeat(200_000)}}]});
     let r = client.post(server.url("/v1/batch")).json(&big).send().unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn a_restart_finds_every_definition_and_every_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let sent = events(3, 80);
+    let server = Server::start_in(2, dir.path());
+    assert_eq!(
+        client.post(server.url("/v1/batch")).json(&json!({"batch": sent})).send().unwrap().status(),
+        StatusCode::OK
+    );
+    for s in SEGMENTS {
+        assert_eq!(client.post(server.url("/v1/segments")).body(s).send().unwrap().status(), StatusCode::CREATED);
+    }
+    check_against_reference(&client, &server, &sent);
+    assert_eq!(server.stop().code(), Some(0));
+    // Same data directory, new process: definitions reinstalled, the log read again.
+    let server = Server::start_in(2, dir.path());
+    let listed: J = client.get(server.url("/v1/segments")).send().unwrap().json().unwrap();
+    let ids: BTreeSet<&str> = listed.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, BTreeSet::from(["a_twice", "pro", "pro_without_c"]));
+    check_against_reference(&client, &server, &sent);
     assert_eq!(server.stop().code(), Some(0));
 }

@@ -1,13 +1,15 @@
 //! `journeyflow run`: the long-running pipeline. Starts the timely workers over the durable
 //! ingest log in the data directory, the HTTP server (Segment-compatible ingest and the
-//! control API), and installs the segments of `--segments` at start. Stops cleanly on
+//! control API), and installs at start the segments it stored before (in
+//! `DATA_DIR/definitions.json`) and those of `--segments`. Stops cleanly on
 //! SIGINT/SIGTERM: stops accepting, lets the workers drain the log and flush, exits 0.
 
 use crate::engine::{IngestConfig, LatePolicy};
 use crate::live::{run_worker, Shared};
 use anyhow::Context;
 use journeyflow_connectors::wal::Wal;
-use journeyflow_control_api::handle::{EngineHandle, Request};
+use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
+use journeyflow_control_api::store::Store;
 use journeyflow_control_api::{router, AppState};
 use journeyflow_types::parse_segments;
 use std::net::SocketAddr;
@@ -81,14 +83,39 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async {
-        let state = AppState { engine: handle.clone(), wal, timeout: Duration::from_secs(30), answers: Arc::default() };
+        let store = Arc::new(Store::new(&args.data_dir));
+        let state = AppState {
+            engine: handle.clone(),
+            wal,
+            timeout: Duration::from_secs(30),
+            answers: Arc::default(),
+            store: store.clone(),
+        };
+        // What the store had, then what `--segments` adds.
+        let mut defs = store.load()?;
         if let Some(path) = &args.segments {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let defs = parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            for def in defs {
-                handle.call(Request::InstallSegment { definition: def.to_json() }, state.timeout).await?;
-                handle.segments.lock().expect("lock").insert(def.id.clone(), def);
+            for def in parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? {
+                match defs.iter().find(|d| d.id == def.id) {
+                    Some(stored) if *stored != def => anyhow::bail!(
+                        "{}: segment {:?} differs from the one in {}; change it through the API",
+                        path.display(),
+                        def.id,
+                        args.data_dir.display()
+                    ),
+                    Some(_) => {}
+                    None => defs.push(def),
+                }
             }
+        }
+        for def in defs {
+            match handle.call(Request::InstallSegment { definition: def.to_json() }, state.timeout).await?.first() {
+                Some(Answer::Installed(_)) => {}
+                other => anyhow::bail!("installing segment {:?}: {other:?}", def.id),
+            }
+            let mut segments = handle.segments.lock().expect("lock");
+            segments.insert(def.id.clone(), def);
+            store.save(&segments)?;
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
