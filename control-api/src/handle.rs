@@ -23,6 +23,11 @@ pub enum Request {
         /// The definition as JSON.
         definition: serde_json::Value,
     },
+    /// Replace an installed segment's definition.
+    ReplaceSegment {
+        /// The new definition as JSON.
+        definition: serde_json::Value,
+    },
     /// Remove a segment.
     RemoveSegment {
         /// Segment id.

@@ -41,7 +41,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/screen", post(ingest::screen))
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/segments", post(segments::create).get(segments::list))
-        .route("/v1/segments/{id}", get(segments::get).delete(segments::delete))
+        .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -51,6 +51,58 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(Statu
     Ok((StatusCode::CREATED, Json(json!({"id": def.id, "installed_at": at, "definition": def.to_json()}))))
 }
 
+/// `PUT /v1/segments/{id}`: replaces the definition; the membership is recomputed from the
+/// retained history and only the resulting differences are emitted as changes. Refused (409)
+/// while another segment uses it.
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let mut body = parse_json(&body)?;
+    match body.get("id") {
+        None => {
+            if let Some(o) = body.as_object_mut() {
+                o.insert("id".into(), Value::String(id.clone()));
+            }
+        }
+        Some(Value::String(given)) if *given == id => {}
+        Some(other) => return Err(Problem::bad_request(format!("the body's id {other} is not the path's {id:?}"))),
+    }
+    let known: BTreeSet<String> = {
+        let segments = state.engine.segments.lock().expect("lock");
+        if !segments.contains_key(&id) {
+            return Err(Problem::not_found(format!("no segment {id:?}")));
+        }
+        let users: Vec<&str> = segments.values().filter(|d| uses(d, &id)).map(|d| d.id.as_str()).collect();
+        if !users.is_empty() {
+            return Err(Problem::conflict(format!("segment {id:?} is used by {users:?}; replace those first")));
+        }
+        segments.keys().filter(|k| **k != id).cloned().collect()
+    };
+    let def = validate_segments(&Value::Array(vec![body]), &known)
+        .map_err(|e| Problem::invalid(e.0.into_iter().map(relative).collect()))?
+        .pop()
+        .expect("one definition");
+    let at =
+        match state.engine.call(Request::ReplaceSegment { definition: def.to_json() }, state.timeout).await?.first() {
+            Some(Answer::Installed(at)) => *at,
+            Some(Answer::Failed(why)) => return Err(Problem::conflict(why.clone())),
+            other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
+        };
+    let mut segments = state.engine.segments.lock().expect("lock");
+    segments.insert(def.id.clone(), def.clone());
+    state.store.save(&segments)?;
+    Ok(Json(json!({"id": def.id, "installed_at": at, "definition": def.to_json()})))
+}
+
+/// Whether `def` refers to segment `id`.
+fn uses(def: &SegmentDefinition, id: &str) -> bool {
+    let mut refs = Vec::new();
+    def.condition.references(&mut refs);
+    refs.iter().any(|r| r == id)
+}
+
 /// Paths of a one-element array validation made relative to the single definition.
 fn relative(mut e: ValidationError) -> ValidationError {
     e.path = e.path.replacen("$[0]", "$", 1);
@@ -75,15 +127,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
         if !segments.contains_key(&id) {
             return Err(Problem::not_found(format!("no segment {id:?}")));
         }
-        let users: Vec<&str> = segments
-            .values()
-            .filter(|d| {
-                let mut refs = Vec::new();
-                d.condition.references(&mut refs);
-                refs.contains(&id)
-            })
-            .map(|d| d.id.as_str())
-            .collect();
+        let users: Vec<&str> = segments.values().filter(|d| uses(d, &id)).map(|d| d.id.as_str()).collect();
         if !users.is_empty() {
             return Err(Problem::conflict(format!("segment {id:?} is used by {users:?}")));
         }

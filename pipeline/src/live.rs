@@ -196,6 +196,21 @@ fn apply(
                 Err(e) => Answer::Failed(e.to_string()),
             }
         }
+        Request::ReplaceSegment { definition } => {
+            let mut known: BTreeSet<String> = programs.installed().into_iter().collect();
+            let id = definition.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            known.remove(&id);
+            match validate_segments(&serde_json::Value::Array(vec![definition]), &known) {
+                Ok(mut defs) => {
+                    let def = defs.pop().expect("one definition");
+                    match programs.replace_segment(worker, &def, command.time) {
+                        Ok(()) => Answer::Installed(command.time),
+                        Err(e) => Answer::Failed(e.to_string()),
+                    }
+                }
+                Err(e) => Answer::Failed(e.to_string()),
+            }
+        }
         Request::RemoveSegment { id } => match programs.remove_segment(worker, &id) {
             Ok(()) => Answer::Removed(command.time),
             Err(e) => Answer::Failed(e.to_string()),

@@ -266,6 +266,60 @@ impl Programs {
         if self.segments.contains_key(&def.id) {
             return Err(ProgramError::Exists(def.id.clone()));
         }
+        let program = self.build_segment(worker, def, at, None)?;
+        self.segments.insert(def.id.clone(), program);
+        Ok(())
+    }
+
+    /// Replaces an installed segment's definition as of `at`: the new membership is computed
+    /// over the retained history, and the changes emitted at `at` are only the differences
+    /// from the old membership. Refused while another segment uses it.
+    pub fn replace_segment(
+        &mut self,
+        worker: &mut Worker,
+        def: &SegmentDefinition,
+        at: Time,
+    ) -> Result<(), ProgramError> {
+        if !self.segments.contains_key(&def.id) {
+            return Err(ProgramError::Unknown(def.id.clone()));
+        }
+        self.refuse_if_used(&def.id)?;
+        let mut old = self.segments.remove(&def.id).expect("checked above");
+        match self.build_segment(worker, def, at, Some(&mut old.members)) {
+            Ok(program) => {
+                // Changes of the old definition not yet taken come first.
+                let carried: Vec<MemberChange> = std::mem::take(&mut *old.changes.borrow_mut());
+                program.changes.borrow_mut().splice(0..0, carried);
+                self.segments.insert(def.id.clone(), program);
+                Self::dispose(worker, old);
+                Ok(())
+            }
+            Err(e) => {
+                self.segments.insert(def.id.clone(), old);
+                Err(e)
+            }
+        }
+    }
+
+    fn refuse_if_used(&self, id: &str) -> Result<(), ProgramError> {
+        let users: Vec<String> =
+            self.segments.iter().filter(|(_, p)| p.uses.iter().any(|u| u == id)).map(|(k, _)| k.clone()).collect();
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(ProgramError::InUse(id.to_string(), users))
+        }
+    }
+
+    /// Builds a segment's dataflow. With `previous` (the membership it replaces), the change
+    /// output is the new membership minus the previous one as of `at`.
+    fn build_segment(
+        &mut self,
+        worker: &mut Worker,
+        def: &SegmentDefinition,
+        at: Time,
+        previous: Option<&mut UsersTrace>,
+    ) -> Result<SegmentProgram, ProgramError> {
         let mut uses = Vec::new();
         def.condition.references(&mut uses);
         uses.sort();
@@ -308,9 +362,16 @@ impl Programs {
                 imported,
             );
             let members = compiler.condition(&def.condition).arrange_by_self_named("Members");
-            members
-                .clone()
-                .as_collection(|u, ()| *u)
+            let mut output = members.clone().as_collection(|u, ()| *u);
+            if let Some(previous) = previous {
+                // The old membership as of `at` only: nothing of it after `at` is read, so the
+                // import finishes and never holds this dataflow back.
+                let s = since(previous.get_logical_compaction());
+                let (old, button) = previous.import_frontier_core(scope, "Previous", s, Antichain::from_elem(at + 1));
+                buttons.push(button);
+                output = output.concat(old.as_collection(|u, ()| *u).negate()).consolidate();
+            }
+            output
                 .inner
                 .inspect(move |(user, time, diff)| {
                     sink.borrow_mut().push(MemberChange { time: *time, user: *user, diff: *diff })
@@ -318,9 +379,16 @@ impl Programs {
                 .probe_with(&probe);
             members.trace
         });
-        self.segments
-            .insert(def.id.clone(), SegmentProgram { dataflow, probe: program_probe, members, buttons, changes, uses });
-        Ok(())
+        Ok(SegmentProgram { dataflow, probe: program_probe, members, buttons, changes, uses })
+    }
+
+    /// Stops a program's imports and drops its dataflow.
+    fn dispose(worker: &mut Worker, mut program: SegmentProgram) {
+        for button in &mut program.buttons {
+            button.press();
+        }
+        drop(program.members);
+        worker.drop_dataflow(program.dataflow);
     }
 
     /// Removes a segment and drops its dataflow; refused while another segment uses it.
@@ -328,17 +396,9 @@ impl Programs {
         if !self.segments.contains_key(id) {
             return Err(ProgramError::Unknown(id.to_string()));
         }
-        let users: Vec<String> =
-            self.segments.iter().filter(|(_, p)| p.uses.iter().any(|u| u == id)).map(|(k, _)| k.clone()).collect();
-        if !users.is_empty() {
-            return Err(ProgramError::InUse(id.to_string(), users));
-        }
-        let mut program = self.segments.remove(id).expect("checked above");
-        for button in &mut program.buttons {
-            button.press();
-        }
-        drop(program.members);
-        worker.drop_dataflow(program.dataflow);
+        self.refuse_if_used(id)?;
+        let program = self.segments.remove(id).expect("checked above");
+        Self::dispose(worker, program);
         Ok(())
     }
 

@@ -129,11 +129,15 @@ const SEGMENTS: [&str; 3] = [
 ];
 
 fn check_against_reference(client: &Client, server: &Server, sent: &[J]) {
-    let lines: Vec<String> = sent.iter().map(J::to_string).collect();
     let defs: Vec<J> = SEGMENTS.iter().map(|s| serde_json::from_str(s).unwrap()).collect();
+    check_definitions(client, server, sent, &defs);
+}
+
+fn check_definitions(client: &Client, server: &Server, sent: &[J], defs: &[J]) {
+    let lines: Vec<String> = sent.iter().map(J::to_string).collect();
     let events = accepted(&lines, 86_400_000);
-    let reference = Reference::new(&defs, &events);
-    for d in &defs {
+    let reference = Reference::new(defs, &events);
+    for d in defs {
         let id = d["id"].as_str().unwrap();
         let (as_of, got) = members(client, server, id);
         assert!(as_of >= events.iter().map(|e| e.ts).max().unwrap(), "{id}: as_of {as_of} before the events sent");
@@ -255,4 +259,52 @@ fn a_restart_finds_every_definition_and_every_acknowledged_event() {
     assert_eq!(ids, BTreeSet::from(["a_twice", "pro", "pro_without_c"]));
     check_against_reference(&client, &server, &sent);
     assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn replacing_a_segment_recomputes_it_and_emits_only_the_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(2, dir.path());
+    let client = Client::new();
+    let sent = events(4, 100);
+    assert_eq!(
+        client.post(server.url("/v1/batch")).json(&json!({"batch": sent})).send().unwrap().status(),
+        StatusCode::OK
+    );
+    for s in SEGMENTS {
+        assert_eq!(client.post(server.url("/v1/segments")).body(s).send().unwrap().status(), StatusCode::CREATED);
+    }
+    check_against_reference(&client, &server, &sent);
+    // Used by pro_without_c: refused.
+    let r = client.put(server.url("/v1/segments/pro")).body(SEGMENTS[1]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let replacement = json!({"condition": {"performed": {"event": "A", "within": "2h", "at_least": 3}}});
+    let r = client.put(server.url("/v1/segments/a_twice")).json(&replacement).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let at = r.json::<J>().unwrap()["installed_at"].as_u64().unwrap();
+    let new_def = json!({"id": "a_twice", "condition": replacement["condition"]});
+    check_definitions(&client, &server, &sent, std::slice::from_ref(&new_def));
+    assert_eq!(server.stop().code(), Some(0));
+    // The change log: at the replace time, exits only (at least 3 implies at least 2), and
+    // the log adds up to the new membership.
+    let mut log: Vec<J> = Vec::new();
+    for f in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        log.extend(text.lines().map(|l| serde_json::from_str::<J>(l).unwrap()).filter(|c| c["segment"] == "a_twice"));
+    }
+    let at_replace: Vec<&J> = log.iter().filter(|c| c["time"] == at).collect();
+    assert!(!at_replace.is_empty(), "replacing dropped someone, so there are exits at {at}");
+    assert!(at_replace.iter().all(|c| c["change"] == "exit"), "{at_replace:?}");
+    let mut acc: std::collections::BTreeMap<String, i64> = Default::default();
+    for c in &log {
+        *acc.entry(c["user_id"].as_str().unwrap().to_string()).or_default() +=
+            if c["change"] == "enter" { 1 } else { -1 };
+    }
+    let lines: Vec<String> = sent.iter().map(J::to_string).collect();
+    let defs = [new_def];
+    let events = accepted(&lines, 86_400_000);
+    let reference = Reference::new(&defs, &events);
+    let members: BTreeSet<String> = acc.into_iter().filter(|(_, n)| *n == 1).map(|(u, _)| u).collect();
+    let last = log.iter().map(|c| c["time"].as_u64().unwrap()).max().unwrap();
+    assert_eq!(members, reference.members("a_twice", last));
 }
