@@ -38,13 +38,18 @@ pub enum Request {
         /// Segment id.
         id: String,
     },
+    /// The segments a user belongs to as of the request's time.
+    UserSegments {
+        /// The user id.
+        user_id: String,
+    },
 }
 
 impl Request {
     /// How many answers the request gets: one per worker for membership, else one.
     pub fn answers(&self, workers: usize) -> usize {
         match self {
-            Request::Members { .. } => workers,
+            Request::Members { .. } | Request::UserSegments { .. } => workers,
             _ => 1,
         }
     }
@@ -59,6 +64,8 @@ pub enum Answer {
     Removed(Time),
     /// One worker's members as of a time.
     Members(Time, Vec<Key>),
+    /// One worker's share of a user's segments as of a time.
+    Segments(Time, Vec<String>),
     /// The request could not be applied.
     Failed(String),
 }

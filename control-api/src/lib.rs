@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod problem;
 pub mod segments;
 pub mod store;
+pub mod users;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -43,6 +44,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/segments", post(segments::create).get(segments::list))
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
+        .route("/v1/users/{user_id}/segments", get(users::segments))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

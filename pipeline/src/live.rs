@@ -12,7 +12,7 @@ use crate::programs::{Programs, Sequenced};
 use journeyflow_connectors::wal::{part_path, Tail};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket};
 use journeyflow_operators::Time;
-use journeyflow_types::{decode_line, validate_segments};
+use journeyflow_types::{decode_line, validate_segments, Key};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -47,6 +47,12 @@ pub struct Shared {
     pub idle: Duration,
 }
 
+/// A query waiting for its time to be complete.
+enum Query {
+    Members(String),
+    User(Key),
+}
+
 /// A request as sequenced through the control input.
 #[derive(Debug, Serialize, Deserialize)]
 struct Sequence {
@@ -75,7 +81,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let out_path = shared.out_dir.join(format!("segment_changes-{index}.ndjson"));
     let mut out = std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(out_path)?);
     let mut next_ticket: u64 = (index as u64) << 48;
-    let mut pending: Vec<(Time, u64, String)> = Vec::new();
+    let mut pending: Vec<(Time, u64, Query)> = Vec::new();
     let mut max_seen: Option<(Time, Instant)> = None;
     let mut draining = false;
     loop {
@@ -125,13 +131,17 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         programs.advance(worker, heartbeat, |p, w, c| apply(p, w, c, shared, &mut pending, index));
         // Answer membership queries whose time is complete.
         let mut still = Vec::new();
-        for (time, ticket, id) in pending.drain(..) {
-            if !programs.installed().contains(&id) {
-                reply(shared, ticket, Answer::Failed(format!("no segment {id:?}")));
-            } else if let Some(members) = programs.members_at(&id, time) {
-                reply(shared, ticket, Answer::Members(time, members));
-            } else {
-                still.push((time, ticket, id));
+        for (time, ticket, query) in pending.drain(..) {
+            let answer = match &query {
+                Query::Members(id) if !programs.installed().contains(id) => {
+                    Some(Answer::Failed(format!("no segment {id:?}")))
+                }
+                Query::Members(id) => programs.members_at(id, time).map(|m| Answer::Members(time, m)),
+                Query::User(user) => programs.user_segments_at(*user, time).map(|s| Answer::Segments(time, s)),
+            };
+            match answer {
+                Some(answer) => reply(shared, ticket, answer),
+                None => still.push((time, ticket, query)),
             }
         }
         pending = still;
@@ -175,7 +185,7 @@ fn apply(
     worker: &mut Worker,
     command: Sequenced,
     shared: &Shared,
-    pending: &mut Vec<(Time, u64, String)>,
+    pending: &mut Vec<(Time, u64, Query)>,
     index: usize,
 ) {
     let Ok(Sequence { ticket, request }) = serde_json::from_str::<Sequence>(&command.text) else {
@@ -216,7 +226,11 @@ fn apply(
             Err(e) => Answer::Failed(e.to_string()),
         },
         Request::Members { id } => {
-            pending.push((command.time, ticket, id));
+            pending.push((command.time, ticket, Query::Members(id)));
+            return;
+        }
+        Request::UserSegments { user_id } => {
+            pending.push((command.time, ticket, Query::User(Key::of(&user_id))));
             return;
         }
     };

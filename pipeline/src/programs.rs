@@ -439,6 +439,35 @@ impl Programs {
         Some(members)
     }
 
+    /// The installed segments `user` belongs to on this worker as of `time` (where the user's
+    /// memberships live), once every segment is complete through `time`.
+    pub fn user_segments_at(&mut self, user: UserId, time: Time) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for (id, program) in &mut self.segments {
+            let mut upper = Antichain::new();
+            program.members.read_upper(&mut upper);
+            let physical = program.members.get_physical_compaction().to_owned();
+            if upper.less_equal(&time) || !timely::PartialOrder::less_equal(&physical.borrow(), &upper.borrow()) {
+                return None;
+            }
+            let batches = program.members.spans_through(upper.borrow())?;
+            let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
+            cursor.seek_key(&storage, &user);
+            if cursor.get_key(&storage) == Some(&user) {
+                let mut count = 0;
+                cursor.map_times(&storage, |t, r| {
+                    if *t <= time {
+                        count += *r;
+                    }
+                });
+                if count > 0 {
+                    out.push(id.clone());
+                }
+            }
+        }
+        Some(out)
+    }
+
     /// Whether segment `id` is complete through `time` on this worker.
     pub fn complete(&mut self, id: &str, time: Time) -> bool {
         let Some(program) = self.segments.get_mut(id) else { return false };

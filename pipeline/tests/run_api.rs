@@ -165,6 +165,23 @@ fn scenario(workers: usize) {
         sent.push(e);
     }
     check_against_reference(&client, &server, &sent);
+    // A user's segments, as of the time the answer states.
+    let lines: Vec<String> = sent.iter().map(J::to_string).collect();
+    let defs: Vec<J> = SEGMENTS.iter().map(|s| serde_json::from_str(s).unwrap()).collect();
+    let reference = Reference::new(&defs, &accepted(&lines, 86_400_000));
+    for user in ["user0", "user3", "user7"] {
+        let r: J = client.get(server.url(&format!("/v1/users/{user}/segments"))).send().unwrap().json().unwrap();
+        let as_of = r["as_of"].as_u64().unwrap();
+        let got: BTreeSet<&str> = r["segments"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+        let want: BTreeSet<&str> = defs
+            .iter()
+            .map(|d| d["id"].as_str().unwrap())
+            .filter(|id| reference.members(id, as_of).contains(user))
+            .collect();
+        assert_eq!(got, want, "{user} as of {as_of}");
+    }
+    let r = client.get(server.url("/v1/users/nobody/segments")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Removal: refused while used, then allowed in order.
     let r = client.delete(server.url("/v1/segments/pro")).send().unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
