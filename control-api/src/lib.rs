@@ -3,6 +3,7 @@
 //! worker: they validate, append, or send a request and await its answers.
 
 pub mod answers;
+pub mod auth;
 pub mod handle;
 pub mod ingest;
 pub mod problem;
@@ -30,21 +31,29 @@ pub struct AppState {
     pub answers: Arc<answers::Answers>,
     /// Where definitions persist.
     pub store: Arc<store::Store>,
+    /// Accepted credentials.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// The routes, with a body size limit in bytes (larger bodies get 413).
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    let ingest = Router::new()
         .route("/v1/track", post(ingest::track))
         .route("/v1/identify", post(ingest::identify))
         .route("/v1/page", post(ingest::page))
         .route("/v1/screen", post(ingest::screen))
         .route("/v1/batch", post(ingest::batch))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::ingest));
+    let control = Router::new()
         .route("/v1/segments", post(segments::create).get(segments::list))
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
         .route("/v1/users/{user_id}/segments", get(users::segments))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::control));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(ingest)
+        .merge(control)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -30,8 +30,14 @@ impl Server {
 
     /// A server over an existing data directory.
     fn start_in(workers: usize, dir: &std::path::Path) -> Server {
+        Server::start_with(workers, dir, &[])
+    }
+
+    /// A server with extra arguments.
+    fn start_with(workers: usize, dir: &std::path::Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
             .args(["run", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--max-body-bytes", "100000"])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir)
             .stderr(Stdio::piped())
@@ -324,4 +330,39 @@ fn replacing_a_segment_recomputes_it_and_emits_only_the_differences() {
     let members: BTreeSet<String> = acc.into_iter().filter(|(_, n)| *n == 1).map(|(u, _)| u).collect();
     let last = log.iter().map(|c| c["time"].as_u64().unwrap()).max().unwrap();
     assert_eq!(members, reference.members("a_twice", last));
+}
+
+#[test]
+fn with_credentials_configured_calls_without_them_get_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(1, dir.path(), &["--api-token", "s3cret", "--write-key", "wk1"]);
+    let client = Client::new();
+    let event = json!({"event": "A", "userId": "u1"});
+    let r = client.post(server.url("/v1/track")).json(&event).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let r = client.post(server.url("/v1/track")).basic_auth("nope", Some("")).json(&event).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = client.post(server.url("/v1/track")).basic_auth("wk1", Some("")).json(&event).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(client.get(server.url("/v1/segments")).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    let r = client.get(server.url("/v1/segments")).bearer_auth("wrong").send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(client.get(server.url("/v1/segments")).bearer_auth("s3cret").send().unwrap().status(), StatusCode::OK);
+    assert_eq!(client.get(server.url("/healthz")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn an_open_server_on_a_public_address_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        .args(["run", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("JOURNEYFLOW_API_TOKEN")
+        .env_remove("JOURNEYFLOW_WRITE_KEYS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"), "{}", String::from_utf8_lossy(&out.stderr));
 }

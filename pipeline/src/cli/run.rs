@@ -8,6 +8,7 @@ use crate::engine::{IngestConfig, LatePolicy};
 use crate::live::{run_worker, Shared};
 use anyhow::Context;
 use journeyflow_connectors::wal::Wal;
+use journeyflow_control_api::auth::Auth;
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_control_api::store::Store;
 use journeyflow_control_api::{router, AppState};
@@ -42,10 +43,26 @@ pub struct RunArgs {
     /// Request bodies larger than this many bytes get 413.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+    /// Bearer token every control call must carry.
+    #[arg(long, env = "JOURNEYFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// A Segment write key ingest calls may use as Basic auth user name (repeatable).
+    #[arg(long = "write-key", env = "JOURNEYFLOW_WRITE_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub write_keys: Vec<String>,
+    /// Allow a non-loopback address with neither an API token nor write keys.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Runs until SIGINT or SIGTERM.
 pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() && args.api_token.is_none() && args.write_keys.is_empty() && !args.insecure {
+        anyhow::bail!(
+            "refusing to listen on {} with neither --api-token nor --write-key: anyone could install \
+             definitions and send events (pass --insecure to do it anyway)",
+            args.listen
+        );
+    }
     let workers = args.workers.max(1);
     let wal_dir = args.data_dir.join("ingest");
     let wal = Arc::new(Wal::open(&wal_dir, workers).with_context(|| format!("opening {}", wal_dir.display()))?);
@@ -90,6 +107,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(30),
             answers: Arc::default(),
             store: store.clone(),
+            auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
         };
         // What the store had, then what `--segments` adds.
         let mut defs = store.load()?;
