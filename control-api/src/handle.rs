@@ -89,6 +89,8 @@ pub struct Progress {
     pub events_processed: AtomicU64,
     /// The lowest worker watermark (event time).
     pub watermark: AtomicU64,
+    /// Members per installed segment (summed from the change outputs).
+    pub segment_sizes: Mutex<BTreeMap<String, i64>>,
 }
 
 /// The shared side of the engine, cloned into every handler.

@@ -6,6 +6,7 @@ pub mod answers;
 pub mod auth;
 pub mod handle;
 pub mod ingest;
+pub mod metrics;
 pub mod problem;
 pub mod segments;
 pub mod store;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub store: Arc<store::Store>,
     /// Accepted credentials.
     pub auth: Arc<auth::Auth>,
+    /// Renders `/metrics`.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The routes, with a body size limit in bytes (larger bodies get 413).
@@ -52,6 +55,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::control));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(metrics::ready))
+        .route("/metrics", get(metrics::render))
         .merge(ingest)
         .merge(control)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

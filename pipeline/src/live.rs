@@ -147,7 +147,12 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         pending = still;
         programs.hold_compaction(pending.iter().map(|p| p.0).min());
         for id in programs.installed() {
-            for c in programs.take_changes(&id) {
+            let changes = programs.take_changes(&id);
+            if !changes.is_empty() {
+                let delta: i64 = changes.iter().map(|c| c.diff as i64).sum();
+                *shared.handle.progress.segment_sizes.lock().expect("lock").entry(id.clone()).or_default() += delta;
+            }
+            for c in changes {
                 let name = shared.handle.name(&c.user).unwrap_or_else(|| c.user.to_string().into());
                 let change = if c.diff > 0 { "enter" } else { "exit" };
                 serde_json::to_writer(&mut out, &ChangeLine { segment: &id, user_id: &name, change, time: c.time })?;
@@ -222,7 +227,10 @@ fn apply(
             }
         }
         Request::RemoveSegment { id } => match programs.remove_segment(worker, &id) {
-            Ok(()) => Answer::Removed(command.time),
+            Ok(()) => {
+                shared.handle.progress.segment_sizes.lock().expect("lock").remove(&id);
+                Answer::Removed(command.time)
+            }
             Err(e) => Answer::Failed(e.to_string()),
         },
         Request::Members { id } => {

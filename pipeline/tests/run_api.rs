@@ -188,6 +188,16 @@ fn scenario(workers: usize) {
     }
     let r = client.get(server.url("/v1/users/nobody/segments")).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Metrics: what was sent, and segment sizes (the trait segment does not move with time).
+    assert_eq!(client.get(server.url("/readyz")).send().unwrap().status(), StatusCode::OK);
+    let (_, pro) = members(&client, &server, "pro");
+    let text = client.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    let value = |name: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    };
+    assert_eq!(value("journeyflow_events_in_total"), Some(sent.len() as f64), "{text}");
+    assert_eq!(value("journeyflow_segment_members{segment=\"pro\"}"), Some(pro.len() as f64), "{text}");
+    assert!(value("journeyflow_watermark_lag_seconds").is_some(), "{text}");
     // Removal: refused while used, then allowed in order.
     let r = client.delete(server.url("/v1/segments/pro")).send().unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);

@@ -107,6 +107,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             timeout: Duration::from_secs(30),
             answers: Arc::default(),
             store: store.clone(),
+            metrics: Some(journeyflow_control_api::metrics::install()?),
             auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
         };
         // What the store had, then what `--segments` adds.

@@ -1,0 +1,45 @@
+//! `/metrics` (Prometheus text) and `/readyz`. Counters are kept by the `metrics` crate
+//! (ingest counts as it appends); gauges are read from the workers' progress when scraped:
+//! events processed, rejected, the watermark and its lag behind the wall clock, and each
+//! segment's size.
+
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::Ordering;
+
+/// Installs the process-wide Prometheus recorder and returns the handle that renders it.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new().install_recorder().map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    let Some(handle) = &state.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
+    };
+    let progress = &state.engine.progress;
+    metrics::gauge!("journeyflow_events_processed").set(progress.events_processed.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("journeyflow_events_rejected").set(progress.rejected.load(Ordering::Relaxed) as f64);
+    let watermark = progress.watermark.load(Ordering::Relaxed);
+    metrics::gauge!("journeyflow_watermark_ms").set(watermark as f64);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    metrics::gauge!("journeyflow_watermark_lag_seconds").set(now.saturating_sub(watermark) as f64 / 1000.0);
+    if let Ok(sizes) = progress.segment_sizes.lock() {
+        for (id, size) in sizes.iter() {
+            metrics::gauge!("journeyflow_segment_members", "segment" => id.clone()).set(*size as f64);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+}
+
+/// `GET /readyz`: ready once every worker has gone round its loop.
+pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    if state.engine.progress.watermark.load(Ordering::Relaxed) > 0 {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
+}
