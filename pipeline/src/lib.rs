@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod config;
 pub mod engine;
 pub mod journey_output;
 pub mod live;

@@ -375,4 +375,10 @@ fn an_open_server_on_a_public_address_is_refused_at_start() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A config file with a misspelt key is refused, naming the key.
+    let config = dir.path().join("journeyflow.toml");
+    std::fs::write(&config, "workers = 1\n[api]\ntokn = \"x\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_journeyflow")).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tokn"), "{}", String::from_utf8_lossy(&out.stderr));
 }

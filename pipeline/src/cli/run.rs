@@ -4,6 +4,7 @@
 //! `DATA_DIR/definitions.json`) and those of `--segments`. Stops cleanly on
 //! SIGINT/SIGTERM: stops accepting, lets the workers drain the log and flush, exits 0.
 
+use crate::config::{FileConfig, LiveConfig};
 use crate::engine::{IngestConfig, LatePolicy};
 use crate::live::{run_worker, Shared};
 use anyhow::Context;
@@ -19,30 +20,34 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Arguments of `journeyflow run`.
-#[derive(Debug, Clone, clap::Args)]
+/// Arguments of `journeyflow run`: each overrides the config file, which overrides the
+/// defaults (see `LiveConfig`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RunArgs {
-    /// Address of the HTTP server.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Where the ingest log and outputs live.
-    #[arg(long, default_value = "journeyflow-data")]
-    pub data_dir: PathBuf,
+    /// A TOML config file.
+    #[arg(long, env = "JOURNEYFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP server [default: 127.0.0.1:8080].
+    #[arg(long, env = "JOURNEYFLOW_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where the ingest log, definitions and outputs live [default: journeyflow-data].
+    #[arg(long, env = "JOURNEYFLOW_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Segments to install at start (a JSON array of definitions).
-    #[arg(long)]
+    #[arg(long, env = "JOURNEYFLOW_SEGMENTS")]
     pub segments: Option<PathBuf>,
-    /// Timely worker threads.
-    #[arg(long, short = 'w', default_value_t = 1)]
-    pub workers: usize,
-    /// How far the watermark trails the largest event time (later events are clamped to it).
-    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
-    pub allowed_lateness: u64,
-    /// With no new events for this long, event time follows the wall clock.
-    #[arg(long, default_value = "200ms", value_parser = super::parse_duration)]
-    pub idle_timeout: u64,
-    /// Request bodies larger than this many bytes get 413.
-    #[arg(long, default_value_t = 4 << 20)]
-    pub max_body_bytes: usize,
+    /// Timely worker threads [default: 1].
+    #[arg(long, short = 'w', env = "JOURNEYFLOW_WORKERS")]
+    pub workers: Option<usize>,
+    /// How far the watermark trails the largest event time; later events are clamped to it [default: 1s].
+    #[arg(long, env = "JOURNEYFLOW_ALLOWED_LATENESS", value_parser = super::parse_duration)]
+    pub allowed_lateness: Option<u64>,
+    /// With no new events for this long, event time follows the wall clock [default: 200ms].
+    #[arg(long, env = "JOURNEYFLOW_IDLE_TIMEOUT", value_parser = super::parse_duration)]
+    pub idle_timeout: Option<u64>,
+    /// Request bodies larger than this many bytes get 413 [default: 4194304].
+    #[arg(long, env = "JOURNEYFLOW_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
     /// Bearer token every control call must carry.
     #[arg(long, env = "JOURNEYFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
@@ -50,12 +55,37 @@ pub struct RunArgs {
     #[arg(long = "write-key", env = "JOURNEYFLOW_WRITE_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub write_keys: Vec<String>,
     /// Allow a non-loopback address with neither an API token nor write keys.
-    #[arg(long)]
+    #[arg(long, env = "JOURNEYFLOW_INSECURE")]
     pub insecure: bool,
+}
+
+impl RunArgs {
+    /// Defaults, then the config file, then these arguments.
+    pub fn resolve(&self) -> anyhow::Result<LiveConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::read(path)?,
+            None => FileConfig::default(),
+        };
+        let base = file.over_defaults()?;
+        Ok(LiveConfig {
+            listen: self.listen.unwrap_or(base.listen),
+            data_dir: self.data_dir.clone().unwrap_or(base.data_dir),
+            segments: self.segments.clone().or(base.segments),
+            workers: self.workers.unwrap_or(base.workers).max(1),
+            allowed_lateness: self.allowed_lateness.unwrap_or(base.allowed_lateness),
+            idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
+            max_body_bytes: self.max_body_bytes.unwrap_or(base.max_body_bytes),
+            api_token: self.api_token.clone().or(base.api_token),
+            write_keys: if self.write_keys.is_empty() { base.write_keys } else { self.write_keys.clone() },
+            insecure: self.insecure || base.insecure,
+        })
+    }
 }
 
 /// Runs until SIGINT or SIGTERM.
 pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let args = &config;
     if !args.listen.ip().is_loopback() && args.api_token.is_none() && args.write_keys.is_empty() && !args.insecure {
         anyhow::bail!(
             "refusing to listen on {} with neither --api-token nor --write-key: anyone could install \
