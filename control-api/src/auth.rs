@@ -1,11 +1,12 @@
 //! Who may call what: with an API token configured, every control call needs
-//! `Authorization: Bearer <token>`; with write keys configured, ingest calls need Segment's
-//! write-key Basic auth (the key as the user name, any password). `/healthz` stays open.
+//! `Authorization: Bearer <token>`; with write keys configured, ingest calls need a write key
+//! as Segment's API takes it: Basic auth with the key as user name, or `writeKey` in the
+//! body. `/healthz`, `/readyz` and `/metrics` stay open.
 
 use crate::problem::Problem;
 use crate::AppState;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -35,24 +36,28 @@ pub async fn control(State(state): State<AppState>, request: Request, next: Next
     }
 }
 
-/// Middleware for ingest routes.
-pub async fn ingest(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Checks an ingest call's write key: Basic auth (the key as user name) or, as Segment's
+/// libraries send it, a `writeKey` field in the body; the 401 answer when it has neither.
+pub fn ingest(state: &AppState, headers: &HeaderMap, body: &serde_json::Value) -> Option<Response> {
     if state.auth.write_keys.is_empty() {
-        return next.run(request).await;
+        return None;
     }
-    let key = request
-        .headers()
+    let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
         .and_then(|raw| String::from_utf8(raw).ok())
         .map(|user_pass| user_pass.split_once(':').map_or(user_pass.clone(), |(u, _)| u.to_string()));
-    match key {
-        Some(k) if state.auth.write_keys.iter().any(|w| constant_time_eq(w.as_bytes(), k.as_bytes())) => {
-            next.run(request).await
-        }
-        _ => unauthorized("Basic realm=\"journeyflow\"", "ingest needs a write key as Basic auth user name"),
+    let from_body = body.get("writeKey").and_then(|k| k.as_str()).map(String::from);
+    let known = |k: &String| state.auth.write_keys.iter().any(|w| constant_time_eq(w.as_bytes(), k.as_bytes()));
+    if from_header.iter().chain(from_body.iter()).any(known) {
+        None
+    } else {
+        Some(unauthorized(
+            "Basic realm=\"journeyflow\"",
+            "ingest needs a write key (Basic auth user name or \"writeKey\")",
+        ))
     }
 }
 

@@ -5,10 +5,13 @@
 //! to its user's partition of the durable ingest log; the answer comes after the log is on
 //! disk. A bad event in a batch is reported by index and the others are accepted.
 
+use crate::auth;
 use crate::problem::{parse_json, Problem};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use journeyflow_types::decode_line;
 use serde::Serialize;
@@ -92,41 +95,47 @@ async fn accept(state: &AppState, events: Vec<Value>, kind: Option<&'static str>
     Ok(Accepted { success: rejected.is_empty(), accepted, rejected })
 }
 
-async fn single(state: &AppState, body: &[u8], kind: &'static str) -> Result<Json<Accepted>, Problem> {
+async fn single(state: &AppState, headers: &HeaderMap, body: &[u8], kind: &'static str) -> Result<Response, Problem> {
     let event = parse_json(body)?;
+    if let Some(denied) = auth::ingest(state, headers, &event) {
+        return Ok(denied);
+    }
     let answer = accept(state, vec![event], Some(kind)).await?;
     if let Some(r) = answer.rejected.first() {
         return Err(Problem::bad_request(r.error.clone()));
     }
-    Ok(Json(answer))
+    Ok(Json(answer).into_response())
 }
 
 /// `POST /v1/track`.
-pub async fn track(State(state): State<AppState>, body: Bytes) -> Result<Json<Accepted>, Problem> {
-    single(&state, &body, "track").await
+pub async fn track(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    single(&state, &headers, &body, "track").await
 }
 
 /// `POST /v1/identify`.
-pub async fn identify(State(state): State<AppState>, body: Bytes) -> Result<Json<Accepted>, Problem> {
-    single(&state, &body, "identify").await
+pub async fn identify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    single(&state, &headers, &body, "identify").await
 }
 
 /// `POST /v1/page`.
-pub async fn page(State(state): State<AppState>, body: Bytes) -> Result<Json<Accepted>, Problem> {
-    single(&state, &body, "page").await
+pub async fn page(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    single(&state, &headers, &body, "page").await
 }
 
 /// `POST /v1/screen`.
-pub async fn screen(State(state): State<AppState>, body: Bytes) -> Result<Json<Accepted>, Problem> {
-    single(&state, &body, "screen").await
+pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    single(&state, &headers, &body, "screen").await
 }
 
 /// `POST /v1/batch`: `{"batch": [event, ...]}`, each event with its `type`; fields of the
 /// envelope other than `batch` (such as `context` or `writeKey`) are ignored.
-pub async fn batch(State(state): State<AppState>, body: Bytes) -> Result<Json<Accepted>, Problem> {
+pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let body = parse_json(&body)?;
+    if let Some(denied) = auth::ingest(&state, &headers, &body) {
+        return Ok(denied);
+    }
     let Some(Value::Array(events)) = body.get("batch").cloned() else {
         return Err(Problem::bad_request("expected an object with an array \"batch\""));
     };
-    Ok(Json(accept(&state, events, None).await?))
+    Ok(Json(accept(&state, events, None).await?).into_response())
 }

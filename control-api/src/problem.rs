@@ -67,6 +67,9 @@ impl IntoResponse for Problem {
             "title": self.status.canonical_reason().unwrap_or("error"),
             "status": self.status.as_u16(),
             "detail": self.detail,
+            // What Segment's client libraries read from an error answer.
+            "code": self.status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_"),
+            "message": self.detail,
         });
         if !self.errors.is_empty() {
             body["errors"] = json!(self.errors);

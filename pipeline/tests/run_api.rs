@@ -382,3 +382,37 @@ fn an_open_server_on_a_public_address_is_refused_at_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tokn"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn events_from_segments_own_python_library_reach_the_segments() {
+    let python = std::env::var("JOURNEYFLOW_PYTHON")
+        .expect("JOURNEYFLOW_PYTHON names a Python with segment-analytics-python (scripts/test.sh installs one)");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(1, dir.path(), &["--write-key", "wk-python"]);
+    let client = Client::new();
+    for s in SEGMENTS {
+        assert_eq!(client.post(server.url("/v1/segments")).body(s).send().unwrap().status(), StatusCode::CREATED);
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/segment_client.py");
+    let out = Command::new(python).arg(script).args([&server.base, "wk-python"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The answers are as of a time after the events were acknowledged.
+    let segments = |user: &str| -> BTreeSet<String> {
+        let r: J = client.get(server.url(&format!("/v1/users/{user}/segments"))).send().unwrap().json().unwrap();
+        r["segments"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(segments("py-user-1"), BTreeSet::from(["a_twice".to_string(), "pro".into(), "pro_without_c".into()]));
+    assert_eq!(segments("py-user-2"), BTreeSet::new());
+    // And the changes came out: py-user-1 entered the three segments.
+    assert_eq!(server.stop().code(), Some(0));
+    let mut entered = BTreeSet::new();
+    for f in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        for line in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+            let c: J = serde_json::from_str(line).unwrap();
+            if c["user_id"] == "py-user-1" && c["change"] == "enter" {
+                entered.insert(c["segment"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(entered.len(), 3, "{entered:?}");
+}
