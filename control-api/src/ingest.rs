@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// One rejected event of a request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Rejected {
     /// Position in the batch (0 for single calls).
     pub index: usize,
@@ -29,7 +29,7 @@ pub struct Rejected {
 }
 
 /// The answer to an ingest call.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     /// As Segment answers.
     pub success: bool,
@@ -108,27 +108,42 @@ async fn single(state: &AppState, headers: &HeaderMap, body: &[u8], kind: &'stat
 }
 
 /// `POST /v1/track`.
+#[utoipa::path(post, path = "/v1/track", tag = "ingest", request_body = serde_json::Value,
+    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
+               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
 pub async fn track(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, &body, "track").await
 }
 
 /// `POST /v1/identify`.
+#[utoipa::path(post, path = "/v1/identify", tag = "ingest", request_body = serde_json::Value,
+    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
+               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
 pub async fn identify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, &body, "identify").await
 }
 
 /// `POST /v1/page`.
+#[utoipa::path(post, path = "/v1/page", tag = "ingest", request_body = serde_json::Value,
+    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
+               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
 pub async fn page(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, &body, "page").await
 }
 
 /// `POST /v1/screen`.
+#[utoipa::path(post, path = "/v1/screen", tag = "ingest", request_body = serde_json::Value,
+    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
+               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
 pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, &body, "screen").await
 }
 
 /// `POST /v1/batch`: `{"batch": [event, ...]}`, each event with its `type`; fields of the
 /// envelope other than `batch` (such as `context` or `writeKey`) are ignored.
+#[utoipa::path(post, path = "/v1/batch", tag = "ingest", request_body = serde_json::Value,
+    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
+               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
 pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     let body = parse_json(&body)?;
     if let Some(denied) = auth::ingest(&state, &headers, &body) {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod handle;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod segments;
 pub mod store;
@@ -56,6 +57,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(metrics::ready))
         .route("/metrics", get(metrics::render))
+        .route("/v1/openapi.json", get(openapi::document))
         .merge(ingest)
         .merge(control)
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))

@@ -78,6 +78,35 @@ impl IntoResponse for Problem {
     }
 }
 
+/// The shape of a problem document, for the OpenAPI description.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ProblemDoc {
+    /// Always `about:blank`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What is wrong.
+    pub detail: String,
+    /// Segment's error code field.
+    pub code: String,
+    /// Segment's error message field (the detail).
+    pub message: String,
+    /// Validation errors, each with its JSON path.
+    pub errors: Option<Vec<ErrorDoc>>,
+}
+
+/// One validation error in a problem document.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDoc {
+    /// JSON path, such as `$.condition.performed.within`.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
 /// Parses a JSON body, or says why not (400).
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("malformed JSON body: {e}")))

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 /// A segment as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentView {
     /// Id.
     pub id: String,
@@ -27,6 +27,9 @@ fn view(def: &SegmentDefinition) -> SegmentView {
 
 /// `POST /v1/segments`: validates and installs one definition; its members are computed over
 /// the retained history at once.
+#[utoipa::path(post, path = "/v1/segments", tag = "segments", request_body = serde_json::Value,
+    responses((status = 201, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
+              (status = 422, body = crate::problem::ProblemDoc)))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
     let body = parse_json(&body)?;
     let known: BTreeSet<String> = state.engine.segments.lock().expect("lock").keys().cloned().collect();
@@ -54,6 +57,10 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(Statu
 /// `PUT /v1/segments/{id}`: replaces the definition; the membership is recomputed from the
 /// retained history and only the resulting differences are emitted as changes. Refused (409)
 /// while another segment uses it.
+#[utoipa::path(put, path = "/v1/segments/{id}", tag = "segments", request_body = serde_json::Value,
+    params(("id" = String, Path, description = "segment id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
+              (status = 422, body = crate::problem::ProblemDoc)))]
 pub async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -110,17 +117,22 @@ fn relative(mut e: ValidationError) -> ValidationError {
 }
 
 /// `GET /v1/segments`.
+#[utoipa::path(get, path = "/v1/segments", tag = "segments", responses((status = 200, body = Vec<SegmentView>)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<SegmentView>> {
     Json(state.engine.segments.lock().expect("lock").values().map(view).collect())
 }
 
 /// `GET /v1/segments/{id}`.
+#[utoipa::path(get, path = "/v1/segments/{id}", tag = "segments", params(("id" = String, Path, description = "segment id")),
+    responses((status = 200, body = SegmentView), (status = 404, body = crate::problem::ProblemDoc)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SegmentView>, Problem> {
     let segments = state.engine.segments.lock().expect("lock");
     segments.get(&id).map(|d| Json(view(d))).ok_or_else(|| Problem::not_found(format!("no segment {id:?}")))
 }
 
 /// `DELETE /v1/segments/{id}`: refused while another segment refers to it.
+#[utoipa::path(delete, path = "/v1/segments/{id}", tag = "segments", params(("id" = String, Path, description = "segment id")),
+    responses((status = 204), (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc)))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, Problem> {
     {
         let segments = state.engine.segments.lock().expect("lock");
@@ -145,7 +157,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 /// Paging of member listings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct Page {
     /// The last user id of the previous page.
     pub cursor: Option<String>,
@@ -154,14 +166,14 @@ pub struct Page {
 }
 
 /// One member.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Member {
     /// The user id.
     pub user_id: String,
 }
 
 /// A page of members.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Members {
     /// The event time the answer is complete up to (inclusive).
     pub as_of: u64,
@@ -174,6 +186,9 @@ pub struct Members {
 /// `GET /v1/segments/{id}/members?cursor=&limit=`. A first page is answered as of the time
 /// the request is sequenced; its cursor (`<as_of>.<last user id>`) pages through that same
 /// answer while it is cached, so every page of a listing shows one moment.
+#[utoipa::path(get, path = "/v1/segments/{id}/members", tag = "segments",
+    params(("id" = String, Path, description = "segment id"), Page),
+    responses((status = 200, body = Members), (status = 400, body = crate::problem::ProblemDoc), (status = 404, body = crate::problem::ProblemDoc)))]
 pub async fn members(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -10,7 +10,7 @@ use journeyflow_types::Key;
 use serde::Serialize;
 
 /// A user's memberships.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserSegments {
     /// The user id.
     pub user_id: String,
@@ -21,6 +21,9 @@ pub struct UserSegments {
 }
 
 /// `GET /v1/users/{user_id}/segments`; 404 for a user no event has named.
+#[utoipa::path(get, path = "/v1/users/{user_id}/segments", tag = "users",
+    params(("user_id" = String, Path, description = "user id")),
+    responses((status = 200, body = UserSegments), (status = 404, body = crate::problem::ProblemDoc)))]
 pub async fn segments(
     State(state): State<AppState>,
     Path(user_id): Path<String>,

@@ -230,6 +230,8 @@ fn client_mistakes_get_the_right_4xx_as_problem_documents() {
         assert_eq!(r.headers()["content-type"], "application/problem+json");
         r.json().unwrap()
     };
+    let doc: J = client.get(server.url("/v1/openapi.json")).send().unwrap().json().unwrap();
+    assert!(doc["paths"]["/v1/segments/{id}/members"]["get"].is_object(), "{doc}");
     let p = problem(client.post(server.url("/v1/segments")).body("{not json").send().unwrap(), StatusCode::BAD_REQUEST);
     assert!(p["detail"].as_str().unwrap().contains("malformed JSON"), "{p}");
     let bad = r#"{"id": "Bad Id", "condition": {"performed": {"event": "A", "within": "3 days"}}, "colour": 1}"#;
