@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Measures `journeyflow run` on the standard workload: HTTP ingest events/s through
+/v1/batch on loopback, then, over the retained events, the time from POST /v1/segments to
+the first members answer for each of S1-S6, beside the time of a members answer for a
+segment already installed (the baseline: what any answer costs, measured in the same run).
+
+    scripts/bench-run.py EVENTS_FILE [WORKERS]
+
+The events are shifted in time to end two seconds ago, as live events would."""
+
+import json, os, re, subprocess, sys, tempfile, time, urllib.request
+
+events_file = sys.argv[1]
+workers = sys.argv[2] if len(sys.argv) > 2 else "2"
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+binary = os.path.join(root, "target", "release", "journeyflow")
+data = tempfile.mkdtemp(prefix="jf-bench-")
+server = subprocess.Popen([binary, "run", "--listen", "127.0.0.1:0", "--workers", workers, "--data-dir", data,
+                           "--max-body-bytes", str(64 << 20)], stderr=subprocess.PIPE, text=True)
+base = None
+for line in server.stderr:
+    m = re.match(r"journeyflow listening on (\S+)", line)
+    if m:
+        base = m.group(1)
+        break
+
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.loads(r.read() or b"null")
+
+def metric(name):
+    text = urllib.request.urlopen(base + "/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+lines = open(events_file).read().splitlines()
+events = [json.loads(l) for l in lines]
+shift = int(time.time() * 1000) - 2000 - max(e["timestamp"] for e in events)
+for e in events:
+    e["timestamp"] += shift
+batches = [events[i:i + 10000] for i in range(0, len(events), 10000)]
+bodies = [json.dumps({"batch": b}).encode() for b in batches]
+start = time.time()
+for body in bodies:
+    req = urllib.request.Request(base + "/v1/batch", data=body, method="POST", headers={"content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=600).read()
+ingest_s = time.time() - start
+while metric("journeyflow_events_processed") < len(events):
+    time.sleep(0.05)
+processed_s = time.time() - start
+segments = json.load(open(os.path.join(root, "datasets", "sample", "segments.json")))
+order = ["s1_pro_north_america", "s2_frequent_viewer", "s3_lapsed_buyer", "s4_high_value", "s5_window_shopper",
+         "s6_abandoned_cart"]
+rows = []
+for sid in order:
+    definition = next(s for s in segments if s["id"] == sid)
+    t0 = time.time()
+    call("POST", "/v1/segments", definition)
+    answer = call("GET", "/v1/segments/%s/members?limit=1" % sid)
+    install = time.time() - t0
+    t1 = time.time()
+    call("GET", "/v1/segments/%s/members?limit=1" % sid)
+    baseline = time.time() - t1
+    size = metric('journeyflow_segment_members{segment="%s"}' % sid)
+    rows.append((sid, install, baseline, int(size)))
+server.terminate()
+server.wait()
+print("journeyflow run, %d events over HTTP, %s workers, %d cores, %s" % (
+    len(events), workers, os.cpu_count(), time.strftime("%Y-%m-%d")))
+print("  ingest /v1/batch (10k events per request, fsynced): %.2f s, %.0f events/s; all processed after %.2f s" % (
+    ingest_s, len(events) / ingest_s, processed_s))
+print("  %-22s %10s %12s %8s %8s" % ("segment", "install_s", "answer_s", "ratio", "members"))
+for sid, install, baseline, size in rows:
+    print("  %-22s %10.3f %12.3f %8.2f %8d" % (sid, install, baseline, install / baseline, size))
