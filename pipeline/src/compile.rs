@@ -50,6 +50,11 @@ impl<'s> Compiler<'s> {
             .collect()
     }
 
+    /// The events this compiler reads.
+    pub fn events(&self) -> VecCollection<'s, Time, SharedEvent> {
+        self.events.clone()
+    }
+
     /// Every user with at least one event at or before the current time.
     pub fn universe(&mut self) -> Users<'s> {
         if self.universe.is_none() {

@@ -162,7 +162,7 @@ impl Engine {
                 .map(|(i, plan)| {
                     let conditions = compiler.journey_conditions(plan);
                     let plan = Rc::new(plan.clone());
-                    journey(plan, i as u32, events.clone(), conditions, control.clone(), Status::Ongoing)
+                    journey(plan, i as u32, events.clone(), conditions, control.clone(), Status::Ongoing, None)
                 })
                 .collect();
             let outputs = scope.concatenate(outputs);

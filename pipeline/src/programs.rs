@@ -19,6 +19,9 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use journeyflow_operators::dedup::dedup;
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
+use journeyflow_operators::journey::{journey, Control};
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::{Event, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
@@ -50,6 +53,52 @@ pub struct MemberChange {
     pub diff: isize,
 }
 
+/// The base traces, borrowed to import into a program's dataflow.
+struct Base<'a> {
+    events: &'a mut EventsTrace,
+    universe: &'a mut UsersTrace,
+    traits: &'a mut TraitsTrace,
+}
+
+impl Base<'_> {
+    /// A compiler over imports (as of `at`) of the base traces and of the memberships of the
+    /// segments in `uses`; the imports' shutdown buttons go to `buttons`.
+    fn import<'s>(
+        self,
+        scope: timely::dataflow::Scope<'s, Time>,
+        segments: &mut BTreeMap<String, SegmentProgram>,
+        uses: &[String],
+        at: Time,
+        buttons: &mut Vec<Button>,
+    ) -> Compiler<'s> {
+        let since = |compacted: AntichainRef<Time>| {
+            Antichain::from_elem(compacted.first().copied().unwrap_or(Time::MAX).max(at))
+        };
+        let until = Antichain::new;
+        let s = since(self.events.get_logical_compaction());
+        let (events, b1) = self.events.import_frontier_core(scope, "Events", s, until());
+        let s = since(self.universe.get_logical_compaction());
+        let (universe, b2) = self.universe.import_frontier_core(scope, "Universe", s, until());
+        let s = since(self.traits.get_logical_compaction());
+        let (traits, b3) = self.traits.import_frontier_core(scope, "Traits", s, until());
+        buttons.extend([b1, b2, b3]);
+        let mut imported = HashMap::new();
+        for id in uses {
+            let program = segments.get_mut(id).expect("callers check references");
+            let s = since(program.members.get_logical_compaction());
+            let (members, button) = program.members.import_frontier_core(scope, id, s, until());
+            buttons.push(button);
+            imported.insert(id.clone(), members.as_collection(|u, ()| *u));
+        }
+        Compiler::over(
+            events.as_collection(|_, e| e.clone()),
+            universe.as_collection(|u, ()| *u),
+            traits.as_collection(|k, v| (k.clone(), v.clone())),
+            imported,
+        )
+    }
+}
+
 /// An installed segment's dataflow.
 struct SegmentProgram {
     dataflow: usize,
@@ -59,6 +108,18 @@ struct SegmentProgram {
     changes: Rc<RefCell<Vec<MemberChange>>>,
     /// Ids of the installed segments this one refers to.
     uses: Vec<String>,
+}
+
+/// An installed journey's dataflow, with its own lifecycle input (every worker enters the
+/// same commands at the same times).
+struct JourneyProgram {
+    dataflow: usize,
+    buttons: Vec<Button>,
+    control: InputSession<Time, Control, isize>,
+    commands: u64,
+    outputs: Rc<RefCell<Vec<JourneyOutput>>>,
+    uses: Vec<String>,
+    probe: ProbeHandle<Time>,
 }
 
 /// Why a program could not be installed or removed.
@@ -71,8 +132,14 @@ pub enum ProgramError {
     #[error("segment {0:?} is not installed")]
     Unknown(String),
     /// A reference to a segment that is not installed.
-    #[error("segment {0:?} refers to {1:?}, which is not installed")]
+    #[error("{0:?} refers to segment {1:?}, which is not installed")]
     Missing(String, String),
+    /// The journey id is taken.
+    #[error("journey {0:?} is already installed")]
+    JourneyExists(String),
+    /// No such journey.
+    #[error("journey {0:?} is not installed")]
+    UnknownJourney(String),
     /// Other programs use it.
     #[error("segment {0:?} is used by {1:?}")]
     InUse(String, Vec<String>),
@@ -89,6 +156,7 @@ pub struct Programs {
     probe: ProbeHandle<Time>,
     duplicates: Rc<Cell<u64>>,
     segments: BTreeMap<String, SegmentProgram>,
+    journeys: BTreeMap<String, JourneyProgram>,
     control: InputSession<Time, (u64, String), isize>,
     control_probe: ProbeHandle<Time>,
     commands: Rc<RefCell<Vec<(Time, u64, String)>>>,
@@ -149,6 +217,7 @@ impl Programs {
             probe,
             duplicates,
             segments: BTreeMap::new(),
+            journeys: BTreeMap::new(),
             control,
             control_probe,
             commands,
@@ -209,10 +278,16 @@ impl Programs {
             if target > previous {
                 self.input.advance_to(target);
                 self.control.advance_to(target);
+                for journey in self.journeys.values_mut() {
+                    journey.control.advance_to(target);
+                }
             }
         }
         self.input.flush();
         self.control.flush();
+        for journey in self.journeys.values_mut() {
+            journey.control.flush();
+        }
         // Wait for the base dataflow only: a program being removed may already be gone on
         // another worker, and its copy here would then never complete.
         let probe = self.probe.clone();
@@ -302,8 +377,10 @@ impl Programs {
     }
 
     fn refuse_if_used(&self, id: &str) -> Result<(), ProgramError> {
+        let segments = self.segments.iter().map(|(k, p)| (k, &p.uses));
+        let journeys = self.journeys.iter().map(|(k, p)| (k, &p.uses));
         let users: Vec<String> =
-            self.segments.iter().filter(|(_, p)| p.uses.iter().any(|u| u == id)).map(|(k, _)| k.clone()).collect();
+            segments.chain(journeys).filter(|(_, uses)| uses.iter().any(|u| u == id)).map(|(k, _)| k.clone()).collect();
         if users.is_empty() {
             Ok(())
         } else {
@@ -333,34 +410,13 @@ impl Programs {
         let probe = ProbeHandle::new();
         let program_probe = probe.clone();
         let dataflow = worker.next_dataflow_index();
-        let (events, universe, traits) = (&mut self.events, &mut self.universe, &mut self.traits);
+        let base = Base { events: &mut self.events, universe: &mut self.universe, traits: &mut self.traits };
         let segments = &mut self.segments;
         let members = worker.dataflow_named::<Time, _, _>(&format!("Segment({})", def.id), |scope| {
             let since = |compacted: AntichainRef<Time>| {
                 Antichain::from_elem(compacted.first().copied().unwrap_or(Time::MAX).max(at))
             };
-            let until = Antichain::new;
-            let s = since(events.get_logical_compaction());
-            let (events, b1) = events.import_frontier_core(scope, "Events", s, until());
-            let s = since(universe.get_logical_compaction());
-            let (universe, b2) = universe.import_frontier_core(scope, "Universe", s, until());
-            let s = since(traits.get_logical_compaction());
-            let (traits, b3) = traits.import_frontier_core(scope, "Traits", s, until());
-            buttons.extend([b1, b2, b3]);
-            let mut imported = HashMap::new();
-            for id in &uses {
-                let program = segments.get_mut(id).expect("checked above");
-                let s = since(program.members.get_logical_compaction());
-                let (members, button) = program.members.import_frontier_core(scope, id, s, until());
-                buttons.push(button);
-                imported.insert(id.clone(), members.as_collection(|u, ()| *u));
-            }
-            let mut compiler = Compiler::over(
-                events.as_collection(|_, e| e.clone()),
-                universe.as_collection(|u, ()| *u),
-                traits.as_collection(|k, v| (k.clone(), v.clone())),
-                imported,
-            );
+            let mut compiler = base.import(scope, segments, &uses, at, &mut buttons);
             let members = compiler.condition(&def.condition).arrange_by_self_named("Members");
             let mut output = members.clone().as_collection(|u, ()| *u);
             if let Some(previous) = previous {
@@ -389,6 +445,81 @@ impl Programs {
         }
         drop(program.members);
         worker.drop_dataflow(program.dataflow);
+    }
+
+    /// Installs a journey as a new dataflow in status `status`, over the retained history as of
+    /// `at`: history sets the users' condition states but moves nobody; events and changes
+    /// after `at` run the journey. The segments its conditions name must be installed.
+    pub fn install_journey(
+        &mut self,
+        worker: &mut Worker,
+        plan: JourneyPlan,
+        at: Time,
+        status: Status,
+    ) -> Result<(), ProgramError> {
+        let id = plan.id().to_string();
+        if self.journeys.contains_key(&id) {
+            return Err(ProgramError::JourneyExists(id));
+        }
+        let mut uses = Vec::new();
+        for c in &plan.conditions {
+            c.references(&mut uses);
+        }
+        uses.sort();
+        uses.dedup();
+        if let Some(missing) = uses.iter().find(|u| !self.segments.contains_key(*u)) {
+            return Err(ProgramError::Missing(id, missing.clone()));
+        }
+        let outputs = Rc::new(RefCell::new(Vec::new()));
+        let sink = outputs.clone();
+        let mut buttons = Vec::new();
+        let mut control = InputSession::new();
+        control.advance_to(*self.control.time());
+        let dataflow = worker.next_dataflow_index();
+        let probe = ProbeHandle::new();
+        let base = Base { events: &mut self.events, universe: &mut self.universe, traits: &mut self.traits };
+        let segments = &mut self.segments;
+        worker.dataflow_named::<Time, _, _>(&format!("Journey({id})"), |scope| {
+            let mut compiler = base.import(scope, segments, &uses, at, &mut buttons);
+            let conditions = compiler.journey_conditions(&plan);
+            let commands = control.to_collection(scope).inner;
+            journey(Rc::new(plan), 0, compiler.events(), conditions, commands, status, Some(at))
+                .inspect(move |record| sink.borrow_mut().push(*record))
+                .probe_with(&probe);
+        });
+        self.journeys.insert(id, JourneyProgram { dataflow, buttons, control, commands: 0, outputs, uses, probe });
+        Ok(())
+    }
+
+    /// Applies a lifecycle command to an installed journey as of `at` (every worker must give
+    /// the same commands at the same times).
+    pub fn journey_command(&mut self, id: &str, command: Command, at: Time) -> Result<(), ProgramError> {
+        let program = self.journeys.get_mut(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?;
+        program.commands += 1;
+        let at = at.max(*program.control.time());
+        program.control.update_at((0, program.commands, command), at, 1);
+        Ok(())
+    }
+
+    /// Transitions and actions of a journey produced since the last call.
+    pub fn take_journey_outputs(&mut self, id: &str) -> Vec<JourneyOutput> {
+        self.journeys.get(id).map(|p| std::mem::take(&mut *p.outputs.borrow_mut())).unwrap_or_default()
+    }
+
+    /// Ids of the installed journeys.
+    pub fn installed_journeys(&self) -> Vec<String> {
+        self.journeys.keys().cloned().collect()
+    }
+
+    /// Removes a journey and drops its dataflow.
+    pub fn remove_journey(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
+        let mut program = self.journeys.remove(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?;
+        for button in &mut program.buttons {
+            button.press();
+        }
+        drop(program.control);
+        worker.drop_dataflow(program.dataflow);
+        Ok(())
     }
 
     /// Removes a segment and drops its dataflow; refused while another segment uses it.
@@ -492,6 +623,7 @@ impl Programs {
     pub fn settle(&mut self, worker: &mut Worker, time: Time) {
         let mut probes = vec![self.probe.clone()];
         probes.extend(self.segments.values().map(|p| p.probe.clone()));
+        probes.extend(self.journeys.values().map(|p| p.probe.clone()));
         worker.step_while(|| probes.iter().any(|p| p.less_than(&(time + 1))));
     }
 }

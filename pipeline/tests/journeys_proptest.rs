@@ -394,7 +394,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     durations(&J::Array(c.journeys.clone()), &mut spans);
     let cmds: Vec<Cmd> =
         c.commands.iter().map(|(t, j, cmd)| Cmd { time: *t, journey: *j as usize, command: name(*cmd) }).collect();
-    let (transitions, actions) = interpret(&c.journeys, &reference, &spans, &cmds, as_of);
+    let (transitions, actions) = interpret(&c.journeys, &reference, &spans, &cmds, as_of, None);
     let got_t: Vec<J> = output.transitions.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
     let got_a: Vec<J> = output.actions.iter().map(|a| serde_json::to_value(a).unwrap()).collect();
     prop_assert_eq!(&got_t, &transitions, "transitions differ; journeys {}", journeys_text);

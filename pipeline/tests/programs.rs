@@ -246,3 +246,130 @@ fn submitted_installs_apply_at_one_agreed_time_with_one_worker() {
 fn submitted_installs_apply_at_one_agreed_time_with_two_workers() {
     sequenced(2);
 }
+
+/// Journeys installed midway over the retained history: history moves nobody, and what happens
+/// after equals the sequential interpreter started at the install time.
+fn journeys_midstream(workers: usize) {
+    use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
+    use journeyflow_operators::journey::plan::JourneyPlan;
+    use journeyflow_operators::journey::record::{JourneyOutput, Status};
+    let lines: Vec<String> =
+        std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap().lines().map(String::from).collect();
+    let seg_text = std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap();
+    let journeys_text = std::fs::read_to_string(repo("datasets/sample/journeys.json")).unwrap();
+    let events = accepted(&lines, 86_400_000);
+    let start = events.first().unwrap().ts;
+    let end = events.last().unwrap().ts;
+    let mut cut = start + (end - start) / 2;
+    while events.iter().any(|e| e.ts == cut) {
+        cut += 1;
+    }
+    let lines = Arc::new(lines);
+    let (seg_text2, journeys_text2) = (seg_text.clone(), journeys_text.clone());
+    let outputs: Vec<Vec<(usize, JourneyOutput)>> = timely::execute(timely::Config::process(workers), move |worker| {
+        let defs = parse_segments(&seg_text2).unwrap();
+        let known = defs.iter().map(|d| d.id.clone()).collect();
+        let plans: Vec<JourneyPlan> = journeyflow_types::parse_journeys(&journeys_text2, &known)
+            .unwrap()
+            .into_iter()
+            .map(|j| JourneyPlan::new(j, 1))
+            .collect();
+        let config =
+            IngestConfig { allowed_lateness: Some(3_600_000), dedup_window: 86_400_000, ..IngestConfig::default() };
+        let mut programs = Programs::new(worker, config);
+        let (index, peers) = (worker.index(), worker.peers());
+        let mine: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % peers == index)
+            .filter_map(|(_, l)| decode_line(l.as_bytes()).ok())
+            .collect();
+        for (i, e) in mine.iter().filter(|e| e.ts < cut).enumerate() {
+            programs.offer(e.clone()).unwrap();
+            if i % 500 == 499 {
+                programs.advance(worker, None, |_, _, _| {});
+            }
+        }
+        programs.advance(worker, Some(cut), |_, _, _| {});
+        for def in &defs {
+            programs.install_segment(worker, def, cut).unwrap();
+        }
+        for plan in &plans {
+            programs.install_journey(worker, plan.clone(), cut, Status::Ongoing).unwrap();
+        }
+        programs.advance(worker, Some(cut + 1), |_, _, _| {});
+        for (i, e) in mine.iter().filter(|e| e.ts > cut).enumerate() {
+            programs.offer(e.clone()).unwrap();
+            if i % 300 == 299 {
+                programs.advance(worker, None, |_, _, _| {});
+            }
+        }
+        programs.advance(worker, Some(end + 1), |_, _, _| {});
+        programs.settle(worker, end);
+        let mut out = Vec::new();
+        for (j, plan) in plans.iter().enumerate() {
+            out.extend(programs.take_journey_outputs(plan.id()).into_iter().map(|o| (j, o)));
+        }
+        out
+    })
+    .unwrap()
+    .join()
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    let defs = parse_segments(&seg_text).unwrap();
+    let known = defs.iter().map(|d| d.id.clone()).collect();
+    let plans: Vec<JourneyPlan> = journeyflow_types::parse_journeys(&journeys_text, &known)
+        .unwrap()
+        .into_iter()
+        .map(|j| JourneyPlan::new(j, 1))
+        .collect();
+    let names: BTreeMap<Key, Arc<str>> =
+        events.iter().map(|e| (Key::of(&e.user), Arc::from(e.user.as_str()))).collect();
+    let journey_names: Vec<JourneyNames> = plans.iter().map(JourneyNames::new).collect();
+    let mut records: Vec<(usize, JourneyOutput)> = outputs
+        .into_iter()
+        .flatten()
+        .filter(|(_, o)| match o {
+            JourneyOutput::Transition(t) => t.time <= end,
+            JourneyOutput::Action(a) => a.time <= end,
+        })
+        .collect();
+    records.sort_by_cached_key(|(j, o)| match o {
+        JourneyOutput::Transition(t) => (t.time, *j, names[&t.user].clone()),
+        JourneyOutput::Action(a) => (a.time, *j, names[&a.user].clone()),
+    });
+    let mut transitions = Vec::new();
+    let mut actions = Vec::new();
+    for (j, o) in &records {
+        match o {
+            JourneyOutput::Transition(t) => transitions.push(
+                serde_json::to_value(TransitionLine::new(t, &journey_names[*j], names[&t.user].clone())).unwrap(),
+            ),
+            JourneyOutput::Action(a) => actions.push(
+                serde_json::to_value(ActionLine::new(a, &journey_names[*j], a.user, names[&a.user].clone())).unwrap(),
+            ),
+        }
+    }
+    let seg_json: Vec<J> = serde_json::from_str(&seg_text).unwrap();
+    let js: Vec<J> = serde_json::from_str(&journeys_text).unwrap();
+    let reference = Reference::new(&seg_json, &events);
+    let mut spans = BTreeSet::new();
+    common::durations(&J::Array(seg_json.clone()), &mut spans);
+    common::durations(&J::Array(js.clone()), &mut spans);
+    let (want_t, want_a) = common::journey_reference::interpret(&js, &reference, &spans, &[], end, Some(cut));
+    assert!(!want_t.is_empty(), "the interpreter moved nobody: nothing compared");
+    assert!(want_t.iter().all(|t| t["time"].as_u64().unwrap() > cut));
+    assert_eq!(transitions, want_t);
+    assert_eq!(actions, want_a);
+}
+
+#[test]
+fn journeys_installed_midstream_equal_the_interpreter_with_one_worker() {
+    journeys_midstream(1);
+}
+
+#[test]
+fn journeys_installed_midstream_equal_the_interpreter_with_two_workers() {
+    journeys_midstream(2);
+}

@@ -137,7 +137,7 @@ fn sample_journeys_write_what_the_interpreter_computes_with_one_and_two_workers(
     let mut spans = BTreeSet::new();
     common::durations(&J::Array(defs.clone()), &mut spans);
     common::durations(&J::Array(js.clone()), &mut spans);
-    let (transitions, actions) = interpret(&js, &reference, &spans, &[], s1.as_of.unwrap());
+    let (transitions, actions) = interpret(&js, &reference, &spans, &[], s1.as_of.unwrap(), None);
     assert_eq!(read_ndjson(&one.join("journey_transitions.ndjson")), transitions);
     assert_eq!(read_ndjson(&one.join("journey_actions.ndjson")), actions);
     // Both journeys did something: entries, timeouts, branches, actions, a conversion.

@@ -38,7 +38,9 @@ pub type Control = (u32, u64, Command);
 
 /// Runs journey `index` (compiled as `plan`) over deduplicated events and the membership
 /// changes of `plan.conditions` (`(condition index, user)`, consolidated), obeying `control`
-/// (the same stream on every worker). Starts in `initial` status.
+/// (the same stream on every worker). Starts in `initial` status. Inputs at or before `since`
+/// are history (a journey installed over retained events): they set the users' condition
+/// states but move nobody.
 pub fn journey<'s>(
     plan: Rc<JourneyPlan>,
     index: u32,
@@ -46,6 +48,7 @@ pub fn journey<'s>(
     conditions: VecCollection<'s, Time, (u32, UserId)>,
     control: StreamVec<'s, Time, (Control, Time, isize)>,
     initial: Status,
+    since: Option<Time>,
 ) -> StreamVec<'s, Time, JourneyOutput> {
     let relevant = plan.clone();
     let events = events.inner.flat_map(move |(e, t, r)| {
@@ -169,14 +172,15 @@ pub fn journey<'s>(
                             at += 1;
                         }
                         let mut step = Step { plan: &plan, journey: index, user, time, out: &mut out };
-                        if status == Status::Ongoing && at > first {
+                        let moving = status == Status::Ongoing && since.is_none_or(|s| time > s);
+                        if moving && at > first {
                             step.conditions_changed(s, before);
                         }
-                        if status == Status::Ongoing && s.timer().is_some_and(|due| due <= time) {
+                        if moving && s.timer().is_some_and(|due| due <= time) {
                             step.fire(s);
                         }
                         while at < here && pending[at].1 == user {
-                            if let (Item::Event(e), Status::Ongoing) = (&pending[at].2, status) {
+                            if let (Item::Event(e), true) = (&pending[at].2, moving) {
                                 step.event(s, e);
                             }
                             at += 1;

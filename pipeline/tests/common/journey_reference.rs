@@ -269,12 +269,14 @@ impl Walk<'_> {
 
 /// Runs every journey for every user up to `as_of`; returns `(transitions, actions)` as the
 /// engine writes them: sorted by `(time, journey, user)`, each user's in the order they happened.
+/// With `since`, the journeys were installed then: moments up to it only set condition states.
 pub fn interpret(
     journeys: &[J],
     reference: &Reference,
     spans: &BTreeSet<u64>,
     commands: &[Cmd],
     as_of: u64,
+    since: Option<u64>,
 ) -> (Vec<J>, Vec<J>) {
     let mut transitions: Vec<(u64, usize, String, J)> = Vec::new();
     let mut actions: Vec<(u64, usize, String, J)> = Vec::new();
@@ -308,6 +310,7 @@ pub fn interpret(
             }
             moments.extend(cmds.iter().map(|c| c.time));
             moments.extend(end_at);
+            moments.extend(since);
             let mut seg_before = false;
             let mut cursor = 0;
             loop {
@@ -318,6 +321,10 @@ pub fn interpret(
                     break;
                 }
                 cursor = t + 1;
+                if since.is_some_and(|s| t <= s) {
+                    seg_before = entry_seg.as_ref().is_some_and(|(c, _)| w.cond(c, t));
+                    continue;
+                }
                 // 0. Lifecycle.
                 let mut resumed = false;
                 for c in cmds.iter().filter(|c| c.time == t) {
