@@ -28,6 +28,20 @@ pub enum Request {
         /// The new definition as JSON.
         definition: serde_json::Value,
     },
+    /// Install (publish) a journey, ongoing from the request's time.
+    InstallJourney {
+        /// The definition as JSON.
+        definition: serde_json::Value,
+        /// Its version.
+        version: u32,
+    },
+    /// Pause, resume or end an installed journey.
+    JourneyCommand {
+        /// Journey id.
+        id: String,
+        /// `pause`, `resume` or `end`.
+        command: String,
+    },
     /// Remove a segment.
     RemoveSegment {
         /// Segment id.
@@ -104,6 +118,23 @@ pub struct EngineHandle {
     pub segments: Arc<Mutex<BTreeMap<String, SegmentDefinition>>>,
     /// Counters.
     pub progress: Arc<Progress>,
+    /// Journeys by id: definition, version, status.
+    pub journeys: Arc<Mutex<BTreeMap<String, JourneyEntry>>>,
+    /// Journey reports (as `journey_stats.json` shows them), kept current by the workers.
+    pub journey_reports: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+}
+
+/// A journey as the control API keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JourneyEntry {
+    /// The definition as written.
+    pub definition: serde_json::Value,
+    /// The version (1 for now).
+    pub version: u32,
+    /// `draft`, `ongoing`, `paused` or `ended`.
+    pub status: String,
+    /// When it was published (event time), if it was.
+    pub published_at: Option<Time>,
 }
 
 impl EngineHandle {
@@ -116,6 +147,8 @@ impl EngineHandle {
             names: Arc::default(),
             segments: Arc::default(),
             progress: Arc::default(),
+            journeys: Arc::default(),
+            journey_reports: Arc::default(),
         };
         (handle, rx)
     }

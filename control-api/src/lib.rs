@@ -6,6 +6,7 @@ pub mod answers;
 pub mod auth;
 pub mod handle;
 pub mod ingest;
+pub mod journeys;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -52,6 +53,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
         .route("/v1/users/{user_id}/segments", get(users::segments))
+        .route("/v1/journeys", post(journeys::create).get(journeys::list))
+        .route("/v1/journeys/{id}", get(journeys::get))
+        .route("/v1/journeys/{id}/stats", get(journeys::stats))
+        .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::control));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

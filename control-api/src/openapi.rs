@@ -21,8 +21,13 @@ use utoipa::OpenApi;
         crate::segments::delete,
         crate::segments::members,
         crate::users::segments,
+        crate::journeys::create,
+        crate::journeys::list,
+        crate::journeys::get,
+        crate::journeys::lifecycle,
+        crate::journeys::stats,
     ),
-    tags((name = "ingest"), (name = "segments"), (name = "users"))
+    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"))
 )]
 pub struct ApiDoc;
 

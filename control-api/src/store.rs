@@ -2,6 +2,7 @@
 //! atomically (temporary file, sync, rename) after every change, and read at start so a
 //! restarted `journeyflow run` reinstalls everything it had.
 
+use crate::handle::JourneyEntry;
 use journeyflow_types::{validate_segments, SegmentDefinition};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,9 +32,34 @@ impl Store {
         validate_segments(&segments, &BTreeSet::new()).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
     }
 
-    /// Replaces the stored segments.
+    /// The stored journeys (none when the file does not exist yet).
+    pub fn load_journeys(&self) -> anyhow::Result<BTreeMap<String, JourneyEntry>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", self.path.display())),
+        };
+        let doc: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
+        let journeys = doc.get("journeys").cloned().unwrap_or(Value::Object(Default::default()));
+        serde_json::from_value(journeys).map_err(|e| anyhow::anyhow!("{}: journeys: {e}", self.path.display()))
+    }
+
+    /// Replaces the stored segments, keeping the stored journeys.
     pub fn save(&self, segments: &BTreeMap<String, SegmentDefinition>) -> std::io::Result<()> {
-        let doc = json!({"segments": segments.values().map(SegmentDefinition::to_json).collect::<Vec<_>>()});
+        let journeys = self.load_journeys().map_err(std::io::Error::other)?;
+        self.save_all(segments, &journeys)
+    }
+
+    /// Replaces everything stored.
+    pub fn save_all(
+        &self,
+        segments: &BTreeMap<String, SegmentDefinition>,
+        journeys: &BTreeMap<String, JourneyEntry>,
+    ) -> std::io::Result<()> {
+        let doc = json!({
+            "segments": segments.values().map(SegmentDefinition::to_json).collect::<Vec<_>>(),
+            "journeys": journeys,
+        });
         let tmp = self.path.with_extension("json.tmp");
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(serde_json::to_string_pretty(&doc)?.as_bytes())?;

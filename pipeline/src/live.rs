@@ -8,13 +8,17 @@
 //! every event acknowledged before the request that the workers read before then.
 
 use crate::engine::IngestConfig;
+use crate::journey_output::{reports, ActionLine, JourneyNames, TransitionLine};
 use crate::programs::{Programs, Sequenced};
 use journeyflow_connectors::wal::{part_path, Tail};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket};
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
+use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
-use journeyflow_types::{decode_line, validate_segments, Key};
+use journeyflow_types::{decode_line, validate_journey, validate_segments, Key};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +26,9 @@ use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use timely::worker::Worker;
+
+/// Report counters of one journey: `((journey, stat), value)`.
+pub type Counters = BTreeMap<(u32, Stat), isize>;
 
 /// What the workers share.
 pub struct Shared {
@@ -45,6 +52,8 @@ pub struct Shared {
     pub ingest: IngestConfig,
     /// With no new events for this long, the watermark follows the wall clock.
     pub idle: Duration,
+    /// Each worker's share of each journey's report counters.
+    pub journey_counts: Mutex<BTreeMap<String, Vec<Counters>>>,
 }
 
 /// A query waiting for its time to be complete.
@@ -82,6 +91,13 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(out_path)?);
     let mut next_ticket: u64 = (index as u64) << 48;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
+    let mut plans: BTreeMap<String, JourneyPlan> = BTreeMap::new();
+    let open = |name: String| -> std::io::Result<_> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(shared.out_dir.join(name))?;
+        Ok(std::io::BufWriter::new(file))
+    };
+    let mut transitions_out = open(format!("journey_transitions-{index}.ndjson"))?;
+    let mut actions_out = open(format!("journey_actions-{index}.ndjson"))?;
     let mut max_seen: Option<(Time, Instant)> = None;
     let mut draining = false;
     loop {
@@ -128,7 +144,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         // Quiet input (or none yet): event time follows the wall clock.
         let quiet = max_seen.is_none_or(|(_, at)| at.elapsed() >= shared.idle);
         let heartbeat = quiet.then(|| now_ms().saturating_sub(shared.ingest.allowed_lateness.unwrap_or(0)));
-        programs.advance(worker, heartbeat, |p, w, c| apply(p, w, c, shared, &mut pending, index));
+        programs.advance(worker, heartbeat, |p, w, c| apply(p, w, c, shared, &mut pending, &mut plans, index));
         // Answer membership queries whose time is complete.
         let mut still = Vec::new();
         for (time, ticket, query) in pending.drain(..) {
@@ -160,6 +176,40 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             }
         }
         out.flush()?;
+        for (id, plan) in &plans {
+            let records = programs.take_journey_outputs(id);
+            let names = JourneyNames::new(plan);
+            for record in &records {
+                match record {
+                    JourneyOutput::Transition(t) => {
+                        let line = TransitionLine::new(t, &names, user_name(shared, &t.user));
+                        serde_json::to_writer(&mut transitions_out, &line)?;
+                        transitions_out.write_all(b"\n")?;
+                    }
+                    JourneyOutput::Action(a) => {
+                        let line = ActionLine::new(a, &names, a.user, user_name(shared, &a.user));
+                        serde_json::to_writer(&mut actions_out, &line)?;
+                        actions_out.write_all(b"\n")?;
+                    }
+                }
+            }
+            // Publish the journey's report: this worker's counters (which complete a little after
+            // the records) summed with the others'.
+            let mine = programs.journey_counts(id);
+            let mut all = shared.journey_counts.lock().expect("lock");
+            let slots = all.entry(id.clone()).or_insert_with(|| vec![BTreeMap::new(); peers]);
+            slots[index] = mine;
+            let mut total = Counters::new();
+            for slot in slots.iter() {
+                for (k, v) in slot {
+                    *total.entry(*k).or_default() += v;
+                }
+            }
+            let report = reports(std::slice::from_ref(plan), &total).pop().expect("one plan");
+            shared.handle.journey_reports.lock().expect("lock").insert(id.clone(), serde_json::to_value(report)?);
+        }
+        transitions_out.flush()?;
+        actions_out.flush()?;
         shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
         let low = shared.watermarks.iter().map(|w| w.load(Ordering::Relaxed)).min().unwrap_or(0);
         shared.handle.progress.watermark.store(low, Ordering::Relaxed);
@@ -170,6 +220,10 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             worker.step_or_park(Some(Duration::from_millis(5)));
         }
     }
+}
+
+fn user_name(shared: &Shared, user: &Key) -> std::sync::Arc<str> {
+    shared.handle.name(user).unwrap_or_else(|| user.to_string().into())
 }
 
 fn reply(shared: &Shared, ticket: u64, answer: Answer) {
@@ -191,6 +245,7 @@ fn apply(
     command: Sequenced,
     shared: &Shared,
     pending: &mut Vec<(Time, u64, Query)>,
+    plans: &mut BTreeMap<String, JourneyPlan>,
     index: usize,
 ) {
     let Ok(Sequence { ticket, request }) = serde_json::from_str::<Sequence>(&command.text) else {
@@ -224,6 +279,38 @@ fn apply(
                     }
                 }
                 Err(e) => Answer::Failed(e.to_string()),
+            }
+        }
+        Request::InstallJourney { definition, version } => {
+            let known: BTreeSet<String> = programs.installed().into_iter().collect();
+            match validate_journey(&definition, &known) {
+                Ok(def) => {
+                    let plan = JourneyPlan::new(def, version);
+                    let id = plan.id().to_string();
+                    match programs.install_journey(worker, plan.clone(), command.time, Status::Ongoing) {
+                        Ok(()) => {
+                            plans.insert(id, plan);
+                            Answer::Installed(command.time)
+                        }
+                        Err(e) => Answer::Failed(e.to_string()),
+                    }
+                }
+                Err(e) => Answer::Failed(e.to_string()),
+            }
+        }
+        Request::JourneyCommand { id, command: name } => {
+            let parsed = match name.as_str() {
+                "pause" => Some(Command::Pause),
+                "resume" => Some(Command::Resume),
+                "end" => Some(Command::End),
+                _ => None,
+            };
+            match parsed {
+                None => Answer::Failed(format!("unknown command {name:?}")),
+                Some(c) => match programs.journey_command(&id, c, command.time) {
+                    Ok(()) => Answer::Installed(command.time),
+                    Err(e) => Answer::Failed(e.to_string()),
+                },
             }
         }
         Request::RemoveSegment { id } => match programs.remove_segment(worker, &id) {

@@ -21,6 +21,7 @@ use differential_dataflow::trace::TraceReader;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
+use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control};
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::{Event, SegmentDefinition, Value};
@@ -120,6 +121,8 @@ struct JourneyProgram {
     outputs: Rc<RefCell<Vec<JourneyOutput>>>,
     uses: Vec<String>,
     probe: ProbeHandle<Time>,
+    /// This worker's share of the journey's report counters.
+    counts: Rc<RefCell<BTreeMap<Stat, isize>>>,
 }
 
 /// Why a program could not be installed or removed.
@@ -472,6 +475,7 @@ impl Programs {
         }
         let outputs = Rc::new(RefCell::new(Vec::new()));
         let sink = outputs.clone();
+        let counts = Rc::new(RefCell::new(BTreeMap::new()));
         let mut buttons = Vec::new();
         let mut control = InputSession::new();
         control.advance_to(*self.control.time());
@@ -483,11 +487,17 @@ impl Programs {
             let mut compiler = base.import(scope, segments, &uses, at, &mut buttons);
             let conditions = compiler.journey_conditions(&plan);
             let commands = control.to_collection(scope).inner;
-            journey(Rc::new(plan), 0, compiler.events(), conditions, commands, status, Some(at))
-                .inspect(move |record| sink.borrow_mut().push(*record))
+            let exits: Vec<bool> = (0..plan.nodes.len() as u32).map(|n| plan.is_exit(n)).collect();
+            let records = journey(Rc::new(plan), 0, compiler.events(), conditions, commands, status, Some(at))
+                .inspect(move |record| sink.borrow_mut().push(*record));
+            let totals = counts.clone();
+            stats(records, move |_, n| exits[n as usize])
+                .inner
+                .inspect(move |((_, stat), _, diff)| *totals.borrow_mut().entry(*stat).or_default() += diff)
                 .probe_with(&probe);
         });
-        self.journeys.insert(id, JourneyProgram { dataflow, buttons, control, commands: 0, outputs, uses, probe });
+        self.journeys
+            .insert(id, JourneyProgram { dataflow, buttons, control, commands: 0, outputs, uses, probe, counts });
         Ok(())
     }
 
@@ -504,6 +514,14 @@ impl Programs {
     /// Transitions and actions of a journey produced since the last call.
     pub fn take_journey_outputs(&mut self, id: &str) -> Vec<JourneyOutput> {
         self.journeys.get(id).map(|p| std::mem::take(&mut *p.outputs.borrow_mut())).unwrap_or_default()
+    }
+
+    /// This worker's share of a journey's report counters (journey index 0).
+    pub fn journey_counts(&self, id: &str) -> BTreeMap<(u32, Stat), isize> {
+        self.journeys
+            .get(id)
+            .map(|p| p.counts.borrow().iter().filter(|(_, v)| **v != 0).map(|(k, v)| ((0, *k), *v)).collect())
+            .unwrap_or_default()
     }
 
     /// Ids of the installed journeys.

@@ -418,3 +418,67 @@ fn events_from_segments_own_python_library_reach_the_segments() {
     }
     assert_eq!(entered.len(), 3, "{entered:?}");
 }
+
+#[test]
+fn journeys_through_the_api_run_report_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(2, dir.path());
+    let client = Client::new();
+    let journey = json!({"id": "cart", "entry": {"event": "Cart Viewed"}, "start": "wait", "nodes": {
+        "wait": {"wait_until": {"event": "Order Completed", "timeout": "2s", "on_event": "done", "on_timeout": "mail"}},
+        "mail": {"action": {"channel": "email", "template": "cart"}, "next": "done"},
+        "done": {"exit": {}}}});
+    let r = client.post(server.url("/v1/journeys")).json(&journey).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.json::<J>().unwrap()["status"], "draft");
+    let bad = json!({"id": "bad", "entry": {"segment_enter": "nowhere"}, "start": "x", "nodes": {"x": {"exit": {}}}});
+    let r = client.post(server.url("/v1/journeys")).json(&bad).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(client.post(server.url("/v1/journeys/cart/resume")).send().unwrap().status(), StatusCode::CONFLICT);
+    assert_eq!(client.post(server.url("/v1/journeys/nope/publish")).send().unwrap().status(), StatusCode::NOT_FOUND);
+    let r: J = client.post(server.url("/v1/journeys/cart/publish")).send().unwrap().json().unwrap();
+    assert_eq!(r["status"], "ongoing");
+    let published = r["at"].as_u64().unwrap();
+    // After the publish time: one user orders within the timeout, one does not.
+    let now = now_ms().max(published + 1);
+    let batch = json!({"batch": [
+        {"type": "track", "event": "Cart Viewed", "userId": "ann", "timestamp": now},
+        {"type": "track", "event": "Cart Viewed", "userId": "bob", "timestamp": now},
+        {"type": "track", "event": "Order Completed", "userId": "bob", "timestamp": now + 500},
+    ]});
+    assert_eq!(client.post(server.url("/v1/batch")).json(&batch).send().unwrap().status(), StatusCode::OK);
+    // Both finish once the 2 s timeout has passed in event time (the watermark follows the clock).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let stats: J = client.get(server.url("/v1/journeys/cart/stats")).send().unwrap().json().unwrap();
+        if stats["completed"] == 2 {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "the journey did not finish: {stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!((stats["entered"].as_i64(), stats["in_progress"].as_i64()), (Some(2), Some(0)), "{stats}");
+    assert_eq!(stats["nodes"]["mail"]["entered"], 1, "{stats}");
+    assert_eq!(stats["nodes"]["mail"]["actions"]["sent"], 1, "{stats}");
+    assert_eq!(client.post(server.url("/v1/journeys/cart/pause")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(server.stop().code(), Some(0));
+    // The action went to the output file, for ann.
+    let mut actions = Vec::new();
+    for f in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        let path = f.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("journey_actions") {
+            actions
+                .extend(std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str::<J>(l).unwrap()));
+        }
+    }
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!((actions[0]["user_id"].as_str(), actions[0]["status"].as_str()), (Some("ann"), Some("sent")));
+    // A restart keeps the journey and its status.
+    let server = Server::start_in(2, dir.path());
+    let j: J = client.get(server.url("/v1/journeys/cart")).send().unwrap().json().unwrap();
+    assert_eq!(j["status"], "paused", "{j}");
+    assert_eq!(client.post(server.url("/v1/journeys/cart/resume")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(client.post(server.url("/v1/journeys/cart/end")).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(client.post(server.url("/v1/journeys/cart/pause")).send().unwrap().status(), StatusCode::CONFLICT);
+    assert_eq!(server.stop().code(), Some(0));
+}

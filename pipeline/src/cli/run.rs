@@ -112,6 +112,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             dedup_window: 86_400_000,
         },
         idle: Duration::from_millis(args.idle_timeout),
+        journey_counts: Mutex::default(),
     });
     let worker_shared = shared.clone();
     // Each worker says when it exits (returning, failing or panicking): an exit before a stop
@@ -166,6 +167,23 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             segments.insert(def.id.clone(), def);
             store.save(&segments)?;
         }
+        // Journeys: published ones run again (over the retained history, from now), in the
+        // status they had; drafts and ended ones are only listed.
+        let journeys = store.load_journeys()?;
+        for (id, entry) in &journeys {
+            if entry.status == "ongoing" || entry.status == "paused" {
+                let install = Request::InstallJourney { definition: entry.definition.clone(), version: entry.version };
+                match handle.call(install, state.timeout).await?.first() {
+                    Some(Answer::Installed(_)) => {}
+                    other => anyhow::bail!("reinstalling journey {id:?}: {other:?}"),
+                }
+            }
+            if entry.status == "paused" {
+                let pause = Request::JourneyCommand { id: id.clone(), command: "pause".into() };
+                handle.call(pause, state.timeout).await?;
+            }
+        }
+        *handle.journeys.lock().expect("lock") = journeys;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;

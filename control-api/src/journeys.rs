@@ -1,0 +1,118 @@
+//! The journey endpoints: create drafts, read them, publish (a new dataflow over the retained
+//! history, ongoing from then), pause, resume, end, and per-node and per-journey reports.
+
+use crate::handle::{Answer, JourneyEntry, Request};
+use crate::problem::{parse_json, Problem};
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use journeyflow_types::validate_journey;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+fn view(id: &str, entry: &JourneyEntry) -> Value {
+    json!({"id": id, "status": entry.status, "version": entry.version, "published_at": entry.published_at,
+           "definition": entry.definition})
+}
+
+fn save(state: &AppState) -> Result<(), Problem> {
+    let segments = state.engine.segments.lock().expect("lock");
+    let journeys = state.engine.journeys.lock().expect("lock");
+    Ok(state.store.save_all(&segments, &journeys)?)
+}
+
+/// `POST /v1/journeys`: validates a journey and keeps it as a draft.
+#[utoipa::path(post, path = "/v1/journeys", tag = "journeys", request_body = serde_json::Value,
+    responses((status = 201, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc),
+              (status = 409, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc)))]
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
+    let body = parse_json(&body)?;
+    let known: BTreeSet<String> = state.engine.segments.lock().expect("lock").keys().cloned().collect();
+    let def = validate_journey(&body, &known).map_err(|e| Problem::invalid(e.0))?;
+    let entry = JourneyEntry { definition: body, version: 1, status: "draft".into(), published_at: None };
+    {
+        let mut journeys = state.engine.journeys.lock().expect("lock");
+        if journeys.contains_key(&def.id) {
+            return Err(Problem::conflict(format!("journey {:?} exists", def.id)));
+        }
+        journeys.insert(def.id.clone(), entry.clone());
+    }
+    save(&state)?;
+    Ok((StatusCode::CREATED, Json(view(&def.id, &entry))))
+}
+
+/// `GET /v1/journeys`.
+#[utoipa::path(get, path = "/v1/journeys", tag = "journeys", responses((status = 200, body = serde_json::Value)))]
+pub async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
+    Json(state.engine.journeys.lock().expect("lock").iter().map(|(id, e)| view(id, e)).collect())
+}
+
+/// `GET /v1/journeys/{id}`.
+#[utoipa::path(get, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc)))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let journeys = state.engine.journeys.lock().expect("lock");
+    journeys.get(&id).map(|e| Json(view(&id, e))).ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))
+}
+
+/// `POST /v1/journeys/{id}/{action}` for `publish`, `pause`, `resume`, `end`: 409 when the
+/// journey's status does not allow it.
+#[utoipa::path(post, path = "/v1/journeys/{id}/{action}", tag = "journeys",
+    params(("id" = String, Path, description = "journey id"), ("action" = String, Path, description = "publish, pause, resume or end")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc),
+              (status = 409, body = crate::problem::ProblemDoc)))]
+pub async fn lifecycle(
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<Value>, Problem> {
+    let entry = state.engine.journeys.lock().expect("lock").get(&id).cloned();
+    let Some(entry) = entry else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
+    let next = match (entry.status.as_str(), action.as_str()) {
+        ("draft", "publish") => "ongoing",
+        ("ongoing", "pause") => "paused",
+        ("paused", "resume") => "ongoing",
+        ("ongoing" | "paused", "end") => "ended",
+        (_, "publish" | "pause" | "resume" | "end") => {
+            return Err(Problem::conflict(format!("journey {id:?} is {}: cannot {action} it", entry.status)))
+        }
+        _ => return Err(Problem::not_found(format!("no action {action:?} (publish, pause, resume, end)"))),
+    };
+    let request = if action == "publish" {
+        Request::InstallJourney { definition: entry.definition.clone(), version: entry.version }
+    } else {
+        Request::JourneyCommand { id: id.clone(), command: action.clone() }
+    };
+    let at = match state.engine.call(request, state.timeout).await?.first() {
+        Some(Answer::Installed(at)) => *at,
+        Some(Answer::Failed(why)) => return Err(Problem::conflict(why.clone())),
+        other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
+    };
+    let updated = {
+        let mut journeys = state.engine.journeys.lock().expect("lock");
+        let e = journeys.get_mut(&id).expect("journeys are not removed");
+        e.status = next.into();
+        if action == "publish" {
+            e.published_at = Some(at);
+        }
+        e.clone()
+    };
+    save(&state)?;
+    Ok(Json(json!({"id": id, "status": updated.status, "at": at})))
+}
+
+/// `GET /v1/journeys/{id}/stats`: per journey entered, in progress, converted, exited,
+/// completed, canceled; per node entered, current, exited, actions by status.
+#[utoipa::path(get, path = "/v1/journeys/{id}/stats", tag = "journeys", params(("id" = String, Path, description = "journey id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc)))]
+pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    if !state.engine.journeys.lock().expect("lock").contains_key(&id) {
+        return Err(Problem::not_found(format!("no journey {id:?}")));
+    }
+    let report = state.engine.journey_reports.lock().expect("lock").get(&id).cloned();
+    Ok(Json(report.unwrap_or_else(|| {
+        json!({"journey": id, "entered": 0, "in_progress": 0, "converted": 0,
+        "exited": 0, "completed": 0, "canceled": 0, "nodes": {}})
+    })))
+}
