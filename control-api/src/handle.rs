@@ -6,7 +6,7 @@
 
 use journeyflow_types::{Key, KeyMap, SegmentDefinition};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
@@ -122,7 +122,15 @@ pub struct EngineHandle {
     pub journeys: Arc<Mutex<BTreeMap<String, JourneyEntry>>>,
     /// Journey reports (as `journey_stats.json` shows them), kept current by the workers.
     pub journey_reports: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+    /// The latest transitions of each user in each journey (at most `HISTORY` each).
+    pub journey_users: Arc<Mutex<JourneyUsers>>,
 }
+
+/// The latest transitions (as written) by `(journey, user id)`.
+pub type JourneyUsers = HashMap<(String, Arc<str>), VecDeque<serde_json::Value>>;
+
+/// How many transitions per user and journey are kept for the progress endpoint.
+pub const HISTORY: usize = 100;
 
 /// A journey as the control API keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,6 +157,7 @@ impl EngineHandle {
             progress: Arc::default(),
             journeys: Arc::default(),
             journey_reports: Arc::default(),
+            journey_users: Arc::default(),
         };
         (handle, rx)
     }

@@ -116,3 +116,46 @@ pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Res
         "exited": 0, "completed": 0, "canceled": 0, "nodes": {}})
     })))
 }
+
+/// `GET /v1/journeys/{id}/users/{user_id}`: where a user stands (`waiting`, `running` = an
+/// action held by quiet hours, `ended`, `canceled`), since when, and their latest transitions.
+#[utoipa::path(get, path = "/v1/journeys/{id}/users/{user_id}", tag = "journeys",
+    params(("id" = String, Path, description = "journey id"), ("user_id" = String, Path, description = "user id")),
+    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc)))]
+pub async fn user(
+    State(state): State<AppState>,
+    Path((id, user_id)): Path<(String, String)>,
+) -> Result<Json<Value>, Problem> {
+    let definition = match state.engine.journeys.lock().expect("lock").get(&id) {
+        Some(entry) => entry.definition.clone(),
+        None => return Err(Problem::not_found(format!("no journey {id:?}"))),
+    };
+    let history: Vec<Value> = {
+        let users = state.engine.journey_users.lock().expect("lock");
+        let key = (id.clone(), std::sync::Arc::from(user_id.as_str()));
+        users.get(&key).map(|h| h.iter().cloned().collect()).unwrap_or_default()
+    };
+    let Some(last) = history.last() else {
+        return Err(Problem::not_found(format!("user {user_id:?} has not entered journey {id:?}")));
+    };
+    let (status, outcome, node) = match last["to"].as_str() {
+        Some(to) => {
+            let kind = definition["nodes"][to].as_object().and_then(|n| n.keys().find(|k| *k != "next").cloned());
+            match kind.as_deref() {
+                Some("exit") => ("ended", Some("completed"), to),
+                Some("action") => ("running", None, to),
+                _ => ("waiting", None, to),
+            }
+        }
+        None => {
+            let from = last["from"].as_str().unwrap_or_default();
+            match last["reason"].as_str() {
+                Some("goal") => ("ended", Some("converted"), from),
+                Some("exit_when") => ("ended", Some("exited"), from),
+                _ => ("canceled", Some("canceled"), from),
+            }
+        }
+    };
+    Ok(Json(json!({"journey": id, "user_id": user_id, "status": status, "outcome": outcome, "node": node,
+                   "since": last["time"], "history": history})))
+}

@@ -56,6 +56,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/journeys", post(journeys::create).get(journeys::list))
         .route("/v1/journeys/{id}", get(journeys::get))
         .route("/v1/journeys/{id}/stats", get(journeys::stats))
+        .route("/v1/journeys/{id}/users/{user_id}", get(journeys::user))
         .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::control));
     Router::new()

@@ -26,6 +26,7 @@ use utoipa::OpenApi;
         crate::journeys::get,
         crate::journeys::lifecycle,
         crate::journeys::stats,
+        crate::journeys::user,
     ),
     tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"))
 )]

@@ -11,7 +11,7 @@ use crate::engine::IngestConfig;
 use crate::journey_output::{reports, ActionLine, JourneyNames, TransitionLine};
 use crate::programs::{Programs, Sequenced};
 use journeyflow_connectors::wal::{part_path, Tail};
-use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket};
+use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket, HISTORY};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
@@ -185,6 +185,12 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                         let line = TransitionLine::new(t, &names, user_name(shared, &t.user));
                         serde_json::to_writer(&mut transitions_out, &line)?;
                         transitions_out.write_all(b"\n")?;
+                        let mut users = shared.handle.journey_users.lock().expect("lock");
+                        let history = users.entry((id.clone(), line.user_id.clone())).or_default();
+                        if history.len() == HISTORY {
+                            history.pop_front();
+                        }
+                        history.push_back(serde_json::to_value(&line)?);
                     }
                     JourneyOutput::Action(a) => {
                         let line = ActionLine::new(a, &names, a.user, user_name(shared, &a.user));

@@ -460,6 +460,15 @@ fn journeys_through_the_api_run_report_and_survive_a_restart() {
     assert_eq!((stats["entered"].as_i64(), stats["in_progress"].as_i64()), (Some(2), Some(0)), "{stats}");
     assert_eq!(stats["nodes"]["mail"]["entered"], 1, "{stats}");
     assert_eq!(stats["nodes"]["mail"]["actions"]["sent"], 1, "{stats}");
+    // Each user's progress, from their transitions.
+    let ann: J = client.get(server.url("/v1/journeys/cart/users/ann")).send().unwrap().json().unwrap();
+    assert_eq!((ann["status"].as_str(), ann["outcome"].as_str()), (Some("ended"), Some("completed")), "{ann}");
+    let reasons: Vec<&str> = ann["history"].as_array().unwrap().iter().map(|t| t["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["entry", "timeout", "next"], "{ann}");
+    let bob: J = client.get(server.url("/v1/journeys/cart/users/bob")).send().unwrap().json().unwrap();
+    assert_eq!(bob["history"][1]["reason"], "event", "{bob}");
+    let r = client.get(server.url("/v1/journeys/cart/users/nobody")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(client.post(server.url("/v1/journeys/cart/pause")).send().unwrap().status(), StatusCode::OK);
     assert_eq!(server.stop().code(), Some(0));
     // The action went to the output file, for ann.
