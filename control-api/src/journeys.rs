@@ -1,8 +1,8 @@
 //! The journey endpoints: create drafts, read them, publish (a new dataflow over the retained
 //! history, ongoing from then), pause, resume, end, and per-node and per-journey reports.
 
-use crate::handle::{Answer, JourneyEntry, Request};
-use crate::problem::{parse_json, Problem};
+use crate::handle::{JourneyEntry, Request};
+use crate::problem::{applied, parse_json, Problem};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -84,11 +84,7 @@ pub async fn lifecycle(
     } else {
         Request::JourneyCommand { id: id.clone(), command: action.clone() }
     };
-    let at = match state.engine.call(request, state.timeout).await?.first() {
-        Some(Answer::Installed(at)) => *at,
-        Some(Answer::Failed(why)) => return Err(Problem::conflict(why.clone())),
-        other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
-    };
+    let at = applied(&state.engine.call(request, state.timeout).await?)?;
     let updated = {
         let mut journeys = state.engine.journeys.lock().expect("lock");
         let e = journeys.get_mut(&id).expect("journeys are not removed");

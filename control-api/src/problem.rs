@@ -1,7 +1,7 @@
 //! Errors as RFC 9457 problem documents (`application/problem+json`): a client's mistake is
 //! a 4xx naming what is wrong (every validation error with its JSON path), never a 500.
 
-use crate::handle::CallError;
+use crate::handle::{Answer, CallError, Time};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use journeyflow_types::ValidationError;
@@ -105,6 +105,16 @@ pub struct ErrorDoc {
     pub path: String,
     /// What is wrong there.
     pub message: String,
+}
+
+/// The time a change was applied at, from the workers' answer to it: a refusal is a conflict
+/// (409), anything else means the workers could not answer (503).
+pub fn applied(answers: &[Answer]) -> Result<Time, Problem> {
+    match answers.first() {
+        Some(Answer::Installed(at) | Answer::Removed(at)) => Ok(*at),
+        Some(Answer::Failed(why)) => Err(Problem::conflict(why.clone())),
+        other => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
+    }
 }
 
 /// Parses a JSON body, or says why not (400).

@@ -1,7 +1,7 @@
 //! The segment endpoints: install, list, read, remove, and members as of a stated time.
 
 use crate::handle::{Answer, Request};
-use crate::problem::{parse_json, Problem};
+use crate::problem::{applied, parse_json, Problem};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -40,12 +40,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(Statu
     if known.contains(&def.id) {
         return Err(Problem::conflict(format!("segment {:?} exists; replace it with PUT", def.id)));
     }
-    let answers = state.engine.call(Request::InstallSegment { definition: def.to_json() }, state.timeout).await?;
-    let at = match answers.first() {
-        Some(Answer::Installed(at)) => *at,
-        Some(Answer::Failed(why)) => return Err(Problem::conflict(why.clone())),
-        other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
-    };
+    let at = applied(&state.engine.call(Request::InstallSegment { definition: def.to_json() }, state.timeout).await?)?;
     {
         let mut segments = state.engine.segments.lock().expect("lock");
         segments.insert(def.id.clone(), def.clone());
@@ -91,12 +86,7 @@ pub async fn replace(
         .map_err(|e| Problem::invalid(e.0.into_iter().map(relative).collect()))?
         .pop()
         .expect("one definition");
-    let at =
-        match state.engine.call(Request::ReplaceSegment { definition: def.to_json() }, state.timeout).await?.first() {
-            Some(Answer::Installed(at)) => *at,
-            Some(Answer::Failed(why)) => return Err(Problem::conflict(why.clone())),
-            other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
-        };
+    let at = applied(&state.engine.call(Request::ReplaceSegment { definition: def.to_json() }, state.timeout).await?)?;
     let mut segments = state.engine.segments.lock().expect("lock");
     segments.insert(def.id.clone(), def.clone());
     state.store.save(&segments)?;
@@ -144,16 +134,11 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
             return Err(Problem::conflict(format!("segment {id:?} is used by {users:?}")));
         }
     }
-    match state.engine.call(Request::RemoveSegment { id: id.clone() }, state.timeout).await?.first() {
-        Some(Answer::Removed(_)) => {
-            let mut segments = state.engine.segments.lock().expect("lock");
-            segments.remove(&id);
-            state.store.save(&segments)?;
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Some(Answer::Failed(why)) => Err(Problem::conflict(why.clone())),
-        other => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
-    }
+    applied(&state.engine.call(Request::RemoveSegment { id: id.clone() }, state.timeout).await?)?;
+    let mut segments = state.engine.segments.lock().expect("lock");
+    segments.remove(&id);
+    state.store.save(&segments)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Paging of member listings.

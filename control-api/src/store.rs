@@ -20,27 +20,26 @@ impl Store {
         Store { path: dir.join("definitions.json") }
     }
 
-    /// The stored segments in dependency order (none when the file does not exist yet).
-    pub fn load(&self) -> anyhow::Result<Vec<SegmentDefinition>> {
+    /// The stored document, or `None` when there is none yet.
+    fn document(&self) -> anyhow::Result<Option<Value>> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", self.path.display())),
         };
-        let doc: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
-        let segments = doc.get("segments").cloned().unwrap_or(Value::Array(Vec::new()));
+        serde_json::from_str(&text).map(Some).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
+    }
+
+    /// The stored segments in dependency order (none when the file does not exist yet).
+    pub fn load(&self) -> anyhow::Result<Vec<SegmentDefinition>> {
+        let segments = self.document()?.and_then(|d| d.get("segments").cloned()).unwrap_or(Value::Array(Vec::new()));
         validate_segments(&segments, &BTreeSet::new()).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
     }
 
     /// The stored journeys (none when the file does not exist yet).
     pub fn load_journeys(&self) -> anyhow::Result<BTreeMap<String, JourneyEntry>> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", self.path.display())),
-        };
-        let doc: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
-        let journeys = doc.get("journeys").cloned().unwrap_or(Value::Object(Default::default()));
+        let journeys =
+            self.document()?.and_then(|d| d.get("journeys").cloned()).unwrap_or(Value::Object(Default::default()));
         serde_json::from_value(journeys).map_err(|e| anyhow::anyhow!("{}: journeys: {e}", self.path.display()))
     }
 

@@ -78,6 +78,16 @@ pub enum Refused {
     },
 }
 
+/// The time an event enters the dataflow at: its own, or under `Clamp` the watermark when it
+/// is late; `Err` when it is late under `DeadLetter`.
+pub fn admit(policy: LatePolicy, ts: Time, watermark: Time) -> Result<Time, Refused> {
+    match (ts >= watermark, policy) {
+        (true, _) => Ok(ts),
+        (false, LatePolicy::Clamp) => Ok(watermark),
+        (false, LatePolicy::DeadLetter) => Err(Refused::Late { ts, watermark }),
+    }
+}
+
 /// Counters of one worker's engine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct EngineStats {
@@ -216,18 +226,14 @@ impl Engine {
         let watermark = self.watermark();
         let ts = event.ts;
         self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
-        let time = if ts >= watermark {
-            ts
-        } else {
-            match self.config.late_policy {
-                LatePolicy::DeadLetter => {
-                    self.counters.late_rejected += 1;
-                    return Err(Refused::Late { ts, watermark });
-                }
-                LatePolicy::Clamp => {
-                    self.counters.late_clamped += 1;
-                    watermark
-                }
+        let time = match admit(self.config.late_policy, ts, watermark) {
+            Ok(time) => {
+                self.counters.late_clamped += u64::from(time != ts);
+                time
+            }
+            Err(refused) => {
+                self.counters.late_rejected += 1;
+                return Err(refused);
             }
         };
         self.counters.offered += 1;

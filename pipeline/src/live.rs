@@ -228,6 +228,31 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     }
 }
 
+/// Installs (or, with `replace`, replaces) a segment given as JSON, as of `at`.
+fn segment_change(
+    programs: &mut Programs,
+    worker: &mut Worker,
+    definition: serde_json::Value,
+    at: Time,
+    replace: bool,
+) -> Answer {
+    let mut known: BTreeSet<String> = programs.installed().into_iter().collect();
+    if replace {
+        // A definition may not refer to itself: its old version does not count as known.
+        known.remove(definition.get("id").and_then(|v| v.as_str()).unwrap_or_default());
+    }
+    let def = match validate_segments(&serde_json::Value::Array(vec![definition]), &known) {
+        Ok(mut defs) => defs.pop().expect("one definition"),
+        Err(e) => return Answer::Failed(e.to_string()),
+    };
+    let done =
+        if replace { programs.replace_segment(worker, &def, at) } else { programs.install_segment(worker, &def, at) };
+    match done {
+        Ok(()) => Answer::Installed(at),
+        Err(e) => Answer::Failed(e.to_string()),
+    }
+}
+
 fn user_name(shared: &Shared, user: &Key) -> std::sync::Arc<str> {
     shared.handle.name(user).unwrap_or_else(|| user.to_string().into())
 }
@@ -259,34 +284,8 @@ fn apply(
         return;
     };
     let answer = match request {
-        Request::InstallSegment { definition } => {
-            let known: BTreeSet<String> = programs.installed().into_iter().collect();
-            match validate_segments(&serde_json::Value::Array(vec![definition]), &known) {
-                Ok(mut defs) => {
-                    let def = defs.pop().expect("one definition");
-                    match programs.install_segment(worker, &def, command.time) {
-                        Ok(()) => Answer::Installed(command.time),
-                        Err(e) => Answer::Failed(e.to_string()),
-                    }
-                }
-                Err(e) => Answer::Failed(e.to_string()),
-            }
-        }
-        Request::ReplaceSegment { definition } => {
-            let mut known: BTreeSet<String> = programs.installed().into_iter().collect();
-            let id = definition.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-            known.remove(&id);
-            match validate_segments(&serde_json::Value::Array(vec![definition]), &known) {
-                Ok(mut defs) => {
-                    let def = defs.pop().expect("one definition");
-                    match programs.replace_segment(worker, &def, command.time) {
-                        Ok(()) => Answer::Installed(command.time),
-                        Err(e) => Answer::Failed(e.to_string()),
-                    }
-                }
-                Err(e) => Answer::Failed(e.to_string()),
-            }
-        }
+        Request::InstallSegment { definition } => segment_change(programs, worker, definition, command.time, false),
+        Request::ReplaceSegment { definition } => segment_change(programs, worker, definition, command.time, true),
         Request::InstallJourney { definition, version } => {
             let known: BTreeSet<String> = programs.installed().into_iter().collect();
             match validate_journey(&definition, &known) {

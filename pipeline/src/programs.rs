@@ -12,7 +12,7 @@
 //! compacting, so every worker's history is still distinguishable at `T` when it applies one.
 
 use crate::compile::Compiler;
-use crate::engine::{IngestConfig, LatePolicy, Refused};
+use crate::engine::{admit, IngestConfig, Refused};
 use differential_dataflow::input::InputSession;
 use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
@@ -253,13 +253,7 @@ impl Programs {
         let watermark = self.watermark();
         let ts = event.ts;
         self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
-        let time = if ts >= watermark {
-            ts
-        } else if self.config.late_policy == LatePolicy::Clamp {
-            watermark
-        } else {
-            return Err(Refused::Late { ts, watermark });
-        };
+        let time = admit(self.config.late_policy, ts, watermark)?;
         self.input.update_at(SharedEvent::new(event), time, 1);
         Ok(())
     }
