@@ -2,7 +2,8 @@
 """Measures `journeyflow run` on the standard workload: HTTP ingest events/s through
 /v1/batch on loopback, then, over the retained events, the time from POST /v1/segments to
 the first members answer for each of S1-S6, beside the time of a members answer for a
-segment already installed (the baseline: what any answer costs, measured in the same run).
+segment already installed (the baseline: what any answer costs, measured in the same run),
+and the server's resident memory with the six segments installed and after removing them.
 
     scripts/bench-run.py EVENTS_FILE [WORKERS]
 
@@ -67,6 +68,19 @@ for sid in order:
     baseline = time.time() - t1
     size = metric('journeyflow_segment_members{segment="%s"}' % sid)
     rows.append((sid, install, baseline, int(size)))
+def rss_mb():
+    for line in open("/proc/%d/status" % server.pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+# Memory with the six segments installed, then after removing them all (in reverse order).
+time.sleep(1)
+with_segments = rss_mb()
+for sid in reversed(order):
+    call("DELETE", "/v1/segments/%s" % sid)
+time.sleep(2)
+without = rss_mb()
 server.terminate()
 server.wait()
 print("journeyflow run, %d events over HTTP, %s workers, %d cores, %s" % (
@@ -76,3 +90,4 @@ print("  ingest /v1/batch (10k events per request, fsynced): %.2f s, %.0f events
 print("  %-22s %10s %12s %8s %8s" % ("segment", "install_s", "answer_s", "ratio", "members"))
 for sid, install, baseline, size in rows:
     print("  %-22s %10.3f %12.3f %8.2f %8d" % (sid, install, baseline, install / baseline, size))
+print("  RSS with S1-S6 installed: %.0f MB; after removing them: %.0f MB" % (with_segments, without))
