@@ -1,7 +1,7 @@
 //! `/metrics` (Prometheus text) and `/readyz`. Counters are kept by the `metrics` crate
 //! (ingest counts as it appends); gauges are read from the workers' progress when scraped:
-//! events processed, rejected, the watermark and its lag behind the wall clock, and each
-//! segment's size.
+//! events processed, rejected, the watermark and its lag behind the wall clock, each
+//! segment's size, and each journey's counts.
 
 use crate::AppState;
 use axum::extract::State;
@@ -30,6 +30,14 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(sizes) = progress.segment_sizes.lock() {
         for (id, size) in sizes.iter() {
             metrics::gauge!("journeyflow_segment_members", "segment" => id.clone()).set(*size as f64);
+        }
+    }
+    if let Ok(reports) = state.engine.journey_reports.lock() {
+        for (id, report) in reports.iter() {
+            for counter in ["entered", "in_progress", "converted", "exited", "completed", "canceled"] {
+                let value = report[counter].as_f64().unwrap_or(0.0);
+                metrics::gauge!(format!("journeyflow_journey_{counter}"), "journey" => id.clone()).set(value);
+            }
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()

@@ -460,6 +460,8 @@ fn journeys_through_the_api_run_report_and_survive_a_restart() {
     assert_eq!((stats["entered"].as_i64(), stats["in_progress"].as_i64()), (Some(2), Some(0)), "{stats}");
     assert_eq!(stats["nodes"]["mail"]["entered"], 1, "{stats}");
     assert_eq!(stats["nodes"]["mail"]["actions"]["sent"], 1, "{stats}");
+    let text = client.get(server.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(text.lines().any(|l| l == "journeyflow_journey_completed{journey=\"cart\"} 2"), "{text}");
     // Each user's progress, from their transitions.
     let ann: J = client.get(server.url("/v1/journeys/cart/users/ann")).send().unwrap().json().unwrap();
     assert_eq!((ann["status"].as_str(), ann["outcome"].as_str()), (Some("ended"), Some("completed")), "{ann}");
