@@ -169,19 +169,15 @@ impl EngineHandle {
 
     /// Sends a request and waits (up to `timeout`) for all its answers.
     pub async fn call(&self, request: Request, timeout: std::time::Duration) -> Result<Vec<Answer>, CallError> {
+        self.submit(request)?.wait(timeout).await
+    }
+
+    /// Sends a request without waiting: requests are applied in the order they are submitted.
+    pub fn submit(&self, request: Request) -> Result<Pending, CallError> {
         let expected = request.answers(self.workers);
-        let (reply, mut answers) = mpsc::unbounded_channel();
+        let (reply, answers) = mpsc::unbounded_channel();
         self.requests.send(Ticket { request, reply }).map_err(|_| CallError::Stopped)?;
-        let mut out = Vec::with_capacity(expected);
-        let deadline = tokio::time::Instant::now() + timeout;
-        while out.len() < expected {
-            match tokio::time::timeout_at(deadline, answers.recv()).await {
-                Ok(Some(a)) => out.push(a),
-                Ok(None) => return Err(CallError::Stopped),
-                Err(_) => return Err(CallError::Timeout),
-            }
-        }
-        Ok(out)
+        Ok(Pending { expected, answers })
     }
 
     /// The user id of a key, if seen.
@@ -192,6 +188,28 @@ impl EngineHandle {
     /// The lowest worker watermark.
     pub fn watermark(&self) -> Time {
         self.progress.watermark.load(Ordering::Relaxed)
+    }
+}
+
+/// A submitted request whose answers are still to come.
+pub struct Pending {
+    expected: usize,
+    answers: mpsc::UnboundedReceiver<Answer>,
+}
+
+impl Pending {
+    /// Waits (up to `timeout`) for all the answers.
+    pub async fn wait(mut self, timeout: std::time::Duration) -> Result<Vec<Answer>, CallError> {
+        let mut out = Vec::with_capacity(self.expected);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while out.len() < self.expected {
+            match tokio::time::timeout_at(deadline, self.answers.recv()).await {
+                Ok(Some(a)) => out.push(a),
+                Ok(None) => return Err(CallError::Stopped),
+                Err(_) => return Err(CallError::Timeout),
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -15,6 +15,8 @@ pub struct LiveConfig {
     pub data_dir: PathBuf,
     /// Segments to install at start.
     pub segments: Option<PathBuf>,
+    /// Journeys to publish at start.
+    pub journeys: Option<PathBuf>,
     /// Timely worker threads.
     pub workers: usize,
     /// Watermark lag behind the largest event time, ms.
@@ -37,6 +39,7 @@ impl Default for LiveConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("journeyflow-data"),
             segments: None,
+            journeys: None,
             workers: 1,
             allowed_lateness: 1_000,
             idle_timeout: 200,
@@ -58,6 +61,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// `segments = "segments.json"`.
     pub segments: Option<PathBuf>,
+    /// `journeys = "journeys.json"`.
+    pub journeys: Option<PathBuf>,
     /// `workers = 2`.
     pub workers: Option<usize>,
     /// `[ingest]`.
@@ -111,6 +116,7 @@ impl FileConfig {
             listen: self.listen.unwrap_or(d.listen),
             data_dir: self.data_dir.unwrap_or(d.data_dir),
             segments: self.segments.or(d.segments),
+            journeys: self.journeys.or(d.journeys),
             workers: self.workers.unwrap_or(d.workers).max(1),
             allowed_lateness: duration("allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,
             idle_timeout: duration("idle_timeout", self.ingest.idle_timeout, d.idle_timeout)?,

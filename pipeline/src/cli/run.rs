@@ -1,7 +1,7 @@
 //! `journeyflow run`: the long-running pipeline. Starts the timely workers over the durable
 //! ingest log in the data directory, the HTTP server (Segment-compatible ingest and the
-//! control API), and installs at start the segments it stored before (in
-//! `DATA_DIR/definitions.json`) and those of `--segments`. Stops cleanly on
+//! control API), and installs at start the segments and journeys it stored before (in
+//! `DATA_DIR/definitions.json`) and those of `--segments` and `--journeys`. Stops cleanly on
 //! SIGINT/SIGTERM: stops accepting, lets the workers drain the log and flush, exits 0.
 
 use crate::config::{FileConfig, LiveConfig};
@@ -10,10 +10,10 @@ use crate::live::{run_worker, Shared};
 use anyhow::Context;
 use journeyflow_connectors::wal::Wal;
 use journeyflow_control_api::auth::Auth;
-use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
+use journeyflow_control_api::handle::{Answer, EngineHandle, JourneyEntry, Request};
 use journeyflow_control_api::store::Store;
 use journeyflow_control_api::{router, AppState};
-use journeyflow_types::parse_segments;
+use journeyflow_types::{parse_journeys, parse_segments};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// Segments to install at start (a JSON array of definitions).
     #[arg(long, env = "JOURNEYFLOW_SEGMENTS")]
     pub segments: Option<PathBuf>,
+    /// Journeys to publish at start (a JSON array of definitions), unless already stored.
+    #[arg(long, env = "JOURNEYFLOW_JOURNEYS")]
+    pub journeys: Option<PathBuf>,
     /// Timely worker threads [default: 1].
     #[arg(long, short = 'w', env = "JOURNEYFLOW_WORKERS")]
     pub workers: Option<usize>,
@@ -71,6 +74,7 @@ impl RunArgs {
             listen: self.listen.unwrap_or(base.listen),
             data_dir: self.data_dir.clone().unwrap_or(base.data_dir),
             segments: self.segments.clone().or(base.segments),
+            journeys: self.journeys.clone().or(base.journeys),
             workers: self.workers.unwrap_or(base.workers).max(1),
             allowed_lateness: self.allowed_lateness.unwrap_or(base.allowed_lateness),
             idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
@@ -158,32 +162,55 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        for def in defs {
-            match handle.call(Request::InstallSegment { definition: def.to_json() }, state.timeout).await?.first() {
+        // Submitted together (applied in this order, at nearly one time), then awaited.
+        let mut pending = Vec::new();
+        for def in &defs {
+            pending.push(handle.submit(Request::InstallSegment { definition: def.to_json() })?);
+        }
+        for (def, answer) in defs.into_iter().zip(pending) {
+            match answer.wait(state.timeout).await?.first() {
                 Some(Answer::Installed(_)) => {}
                 other => anyhow::bail!("installing segment {:?}: {other:?}", def.id),
             }
-            let mut segments = handle.segments.lock().expect("lock");
-            segments.insert(def.id.clone(), def);
-            store.save(&segments)?;
+            handle.segments.lock().expect("lock").insert(def.id.clone(), def);
         }
+        store.save(&handle.segments.lock().expect("lock"))?;
         // Journeys: published ones run again (over the retained history, from now), in the
         // status they had; drafts and ended ones are only listed.
-        let journeys = store.load_journeys()?;
+        let mut journeys = store.load_journeys()?;
+        if let Some(path) = &args.journeys {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let known = handle.segments.lock().expect("lock").keys().cloned().collect();
+            let defs = parse_journeys(&text, &known).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for def in defs {
+                journeys.entry(def.id.clone()).or_insert(JourneyEntry {
+                    definition: def.source,
+                    version: 1,
+                    status: "ongoing".into(),
+                    published_at: None,
+                });
+            }
+        }
+        let mut pending = Vec::new();
         for (id, entry) in &journeys {
             if entry.status == "ongoing" || entry.status == "paused" {
                 let install = Request::InstallJourney { definition: entry.definition.clone(), version: entry.version };
-                match handle.call(install, state.timeout).await?.first() {
-                    Some(Answer::Installed(_)) => {}
-                    other => anyhow::bail!("reinstalling journey {id:?}: {other:?}"),
-                }
+                pending.push((id.clone(), handle.submit(install)?));
             }
             if entry.status == "paused" {
-                let pause = Request::JourneyCommand { id: id.clone(), command: "pause".into() };
-                handle.call(pause, state.timeout).await?;
+                handle.submit(Request::JourneyCommand { id: id.clone(), command: "pause".into() })?;
+            }
+        }
+        for (id, answer) in pending {
+            match answer.wait(state.timeout).await?.first() {
+                Some(Answer::Installed(at)) => {
+                    journeys.get_mut(&id).expect("listed").published_at.get_or_insert(*at);
+                }
+                other => anyhow::bail!("publishing journey {id:?}: {other:?}"),
             }
         }
         *handle.journeys.lock().expect("lock") = journeys;
+        store.save_all(&handle.segments.lock().expect("lock"), &handle.journeys.lock().expect("lock"))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
