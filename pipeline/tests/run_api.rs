@@ -493,3 +493,34 @@ fn journeys_through_the_api_run_report_and_survive_a_restart() {
     assert_eq!(client.post(server.url("/v1/journeys/cart/pause")).send().unwrap().status(), StatusCode::CONFLICT);
     assert_eq!(server.stop().code(), Some(0));
 }
+
+#[test]
+fn definitions_given_at_start_are_installed_and_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let segments = root.join("datasets/sample/segments.json");
+    let journeys = root.join("datasets/sample/journeys.json");
+    let server = Server::start_with(
+        2,
+        dir.path(),
+        &["--segments", segments.to_str().unwrap(), "--journeys", journeys.to_str().unwrap()],
+    );
+    let client = Client::new();
+    let listed: J = client.get(server.url("/v1/segments")).send().unwrap().json().unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 6);
+    let listed: J = client.get(server.url("/v1/journeys")).send().unwrap().json().unwrap();
+    let statuses: BTreeSet<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_str().unwrap().to_string(), j["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        statuses,
+        BTreeSet::from([
+            ("j1_abandoned_cart".to_string(), "ongoing".to_string()),
+            ("j2_win_back".to_string(), "ongoing".to_string())
+        ])
+    );
+    assert_eq!(server.stop().code(), Some(0));
+}
