@@ -95,9 +95,7 @@ pub struct Ticket {
 /// Progress counters the workers publish.
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Events appended to the ingest log.
-    pub events_in: AtomicU64,
-    /// Events rejected at ingest.
+    /// Events the workers rejected (unreadable from the log, or late under the dead-letter policy).
     pub rejected: AtomicU64,
     /// Events read by the workers.
     pub events_processed: AtomicU64,

@@ -87,9 +87,6 @@ async fn accept(state: &AppState, events: Vec<Value>, kind: Option<&'static str>
     })
     .await
     .map_err(|e| Problem::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))??;
-    let progress = &state.engine.progress;
-    progress.events_in.fetch_add(accepted as u64, Ordering::Relaxed);
-    progress.rejected.fetch_add(rejected.len() as u64, Ordering::Relaxed);
     metrics::counter!("journeyflow_events_in_total").increment(accepted as u64);
     metrics::counter!("journeyflow_events_refused_total").increment(rejected.len() as u64);
     Ok(Accepted { success: rejected.is_empty(), accepted, rejected })

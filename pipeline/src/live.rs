@@ -91,7 +91,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(out_path)?);
     let mut next_ticket: u64 = (index as u64) << 48;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
-    let mut plans: BTreeMap<String, JourneyPlan> = BTreeMap::new();
+    let mut plans: BTreeMap<String, (JourneyPlan, JourneyNames)> = BTreeMap::new();
     let open = |name: String| -> std::io::Result<_> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(shared.out_dir.join(name))?;
         Ok(std::io::BufWriter::new(file))
@@ -117,7 +117,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         }
         let mut read = 0;
         for tail in &mut tails {
-            for line in tail.read(20_000)? {
+            let lines = tail.read(20_000)?;
+            let mut seen = Vec::with_capacity(lines.len());
+            for line in lines {
                 read += 1;
                 // Lines were checked at ingest; one that fails now is counted and skipped.
                 let Ok(event) = decode_line(&line) else {
@@ -128,15 +130,16 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                     Some((m, at)) if m >= event.ts => (m, at),
                     _ => (event.ts, Instant::now()),
                 });
-                shared
-                    .handle
-                    .names
-                    .write()
-                    .expect("lock")
-                    .entry(event.user)
-                    .or_insert_with(|| event.user_id.as_str().into());
+                seen.push((event.user, event.user_id.clone()));
                 if programs.offer(event).is_err() {
                     shared.handle.progress.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // User ids for answers: one lock per batch, not per event.
+            if !seen.is_empty() {
+                let mut names = shared.handle.names.write().expect("lock");
+                for (key, id) in seen {
+                    names.entry(key).or_insert_with(|| id.into());
                 }
             }
         }
@@ -149,9 +152,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let mut still = Vec::new();
         for (time, ticket, query) in pending.drain(..) {
             let answer = match &query {
-                Query::Members(id) if !programs.installed().contains(id) => {
-                    Some(Answer::Failed(format!("no segment {id:?}")))
-                }
+                Query::Members(id) if !programs.has_segment(id) => Some(Answer::Failed(format!("no segment {id:?}"))),
                 Query::Members(id) => programs.members_at(id, time).map(|m| Answer::Members(time, m)),
                 Query::User(user) => programs.user_segments_at(*user, time).map(|s| Answer::Segments(time, s)),
             };
@@ -176,13 +177,11 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             }
         }
         out.flush()?;
-        for (id, plan) in &plans {
-            let records = programs.take_journey_outputs(id);
-            let names = JourneyNames::new(plan);
-            for record in &records {
+        for (id, (plan, names)) in &plans {
+            for record in &programs.take_journey_outputs(id) {
                 match record {
                     JourneyOutput::Transition(t) => {
-                        let line = TransitionLine::new(t, &names, user_name(shared, &t.user));
+                        let line = TransitionLine::new(t, names, user_name(shared, &t.user));
                         serde_json::to_writer(&mut transitions_out, &line)?;
                         transitions_out.write_all(b"\n")?;
                         let mut users = shared.handle.journey_users.lock().expect("lock");
@@ -193,17 +192,20 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                         history.push_back(serde_json::to_value(&line)?);
                     }
                     JourneyOutput::Action(a) => {
-                        let line = ActionLine::new(a, &names, a.user, user_name(shared, &a.user));
+                        let line = ActionLine::new(a, names, a.user, user_name(shared, &a.user));
                         serde_json::to_writer(&mut actions_out, &line)?;
                         actions_out.write_all(b"\n")?;
                     }
                 }
             }
-            // Publish the journey's report: this worker's counters (which complete a little after
-            // the records) summed with the others'.
+            // Publish the journey's report when this worker's counters (which complete a little
+            // after the records) changed: its share summed with the others'.
             let mine = programs.journey_counts(id);
             let mut all = shared.journey_counts.lock().expect("lock");
             let slots = all.entry(id.clone()).or_insert_with(|| vec![BTreeMap::new(); peers]);
+            if slots[index] == mine {
+                continue;
+            }
             slots[index] = mine;
             let mut total = Counters::new();
             for slot in slots.iter() {
@@ -276,7 +278,7 @@ fn apply(
     command: Sequenced,
     shared: &Shared,
     pending: &mut Vec<(Time, u64, Query)>,
-    plans: &mut BTreeMap<String, JourneyPlan>,
+    plans: &mut BTreeMap<String, (JourneyPlan, JourneyNames)>,
     index: usize,
 ) {
     let Ok(Sequence { ticket, request }) = serde_json::from_str::<Sequence>(&command.text) else {
@@ -294,7 +296,8 @@ fn apply(
                     let id = plan.id().to_string();
                     match programs.install_journey(worker, plan.clone(), command.time, Status::Ongoing) {
                         Ok(()) => {
-                            plans.insert(id, plan);
+                            let names = JourneyNames::new(&plan);
+                            plans.insert(id, (plan, names));
                             Answer::Installed(command.time)
                         }
                         Err(e) => Answer::Failed(e.to_string()),

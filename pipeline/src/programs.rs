@@ -554,32 +554,7 @@ impl Programs {
     /// `time` (`None` before that, or for an unknown segment). `time` must not be behind the
     /// compaction: hold it with [`Programs::hold_compaction`] until answered.
     pub fn members_at(&mut self, id: &str, time: Time) -> Option<Vec<UserId>> {
-        let program = self.segments.get_mut(id)?;
-        let mut upper = Antichain::new();
-        program.members.read_upper(&mut upper);
-        if upper.less_equal(&time) {
-            return None;
-        }
-        // Compaction may run ahead of a program that lags; read once it has caught up.
-        if !timely::PartialOrder::less_equal(&program.members.get_physical_compaction(), &upper.borrow()) {
-            return None;
-        }
-        let batches = program.members.spans_through(upper.borrow())?;
-        let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
-        let mut members = Vec::new();
-        while cursor.key_valid(&storage) {
-            let mut count = 0;
-            cursor.map_times(&storage, |t, r| {
-                if *t <= time {
-                    count += *r;
-                }
-            });
-            if count > 0 {
-                members.push(*cursor.key(&storage));
-            }
-            cursor.step_key(&storage);
-        }
-        Some(members)
+        members_as_of(&mut self.segments.get_mut(id)?.members, time, None)
     }
 
     /// The installed segments `user` belongs to on this worker as of `time` (where the user's
@@ -587,36 +562,16 @@ impl Programs {
     pub fn user_segments_at(&mut self, user: UserId, time: Time) -> Option<Vec<String>> {
         let mut out = Vec::new();
         for (id, program) in &mut self.segments {
-            let mut upper = Antichain::new();
-            program.members.read_upper(&mut upper);
-            let physical = program.members.get_physical_compaction().to_owned();
-            if upper.less_equal(&time) || !timely::PartialOrder::less_equal(&physical.borrow(), &upper.borrow()) {
-                return None;
-            }
-            let batches = program.members.spans_through(upper.borrow())?;
-            let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
-            cursor.seek_key(&storage, &user);
-            if cursor.get_key(&storage) == Some(&user) {
-                let mut count = 0;
-                cursor.map_times(&storage, |t, r| {
-                    if *t <= time {
-                        count += *r;
-                    }
-                });
-                if count > 0 {
-                    out.push(id.clone());
-                }
+            if !members_as_of(&mut program.members, time, Some(user))?.is_empty() {
+                out.push(id.clone());
             }
         }
         Some(out)
     }
 
-    /// Whether segment `id` is complete through `time` on this worker.
-    pub fn complete(&mut self, id: &str, time: Time) -> bool {
-        let Some(program) = self.segments.get_mut(id) else { return false };
-        let mut upper = Antichain::new();
-        program.members.read_upper(&mut upper);
-        !upper.less_equal(&time)
+    /// Whether segment `id` is installed.
+    pub fn has_segment(&self, id: &str) -> bool {
+        self.segments.contains_key(id)
     }
 
     /// Keeps traces distinguishable at `time` and later (for answers still to give as of
@@ -638,4 +593,37 @@ impl Programs {
         probes.extend(self.journeys.values().map(|p| p.probe.clone()));
         worker.step_while(|| probes.iter().any(|p| p.less_than(&(time + 1))));
     }
+}
+
+/// The users of a membership trace as of `time` (only `user`, if given), once the trace is
+/// complete through `time` and readable: compaction may run ahead of a program that lags.
+fn members_as_of(members: &mut UsersTrace, time: Time, user: Option<UserId>) -> Option<Vec<UserId>> {
+    let mut upper = Antichain::new();
+    members.read_upper(&mut upper);
+    if upper.less_equal(&time) || !timely::PartialOrder::less_equal(&members.get_physical_compaction(), &upper.borrow())
+    {
+        return None;
+    }
+    let batches = members.spans_through(upper.borrow())?;
+    let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
+    if let Some(user) = &user {
+        cursor.seek_key(&storage, user);
+    }
+    let mut out = Vec::new();
+    while cursor.key_valid(&storage) && user.is_none_or(|u| cursor.key(&storage) == &u) {
+        let mut count = 0;
+        cursor.map_times(&storage, |t, r| {
+            if *t <= time {
+                count += *r;
+            }
+        });
+        if count > 0 {
+            out.push(*cursor.key(&storage));
+        }
+        if user.is_some() {
+            break;
+        }
+        cursor.step_key(&storage);
+    }
+    Some(out)
 }
