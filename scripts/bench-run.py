@@ -78,8 +78,18 @@ def rss_mb():
             return int(line.split()[1]) / 1024
     return 0.0
 
-time.sleep(1)
-before = rss_mb()
+def settled_rss_mb():
+    # Merges and compaction go on for a while after ingest: wait for the RSS to settle.
+    last = rss_mb()
+    for _ in range(40):
+        time.sleep(0.5)
+        now = rss_mb()
+        if abs(now - last) < 0.005 * last:
+            return now
+        last = now
+    return last
+
+before = settled_rss_mb()
 rows = []
 for sid in order:
     definition = next(s for s in segments if s["id"] == sid)
@@ -93,12 +103,10 @@ for sid in order:
     size = metric('journeyflow_segment_members{segment="%s"}' % sid)
     rows.append((sid, install, baseline, int(size)))
 # Memory with the six segments installed, then after removing them all (in reverse order).
-time.sleep(1)
-with_segments = rss_mb()
+with_segments = settled_rss_mb()
 for sid in reversed(order):
     call("DELETE", "/v1/segments/%s" % sid)
-time.sleep(2)
-without = rss_mb()
+without = settled_rss_mb()
 server.terminate()
 server.wait()
 shutil.rmtree(data)

@@ -35,6 +35,16 @@ pub enum Request {
         /// Its version.
         version: u32,
     },
+    /// Publish a new version of a running journey: its users are handed over as of the
+    /// request's time and placed as `migrate` says.
+    PublishVersion {
+        /// The new version's definition as JSON.
+        definition: serde_json::Value,
+        /// The new version number.
+        version: u32,
+        /// Where users at the running version's nodes go.
+        migrate: journeyflow_types::Migration,
+    },
     /// Pause, resume or end an installed journey.
     JourneyCommand {
         /// Journey id.
@@ -103,6 +113,8 @@ pub struct Progress {
     pub watermark: AtomicU64,
     /// Members per installed segment (summed from the change outputs).
     pub segment_sizes: Mutex<BTreeMap<String, i64>>,
+    /// Bytes of each ingest log partition the workers have read.
+    pub log_read: Mutex<BTreeMap<usize, u64>>,
 }
 
 /// The shared side of the engine, cloned into every handler.
@@ -135,12 +147,15 @@ pub const HISTORY: usize = 100;
 pub struct JourneyEntry {
     /// The definition as written.
     pub definition: serde_json::Value,
-    /// The version (1 for now).
+    /// The version running (or, for a draft, to be published).
     pub version: u32,
     /// `draft`, `ongoing`, `paused` or `ended`.
     pub status: String,
-    /// When it was published (event time), if it was.
+    /// When it (its current version) was published (event time), if it was.
     pub published_at: Option<Time>,
+    /// The next version, written with `PUT` and not yet published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<serde_json::Value>,
 }
 
 impl EngineHandle {

@@ -1,5 +1,6 @@
-//! The journey endpoints: create drafts, read them, publish (a new dataflow over the retained
-//! history, ongoing from then), pause, resume, end, and per-node and per-journey reports.
+//! The journey endpoints: create drafts, read them, write new versions, publish (a new
+//! dataflow over the retained history, ongoing from then; for a new version of a running
+//! journey, taking its users over), pause, resume, end, and per-node and per-journey reports.
 
 use crate::handle::{JourneyEntry, Request};
 use crate::problem::{applied, parse_json, Problem};
@@ -8,13 +9,23 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use journeyflow_types::validate_journey;
+use journeyflow_types::{validate_journey, validate_migration, JourneyDefinition, Migration};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
 fn view(id: &str, entry: &JourneyEntry) -> Value {
-    json!({"id": id, "status": entry.status, "version": entry.version, "published_at": entry.published_at,
-           "definition": entry.definition})
+    let mut v = json!({"id": id, "status": entry.status, "version": entry.version,
+                       "published_at": entry.published_at, "definition": entry.definition});
+    if let Some(next) = &entry.next {
+        v["next_version"] = json!({"version": entry.version + 1, "definition": next});
+    }
+    v
+}
+
+/// Validates a definition against the installed segments (422 with every error).
+fn validated(state: &AppState, body: &Value) -> Result<JourneyDefinition, Problem> {
+    let known: BTreeSet<String> = state.engine.segments.lock().expect("lock").keys().cloned().collect();
+    validate_journey(body, &known).map_err(|e| Problem::invalid(e.0))
 }
 
 fn save(state: &AppState) -> Result<(), Problem> {
@@ -29,9 +40,8 @@ fn save(state: &AppState) -> Result<(), Problem> {
               (status = 409, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc)))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
     let body = parse_json(&body)?;
-    let known: BTreeSet<String> = state.engine.segments.lock().expect("lock").keys().cloned().collect();
-    let def = validate_journey(&body, &known).map_err(|e| Problem::invalid(e.0))?;
-    let entry = JourneyEntry { definition: body, version: 1, status: "draft".into(), published_at: None };
+    let def = validated(&state, &body)?;
+    let entry = JourneyEntry { definition: body, version: 1, status: "draft".into(), published_at: None, next: None };
     {
         let mut journeys = state.engine.journeys.lock().expect("lock");
         if journeys.contains_key(&def.id) {
@@ -57,20 +67,99 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     journeys.get(&id).map(|e| Json(view(&id, e))).ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))
 }
 
+/// `PUT /v1/journeys/{id}`: a new definition. A draft's definition is replaced; for a running
+/// (ongoing or paused) journey it becomes the next version, published by `publish`; an ended
+/// journey takes no new version (409).
+#[utoipa::path(put, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
+    request_body = serde_json::Value,
+    responses((status = 200, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc),
+              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
+              (status = 422, body = crate::problem::ProblemDoc)))]
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    if !state.engine.journeys.lock().expect("lock").contains_key(&id) {
+        return Err(Problem::not_found(format!("no journey {id:?}")));
+    }
+    let body = parse_json(&body)?;
+    let def = validated(&state, &body)?;
+    if def.id != id {
+        return Err(Problem::invalid(vec![journeyflow_types::ValidationError {
+            path: "$.id".into(),
+            message: format!("the definition's id {:?} is not the journey's {id:?}", def.id),
+        }]));
+    }
+    let updated = {
+        let mut journeys = state.engine.journeys.lock().expect("lock");
+        let Some(entry) = journeys.get_mut(&id) else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
+        match entry.status.as_str() {
+            "draft" => entry.definition = body,
+            "ended" => return Err(Problem::conflict(format!("journey {id:?} has ended: it takes no new version"))),
+            _ => entry.next = Some(body),
+        }
+        entry.clone()
+    };
+    save(&state)?;
+    Ok(Json(view(&id, &updated)))
+}
+
+/// The `migrate` object of a publish request body (empty body: every default).
+fn migration(body: &[u8], current: &Value, next: &Value, state: &AppState) -> Result<Migration, Problem> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_json(body)? };
+    let Some(obj) = body.as_object() else {
+        return Err(Problem::invalid(vec![journeyflow_types::ValidationError {
+            path: "$".into(),
+            message: "expected an object such as {\"migrate\": {\"node_map\": {}, \"default\": \"exit\"}}".into(),
+        }]));
+    };
+    let mut errors: Vec<journeyflow_types::ValidationError> = obj
+        .keys()
+        .filter(|k| *k != "migrate")
+        .map(|k| journeyflow_types::ValidationError {
+            path: format!("$.{k}"),
+            message: "unknown field (expected migrate)".into(),
+        })
+        .collect();
+    let (old, new) = (validated(state, current)?, validated(state, next)?);
+    match validate_migration(obj.get("migrate"), &old, &new) {
+        Ok(m) if errors.is_empty() => Ok(m),
+        Ok(_) => Err(Problem::invalid(errors)),
+        Err(e) => {
+            errors.extend(e.0);
+            Err(Problem::invalid(errors))
+        }
+    }
+}
+
 /// `POST /v1/journeys/{id}/{action}` for `publish`, `pause`, `resume`, `end`: 409 when the
-/// journey's status does not allow it.
+/// journey's status does not allow it. Publishing a running journey publishes its next version
+/// (written with `PUT`); the body may say where its users go:
+/// `{"migrate": {"node_map": {"old": "new"}, "default": "exit"}}`.
 #[utoipa::path(post, path = "/v1/journeys/{id}/{action}", tag = "journeys",
     params(("id" = String, Path, description = "journey id"), ("action" = String, Path, description = "publish, pause, resume or end")),
+    request_body(content = serde_json::Value, description = "optional, for publishing a next version: {\"migrate\": {\"node_map\": {\"old\": \"new\"}, \"default\": \"exit\"}}"),
     responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc),
-              (status = 409, body = crate::problem::ProblemDoc)))]
+              (status = 409, body = crate::problem::ProblemDoc),
+              (status = 400, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc)))]
 pub async fn lifecycle(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<Json<Value>, Problem> {
     let entry = state.engine.journeys.lock().expect("lock").get(&id).cloned();
     let Some(entry) = entry else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
+    let upgrade = entry.status != "draft" && action == "publish";
     let next = match (entry.status.as_str(), action.as_str()) {
         ("draft", "publish") => "ongoing",
+        ("ongoing" | "paused", "publish") if entry.next.is_some() => entry.status.as_str(),
+        ("ongoing" | "paused", "publish") => {
+            return Err(Problem::conflict(format!(
+                "journey {id:?} is {} at version {} and has no next version: write one with PUT first",
+                entry.status, entry.version
+            )))
+        }
         ("ongoing", "pause") => "paused",
         ("paused", "resume") => "ongoing",
         ("ongoing" | "paused", "end") => "ended",
@@ -79,7 +168,11 @@ pub async fn lifecycle(
         }
         _ => return Err(Problem::not_found(format!("no action {action:?} (publish, pause, resume, end)"))),
     };
-    let request = if action == "publish" {
+    let request = if upgrade {
+        let definition = entry.next.clone().expect("checked above");
+        let migrate = migration(&body, &entry.definition, &definition, &state)?;
+        Request::PublishVersion { definition, version: entry.version + 1, migrate }
+    } else if action == "publish" {
         Request::InstallJourney { definition: entry.definition.clone(), version: entry.version }
     } else {
         Request::JourneyCommand { id: id.clone(), command: action.clone() }
@@ -92,10 +185,14 @@ pub async fn lifecycle(
         if action == "publish" {
             e.published_at = Some(at);
         }
+        if upgrade {
+            e.definition = e.next.take().expect("checked above");
+            e.version += 1;
+        }
         e.clone()
     };
     save(&state)?;
-    Ok(Json(json!({"id": id, "status": updated.status, "at": at})))
+    Ok(Json(json!({"id": id, "status": updated.status, "version": updated.version, "at": at})))
 }
 
 /// `GET /v1/journeys/{id}/stats`: per journey entered, in progress, converted, exited,
@@ -148,6 +245,7 @@ pub async fn user(
             match last["reason"].as_str() {
                 Some("goal") => ("ended", Some("converted"), from),
                 Some("exit_when") => ("ended", Some("exited"), from),
+                Some("migrated") => ("ended", Some("migrated_out"), from),
                 _ => ("canceled", Some("canceled"), from),
             }
         }

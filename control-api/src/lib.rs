@@ -54,7 +54,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/segments/{id}/members", get(segments::members))
         .route("/v1/users/{user_id}/segments", get(users::segments))
         .route("/v1/journeys", post(journeys::create).get(journeys::list))
-        .route("/v1/journeys/{id}", get(journeys::get))
+        .route("/v1/journeys/{id}", get(journeys::get).put(journeys::replace))
         .route("/v1/journeys/{id}/stats", get(journeys::stats))
         .route("/v1/journeys/{id}/users/{user_id}", get(journeys::user))
         .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))

@@ -1,7 +1,8 @@
 //! `/metrics` (Prometheus text) and `/readyz`. Counters are kept by the `metrics` crate
 //! (ingest counts as it appends); gauges are read from the workers' progress when scraped:
 //! events processed, rejected, the watermark and its lag behind the wall clock, each
-//! segment's size, and each journey's counts.
+//! source's lag (bytes of each ingest log partition not read yet), each segment's size, and
+//! each journey's counts.
 
 use crate::AppState;
 use axum::extract::State;
@@ -27,6 +28,15 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("journeyflow_watermark_ms").set(watermark as f64);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     metrics::gauge!("journeyflow_watermark_lag_seconds").set(now.saturating_sub(watermark) as f64 / 1000.0);
+    if let Ok(read) = progress.log_read.lock() {
+        for part in 0..state.wal.partitions() {
+            let path = journeyflow_connectors::wal::part_path(state.wal.dir(), part);
+            let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let lag = size.saturating_sub(read.get(&part).copied().unwrap_or(0));
+            metrics::gauge!("journeyflow_source_lag_bytes", "source" => "http", "partition" => part.to_string())
+                .set(lag as f64);
+        }
+    }
     if let Ok(sizes) = progress.segment_sizes.lock() {
         for (id, size) in sizes.iter() {
             metrics::gauge!("journeyflow_segment_members", "segment" => id.clone()).set(*size as f64);

@@ -24,6 +24,7 @@ use utoipa::OpenApi;
         crate::journeys::create,
         crate::journeys::list,
         crate::journeys::get,
+        crate::journeys::replace,
         crate::journeys::lifecycle,
         crate::journeys::stats,
         crate::journeys::user,

@@ -10,7 +10,7 @@ use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
-use journeyflow_operators::journey::{journey, Control};
+use journeyflow_operators::journey::{journey, Control, Start};
 use journeyflow_operators::{SharedEvent, Time};
 use journeyflow_types::{Event, Key, SegmentDefinition};
 use serde::Serialize;
@@ -172,7 +172,14 @@ impl Engine {
                 .map(|(i, plan)| {
                     let conditions = compiler.journey_conditions(plan);
                     let plan = Rc::new(plan.clone());
-                    journey(plan, i as u32, events.clone(), conditions, control.clone(), Status::Ongoing, None)
+                    journey(
+                        plan,
+                        i as u32,
+                        events.clone(),
+                        conditions,
+                        control.clone(),
+                        Start::new(Status::Ongoing, None),
+                    )
                 })
                 .collect();
             let outputs = scope.concatenate(outputs);

@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct JourneyNames {
     journey: Arc<str>,
     nodes: Vec<Arc<str>>,
+    /// Node names of the version this one replaced (`from` of `migrated` transitions).
+    previous: Vec<Arc<str>>,
     /// Per node index, for action nodes: channel, template, payload.
     actions: Vec<Option<ActionNames>>,
 }
@@ -28,6 +30,7 @@ impl JourneyNames {
         JourneyNames {
             journey: plan.id().into(),
             nodes: plan.node_ids.iter().map(|n| Arc::from(n.as_str())).collect(),
+            previous: Vec::new(),
             actions: plan
                 .definition
                 .nodes
@@ -42,6 +45,12 @@ impl JourneyNames {
                 })
                 .collect(),
         }
+    }
+
+    /// The names of a plan that replaced `previous`.
+    pub fn replacing(plan: &JourneyPlan, previous: &JourneyPlan) -> JourneyNames {
+        let previous = previous.node_ids.iter().map(|n| Arc::from(n.as_str())).collect();
+        JourneyNames { previous, ..JourneyNames::new(plan) }
     }
 }
 
@@ -65,7 +74,8 @@ pub struct TransitionLine {
     /// Event time, epoch ms.
     pub time: Time,
     /// Written as `entry`, `next`, `event`, `timeout`, `case:<i>`, `else`, `split:<i>`, `goal`,
-    /// `exit_when` or `ended`.
+    /// `exit_when`, `ended` or `migrated` (placed by a new version: `from` is a node of the
+    /// version before).
     #[serde(serialize_with = "display")]
     pub reason: Reason,
 }
@@ -74,11 +84,15 @@ impl TransitionLine {
     /// Names a transition with its journey's names and the user's id.
     pub fn new(t: &Transition, names: &JourneyNames, user_id: Arc<str>) -> TransitionLine {
         let node = |n: Option<u32>| n.map(|n| names.nodes[n as usize].clone());
+        let from = match t.reason {
+            Reason::Migrated(_) => t.from.map(|n| names.previous[n as usize].clone()),
+            _ => node(t.from),
+        };
         TransitionLine {
             journey: names.journey.clone(),
             version: t.version,
             user_id,
-            from: node(t.from),
+            from,
             to: node(t.to),
             time: t.time,
             reason: t.reason,
@@ -167,6 +181,10 @@ pub struct JourneyReport {
     pub completed: i64,
     /// Inside when the journey ended.
     pub canceled: i64,
+    /// Taken over from the version before, at a node of this one.
+    pub migrated_in: i64,
+    /// Inside the version before and taken out of the journey by the migration.
+    pub migrated_out: i64,
     /// Per node id.
     pub nodes: BTreeMap<String, NodeReport>,
 }
@@ -200,6 +218,8 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
                     Stat::Exited => report.exited = value,
                     Stat::Completed => report.completed = value,
                     Stat::Canceled => report.canceled = value,
+                    Stat::MigratedIn => report.migrated_in = value,
+                    Stat::MigratedOut => report.migrated_out = value,
                     Stat::NodeEntered(n) => report.nodes.get_mut(node(n)).expect("node").entered = value,
                     Stat::NodeExited(n) => report.nodes.get_mut(node(n)).expect("node").exited = value,
                     Stat::NodeActions(n, status) => {
@@ -227,7 +247,8 @@ pub struct ProgressLine {
     /// `waiting` (on a wait, an awaited event), `running` (an action held by quiet hours),
     /// `ended` (reached an exit, converted or exited), `canceled` (the journey ended).
     pub status: &'static str,
-    /// For users who have left: `completed`, `converted`, `exited` or `canceled`.
+    /// For users who have left: `completed`, `converted`, `exited`, `canceled` or
+    /// `migrated_out` (taken out by the publication of a new version).
     pub outcome: Option<&'static str>,
     /// The current node, or the node the user left from.
     pub node: Option<Arc<str>>,
@@ -259,6 +280,7 @@ pub fn progress(plans: &[JourneyPlan], transitions: &[TransitionLine]) -> Vec<Pr
                     match t.reason {
                         Reason::Goal => ("ended", Some("converted"), from),
                         Reason::ExitWhen => ("ended", Some("exited"), from),
+                        Reason::Migrated(_) => ("ended", Some("migrated_out"), from),
                         _ => ("canceled", Some("canceled"), from),
                     }
                 }

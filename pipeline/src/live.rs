@@ -56,6 +56,13 @@ pub struct Shared {
     pub journey_counts: Mutex<BTreeMap<String, Vec<Counters>>>,
 }
 
+/// A journey's running plan, and the names of every version it ran (records of a replaced
+/// version may still come after the new one is published).
+struct Versions {
+    plan: JourneyPlan,
+    names: BTreeMap<u32, JourneyNames>,
+}
+
 /// A query waiting for its time to be complete.
 enum Query {
     Members(String),
@@ -82,16 +89,16 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
     let mut programs = Programs::new(worker, shared.ingest);
     let requests = if index == 0 { shared.requests.lock().expect("lock").take() } else { None };
-    let mut tails: Vec<Tail> = (0..shared.partitions)
+    let mut tails: Vec<(usize, Tail)> = (0..shared.partitions)
         .filter(|p| p % peers == index)
-        .map(|p| Tail::open(&part_path(&shared.wal_dir, p)))
+        .map(|p| Ok((p, Tail::open(&part_path(&shared.wal_dir, p))?)))
         .collect::<std::io::Result<_>>()?;
     std::fs::create_dir_all(&shared.out_dir)?;
     let out_path = shared.out_dir.join(format!("segment_changes-{index}.ndjson"));
     let mut out = std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(out_path)?);
     let mut next_ticket: u64 = (index as u64) << 48;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
-    let mut plans: BTreeMap<String, (JourneyPlan, JourneyNames)> = BTreeMap::new();
+    let mut plans: BTreeMap<String, Versions> = BTreeMap::new();
     let open = |name: String| -> std::io::Result<_> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(shared.out_dir.join(name))?;
         Ok(std::io::BufWriter::new(file))
@@ -116,7 +123,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             }
         }
         let mut read = 0;
-        for tail in &mut tails {
+        for (part, tail) in &mut tails {
             let lines = tail.read(20_000)?;
             let mut seen = Vec::with_capacity(lines.len());
             for line in lines {
@@ -135,6 +142,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                     shared.handle.progress.rejected.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            shared.handle.progress.log_read.lock().expect("lock").insert(*part, tail.offset());
             // User ids for answers: one lock per batch, not per event.
             if !seen.is_empty() {
                 let mut names = shared.handle.names.write().expect("lock");
@@ -177,11 +185,11 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             }
         }
         out.flush()?;
-        for (id, (plan, names)) in &plans {
+        for (id, Versions { plan, names }) in &plans {
             for record in &programs.take_journey_outputs(id) {
                 match record {
                     JourneyOutput::Transition(t) => {
-                        let line = TransitionLine::new(t, names, user_name(shared, &t.user));
+                        let line = TransitionLine::new(t, &names[&t.version], user_name(shared, &t.user));
                         serde_json::to_writer(&mut transitions_out, &line)?;
                         transitions_out.write_all(b"\n")?;
                         let mut users = shared.handle.journey_users.lock().expect("lock");
@@ -192,7 +200,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                         history.push_back(serde_json::to_value(&line)?);
                     }
                     JourneyOutput::Action(a) => {
-                        let line = ActionLine::new(a, names, a.user, user_name(shared, &a.user));
+                        let line = ActionLine::new(a, &names[&a.version], a.user, user_name(shared, &a.user));
                         serde_json::to_writer(&mut actions_out, &line)?;
                         actions_out.write_all(b"\n")?;
                     }
@@ -222,6 +230,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let low = shared.watermarks.iter().map(|w| w.load(Ordering::Relaxed)).min().unwrap_or(0);
         shared.handle.progress.watermark.store(low, Ordering::Relaxed);
         if draining && read == 0 {
+            programs.close(worker);
             return Ok(());
         }
         if read == 0 {
@@ -278,7 +287,7 @@ fn apply(
     command: Sequenced,
     shared: &Shared,
     pending: &mut Vec<(Time, u64, Query)>,
-    plans: &mut BTreeMap<String, (JourneyPlan, JourneyNames)>,
+    plans: &mut BTreeMap<String, Versions>,
     index: usize,
 ) {
     let Ok(Sequence { ticket, request }) = serde_json::from_str::<Sequence>(&command.text) else {
@@ -296,14 +305,33 @@ fn apply(
                     let id = plan.id().to_string();
                     match programs.install_journey(worker, plan.clone(), command.time, Status::Ongoing) {
                         Ok(()) => {
-                            let names = JourneyNames::new(&plan);
-                            plans.insert(id, (plan, names));
+                            let names = BTreeMap::from([(version, JourneyNames::new(&plan))]);
+                            plans.insert(id, Versions { plan, names });
                             Answer::Installed(command.time)
                         }
                         Err(e) => Answer::Failed(e.to_string()),
                     }
                 }
                 Err(e) => Answer::Failed(e.to_string()),
+            }
+        }
+        Request::PublishVersion { definition, version, migrate } => {
+            let known: BTreeSet<String> = programs.installed().into_iter().collect();
+            let def = validate_journey(&definition, &known);
+            match (def, definition["id"].as_str().and_then(|id| plans.get_mut(id))) {
+                (Err(e), _) => Answer::Failed(e.to_string()),
+                (Ok(def), None) => Answer::Failed(format!("journey {:?} is not running", def.id)),
+                (Ok(def), Some(versions)) => {
+                    let plan = JourneyPlan::new(def, version);
+                    match programs.publish_version(worker, plan.clone(), migrate, command.time) {
+                        Ok(()) => {
+                            versions.names.insert(version, JourneyNames::replacing(&plan, &versions.plan));
+                            versions.plan = plan;
+                            Answer::Installed(command.time)
+                        }
+                        Err(e) => Answer::Failed(e.to_string()),
+                    }
+                }
             }
         }
         Request::JourneyCommand { id, command: name } => {

@@ -2,7 +2,9 @@
 //! keeps them, the universe of users and their traits as shared arrangements; and one
 //! dataflow per installed segment, built at runtime over imports of those arrangements (and
 //! of the memberships it refers to), so a segment installed now is computed over the
-//! retained history at once and a removed one frees its memory.
+//! retained history at once and a removed one frees its memory. Journeys are programs too;
+//! a journey's next version is a new dataflow that takes the running version's users over
+//! on each worker as of its publish time, after which the old dataflow goes.
 //!
 //! Every worker must install and remove the same programs in the same order, as of the same
 //! time. Commands enter on any one worker through [`Programs::submit`] and travel on a
@@ -19,12 +21,13 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use journeyflow_operators::dedup::dedup;
+use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
-use journeyflow_operators::journey::{journey, Control};
+use journeyflow_operators::journey::{journey, Control, Start};
 use journeyflow_operators::{SharedEvent, Time, UserId};
-use journeyflow_types::{Event, SegmentDefinition, Value};
+use journeyflow_types::{Event, Migration, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -123,6 +126,16 @@ struct JourneyProgram {
     probe: ProbeHandle<Time>,
     /// This worker's share of the journey's report counters.
     counts: Rc<RefCell<BTreeMap<Stat, isize>>>,
+    /// Where this version leaves its users for the next one.
+    handover: Handover,
+}
+
+/// A journey version that a newer one replaced as of `at`: kept until the newer one has taken
+/// its users and its last outputs are read.
+struct Retiring {
+    id: String,
+    at: Time,
+    program: JourneyProgram,
 }
 
 /// Why a program could not be installed or removed.
@@ -160,6 +173,8 @@ pub struct Programs {
     duplicates: Rc<Cell<u64>>,
     segments: BTreeMap<String, SegmentProgram>,
     journeys: BTreeMap<String, JourneyProgram>,
+    retiring: Vec<Retiring>,
+    leftovers: BTreeMap<String, Vec<JourneyOutput>>,
     control: InputSession<Time, (u64, String), isize>,
     control_probe: ProbeHandle<Time>,
     commands: Rc<RefCell<Vec<(Time, u64, String)>>>,
@@ -221,6 +236,8 @@ impl Programs {
             duplicates,
             segments: BTreeMap::new(),
             journeys: BTreeMap::new(),
+            retiring: Vec::new(),
+            leftovers: BTreeMap::new(),
             control,
             control_probe,
             commands,
@@ -275,16 +292,10 @@ impl Programs {
             if target > previous {
                 self.input.advance_to(target);
                 self.control.advance_to(target);
-                for journey in self.journeys.values_mut() {
-                    journey.control.advance_to(target);
-                }
             }
         }
         self.input.flush();
         self.control.flush();
-        for journey in self.journeys.values_mut() {
-            journey.control.flush();
-        }
         // Wait for the base dataflow only: a program being removed may already be gone on
         // another worker, and its copy here would then never complete.
         let probe = self.probe.clone();
@@ -299,10 +310,28 @@ impl Programs {
         for (time, seq, text) in complete {
             apply(self, worker, Sequenced { time, seq, text });
         }
+        self.drop_retired(worker);
+        self.follow_commands();
         let mut frontier = Antichain::new();
         self.control_probe.with_frontier(|f| frontier.extend(f.iter().copied()));
         let through = frontier.first().copied().unwrap_or(previous).min(previous).min(self.hold.unwrap_or(Time::MAX));
         self.compact(through);
+    }
+
+    /// Moves the journeys' lifecycle inputs up to the sequenced commands' frontier, but not past
+    /// a command still to apply: a command sequenced at `t` then applies at exactly `t`.
+    fn follow_commands(&mut self) {
+        let mut known = *self.control.time();
+        self.control_probe.with_frontier(|f| known = f.first().copied().unwrap_or(known));
+        if let Some(first) = self.commands.borrow().iter().map(|c| c.0).min() {
+            known = known.min(first);
+        }
+        for journey in self.journeys.values_mut().chain(self.retiring.iter_mut().map(|r| &mut r.program)) {
+            if known > *journey.control.time() {
+                journey.control.advance_to(known);
+            }
+            journey.control.flush();
+        }
     }
 
     /// Allows every trace kept here to forget history distinctions before `time`.
@@ -454,10 +483,50 @@ impl Programs {
         at: Time,
         status: Status,
     ) -> Result<(), ProgramError> {
-        let id = plan.id().to_string();
-        if self.journeys.contains_key(&id) {
-            return Err(ProgramError::JourneyExists(id));
+        if self.journeys.contains_key(plan.id()) {
+            return Err(ProgramError::JourneyExists(plan.id().to_string()));
         }
+        let (id, program) = self.build_journey(worker, plan, at, Start::new(status, Some(at)))?;
+        self.journeys.insert(id, program);
+        Ok(())
+    }
+
+    /// Publishes a new version of an installed journey as of `at`: the running version handles
+    /// everything through `at` and then hands its users over; the new one, built over the
+    /// retained history like a first version, places them as `migration` says and runs from
+    /// then on. The old version's dataflow goes once its users are taken and its outputs read.
+    pub fn publish_version(
+        &mut self,
+        worker: &mut Worker,
+        plan: JourneyPlan,
+        migration: Migration,
+        at: Time,
+    ) -> Result<(), ProgramError> {
+        let id = plan.id().to_string();
+        let Some(old) = self.journeys.get(&id) else { return Err(ProgramError::UnknownJourney(id)) };
+        let start = Start {
+            status: Status::Ongoing,
+            since: Some(at),
+            retire: Handover::default(),
+            takeover: Some((old.handover.clone(), migration)),
+        };
+        let (_, program) = self.build_journey(worker, plan, at, start)?;
+        let mut old = self.journeys.insert(id.clone(), program).expect("checked above");
+        old.commands += 1;
+        let at = at.max(*old.control.time());
+        old.control.update_at((0, old.commands, Command::Retire), at, 1);
+        self.retiring.push(Retiring { id, at, program: old });
+        Ok(())
+    }
+
+    fn build_journey(
+        &mut self,
+        worker: &mut Worker,
+        plan: JourneyPlan,
+        at: Time,
+        start: Start,
+    ) -> Result<(String, JourneyProgram), ProgramError> {
+        let id = plan.id().to_string();
         let mut uses = Vec::new();
         for c in &plan.conditions {
             c.references(&mut uses);
@@ -470,19 +539,20 @@ impl Programs {
         let outputs = Rc::new(RefCell::new(Vec::new()));
         let sink = outputs.clone();
         let counts = Rc::new(RefCell::new(BTreeMap::new()));
+        let handover = start.retire.clone();
         let mut buttons = Vec::new();
         let mut control = InputSession::new();
-        control.advance_to(*self.control.time());
+        control.advance_to(at);
         let dataflow = worker.next_dataflow_index();
         let probe = ProbeHandle::new();
         let base = Base { events: &mut self.events, universe: &mut self.universe, traits: &mut self.traits };
         let segments = &mut self.segments;
-        worker.dataflow_named::<Time, _, _>(&format!("Journey({id})"), |scope| {
+        worker.dataflow_named::<Time, _, _>(&format!("Journey({id} v{})", plan.version), |scope| {
             let mut compiler = base.import(scope, segments, &uses, at, &mut buttons);
             let conditions = compiler.journey_conditions(&plan);
             let commands = control.to_collection(scope).inner;
             let exits: Vec<bool> = (0..plan.nodes.len() as u32).map(|n| plan.is_exit(n)).collect();
-            let records = journey(Rc::new(plan), 0, compiler.events(), conditions, commands, status, Some(at))
+            let records = journey(Rc::new(plan), 0, compiler.events(), conditions, commands, start)
                 .inspect(move |record| sink.borrow_mut().push(*record));
             let totals = counts.clone();
             stats(records, move |_, n| exits[n as usize])
@@ -490,24 +560,50 @@ impl Programs {
                 .inspect(move |((_, stat), _, diff)| *totals.borrow_mut().entry(*stat).or_default() += diff)
                 .probe_with(&probe);
         });
-        self.journeys
-            .insert(id, JourneyProgram { dataflow, buttons, control, commands: 0, outputs, uses, probe, counts });
-        Ok(())
+        let program =
+            JourneyProgram { dataflow, buttons, control, commands: 0, outputs, uses, probe, counts, handover };
+        Ok((id, program))
     }
 
     /// Applies a lifecycle command to an installed journey as of `at` (every worker must give
     /// the same commands at the same times).
     pub fn journey_command(&mut self, id: &str, command: Command, at: Time) -> Result<(), ProgramError> {
-        let program = self.journeys.get_mut(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?;
+        // A version replaced as of `t` still runs through `t`: commands up to then are its.
+        let replaced = self.retiring.iter_mut().rev().find(|r| r.id == id && at <= r.at).map(|r| &mut r.program);
+        let program = match replaced {
+            Some(p) => p,
+            None => self.journeys.get_mut(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?,
+        };
         program.commands += 1;
         let at = at.max(*program.control.time());
         program.control.update_at((0, program.commands, command), at, 1);
         Ok(())
     }
 
-    /// Transitions and actions of a journey produced since the last call.
+    /// Drops the dataflows of replaced versions whose users were taken over and whose outputs
+    /// are complete through the time they were replaced (their last outputs are kept to read).
+    fn drop_retired(&mut self, worker: &mut Worker) {
+        let (done, kept): (Vec<Retiring>, Vec<Retiring>) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(|r| r.program.handover.is_done() && !r.program.probe.less_equal(&r.at));
+        self.retiring = kept;
+        for Retiring { id, program, .. } in done {
+            self.leftovers.entry(id).or_default().append(&mut program.outputs.borrow_mut());
+            Self::drop_journey(worker, program);
+        }
+    }
+
+    /// Transitions and actions of a journey produced since the last call (by the versions it
+    /// replaced first).
     pub fn take_journey_outputs(&mut self, id: &str) -> Vec<JourneyOutput> {
-        self.journeys.get(id).map(|p| std::mem::take(&mut *p.outputs.borrow_mut())).unwrap_or_default()
+        let mut out = self.leftovers.remove(id).unwrap_or_default();
+        for r in self.retiring.iter().filter(|r| r.id == id) {
+            out.append(&mut r.program.outputs.borrow_mut());
+        }
+        if let Some(p) = self.journeys.get(id) {
+            out.append(&mut p.outputs.borrow_mut());
+        }
+        out
     }
 
     /// This worker's share of a journey's report counters (journey index 0).
@@ -523,15 +619,26 @@ impl Programs {
         self.journeys.keys().cloned().collect()
     }
 
-    /// Removes a journey and drops its dataflow.
+    /// Removes a journey (and the versions it replaced) and drops its dataflows.
     pub fn remove_journey(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
-        let mut program = self.journeys.remove(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?;
+        let program = self.journeys.remove(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?;
+        Self::drop_journey(worker, program);
+        let (gone, kept): (Vec<Retiring>, Vec<Retiring>) =
+            std::mem::take(&mut self.retiring).into_iter().partition(|r| r.id == id);
+        self.retiring = kept;
+        for r in gone {
+            Self::drop_journey(worker, r.program);
+        }
+        self.leftovers.remove(id);
+        Ok(())
+    }
+
+    fn drop_journey(worker: &mut Worker, mut program: JourneyProgram) {
         for button in &mut program.buttons {
             button.press();
         }
         drop(program.control);
         worker.drop_dataflow(program.dataflow);
-        Ok(())
     }
 
     /// Removes a segment and drops its dataflow; refused while another segment uses it.
@@ -585,13 +692,34 @@ impl Programs {
         self.duplicates.get()
     }
 
+    /// Drops every program's dataflow, for a worker that stops: a copy whose peer another
+    /// worker dropped already (a replaced journey version) would otherwise never complete.
+    pub fn close(mut self, worker: &mut Worker) {
+        for (_, program) in std::mem::take(&mut self.segments) {
+            Self::dispose(worker, program);
+        }
+        for (_, program) in std::mem::take(&mut self.journeys) {
+            Self::drop_journey(worker, program);
+        }
+        for r in std::mem::take(&mut self.retiring) {
+            Self::drop_journey(worker, r.program);
+        }
+    }
+
     /// Steps the worker until every dataflow here has completed `time` (not while programs
-    /// are being removed: see `advance`).
+    /// are being removed: see `advance`), replaced journey versions through their last time.
     pub fn settle(&mut self, worker: &mut Worker, time: Time) {
         let mut probes = vec![self.probe.clone()];
         probes.extend(self.segments.values().map(|p| p.probe.clone()));
         probes.extend(self.journeys.values().map(|p| p.probe.clone()));
-        worker.step_while(|| probes.iter().any(|p| p.less_than(&(time + 1))));
+        // A replaced version is complete once past its last time (another worker may already
+        // have dropped its copy, which then stops its frontier there).
+        let replaced: Vec<(ProbeHandle<Time>, Time)> =
+            self.retiring.iter().map(|r| (r.program.probe.clone(), r.at.min(time))).collect();
+        while probes.iter().any(|p| p.less_than(&(time + 1))) || replaced.iter().any(|(p, at)| p.less_equal(at)) {
+            worker.step();
+            self.follow_commands();
+        }
     }
 }
 

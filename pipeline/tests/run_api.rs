@@ -198,6 +198,10 @@ fn scenario(workers: usize) {
     assert_eq!(value("journeyflow_events_in_total"), Some(sent.len() as f64), "{text}");
     assert_eq!(value("journeyflow_segment_members{segment=\"pro\"}"), Some(pro.len() as f64), "{text}");
     assert!(value("journeyflow_watermark_lag_seconds").is_some(), "{text}");
+    // Every event sent was read before the answers: no source lags.
+    let lags: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("journeyflow_source_lag_bytes{source=\"http\"")).collect();
+    assert!(!lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")), "{text}");
     // Removal: refused while used, then allowed in order.
     let r = client.delete(server.url("/v1/segments/pro")).send().unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
@@ -522,5 +526,139 @@ fn definitions_given_at_start_are_installed_and_published() {
             ("j2_win_back".to_string(), "ongoing".to_string())
         ])
     );
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+/// Every output line of one kind (`journey_transitions`, `journey_actions`) a server wrote.
+fn output_lines(dir: &std::path::Path, kind: &str) -> Vec<J> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir.join("out")).unwrap() {
+        let path = f.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with(kind) {
+            out.extend(std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str::<J>(l).unwrap()));
+        }
+    }
+    out
+}
+
+/// Polls a user's progress in a journey until `done` holds for it.
+fn progress_until(client: &Client, server: &Server, journey: &str, user: &str, done: impl Fn(&J) -> bool) -> J {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client.get(server.url(&format!("/v1/journeys/{journey}/users/{user}"))).send().unwrap();
+        let body: J = if r.status() == StatusCode::OK { r.json().unwrap() } else { J::Null };
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{user} did not get there: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_new_version_takes_over_users_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(2, dir.path());
+    let client = Client::new();
+    let v1 = json!({"id": "onboard", "entry": {"event": "Signup"}, "start": "ask", "nodes": {
+        "ask": {"wait_until": {"event": "Reply", "timeout": "60s", "on_event": "hold", "on_timeout": "done"}},
+        "hold": {"wait": {"duration": "8s"}, "next": "mail"},
+        "mail": {"action": {"channel": "email", "template": "welcome"}, "next": "done"},
+        "done": {"exit": {}}}});
+    assert_eq!(client.post(server.url("/v1/journeys")).json(&v1).send().unwrap().status(), StatusCode::CREATED);
+    // A draft's definition is replaced in place; a journey with nothing new cannot be republished.
+    let r: J = client.put(server.url("/v1/journeys/onboard")).json(&v1).send().unwrap().json().unwrap();
+    assert_eq!((r["version"].as_u64(), r.get("next_version")), (Some(1), None), "{r}");
+    let published: J = client.post(server.url("/v1/journeys/onboard/publish")).send().unwrap().json().unwrap();
+    let r = client.post(server.url("/v1/journeys/onboard/publish")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let now = now_ms().max(published["at"].as_u64().unwrap() + 1);
+    let batch = json!({"batch": [
+        {"type": "track", "event": "Signup", "userId": "ann", "timestamp": now},
+        {"type": "track", "event": "Signup", "userId": "bob", "timestamp": now},
+        {"type": "track", "event": "Reply", "userId": "ann", "timestamp": now + 100},
+    ]});
+    assert_eq!(client.post(server.url("/v1/batch")).json(&batch).send().unwrap().status(), StatusCode::OK);
+    progress_until(&client, &server, "onboard", "ann", |p| p["node"] == "hold");
+    progress_until(&client, &server, "onboard", "bob", |p| p["node"] == "ask");
+    // Version 2: `ask` is gone (its users go to the new `greet`), `hold` stays, sms instead of email.
+    let v2 = json!({"id": "onboard", "entry": {"event": "Signup"}, "start": "greet", "nodes": {
+        "greet": {"wait_until": {"event": "Reply", "timeout": "1s", "on_event": "hold", "on_timeout": "sms"}},
+        "hold": {"wait": {"duration": "30s"}, "next": "sms"},
+        "sms": {"action": {"channel": "sms", "template": "welcome"}, "next": "done"},
+        "done": {"exit": {}}}});
+    let r = client.put(server.url("/v1/journeys/other")).json(&v2).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let mut wrong = v2.clone();
+    wrong["id"] = json!("renamed");
+    let r = client.put(server.url("/v1/journeys/onboard")).json(&wrong).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r: J = client.put(server.url("/v1/journeys/onboard")).json(&v2).send().unwrap().json().unwrap();
+    assert_eq!((r["version"].as_u64(), r["next_version"]["version"].as_u64()), (Some(1), Some(2)), "{r}");
+    // A migration naming nodes that do not exist is refused with every mistake, and nothing changes.
+    let bad = json!({"migrate": {"node_map": {"nope": "greet", "ask": "gone"}, "default": "elsewhere"}});
+    let r = client.post(server.url("/v1/journeys/onboard/publish")).json(&bad).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: J = r.json().unwrap();
+    let paths: BTreeSet<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, BTreeSet::from(["$.migrate.node_map.nope", "$.migrate.node_map.ask", "$.migrate.default"]));
+    let migrate = json!({"migrate": {"node_map": {"ask": "greet"}, "default": "exit"}});
+    let r: J = client.post(server.url("/v1/journeys/onboard/publish")).json(&migrate).send().unwrap().json().unwrap();
+    assert_eq!((r["status"].as_str(), r["version"].as_u64()), (Some("ongoing"), Some(2)), "{r}");
+    let at = r["at"].as_u64().unwrap();
+    // Both finish in version 2: bob through `greet`, ann when her version-1 wait (8 s) ends.
+    for user in ["ann", "bob"] {
+        progress_until(&client, &server, "onboard", user, |p| p["outcome"] == "completed");
+    }
+    let stats: J = client.get(server.url("/v1/journeys/onboard/stats")).send().unwrap().json().unwrap();
+    assert_eq!((stats["version"].as_u64(), stats["migrated_in"].as_i64()), (Some(2), Some(2)), "{stats}");
+    assert_eq!(stats["nodes"]["sms"]["actions"]["sent"], 2, "{stats}");
+    assert_eq!(server.stop().code(), Some(0));
+    let transitions = output_lines(dir.path(), "journey_transitions");
+    let of = |user: &str| -> Vec<(String, u64, u64)> {
+        transitions
+            .iter()
+            .filter(|t| t["user_id"] == user)
+            .map(|t| {
+                let step = format!(
+                    "{}>{}:{}",
+                    t["from"].as_str().unwrap_or("-"),
+                    t["to"].as_str().unwrap_or("-"),
+                    t["reason"].as_str().unwrap()
+                );
+                (step, t["version"].as_u64().unwrap(), t["time"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let ann = of("ann");
+    let steps: Vec<(&str, u64)> = ann.iter().map(|(s, v, _)| (s.as_str(), *v)).collect();
+    assert_eq!(
+        steps,
+        [
+            ("->ask:entry", 1),
+            ("ask>hold:event", 1),
+            ("hold>hold:migrated", 2),
+            ("hold>sms:next", 2),
+            ("sms>done:next", 2)
+        ]
+    );
+    assert_eq!(ann[2].2, at, "migrated at the publish time");
+    assert_eq!(ann[3].2, now + 100 + 8_000, "ann kept her version-1 timer");
+    let bob = of("bob");
+    let steps: Vec<(&str, u64)> = bob.iter().map(|(s, v, _)| (s.as_str(), *v)).collect();
+    assert_eq!(steps, [("->ask:entry", 1), ("ask>greet:migrated", 2), ("greet>sms:timeout", 2), ("sms>done:next", 2)]);
+    assert_eq!(bob[2].2, at + 1_000, "bob waits at greet from the publish time");
+    let actions = output_lines(dir.path(), "journey_actions");
+    let sent: BTreeSet<(&str, &str, u64)> = actions
+        .iter()
+        .map(|a| (a["user_id"].as_str().unwrap(), a["channel"].as_str().unwrap(), a["version"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sent, BTreeSet::from([("ann", "sms", 2), ("bob", "sms", 2)]));
+    // A restart finds version 2 running.
+    let server = Server::start_in(1, dir.path());
+    let j: J = client.get(server.url("/v1/journeys/onboard")).send().unwrap().json().unwrap();
+    assert_eq!((j["version"].as_u64(), j["status"].as_str()), (Some(2), Some("ongoing")), "{j}");
+    assert_eq!(j["definition"], v2);
     assert_eq!(server.stop().code(), Some(0));
 }

@@ -9,6 +9,7 @@ pub mod event;
 pub mod journey;
 pub mod journey_definition;
 pub mod key;
+pub mod migration;
 pub mod time;
 pub mod value;
 
@@ -19,4 +20,5 @@ pub use event::{decode_line, DecodeError, Event, Kind};
 pub use journey::{JourneyDefinition, Node};
 pub use journey_definition::{parse_journeys, validate_journey};
 pub use key::{Key, KeyMap};
+pub use migration::{validate_migration, Migration, Placement};
 pub use value::{Num, Props, Value};

@@ -143,9 +143,16 @@ impl Step<'_> {
         self.arrive(s, from, self.plan.start, Reason::Entry);
     }
 
+    /// Places a user taken over from a previous version (where they were at node `from` of
+    /// that version) at `at` of this one, keeping when they got there and their timer.
+    pub fn stay(&mut self, s: &mut UserState, from: u32, at: Position, reason: Reason) {
+        self.transition(Some(from), Some(at.node), reason);
+        s.at = Some(at);
+    }
+
     /// Moves the user to `node` and through every pass-through node after it, stopping at a
     /// wait, a held action, or an exit.
-    fn arrive(&mut self, s: &mut UserState, mut from: Option<u32>, mut node: u32, mut reason: Reason) {
+    pub fn arrive(&mut self, s: &mut UserState, mut from: Option<u32>, mut node: u32, mut reason: Reason) {
         loop {
             self.transition(from, Some(node), reason);
             let now = self.time;

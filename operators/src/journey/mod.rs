@@ -6,6 +6,7 @@
 //! batching or worker count. The per-user rules live in [`machine`]. Output records carry
 //! their own event time; a message's timestamp is at most the times of the records in it.
 
+pub mod handover;
 pub mod machine;
 pub mod plan;
 pub mod record;
@@ -13,8 +14,9 @@ pub mod stats;
 
 use crate::{SharedEvent, Time, UserId};
 use differential_dataflow::VecCollection;
-use journeyflow_types::{Key, KeyMap};
-use machine::{Step, UserState};
+use handover::{Handover, Left};
+use journeyflow_types::{Key, KeyMap, Migration, Placement};
+use machine::{Position, Step, UserState};
 use plan::JourneyPlan;
 use record::{Command, JourneyOutput, Reason, Status};
 use std::collections::BTreeSet;
@@ -36,19 +38,37 @@ enum Item {
 /// A lifecycle command for journey `journey`; `seq` orders commands given at one time.
 pub type Control = (u32, u64, Command);
 
+/// How a journey operator starts.
+pub struct Start {
+    /// The status it starts in.
+    pub status: Status,
+    /// Inputs at or before this time are history (a journey installed over retained events):
+    /// they set the users' condition states but move nobody.
+    pub since: Option<Time>,
+    /// Where this version leaves its users when a [`Command::Retire`] comes.
+    pub retire: Handover,
+    /// For a new version: the previous version's handover, and how to place its users. They
+    /// are taken over at `since`, after the history, before anything later moves.
+    pub takeover: Option<(Handover, Migration)>,
+}
+
+impl Start {
+    /// A first version in `status`, installed as of `since` (if not from the beginning).
+    pub fn new(status: Status, since: Option<Time>) -> Start {
+        Start { status, since, retire: Handover::default(), takeover: None }
+    }
+}
+
 /// Runs journey `index` (compiled as `plan`) over deduplicated events and the membership
 /// changes of `plan.conditions` (`(condition index, user)`, consolidated), obeying `control`
-/// (the same stream on every worker). Starts in `initial` status. Inputs at or before `since`
-/// are history (a journey installed over retained events): they set the users' condition
-/// states but move nobody.
+/// (the same stream on every worker), starting as `start` says.
 pub fn journey<'s>(
     plan: Rc<JourneyPlan>,
     index: u32,
     events: VecCollection<'s, Time, SharedEvent>,
     conditions: VecCollection<'s, Time, (u32, UserId)>,
     control: StreamVec<'s, Time, (Control, Time, isize)>,
-    initial: Status,
-    since: Option<Time>,
+    start: Start,
 ) -> StreamVec<'s, Time, JourneyOutput> {
     let relevant = plan.clone();
     let events = events.inner.flat_map(move |(e, t, r)| {
@@ -60,9 +80,13 @@ pub fn journey<'s>(
     let exchange = Exchange::new(|((user, _), _, _): &((Key, Item), Time, isize)| user.0 as u64);
     type Out = timely::container::CapacityContainerBuilder<Vec<JourneyOutput>>;
     let name = format!("Journey({})", plan.id());
-    items.binary_frontier::<_, Out, _, _, _, _>(control, exchange, Pipeline, &name, move |initial_cap, _| {
+    let scope = items.scope();
+    items.binary_frontier::<_, Out, _, _, _, _>(control, exchange, Pipeline, &name, move |initial_cap, info| {
+        let activator = scope.activator_for(info.address);
+        let Start { status: initial, since, retire, mut takeover } = start;
         let mut cap: Option<Capability<Time>> = Some(initial_cap);
         let mut status = initial;
+        let mut retired = false;
         let mut end_at = plan.schedule().end_at;
         let mut users: KeyMap<UserState> = KeyMap::default();
         let mut timers: BTreeSet<(Time, Key)> = BTreeSet::new();
@@ -95,32 +119,37 @@ pub fn journey<'s>(
                     }
                 }
             });
-            if status == Status::Ended {
+            // An ended version still hands over (to a successor that will be ended too).
+            if status == Status::Ended || retired {
                 pending.clear();
-                commands.clear();
+                commands.retain(|c| c.2 == Command::Retire && !retired);
             }
             pending.sort_unstable();
             commands.sort_unstable();
             let complete = |t: &Time| !items_frontier.less_equal(t) && !control_frontier.less_equal(t);
             let mut done = 0;
             let mut send: Option<Capability<Time>> = None;
-            loop {
+            while !retired {
                 let next = earliest(
                     pending.get(done).map(|p| p.0),
                     commands.first().map(|c| c.0),
                     timers.first().map(|t| t.0),
                     end_at,
                     status,
-                );
+                )
+                .into_iter()
+                .chain(since.filter(|_| takeover.is_some()))
+                .min();
                 let Some(time) = next.filter(complete) else { break };
                 let here = pending[done..].partition_point(|p| p.0 == time) + done;
                 // 0. Lifecycle: commands given at this time, then the scheduled end.
-                let mut resumed = false;
+                let (mut resumed, mut retiring) = (false, false);
                 while commands.first().is_some_and(|c| c.0 == time) {
                     let (_, _, command) = commands.remove(0);
                     let before = status;
                     status = status.after(command);
                     resumed |= before == Status::Paused && status == Status::Ongoing;
+                    retiring |= command == Command::Retire;
                 }
                 if end_at.is_some_and(|e| e <= time) {
                     end_at = None;
@@ -128,16 +157,9 @@ pub fn journey<'s>(
                 }
                 let mut keys: Vec<Key> = Vec::new();
                 if status == Status::Ended {
-                    keys.extend(users.iter().filter(|(_, s)| s.at.is_some()).map(|(k, _)| *k));
-                    keys.sort_unstable();
-                    for user in keys.drain(..) {
-                        let s = users.get_mut(&user).expect("listed");
-                        Step { plan: &plan, journey: index, user, time, out: &mut out }.leave(s, Reason::Ended);
-                    }
-                    users.clear();
-                    timers.clear();
+                    cancel_all(&plan, index, time, &mut users, &mut timers, &mut out);
                     pending.clear();
-                    commands.clear();
+                    commands.retain(|c| c.2 == Command::Retire);
                     done = 0;
                 } else {
                     if resumed && plan.exit_when.is_some() {
@@ -199,6 +221,31 @@ pub fn journey<'s>(
                     }
                     done = here;
                 }
+                // A new version takes the previous one's users over once its history is read.
+                if takeover.is_some() && since == Some(time) {
+                    let (handover, migration) = takeover.as_ref().expect("checked");
+                    let Some(left) = handover.take(&activator) else { break };
+                    // A version whose schedule ended before it was published ends as it starts.
+                    let ended = status == Status::Ended;
+                    status = left.status;
+                    let ongoing = status == Status::Ongoing && !ended;
+                    migrate(&plan, index, left, migration, time, ongoing, &mut users, &mut timers, &mut out);
+                    takeover = None;
+                    if ended {
+                        status = Status::Ended;
+                        cancel_all(&plan, index, time, &mut users, &mut timers, &mut out);
+                    }
+                }
+                // A retiring version leaves its users to the next one at the end of the time.
+                if retiring {
+                    let mut left: Vec<(Key, UserState)> = users.drain().collect();
+                    left.sort_unstable_by_key(|(k, _)| *k);
+                    retire.leave(Left { plan: plan.clone(), status, users: left });
+                    (timers, retired) = (BTreeSet::new(), true);
+                    pending.clear();
+                    commands.clear();
+                    done = 0;
+                }
                 if send.is_none() && !out.is_empty() {
                     let held = cap.as_ref().expect("a capability is held at or before every pending time");
                     send = Some(held.delayed(&time));
@@ -218,7 +265,11 @@ pub fn journey<'s>(
                 timers.first().map(|t| t.0),
                 end_at,
                 status,
-            );
+            )
+            .into_iter()
+            .chain(since.filter(|_| takeover.is_some()))
+            .min()
+            .filter(|_| !retired);
             cap = match (cap.take(), left) {
                 (Some(c), Some(t)) if *c.time() < t => Some(c.delayed(&t)),
                 (c, Some(_)) => c,
@@ -226,6 +277,81 @@ pub fn journey<'s>(
             };
         }
     })
+}
+
+/// Cancels every user inside at `time` (the journey ended) and forgets every user.
+fn cancel_all(
+    plan: &JourneyPlan,
+    index: u32,
+    time: Time,
+    users: &mut KeyMap<UserState>,
+    timers: &mut BTreeSet<(Time, Key)>,
+    out: &mut Vec<JourneyOutput>,
+) {
+    let mut inside: Vec<Key> = users.iter().filter(|(_, s)| s.at.is_some()).map(|(k, _)| *k).collect();
+    inside.sort_unstable();
+    for user in inside {
+        let s = users.get_mut(&user).expect("listed");
+        Step { plan, journey: index, user, time, out }.leave(s, Reason::Ended);
+    }
+    users.clear();
+    timers.clear();
+}
+
+/// Places the users a previous version `left` in `plan` at `time`, as `migration` says: each
+/// user keeps their entries and sent actions; a user at a node gets one `migrated` transition
+/// from their old node (an index of the old plan) to where they are placed, or out. When
+/// `ongoing`, the new version's exit rule then applies (a paused journey applies it on resume).
+#[allow(clippy::too_many_arguments)]
+fn migrate(
+    plan: &JourneyPlan,
+    index: u32,
+    left: Left,
+    migration: &Migration,
+    time: Time,
+    ongoing: bool,
+    users: &mut KeyMap<UserState>,
+    timers: &mut BTreeSet<(Time, Key)>,
+    out: &mut Vec<JourneyOutput>,
+) {
+    let old = &left.plan;
+    let places: Vec<Option<(u32, bool)>> = old
+        .node_ids
+        .iter()
+        .map(|id| match migration.place(&old.definition, id, &plan.definition) {
+            Placement::Stay(n) => Some((plan.node_index(n), true)),
+            Placement::Move(n) => Some((plan.node_index(n), false)),
+            Placement::Exit => None,
+        })
+        .collect();
+    let reason = Reason::Migrated(old.version);
+    for (user, was) in left.users {
+        let s = users.entry(user).or_default();
+        s.entries = was.entries;
+        s.last_entry = was.last_entry;
+        s.sent = was.sent;
+        if let Some(p) = was.at {
+            let mut step = Step { plan, journey: index, user, time, out };
+            match places[p.node as usize] {
+                Some((node, true)) => step.stay(s, p.node, Position { node, ..p }, reason),
+                Some((node, false)) => step.arrive(s, Some(p.node), node, reason),
+                None => {
+                    // Out from the old node (`leave` records where the user was).
+                    s.at = Some(p);
+                    step.leave(s, reason);
+                }
+            }
+            if ongoing && step.exit_rule_holds(s) {
+                step.leave(s, Reason::ExitWhen);
+            }
+            if let Some(due) = s.timer() {
+                timers.insert((due, user));
+            }
+        }
+        if s.is_empty() {
+            users.remove(&user);
+        }
+    }
 }
 
 /// The earliest time with something to do: an input, a command, a timer (only while the

@@ -146,6 +146,11 @@ impl JourneyPlan {
         }
     }
 
+    /// The index of node `id` (which must be one of the plan's).
+    pub fn node_index(&self, id: &str) -> u32 {
+        self.node_ids.binary_search_by(|n| n.as_str().cmp(id)).expect("a node of the plan") as u32
+    }
+
     /// The journey id.
     pub fn id(&self) -> &str {
         &self.definition.id

@@ -28,6 +28,9 @@ pub enum Reason {
     ExitWhen,
     /// The journey ended.
     Ended,
+    /// Placed by the publication of a new version; the payload is the version left, whose
+    /// node `from` names.
+    Migrated(u32),
 }
 
 impl std::fmt::Display for Reason {
@@ -43,6 +46,7 @@ impl std::fmt::Display for Reason {
             Reason::Goal => f.write_str("goal"),
             Reason::ExitWhen => f.write_str("exit_when"),
             Reason::Ended => f.write_str("ended"),
+            Reason::Migrated(_) => f.write_str("migrated"),
         }
     }
 }
@@ -142,6 +146,8 @@ pub enum Command {
     Resume,
     /// Any status to ended.
     End,
+    /// Hand every user over to the next version at the end of this time, and stop.
+    Retire,
 }
 
 impl Status {

@@ -24,6 +24,10 @@ pub enum Stat {
     Completed,
     /// Inside when the journey ended.
     Canceled,
+    /// Taken over from the previous version, at a node of this one.
+    MigratedIn,
+    /// Inside the previous version, and out of the journey by the migration.
+    MigratedOut,
     /// Arrivals at a node.
     NodeEntered(u32),
     /// Departures from a node (arrivals minus departures: users there now; at an exit node,
@@ -45,6 +49,19 @@ pub fn stats<'s>(
                 JourneyOutput::Action(a) => {
                     counts.push((Stat::NodeActions(a.node, a.status), 1));
                     a.journey
+                }
+                JourneyOutput::Transition(t) if matches!(t.reason, Reason::Migrated(_)) => {
+                    // `from` is a node of the previous version: only where the user is now counts.
+                    match t.to {
+                        Some(to) => {
+                            counts.extend([(Stat::MigratedIn, 1), (Stat::NodeEntered(to), 1), (Stat::InProgress, 1)]);
+                            if is_exit(t.journey, to) {
+                                counts.extend([(Stat::Completed, 1), (Stat::InProgress, -1)]);
+                            }
+                        }
+                        None => counts.push((Stat::MigratedOut, 1)),
+                    }
+                    t.journey
                 }
                 JourneyOutput::Transition(t) => {
                     if t.reason == Reason::Entry {

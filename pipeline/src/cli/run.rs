@@ -188,6 +188,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
                     version: 1,
                     status: "ongoing".into(),
                     published_at: None,
+                    next: None,
                 });
             }
         }

@@ -73,10 +73,10 @@ fn split_point(journey: &str, node: &str, user: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes) % 10_000
 }
 
-fn action_id(journey: &str, user: &str, node: &str, reached: u64) -> String {
+fn action_id(journey: &str, version: u32, user: &str, node: &str, reached: u64) -> String {
     let mut bytes = journey.as_bytes().to_vec();
     bytes.push(0);
-    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&xxhash_rust::xxh3::xxh3_128(user.as_bytes()).to_le_bytes());
     bytes.extend_from_slice(node.as_bytes());
     bytes.push(0);
@@ -84,9 +84,35 @@ fn action_id(journey: &str, user: &str, node: &str, reached: u64) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
 }
 
+/// A new version published at `at`: its definition and the publish request's `migrate`.
+#[derive(Clone, Debug)]
+pub struct Upgrade {
+    pub at: u64,
+    pub next: J,
+    pub migrate: J,
+}
+
+fn kind_of(j: &J, node: &str) -> Option<String> {
+    j["nodes"].get(node).map(|n| n.as_object().unwrap().keys().find(|k| *k != "next").unwrap().clone())
+}
+
+/// Where a user at `node` of `old` goes in `new`: `(node, stays)`, or `None` to leave.
+fn place(old: &J, new: &J, migrate: &J, node: &str) -> Option<(String, bool)> {
+    if let Some(to) = migrate.get("node_map").and_then(|m| m.get(node)).and_then(J::as_str) {
+        return Some((to.to_string(), false));
+    }
+    if let Some(kind) = kind_of(new, node) {
+        let holds = ["wait", "wait_until", "action"].contains(&kind.as_str());
+        return Some((node.to_string(), holds && kind_of(old, node) == Some(kind)));
+    }
+    let default = migrate.get("default").and_then(J::as_str).unwrap_or("exit");
+    new["nodes"].get(default).map(|_| (default.to_string(), false))
+}
+
 /// One user walking through one journey.
 struct Walk<'a> {
     j: &'a J,
+    version: u64,
     id: &'a str,
     user: &'a str,
     evs: &'a [RefEvent],
@@ -101,7 +127,7 @@ struct Walk<'a> {
     actions: Vec<J>,
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
     fn cond(&self, c: &J, t: u64) -> bool {
         self.evs.iter().any(|e| e.ts <= t) && self.reference.holds(c, self.evs, t)
     }
@@ -111,7 +137,7 @@ impl Walk<'_> {
     }
 
     fn move_(&mut self, from: Option<&str>, to: Option<&str>, t: u64, reason: String) {
-        self.transitions.push(json!({"journey": self.id, "version": 1, "user_id": self.user,
+        self.transitions.push(json!({"journey": self.id, "version": self.version, "user_id": self.user,
             "from": from, "to": to, "time": t, "reason": reason}));
     }
 
@@ -123,8 +149,8 @@ impl Walk<'_> {
 
     fn action(&mut self, node: &str, reached: u64, t: u64, status: &str) {
         let a = &self.j["nodes"][node]["action"];
-        self.actions.push(json!({"action_id": action_id(self.id, self.user, node, reached), "journey": self.id,
-            "version": 1, "node": node, "user_id": self.user, "channel": a["channel"],
+        self.actions.push(json!({"action_id": action_id(self.id, self.version as u32, self.user, node, reached), "journey": self.id,
+            "version": self.version, "node": node, "user_id": self.user, "channel": a["channel"],
             "template": a.get("template").cloned().unwrap_or(J::Null), "payload": a.get("payload").cloned().unwrap_or(J::Null),
             "time": t, "status": status}));
     }
@@ -232,6 +258,36 @@ impl Walk<'_> {
         self.arrive(from, &start, t, "entry".into());
     }
 
+    /// The next version takes over at `t`: the user is placed, then its exit rule applies.
+    fn migrate(&mut self, next: &'a J, migrate: &J, t: u64) {
+        let old = self.j;
+        self.j = next;
+        self.version += 1;
+        let Some((node, since, timer)) = self.at.take() else {
+            let end = next.get("schedule").and_then(|s| s.get("end_at")).and_then(J::as_u64);
+            if end.is_some_and(|e| e <= t) {
+                self.status = "ended";
+            }
+            return;
+        };
+        match place(old, next, migrate, &node) {
+            Some((to, true)) => {
+                self.move_(Some(&node), Some(&to), t, "migrated".into());
+                self.at = Some((to, since, timer));
+            }
+            Some((to, false)) => self.arrive(Some(node), &to, t, "migrated".into()),
+            None => self.move_(Some(&node), None, t, "migrated".into()),
+        }
+        let end = next.get("schedule").and_then(|s| s.get("end_at")).and_then(J::as_u64);
+        if end.is_some_and(|e| e <= t) {
+            // Published after its own end: it ends at once.
+            self.status = "ended";
+            self.leave(t, "ended");
+        } else if self.status == "ongoing" && self.at.is_some() && self.exit_holds(t) {
+            self.leave(t, "exit_when");
+        }
+    }
+
     fn fire(&mut self, t: u64) {
         let Some((node, since, _)) = self.at.clone() else { return };
         let n = &self.j["nodes"][&node];
@@ -278,18 +334,39 @@ pub fn interpret(
     as_of: u64,
     since: Option<u64>,
 ) -> (Vec<J>, Vec<J>) {
+    interpret_versions(journeys, &vec![None; journeys.len()], reference, spans, commands, as_of, since)
+}
+
+/// As [`interpret`], with journey `i` replaced by `upgrades[i]` (if any) at its time: the
+/// version before handles that time, then users move to the next one.
+pub fn interpret_versions(
+    journeys: &[J],
+    upgrades: &[Option<Upgrade>],
+    reference: &Reference,
+    spans: &BTreeSet<u64>,
+    commands: &[Cmd],
+    as_of: u64,
+    since: Option<u64>,
+) -> (Vec<J>, Vec<J>) {
     let mut transitions: Vec<(u64, usize, String, J)> = Vec::new();
     let mut actions: Vec<(u64, usize, String, J)> = Vec::new();
     for (ji, j) in journeys.iter().enumerate() {
         let id = j["id"].as_str().unwrap();
-        let end_at = j.get("schedule").and_then(|s| s.get("end_at")).and_then(J::as_u64);
+        let end_of = |j: &J| j.get("schedule").and_then(|s| s.get("end_at")).and_then(J::as_u64);
         let cmds: Vec<&Cmd> = commands.iter().filter(|c| c.journey == ji).collect();
-        let entry_seg = ["segment_enter", "segment_exit"]
-            .iter()
-            .find_map(|k| j["entry"].get(*k).map(|s| (json!({"in_segment": s}), *k == "segment_enter")));
+        let entry_of = |j: &J| {
+            ["segment_enter", "segment_exit"]
+                .iter()
+                .find_map(|k| j["entry"].get(*k).map(|s| (json!({"in_segment": s}), *k == "segment_enter")))
+        };
+        let upgrade = upgrades[ji].as_ref();
         for (user, evs) in &reference.by_user {
+            let mut entry_seg = entry_of(j);
+            let mut end_at = end_of(j);
+            let mut upgrading = upgrade.filter(|u| u.at <= as_of);
             let mut w = Walk {
                 j,
+                version: 1,
                 id,
                 user,
                 evs,
@@ -310,13 +387,27 @@ pub fn interpret(
             }
             moments.extend(cmds.iter().map(|c| c.time));
             moments.extend(end_at);
+            moments.extend(upgrade.and_then(|u| end_of(&u.next)));
             moments.extend(since);
+            moments.extend(upgrade.map(|u| u.at));
             let mut seg_before = false;
             let mut cursor = 0;
             loop {
                 let timer = w.at.as_ref().and_then(|a| a.2).filter(|_| w.status == "ongoing");
                 let next = moments.range(cursor..).next().copied();
-                let Some(t) = [next, timer.map(|x| x.max(cursor))].into_iter().flatten().min() else { break };
+                let next = [next, timer.map(|x| x.max(cursor))].into_iter().flatten().min();
+                // Once the version before has handled the publish time, the next one takes over.
+                if let Some(u) = upgrading.filter(|u| next.is_none_or(|t| t > u.at)) {
+                    upgrading = None;
+                    if w.status != "ended" {
+                        w.migrate(&u.next, &u.migrate, u.at);
+                    }
+                    entry_seg = entry_of(&u.next);
+                    end_at = end_of(&u.next);
+                    seg_before = entry_seg.as_ref().is_some_and(|(c, _)| w.cond(c, u.at));
+                    continue;
+                }
+                let Some(t) = next else { break };
                 if t > as_of || w.status == "ended" {
                     break;
                 }

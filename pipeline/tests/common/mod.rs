@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod journey_gen;
 pub mod journey_reference;
 pub mod reference;
 
