@@ -52,8 +52,8 @@ pub struct Shared {
     pub ingest: IngestConfig,
     /// With no new events for this long, the watermark follows the wall clock.
     pub idle: Duration,
-    /// Each worker's share of each journey's report counters.
-    pub journey_counts: Mutex<BTreeMap<String, Vec<Counters>>>,
+    /// Each worker's share of each journey's report counters, with the version counted.
+    pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
 }
 
 /// A journey's running plan, and the names of every version it ran (records of a replaced
@@ -207,16 +207,20 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                 }
             }
             // Publish the journey's report when this worker's counters (which complete a little
-            // after the records) changed: its share summed with the others'.
-            let mine = programs.journey_counts(id);
+            // after the records) changed: its share summed with the others', once every worker
+            // counts for the same version (a new version's node indices are its own).
+            let mine = (plan.version, programs.journey_counts(id));
             let mut all = shared.journey_counts.lock().expect("lock");
-            let slots = all.entry(id.clone()).or_insert_with(|| vec![BTreeMap::new(); peers]);
+            let slots = all.entry(id.clone()).or_insert_with(|| vec![(0, BTreeMap::new()); peers]);
             if slots[index] == mine {
                 continue;
             }
             slots[index] = mine;
+            if slots.iter().any(|(version, _)| *version != plan.version) {
+                continue;
+            }
             let mut total = Counters::new();
-            for slot in slots.iter() {
+            for (_, slot) in slots.iter() {
                 for (k, v) in slot {
                     *total.entry(*k).or_default() += v;
                 }
