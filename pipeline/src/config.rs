@@ -2,7 +2,9 @@
 //! (`--config`), then by `JOURNEYFLOW_*` environment variables and flags (clap reads both).
 //! Unknown keys in the file are errors that name the key.
 
+use journeyflow_connectors::webhook::WebhookConfig;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,8 @@ pub struct LiveConfig {
     pub write_keys: Vec<String>,
     /// Allow an open non-loopback listener.
     pub insecure: bool,
+    /// Where sent actions are POSTed, per channel, and how.
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for LiveConfig {
@@ -47,6 +51,7 @@ impl Default for LiveConfig {
             api_token: None,
             write_keys: Vec::new(),
             insecure: false,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -71,6 +76,29 @@ pub struct FileConfig {
     /// `[api]`.
     #[serde(default)]
     pub api: ApiSection,
+    /// `[webhooks]`.
+    #[serde(default)]
+    pub webhooks: WebhooksSection,
+}
+
+/// `[webhooks]`: `urls = { email = "https://..." }` and how deliveries are retried.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    /// URL per action channel.
+    pub urls: Option<BTreeMap<String, String>>,
+    /// `max_attempts = 8`.
+    pub max_attempts: Option<u32>,
+    /// `initial_backoff = "200ms"`, doubled per attempt.
+    pub initial_backoff: Option<String>,
+    /// `max_backoff = "30s"`.
+    pub max_backoff: Option<String>,
+    /// `queue = 10000` actions waiting at most.
+    pub queue: Option<usize>,
+    /// `concurrency = 4` deliveries in flight.
+    pub concurrency: Option<usize>,
+    /// `timeout = "10s"` per request.
+    pub timeout: Option<String>,
 }
 
 /// `[ingest]`.
@@ -109,8 +137,24 @@ impl FileConfig {
         let d = LiveConfig::default();
         let duration = |key: &str, v: Option<String>, default: u64| -> anyhow::Result<u64> {
             v.map_or(Ok(default), |s| {
-                journeyflow_types::Duration::parse(&s).map(|d| d.0).map_err(|e| anyhow::anyhow!("ingest.{key}: {e}"))
+                journeyflow_types::Duration::parse(&s).map(|d| d.0).map_err(|e| anyhow::anyhow!("{key}: {e}"))
             })
+        };
+        let ms = std::time::Duration::from_millis;
+        let w = self.webhooks;
+        let dw = d.webhooks;
+        let webhooks = WebhookConfig {
+            urls: w.urls.unwrap_or(dw.urls),
+            max_attempts: w.max_attempts.unwrap_or(dw.max_attempts).max(1),
+            initial_backoff: ms(duration(
+                "webhooks.initial_backoff",
+                w.initial_backoff,
+                dw.initial_backoff.as_millis() as u64,
+            )?),
+            max_backoff: ms(duration("webhooks.max_backoff", w.max_backoff, dw.max_backoff.as_millis() as u64)?),
+            queue: w.queue.unwrap_or(dw.queue),
+            concurrency: w.concurrency.unwrap_or(dw.concurrency),
+            timeout: ms(duration("webhooks.timeout", w.timeout, dw.timeout.as_millis() as u64)?),
         };
         Ok(LiveConfig {
             listen: self.listen.unwrap_or(d.listen),
@@ -118,12 +162,13 @@ impl FileConfig {
             segments: self.segments.or(d.segments),
             journeys: self.journeys.or(d.journeys),
             workers: self.workers.unwrap_or(d.workers).max(1),
-            allowed_lateness: duration("allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,
-            idle_timeout: duration("idle_timeout", self.ingest.idle_timeout, d.idle_timeout)?,
+            allowed_lateness: duration("ingest.allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,
+            idle_timeout: duration("ingest.idle_timeout", self.ingest.idle_timeout, d.idle_timeout)?,
             max_body_bytes: self.ingest.max_body_bytes.unwrap_or(d.max_body_bytes),
             api_token: self.api.token.or(d.api_token),
             write_keys: self.ingest.write_keys.unwrap_or(d.write_keys),
             insecure: self.api.insecure.unwrap_or(d.insecure),
+            webhooks,
         })
     }
 }
@@ -143,6 +188,11 @@ mod tests {
         std::fs::write(&path, "[ingest]\nalowed_lateness = \"5s\"\n").unwrap();
         let err = FileConfig::read(&path).unwrap_err().to_string();
         assert!(err.contains("alowed_lateness") && err.contains("journeyflow.toml"), "{err}");
+        std::fs::write(&path, "[webhooks]\nurls = { email = \"http://127.0.0.1:9/e\" }\nmax_backoff = \"5s\"\n")
+            .unwrap();
+        let c = FileConfig::read(&path).unwrap().over_defaults().unwrap();
+        assert_eq!(c.webhooks.urls["email"], "http://127.0.0.1:9/e");
+        assert_eq!(c.webhooks.max_backoff, std::time::Duration::from_secs(5));
         std::fs::write(&path, "[ingest]\nidle_timeout = \"soon\"\n").unwrap();
         let err = FileConfig::read(&path).unwrap().over_defaults().unwrap_err().to_string();
         assert!(err.contains("ingest.idle_timeout"), "{err}");

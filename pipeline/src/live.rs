@@ -13,7 +13,7 @@ use crate::programs::{Programs, Sequenced};
 use journeyflow_connectors::wal::{part_path, Tail};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket, HISTORY};
 use journeyflow_operators::journey::plan::JourneyPlan;
-use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
+use journeyflow_operators::journey::record::{ActionStatus, Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_line, validate_journey, validate_segments, Key};
@@ -52,6 +52,8 @@ pub struct Shared {
     pub ingest: IngestConfig,
     /// With no new events for this long, the watermark follows the wall clock.
     pub idle: Duration,
+    /// Where sent actions are POSTed, if anywhere.
+    pub webhooks: Option<journeyflow_connectors::webhook::Webhooks>,
     /// Each worker's share of each journey's report counters, with the version counted.
     pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
 }
@@ -203,6 +205,13 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                         let line = ActionLine::new(a, &names[&a.version], a.user, user_name(shared, &a.user));
                         serde_json::to_writer(&mut actions_out, &line)?;
                         actions_out.write_all(b"\n")?;
+                        if let Some(hooks) = shared
+                            .webhooks
+                            .as_ref()
+                            .filter(|h| a.status == ActionStatus::Sent && h.wants(&line.channel))
+                        {
+                            hooks.send(&line.channel, &line.action_id, serde_json::to_vec(&line)?);
+                        }
                     }
                 }
             }

@@ -662,3 +662,82 @@ fn a_new_version_takes_over_users_in_flight() {
     assert_eq!(j["definition"], v2);
     assert_eq!(server.stop().code(), Some(0));
 }
+
+/// A real webhook receiver on a socket: answers 503 to the first attempt of each idempotency
+/// key, then 200; records `(channel, key, body)` of each request.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, J)>>>;
+
+fn webhook_receiver() -> (String, Seen) {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode as Code};
+    async fn hook(State(seen): State<Seen>, Path(channel): Path<String>, headers: HeaderMap, body: String) -> Code {
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let mut seen = seen.lock().unwrap();
+        let first = !seen.iter().any(|(_, k, _)| *k == key);
+        seen.push((channel, key, serde_json::from_str(&body).unwrap_or(J::Null)));
+        if first {
+            Code::SERVICE_UNAVAILABLE
+        } else {
+            Code::OK
+        }
+    }
+    let seen: Seen = Default::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let state = seen.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
+            let app = axum::Router::new().route("/hook/{channel}", axum::routing::post(hook)).with_state(state);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), seen)
+}
+
+#[test]
+fn sent_actions_are_posted_to_the_channel_webhook_with_their_id_as_idempotency_key() {
+    let (hooks, seen) = webhook_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let webhook = format!("email={hooks}/hook/email");
+    let server = Server::start_with(2, dir.path(), &["--webhook", &webhook]);
+    let client = Client::new();
+    let journey = json!({"id": "hello", "entry": {"event": "Signup"}, "start": "mail", "nodes": {
+        "mail": {"action": {"channel": "email", "template": "welcome"}, "next": "text"},
+        "text": {"action": {"channel": "sms", "template": "welcome"}, "next": "done"},
+        "done": {"exit": {}}}});
+    assert_eq!(client.post(server.url("/v1/journeys")).json(&journey).send().unwrap().status(), StatusCode::CREATED);
+    let published: J = client.post(server.url("/v1/journeys/hello/publish")).send().unwrap().json().unwrap();
+    let now = now_ms().max(published["at"].as_u64().unwrap() + 1);
+    let users = ["ann", "bob", "cat"];
+    let batch: Vec<J> =
+        users.iter().map(|u| json!({"type": "track", "event": "Signup", "userId": u, "timestamp": now})).collect();
+    let r = client.post(server.url("/v1/batch")).json(&json!({"batch": batch})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Each email action is refused once (503), then delivered; sms has no webhook.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().len() < 2 * users.len() {
+        assert!(Instant::now() < deadline, "webhooks did not arrive: {:?}", seen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.stop().code(), Some(0));
+    let actions = output_lines(dir.path(), "journey_actions");
+    let emails: BTreeSet<(String, String)> = actions
+        .iter()
+        .filter(|a| a["channel"] == "email")
+        .map(|a| (a["action_id"].as_str().unwrap().to_string(), a["user_id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(emails.len(), users.len());
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().all(|(channel, _, _)| channel == "email"), "{seen:?}");
+    let delivered: BTreeSet<(String, String)> = seen
+        .iter()
+        .map(|(_, key, body)| {
+            assert_eq!(body["action_id"].as_str(), Some(key.as_str()), "the key is the action's id");
+            (key.clone(), body["user_id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(delivered, emails, "every email action, each tried twice under one key");
+    assert_eq!(seen.len(), 2 * users.len());
+}

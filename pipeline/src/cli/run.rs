@@ -9,6 +9,7 @@ use crate::engine::{IngestConfig, LatePolicy};
 use crate::live::{run_worker, Shared};
 use anyhow::Context;
 use journeyflow_connectors::wal::Wal;
+use journeyflow_connectors::webhook::Webhooks;
 use journeyflow_control_api::auth::Auth;
 use journeyflow_control_api::handle::{Answer, EngineHandle, JourneyEntry, Request};
 use journeyflow_control_api::store::Store;
@@ -60,6 +61,18 @@ pub struct RunArgs {
     /// Allow a non-loopback address with neither an API token nor write keys.
     #[arg(long, env = "JOURNEYFLOW_INSECURE")]
     pub insecure: bool,
+    /// POST sent actions of CHANNEL to URL, as `CHANNEL=URL` (repeatable; adds to the config's).
+    #[arg(long = "webhook", env = "JOURNEYFLOW_WEBHOOKS", value_delimiter = ',', value_parser = parse_webhook)]
+    pub webhooks: Vec<(String, String)>,
+}
+
+fn parse_webhook(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((channel, url)) if !channel.is_empty() && (url.starts_with("http://") || url.starts_with("https://")) => {
+            Ok((channel.to_string(), url.to_string()))
+        }
+        _ => Err(format!("expected CHANNEL=http(s)://..., found {s:?}")),
+    }
 }
 
 impl RunArgs {
@@ -82,6 +95,11 @@ impl RunArgs {
             api_token: self.api_token.clone().or(base.api_token),
             write_keys: if self.write_keys.is_empty() { base.write_keys } else { self.write_keys.clone() },
             insecure: self.insecure || base.insecure,
+            webhooks: {
+                let mut w = base.webhooks;
+                w.urls.extend(self.webhooks.iter().cloned());
+                w
+            },
         })
     }
 }
@@ -117,6 +135,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         },
         idle: Duration::from_millis(args.idle_timeout),
         journey_counts: Mutex::default(),
+        webhooks: if args.webhooks.urls.is_empty() {
+            None
+        } else {
+            let dead = args.data_dir.join("out").join("webhook_dead_letter.ndjson");
+            Some(Webhooks::start(args.webhooks.clone(), dead).context("starting the webhook sink")?)
+        },
     });
     let worker_shared = shared.clone();
     // Each worker says when it exits (returning, failing or panicking): an exit before a stop
@@ -240,6 +264,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     served?;
     for result in guards.join() {
         result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
+    }
+    // Deliver (or dead-letter) the actions still queued.
+    if let Some(webhooks) = &shared.webhooks {
+        webhooks.close();
     }
     Ok(())
 }
