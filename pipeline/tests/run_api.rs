@@ -235,7 +235,27 @@ fn client_mistakes_get_the_right_4xx_as_problem_documents() {
         r.json().unwrap()
     };
     let doc: J = client.get(server.url("/v1/openapi.json")).send().unwrap().json().unwrap();
-    assert!(doc["paths"]["/v1/segments/{id}/members"]["get"].is_object(), "{doc}");
+    // Every control and ingest route is documented.
+    for (path, method) in [
+        ("/v1/track", "post"),
+        ("/v1/batch", "post"),
+        ("/v1/segments", "post"),
+        ("/v1/segments", "get"),
+        ("/v1/segments/{id}", "get"),
+        ("/v1/segments/{id}", "put"),
+        ("/v1/segments/{id}", "delete"),
+        ("/v1/segments/{id}/members", "get"),
+        ("/v1/users/{user_id}/segments", "get"),
+        ("/v1/journeys", "post"),
+        ("/v1/journeys", "get"),
+        ("/v1/journeys/{id}", "get"),
+        ("/v1/journeys/{id}", "put"),
+        ("/v1/journeys/{id}/stats", "get"),
+        ("/v1/journeys/{id}/users/{user_id}", "get"),
+        ("/v1/journeys/{id}/{action}", "post"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");
+    }
     let p = problem(client.post(server.url("/v1/segments")).body("{not json").send().unwrap(), StatusCode::BAD_REQUEST);
     assert!(p["detail"].as_str().unwrap().contains("malformed JSON"), "{p}");
     let bad = r#"{"id": "Bad Id", "condition": {"performed": {"event": "A", "within": "3 days"}}, "colour": 1}"#;
