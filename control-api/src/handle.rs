@@ -109,6 +109,10 @@ pub struct Progress {
     pub rejected: AtomicU64,
     /// Events read by the workers.
     pub events_processed: AtomicU64,
+    /// Late events, moved up to the watermark.
+    pub late: AtomicU64,
+    /// Repeated `messageId`s dropped.
+    pub duplicates: AtomicU64,
     /// The lowest worker watermark (event time).
     pub watermark: AtomicU64,
     /// Members per installed segment (summed from the change outputs).

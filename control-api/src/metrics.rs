@@ -1,6 +1,6 @@
 //! `/metrics` (Prometheus text) and `/readyz`. Counters are kept by the `metrics` crate
 //! (ingest counts as it appends); gauges are read from the workers' progress when scraped:
-//! events processed, rejected, the watermark and its lag behind the wall clock, each
+//! events processed, rejected, late (clamped to the watermark), duplicates, the watermark and its lag behind the wall clock, each
 //! source's lag (bytes of each ingest log partition not read yet), each segment's size, and
 //! each journey's counts.
 
@@ -24,6 +24,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let progress = &state.engine.progress;
     metrics::gauge!("journeyflow_events_processed").set(progress.events_processed.load(Ordering::Relaxed) as f64);
     metrics::gauge!("journeyflow_events_rejected").set(progress.rejected.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("journeyflow_events_late").set(progress.late.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("journeyflow_events_duplicate").set(progress.duplicates.load(Ordering::Relaxed) as f64);
     let watermark = progress.watermark.load(Ordering::Relaxed);
     metrics::gauge!("journeyflow_watermark_ms").set(watermark as f64);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

@@ -108,6 +108,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut transitions_out = open(format!("journey_transitions-{index}.ndjson"))?;
     let mut actions_out = open(format!("journey_actions-{index}.ndjson"))?;
     let mut max_seen: Option<(Time, Instant)> = None;
+    let mut counted: (u64, u64) = (0, 0);
     let mut draining = false;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -153,7 +154,13 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                 }
             }
         }
-        shared.handle.progress.events_processed.fetch_add(read, Ordering::Relaxed);
+        let progress = &shared.handle.progress;
+        progress.events_processed.fetch_add(read, Ordering::Relaxed);
+        // This worker's counts, added to the totals as they grow.
+        let (late, duplicates) = (programs.late(), programs.duplicates());
+        progress.late.fetch_add(late - counted.0, Ordering::Relaxed);
+        progress.duplicates.fetch_add(duplicates - counted.1, Ordering::Relaxed);
+        counted = (late, duplicates);
         // Quiet input (or none yet): event time follows the wall clock.
         let quiet = max_seen.is_none_or(|(_, at)| at.elapsed() >= shared.idle);
         let heartbeat = quiet.then(|| now_ms().saturating_sub(shared.ingest.allowed_lateness.unwrap_or(0)));

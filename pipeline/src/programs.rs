@@ -180,6 +180,7 @@ pub struct Programs {
     commands: Rc<RefCell<Vec<(Time, u64, String)>>>,
     submitted: u64,
     hold: Option<Time>,
+    late: u64,
 }
 
 /// A command as every worker applies it: its text and the time it applies as of.
@@ -243,6 +244,7 @@ impl Programs {
             commands,
             submitted: 0,
             hold: None,
+            late: 0,
         }
     }
 
@@ -271,6 +273,7 @@ impl Programs {
         let ts = event.ts;
         self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
         let time = admit(self.config.late_policy, ts, watermark)?;
+        self.late += u64::from(time != ts);
         self.input.update_at(SharedEvent::new(event), time, 1);
         Ok(())
     }
@@ -690,6 +693,11 @@ impl Programs {
     /// Duplicates dropped on this worker.
     pub fn duplicates(&self) -> u64 {
         self.duplicates.get()
+    }
+
+    /// Late events this worker moved up to its watermark.
+    pub fn late(&self) -> u64 {
+        self.late
     }
 
     /// Drops every program's dataflow, for a worker that stops: a copy whose peer another

@@ -151,18 +151,23 @@ fn check_definitions(client: &Client, server: &Server, sent: &[J], defs: &[J]) {
     }
 }
 
-fn scenario(workers: usize) {
-    let server = Server::start(workers);
-    let client = Client::new();
-    let mut sent = events(1, 120);
+/// Sends `sent` in one batch, installs `SEGMENTS` over it, and checks the members.
+fn send_and_install(client: &Client, server: &Server, sent: &[J]) {
     let r = client.post(server.url("/v1/batch")).json(&json!({"batch": sent})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    // Installed over what was sent before: members at once.
     for s in SEGMENTS {
         let r = client.post(server.url("/v1/segments")).body(s).send().unwrap();
         assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
     }
-    check_against_reference(&client, &server, &sent);
+    check_against_reference(client, server, sent);
+}
+
+fn scenario(workers: usize) {
+    let server = Server::start(workers);
+    let client = Client::new();
+    let mut sent = events(1, 120);
+    // Installed over what was sent before: members at once.
+    send_and_install(&client, &server, &sent);
     // More events after the install, one at a time through /v1/track and /v1/identify.
     for e in events(2, 40) {
         let (path, mut body) = (format!("/v1/{}", e["type"].as_str().unwrap()), e.clone());
@@ -202,6 +207,20 @@ fn scenario(workers: usize) {
     let lags: Vec<&str> =
         text.lines().filter(|l| l.starts_with("journeyflow_source_lag_bytes{source=\"http\"")).collect();
     assert!(!lags.is_empty() && lags.iter().all(|l| l.ends_with(" 0")), "{text}");
+    // Ten events sent again, an hour late: dropped as duplicates, after being moved up to the watermark.
+    let again = json!({"batch": sent[..10]});
+    assert_eq!(client.post(server.url("/v1/batch")).json(&again).send().unwrap().status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = client.get(server.url("/metrics")).send().unwrap().text().unwrap();
+        let value = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok());
+        if value("journeyflow_events_duplicate ") == Some(10.0) {
+            assert!(value("journeyflow_events_late ").is_some_and(|late| late >= 10.0), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the copies were not counted as duplicates: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Removal: refused while used, then allowed in order.
     let r = client.delete(server.url("/v1/segments/pro")).send().unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
@@ -302,14 +321,7 @@ fn a_restart_finds_every_definition_and_every_acknowledged_event() {
     let client = Client::new();
     let sent = events(3, 80);
     let server = Server::start_in(2, dir.path());
-    assert_eq!(
-        client.post(server.url("/v1/batch")).json(&json!({"batch": sent})).send().unwrap().status(),
-        StatusCode::OK
-    );
-    for s in SEGMENTS {
-        assert_eq!(client.post(server.url("/v1/segments")).body(s).send().unwrap().status(), StatusCode::CREATED);
-    }
-    check_against_reference(&client, &server, &sent);
+    send_and_install(&client, &server, &sent);
     assert_eq!(server.stop().code(), Some(0));
     // Same data directory, new process: definitions reinstalled, the log read again.
     let server = Server::start_in(2, dir.path());
@@ -326,14 +338,7 @@ fn replacing_a_segment_recomputes_it_and_emits_only_the_differences() {
     let server = Server::start_in(2, dir.path());
     let client = Client::new();
     let sent = events(4, 100);
-    assert_eq!(
-        client.post(server.url("/v1/batch")).json(&json!({"batch": sent})).send().unwrap().status(),
-        StatusCode::OK
-    );
-    for s in SEGMENTS {
-        assert_eq!(client.post(server.url("/v1/segments")).body(s).send().unwrap().status(), StatusCode::CREATED);
-    }
-    check_against_reference(&client, &server, &sent);
+    send_and_install(&client, &server, &sent);
     // Used by pro_without_c: refused.
     let r = client.put(server.url("/v1/segments/pro")).body(SEGMENTS[1]).send().unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
@@ -346,11 +351,8 @@ fn replacing_a_segment_recomputes_it_and_emits_only_the_differences() {
     assert_eq!(server.stop().code(), Some(0));
     // The change log: at the replace time, exits only (at least 3 implies at least 2), and
     // the log adds up to the new membership.
-    let mut log: Vec<J> = Vec::new();
-    for f in std::fs::read_dir(dir.path().join("out")).unwrap() {
-        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
-        log.extend(text.lines().map(|l| serde_json::from_str::<J>(l).unwrap()).filter(|c| c["segment"] == "a_twice"));
-    }
+    let log: Vec<J> =
+        output_lines(dir.path(), "segment_changes").into_iter().filter(|c| c["segment"] == "a_twice").collect();
     let at_replace: Vec<&J> = log.iter().filter(|c| c["time"] == at).collect();
     assert!(!at_replace.is_empty(), "replacing dropped someone, so there are exits at {at}");
     assert!(at_replace.iter().all(|c| c["change"] == "exit"), "{at_replace:?}");
@@ -431,15 +433,11 @@ fn events_from_segments_own_python_library_reach_the_segments() {
     assert_eq!(segments("py-user-2"), BTreeSet::new());
     // And the changes came out: py-user-1 entered the three segments.
     assert_eq!(server.stop().code(), Some(0));
-    let mut entered = BTreeSet::new();
-    for f in std::fs::read_dir(dir.path().join("out")).unwrap() {
-        for line in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
-            let c: J = serde_json::from_str(line).unwrap();
-            if c["user_id"] == "py-user-1" && c["change"] == "enter" {
-                entered.insert(c["segment"].as_str().unwrap().to_string());
-            }
-        }
-    }
+    let entered: BTreeSet<String> = output_lines(dir.path(), "segment_changes")
+        .iter()
+        .filter(|c| c["user_id"] == "py-user-1" && c["change"] == "enter")
+        .map(|c| c["segment"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(entered.len(), 3, "{entered:?}");
 }
 
@@ -498,14 +496,7 @@ fn journeys_through_the_api_run_report_and_survive_a_restart() {
     assert_eq!(client.post(server.url("/v1/journeys/cart/pause")).send().unwrap().status(), StatusCode::OK);
     assert_eq!(server.stop().code(), Some(0));
     // The action went to the output file, for ann.
-    let mut actions = Vec::new();
-    for f in std::fs::read_dir(dir.path().join("out")).unwrap() {
-        let path = f.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("journey_actions") {
-            actions
-                .extend(std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str::<J>(l).unwrap()));
-        }
-    }
+    let actions = output_lines(dir.path(), "journey_actions");
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!((actions[0]["user_id"].as_str(), actions[0]["status"].as_str()), (Some("ann"), Some("sent")));
     // A restart keeps the journey and its status.
