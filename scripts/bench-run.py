@@ -95,7 +95,7 @@ for sid in order:
     definition = next(s for s in segments if s["id"] == sid)
     t0 = time.time()
     call("POST", "/v1/segments", definition)
-    answer = call("GET", "/v1/segments/%s/members?limit=1" % sid)
+    call("GET", "/v1/segments/%s/members?limit=1" % sid)
     install = time.time() - t0
     t1 = time.time()
     call("GET", "/v1/segments/%s/members?limit=1" % sid)

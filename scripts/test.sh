@@ -5,12 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@"
+}
+
+# `kill` (procps), with which the end-to-end tests stop the server with SIGTERM.
+type -P kill >/dev/null || apt_install procps
+
 # Python with Segment's own client library, for the end-to-end ingest test (cached in target/).
 venv=target/pyenv
 if ! "$venv/bin/python" -c 'import segment.analytics' >/dev/null 2>&1; then
   if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-    $SUDO apt-get update -q && $SUDO apt-get install -y -q python3 python3-venv
+    apt_install python3 python3-venv
     python3 -m venv "$venv"
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check segment-analytics-python==2.3.3

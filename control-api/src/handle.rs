@@ -179,11 +179,6 @@ impl EngineHandle {
         (handle, rx)
     }
 
-    /// The number of workers.
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
-
     /// Sends a request and waits (up to `timeout`) for all its answers.
     pub async fn call(&self, request: Request, timeout: std::time::Duration) -> Result<Vec<Answer>, CallError> {
         self.submit(request)?.wait(timeout).await

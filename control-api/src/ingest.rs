@@ -14,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use journeyflow_types::decode_line;
+use journeyflow_types::time::now_ms;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,10 +60,6 @@ fn complete(mut event: Value, kind: Option<&str>, partitions: usize, now_ms: u64
     let line = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
     let decoded = decode_line(&line).map_err(|e| e.to_string())?;
     Ok(((decoded.user.0 % partitions as u128) as usize, line))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Completes, checks and logs events; answers once they are on disk.
@@ -142,11 +139,11 @@ pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Byt
     responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
                (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
 pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    let body = parse_json(&body)?;
+    let mut body = parse_json(&body)?;
     if let Some(denied) = auth::ingest(&state, &headers, &body) {
         return Ok(denied);
     }
-    let Some(Value::Array(events)) = body.get("batch").cloned() else {
+    let Some(Value::Array(events)) = body.get_mut("batch").map(Value::take) else {
         return Err(Problem::bad_request("expected an object with an array \"batch\""));
     };
     Ok(Json(accept(&state, events, None).await?).into_response())

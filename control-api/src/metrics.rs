@@ -26,10 +26,10 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("journeyflow_events_rejected").set(progress.rejected.load(Ordering::Relaxed) as f64);
     metrics::gauge!("journeyflow_events_late").set(progress.late.load(Ordering::Relaxed) as f64);
     metrics::gauge!("journeyflow_events_duplicate").set(progress.duplicates.load(Ordering::Relaxed) as f64);
-    let watermark = progress.watermark.load(Ordering::Relaxed);
+    let watermark = state.engine.watermark();
     metrics::gauge!("journeyflow_watermark_ms").set(watermark as f64);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    metrics::gauge!("journeyflow_watermark_lag_seconds").set(now.saturating_sub(watermark) as f64 / 1000.0);
+    let lag = journeyflow_types::time::now_ms().saturating_sub(watermark);
+    metrics::gauge!("journeyflow_watermark_lag_seconds").set(lag as f64 / 1000.0);
     if let Ok(read) = progress.log_read.lock() {
         for part in 0..state.wal.partitions() {
             let path = journeyflow_connectors::wal::part_path(state.wal.dir(), part);
@@ -57,7 +57,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `GET /readyz`: ready once every worker has gone round its loop.
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.engine.progress.watermark.load(Ordering::Relaxed) > 0 {
+    if state.engine.watermark() > 0 {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")

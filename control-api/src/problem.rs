@@ -41,11 +41,6 @@ impl Problem {
         let detail = format!("{} validation error(s)", errors.len());
         Problem { status: StatusCode::UNPROCESSABLE_ENTITY, detail, errors }
     }
-
-    /// The status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
 }
 
 impl From<CallError> for Problem {

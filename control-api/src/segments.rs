@@ -218,11 +218,12 @@ async fn ask_members(state: &AppState, id: &str) -> Result<(u64, Vec<String>), P
     let answers = state.engine.call(Request::Members { id: id.to_string() }, state.timeout).await?;
     let mut as_of = 0;
     let mut ids: Vec<String> = Vec::new();
+    let names = state.engine.names.read().expect("lock");
     for answer in answers {
         match answer {
             Answer::Members(t, keys) => {
                 as_of = t;
-                ids.extend(keys.iter().map(|k| state.engine.name(k).map_or_else(|| k.to_string(), |n| n.to_string())));
+                ids.extend(keys.iter().map(|k| names.get(k).map_or_else(|| k.to_string(), |n| n.to_string())));
             }
             Answer::Failed(why) => return Err(Problem::not_found(why)),
             other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),

@@ -136,25 +136,20 @@ impl FileConfig {
     pub fn over_defaults(self) -> anyhow::Result<LiveConfig> {
         let d = LiveConfig::default();
         let duration = |key: &str, v: Option<String>, default: u64| -> anyhow::Result<u64> {
-            v.map_or(Ok(default), |s| {
-                journeyflow_types::Duration::parse(&s).map(|d| d.0).map_err(|e| anyhow::anyhow!("{key}: {e}"))
-            })
+            v.map_or(Ok(default), |s| crate::cli::parse_duration(&s).map_err(|e| anyhow::anyhow!("{key}: {e}")))
         };
-        let ms = std::time::Duration::from_millis;
-        let w = self.webhooks;
-        let dw = d.webhooks;
+        let span = |key: &str, v: Option<String>, default: std::time::Duration| {
+            duration(key, v, default.as_millis() as u64).map(std::time::Duration::from_millis)
+        };
+        let (w, dw) = (self.webhooks, d.webhooks);
         let webhooks = WebhookConfig {
             urls: w.urls.unwrap_or(dw.urls),
             max_attempts: w.max_attempts.unwrap_or(dw.max_attempts).max(1),
-            initial_backoff: ms(duration(
-                "webhooks.initial_backoff",
-                w.initial_backoff,
-                dw.initial_backoff.as_millis() as u64,
-            )?),
-            max_backoff: ms(duration("webhooks.max_backoff", w.max_backoff, dw.max_backoff.as_millis() as u64)?),
+            initial_backoff: span("webhooks.initial_backoff", w.initial_backoff, dw.initial_backoff)?,
+            max_backoff: span("webhooks.max_backoff", w.max_backoff, dw.max_backoff)?,
             queue: w.queue.unwrap_or(dw.queue),
             concurrency: w.concurrency.unwrap_or(dw.concurrency),
-            timeout: ms(duration("webhooks.timeout", w.timeout, dw.timeout.as_millis() as u64)?),
+            timeout: span("webhooks.timeout", w.timeout, dw.timeout)?,
         };
         Ok(LiveConfig {
             listen: self.listen.unwrap_or(d.listen),

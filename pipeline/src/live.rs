@@ -16,6 +16,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{ActionStatus, Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
+use journeyflow_types::time::now_ms;
 use journeyflow_types::{decode_line, validate_journey, validate_segments, Key};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -128,6 +129,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let mut read = 0;
         for (part, tail) in &mut tails {
             let lines = tail.read(20_000)?;
+            let any = !lines.is_empty();
             let mut seen = Vec::with_capacity(lines.len());
             for line in lines {
                 read += 1;
@@ -145,7 +147,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                     shared.handle.progress.rejected.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            shared.handle.progress.log_read.lock().expect("lock").insert(*part, tail.offset());
+            if any {
+                shared.handle.progress.log_read.lock().expect("lock").insert(*part, tail.offset());
+            }
             // User ids for answers: one lock per batch, not per event.
             if !seen.is_empty() {
                 let mut names = shared.handle.names.write().expect("lock");
@@ -388,8 +392,4 @@ fn apply(
     if index == 0 {
         reply(shared, ticket, answer);
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

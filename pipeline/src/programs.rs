@@ -130,6 +130,24 @@ struct JourneyProgram {
     handover: Handover,
 }
 
+impl JourneyProgram {
+    /// Enters a lifecycle command as of `at`, or as of the input's time if later; returns the time.
+    fn command(&mut self, command: Command, at: Time) -> Time {
+        self.commands += 1;
+        let at = at.max(*self.control.time());
+        self.control.update_at((0, self.commands, command), at, 1);
+        at
+    }
+}
+
+/// Stops a program's imports and drops its dataflow.
+fn shut(worker: &mut Worker, mut buttons: Vec<Button>, dataflow: usize) {
+    for button in &mut buttons {
+        button.press();
+    }
+    worker.drop_dataflow(dataflow);
+}
+
 /// A journey version that a newer one replaced as of `at`: kept until the newer one has taken
 /// its users and its last outputs are read.
 struct Retiring {
@@ -468,12 +486,9 @@ impl Programs {
     }
 
     /// Stops a program's imports and drops its dataflow.
-    fn dispose(worker: &mut Worker, mut program: SegmentProgram) {
-        for button in &mut program.buttons {
-            button.press();
-        }
+    fn dispose(worker: &mut Worker, program: SegmentProgram) {
         drop(program.members);
-        worker.drop_dataflow(program.dataflow);
+        shut(worker, program.buttons, program.dataflow);
     }
 
     /// Installs a journey as a new dataflow in status `status`, over the retained history as of
@@ -515,9 +530,7 @@ impl Programs {
         };
         let (_, program) = self.build_journey(worker, plan, at, start)?;
         let mut old = self.journeys.insert(id.clone(), program).expect("checked above");
-        old.commands += 1;
-        let at = at.max(*old.control.time());
-        old.control.update_at((0, old.commands, Command::Retire), at, 1);
+        let at = old.command(Command::Retire, at);
         self.retiring.push(Retiring { id, at, program: old });
         Ok(())
     }
@@ -577,9 +590,7 @@ impl Programs {
             Some(p) => p,
             None => self.journeys.get_mut(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?,
         };
-        program.commands += 1;
-        let at = at.max(*program.control.time());
-        program.control.update_at((0, program.commands, command), at, 1);
+        program.command(command, at);
         Ok(())
     }
 
@@ -617,11 +628,6 @@ impl Programs {
             .unwrap_or_default()
     }
 
-    /// Ids of the installed journeys.
-    pub fn installed_journeys(&self) -> Vec<String> {
-        self.journeys.keys().cloned().collect()
-    }
-
     /// Removes a journey (and the versions it replaced) and drops its dataflows.
     pub fn remove_journey(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
         let program = self.journeys.remove(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?;
@@ -636,12 +642,9 @@ impl Programs {
         Ok(())
     }
 
-    fn drop_journey(worker: &mut Worker, mut program: JourneyProgram) {
-        for button in &mut program.buttons {
-            button.press();
-        }
+    fn drop_journey(worker: &mut Worker, program: JourneyProgram) {
         drop(program.control);
-        worker.drop_dataflow(program.dataflow);
+        shut(worker, program.buttons, program.dataflow);
     }
 
     /// Removes a segment and drops its dataflow; refused while another segment uses it.

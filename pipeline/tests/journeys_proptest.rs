@@ -9,7 +9,7 @@ mod common;
 use common::journey_gen::{draft, journey, render, JITTER, LATENESS, SEGMENTS, T0};
 use common::journey_reference::{interpret, Cmd};
 use common::reference::{accepted, Reference};
-use common::{durations, ingest, run_journeys, Plan};
+use common::{command_name, durations, ingest, run_journeys, Plan};
 use journeyflow_operators::journey::record::Command;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -73,16 +73,6 @@ fn case() -> impl Strategy<Value = Case> {
             worker_of,
             boundary_after,
         })
-}
-
-fn name(c: Command) -> &'static str {
-    match c {
-        Command::Publish => "publish",
-        Command::Pause => "pause",
-        Command::Resume => "resume",
-        Command::End => "end",
-        Command::Retire => unreachable!("versions are tested in versions_proptest"),
-    }
 }
 
 /// Journey reports counted directly from transition and action lines.
@@ -173,8 +163,11 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     let mut spans = BTreeSet::new();
     durations(&J::Array(segments.clone()), &mut spans);
     durations(&J::Array(c.journeys.clone()), &mut spans);
-    let cmds: Vec<Cmd> =
-        c.commands.iter().map(|(t, j, cmd)| Cmd { time: *t, journey: *j as usize, command: name(*cmd) }).collect();
+    let cmds: Vec<Cmd> = c
+        .commands
+        .iter()
+        .map(|(t, j, cmd)| Cmd { time: *t, journey: *j as usize, command: command_name(*cmd) })
+        .collect();
     let (transitions, actions) = interpret(&c.journeys, &reference, &spans, &cmds, as_of, None);
     let got_t: Vec<J> = output.transitions.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
     let got_a: Vec<J> = output.actions.iter().map(|a| serde_json::to_value(a).unwrap()).collect();

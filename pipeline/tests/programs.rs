@@ -6,17 +6,31 @@
 
 mod common;
 
+use common::repo;
+
 use common::reference::{accepted, Reference};
-use journeyflow::engine::IngestConfig;
 use journeyflow::programs::{ProgramError, Programs};
 use journeyflow_types::{decode_line, parse_segments, Key};
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
-fn repo(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+/// The bundled sample's event lines.
+fn sample_lines() -> Vec<String> {
+    std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap().lines().map(String::from).collect()
+}
+
+/// A worker's programs (an hour of allowed lateness) and its share of the lines, decoded.
+fn begin(worker: &mut timely::worker::Worker, lines: &[String]) -> (Programs, Vec<journeyflow_types::Event>) {
+    let programs = Programs::new(worker, common::ingest(Some(3_600_000), 86_400_000));
+    let (index, peers) = (worker.index(), worker.peers());
+    let mine = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % peers == index)
+        .filter_map(|(_, l)| decode_line(l.as_bytes()).ok())
+        .collect();
+    (programs, mine)
 }
 
 /// Members per segment id.
@@ -30,16 +44,7 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
     let text = std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap();
     let defs = parse_segments(&text).unwrap();
     timely::execute(timely::Config::process(workers), move |worker| {
-        let config =
-            IngestConfig { allowed_lateness: Some(3_600_000), dedup_window: 86_400_000, ..IngestConfig::default() };
-        let mut programs = Programs::new(worker, config);
-        let (index, peers) = (worker.index(), worker.peers());
-        let mine: Vec<_> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .filter_map(|(_, l)| decode_line(l.as_bytes()).ok())
-            .collect();
+        let (mut programs, mine) = begin(worker, &lines);
         for (i, e) in mine.iter().filter(|e| e.ts < cut).enumerate() {
             programs.offer(e.clone()).unwrap();
             if i % 500 == 499 {
@@ -92,8 +97,7 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
 }
 
 fn check(workers: usize) {
-    let lines: Vec<String> =
-        std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap().lines().map(String::from).collect();
+    let lines = sample_lines();
     let defs: Vec<J> =
         serde_json::from_str(&std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap()).unwrap();
     let events = accepted(&lines, 86_400_000);
@@ -161,8 +165,7 @@ fn segments_installed_midstream_equal_the_reference_with_two_workers() {
 /// Install commands submitted on worker 0 midway: every worker applies them at the same
 /// agreed time, and the change logs from then on equal the reference.
 fn sequenced(workers: usize) {
-    let lines: Vec<String> =
-        std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap().lines().map(String::from).collect();
+    let lines = sample_lines();
     let text = std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap();
     let defs_json: Vec<J> = serde_json::from_str(&text).unwrap();
     let events = accepted(&lines, 86_400_000);
@@ -172,16 +175,7 @@ fn sequenced(workers: usize) {
     let lines = Arc::new(lines);
     let results = timely::execute(timely::Config::process(workers), move |worker| {
         let defs = parse_segments(&text).unwrap();
-        let config =
-            IngestConfig { allowed_lateness: Some(3_600_000), dedup_window: 86_400_000, ..IngestConfig::default() };
-        let mut programs = Programs::new(worker, config);
-        let (index, peers) = (worker.index(), worker.peers());
-        let mine: Vec<_> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .filter_map(|(_, l)| decode_line(l.as_bytes()).ok())
-            .collect();
+        let (mut programs, mine) = begin(worker, &lines);
         let mut applied: Vec<(u64, String)> = Vec::new();
         let mut apply = |p: &mut Programs, w: &mut timely::worker::Worker, c: journeyflow::programs::Sequenced| {
             let def = defs.iter().find(|d| d.id == c.text).unwrap();
@@ -189,7 +183,7 @@ fn sequenced(workers: usize) {
             applied.push((c.time, c.text));
         };
         for (i, e) in mine.iter().enumerate() {
-            if index == 0 && i == mine.len() / 2 {
+            if worker.index() == 0 && i == mine.len() / 2 {
                 for d in &defs {
                     programs.submit(d.id.clone());
                 }
@@ -253,8 +247,7 @@ fn journeys_midstream(workers: usize) {
     use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
     use journeyflow_operators::journey::plan::JourneyPlan;
     use journeyflow_operators::journey::record::{JourneyOutput, Status};
-    let lines: Vec<String> =
-        std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap().lines().map(String::from).collect();
+    let lines = sample_lines();
     let seg_text = std::fs::read_to_string(repo("datasets/sample/segments.json")).unwrap();
     let journeys_text = std::fs::read_to_string(repo("datasets/sample/journeys.json")).unwrap();
     let events = accepted(&lines, 86_400_000);
@@ -274,16 +267,7 @@ fn journeys_midstream(workers: usize) {
             .into_iter()
             .map(|j| JourneyPlan::new(j, 1))
             .collect();
-        let config =
-            IngestConfig { allowed_lateness: Some(3_600_000), dedup_window: 86_400_000, ..IngestConfig::default() };
-        let mut programs = Programs::new(worker, config);
-        let (index, peers) = (worker.index(), worker.peers());
-        let mine: Vec<_> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % peers == index)
-            .filter_map(|(_, l)| decode_line(l.as_bytes()).ok())
-            .collect();
+        let (mut programs, mine) = begin(worker, &lines);
         for (i, e) in mine.iter().filter(|e| e.ts < cut).enumerate() {
             programs.offer(e.clone()).unwrap();
             if i % 500 == 499 {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::repo;
+
 use common::journey_reference::interpret;
 use common::reference::{accepted, Reference};
 use journeyflow::cli::import_cdnow::{self, ImportCdnowArgs};
@@ -13,10 +15,6 @@ use journeyflow::engine::LatePolicy;
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
 
 fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArgs {
     ReplayArgs {

@@ -10,7 +10,6 @@ mod common;
 use common::journey_gen::{draft, journey, render, JITTER, LATENESS, SEGMENTS, STEP, T0};
 use common::journey_reference::{interpret_versions, Cmd, Upgrade};
 use common::reference::{accepted, Reference};
-use journeyflow::engine::IngestConfig;
 use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
 use journeyflow::programs::Programs;
 use journeyflow_operators::journey::plan::JourneyPlan;
@@ -132,7 +131,7 @@ fn plan(json: &J, version: u32) -> JourneyPlan {
 fn run(c: &Case) -> Vec<JourneyOutput> {
     let c = Arc::new(c.clone());
     timely::execute(timely::Config::process(c.workers), move |worker| {
-        let config = IngestConfig { allowed_lateness: None, dedup_window: 86_400_000, ..IngestConfig::default() };
+        let config = common::ingest(None, 86_400_000);
         let mut programs = Programs::new(worker, config);
         let (v1, v2) = (plan(&c.v1, 1), plan(&c.v2, 2));
         let migration = validate_migration(Some(&c.migrate), &v1.definition, &v2.definition).unwrap();
@@ -213,14 +212,8 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     let mut spans = BTreeSet::new();
     common::durations(&J::Array(segments.clone()), &mut spans);
     common::durations(&J::Array(vec![c.v1.clone(), c.v2.clone()]), &mut spans);
-    let name = |c: Command| match c {
-        Command::Pause => "pause",
-        Command::Resume => "resume",
-        Command::End => "end",
-        Command::Publish => "publish",
-        Command::Retire => unreachable!("not drawn"),
-    };
-    let cmds: Vec<Cmd> = c.commands.iter().map(|(t, cmd)| Cmd { time: *t, journey: 0, command: name(*cmd) }).collect();
+    let cmds: Vec<Cmd> =
+        c.commands.iter().map(|(t, cmd)| Cmd { time: *t, journey: 0, command: common::command_name(*cmd) }).collect();
     let upgrade = Upgrade { at: c.upgrade_at, next: c.v2.clone(), migrate: c.migrate.clone() };
     let (want_t, want_a) =
         interpret_versions(std::slice::from_ref(&c.v1), &[Some(upgrade)], &reference, &spans, &cmds, as_of, None);

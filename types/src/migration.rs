@@ -3,26 +3,26 @@
 //! against the two versions, and the rule that places each user in the new version.
 
 use crate::definition::{Checker, ValidationErrors};
-use crate::journey::JourneyDefinition;
+use crate::journey::{JourneyDefinition, Node};
 use crate::time::json_kind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
 /// How users at the old version's nodes move to the new version.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Migration {
     /// Old node id to new node id, for users the request moves explicitly.
-    #[serde(default)]
     pub node_map: BTreeMap<String, String>,
     /// Where users go whose node is neither mapped nor kept: a node id of the new version, or
     /// `exit` (they leave the journey), unless the new version has a node named `exit`.
-    #[serde(default = "exit")]
     pub default: String,
 }
 
-fn exit() -> String {
-    "exit".into()
+impl Default for Migration {
+    fn default() -> Self {
+        Migration { node_map: BTreeMap::new(), default: "exit".into() }
+    }
 }
 
 /// Where a user at some node of the old version goes.
@@ -51,7 +51,7 @@ impl Migration {
         }
         if let Some((id, node)) = new.nodes.get_key_value(old_node) {
             let same_kind = old.nodes.get(old_node).is_some_and(|o| o.kind() == node.kind());
-            return if same_kind && node.kind() != "branch" && node.kind() != "split" && node.kind() != "exit" {
+            return if same_kind && (node.waits() || matches!(node, Node::Action { .. })) {
                 Placement::Stay(id)
             } else {
                 Placement::Move(id)

@@ -21,6 +21,11 @@ pub fn parse_instant_str(s: &str) -> Result<u64, String> {
     u64::try_from(t.timestamp_millis()).map_err(|_| format!("timestamp {s:?} is before 1970"))
 }
 
+/// The wall clock in epoch milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds.
 pub fn format_instant(ms: u64) -> String {
     match chrono::DateTime::from_timestamp_millis(ms as i64) {

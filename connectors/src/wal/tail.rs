@@ -1,7 +1,7 @@
 //! Reads a partition file as it grows: complete lines only, from where it left off.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::Path;
 
 /// A reader following one partition file.
@@ -11,12 +11,14 @@ pub struct Tail {
     offset: u64,
     /// Bytes read past `offset` that do not end a line yet.
     partial: Vec<u8>,
+    /// The read buffer.
+    chunk: Vec<u8>,
 }
 
 impl Tail {
     /// Follows `path` from its start.
     pub fn open(path: &Path) -> io::Result<Tail> {
-        Ok(Tail { file: File::open(path)?, offset: 0, partial: Vec::new() })
+        Ok(Tail { file: File::open(path)?, offset: 0, partial: Vec::new(), chunk: vec![0; 1 << 16] })
     }
 
     /// The byte offset just after the last complete line handed out.
@@ -28,25 +30,26 @@ impl Tail {
     pub fn read(&mut self, max: usize) -> io::Result<Vec<Vec<u8>>> {
         let mut lines = Vec::new();
         loop {
+            // Lines are cut from `partial` by index, and what they used is drained once.
+            let mut start = 0;
             while lines.len() < max {
-                let Some(end) = self.partial.iter().position(|b| *b == b'\n') else { break };
-                let mut line: Vec<u8> = self.partial.drain(..=end).collect();
-                self.offset += line.len() as u64;
-                line.pop();
-                if !line.is_empty() {
-                    lines.push(line);
+                let Some(len) = self.partial[start..].iter().position(|b| *b == b'\n') else { break };
+                if len > 0 {
+                    lines.push(self.partial[start..start + len].to_vec());
                 }
+                start += len + 1;
             }
+            self.offset += start as u64;
+            self.partial.drain(..start);
             if lines.len() >= max {
                 return Ok(lines);
             }
-            self.file.seek(SeekFrom::Start(self.offset + self.partial.len() as u64))?;
-            let mut chunk = vec![0; 1 << 16];
-            let n = self.file.read(&mut chunk)?;
+            // Only this reader moves the file's position: it is at `offset + partial.len()`.
+            let n = self.file.read(&mut self.chunk)?;
             if n == 0 {
                 return Ok(lines);
             }
-            self.partial.extend_from_slice(&chunk[..n]);
+            self.partial.extend_from_slice(&self.chunk[..n]);
         }
     }
 }

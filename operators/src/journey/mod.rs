@@ -135,11 +135,9 @@ pub fn journey<'s>(
                     commands.first().map(|c| c.0),
                     timers.first().map(|t| t.0),
                     end_at,
+                    since.filter(|_| takeover.is_some()),
                     status,
-                )
-                .into_iter()
-                .chain(since.filter(|_| takeover.is_some()))
-                .min();
+                );
                 let Some(time) = next.filter(complete) else { break };
                 let here = pending[done..].partition_point(|p| p.0 == time) + done;
                 // 0. Lifecycle: commands given at this time, then the scheduled end.
@@ -182,6 +180,8 @@ pub fn journey<'s>(
                     }
                     keys.sort_unstable();
                     keys.dedup();
+                    // History (at or before `since`) sets condition states but moves nobody.
+                    let moving = status == Status::Ongoing && since.is_none_or(|s| time > s);
                     let mut at = done;
                     for user in keys.drain(..) {
                         let s = users.entry(user).or_default();
@@ -194,7 +194,6 @@ pub fn journey<'s>(
                             at += 1;
                         }
                         let mut step = Step { plan: &plan, journey: index, user, time, out: &mut out };
-                        let moving = status == Status::Ongoing && since.is_none_or(|s| time > s);
                         if moving && at > first {
                             step.conditions_changed(s, before);
                         }
@@ -264,11 +263,9 @@ pub fn journey<'s>(
                 commands.first().map(|c| c.0),
                 timers.first().map(|t| t.0),
                 end_at,
+                since.filter(|_| takeover.is_some()),
                 status,
             )
-            .into_iter()
-            .chain(since.filter(|_| takeover.is_some()))
-            .min()
             .filter(|_| !retired);
             cap = match (cap.take(), left) {
                 (Some(c), Some(t)) if *c.time() < t => Some(c.delayed(&t)),
@@ -355,14 +352,16 @@ fn migrate(
 }
 
 /// The earliest time with something to do: an input, a command, a timer (only while the
-/// journey is ongoing: paused timers wait for the resume), the scheduled end (until ended).
+/// journey is ongoing: paused timers wait for the resume), the scheduled end (until ended), the
+/// takeover of a previous version's users.
 fn earliest(
     input: Option<Time>,
     command: Option<Time>,
     timer: Option<Time>,
     end_at: Option<Time>,
+    takeover: Option<Time>,
     status: Status,
 ) -> Option<Time> {
     let timer = timer.filter(|_| status == Status::Ongoing);
-    [input, command, timer, end_at.filter(|_| status != Status::Ended)].into_iter().flatten().min()
+    [input, command, timer, end_at.filter(|_| status != Status::Ended), takeover].into_iter().flatten().min()
 }

@@ -85,6 +85,22 @@ pub fn run_journeys(
     .expect("run succeeds")
 }
 
+/// A path in the repository.
+pub fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A lifecycle command as the reference interpreter names it.
+pub fn command_name(c: Command) -> &'static str {
+    match c {
+        Command::Publish => "publish",
+        Command::Pause => "pause",
+        Command::Resume => "resume",
+        Command::End => "end",
+        Command::Retire => unreachable!("versions are given to the interpreter as upgrades"),
+    }
+}
+
 /// Ingest settings for tests: a lateness that admits the test's jitter, dead-lettering the rest.
 pub fn ingest(lateness: Option<u64>, dedup_window: u64) -> IngestConfig {
     IngestConfig { allowed_lateness: lateness, late_policy: LatePolicy::DeadLetter, dedup_window }
