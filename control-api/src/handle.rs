@@ -70,6 +70,11 @@ pub enum Request {
 }
 
 impl Request {
+    /// Whether it changes what runs (and so goes to the control log), rather than asks.
+    pub fn is_change(&self) -> bool {
+        !matches!(self, Request::Members { .. } | Request::UserSegments { .. })
+    }
+
     /// How many answers the request gets: one per worker for membership, else one.
     pub fn answers(&self, workers: usize) -> usize {
         match self {
@@ -100,6 +105,9 @@ pub struct Ticket {
     pub request: Request,
     /// Where answers go.
     pub reply: mpsc::UnboundedSender<Answer>,
+    /// The time to apply it as of, if not the time worker 0 receives it (never before the
+    /// watermark).
+    pub at: Option<Time>,
 }
 
 /// Progress counters the workers publish.
@@ -119,6 +127,10 @@ pub struct Progress {
     pub segment_sizes: Mutex<BTreeMap<String, i64>>,
     /// Bytes of each ingest log partition the workers have read.
     pub log_read: Mutex<BTreeMap<usize, u64>>,
+    /// Malformed Kafka messages sent to the dead-letter topic.
+    pub dead_letters: AtomicU64,
+    /// Messages not read yet, per Kafka `(topic, partition)`.
+    pub kafka_lag: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 /// The shared side of the engine, cloned into every handler.
@@ -186,9 +198,14 @@ impl EngineHandle {
 
     /// Sends a request without waiting: requests are applied in the order they are submitted.
     pub fn submit(&self, request: Request) -> Result<Pending, CallError> {
+        self.submit_at(request, None)
+    }
+
+    /// Sends a request to apply as of `at` (or the watermark, if later), without waiting.
+    pub fn submit_at(&self, request: Request, at: Option<Time>) -> Result<Pending, CallError> {
         let expected = request.answers(self.workers);
         let (reply, answers) = mpsc::unbounded_channel();
-        self.requests.send(Ticket { request, reply }).map_err(|_| CallError::Stopped)?;
+        self.requests.send(Ticket { request, reply, at }).map_err(|_| CallError::Stopped)?;
         Ok(Pending { expected, answers })
     }
 

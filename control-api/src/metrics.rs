@@ -39,6 +39,14 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
                 .set(lag as f64);
         }
     }
+    metrics::gauge!("journeyflow_dead_letters").set(progress.dead_letters.load(Ordering::Relaxed) as f64);
+    if let Ok(lags) = progress.kafka_lag.lock() {
+        for ((topic, partition), lag) in lags.iter() {
+            let labels =
+                [("source", "kafka".to_string()), ("topic", topic.clone()), ("partition", partition.to_string())];
+            metrics::gauge!("journeyflow_source_lag_messages", &labels).set(*lag as f64);
+        }
+    }
     if let Ok(sizes) = progress.segment_sizes.lock() {
         for (id, size) in sizes.iter() {
             metrics::gauge!("journeyflow_segment_members", "segment" => id.clone()).set(*size as f64);

@@ -35,6 +35,62 @@ pub struct LiveConfig {
     pub insecure: bool,
     /// Where sent actions are POSTed, per channel, and how.
     pub webhooks: WebhookConfig,
+    /// Kafka topics in and out, when brokers are given.
+    pub kafka: Option<KafkaConfig>,
+}
+
+/// Where the first start reads a topic from (restarts read from where the first began).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    /// Every message the topic still holds.
+    #[default]
+    Earliest,
+    /// Only messages produced after the first start.
+    Latest,
+}
+
+/// `[kafka]`: the event topics read and the topics written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaConfig {
+    /// Brokers and the librdkafka properties (security options) every client gets.
+    pub settings: journeyflow_connectors::kafka::Settings,
+    /// Event topics.
+    pub topics: Vec<String>,
+    /// The consumer group offsets are committed to.
+    pub group: String,
+    /// Where the first start begins.
+    pub start: StartPosition,
+    /// Bytes fetched ahead of the workers at most, over all partitions of a process.
+    pub max_in_flight_bytes: usize,
+    /// Segment changes topic.
+    pub segment_changes: String,
+    /// Journey transitions topic.
+    pub journey_transitions: String,
+    /// Journey actions topic.
+    pub journey_actions: String,
+    /// Malformed messages, with the reason in header `journeyflow.error`.
+    pub dead_letter: String,
+    /// Partitions of output topics journeyflow creates.
+    pub output_partitions: i32,
+}
+
+impl KafkaConfig {
+    /// The defaults for `brokers` reading `topics`.
+    pub fn new(brokers: String, topics: Vec<String>) -> KafkaConfig {
+        KafkaConfig {
+            settings: journeyflow_connectors::kafka::Settings { brokers, properties: BTreeMap::new() },
+            topics,
+            group: "journeyflow".into(),
+            start: StartPosition::Earliest,
+            max_in_flight_bytes: 64 << 20,
+            segment_changes: "journeyflow.segment_changes".into(),
+            journey_transitions: "journeyflow.journey_transitions".into(),
+            journey_actions: "journeyflow.journey_actions".into(),
+            dead_letter: "journeyflow.dead_letter".into(),
+            output_partitions: 4,
+        }
+    }
 }
 
 impl Default for LiveConfig {
@@ -52,6 +108,7 @@ impl Default for LiveConfig {
             write_keys: Vec::new(),
             insecure: false,
             webhooks: WebhookConfig::default(),
+            kafka: None,
         }
     }
 }
@@ -79,6 +136,60 @@ pub struct FileConfig {
     /// `[webhooks]`.
     #[serde(default)]
     pub webhooks: WebhooksSection,
+    /// `[kafka]`.
+    pub kafka: Option<KafkaSection>,
+}
+
+/// `[kafka]`: `brokers = "host:9092"`, `topics = ["events"]`, and `[kafka.properties]` passed
+/// to librdkafka as they are (`"security.protocol" = "SASL_SSL"`, `"sasl.mechanism"`, ...).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// `brokers = "127.0.0.1:9092"`.
+    pub brokers: Option<String>,
+    /// `topics = ["events"]`.
+    pub topics: Option<Vec<String>>,
+    /// `group = "journeyflow"`.
+    pub group: Option<String>,
+    /// `start = "earliest"` or `"latest"`.
+    pub start: Option<StartPosition>,
+    /// `max_in_flight_bytes = 67108864`.
+    pub max_in_flight_bytes: Option<usize>,
+    /// `segment_changes_topic = "journeyflow.segment_changes"`.
+    pub segment_changes_topic: Option<String>,
+    /// `journey_transitions_topic = "journeyflow.journey_transitions"`.
+    pub journey_transitions_topic: Option<String>,
+    /// `journey_actions_topic = "journeyflow.journey_actions"`.
+    pub journey_actions_topic: Option<String>,
+    /// `dead_letter_topic = "journeyflow.dead_letter"`.
+    pub dead_letter_topic: Option<String>,
+    /// `output_partitions = 4`.
+    pub output_partitions: Option<i32>,
+    /// `[kafka.properties]`.
+    pub properties: Option<BTreeMap<String, String>>,
+}
+
+impl KafkaSection {
+    /// The section over the defaults; `None` without brokers.
+    fn resolve(self) -> anyhow::Result<Option<KafkaConfig>> {
+        let Some(brokers) = self.brokers else {
+            if self.topics.is_some() {
+                anyhow::bail!("kafka.topics: given without kafka.brokers");
+            }
+            return Ok(None);
+        };
+        let mut c = KafkaConfig::new(brokers, self.topics.unwrap_or_default());
+        c.group = self.group.unwrap_or(c.group);
+        c.start = self.start.unwrap_or(c.start);
+        c.max_in_flight_bytes = self.max_in_flight_bytes.unwrap_or(c.max_in_flight_bytes);
+        c.segment_changes = self.segment_changes_topic.unwrap_or(c.segment_changes);
+        c.journey_transitions = self.journey_transitions_topic.unwrap_or(c.journey_transitions);
+        c.journey_actions = self.journey_actions_topic.unwrap_or(c.journey_actions);
+        c.dead_letter = self.dead_letter_topic.unwrap_or(c.dead_letter);
+        c.output_partitions = self.output_partitions.unwrap_or(c.output_partitions).max(1);
+        c.settings.properties = self.properties.unwrap_or_default();
+        Ok(Some(c))
+    }
 }
 
 /// `[webhooks]`: `urls = { email = "https://..." }` and how deliveries are retried.
@@ -164,6 +275,7 @@ impl FileConfig {
             write_keys: self.ingest.write_keys.unwrap_or(d.write_keys),
             insecure: self.api.insecure.unwrap_or(d.insecure),
             webhooks,
+            kafka: self.kafka.map(KafkaSection::resolve).transpose()?.flatten(),
         })
     }
 }
@@ -191,5 +303,21 @@ mod tests {
         std::fs::write(&path, "[ingest]\nidle_timeout = \"soon\"\n").unwrap();
         let err = FileConfig::read(&path).unwrap().over_defaults().unwrap_err().to_string();
         assert!(err.contains("ingest.idle_timeout"), "{err}");
+        std::fs::write(
+            &path,
+            "[kafka]\nbrokers = \"b:9092\"\ntopics = [\"e\"]\nstart = \"latest\"\n\
+             [kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n",
+        )
+        .unwrap();
+        let k = FileConfig::read(&path).unwrap().over_defaults().unwrap().kafka.unwrap();
+        assert_eq!(
+            (k.settings.brokers.as_str(), k.topics.clone(), k.start),
+            ("b:9092", vec!["e".into()], StartPosition::Latest)
+        );
+        assert_eq!(k.settings.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(k.journey_actions, "journeyflow.journey_actions");
+        std::fs::write(&path, "[kafka]\ntopics = [\"e\"]\n").unwrap();
+        let err = FileConfig::read(&path).unwrap().over_defaults().unwrap_err().to_string();
+        assert!(err.contains("kafka.topics"), "{err}");
     }
 }

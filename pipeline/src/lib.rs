@@ -4,8 +4,15 @@
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod control_log;
+pub mod durable;
 pub mod engine;
 pub mod journey_output;
+pub mod kafka_input;
 pub mod live;
 pub mod programs;
+pub mod record_id;
 pub mod replay;
+pub mod segment_output;
+pub mod sinks;
+pub mod watermark;

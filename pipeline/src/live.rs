@@ -1,15 +1,22 @@
-//! The long-running worker loop of `journeyflow run`: each worker tails its partitions of the
-//! durable ingest log, feeds the events to its [`Programs`], moves the watermark (with the
-//! wall clock once input goes quiet), applies sequenced requests from the control API,
-//! answers membership queries as of their agreed time, and appends segment changes to its
-//! output file. Worker 0 takes requests from the handle and sequences them for everyone, as
-//! of the wall-clock time it receives them: the answer comes once every worker's watermark
-//! has passed that time (within the allowed lateness plus the idle timeout), and includes
-//! every event acknowledged before the request that the workers read before then.
+//! The long-running worker loop of `journeyflow run`: each worker reads its partitions of the
+//! durable ingest log and of the Kafka event topics, feeds the events to its [`Programs`],
+//! moves the watermark (per partition; with the wall clock once every partition is read to
+//! its end and quiet), applies sequenced requests from the control API, answers membership
+//! queries as of their agreed time, and writes outputs to its sinks. Worker 0 takes requests
+//! from the handle and sequences them for everyone, as of the wall-clock time it receives
+//! them, after logging changes to the control log; at start it applies that log again, each
+//! request at its time. Each worker publishes how far its outputs are written and synced;
+//! the run makes the lowest durable and Kafka offsets below it are committed.
 
+use crate::config::KafkaConfig;
+use crate::control_log::{ControlLog, Entry};
 use crate::engine::IngestConfig;
 use crate::journey_output::{reports, ActionLine, JourneyNames, TransitionLine};
+use crate::kafka_input::{KafkaInput, Origins};
 use crate::programs::{Programs, Sequenced};
+use crate::sinks::{KafkaOutputs, Sinks};
+use crate::watermark::Watermarks;
+use journeyflow_connectors::kafka::Sink;
 use journeyflow_connectors::wal::{part_path, Tail};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket, HISTORY};
 use journeyflow_operators::journey::plan::JourneyPlan;
@@ -20,16 +27,18 @@ use journeyflow_types::time::now_ms;
 use journeyflow_types::{decode_line, validate_journey, validate_segments, Key};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::worker::Worker;
 
 /// Report counters of one journey: `((journey, stat), value)`.
 pub type Counters = BTreeMap<(u32, Stat), isize>;
+
+/// How often a worker syncs its files and publishes how far its outputs are written.
+const SYNC_EVERY: Duration = Duration::from_millis(200);
 
 /// What the workers share.
 pub struct Shared {
@@ -37,6 +46,8 @@ pub struct Shared {
     pub handle: EngineHandle,
     /// Requests, taken by worker 0.
     pub requests: Mutex<Option<Receiver<Ticket>>>,
+    /// The control log and what it held at start, taken by worker 0.
+    pub control_log: Mutex<Option<(ControlLog, Vec<Entry>)>>,
     /// Answer channels by ticket, with the number of answers still due.
     pub tickets: Mutex<HashMap<u64, (tokio::sync::mpsc::UnboundedSender<Answer>, usize)>>,
     /// Set to stop the workers.
@@ -51,10 +62,18 @@ pub struct Shared {
     pub out_dir: PathBuf,
     /// Watermark and dedup settings.
     pub ingest: IngestConfig,
-    /// With no new events for this long, the watermark follows the wall clock.
+    /// A partition read to its end and quiet this long stops holding the watermark back.
     pub idle: Duration,
     /// Where sent actions are POSTed, if anywhere.
-    pub webhooks: Option<journeyflow_connectors::webhook::Webhooks>,
+    pub webhooks: Option<Arc<journeyflow_connectors::webhook::Webhooks>>,
+    /// Kafka: the config, where each event partition is read from, and the producer.
+    pub kafka: Option<(KafkaConfig, Origins, Arc<Sink>)>,
+    /// Each worker's output frontier: its records before it are written and synced.
+    pub output_frontiers: Vec<AtomicU64>,
+    /// Every output before this time is durable in every sink.
+    pub durable: AtomicU64,
+    /// Outputs before this time were made durable by an earlier run: not written again.
+    pub skip_before: Time,
     /// Each worker's share of each journey's report counters, with the version counted.
     pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
 }
@@ -72,44 +91,110 @@ enum Query {
     User(Key),
 }
 
-/// A request as sequenced through the control input.
+/// A request as sequenced through the control input; `ticket` 0 for one applied again from
+/// the control log.
 #[derive(Debug, Serialize, Deserialize)]
 struct Sequence {
     ticket: u64,
     request: Request,
 }
 
-#[derive(Serialize)]
-struct ChangeLine<'a> {
-    segment: &'a str,
-    user_id: &'a str,
-    change: &'static str,
-    time: u64,
+/// One worker's inputs: its ingest log parts, then its Kafka partitions, with their watermarks.
+struct Inputs {
+    tails: Vec<(usize, Tail)>,
+    kafka: Option<KafkaInput>,
+    marks: Watermarks,
+}
+
+impl Inputs {
+    fn open(shared: &Shared, index: usize, peers: usize) -> anyhow::Result<Inputs> {
+        let tails: Vec<(usize, Tail)> = (0..shared.partitions)
+            .filter(|p| p % peers == index)
+            .map(|p| Ok((p, Tail::open(&part_path(&shared.wal_dir, p))?)))
+            .collect::<std::io::Result<_>>()?;
+        let kafka = match &shared.kafka {
+            Some((config, origins, sink)) => {
+                KafkaInput::open(config, origins, index, peers, sink.clone(), tails.len())?
+            }
+            None => None,
+        };
+        let n = tails.len() + kafka.as_ref().map_or(0, KafkaInput::len);
+        let lateness = shared.ingest.allowed_lateness.unwrap_or(0);
+        Ok(Inputs { tails, kafka, marks: Watermarks::new(n, lateness, shared.idle) })
+    }
+
+    /// Reads what came; returns how many records.
+    fn read(&mut self, programs: &mut Programs, shared: &Shared) -> anyhow::Result<u64> {
+        let progress = &shared.handle.progress;
+        let mut read = 0;
+        let mut seen: Vec<(Key, Arc<str>)> = Vec::new();
+        for (w, (part, tail)) in self.tails.iter_mut().enumerate() {
+            let lines = tail.read(20_000)?;
+            if lines.is_empty() {
+                self.marks.at_end(w, Some(Instant::now()));
+                continue;
+            }
+            for line in lines {
+                read += 1;
+                // Lines were checked at ingest; one that fails now is counted and skipped.
+                let Ok(event) = decode_line(&line) else {
+                    progress.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let floor = self.marks.floor(w);
+                self.marks.saw(w, event.ts);
+                seen.push((event.user, Arc::from(event.user_id.as_str())));
+                if programs.offer_at_least(event, floor).is_err() {
+                    progress.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            progress.log_read.lock().expect("lock").insert(*part, tail.offset());
+        }
+        if let Some(kafka) = &mut self.kafka {
+            let got = kafka.read(20_000, programs, &mut self.marks, progress)?;
+            read += got.messages;
+            seen.extend(got.users);
+        }
+        // User ids for answers: one lock per batch, not per event.
+        if !seen.is_empty() {
+            let mut names = shared.handle.names.write().expect("lock");
+            for (key, id) in seen {
+                names.entry(key).or_insert(id);
+            }
+        }
+        Ok(read)
+    }
 }
 
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
 pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
-    let mut programs = Programs::new(worker, shared.ingest);
+    // The watermark is the inputs' (per partition), not the programs' own.
+    let mut programs = Programs::new(worker, IngestConfig { allowed_lateness: None, ..shared.ingest });
     let requests = if index == 0 { shared.requests.lock().expect("lock").take() } else { None };
-    let mut tails: Vec<(usize, Tail)> = (0..shared.partitions)
-        .filter(|p| p % peers == index)
-        .map(|p| Ok((p, Tail::open(&part_path(&shared.wal_dir, p))?)))
-        .collect::<std::io::Result<_>>()?;
-    std::fs::create_dir_all(&shared.out_dir)?;
-    let out_path = shared.out_dir.join(format!("segment_changes-{index}.ndjson"));
-    let mut out = std::io::BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(out_path)?);
+    let mut control_log = None;
+    if index == 0 {
+        if let Some((log, entries)) = shared.control_log.lock().expect("lock").take() {
+            for entry in entries {
+                let text = serde_json::to_string(&Sequence { ticket: 0, request: entry.request })?;
+                programs.submit_at(text, entry.time);
+            }
+            control_log = Some(log);
+        }
+    }
+    let mut inputs = Inputs::open(shared, index, peers)?;
+    let kafka_out = shared.kafka.as_ref().map(|(config, _, sink)| KafkaOutputs {
+        sink: sink.clone(),
+        changes: config.segment_changes.clone(),
+        transitions: config.journey_transitions.clone(),
+        actions: config.journey_actions.clone(),
+    });
+    let mut sinks = Sinks::open(&shared.out_dir, index, kafka_out, shared.webhooks.clone(), shared.skip_before)?;
     let mut next_ticket: u64 = (index as u64) << 48;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
     let mut plans: BTreeMap<String, Versions> = BTreeMap::new();
-    let open = |name: String| -> std::io::Result<_> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(shared.out_dir.join(name))?;
-        Ok(std::io::BufWriter::new(file))
-    };
-    let mut transitions_out = open(format!("journey_transitions-{index}.ndjson"))?;
-    let mut actions_out = open(format!("journey_actions-{index}.ndjson"))?;
-    let mut max_seen: Option<(Time, Instant)> = None;
     let mut counted: (u64, u64) = (0, 0);
+    let mut synced = Instant::now();
     let mut draining = false;
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -123,41 +208,10 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                 let text = serde_json::to_string(&Sequence { ticket: next_ticket, request: ticket.request })?;
                 // As of the wall clock: events acknowledged before the request (read by the
                 // workers within the allowed lateness) are in what it sees.
-                programs.submit_at(text, now_ms());
+                programs.submit_at(text, ticket.at.unwrap_or_else(now_ms));
             }
         }
-        let mut read = 0;
-        for (part, tail) in &mut tails {
-            let lines = tail.read(20_000)?;
-            let any = !lines.is_empty();
-            let mut seen = Vec::with_capacity(lines.len());
-            for line in lines {
-                read += 1;
-                // Lines were checked at ingest; one that fails now is counted and skipped.
-                let Ok(event) = decode_line(&line) else {
-                    shared.handle.progress.rejected.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                max_seen = Some(match max_seen {
-                    Some((m, at)) if m >= event.ts => (m, at),
-                    _ => (event.ts, Instant::now()),
-                });
-                seen.push((event.user, event.user_id.clone()));
-                if programs.offer(event).is_err() {
-                    shared.handle.progress.rejected.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if any {
-                shared.handle.progress.log_read.lock().expect("lock").insert(*part, tail.offset());
-            }
-            // User ids for answers: one lock per batch, not per event.
-            if !seen.is_empty() {
-                let mut names = shared.handle.names.write().expect("lock");
-                for (key, id) in seen {
-                    names.entry(key).or_insert_with(|| id.into());
-                }
-            }
-        }
+        let read = inputs.read(&mut programs, shared)?;
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
         // This worker's counts, added to the totals as they grow.
@@ -165,95 +219,37 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         progress.late.fetch_add(late - counted.0, Ordering::Relaxed);
         progress.duplicates.fetch_add(duplicates - counted.1, Ordering::Relaxed);
         counted = (late, duplicates);
-        // Quiet input (or none yet): event time follows the wall clock.
-        let quiet = max_seen.is_none_or(|(_, at)| at.elapsed() >= shared.idle);
-        let heartbeat = quiet.then(|| now_ms().saturating_sub(shared.ingest.allowed_lateness.unwrap_or(0)));
-        programs.advance(worker, heartbeat, |p, w, c| apply(p, w, c, shared, &mut pending, &mut plans, index));
-        // Answer membership queries whose time is complete.
-        let mut still = Vec::new();
-        for (time, ticket, query) in pending.drain(..) {
-            let answer = match &query {
-                Query::Members(id) if !programs.has_segment(id) => Some(Answer::Failed(format!("no segment {id:?}"))),
-                Query::Members(id) => programs.members_at(id, time).map(|m| Answer::Members(time, m)),
-                Query::User(user) => programs.user_segments_at(*user, time).map(|s| Answer::Segments(time, s)),
-            };
-            match answer {
-                Some(answer) => reply(shared, ticket, answer),
-                None => still.push((time, ticket, query)),
+        // A worker reading nothing follows the others.
+        let target = inputs.marks.target(now_ms()).or_else(|| {
+            (inputs.tails.is_empty() && inputs.kafka.is_none()).then(|| lowest(shared, Some(index))).flatten()
+        });
+        let mut failed = None;
+        programs.advance(worker, target, |p, w, c| {
+            if let Err(e) = apply(p, w, c, shared, &mut pending, &mut plans, index, control_log.as_mut()) {
+                failed.get_or_insert(e);
             }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
-        pending = still;
-        programs.hold_compaction(pending.iter().map(|p| p.0).min());
-        for id in programs.installed() {
-            let changes = programs.take_changes(&id);
-            if !changes.is_empty() {
-                let delta: i64 = changes.iter().map(|c| c.diff as i64).sum();
-                *shared.handle.progress.segment_sizes.lock().expect("lock").entry(id.clone()).or_default() += delta;
-            }
-            for c in changes {
-                let name = shared.handle.name(&c.user).unwrap_or_else(|| c.user.to_string().into());
-                let change = if c.diff > 0 { "enter" } else { "exit" };
-                serde_json::to_writer(&mut out, &ChangeLine { segment: &id, user_id: &name, change, time: c.time })?;
-                out.write_all(b"\n")?;
-            }
-        }
-        out.flush()?;
-        for (id, Versions { plan, names }) in &plans {
-            for record in &programs.take_journey_outputs(id) {
-                match record {
-                    JourneyOutput::Transition(t) => {
-                        let line = TransitionLine::new(t, &names[&t.version], user_name(shared, &t.user));
-                        serde_json::to_writer(&mut transitions_out, &line)?;
-                        transitions_out.write_all(b"\n")?;
-                        let mut users = shared.handle.journey_users.lock().expect("lock");
-                        let history = users.entry((id.clone(), line.user_id.clone())).or_default();
-                        if history.len() == HISTORY {
-                            history.pop_front();
-                        }
-                        history.push_back(serde_json::to_value(&line)?);
-                    }
-                    JourneyOutput::Action(a) => {
-                        let line = ActionLine::new(a, &names[&a.version], a.user, user_name(shared, &a.user));
-                        serde_json::to_writer(&mut actions_out, &line)?;
-                        actions_out.write_all(b"\n")?;
-                        if let Some(hooks) = shared
-                            .webhooks
-                            .as_ref()
-                            .filter(|h| a.status == ActionStatus::Sent && h.wants(&line.channel))
-                        {
-                            hooks.send(&line.channel, &line.action_id, serde_json::to_vec(&line)?);
-                        }
-                    }
-                }
-            }
-            // Publish the journey's report when this worker's counters (which complete a little
-            // after the records) changed: its share summed with the others', once every worker
-            // counts for the same version (a new version's node indices are its own).
-            let mine = (plan.version, programs.journey_counts(id));
-            let mut all = shared.journey_counts.lock().expect("lock");
-            let slots = all.entry(id.clone()).or_insert_with(|| vec![(0, BTreeMap::new()); peers]);
-            if slots[index] == mine {
-                continue;
-            }
-            slots[index] = mine;
-            if slots.iter().any(|(version, _)| *version != plan.version) {
-                continue;
-            }
-            let mut total = Counters::new();
-            for (_, slot) in slots.iter() {
-                for (k, v) in slot {
-                    *total.entry(*k).or_default() += v;
-                }
-            }
-            let report = reports(std::slice::from_ref(plan), &total).pop().expect("one plan");
-            shared.handle.journey_reports.lock().expect("lock").insert(id.clone(), serde_json::to_value(report)?);
-        }
-        transitions_out.flush()?;
-        actions_out.flush()?;
+        answer(&mut programs, shared, &mut pending);
+        write_outputs(&mut programs, shared, &plans, &mut sinks, index, peers)?;
+        sinks.flush()?;
         shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
-        let low = shared.watermarks.iter().map(|w| w.load(Ordering::Relaxed)).min().unwrap_or(0);
-        shared.handle.progress.watermark.store(low, Ordering::Relaxed);
-        if draining && read == 0 {
+        shared.handle.progress.watermark.store(lowest(shared, None).unwrap_or(0), Ordering::Relaxed);
+        let done = draining && read == 0;
+        if synced.elapsed() >= SYNC_EVERY || done {
+            // Every record before the frontier was taken above: sync, then say so.
+            let frontier = programs.output_frontier();
+            sinks.sync()?;
+            shared.output_frontiers[index].store(frontier, Ordering::Relaxed);
+            if let Some(kafka) = &mut inputs.kafka {
+                kafka.commit(shared.durable.load(Ordering::Relaxed))?;
+                kafka.publish_lag(&shared.handle.progress);
+            }
+            synced = Instant::now();
+        }
+        if done {
             programs.close(worker);
             return Ok(());
         }
@@ -261,6 +257,101 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             worker.step_or_park(Some(Duration::from_millis(5)));
         }
     }
+}
+
+/// The lowest watermark among workers (but `except`).
+fn lowest(shared: &Shared, except: Option<usize>) -> Option<Time> {
+    shared
+        .watermarks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != except)
+        .map(|(_, w)| w.load(Ordering::Relaxed))
+        .min()
+}
+
+/// Answers membership queries whose time is complete.
+fn answer(programs: &mut Programs, shared: &Shared, pending: &mut Vec<(Time, u64, Query)>) {
+    let mut still = Vec::new();
+    for (time, ticket, query) in pending.drain(..) {
+        let answer = match &query {
+            Query::Members(id) if !programs.has_segment(id) => Some(Answer::Failed(format!("no segment {id:?}"))),
+            Query::Members(id) => programs.members_at(id, time).map(|m| Answer::Members(time, m)),
+            Query::User(user) => programs.user_segments_at(*user, time).map(|s| Answer::Segments(time, s)),
+        };
+        match answer {
+            Some(answer) => reply(shared, ticket, answer),
+            None => still.push((time, ticket, query)),
+        }
+    }
+    *pending = still;
+    programs.hold_compaction(pending.iter().map(|p| p.0).min());
+}
+
+/// Writes the records the programs produced since the last call, and publishes reports.
+fn write_outputs(
+    programs: &mut Programs,
+    shared: &Shared,
+    plans: &BTreeMap<String, Versions>,
+    sinks: &mut Sinks,
+    index: usize,
+    peers: usize,
+) -> anyhow::Result<()> {
+    for id in programs.installed() {
+        let changes = programs.take_changes(&id);
+        if changes.is_empty() {
+            continue;
+        }
+        let delta: i64 = changes.iter().map(|c| c.diff as i64).sum();
+        *shared.handle.progress.segment_sizes.lock().expect("lock").entry(id.clone()).or_default() += delta;
+        sinks.batch();
+        for c in changes {
+            sinks.change(&id, &user_name(shared, &c.user), c.diff, c.time)?;
+        }
+    }
+    for (id, Versions { plan, names }) in plans {
+        sinks.batch();
+        for record in &programs.take_journey_outputs(id) {
+            match record {
+                JourneyOutput::Transition(t) => {
+                    let line = TransitionLine::new(t, &names[&t.version], user_name(shared, &t.user));
+                    sinks.transition(&line)?;
+                    let mut users = shared.handle.journey_users.lock().expect("lock");
+                    let history = users.entry((id.clone(), line.user_id.clone())).or_default();
+                    if history.len() == HISTORY {
+                        history.pop_front();
+                    }
+                    history.push_back(serde_json::to_value(&line)?);
+                }
+                JourneyOutput::Action(a) => {
+                    let line = ActionLine::new(a, &names[&a.version], a.user, user_name(shared, &a.user));
+                    sinks.action(&line, a.status == ActionStatus::Sent)?;
+                }
+            }
+        }
+        // Publish the journey's report when this worker's counters (which complete a little
+        // after the records) changed: its share summed with the others', once every worker
+        // counts for the same version (a new version's node indices are its own).
+        let mine = (plan.version, programs.journey_counts(id));
+        let mut all = shared.journey_counts.lock().expect("lock");
+        let slots = all.entry(id.clone()).or_insert_with(|| vec![(0, BTreeMap::new()); peers]);
+        if slots[index] == mine {
+            continue;
+        }
+        slots[index] = mine;
+        if slots.iter().any(|(version, _)| *version != plan.version) {
+            continue;
+        }
+        let mut total = Counters::new();
+        for (_, slot) in slots.iter() {
+            for (k, v) in slot {
+                *total.entry(*k).or_default() += v;
+            }
+        }
+        let report = reports(std::slice::from_ref(plan), &total).pop().expect("one plan");
+        shared.handle.journey_reports.lock().expect("lock").insert(id.clone(), serde_json::to_value(report)?);
+    }
+    Ok(())
 }
 
 /// Installs (or, with `replace`, replaces) a segment given as JSON, as of `at`.
@@ -305,6 +396,7 @@ fn reply(shared: &Shared, ticket: u64, answer: Answer) {
 
 /// Applies one sequenced request on this worker; worker 0 answers changes, every worker
 /// answers its share of a membership query (later, once complete).
+#[allow(clippy::too_many_arguments)]
 fn apply(
     programs: &mut Programs,
     worker: &mut Worker,
@@ -313,11 +405,14 @@ fn apply(
     pending: &mut Vec<(Time, u64, Query)>,
     plans: &mut BTreeMap<String, Versions>,
     index: usize,
-) {
-    let Ok(Sequence { ticket, request }) = serde_json::from_str::<Sequence>(&command.text) else {
-        tracing::error!("unreadable sequenced request {:?}", command.text);
-        return;
-    };
+    log: Option<&mut ControlLog>,
+) -> anyhow::Result<()> {
+    let Sequence { ticket, request } = serde_json::from_str::<Sequence>(&command.text)
+        .map_err(|e| anyhow::anyhow!("unreadable sequenced request {:?}: {e}", command.text))?;
+    // Logged before it applies (not again when applied from the log).
+    if let Some(log) = log.filter(|_| ticket != 0 && request.is_change()) {
+        log.append(&Entry { time: command.time, request: request.clone() })?;
+    }
     let answer = match request {
         Request::InstallSegment { definition } => segment_change(programs, worker, definition, command.time, false),
         Request::ReplaceSegment { definition } => segment_change(programs, worker, definition, command.time, true),
@@ -382,14 +477,37 @@ fn apply(
         },
         Request::Members { id } => {
             pending.push((command.time, ticket, Query::Members(id)));
-            return;
+            return Ok(());
         }
         Request::UserSegments { user_id } => {
             pending.push((command.time, ticket, Query::User(Key::of(&user_id))));
-            return;
+            return Ok(());
         }
     };
+    if let Answer::Failed(why) = &answer {
+        if ticket == 0 {
+            tracing::warn!("a request of the control log failed again: {why}");
+        }
+    }
     if index == 0 {
         reply(shared, ticket, answer);
     }
+    Ok(())
+}
+
+/// Makes the lowest worker output frontier durable: waits for Kafka to acknowledge every
+/// record sent, then stores the frontier (which lets workers commit offsets below it).
+pub fn make_durable(shared: &Shared) -> anyhow::Result<()> {
+    let Some(low) = shared.output_frontiers.iter().map(|f| f.load(Ordering::Relaxed)).min() else {
+        return Ok(());
+    };
+    if low <= shared.durable.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    if let Some((_, _, sink)) = &shared.kafka {
+        sink.flush(Duration::from_secs(60))?;
+    }
+    crate::durable::store(&shared.out_dir, low)?;
+    shared.durable.store(low, Ordering::Relaxed);
+    Ok(())
 }

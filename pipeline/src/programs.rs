@@ -287,13 +287,35 @@ impl Programs {
 
     /// Enters one event at its own time, or applies the late policy.
     pub fn offer(&mut self, event: Event) -> Result<(), Refused> {
-        let watermark = self.watermark();
+        self.offer_at_least(event, 0).map(|_| ())
+    }
+
+    /// Enters one event at its own time, or applies the late policy to an event before `floor`
+    /// (its partition's watermark) or the watermark; returns the time it entered at.
+    pub fn offer_at_least(&mut self, event: Event, floor: Time) -> Result<Time, Refused> {
+        let watermark = self.watermark().max(floor);
         let ts = event.ts;
         self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
         let time = admit(self.config.late_policy, ts, watermark)?;
         self.late += u64::from(time != ts);
         self.input.update_at(SharedEvent::new(event), time, 1);
-        Ok(())
+        Ok(time)
+    }
+
+    /// The earliest time any output of this worker's programs may still have: every record
+    /// before it has come out (commands not applied yet count, as the programs they install).
+    pub fn output_frontier(&self) -> Time {
+        let mut low = Time::MAX;
+        let mut at = |probe: &ProbeHandle<Time>| {
+            probe.with_frontier(|f| low = low.min(f.first().copied().unwrap_or(Time::MAX)));
+        };
+        at(&self.probe);
+        at(&self.control_probe);
+        self.segments.values().for_each(|p| at(&p.probe));
+        self.journeys.values().for_each(|p| at(&p.probe));
+        self.retiring.iter().for_each(|r| at(&r.program.probe));
+        let pending = self.commands.borrow().iter().map(|c| c.0).min().unwrap_or(Time::MAX);
+        low.min(pending)
     }
 
     /// Moves the watermark to `max seen - allowed lateness` (or to `to`, if later), lets the

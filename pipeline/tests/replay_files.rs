@@ -32,8 +32,19 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
     }
 }
 
+/// The records of an NDJSON file; output records lose their `id` after it is checked: 32 hex
+/// digits, no two records of the file with the same id.
 fn read_ndjson(path: &Path) -> Vec<J> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let mut ids = BTreeSet::new();
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut records: Vec<J> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for r in records.iter_mut().filter(|r| r.get("id").is_some()) {
+        let id = r.as_object_mut().unwrap().remove("id").unwrap();
+        let id = id.as_str().unwrap().to_string();
+        assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "bad id {id} in {}", path.display());
+        assert!(ids.insert(id.clone()), "id {id} twice in {}", path.display());
+    }
+    records
 }
 
 /// Checks `segment_changes.ndjson` and `members.ndjson` in `out` against the reference at `times`.

@@ -1,7 +1,10 @@
-//! Newline-delimited JSON: reading event files in parallel parts, writing output files.
+//! Newline-delimited JSON: reading event files in parallel parts, writing output files,
+//! appending whole lines.
 
+mod append;
 mod reader;
 mod writer;
 
+pub use append::open_append;
 pub use reader::{line_numbers, PartReader, RawRecord, BLOCK};
 pub use writer::NdjsonWriter;

@@ -5,7 +5,9 @@
 //! `journey_stats.json`), with a summary on stderr.
 
 use crate::engine::{IngestConfig, LatePolicy};
+use crate::record_id::Ids;
 use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
+use crate::segment_output::ChangeLine;
 use anyhow::Context;
 use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader};
 use journeyflow_operators::journey::plan::JourneyPlan;
@@ -180,14 +182,6 @@ fn progress_bar(
 }
 
 #[derive(Serialize)]
-struct ChangeRecord<'a> {
-    segment: &'a str,
-    user_id: &'a str,
-    change: &'static str,
-    time: u64,
-}
-
-#[derive(Serialize)]
 struct MemberRecord<'a> {
     segment: &'a str,
     user_id: &'a str,
@@ -212,10 +206,11 @@ fn write_outputs(
     wall: f64,
 ) -> anyhow::Result<Summary> {
     let name = |i: u32| defs[i as usize].id.as_str();
+    // Ids over the whole run, records in the order they happened: the ids a live run gives.
+    let mut ids = Ids::default();
     let mut w = NdjsonWriter::create(&dir.join("segment_changes.ndjson"))?;
     for c in &output.changes {
-        let change = if c.diff > 0 { "enter" } else { "exit" };
-        w.write(&ChangeRecord { segment: name(c.segment), user_id: &c.user, change, time: c.time })?;
+        w.write(&ids.change(&ChangeLine::new(name(c.segment), &c.user, c.diff, c.time)))?;
     }
     let changes = w.finish()?;
     let members = members(output);
@@ -229,12 +224,12 @@ fn write_outputs(
     if !journeys.is_empty() {
         let mut w = NdjsonWriter::create(&dir.join("journey_transitions.ndjson"))?;
         for t in &output.transitions {
-            w.write(t)?;
+            w.write(&ids.transition(t))?;
         }
         w.finish()?;
         let mut w = NdjsonWriter::create(&dir.join("journey_actions.ndjson"))?;
         for a in &output.actions {
-            w.write(a)?;
+            w.write(&ids.action(a))?;
         }
         w.finish()?;
         let mut w = NdjsonWriter::create(&dir.join("journey_members.ndjson"))?;

@@ -4,10 +4,12 @@
 //! `DATA_DIR/definitions.json`) and those of `--segments` and `--journeys`. Stops cleanly on
 //! SIGINT/SIGTERM: stops accepting, lets the workers drain the log and flush, exits 0.
 
-use crate::config::{FileConfig, LiveConfig};
+use crate::config::{FileConfig, KafkaConfig, LiveConfig, StartPosition};
+use crate::control_log::ControlLog;
 use crate::engine::{IngestConfig, LatePolicy};
-use crate::live::{run_worker, Shared};
+use crate::live::{make_durable, run_worker, Shared};
 use anyhow::Context;
+use journeyflow_connectors::kafka::Sink;
 use journeyflow_connectors::wal::Wal;
 use journeyflow_connectors::webhook::Webhooks;
 use journeyflow_control_api::auth::Auth;
@@ -64,6 +66,18 @@ pub struct RunArgs {
     /// POST sent actions of CHANNEL to URL, as `CHANNEL=URL` (repeatable; adds to the config's).
     #[arg(long = "webhook", env = "JOURNEYFLOW_WEBHOOKS", value_delimiter = ',', value_parser = parse_webhook)]
     pub webhooks: Vec<(String, String)>,
+    /// Kafka brokers to read events from and write outputs to, `HOST:PORT[,...]`.
+    #[arg(long, env = "JOURNEYFLOW_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Event topics (comma-separated).
+    #[arg(long, env = "JOURNEYFLOW_KAFKA_TOPICS", value_delimiter = ',')]
+    pub kafka_topics: Vec<String>,
+    /// Consumer group offsets are committed to [default: journeyflow].
+    #[arg(long, env = "JOURNEYFLOW_KAFKA_GROUP")]
+    pub kafka_group: Option<String>,
+    /// Where the first start reads the topics from [default: earliest].
+    #[arg(long, env = "JOURNEYFLOW_KAFKA_START")]
+    pub kafka_start: Option<StartPosition>,
 }
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
@@ -100,7 +114,31 @@ impl RunArgs {
                 w.urls.extend(self.webhooks.iter().cloned());
                 w
             },
+            kafka: self.kafka(base.kafka)?,
         })
+    }
+
+    /// The config file's `[kafka]` with these flags over it.
+    fn kafka(&self, base: Option<KafkaConfig>) -> anyhow::Result<Option<KafkaConfig>> {
+        let mut kafka = match (base, &self.kafka_brokers) {
+            (Some(mut k), Some(brokers)) => {
+                k.settings.brokers = brokers.clone();
+                k
+            }
+            (Some(k), None) => k,
+            (None, Some(brokers)) => KafkaConfig::new(brokers.clone(), Vec::new()),
+            (None, None) if self.kafka_topics.is_empty() && self.kafka_group.is_none() => return Ok(None),
+            (None, None) => anyhow::bail!("--kafka-topics and --kafka-group need --kafka-brokers"),
+        };
+        if !self.kafka_topics.is_empty() {
+            kafka.topics = self.kafka_topics.clone();
+        }
+        kafka.group = self.kafka_group.clone().unwrap_or(kafka.group);
+        kafka.start = self.kafka_start.unwrap_or(kafka.start);
+        if kafka.topics.is_empty() {
+            anyhow::bail!("Kafka brokers are given but no event topics: pass --kafka-topics or set kafka.topics");
+        }
+        Ok(Some(kafka))
     }
 }
 
@@ -119,15 +157,36 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let wal_dir = args.data_dir.join("ingest");
     let wal = Arc::new(Wal::open(&wal_dir, workers).with_context(|| format!("opening {}", wal_dir.display()))?);
     let (handle, requests) = EngineHandle::new(workers);
+    let (control_log, logged) = ControlLog::open(&args.data_dir)?;
+    let store_exists = args.data_dir.join("definitions.json").exists();
+    // A fresh data directory: what is given at start applies from the beginning of time.
+    let fresh = logged.is_empty() && !store_exists;
+    let replays_log = !logged.is_empty();
+    let out_dir = args.data_dir.join("out");
+    let skip_before = crate::durable::load(&out_dir)?;
+    let kafka = match &args.kafka {
+        Some(config) => {
+            let origins = crate::kafka_input::prepare(config, &args.data_dir.join("kafka"))
+                .context("preparing the Kafka topics")?;
+            let sink = Arc::new(Sink::new(&config.settings)?);
+            Some((config.clone(), origins, sink))
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         handle: handle.clone(),
         requests: Mutex::new(Some(requests)),
+        control_log: Mutex::new(Some((control_log, logged))),
+        kafka,
+        output_frontiers: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        durable: AtomicU64::new(skip_before),
+        skip_before,
         tickets: Mutex::default(),
         stop: AtomicBool::new(false),
         watermarks: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         wal_dir,
         partitions: wal.partitions(),
-        out_dir: args.data_dir.join("out"),
+        out_dir: out_dir.clone(),
         ingest: IngestConfig {
             allowed_lateness: Some(args.allowed_lateness),
             late_policy: LatePolicy::Clamp,
@@ -139,7 +198,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             None
         } else {
             let dead = args.data_dir.join("out").join("webhook_dead_letter.ndjson");
-            Some(Webhooks::start(args.webhooks.clone(), dead).context("starting the webhook sink")?)
+            Some(Arc::new(Webhooks::start(args.webhooks.clone(), dead).context("starting the webhook sink")?))
         },
     });
     let worker_shared = shared.clone();
@@ -157,6 +216,16 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
 
+    // Moves the durable output frontier as the workers sync their outputs.
+    let durable_shared = shared.clone();
+    let committer = std::thread::Builder::new().name("durable".into()).spawn(move || {
+        while !durable_shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Err(e) = make_durable(&durable_shared) {
+                tracing::warn!("outputs not made durable yet: {e:#}");
+            }
+        }
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async {
         let store = Arc::new(Store::new(&args.data_dir));
@@ -169,8 +238,11 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             metrics: Some(journeyflow_control_api::metrics::install()?),
             auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
         };
-        // What the store had, then what `--segments` adds.
+        // What the store had, then what `--segments` adds. With a control log, the workers
+        // apply the stored definitions again from it, each at its time.
         let mut defs = store.load()?;
+        let stored: Vec<String> = if replays_log { defs.iter().map(|d| d.id.clone()).collect() } else { Vec::new() };
+        let at = fresh.then_some(0);
         if let Some(path) = &args.segments {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             for def in parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? {
@@ -189,12 +261,18 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         // Submitted together (applied in this order, at nearly one time), then awaited.
         let mut pending = Vec::new();
         for def in &defs {
-            pending.push(handle.submit(Request::InstallSegment { definition: def.to_json() })?);
+            if !stored.contains(&def.id) {
+                pending.push(Some(handle.submit_at(Request::InstallSegment { definition: def.to_json() }, at)?));
+            } else {
+                pending.push(None);
+            }
         }
         for (def, answer) in defs.into_iter().zip(pending) {
-            match answer.wait(state.timeout).await?.first() {
-                Some(Answer::Installed(_)) => {}
-                other => anyhow::bail!("installing segment {:?}: {other:?}", def.id),
+            if let Some(answer) = answer {
+                match answer.wait(state.timeout).await?.first() {
+                    Some(Answer::Installed(_)) => {}
+                    other => anyhow::bail!("installing segment {:?}: {other:?}", def.id),
+                }
             }
             handle.segments.lock().expect("lock").insert(def.id.clone(), def);
         }
@@ -202,6 +280,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         // Journeys: published ones run again (over the retained history, from now), in the
         // status they had; drafts and ended ones are only listed.
         let mut journeys = store.load_journeys()?;
+        let stored: Vec<String> = if replays_log { journeys.keys().cloned().collect() } else { Vec::new() };
         if let Some(path) = &args.journeys {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let known = handle.segments.lock().expect("lock").keys().cloned().collect();
@@ -217,13 +296,13 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             }
         }
         let mut pending = Vec::new();
-        for (id, entry) in &journeys {
+        for (id, entry) in journeys.iter().filter(|(id, _)| !stored.contains(id)) {
             if entry.status == "ongoing" || entry.status == "paused" {
                 let install = Request::InstallJourney { definition: entry.definition.clone(), version: entry.version };
-                pending.push((id.clone(), handle.submit(install)?));
+                pending.push((id.clone(), handle.submit_at(install, at)?));
             }
             if entry.status == "paused" {
-                handle.submit(Request::JourneyCommand { id: id.clone(), command: "pause".into() })?;
+                handle.submit_at(Request::JourneyCommand { id: id.clone(), command: "pause".into() }, at)?;
             }
         }
         for (id, answer) in pending {
@@ -265,6 +344,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     for result in guards.join() {
         result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
     }
+    committer.join().map_err(|_| anyhow::anyhow!("the durable thread panicked"))?;
+    make_durable(&shared).context("making the last outputs durable")?;
     // Deliver (or dead-letter) the actions still queued.
     if let Some(webhooks) = &shared.webhooks {
         webhooks.close();

@@ -1,0 +1,358 @@
+//! Kafka through librdkafka (the rdkafka crate): a worker's share of the event topics'
+//! partitions, read from given offsets, with offsets committed to the group on request; one
+//! idempotent producer for the output and dead-letter topics; and the topic administration
+//! journeyflow does at start. Every client gets the same settings, so SASL and TLS options
+//! pass through to librdkafka unchanged.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A Kafka error, with what journeyflow was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("kafka: {what}: {source}")]
+pub struct Error {
+    what: String,
+    source: KafkaError,
+}
+
+fn context(what: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
+    let what = what.into();
+    move |source| Error { what, source }
+}
+
+/// What every client of one deployment shares: the brokers and the librdkafka properties
+/// given in the config (`security.protocol`, `sasl.*`, `ssl.*`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `host:port,...`.
+    pub brokers: String,
+    /// Passed to librdkafka as they are.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Settings {
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
+        config
+    }
+}
+
+/// The worker (of `workers`) that reads a partition: the same everywhere, in every process.
+pub fn owner(topic: &str, partition: i32, workers: usize) -> usize {
+    let mut bytes = topic.as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(&partition.to_le_bytes());
+    (xxhash_rust::xxh3::xxh3_64(&bytes) % workers.max(1) as u64) as usize
+}
+
+/// The partitions of `topics`, in topic and partition order.
+pub fn partitions(settings: &Settings, topics: &[String], timeout: Duration) -> Result<Vec<(String, i32)>, Error> {
+    let client: BaseConsumer = settings.config().create().map_err(context("creating a metadata client"))?;
+    let mut out = Vec::new();
+    for topic in topics {
+        let metadata = client.fetch_metadata(Some(topic), timeout).map_err(context(format!("metadata of {topic}")))?;
+        for t in metadata.topics() {
+            if let Some(e) = t.error() {
+                return Err(Error { what: format!("topic {topic}"), source: KafkaError::MetadataFetch(e.into()) });
+            }
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            ids.sort_unstable();
+            out.extend(ids.into_iter().map(|p| (topic.clone(), p)));
+        }
+    }
+    Ok(out)
+}
+
+/// The offsets a partition holds: `(low, high)`; the next message gets `high`.
+pub fn watermarks(settings: &Settings, topic: &str, partition: i32, timeout: Duration) -> Result<(i64, i64), Error> {
+    let client: BaseConsumer = settings.config().create().map_err(context("creating a metadata client"))?;
+    client.fetch_watermarks(topic, partition, timeout).map_err(context(format!("offsets of {topic}/{partition}")))
+}
+
+/// A topic journeyflow writes.
+#[derive(Clone, Debug)]
+pub struct TopicSpec {
+    /// Name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: i32,
+    /// Keep only the latest record per key (`cleanup.policy=compact`).
+    pub compacted: bool,
+}
+
+/// Creates the topics that do not exist yet.
+pub fn ensure_topics(settings: &Settings, topics: &[TopicSpec]) -> Result<(), Error> {
+    let admin: AdminClient<_> = settings.config().create().map_err(context("creating an admin client"))?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1));
+            if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        futures_executor::block_on(admin.create_topics(&new, &options)).map_err(context("creating topics"))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error { what: format!("creating topic {name}"), source: KafkaError::AdminOp(code) })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The high offsets librdkafka last reported, by `(topic, partition)`.
+#[derive(Default)]
+struct Highs(Mutex<HashMap<(String, i32), i64>>);
+
+/// The consumer's context: keeps the high offsets its statistics report.
+struct SourceContext {
+    highs: Arc<Highs>,
+}
+
+impl ClientContext for SourceContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut highs = self.highs.0.lock().expect("lock");
+        for (name, topic) in statistics.topics {
+            for (id, p) in topic.partitions {
+                if id >= 0 && p.hi_offset >= 0 {
+                    highs.insert((name.clone(), id), p.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {}
+
+/// One partition as a source reads it.
+#[derive(Clone, Debug)]
+pub struct PartitionState {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The offset of the next message to read.
+    pub next: i64,
+    /// Since when the partition has been read to its end (and nothing came since).
+    pub at_end: Option<Instant>,
+}
+
+/// One message read.
+pub struct Received<'a> {
+    /// Index of the partition in [`Source::partitions`].
+    pub part: usize,
+    /// Offset.
+    pub offset: i64,
+    /// Key, if any.
+    pub key: Option<&'a [u8]>,
+    /// Payload, if any.
+    pub payload: Option<&'a [u8]>,
+}
+
+/// A worker's share of the event topics.
+pub struct Source {
+    consumer: BaseConsumer<SourceContext>,
+    parts: Vec<PartitionState>,
+    index: HashMap<(String, i32), usize>,
+    highs: Arc<Highs>,
+}
+
+impl Source {
+    /// Reads `assigned` partitions, each from its offset, as member of `group` (which offsets
+    /// are committed to). librdkafka fetches ahead at most `in_flight_bytes` in all: when the
+    /// worker falls behind, fetching pauses.
+    pub fn open(
+        settings: &Settings,
+        group: &str,
+        assigned: &[(String, i32, i64)],
+        in_flight_bytes: usize,
+    ) -> Result<Source, Error> {
+        let highs = Arc::new(Highs::default());
+        let per_partition_kb = (in_flight_bytes / assigned.len().max(1) / 1024).max(64);
+        let consumer: BaseConsumer<SourceContext> = settings
+            .config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("statistics.interval.ms", "1000")
+            .set("queued.max.messages.kbytes", per_partition_kb.to_string())
+            .set("fetch.max.bytes", (per_partition_kb * 1024).min(52_428_800).to_string())
+            .create_with_context(SourceContext { highs: highs.clone() })
+            .map_err(context("creating a consumer"))?;
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, offset) in assigned {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(context(format!("assigning {topic}/{partition}")))?;
+        }
+        consumer.assign(&list).map_err(context("assigning partitions"))?;
+        let parts: Vec<PartitionState> = assigned
+            .iter()
+            .map(|(topic, partition, offset)| PartitionState {
+                topic: topic.clone(),
+                partition: *partition,
+                next: *offset,
+                at_end: None,
+            })
+            .collect();
+        let index = parts.iter().enumerate().map(|(i, p)| ((p.topic.clone(), p.partition), i)).collect();
+        Ok(Source { consumer, parts, index, highs })
+    }
+
+    /// The partitions read, in the order given to `open`.
+    pub fn partitions(&self) -> &[PartitionState] {
+        &self.parts
+    }
+
+    /// Reads up to `max` messages (without waiting), handing each to `f`; returns how many.
+    pub fn poll(&mut self, max: usize, mut f: impl FnMut(Received<'_>)) -> Result<usize, Error> {
+        let mut n = 0;
+        while n < max {
+            match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => {
+                    let Some(&part) = self.index.get(&(message.topic().to_string(), message.partition())) else {
+                        continue;
+                    };
+                    let state = &mut self.parts[part];
+                    state.next = message.offset() + 1;
+                    state.at_end = None;
+                    n += 1;
+                    f(Received { part, offset: message.offset(), key: message.key(), payload: message.payload() });
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    // The error names only the partition: mark every topic's partition with
+                    // that number that has nothing more to read.
+                    let highs = self.highs.0.lock().expect("lock");
+                    for p in self.parts.iter_mut().filter(|p| p.partition == partition && p.at_end.is_none()) {
+                        let high = highs.get(&(p.topic.clone(), p.partition)).copied();
+                        if high.is_none_or(|h| p.next >= h) {
+                            p.at_end = Some(Instant::now());
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(Error { what: "reading".into(), source: e }),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Messages not read yet in a partition, as of librdkafka's last statistics.
+    pub fn lag(&self, part: usize) -> Option<i64> {
+        let p = &self.parts[part];
+        let high = *self.highs.0.lock().expect("lock").get(&(p.topic.clone(), p.partition))?;
+        Some((high - p.next).max(0))
+    }
+
+    /// Commits `(partition index, next offset)` pairs to the group, without waiting.
+    pub fn commit(&self, offsets: &[(usize, i64)]) -> Result<(), Error> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (part, offset) in offsets {
+            let p = &self.parts[*part];
+            list.add_partition_offset(&p.topic, p.partition, Offset::Offset(*offset)).map_err(context("committing"))?;
+        }
+        self.consumer.commit(&list, CommitMode::Async).map_err(context("committing offsets"))
+    }
+}
+
+/// Counts deliveries that failed for good.
+struct DeliveryContext {
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, message)) = result {
+            tracing::error!("delivery to {}/{} failed: {e}", message.topic(), message.partition());
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The producer for every topic journeyflow writes: idempotent, acknowledged by all
+/// in-sync replicas, so a retried send is written once.
+pub struct Sink {
+    producer: ThreadedProducer<DeliveryContext>,
+    failed: Arc<AtomicU64>,
+    checked: AtomicU64,
+}
+
+impl Sink {
+    /// A producer with the deployment's settings.
+    pub fn new(settings: &Settings) -> Result<Sink, Error> {
+        let failed = Arc::new(AtomicU64::new(0));
+        let producer = settings
+            .config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .create_with_context(DeliveryContext { failed: failed.clone() })
+            .map_err(context("creating a producer"))?;
+        Ok(Sink { producer, failed, checked: AtomicU64::new(0) })
+    }
+
+    /// Queues a record; while librdkafka's queue is full, waits for it to drain
+    /// (backpressure on whoever writes).
+    pub fn send(&self, topic: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])]) -> Result<(), Error> {
+        let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            owned = owned.insert(Header { key: k, value: Some(*v) });
+        }
+        let mut record = BaseRecord::to(topic).key(key).payload(payload).headers(owned);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => return Err(Error { what: format!("sending to {topic}"), source: e }),
+            }
+        }
+    }
+
+    /// Waits until every record queued so far is acknowledged; an error if one failed for
+    /// good since the last flush (the caller must not count it as written).
+    pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        self.producer.flush(timeout).map_err(context("flushing"))?;
+        let failed = self.failed.load(Ordering::Relaxed);
+        if failed != self.checked.swap(failed, Ordering::Relaxed) {
+            return Err(Error {
+                what: format!("{failed} records failed to be delivered"),
+                source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
+            });
+        }
+        Ok(())
+    }
+}

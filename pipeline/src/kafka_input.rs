@@ -1,0 +1,226 @@
+//! A worker's Kafka partitions as event input: decodes messages into events, sends malformed
+//! ones to the dead-letter topic (the reason in header `journeyflow.error`), remembers which
+//! offsets are covered once outputs before a time are durable, commits those to the group,
+//! and publishes each partition's lag.
+
+use crate::config::KafkaConfig;
+use crate::programs::Programs;
+use crate::watermark::Watermarks;
+use journeyflow_connectors::kafka::{owner, Sink, Source};
+use journeyflow_control_api::handle::Progress;
+use journeyflow_operators::Time;
+use journeyflow_types::{decode_line, Key};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Where each partition of the event topics is read from: `(topic, partition) -> offset`.
+pub type Origins = BTreeMap<(String, i32), i64>;
+
+/// One worker's share of the event topics.
+pub struct KafkaInput {
+    source: Source,
+    sink: Arc<Sink>,
+    dead_letter: String,
+    /// Index of this input's first partition among the worker's watermarks.
+    base: usize,
+    /// Per partition: `(offset, largest time entered up to it)`, kept when that time grows.
+    times: Vec<VecDeque<(i64, Time)>>,
+    /// Per partition: the offset last committed.
+    committed: Vec<i64>,
+}
+
+/// A malformed message on its way to the dead-letter topic.
+struct DeadLetter {
+    reason: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    /// `topic/partition/offset`.
+    at: String,
+}
+
+/// What one read entered.
+#[derive(Default)]
+pub struct Read {
+    /// Messages read.
+    pub messages: u64,
+    /// User ids seen, for answers.
+    pub users: Vec<(Key, Arc<str>)>,
+}
+
+impl KafkaInput {
+    /// The partitions worker `index` of `peers` reads, each from its origin; `None` when it
+    /// reads none. Its partitions are watermarks `base..` of the worker.
+    pub fn open(
+        config: &KafkaConfig,
+        origins: &Origins,
+        index: usize,
+        peers: usize,
+        sink: Arc<Sink>,
+        base: usize,
+    ) -> anyhow::Result<Option<KafkaInput>> {
+        let assigned: Vec<(String, i32, i64)> = origins
+            .iter()
+            .filter(|((topic, partition), _)| owner(topic, *partition, peers) == index)
+            .map(|((topic, partition), offset)| (topic.clone(), *partition, *offset))
+            .collect();
+        if assigned.is_empty() {
+            return Ok(None);
+        }
+        // This worker's share of the process's fetch budget.
+        let budget = config.max_in_flight_bytes / peers.max(1);
+        let source = Source::open(&config.settings, &config.group, &assigned, budget)?;
+        let committed = assigned.iter().map(|a| a.2).collect();
+        Ok(Some(KafkaInput {
+            source,
+            sink,
+            dead_letter: config.dead_letter.clone(),
+            base,
+            times: vec![VecDeque::new(); assigned.len()],
+            committed,
+        }))
+    }
+
+    /// How many partitions this input reads.
+    pub fn len(&self) -> usize {
+        self.source.partitions().len()
+    }
+
+    /// Whether it reads none (never: `open` gives `None` then).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads up to `max` messages into `programs`; malformed ones go to the dead-letter topic.
+    pub fn read(
+        &mut self,
+        max: usize,
+        programs: &mut Programs,
+        marks: &mut Watermarks,
+        progress: &Progress,
+    ) -> anyhow::Result<Read> {
+        let mut read = Read::default();
+        let mut dead: Vec<DeadLetter> = Vec::new();
+        let (base, times) = (self.base, &mut self.times);
+        let parts = self.source.partitions().to_vec();
+        self.source.poll(max, |m| {
+            read.messages += 1;
+            let payload = m.payload.unwrap_or_default();
+            let event = match decode_line(payload) {
+                Ok(event) => event,
+                Err(e) => {
+                    let p = &parts[m.part];
+                    let at = format!("{}/{}/{}", p.topic, p.partition, m.offset);
+                    dead.push(DeadLetter {
+                        reason: e.to_string(),
+                        key: m.key.map(<[u8]>::to_vec),
+                        payload: payload.to_vec(),
+                        at,
+                    });
+                    return;
+                }
+            };
+            let w = base + m.part;
+            let floor = marks.floor(w);
+            marks.saw(w, event.ts);
+            read.users.push((event.user, Arc::from(event.user_id.as_str())));
+            match programs.offer_at_least(event, floor) {
+                Ok(time) => {
+                    let kept = &mut times[m.part];
+                    if kept.back().is_none_or(|(_, t)| time > *t) {
+                        kept.push_back((m.offset, time));
+                    }
+                }
+                Err(_) => {
+                    progress.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })?;
+        for DeadLetter { reason, key, payload, at } in dead {
+            progress.rejected.fetch_add(1, Ordering::Relaxed);
+            progress.dead_letters.fetch_add(1, Ordering::Relaxed);
+            let key = key.unwrap_or_default();
+            let headers = [("journeyflow.error", reason.as_bytes()), ("journeyflow.source", at.as_bytes())];
+            self.sink.send(&self.dead_letter, &key, &payload, &headers)?;
+        }
+        let now = std::time::Instant::now();
+        for (i, p) in self.source.partitions().iter().enumerate() {
+            marks.at_end(base + i, p.at_end.map(|t| t.min(now)));
+        }
+        Ok(read)
+    }
+
+    /// Commits, per partition, the offsets below the first message whose outputs may come at
+    /// or after `durable` (every output before `durable` is in every sink).
+    pub fn commit(&mut self, durable: Time) -> anyhow::Result<()> {
+        let mut offsets = Vec::new();
+        for (i, p) in self.source.partitions().iter().enumerate() {
+            let kept = &mut self.times[i];
+            while kept.front().is_some_and(|(_, t)| *t < durable) {
+                kept.pop_front();
+            }
+            let upto = kept.front().map_or(p.next, |(offset, _)| *offset);
+            if upto > self.committed[i] {
+                self.committed[i] = upto;
+                offsets.push((i, upto));
+            }
+        }
+        self.source.commit(&offsets)?;
+        Ok(())
+    }
+
+    /// Publishes each partition's lag (messages not read yet).
+    pub fn publish_lag(&self, progress: &Progress) {
+        let mut lags = progress.kafka_lag.lock().expect("lock");
+        for (i, p) in self.source.partitions().iter().enumerate() {
+            if let Some(lag) = self.source.lag(i) {
+                lags.insert((p.topic.clone(), p.partition), lag);
+            }
+        }
+    }
+}
+
+/// Creates the output topics that do not exist, and returns where each event partition is
+/// read from: the first start resolves the start position to offsets and stores them in
+/// `dir/origins.json`; later starts read from there again (partitions added since, from their
+/// earliest offset), so a restart rebuilds the same state.
+pub fn prepare(config: &KafkaConfig, dir: &std::path::Path) -> anyhow::Result<Origins> {
+    use journeyflow_connectors::kafka::{ensure_topics, partitions, watermarks, TopicSpec};
+    let timeout = std::time::Duration::from_secs(30);
+    let outputs = [&config.segment_changes, &config.journey_transitions, &config.journey_actions, &config.dead_letter];
+    let specs: Vec<TopicSpec> = outputs
+        .iter()
+        .map(|name| TopicSpec { name: name.to_string(), partitions: config.output_partitions, compacted: false })
+        .collect();
+    ensure_topics(&config.settings, &specs)?;
+    let path = dir.join("origins.json");
+    let mut stored: Vec<(String, i32, i64)> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    };
+    let first = stored.is_empty();
+    let mut origins: Origins = stored.iter().map(|(t, p, o)| ((t.clone(), *p), *o)).collect();
+    let mut added = false;
+    for (topic, partition) in partitions(&config.settings, &config.topics, timeout)? {
+        if origins.contains_key(&(topic.clone(), partition)) {
+            continue;
+        }
+        let (low, high) = watermarks(&config.settings, &topic, partition, timeout)?;
+        let offset = if first && config.start == crate::config::StartPosition::Latest { high } else { low };
+        origins.insert((topic.clone(), partition), offset);
+        stored.push((topic, partition, offset));
+        added = true;
+    }
+    if origins.is_empty() {
+        anyhow::bail!("the Kafka topics {:?} have no partitions", config.topics);
+    }
+    if added {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join("origins.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&stored)?)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(origins)
+}

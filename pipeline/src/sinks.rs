@@ -1,0 +1,159 @@
+//! Where one worker's outputs go: its NDJSON files under `out/`, the Kafka output topics (keyed
+//! by user id) and the webhooks for sent actions. Every record carries its deterministic id.
+//! After a restart, records before the frontier the previous run made durable are not written
+//! again; later ones may be, with the same ids.
+
+use crate::journey_output::{ActionLine, TransitionLine};
+use crate::record_id::{Ids, WithId};
+use crate::segment_output::ChangeLine;
+use journeyflow_connectors::kafka::Sink;
+use journeyflow_connectors::ndjson::open_append;
+use journeyflow_connectors::webhook::Webhooks;
+use journeyflow_operators::Time;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The Kafka side of the sinks: the producer and the topic per output.
+#[derive(Clone)]
+pub struct KafkaOutputs {
+    /// The producer.
+    pub sink: Arc<Sink>,
+    /// Segment changes topic.
+    pub changes: String,
+    /// Journey transitions topic.
+    pub transitions: String,
+    /// Journey actions topic.
+    pub actions: String,
+}
+
+/// One worker's sinks.
+pub struct Sinks {
+    changes: BufWriter<File>,
+    transitions: BufWriter<File>,
+    actions: BufWriter<File>,
+    kafka: Option<KafkaOutputs>,
+    webhooks: Option<Arc<Webhooks>>,
+    skip_before: Time,
+    ids: Ids,
+    line: Vec<u8>,
+}
+
+impl Sinks {
+    /// Worker `index`'s files in `dir` (appended to; a line a crash cut short is removed
+    /// first), the Kafka topics and webhooks if any; records before `skip_before` are dropped.
+    pub fn open(
+        dir: &Path,
+        index: usize,
+        kafka: Option<KafkaOutputs>,
+        webhooks: Option<Arc<Webhooks>>,
+        skip_before: Time,
+    ) -> std::io::Result<Sinks> {
+        std::fs::create_dir_all(dir)?;
+        let open = |name: &str| open_append(&dir.join(format!("{name}-{index}.ndjson"))).map(BufWriter::new);
+        Ok(Sinks {
+            changes: open("segment_changes")?,
+            transitions: open("journey_transitions")?,
+            actions: open("journey_actions")?,
+            kafka,
+            webhooks,
+            skip_before,
+            ids: Ids::default(),
+            line: Vec::new(),
+        })
+    }
+
+    /// Starts a batch: records equal in every field are numbered within it.
+    pub fn batch(&mut self) {
+        self.ids.clear();
+    }
+
+    /// A user entered (`diff > 0`) or left a segment.
+    pub fn change(&mut self, segment: &str, user_id: &str, diff: isize, time: Time) -> anyhow::Result<()> {
+        let line = ChangeLine::new(segment, user_id, diff, time);
+        let record = self.ids.change(&line);
+        if time >= self.skip_before {
+            let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.changes.as_str()));
+            write(&mut self.line, &mut self.changes, &record, kafka, user_id)?;
+        }
+        Ok(())
+    }
+
+    /// A journey transition.
+    pub fn transition(&mut self, line: &TransitionLine) -> anyhow::Result<()> {
+        let record = self.ids.transition(line);
+        if line.time >= self.skip_before {
+            let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.transitions.as_str()));
+            write(&mut self.line, &mut self.transitions, &record, kafka, &line.user_id)?;
+        }
+        Ok(())
+    }
+
+    /// A journey action; a sent one also goes to its channel's webhook, if one is set.
+    pub fn action(&mut self, line: &ActionLine, sent: bool) -> anyhow::Result<()> {
+        let record = self.ids.action(line);
+        if line.time < self.skip_before {
+            return Ok(());
+        }
+        let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.actions.as_str()));
+        write(&mut self.line, &mut self.actions, &record, kafka, &line.user_id)?;
+        if let Some(hooks) = self.webhooks.as_ref().filter(|h| sent && h.wants(&line.channel)) {
+            hooks.send(&line.channel, &line.action_id, serde_json::to_vec(&record)?);
+        }
+        Ok(())
+    }
+
+    /// Hands buffered lines to the operating system.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        for w in [&mut self.changes, &mut self.transitions, &mut self.actions] {
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and makes the files durable on disk.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        for w in [&self.changes, &self.transitions, &self.actions] {
+            w.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one record as a line to `file` and, with Kafka, to its topic keyed by `user_id`.
+fn write<T: Serialize>(
+    line: &mut Vec<u8>,
+    file: &mut BufWriter<File>,
+    record: &WithId<'_, T>,
+    kafka: Option<(&Sink, &str)>,
+    user_id: &str,
+) -> anyhow::Result<()> {
+    line.clear();
+    serde_json::to_writer(&mut *line, record)?;
+    if let Some((sink, topic)) = kafka {
+        sink.send(topic, user_id.as_bytes(), line, &[("journeyflow.id", record.id.as_bytes())])?;
+    }
+    line.push(b'\n');
+    file.write_all(line)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_before_the_durable_frontier_are_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sinks = Sinks::open(dir.path(), 0, None, None, 10).unwrap();
+        sinks.change("s", "u", 1, 9).unwrap();
+        sinks.change("s", "u", -1, 10).unwrap();
+        sinks.flush().unwrap();
+        let text = std::fs::read_to_string(dir.path().join("segment_changes-0.ndjson")).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.contains("\"time\":10"), "{text}");
+    }
+}

@@ -1,0 +1,102 @@
+"""Kafka as a journeyflow user's own tooling sees it, through confluent-kafka (not journeyflow's
+client): `produce` writes the lines of an NDJSON file to a new topic, keyed by user id;
+`consume` reads every record a topic holds (up to its high watermarks) into an NDJSON file.
+
+    kafka_client.py produce BROKERS TOPIC PARTITIONS FILE
+    kafka_client.py consume BROKERS TOPIC OUT
+"""
+
+import json
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def user_key(line):
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    user = record.get("userId") or record.get("anonymousId")
+    return str(user).encode() if user is not None else None
+
+
+def produce(brokers, topic, partitions, path):
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=int(partitions), replication_factor=1)]).values():
+        future.result(timeout=30)
+    producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "linger.ms": 5})
+    failed = []
+    sent = 0
+
+    def delivered(err, _msg):
+        if err is not None:
+            failed.append(err)
+
+    with open(path, "rb") as lines:
+        for line in lines:
+            line = line.rstrip(b"\n")
+            if not line:
+                continue
+            while True:
+                try:
+                    producer.produce(topic, value=line, key=user_key(line), on_delivery=delivered)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            producer.poll(0)
+            sent += 1
+    left = producer.flush(60)
+    if left or failed:
+        raise SystemExit(f"{left} records undelivered, failures: {failed[:3]}")
+    print(sent)
+
+
+def consume(brokers, topic, out):
+    consumer = Consumer({
+        "bootstrap.servers": brokers,
+        "group.id": f"reader-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    })
+    metadata = consumer.list_topics(topic, timeout=30)
+    if metadata.topics[topic].error is not None:
+        raise SystemExit(f"topic {topic}: {metadata.topics[topic].error}")
+    partitions = sorted(metadata.topics[topic].partitions)
+    ends = {}
+    for p in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+        if high > low:
+            ends[p] = high
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    positions = {p: -1 for p in ends}
+    deadline = time.monotonic() + 120
+    with open(out, "w") as f:
+        while any(positions[p] + 1 < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out reading {topic}: at {positions}, ends {ends}")
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                raise KafkaException(msg.error())
+            positions[msg.partition()] = msg.offset()
+            value = msg.value().decode()
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+            headers = {k: v.decode() for k, v in (msg.headers() or [])}
+            key = msg.key().decode() if msg.key() is not None else None
+            f.write(json.dumps({"key": key, "value": value, "headers": headers}) + "\n")
+    consumer.close()
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    {"produce": produce, "consume": consume}[command](*args)
