@@ -133,6 +133,13 @@ struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching a partition's end is how the source learns it has caught up.
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!("kafka: {error}: {reason}");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let mut highs = self.highs.0.lock().expect("lock");
         for (name, topic) in statistics.topics {

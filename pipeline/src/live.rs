@@ -52,6 +52,9 @@ pub struct Shared {
     pub tickets: Mutex<HashMap<u64, (tokio::sync::mpsc::UnboundedSender<Answer>, usize)>>,
     /// Set to stop the workers.
     pub stop: AtomicBool,
+    /// Set once the definitions given at start are submitted: until then workers read no
+    /// input and hold the watermark, so those apply as of the time they were given for.
+    pub inputs_open: AtomicBool,
     /// Each worker's watermark.
     pub watermarks: Vec<AtomicU64>,
     /// The ingest log's directory and partition count.
@@ -211,7 +214,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                 programs.submit_at(text, ticket.at.unwrap_or_else(now_ms));
             }
         }
-        let read = inputs.read(&mut programs, shared)?;
+        let open = shared.inputs_open.load(Ordering::Relaxed);
+        let read = if open { inputs.read(&mut programs, shared)? } else { 0 };
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
         // This worker's counts, added to the totals as they grow.
@@ -223,6 +227,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let target = inputs.marks.target(now_ms()).or_else(|| {
             (inputs.tails.is_empty() && inputs.kafka.is_none()).then(|| lowest(shared, Some(index))).flatten()
         });
+        let target = target.filter(|_| open);
         let mut failed = None;
         programs.advance(worker, target, |p, w, c| {
             if let Err(e) = apply(p, w, c, shared, &mut pending, &mut plans, index, control_log.as_mut()) {

@@ -5,83 +5,15 @@
 
 mod common;
 
+use common::server::{output_lines, Server};
+
 use common::reference::{accepted, Reference};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value as J};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Server {
-    fn start(workers: usize) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut server = Server::start_in(workers, dir.path());
-        server._dir = Some(dir);
-        server
-    }
-
-    /// A server over an existing data directory.
-    fn start_in(workers: usize, dir: &std::path::Path) -> Server {
-        Server::start_with(workers, dir, &[])
-    }
-
-    /// A server with extra arguments.
-    fn start_with(workers: usize, dir: &std::path::Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
-            .args(["run", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--max-body-bytes", "100000"])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(dir)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The server says where it listens once it does.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let base = loop {
-            assert!(Instant::now() < deadline, "the server did not start");
-            let line = lines.next().expect("server output").unwrap();
-            if let Some(addr) = line.strip_prefix("journeyflow listening on ") {
-                break addr.to_string();
-            }
-        };
-        // Forwarded so that a failing test shows what the server said.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("server: {l}")));
-        Server { child, base, _dir: None }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGTERM, then the exit status within a deadline.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -538,18 +470,6 @@ fn definitions_given_at_start_are_installed_and_published() {
         ])
     );
     assert_eq!(server.stop().code(), Some(0));
-}
-
-/// Every output line of one kind (`journey_transitions`, `journey_actions`) a server wrote.
-fn output_lines(dir: &std::path::Path, kind: &str) -> Vec<J> {
-    let mut out = Vec::new();
-    for f in std::fs::read_dir(dir.join("out")).unwrap() {
-        let path = f.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with(kind) {
-            out.extend(std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str::<J>(l).unwrap()));
-        }
-    }
-    out
 }
 
 /// Polls a user's progress in a journey until `done` holds for it.

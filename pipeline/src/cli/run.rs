@@ -183,6 +183,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         skip_before,
         tickets: Mutex::default(),
         stop: AtomicBool::new(false),
+        inputs_open: AtomicBool::new(false),
         watermarks: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         wal_dir,
         partitions: wal.partitions(),
@@ -238,83 +239,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             metrics: Some(journeyflow_control_api::metrics::install()?),
             auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
         };
-        // What the store had, then what `--segments` adds. With a control log, the workers
-        // apply the stored definitions again from it, each at its time.
-        let mut defs = store.load()?;
-        let stored: Vec<String> = if replays_log { defs.iter().map(|d| d.id.clone()).collect() } else { Vec::new() };
-        let at = fresh.then_some(0);
-        if let Some(path) = &args.segments {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            for def in parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? {
-                match defs.iter().find(|d| d.id == def.id) {
-                    Some(stored) if *stored != def => anyhow::bail!(
-                        "{}: segment {:?} differs from the one in {}; change it through the API",
-                        path.display(),
-                        def.id,
-                        args.data_dir.display()
-                    ),
-                    Some(_) => {}
-                    None => defs.push(def),
-                }
-            }
-        }
-        // Submitted together (applied in this order, at nearly one time), then awaited.
-        let mut pending = Vec::new();
-        for def in &defs {
-            if !stored.contains(&def.id) {
-                pending.push(Some(handle.submit_at(Request::InstallSegment { definition: def.to_json() }, at)?));
-            } else {
-                pending.push(None);
-            }
-        }
-        for (def, answer) in defs.into_iter().zip(pending) {
-            if let Some(answer) = answer {
-                match answer.wait(state.timeout).await?.first() {
-                    Some(Answer::Installed(_)) => {}
-                    other => anyhow::bail!("installing segment {:?}: {other:?}", def.id),
-                }
-            }
-            handle.segments.lock().expect("lock").insert(def.id.clone(), def);
-        }
-        store.save(&handle.segments.lock().expect("lock"))?;
-        // Journeys: published ones run again (over the retained history, from now), in the
-        // status they had; drafts and ended ones are only listed.
-        let mut journeys = store.load_journeys()?;
-        let stored: Vec<String> = if replays_log { journeys.keys().cloned().collect() } else { Vec::new() };
-        if let Some(path) = &args.journeys {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let known = handle.segments.lock().expect("lock").keys().cloned().collect();
-            let defs = parse_journeys(&text, &known).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            for def in defs {
-                journeys.entry(def.id.clone()).or_insert(JourneyEntry {
-                    definition: def.source,
-                    version: 1,
-                    status: "ongoing".into(),
-                    published_at: None,
-                    next: None,
-                });
-            }
-        }
-        let mut pending = Vec::new();
-        for (id, entry) in journeys.iter().filter(|(id, _)| !stored.contains(id)) {
-            if entry.status == "ongoing" || entry.status == "paused" {
-                let install = Request::InstallJourney { definition: entry.definition.clone(), version: entry.version };
-                pending.push((id.clone(), handle.submit_at(install, at)?));
-            }
-            if entry.status == "paused" {
-                handle.submit_at(Request::JourneyCommand { id: id.clone(), command: "pause".into() }, at)?;
-            }
-        }
-        for (id, answer) in pending {
-            match answer.wait(state.timeout).await?.first() {
-                Some(Answer::Installed(at)) => {
-                    journeys.get_mut(&id).expect("listed").published_at.get_or_insert(*at);
-                }
-                other => anyhow::bail!("publishing journey {id:?}: {other:?}"),
-            }
-        }
-        *handle.journeys.lock().expect("lock") = journeys;
-        store.save_all(&handle.segments.lock().expect("lock"), &handle.journeys.lock().expect("lock"))?;
+        install_at_start(args, &handle, &store, state.timeout, replays_log, fresh, &shared.inputs_open).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -379,4 +304,94 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// Installs what the store holds (unless the control log does) and what `--segments` and
+/// `--journeys` add: all submitted before the inputs open (in a fresh data directory, as of
+/// time 0, so they see every event), then awaited. Published journeys run again in the
+/// status they had; drafts and ended ones are only listed.
+async fn install_at_start(
+    args: &LiveConfig,
+    handle: &EngineHandle,
+    store: &Store,
+    timeout: Duration,
+    replays_log: bool,
+    fresh: bool,
+    inputs_open: &AtomicBool,
+) -> anyhow::Result<()> {
+    let at = fresh.then_some(0);
+    let mut defs = store.load()?;
+    // With a control log, the workers apply the stored definitions again from it.
+    let stored: Vec<String> = if replays_log { defs.iter().map(|d| d.id.clone()).collect() } else { Vec::new() };
+    if let Some(path) = &args.segments {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for def in parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? {
+            match defs.iter().find(|d| d.id == def.id) {
+                Some(stored) if *stored != def => anyhow::bail!(
+                    "{}: segment {:?} differs from the one in {}; change it through the API",
+                    path.display(),
+                    def.id,
+                    args.data_dir.display()
+                ),
+                Some(_) => {}
+                None => defs.push(def),
+            }
+        }
+    }
+    let mut journeys = store.load_journeys()?;
+    let stored_journeys: Vec<String> = if replays_log { journeys.keys().cloned().collect() } else { Vec::new() };
+    if let Some(path) = &args.journeys {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let known = defs.iter().map(|d| d.id.clone()).collect();
+        let parsed = parse_journeys(&text, &known).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for def in parsed {
+            journeys.entry(def.id.clone()).or_insert(JourneyEntry {
+                definition: def.source,
+                version: 1,
+                status: "ongoing".into(),
+                published_at: None,
+                next: None,
+            });
+        }
+    }
+    // Submitted together (applied in this order, at one time), then awaited.
+    let mut segments = Vec::new();
+    for def in defs {
+        let answer = match stored.contains(&def.id) {
+            false => Some(handle.submit_at(Request::InstallSegment { definition: def.to_json() }, at)?),
+            true => None,
+        };
+        segments.push((def, answer));
+    }
+    let mut published = Vec::new();
+    for (id, entry) in journeys.iter().filter(|(id, _)| !stored_journeys.contains(id)) {
+        if entry.status == "ongoing" || entry.status == "paused" {
+            let install = Request::InstallJourney { definition: entry.definition.clone(), version: entry.version };
+            published.push((id.clone(), handle.submit_at(install, at)?));
+        }
+        if entry.status == "paused" {
+            handle.submit_at(Request::JourneyCommand { id: id.clone(), command: "pause".into() }, at)?;
+        }
+    }
+    inputs_open.store(true, Ordering::Relaxed);
+    for (def, answer) in segments {
+        if let Some(answer) = answer {
+            match answer.wait(timeout).await?.first() {
+                Some(Answer::Installed(_)) => {}
+                other => anyhow::bail!("installing segment {:?}: {other:?}", def.id),
+            }
+        }
+        handle.segments.lock().expect("lock").insert(def.id.clone(), def);
+    }
+    for (id, answer) in published {
+        match answer.wait(timeout).await?.first() {
+            Some(Answer::Installed(at)) => {
+                journeys.get_mut(&id).expect("listed").published_at.get_or_insert(*at);
+            }
+            other => anyhow::bail!("publishing journey {id:?}: {other:?}"),
+        }
+    }
+    *handle.journeys.lock().expect("lock") = journeys;
+    store.save_all(&handle.segments.lock().expect("lock"), &handle.journeys.lock().expect("lock"))?;
+    Ok(())
 }

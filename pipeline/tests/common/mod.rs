@@ -6,7 +6,9 @@
 
 pub mod journey_gen;
 pub mod journey_reference;
+pub mod outputs;
 pub mod reference;
+pub mod server;
 
 use journeyflow::engine::{IngestConfig, LatePolicy};
 use journeyflow::replay::{run, Change, Progress, RunConfig, RunOutput, SourceItem};

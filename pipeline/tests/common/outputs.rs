@@ -1,0 +1,89 @@
+//! Outputs of `journeyflow run` checked against `journeyflow replay` over the same events:
+//! records compared whole (ids included), repeats allowed only as exact copies.
+
+use serde_json::Value as J;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The output kinds, as files and topics name them.
+pub const KINDS: [&str; 3] = ["segment_changes", "journey_transitions", "journey_actions"];
+
+/// What `journeyflow replay` wrote.
+pub struct Replayed {
+    /// Its as-of time: outputs are complete through it.
+    pub as_of: u64,
+    /// Bad records it dead-lettered.
+    pub malformed: u64,
+    /// Records (as JSON text) per kind.
+    pub records: BTreeMap<&'static str, BTreeSet<String>>,
+}
+
+/// Replays `events` through the sample segments and journeys into `out`.
+pub fn replay(events: &Path, out: &Path) -> Replayed {
+    let sample = super::repo("datasets/sample");
+    let status = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        .arg("replay")
+        .arg("--events")
+        .arg(events)
+        .arg("--segments")
+        .arg(sample.join("segments.json"))
+        .arg("--journeys")
+        .arg(sample.join("journeys.json"))
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let summary: J = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let records = KINDS
+        .iter()
+        .map(|kind| {
+            let text = std::fs::read_to_string(out.join(format!("{kind}.ndjson"))).unwrap();
+            (*kind, text.lines().map(|l| serde_json::from_str::<J>(l).unwrap().to_string()).collect())
+        })
+        .collect();
+    Replayed { as_of: summary["as_of"].as_u64().unwrap(), malformed: summary["malformed"].as_u64().unwrap(), records }
+}
+
+/// Checks that `got` (records of `kind`, repeats allowed) holds exactly the `expected` ones up
+/// to `as_of`: none missing, none extra, and an id never stands for two different records.
+pub fn assert_union_equals(kind: &str, got: &[J], expected: &BTreeSet<String>, as_of: u64) {
+    let mut by_id: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for r in got {
+        let id = r["id"].as_str().unwrap_or_else(|| panic!("{kind}: a record without id: {r}"));
+        by_id.entry(id).or_default().insert(r.to_string());
+    }
+    if let Some((id, records)) = by_id.iter().find(|(_, r)| r.len() > 1) {
+        panic!("{kind}: id {id} stands for {} different records: {records:?}", records.len());
+    }
+    let union: BTreeSet<String> =
+        got.iter().filter(|r| r["time"].as_u64().unwrap() <= as_of).map(|r| r.to_string()).collect();
+    let missing: Vec<&String> = expected.difference(&union).take(3).collect();
+    let extra: Vec<&String> = union.difference(expected).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{kind}: {} records missing, e.g. {missing:?}; {} extra, e.g. {extra:?}",
+        expected.difference(&union).count(),
+        union.difference(expected).count()
+    );
+    assert!(!expected.is_empty(), "{kind}: nothing to compare");
+}
+
+/// Waits (up to two minutes) until the run in `dir` made its outputs durable past `time`.
+pub fn wait_durable_past(dir: &Path, time: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let durable = std::fs::read_to_string(dir.join("out/flushed.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<J>(&t).ok())
+            .and_then(|j| j["time"].as_u64())
+            .unwrap_or(0);
+        if durable > time {
+            return;
+        }
+        assert!(Instant::now() < deadline, "outputs durable only through {durable}, not past {time}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

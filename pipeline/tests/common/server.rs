@@ -1,0 +1,96 @@
+//! `journeyflow run` as a child process: started over a data directory, reached through the
+//! address it prints, stopped with SIGTERM (or killed).
+
+use serde_json::Value as J;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn start(workers: usize) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_in(workers, dir.path());
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server over an existing data directory.
+    pub fn start_in(workers: usize, dir: &std::path::Path) -> Server {
+        Server::start_with(workers, dir, &[])
+    }
+
+    /// A server with extra arguments.
+    pub fn start_with(workers: usize, dir: &std::path::Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+            .args(["run", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--max-body-bytes", "100000"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server says where it listens once it does.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            assert!(Instant::now() < deadline, "the server did not start");
+            let line = lines.next().expect("server output").unwrap();
+            if let Some(addr) = line.strip_prefix("journeyflow listening on ") {
+                break addr.to_string();
+            }
+        };
+        // Forwarded so that a failing test shows what the server said.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("server: {l}")));
+        Server { child, base, _dir: None }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status within a deadline.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+impl Server {
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Every output line of one kind (`journey_transitions`, `journey_actions`) a server wrote.
+pub fn output_lines(dir: &std::path::Path, kind: &str) -> Vec<J> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir.join("out")).unwrap() {
+        let path = f.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with(kind) {
+            out.extend(std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str::<J>(l).unwrap()));
+        }
+    }
+    out
+}

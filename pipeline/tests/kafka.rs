@@ -1,0 +1,191 @@
+//! `journeyflow run` against a real Kafka-protocol broker (tansu, started by `scripts/test.sh`,
+//! its address in `JOURNEYFLOW_TEST_KAFKA`). Events are produced, and outputs read back, with
+//! confluent-kafka from Python, not journeyflow's client. The outputs equal `journeyflow
+//! replay` over the same events, ids included; malformed messages reach the dead-letter
+//! topic with their reason; killed with SIGKILL at random points while it consumes and
+//! restarted, the union of what it wrote equals an uninterrupted run, no id standing for two
+//! different records.
+
+mod common;
+
+use common::outputs::{assert_union_equals, replay, wait_durable_past, KINDS};
+use common::server::{output_lines, Server};
+use rand::{Rng, SeedableRng};
+use serde_json::Value as J;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn broker() -> String {
+    std::env::var("JOURNEYFLOW_TEST_KAFKA")
+        .expect("JOURNEYFLOW_TEST_KAFKA names a Kafka-protocol broker (scripts/test.sh starts tansu)")
+}
+
+fn python() -> String {
+    std::env::var("JOURNEYFLOW_PYTHON")
+        .expect("JOURNEYFLOW_PYTHON names a Python with confluent-kafka (scripts/test.sh)")
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+fn client(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/kafka_client.py");
+    let out = Command::new(python()).arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "kafka_client.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Produces the lines of `file` to a new topic of `partitions` partitions, keyed by user id.
+fn produce(topic: &str, partitions: usize, file: &Path) -> u64 {
+    client(&["produce", &broker(), topic, &partitions.to_string(), file.to_str().unwrap()]).trim().parse().unwrap()
+}
+
+/// Every record of `topic`: `{"key", "value", "headers"}`.
+fn consume(topic: &str, scratch: &Path) -> Vec<J> {
+    let out = scratch.join(format!("{topic}.ndjson"));
+    client(&["consume", &broker(), topic, out.to_str().unwrap()]);
+    std::fs::read_to_string(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The topic names of one test.
+struct Topics {
+    events: String,
+    prefix: String,
+}
+
+impl Topics {
+    fn new(test: &str) -> Topics {
+        let prefix = unique(test);
+        Topics { events: format!("{prefix}.events"), prefix }
+    }
+
+    fn output(&self, kind: &str) -> String {
+        format!("{}.{kind}", self.prefix)
+    }
+}
+
+/// A config file reading `topics.events` and writing the test's own output topics.
+fn config(dir: &Path, topics: &Topics) -> PathBuf {
+    let path = dir.join("journeyflow.toml");
+    let text = format!(
+        "[kafka]\nbrokers = \"{}\"\ntopics = [\"{}\"]\ngroup = \"{}\"\nsegment_changes_topic = \"{}\"\n\
+         journey_transitions_topic = \"{}\"\njourney_actions_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\
+         output_partitions = 2\n[ingest]\nallowed_lateness = \"1m\"\n",
+        broker(),
+        topics.events,
+        topics.prefix,
+        topics.output("segment_changes"),
+        topics.output("journey_transitions"),
+        topics.output("journey_actions"),
+        topics.output("dead_letter"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(workers: usize, data: &Path, config: &Path) -> Server {
+    let sample = common::repo("datasets/sample");
+    let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--segments",
+        segments.to_str().unwrap(),
+        "--journeys",
+        journeys.to_str().unwrap(),
+    ];
+    Server::start_with(workers, data, &args)
+}
+
+/// Events the run has read so far (from `/metrics`).
+fn processed(server: &Server) -> u64 {
+    let text = reqwest::blocking::get(server.url("/metrics")).and_then(|r| r.text()).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("journeyflow_events_processed "))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+#[test]
+fn outputs_read_back_from_kafka_equal_replay_and_bad_messages_reach_the_dead_letter_topic() {
+    let scratch = tempfile::tempdir().unwrap();
+    let events = common::repo("datasets/sample/events.ndjson");
+    let expected = replay(&events, &scratch.path().join("replay"));
+    let topics = Topics::new("roundtrip");
+    let lines = std::fs::read_to_string(&events).unwrap().lines().count() as u64;
+    assert_eq!(produce(&topics.events, 3, &events), lines);
+    let data = scratch.path().join("data");
+    let server = start(2, &data, &config(scratch.path(), &topics));
+    wait_durable_past(&data, expected.as_of);
+    assert_eq!(processed(&server), lines);
+    assert_eq!(server.stop().code(), Some(0));
+    for kind in KINDS {
+        let records = consume(&topics.output(kind), scratch.path());
+        for r in &records {
+            assert_eq!(r["key"], r["value"]["user_id"], "{kind}: keyed by user id");
+            assert_eq!(r["headers"]["journeyflow.id"], r["value"]["id"], "{kind}: the id is also a header");
+        }
+        let values: Vec<J> = records.iter().map(|r| r["value"].clone()).collect();
+        assert_union_equals(kind, &values, &expected.records[kind], expected.as_of);
+        // No restart, so nothing was written twice.
+        let ids: std::collections::BTreeSet<&str> = values.iter().map(|v| v["id"].as_str().unwrap()).collect();
+        assert_eq!(ids.len(), values.len(), "{kind}: a record written twice without a restart");
+        // The files say the same.
+        assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
+    }
+    let dead = consume(&topics.output("dead_letter"), scratch.path());
+    assert_eq!(dead.len() as u64, expected.malformed, "{dead:?}");
+    for d in &dead {
+        let reason = d["headers"]["journeyflow.error"].as_str().unwrap();
+        assert!(!reason.is_empty(), "{d}");
+        let source = d["headers"]["journeyflow.source"].as_str().unwrap();
+        assert!(source.starts_with(&format!("{}/", topics.events)), "{d}");
+    }
+}
+
+#[test]
+fn killed_at_random_points_while_consuming_and_restarted_the_outputs_are_an_uninterrupted_runs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let events = scratch.path().join("events.ndjson");
+    let generated = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        .args(["generate", "--users", "5000", "--events", "300000", "--seed", "11", "--out"])
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let expected = replay(&events, &scratch.path().join("replay"));
+    let topics = Topics::new("crash");
+    let n = produce(&topics.events, 4, &events);
+    let config = config(scratch.path(), &topics);
+    let data = scratch.path().join("data");
+    let seed: u64 = rand::random();
+    eprintln!("kill points from seed {seed}");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    // Each run reads the topic again from where the first began: kill it at a random point of
+    // that, after it has read between 5% and 80% of the events (it reads in steps of up to
+    // 20,000).
+    let mut points: Vec<u64> = (0..5).map(|_| rng.gen_range(n / 20..n * 4 / 5)).collect();
+    points.sort_unstable();
+    for (i, point) in points.iter().enumerate() {
+        let server = start(1 + i % 2, &data, &config);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while processed(&server) < *point {
+            assert!(Instant::now() < deadline, "run {i} never read {point} events");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(processed(&server) < n, "run {i} read everything before it was killed");
+        server.kill();
+    }
+    let server = start(2, &data, &config);
+    wait_durable_past(&data, expected.as_of);
+    assert_eq!(server.stop().code(), Some(0));
+    for kind in KINDS {
+        let values: Vec<J> =
+            consume(&topics.output(kind), scratch.path()).into_iter().map(|r| r["value"].clone()).collect();
+        assert_union_equals(kind, &values, &expected.records[kind], expected.as_of);
+        assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
+    }
+}
