@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: checks formatting and lints, then runs every
-# test (unit, property, end-to-end on real files and through real sockets). Needs the Rust
-# toolchain; anything else a test needs is installed and started from here.
+# test (unit, property, end-to-end on real files, through real sockets and a real Kafka-protocol
+# broker). Needs the Rust toolchain; anything else a test needs is installed and started here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +23,32 @@ if ! "$venv/bin/python" -c 'import segment.analytics' >/dev/null 2>&1; then
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check segment-analytics-python==2.3.3
 fi
+# confluent-kafka: a Kafka client that is not journeyflow's, for the Kafka tests.
+if ! "$venv/bin/python" -c 'import confluent_kafka' >/dev/null 2>&1; then
+  "$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka==2.16.1
+fi
 export JOURNEYFLOW_PYTHON="$PWD/$venv/bin/python"
+
+# tansu, a Kafka-protocol broker, built once into a cache outside the checkout (about 12
+# minutes on 2 cores), started on a free loopback port for the tests, stopped on exit.
+cache="${JOURNEYFLOW_CACHE:-$HOME/.cache/journeyflow}"
+tansu="$cache/tansu-0.6.0/bin/tansu"
+if [ ! -x "$tansu" ]; then
+  cargo install tansu --locked --version 0.6.0 --features dynostore --root "$cache/tansu-0.6.0"
+fi
+port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
+"$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+  --storage-engine memory://tansu/ >target/tansu.log 2>&1 &
+broker=$!
+trap 'kill "$broker" 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do
+  grep -q '^ready' target/tansu.log && break
+  kill -0 "$broker" 2>/dev/null || { cat target/tansu.log; exit 1; }
+  sleep 0.1
+done
+grep -q '^ready' target/tansu.log || { echo "tansu did not start:"; cat target/tansu.log; exit 1; }
+export JOURNEYFLOW_TEST_KAFKA="127.0.0.1:$port"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -7,7 +7,8 @@ mod tail;
 
 pub use tail::Tail;
 
-use std::fs::{File, OpenOptions};
+use crate::ndjson::open_append;
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -19,11 +20,14 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (creating if needed) `partitions` partition files in `dir`.
+    /// Opens (creating if needed) at least `partitions` partition files in `dir`, and every
+    /// one it already holds (a restart with fewer workers still reads them all). A last line
+    /// a crash cut short is removed.
     pub fn open(dir: &Path, partitions: usize) -> io::Result<Wal> {
         std::fs::create_dir_all(dir)?;
-        let parts = (0..partitions.max(1))
-            .map(|p| OpenOptions::new().create(true).append(true).open(part_path(dir, p)).map(Mutex::new))
+        let existing = (0..).take_while(|p| part_path(dir, *p).exists()).count();
+        let parts = (0..partitions.max(existing).max(1))
+            .map(|p| open_append(&part_path(dir, p)).map(Mutex::new))
             .collect::<io::Result<_>>()?;
         Ok(Wal { dir: dir.to_path_buf(), parts })
     }
@@ -83,5 +87,18 @@ mod tests {
         let mut again = Tail::open(&part_path(dir.path(), 1)).unwrap();
         assert_eq!(again.read(10).unwrap().len(), 3);
         assert_eq!(again.offset(), std::fs::metadata(part_path(dir.path(), 1)).unwrap().len());
+    }
+
+    #[test]
+    fn a_reopened_log_keeps_every_partition_and_drops_a_line_cut_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), 3).unwrap();
+        wal.append(2, &[b"{\"a\":1}".to_vec()]).unwrap();
+        drop(wal);
+        std::fs::OpenOptions::new().append(true).open(part_path(dir.path(), 2)).unwrap().write_all(b"{\"a\":").unwrap();
+        let wal = Wal::open(dir.path(), 1).unwrap();
+        assert_eq!(wal.partitions(), 3);
+        wal.append(2, &[b"{\"a\":2}".to_vec()]).unwrap();
+        assert_eq!(std::fs::read_to_string(part_path(dir.path(), 2)).unwrap(), "{\"a\":1}\n{\"a\":2}\n");
     }
 }

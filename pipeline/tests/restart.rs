@@ -1,0 +1,117 @@
+//! `journeyflow run` on its embedded default (HTTP ingest into the write-ahead log) killed
+//! with SIGKILL at random points, between batches and while one is being sent, and started
+//! again over the same data directory (with one or two workers): the union of the outputs it
+//! wrote equals `journeyflow replay` over every event the log accepted, no record missing, no
+//! id standing for two different records.
+
+mod common;
+
+use common::outputs::{assert_union_equals, replay, wait_durable_past, KINDS};
+use common::server::{output_lines, Server};
+use rand::{Rng, SeedableRng};
+use reqwest::blocking::Client;
+use serde_json::{json, Value as J};
+use std::io::Write;
+use std::time::Duration;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Event `i` of the test, stamped now: a new user every ten events, who gets traits, views
+/// carts, orders and views products, so users enter the sample segments and the
+/// abandoned-cart journey all through the test.
+fn event(i: u64) -> J {
+    let user = format!("r{}", i / 10);
+    let (ts, id) = (now_ms(), format!("restart-{i}"));
+    match i % 10 {
+        0 => json!({"type": "identify", "userId": user, "messageId": id, "timestamp": ts,
+                    "traits": {"plan": if i % 20 == 0 { "pro" } else { "free" }, "country": "US"}}),
+        1 | 2 => json!({"type": "track", "event": "Cart Viewed", "userId": user, "messageId": id, "timestamp": ts}),
+        3 => json!({"type": "track", "event": "Order Completed", "userId": user, "messageId": id, "timestamp": ts,
+                     "properties": {"revenue": (i % 7) as f64 * 90.0, "currency": "USD"}}),
+        _ => json!({"type": "track", "event": "Product Viewed", "userId": user, "messageId": id, "timestamp": ts}),
+    }
+}
+
+fn start(workers: usize, dir: &std::path::Path) -> Server {
+    let sample = common::repo("datasets/sample");
+    let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
+    Server::start_with(
+        workers,
+        dir,
+        &["--segments", segments.to_str().unwrap(), "--journeys", journeys.to_str().unwrap()],
+    )
+}
+
+fn send(client: &Client, server: &Server, batch: &[J]) -> bool {
+    client.post(server.url("/v1/batch")).json(&json!({ "batch": batch })).send().is_ok_and(|r| r.status().is_success())
+}
+
+#[test]
+fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let seed: u64 = rand::random();
+    eprintln!("kill points from seed {seed}");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    // Batches paced over 12 seconds, so that runs last long enough for outputs to become
+    // durable; five kill points, one in each 14-batch stretch after the first, each landing
+    // after its batch was acknowledged or while it is being sent.
+    let (batches, per_batch) = (80u64, 50u64);
+    let kills: Vec<u64> = (1..=5).map(|k| k * 14 + rng.gen_range(0..10)).collect();
+    let mut server = start(2, &data);
+    let mut acknowledged = 0;
+    let mut runs = 1;
+    let mut durable_at_kill = 0;
+    for b in 0..batches {
+        std::thread::sleep(Duration::from_millis(150));
+        let batch: Vec<J> = (b * per_batch..(b + 1) * per_batch).map(event).collect();
+        if !kills.contains(&b) {
+            assert!(send(&client, &server, &batch), "batch {b} refused");
+            acknowledged += per_batch;
+            continue;
+        }
+        if rng.gen_bool(0.5) {
+            assert!(send(&client, &server, &batch), "batch {b} refused");
+            acknowledged += per_batch;
+            server.kill();
+        } else {
+            // Killed while the batch is on its way: it may or may not be in the log.
+            let url = server.url("/v1/batch");
+            let sender = {
+                let client = client.clone();
+                std::thread::spawn(move || {
+                    client.post(url).json(&json!({ "batch": batch })).send().is_ok_and(|r| r.status().is_success())
+                })
+            };
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..20)));
+            server.kill();
+            acknowledged += per_batch * u64::from(sender.join().unwrap());
+        }
+        durable_at_kill += u64::from(data.join("out/flushed.json").exists());
+        runs += 1;
+        server = start(1 + runs % 2, &data);
+    }
+    // Restarts skipped what earlier runs had made durable (not only wrote everything again).
+    assert!(durable_at_kill >= 3, "outputs were durable at only {durable_at_kill} of the kills");
+    // The events the log accepted (acknowledged ones and maybe some of a batch cut short).
+    let events = scratch.path().join("accepted.ndjson");
+    let mut all = std::fs::File::create(&events).unwrap();
+    let mut accepted = 0;
+    for part in std::fs::read_dir(data.join("ingest")).unwrap() {
+        let text = std::fs::read_to_string(part.unwrap().path()).unwrap();
+        accepted += text.lines().count() as u64;
+        all.write_all(text.as_bytes()).unwrap();
+    }
+    drop(all);
+    assert!(accepted >= acknowledged, "{accepted} events in the log, {acknowledged} acknowledged");
+    let expected = replay(&events, &scratch.path().join("replay"));
+    wait_durable_past(&data, expected.as_of);
+    assert_eq!(server.stop().code(), Some(0));
+    assert!(!expected.records["segment_changes"].is_empty() && !expected.records["journey_transitions"].is_empty());
+    for kind in KINDS {
+        assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
+    }
+}
