@@ -26,7 +26,7 @@ fn event(i: u64) -> J {
     let (ts, id) = (now_ms(), format!("restart-{i}"));
     match i % 10 {
         0 => json!({"type": "identify", "userId": user, "messageId": id, "timestamp": ts,
-                    "traits": {"plan": if i % 20 == 0 { "pro" } else { "free" }, "country": "US"}}),
+                    "traits": {"plan": if i.is_multiple_of(20) { "pro" } else { "free" }, "country": "US"}}),
         1 | 2 => json!({"type": "track", "event": "Cart Viewed", "userId": user, "messageId": id, "timestamp": ts}),
         3 => json!({"type": "track", "event": "Order Completed", "userId": user, "messageId": id, "timestamp": ts,
                      "properties": {"revenue": (i % 7) as f64 * 90.0, "currency": "USD"}}),
