@@ -23,9 +23,10 @@ if ! "$venv/bin/python" -c 'import segment.analytics' >/dev/null 2>&1; then
   fi
   "$venv/bin/pip" install -q --disable-pip-version-check segment-analytics-python==2.3.3
 fi
-# confluent-kafka: a Kafka client that is not journeyflow's, for the Kafka tests.
-if ! "$venv/bin/python" -c 'import confluent_kafka' >/dev/null 2>&1; then
-  "$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka==2.16.1
+# confluent-kafka (a Kafka client that is not journeyflow's), pyarrow and DuckDB (readers of
+# the Parquet archive) for the Kafka and archive tests.
+if ! "$venv/bin/python" -c 'import confluent_kafka, pyarrow, duckdb' >/dev/null 2>&1; then
+  "$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka==2.16.1 pyarrow==26.0.1 duckdb==2.0.0
 fi
 export JOURNEYFLOW_PYTHON="$PWD/$venv/bin/python"
 

@@ -37,6 +37,10 @@ pub struct LiveConfig {
     pub webhooks: WebhookConfig,
     /// Kafka topics in and out, when brokers are given.
     pub kafka: Option<KafkaConfig>,
+    /// The Parquet archive of accepted events and outputs, when a directory is given.
+    pub archive: Option<PathBuf>,
+    /// How often workers write the archive, ms.
+    pub archive_interval: u64,
 }
 
 /// Where the first start reads a topic from (restarts read from where the first began).
@@ -109,6 +113,8 @@ impl Default for LiveConfig {
             insecure: false,
             webhooks: WebhookConfig::default(),
             kafka: None,
+            archive: None,
+            archive_interval: 10_000,
         }
     }
 }
@@ -138,6 +144,19 @@ pub struct FileConfig {
     pub webhooks: WebhooksSection,
     /// `[kafka]`.
     pub kafka: Option<KafkaSection>,
+    /// `[archive]`.
+    #[serde(default)]
+    pub archive: ArchiveSection,
+}
+
+/// `[archive]`: `dir = "archive"`, `interval = "10s"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    /// Where the Parquet files go.
+    pub dir: Option<PathBuf>,
+    /// How often workers write them.
+    pub interval: Option<String>,
 }
 
 /// `[kafka]`: `brokers = "host:9092"`, `topics = ["events"]`, and `[kafka.properties]` passed
@@ -276,6 +295,8 @@ impl FileConfig {
             insecure: self.api.insecure.unwrap_or(d.insecure),
             webhooks,
             kafka: self.kafka.map(KafkaSection::resolve).transpose()?.flatten(),
+            archive: self.archive.dir.or(d.archive),
+            archive_interval: duration("archive.interval", self.archive.interval, d.archive_interval)?,
         })
     }
 }

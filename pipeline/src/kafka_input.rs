@@ -5,6 +5,7 @@
 
 use crate::config::KafkaConfig;
 use crate::programs::Programs;
+use crate::sinks::Sinks;
 use crate::watermark::Watermarks;
 use journeyflow_connectors::kafka::{owner, Sink, Source};
 use journeyflow_control_api::handle::Progress;
@@ -98,6 +99,7 @@ impl KafkaInput {
         programs: &mut Programs,
         marks: &mut Watermarks,
         progress: &Progress,
+        sinks: &mut Sinks,
     ) -> anyhow::Result<Read> {
         let mut read = Read::default();
         let mut dead: Vec<DeadLetter> = Vec::new();
@@ -124,8 +126,10 @@ impl KafkaInput {
             let floor = marks.floor(w);
             marks.saw(w, event.ts);
             read.users.push((event.user, Arc::from(event.user_id.as_str())));
+            let archived = sinks.archives_events().then(|| event.clone());
             match programs.offer_at_least(event, floor) {
                 Ok(time) => {
+                    archived.iter().for_each(|e| sinks.event(time, e));
                     let kept = &mut times[m.part];
                     if kept.back().is_none_or(|(_, t)| time > *t) {
                         kept.push_back((m.offset, time));

@@ -1,6 +1,7 @@
 //! journeyflow's pipeline: compiles definitions into dataflows, runs the timely workers,
 //! and implements the `journeyflow` commands.
 
+pub mod archive;
 pub mod cli;
 pub mod compile;
 pub mod config;

@@ -8,6 +8,7 @@
 //! request at its time. Each worker publishes how far its outputs are written and synced;
 //! the run makes the lowest durable and Kafka offsets below it are committed.
 
+use crate::archive::Archives;
 use crate::config::KafkaConfig;
 use crate::control_log::{ControlLog, Entry};
 use crate::engine::IngestConfig;
@@ -77,6 +78,8 @@ pub struct Shared {
     pub durable: AtomicU64,
     /// Outputs before this time were made durable by an earlier run: not written again.
     pub skip_before: Time,
+    /// The Parquet archive's directory and how often workers write it, if there is one.
+    pub archive: Option<(PathBuf, Duration)>,
     /// Each worker's share of each journey's report counters, with the version counted.
     pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
 }
@@ -127,7 +130,7 @@ impl Inputs {
     }
 
     /// Reads what came; returns how many records.
-    fn read(&mut self, programs: &mut Programs, shared: &Shared) -> anyhow::Result<u64> {
+    fn read(&mut self, programs: &mut Programs, shared: &Shared, sinks: &mut Sinks) -> anyhow::Result<u64> {
         let progress = &shared.handle.progress;
         let mut read = 0;
         let mut seen: Vec<(Key, Arc<str>)> = Vec::new();
@@ -147,14 +150,18 @@ impl Inputs {
                 let floor = self.marks.floor(w);
                 self.marks.saw(w, event.ts);
                 seen.push((event.user, Arc::from(event.user_id.as_str())));
-                if programs.offer_at_least(event, floor).is_err() {
-                    progress.rejected.fetch_add(1, Ordering::Relaxed);
+                let archived = sinks.archives_events().then(|| event.clone());
+                match programs.offer_at_least(event, floor) {
+                    Ok(time) => archived.iter().for_each(|e| sinks.event(time, e)),
+                    Err(_) => {
+                        progress.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             progress.log_read.lock().expect("lock").insert(*part, tail.offset());
         }
         if let Some(kafka) = &mut self.kafka {
-            let got = kafka.read(20_000, programs, &mut self.marks, progress)?;
+            let got = kafka.read(20_000, programs, &mut self.marks, progress, sinks)?;
             read += got.messages;
             seen.extend(got.users);
         }
@@ -192,7 +199,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         transitions: config.journey_transitions.clone(),
         actions: config.journey_actions.clone(),
     });
-    let mut sinks = Sinks::open(&shared.out_dir, index, kafka_out, shared.webhooks.clone(), shared.skip_before)?;
+    let archives = shared.archive.as_ref().map(|(dir, every)| Archives::new(dir, index, peers, *every));
+    let mut sinks =
+        Sinks::open(&shared.out_dir, index, kafka_out, shared.webhooks.clone(), archives, shared.skip_before)?;
     let mut next_ticket: u64 = (index as u64) << 48;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
     let mut plans: BTreeMap<String, Versions> = BTreeMap::new();
@@ -215,7 +224,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             }
         }
         let open = shared.inputs_open.load(Ordering::Relaxed);
-        let read = if open { inputs.read(&mut programs, shared)? } else { 0 };
+        let read = if open { inputs.read(&mut programs, shared, &mut sinks)? } else { 0 };
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
         // This worker's counts, added to the totals as they grow.
@@ -245,7 +254,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let done = draining && read == 0;
         if synced.elapsed() >= SYNC_EVERY || done {
             // Every record before the frontier was taken above: sync, then say so.
-            let frontier = programs.output_frontier();
+            let frontier = sinks.complete_through(programs.output_frontier(), done)?;
             sinks.sync()?;
             shared.output_frontiers[index].store(frontier, Ordering::Relaxed);
             if let Some(kafka) = &mut inputs.kafka {

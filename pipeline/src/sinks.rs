@@ -1,8 +1,10 @@
 //! Where one worker's outputs go: its NDJSON files under `out/`, the Kafka output topics (keyed
-//! by user id) and the webhooks for sent actions. Every record carries its deterministic id.
+//! by user id), the webhooks for sent actions and the Parquet archive (with the accepted
+//! events). Every record carries its deterministic id.
 //! After a restart, records before the frontier the previous run made durable are not written
 //! again; later ones may be, with the same ids.
 
+use crate::archive::{output_index, Archives};
 use crate::journey_output::{ActionLine, TransitionLine};
 use crate::record_id::{Ids, WithId};
 use crate::segment_output::ChangeLine;
@@ -36,6 +38,9 @@ pub struct Sinks {
     actions: BufWriter<File>,
     kafka: Option<KafkaOutputs>,
     webhooks: Option<Arc<Webhooks>>,
+    archives: Option<Archives>,
+    /// Through where the archive holds every record (`None`: no archive).
+    archived: Option<Time>,
     skip_before: Time,
     ids: Ids,
     line: Vec<u8>,
@@ -49,6 +54,7 @@ impl Sinks {
         index: usize,
         kafka: Option<KafkaOutputs>,
         webhooks: Option<Arc<Webhooks>>,
+        archives: Option<Archives>,
         skip_before: Time,
     ) -> std::io::Result<Sinks> {
         std::fs::create_dir_all(dir)?;
@@ -59,6 +65,8 @@ impl Sinks {
             actions: open("journey_actions")?,
             kafka,
             webhooks,
+            archived: archives.as_ref().map(|_| skip_before),
+            archives,
             skip_before,
             ids: Ids::default(),
             line: Vec::new(),
@@ -77,6 +85,7 @@ impl Sinks {
         if time >= self.skip_before {
             let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.changes.as_str()));
             write(&mut self.line, &mut self.changes, &record, kafka, user_id)?;
+            self.archive("segment_changes", time);
         }
         Ok(())
     }
@@ -87,6 +96,7 @@ impl Sinks {
         if line.time >= self.skip_before {
             let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.transitions.as_str()));
             write(&mut self.line, &mut self.transitions, &record, kafka, &line.user_id)?;
+            self.archive("journey_transitions", line.time);
         }
         Ok(())
     }
@@ -99,10 +109,46 @@ impl Sinks {
         }
         let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.actions.as_str()));
         write(&mut self.line, &mut self.actions, &record, kafka, &line.user_id)?;
+        self.archive("journey_actions", line.time);
         if let Some(hooks) = self.webhooks.as_ref().filter(|h| sent && h.wants(&line.channel)) {
             hooks.send(&line.channel, &line.action_id, serde_json::to_vec(&record)?);
         }
         Ok(())
+    }
+
+    /// Whether accepted events go to an archive.
+    pub fn archives_events(&self) -> bool {
+        self.archives.is_some()
+    }
+
+    /// An accepted event, counting at `time`, for the archive.
+    pub fn event(&mut self, time: Time, event: &journeyflow_types::Event) {
+        if let Some(archives) = self.archives.as_mut().filter(|_| time >= self.skip_before) {
+            archives.event(time, event);
+        }
+    }
+
+    /// The line just written (with its newline) to the archive, as a record of `kind`.
+    fn archive(&mut self, kind: &str, time: Time) {
+        if let Some(archives) = &mut self.archives {
+            archives.output(output_index(kind), time, &self.line[..self.line.len() - 1]);
+        }
+    }
+
+    /// Through where every sink holds every record, once the programs' outputs before
+    /// `frontier` are all in: the archive is written at most every interval (and always when
+    /// `now` is set); until then it holds what it held.
+    pub fn complete_through(&mut self, frontier: Time, now: bool) -> anyhow::Result<Time> {
+        match (&mut self.archives, &mut self.archived) {
+            (Some(archives), Some(archived)) => {
+                if now || archives.due() {
+                    archives.write_before(frontier)?;
+                    *archived = frontier;
+                }
+                Ok(*archived)
+            }
+            _ => Ok(frontier),
+        }
     }
 
     /// Hands buffered lines to the operating system.
@@ -148,7 +194,7 @@ mod tests {
     #[test]
     fn records_before_the_durable_frontier_are_not_written_again() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sinks = Sinks::open(dir.path(), 0, None, None, 10).unwrap();
+        let mut sinks = Sinks::open(dir.path(), 0, None, None, None, 10).unwrap();
         sinks.change("s", "u", 1, 9).unwrap();
         sinks.change("s", "u", -1, 10).unwrap();
         sinks.flush().unwrap();

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::outputs::{assert_union_equals, replay, wait_durable_past, KINDS};
+use common::outputs::{assert_union_equals, read_archive, replay, wait_durable_past, walk, KINDS};
 use common::server::{output_lines, Server};
 use rand::{Rng, SeedableRng};
 use serde_json::Value as J;
@@ -88,6 +88,10 @@ fn config(dir: &Path, topics: &Topics) -> PathBuf {
 }
 
 fn start(workers: usize, data: &Path, config: &Path) -> Server {
+    start_with(workers, data, config, &[])
+}
+
+fn start_with(workers: usize, data: &Path, config: &Path, extra: &[&str]) -> Server {
     let sample = common::repo("datasets/sample");
     let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
     let args = [
@@ -98,7 +102,7 @@ fn start(workers: usize, data: &Path, config: &Path) -> Server {
         "--journeys",
         journeys.to_str().unwrap(),
     ];
-    Server::start_with(workers, data, &args)
+    Server::start_with(workers, data, &[&args[..], extra].concat())
 }
 
 /// Events the run has read so far (from `/metrics`).
@@ -118,7 +122,9 @@ fn outputs_read_back_from_kafka_equal_replay_and_bad_messages_reach_the_dead_let
     let lines = std::fs::read_to_string(&events).unwrap().lines().count() as u64;
     assert_eq!(produce(&topics.events, 3, &events), lines);
     let data = scratch.path().join("data");
-    let server = start(2, &data, &config(scratch.path(), &topics));
+    let archive = scratch.path().join("archive");
+    let flags = ["--archive", archive.to_str().unwrap(), "--archive-interval", "300ms"];
+    let server = start_with(2, &data, &config(scratch.path(), &topics), &flags);
     wait_durable_past(&data, expected.as_of);
     assert_eq!(processed(&server), lines);
     assert_eq!(server.stop().code(), Some(0));
@@ -137,6 +143,29 @@ fn outputs_read_back_from_kafka_equal_replay_and_bad_messages_reach_the_dead_let
         // The files say the same.
         assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
     }
+    // The archive holds the same records (pyarrow reads them, DuckDB counts them), and every
+    // accepted event once, in files partitioned by day and hour, none left half-written.
+    for kind in KINDS {
+        let (mut rows, (count, ids, _)) = read_archive(&archive, kind, scratch.path());
+        assert_eq!((count, ids), (rows.len() as u64, rows.len() as u64), "{kind}: DuckDB and pyarrow disagree");
+        if kind == "journey_actions" {
+            for r in &mut rows {
+                if let Some(p) = r["payload"].as_str().map(|p| serde_json::from_str::<J>(p).unwrap()) {
+                    r["payload"] = p;
+                }
+            }
+        }
+        assert_union_equals(kind, &rows, &expected.records[kind], expected.as_of);
+    }
+    let (archived, (count, ids, days)) = read_archive(&archive, "events", scratch.path());
+    let accepted = lines - expected.malformed;
+    // Every accepted event, repeats of a message id included (the dataflow drops those).
+    assert_eq!((archived.len() as u64, count, ids), (accepted, accepted, accepted - expected.duplicates));
+    assert!(days > 30, "the sample spans weeks, archived in {days} days");
+    let bad: Vec<&J> = archived.iter().filter(|e| e["message_id"].as_str().unwrap().starts_with("bad-")).collect();
+    assert!(bad.is_empty(), "malformed events archived: {bad:?}");
+    let leftovers = walk(&archive).into_iter().filter(|p| !p.to_string_lossy().ends_with(".parquet")).count();
+    assert_eq!(leftovers, 0, "files other than Parquet in the archive");
     let dead = consume(&topics.output("dead_letter"), scratch.path());
     assert_eq!(dead.len() as u64, expected.malformed, "{dead:?}");
     for d in &dead {

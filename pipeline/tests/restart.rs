@@ -1,12 +1,12 @@
 //! `journeyflow run` on its embedded default (HTTP ingest into the write-ahead log) killed
 //! with SIGKILL at random points, between batches and while one is being sent, and started
 //! again over the same data directory (with one or two workers): the union of the outputs it
-//! wrote equals `journeyflow replay` over every event the log accepted, no record missing, no
-//! id standing for two different records.
+//! wrote (to its files and to the Parquet archive) equals `journeyflow replay` over every
+//! event the log accepted, no record missing, no id standing for two different records.
 
 mod common;
 
-use common::outputs::{assert_union_equals, replay, wait_durable_past, KINDS};
+use common::outputs::{assert_union_equals, read_archive, replay, wait_durable_past, KINDS};
 use common::server::{output_lines, Server};
 use rand::{Rng, SeedableRng};
 use reqwest::blocking::Client;
@@ -34,14 +34,22 @@ fn event(i: u64) -> J {
     }
 }
 
+/// A run over `dir/data`, archiving to `dir/archive`.
 fn start(workers: usize, dir: &std::path::Path) -> Server {
     let sample = common::repo("datasets/sample");
     let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
-    Server::start_with(
-        workers,
-        dir,
-        &["--segments", segments.to_str().unwrap(), "--journeys", journeys.to_str().unwrap()],
-    )
+    let archive = dir.join("archive");
+    let args = [
+        "--segments",
+        segments.to_str().unwrap(),
+        "--journeys",
+        journeys.to_str().unwrap(),
+        "--archive",
+        archive.to_str().unwrap(),
+        "--archive-interval",
+        "500ms",
+    ];
+    Server::start_with(workers, &dir.join("data"), &args)
 }
 
 fn send(client: &Client, server: &Server, batch: &[J]) -> bool {
@@ -61,7 +69,7 @@ fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs()
     // after its batch was acknowledged or while it is being sent.
     let (batches, per_batch) = (80u64, 50u64);
     let kills: Vec<u64> = (1..=5).map(|k| k * 14 + rng.gen_range(0..10)).collect();
-    let mut server = start(2, &data);
+    let mut server = start(2, scratch.path());
     let mut acknowledged = 0;
     let mut runs = 1;
     let mut durable_at_kill = 0;
@@ -92,7 +100,7 @@ fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs()
         }
         durable_at_kill += u64::from(data.join("out/flushed.json").exists());
         runs += 1;
-        server = start(1 + runs % 2, &data);
+        server = start(1 + runs % 2, scratch.path());
     }
     // Restarts skipped what earlier runs had made durable (not only wrote everything again).
     assert!(durable_at_kill >= 3, "outputs were durable at only {durable_at_kill} of the kills");
@@ -113,5 +121,7 @@ fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs()
     assert!(!expected.records["segment_changes"].is_empty() && !expected.records["journey_transitions"].is_empty());
     for kind in KINDS {
         assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
+        let (rows, _) = read_archive(&scratch.path().join("archive"), kind, scratch.path());
+        assert_union_equals(kind, &rows, &expected.records[kind], expected.as_of);
     }
 }

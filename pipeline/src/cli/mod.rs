@@ -22,8 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Replay an event file through the segment dataflow and write changes, members and dead letters.
     Replay(replay::ReplayArgs),
-    /// Run the live pipeline: HTTP ingest, the control API, workers over the durable ingest log.
-    Run(run::RunArgs),
+    /// Run the live pipeline: HTTP and Kafka ingest, the control API, workers, sinks.
+    Run(Box<run::RunArgs>),
     /// Generate a synthetic Segment-spec event file (the standard benchmark workload).
     Generate(generate::GenerateArgs),
     /// Convert the CDNOW purchase history into Segment-spec events.

@@ -78,6 +78,12 @@ pub struct RunArgs {
     /// Where the first start reads the topics from [default: earliest].
     #[arg(long, env = "JOURNEYFLOW_KAFKA_START")]
     pub kafka_start: Option<StartPosition>,
+    /// Archive accepted events and every output as time-partitioned Parquet files here.
+    #[arg(long, env = "JOURNEYFLOW_ARCHIVE")]
+    pub archive: Option<PathBuf>,
+    /// How often the archive is written [default: 10s].
+    #[arg(long, env = "JOURNEYFLOW_ARCHIVE_INTERVAL", value_parser = super::parse_duration)]
+    pub archive_interval: Option<u64>,
 }
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
@@ -115,6 +121,8 @@ impl RunArgs {
                 w
             },
             kafka: self.kafka(base.kafka)?,
+            archive: self.archive.clone().or(base.archive),
+            archive_interval: self.archive_interval.unwrap_or(base.archive_interval).max(1),
         })
     }
 
@@ -181,6 +189,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         output_frontiers: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         durable: AtomicU64::new(skip_before),
         skip_before,
+        archive: args.archive.clone().map(|dir| (dir, Duration::from_millis(args.archive_interval))),
         tickets: Mutex::default(),
         stop: AtomicBool::new(false),
         inputs_open: AtomicBool::new(false),

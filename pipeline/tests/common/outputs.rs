@@ -3,7 +3,7 @@
 
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ pub struct Replayed {
     pub as_of: u64,
     /// Bad records it dead-lettered.
     pub malformed: u64,
+    /// Repeated message ids it dropped.
+    pub duplicates: u64,
     /// Records (as JSON text) per kind.
     pub records: BTreeMap<&'static str, BTreeSet<String>>,
 }
@@ -44,7 +46,12 @@ pub fn replay(events: &Path, out: &Path) -> Replayed {
             (*kind, text.lines().map(|l| serde_json::from_str::<J>(l).unwrap().to_string()).collect())
         })
         .collect();
-    Replayed { as_of: summary["as_of"].as_u64().unwrap(), malformed: summary["malformed"].as_u64().unwrap(), records }
+    Replayed {
+        as_of: summary["as_of"].as_u64().unwrap(),
+        malformed: summary["malformed"].as_u64().unwrap(),
+        duplicates: summary["duplicates"].as_u64().unwrap(),
+        records,
+    }
 }
 
 /// Checks that `got` (records of `kind`, repeats allowed) holds exactly the `expected` ones up
@@ -85,4 +92,40 @@ pub fn wait_durable_past(dir: &Path, time: u64) {
         assert!(Instant::now() < deadline, "outputs durable only through {durable}, not past {time}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The archive's rows of `kind` as pyarrow reads them, and DuckDB's count of (rows, distinct
+/// ids, days) over the same files.
+pub fn read_archive(dir: &Path, kind: &str, scratch: &Path) -> (Vec<J>, (u64, u64, u64)) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/archive_reader.py");
+    let out_path = scratch.join(format!("archive-{kind}.ndjson"));
+    let out = Command::new(
+        std::env::var("JOURNEYFLOW_PYTHON")
+            .expect("JOURNEYFLOW_PYTHON names a Python with pyarrow and duckdb (scripts/test.sh)"),
+    )
+    .arg(script)
+    .arg(dir)
+    .arg(kind)
+    .arg(&out_path)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "archive_reader.py {kind}: {}", String::from_utf8_lossy(&out.stderr));
+    let counts: Vec<u64> =
+        String::from_utf8(out.stdout).unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
+    let rows = std::fs::read_to_string(out_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (rows, (counts[0], counts[1], counts[2]))
+}
+
+/// Every file under `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
