@@ -1,5 +1,5 @@
-//! Parquet files of JSON rows under an Arrow schema: written whole under a temporary name,
-//! synced and renamed (so a reader never sees half a file), and read back as JSON rows.
+//! Parquet files of JSON rows under an Arrow schema: written whole under a hidden temporary
+//! name, synced and renamed (so a reader never sees half a file), and read back as JSON rows.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -47,7 +47,10 @@ pub fn write_json_rows(path: &Path, schema: &SchemaRef, rows: &[u8]) -> Result<u
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(path))?;
     }
-    let tmp = path.with_extension("parquet.tmp");
+    // Hidden while written: readers of a directory (pyarrow, DuckDB's `*.parquet`) skip it,
+    // also when a crash leaves it behind.
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(format(path))?;

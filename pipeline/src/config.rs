@@ -41,6 +41,8 @@ pub struct LiveConfig {
     pub archive: Option<PathBuf>,
     /// How often workers write the archive, ms.
     pub archive_interval: u64,
+    /// How often a checkpoint is taken, ms (`None`: never).
+    pub checkpoint_interval: Option<u64>,
 }
 
 /// Where the first start reads a topic from (restarts read from where the first began).
@@ -115,6 +117,7 @@ impl Default for LiveConfig {
             kafka: None,
             archive: None,
             archive_interval: 10_000,
+            checkpoint_interval: Some(60_000),
         }
     }
 }
@@ -147,6 +150,29 @@ pub struct FileConfig {
     /// `[archive]`.
     #[serde(default)]
     pub archive: ArchiveSection,
+    /// `[checkpoint]`.
+    #[serde(default)]
+    pub checkpoint: CheckpointSection,
+}
+
+/// `[checkpoint]`: `interval = "60s"`, or `"off"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSection {
+    /// How often a checkpoint is taken.
+    pub interval: Option<String>,
+}
+
+/// An interval in ms, or never (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Every(pub Option<u64>);
+
+/// Parses an interval: a duration, or `off`.
+pub fn parse_interval(text: &str) -> Result<Every, String> {
+    if text == "off" {
+        return Ok(Every(None));
+    }
+    crate::cli::parse_duration(text).map(|ms| Every(Some(ms.max(1))))
 }
 
 /// `[archive]`: `dir = "archive"`, `interval = "10s"`.
@@ -297,6 +323,10 @@ impl FileConfig {
             kafka: self.kafka.map(KafkaSection::resolve).transpose()?.flatten(),
             archive: self.archive.dir.or(d.archive),
             archive_interval: duration("archive.interval", self.archive.interval, d.archive_interval)?,
+            checkpoint_interval: match self.checkpoint.interval {
+                Some(text) => parse_interval(&text).map_err(|e| anyhow::anyhow!("checkpoint.interval: {e}"))?.0,
+                None => d.checkpoint_interval,
+            },
         })
     }
 }

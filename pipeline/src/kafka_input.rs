@@ -4,13 +4,10 @@
 //! and publishes each partition's lag.
 
 use crate::config::KafkaConfig;
-use crate::programs::Programs;
-use crate::sinks::Sinks;
-use crate::watermark::Watermarks;
+use crate::entry::Entry;
 use journeyflow_connectors::kafka::{owner, Sink, Source};
 use journeyflow_control_api::handle::Progress;
 use journeyflow_operators::Time;
-use journeyflow_types::{decode_line, Key};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,15 +35,6 @@ struct DeadLetter {
     payload: Vec<u8>,
     /// `topic/partition/offset`.
     at: String,
-}
-
-/// What one read entered.
-#[derive(Default)]
-pub struct Read {
-    /// Messages read.
-    pub messages: u64,
-    /// User ids seen, for answers.
-    pub users: Vec<(Key, Arc<str>)>,
 }
 
 impl KafkaInput {
@@ -92,66 +80,58 @@ impl KafkaInput {
         self.len() == 0
     }
 
-    /// Reads up to `max` messages into `programs`; malformed ones go to the dead-letter topic.
-    pub fn read(
-        &mut self,
-        max: usize,
-        programs: &mut Programs,
-        marks: &mut Watermarks,
-        progress: &Progress,
-        sinks: &mut Sinks,
-    ) -> anyhow::Result<Read> {
-        let mut read = Read::default();
+    /// Reads up to `max` messages into the worker; malformed ones go to the dead-letter topic.
+    pub fn read(&mut self, max: usize, entry: &mut Entry<'_>) -> anyhow::Result<u64> {
+        let mut read = 0;
         let mut dead: Vec<DeadLetter> = Vec::new();
+        let mut failed = None;
         let (base, times) = (self.base, &mut self.times);
         let parts = self.source.partitions().to_vec();
         self.source.poll(max, |m| {
-            read.messages += 1;
+            read += 1;
             let payload = m.payload.unwrap_or_default();
-            let event = match decode_line(payload) {
-                Ok(event) => event,
-                Err(e) => {
-                    let p = &parts[m.part];
-                    let at = format!("{}/{}/{}", p.topic, p.partition, m.offset);
-                    dead.push(DeadLetter {
-                        reason: e.to_string(),
-                        key: m.key.map(<[u8]>::to_vec),
-                        payload: payload.to_vec(),
-                        at,
-                    });
-                    return;
-                }
-            };
-            let w = base + m.part;
-            let floor = marks.floor(w);
-            marks.saw(w, event.ts);
-            read.users.push((event.user, Arc::from(event.user_id.as_str())));
-            let archived = sinks.archives_events().then(|| event.clone());
-            match programs.offer_at_least(event, floor) {
-                Ok(time) => {
-                    archived.iter().for_each(|e| sinks.event(time, e));
+            match entry.enter(base + m.part, payload) {
+                Ok(Ok(Some(time))) => {
                     let kept = &mut times[m.part];
                     if kept.back().is_none_or(|(_, t)| time > *t) {
                         kept.push_back((m.offset, time));
                     }
                 }
-                Err(_) => {
-                    progress.rejected.fetch_add(1, Ordering::Relaxed);
+                Ok(Ok(None)) => {}
+                Ok(Err(reason)) => {
+                    let p = &parts[m.part];
+                    let at = format!("{}/{}/{}", p.topic, p.partition, m.offset);
+                    dead.push(DeadLetter { reason, key: m.key.map(<[u8]>::to_vec), payload: payload.to_vec(), at });
+                }
+                Err(e) => {
+                    failed.get_or_insert(e);
                 }
             }
         })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         for DeadLetter { reason, key, payload, at } in dead {
-            progress.rejected.fetch_add(1, Ordering::Relaxed);
-            progress.dead_letters.fetch_add(1, Ordering::Relaxed);
+            entry.progress.dead_letters.fetch_add(1, Ordering::Relaxed);
             let key = key.unwrap_or_default();
             let headers = [("journeyflow.error", reason.as_bytes()), ("journeyflow.source", at.as_bytes())];
             self.sink.send(&self.dead_letter, &key, &payload, &headers)?;
         }
         let now = std::time::Instant::now();
         for (i, p) in self.source.partitions().iter().enumerate() {
-            marks.at_end(base + i, p.at_end.map(|t| t.min(now)));
+            entry.marks.at_end(base + i, p.at_end.map(|t| t.min(now)));
         }
         Ok(read)
+    }
+
+    /// Each partition's name among the worker's partitions (`kafka/<topic>/<p>`), and where
+    /// it stands: `(topic, partition, next offset)`.
+    pub fn positions(&self) -> Vec<(String, (String, i32, i64))> {
+        self.source
+            .partitions()
+            .iter()
+            .map(|p| (format!("kafka/{}/{}", p.topic, p.partition), (p.topic.clone(), p.partition, p.next)))
+            .collect()
     }
 
     /// Commits, per partition, the offsets below the first message whose outputs may come at

@@ -2,12 +2,15 @@
 //! and implements the `journeyflow` commands.
 
 pub mod archive;
+pub mod checkpoint;
 pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod control_log;
 pub mod durable;
 pub mod engine;
+pub mod entry;
+pub mod inputs;
 pub mod journey_output;
 pub mod kafka_input;
 pub mod live;

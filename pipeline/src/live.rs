@@ -9,23 +9,23 @@
 //! the run makes the lowest durable and Kafka offsets below it are committed.
 
 use crate::archive::Archives;
+use crate::checkpoint::{Manifest, Part};
 use crate::config::KafkaConfig;
 use crate::control_log::{ControlLog, Entry};
 use crate::engine::IngestConfig;
+use crate::inputs::{restore, Inputs};
 use crate::journey_output::{reports, ActionLine, JourneyNames, TransitionLine};
-use crate::kafka_input::{KafkaInput, Origins};
+use crate::kafka_input::Origins;
 use crate::programs::{Programs, Sequenced};
 use crate::sinks::{KafkaOutputs, Sinks};
-use crate::watermark::Watermarks;
 use journeyflow_connectors::kafka::Sink;
-use journeyflow_connectors::wal::{part_path, Tail};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket, HISTORY};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{ActionStatus, Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
 use journeyflow_types::time::now_ms;
-use journeyflow_types::{decode_line, validate_journey, validate_segments, Key};
+use journeyflow_types::{validate_journey, validate_segments, Key};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -80,6 +80,14 @@ pub struct Shared {
     pub skip_before: Time,
     /// The Parquet archive's directory and how often workers write it, if there is one.
     pub archive: Option<(PathBuf, Duration)>,
+    /// The checkpoints' directory and how often one is taken, if they are.
+    pub checkpoints: Option<(PathBuf, Duration)>,
+    /// The checkpoint the run started from.
+    pub restore: Option<Manifest>,
+    /// The checkpoint asked of the workers.
+    pub checkpoint_request: AtomicU64,
+    /// Workers' parts of checkpoints: `(seq, part)`.
+    pub checkpoint_parts: Mutex<Vec<(u64, Part)>>,
     /// Each worker's share of each journey's report counters, with the version counted.
     pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
 }
@@ -105,77 +113,6 @@ struct Sequence {
     request: Request,
 }
 
-/// One worker's inputs: its ingest log parts, then its Kafka partitions, with their watermarks.
-struct Inputs {
-    tails: Vec<(usize, Tail)>,
-    kafka: Option<KafkaInput>,
-    marks: Watermarks,
-}
-
-impl Inputs {
-    fn open(shared: &Shared, index: usize, peers: usize) -> anyhow::Result<Inputs> {
-        let tails: Vec<(usize, Tail)> = (0..shared.partitions)
-            .filter(|p| p % peers == index)
-            .map(|p| Ok((p, Tail::open(&part_path(&shared.wal_dir, p))?)))
-            .collect::<std::io::Result<_>>()?;
-        let kafka = match &shared.kafka {
-            Some((config, origins, sink)) => {
-                KafkaInput::open(config, origins, index, peers, sink.clone(), tails.len())?
-            }
-            None => None,
-        };
-        let n = tails.len() + kafka.as_ref().map_or(0, KafkaInput::len);
-        let lateness = shared.ingest.allowed_lateness.unwrap_or(0);
-        Ok(Inputs { tails, kafka, marks: Watermarks::new(n, lateness, shared.idle) })
-    }
-
-    /// Reads what came; returns how many records.
-    fn read(&mut self, programs: &mut Programs, shared: &Shared, sinks: &mut Sinks) -> anyhow::Result<u64> {
-        let progress = &shared.handle.progress;
-        let mut read = 0;
-        let mut seen: Vec<(Key, Arc<str>)> = Vec::new();
-        for (w, (part, tail)) in self.tails.iter_mut().enumerate() {
-            let lines = tail.read(20_000)?;
-            if lines.is_empty() {
-                self.marks.at_end(w, Some(Instant::now()));
-                continue;
-            }
-            for line in lines {
-                read += 1;
-                // Lines were checked at ingest; one that fails now is counted and skipped.
-                let Ok(event) = decode_line(&line) else {
-                    progress.rejected.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let floor = self.marks.floor(w);
-                self.marks.saw(w, event.ts);
-                seen.push((event.user, Arc::from(event.user_id.as_str())));
-                let archived = sinks.archives_events().then(|| event.clone());
-                match programs.offer_at_least(event, floor) {
-                    Ok(time) => archived.iter().for_each(|e| sinks.event(time, e)),
-                    Err(_) => {
-                        progress.rejected.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            progress.log_read.lock().expect("lock").insert(*part, tail.offset());
-        }
-        if let Some(kafka) = &mut self.kafka {
-            let got = kafka.read(20_000, programs, &mut self.marks, progress, sinks)?;
-            read += got.messages;
-            seen.extend(got.users);
-        }
-        // User ids for answers: one lock per batch, not per event.
-        if !seen.is_empty() {
-            let mut names = shared.handle.names.write().expect("lock");
-            for (key, id) in seen {
-                names.entry(key).or_insert(id);
-            }
-        }
-        Ok(read)
-    }
-}
-
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
 pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
@@ -192,7 +129,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             control_log = Some(log);
         }
     }
-    let mut inputs = Inputs::open(shared, index, peers)?;
+    let restored = shared.restore.as_ref();
+    let mut inputs = Inputs::open(shared, index, peers, restored)?;
     let kafka_out = shared.kafka.as_ref().map(|(config, _, sink)| KafkaOutputs {
         sink: sink.clone(),
         changes: config.segment_changes.clone(),
@@ -202,6 +140,10 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let archives = shared.archive.as_ref().map(|(dir, every)| Archives::new(dir, index, peers, *every));
     let mut sinks =
         Sinks::open(&shared.out_dir, index, kafka_out, shared.webhooks.clone(), archives, shared.skip_before)?;
+    if let (Some(manifest), Some((root, _))) = (restored, &shared.checkpoints) {
+        let n = restore(manifest, root, index, peers, &mut programs, &mut sinks, shared)?;
+        tracing::info!("worker {index}: {n} events from checkpoint {}", manifest.seq);
+    }
     let mut next_ticket: u64 = (index as u64) << 48;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
     let mut plans: BTreeMap<String, Versions> = BTreeMap::new();
@@ -260,6 +202,13 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             if let Some(kafka) = &mut inputs.kafka {
                 kafka.commit(shared.durable.load(Ordering::Relaxed))?;
                 kafka.publish_lag(&shared.handle.progress);
+            }
+            // This worker's part of a checkpoint asked for.
+            if inputs.checkpoint().is_some_and(|open| open <= shared.checkpoint_request.load(Ordering::Relaxed)) {
+                let seq = inputs.checkpoint().expect("checked");
+                if let Some(part) = inputs.finish_checkpoint()? {
+                    shared.checkpoint_parts.lock().expect("lock").push((seq, part));
+                }
             }
             synced = Instant::now();
         }
@@ -524,4 +473,51 @@ pub fn make_durable(shared: &Shared) -> anyhow::Result<()> {
     crate::durable::store(&shared.out_dir, low)?;
     shared.durable.store(low, Ordering::Relaxed);
     Ok(())
+}
+
+/// Takes checkpoints: asks the workers for their parts every interval, and writes the
+/// manifest once all have given theirs.
+pub struct Checkpointer {
+    root: PathBuf,
+    every: Duration,
+    last: Instant,
+    previous: Option<Manifest>,
+    asked: Option<u64>,
+}
+
+impl Checkpointer {
+    /// Checkpoints after `previous` (the one the run started from), every `every`.
+    pub fn new(root: PathBuf, every: Duration, previous: Option<Manifest>) -> Checkpointer {
+        Checkpointer { root, every, last: Instant::now(), previous, asked: None }
+    }
+
+    /// Asks for the next checkpoint when due, and completes the one asked for once every
+    /// worker gave its part.
+    pub fn step(&mut self, shared: &Shared) -> anyhow::Result<()> {
+        let seq = self.previous.as_ref().map_or(1, |m| m.seq + 1);
+        match self.asked {
+            None if self.last.elapsed() >= self.every => {
+                shared.checkpoint_request.store(seq, Ordering::Relaxed);
+                self.asked = Some(seq);
+            }
+            Some(asked) => {
+                let parts: Vec<Part> = {
+                    let mut all = shared.checkpoint_parts.lock().expect("lock");
+                    if all.iter().filter(|(s, _)| *s == asked).count() < shared.watermarks.len() {
+                        return Ok(());
+                    }
+                    let (these, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(s, _)| *s == asked);
+                    *all = rest;
+                    these.into_iter().map(|(_, p)| p).collect()
+                };
+                let manifest = crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts)?;
+                tracing::info!("checkpoint {asked}: {} event files", manifest.files.len());
+                self.previous = Some(manifest);
+                self.asked = None;
+                self.last = Instant::now();
+            }
+            None => {}
+        }
+        Ok(())
+    }
 }

@@ -302,6 +302,13 @@ impl Programs {
         Ok(time)
     }
 
+    /// Enters one event at exactly `time` (not before the watermark): an event restored from
+    /// a checkpoint, at the time it entered at before.
+    pub fn offer_at(&mut self, event: Event, time: Time) {
+        self.max_seen = Some(self.max_seen.map_or(event.ts, |m| m.max(event.ts)));
+        self.input.update_at(SharedEvent::new(event), time.max(self.watermark()), 1);
+    }
+
     /// The earliest time any output of this worker's programs may still have: every record
     /// before it has come out (commands not applied yet count, as the programs they install).
     pub fn output_frontier(&self) -> Time {

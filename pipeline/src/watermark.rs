@@ -40,6 +40,11 @@ impl Watermarks {
         part.at_end_since = None;
     }
 
+    /// The largest event time partition `p` delivered.
+    pub fn max_seen(&self, p: usize) -> Option<Time> {
+        self.parts[p].max_seen
+    }
+
     /// Partition `p` has been read to its end since `since` (`None`: it has more).
     pub fn at_end(&mut self, p: usize, since: Option<Instant>) {
         let part = &mut self.parts[p];

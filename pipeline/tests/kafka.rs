@@ -219,3 +219,67 @@ fn killed_at_random_points_while_consuming_and_restarted_the_outputs_are_an_unin
         assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
     }
 }
+
+/// Waits (up to a minute) for a complete checkpoint whose Kafka positions add up to `events`.
+fn wait_checkpoint_covering(data: &Path, events: i64) -> J {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let newest = std::fs::read_dir(data.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("manifest.json")).ok())
+            .map(|text| serde_json::from_str::<J>(&text).unwrap())
+            .max_by_key(|m| m["seq"].as_u64().unwrap());
+        if let Some(m) = newest {
+            let covered: i64 = m["positions"]["kafka"].as_array().unwrap().iter().map(|p| p[2].as_i64().unwrap()).sum();
+            if covered == events {
+                return m;
+            }
+        }
+        assert!(Instant::now() < deadline, "no checkpoint covers the {events} events produced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_checkpoint_restores_the_state_when_the_topic_no_longer_holds_what_it_covers() {
+    let scratch = tempfile::tempdir().unwrap();
+    let events = common::repo("datasets/sample/events.ndjson");
+    let expected = replay(&events, &scratch.path().join("replay"));
+    let text = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, tail) = lines.split_at(5_000);
+    let (head_file, tail_file) = (scratch.path().join("head.ndjson"), scratch.path().join("tail.ndjson"));
+    std::fs::write(&head_file, head.join("\n") + "\n").unwrap();
+    std::fs::write(&tail_file, tail.join("\n") + "\n").unwrap();
+    let topics = Topics::new("truncated");
+    produce(&topics.events, 2, &head_file);
+    let (data, config) = (scratch.path().join("data"), config(scratch.path(), &topics));
+    let flags = ["--checkpoint-interval", "300ms"];
+    let server = start_with(2, &data, &config, &flags);
+    let manifest = wait_checkpoint_covering(&data, head.len() as i64);
+    server.kill();
+    // Retention takes every message the checkpoint covers; the rest of the events come after.
+    let mut counts = vec![0; 2];
+    for p in manifest["positions"]["kafka"].as_array().unwrap() {
+        counts[p[1].as_u64().unwrap() as usize] = p[2].as_i64().unwrap();
+    }
+    client(&["truncate", &broker(), &topics.events, &serde_json::to_string(&counts).unwrap()]);
+    produce(&topics.events, 0, &tail_file);
+    let server = start_with(2, &data, &config, &flags);
+    wait_durable_past(&data, expected.as_of);
+    assert_eq!(processed(&server), tail.len() as u64, "the restarted run reads only what the checkpoint does not hold");
+    assert_eq!(server.stop().code(), Some(0));
+    for kind in KINDS {
+        assert!(!expected.records[kind].is_empty(), "{kind}: nothing to compare");
+        let values: Vec<J> =
+            consume(&topics.output(kind), scratch.path()).into_iter().map(|r| r["value"].clone()).collect();
+        assert_union_equals(kind, &values, &expected.records[kind], expected.as_of);
+        assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
+    }
+    let fillers = consume(&topics.output("dead_letter"), scratch.path())
+        .into_iter()
+        .filter(|d| d["value"].as_str().is_some_and(|v| v.starts_with("truncated-")))
+        .count();
+    assert_eq!(fillers, 0, "the restarted run read below the checkpoint");
+}

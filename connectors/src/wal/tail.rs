@@ -1,7 +1,7 @@
 //! Reads a partition file as it grows: complete lines only, from where it left off.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// A reader following one partition file.
@@ -18,7 +18,14 @@ pub struct Tail {
 impl Tail {
     /// Follows `path` from its start.
     pub fn open(path: &Path) -> io::Result<Tail> {
-        Ok(Tail { file: File::open(path)?, offset: 0, partial: Vec::new(), chunk: vec![0; 1 << 16] })
+        Tail::open_at(path, 0)
+    }
+
+    /// Follows `path` from byte `offset` (the start of a line).
+    pub fn open_at(path: &Path, offset: u64) -> io::Result<Tail> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Tail { file, offset, partial: Vec::new(), chunk: vec![0; 1 << 16] })
     }
 
     /// The byte offset just after the last complete line handed out.

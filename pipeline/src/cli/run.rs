@@ -7,7 +7,7 @@
 use crate::config::{FileConfig, KafkaConfig, LiveConfig, StartPosition};
 use crate::control_log::ControlLog;
 use crate::engine::{IngestConfig, LatePolicy};
-use crate::live::{make_durable, run_worker, Shared};
+use crate::live::{make_durable, run_worker, Checkpointer, Shared};
 use anyhow::Context;
 use journeyflow_connectors::kafka::Sink;
 use journeyflow_connectors::wal::Wal;
@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// How often the archive is written [default: 10s].
     #[arg(long, env = "JOURNEYFLOW_ARCHIVE_INTERVAL", value_parser = super::parse_duration)]
     pub archive_interval: Option<u64>,
+    /// How often a checkpoint is taken, or `off` [default: 60s].
+    #[arg(long, env = "JOURNEYFLOW_CHECKPOINT_INTERVAL", value_parser = crate::config::parse_interval)]
+    pub checkpoint_interval: Option<crate::config::Every>,
 }
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
@@ -123,6 +126,7 @@ impl RunArgs {
             kafka: self.kafka(base.kafka)?,
             archive: self.archive.clone().or(base.archive),
             archive_interval: self.archive_interval.unwrap_or(base.archive_interval).max(1),
+            checkpoint_interval: self.checkpoint_interval.map_or(base.checkpoint_interval, |e| e.0),
         })
     }
 
@@ -172,10 +176,19 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let replays_log = !logged.is_empty();
     let out_dir = args.data_dir.join("out");
     let skip_before = crate::durable::load(&out_dir)?;
+    let checkpoints = args.data_dir.join("checkpoints");
+    let restore = crate::checkpoint::newest(&checkpoints)?;
+    if let Some(m) = &restore {
+        eprintln!("journeyflow: starting from checkpoint {} ({} event files)", m.seq, m.files.len());
+    }
     let kafka = match &args.kafka {
         Some(config) => {
-            let origins = crate::kafka_input::prepare(config, &args.data_dir.join("kafka"))
+            let mut origins = crate::kafka_input::prepare(config, &args.data_dir.join("kafka"))
                 .context("preparing the Kafka topics")?;
+            // Messages below a checkpoint's positions are in the checkpoint.
+            for (topic, partition, next) in restore.iter().flat_map(|m| m.positions.kafka.iter()) {
+                origins.insert((topic.clone(), *partition), *next);
+            }
             let sink = Arc::new(Sink::new(&config.settings)?);
             Some((config.clone(), origins, sink))
         }
@@ -190,6 +203,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         durable: AtomicU64::new(skip_before),
         skip_before,
         archive: args.archive.clone().map(|dir| (dir, Duration::from_millis(args.archive_interval))),
+        checkpoints: args.checkpoint_interval.map(|every| (checkpoints.clone(), Duration::from_millis(every))),
+        restore: restore.clone(),
+        checkpoint_request: AtomicU64::new(0),
+        checkpoint_parts: Mutex::default(),
         tickets: Mutex::default(),
         stop: AtomicBool::new(false),
         inputs_open: AtomicBool::new(false),
@@ -228,11 +245,16 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
 
     // Moves the durable output frontier as the workers sync their outputs.
     let durable_shared = shared.clone();
+    let mut checkpointer =
+        durable_shared.checkpoints.clone().map(|(root, every)| Checkpointer::new(root, every, restore));
     let committer = std::thread::Builder::new().name("durable".into()).spawn(move || {
         while !durable_shared.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
             if let Err(e) = make_durable(&durable_shared) {
                 tracing::warn!("outputs not made durable yet: {e:#}");
+            }
+            if let Some(Err(e)) = checkpointer.as_mut().map(|c| c.step(&durable_shared)) {
+                tracing::error!("checkpoint failed: {e:#}");
             }
         }
     })?;

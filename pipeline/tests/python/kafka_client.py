@@ -1,9 +1,11 @@
 """Kafka as a journeyflow user's own tooling sees it, through confluent-kafka (not journeyflow's
 client): `produce` writes the lines of an NDJSON file to a new topic, keyed by user id;
-`consume` reads every record a topic holds (each partition to its end) into an NDJSON file.
+`consume` reads every record a topic holds (each partition to its end) into an NDJSON file;
+`truncate` replaces a topic's first records by filler, as retention would delete them.
 
-    kafka_client.py produce BROKERS TOPIC PARTITIONS FILE
+    kafka_client.py produce BROKERS TOPIC PARTITIONS FILE   (PARTITIONS 0: the topic exists)
     kafka_client.py consume BROKERS TOPIC OUT
+    kafka_client.py truncate BROKERS TOPIC '[COUNT, ...]'
 """
 
 import json
@@ -27,9 +29,10 @@ def user_key(line):
 
 
 def produce(brokers, topic, partitions, path):
-    admin = AdminClient({"bootstrap.servers": brokers})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=int(partitions), replication_factor=1)]).values():
-        future.result(timeout=30)
+    if int(partitions) > 0:
+        admin = AdminClient({"bootstrap.servers": brokers})
+        for future in admin.create_topics([NewTopic(topic, num_partitions=int(partitions), replication_factor=1)]).values():
+            future.result(timeout=30)
     producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "linger.ms": 5})
     failed = []
     sent = 0
@@ -97,6 +100,34 @@ def consume(brokers, topic, out):
     consumer.close()
 
 
+def truncate(brokers, topic, counts):
+    """Stands in for retention: the topic is deleted and made again with as many partitions,
+    each holding `counts[p]` filler records (`truncated-<p>-<i>`) where the first ones were, so
+    the records produced next get the offsets they would have had."""
+    counts = json.loads(counts)
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for future in admin.delete_topics([topic]).values():
+        future.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:
+        futures = admin.create_topics([NewTopic(topic, num_partitions=len(counts), replication_factor=1)])
+        try:
+            for future in futures.values():
+                future.result(timeout=30)
+            break
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    producer = Producer({"bootstrap.servers": brokers})
+    for p, n in enumerate(counts):
+        for i in range(n):
+            producer.produce(topic, value=f"truncated-{p}-{i}".encode(), partition=p)
+            producer.poll(0)
+    if producer.flush(60):
+        raise SystemExit("filler records undelivered")
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"produce": produce, "consume": consume}[command](*args)
+    {"produce": produce, "consume": consume, "truncate": truncate}[command](*args)

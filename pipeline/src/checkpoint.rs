@@ -1,0 +1,224 @@
+//! Checkpoints, under `DATA_DIR/checkpoints/<seq>/`: the events each worker read since the
+//! checkpoint before (as Parquet, each with the time it entered at) and, in `manifest.json`,
+//! every event file of the chain and the source positions they cover (ingest log offsets,
+//! Kafka offsets) with each partition's largest event time. A checkpoint is complete once
+//! its manifest exists. A restart enters the events of the newest complete checkpoint at
+//! their times and reads the sources from its positions: nothing below them is read again,
+//! so a topic may have lost those messages (retention shorter than the windows).
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use journeyflow_connectors::parquet_file::{read_batches, write_json_rows};
+use journeyflow_operators::Time;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Rows a worker buffers before writing a file of the open checkpoint.
+const CHUNK: usize = 200_000;
+
+/// Where the sources stood.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Positions {
+    /// Ingest log partition → bytes read.
+    pub wal: BTreeMap<usize, u64>,
+    /// `(topic, partition, next offset)`.
+    pub kafka: Vec<(String, i32, i64)>,
+    /// Partition name (`wal/<p>`, `kafka/<topic>/<p>`) → the largest event time it delivered.
+    pub seen: BTreeMap<String, Time>,
+}
+
+impl Positions {
+    /// Adds another worker's positions.
+    pub fn merge(&mut self, other: Positions) {
+        self.wal.extend(other.wal);
+        for k in other.kafka {
+            self.kafka.retain(|(t, p, _)| (t, p) != (&k.0, &k.1));
+            self.kafka.push(k);
+        }
+        self.kafka.sort();
+        self.seen.extend(other.seen);
+    }
+}
+
+/// A complete checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Its number.
+    pub seq: u64,
+    /// Every event file of the chain, relative to the checkpoints directory.
+    pub files: Vec<String>,
+    /// The source positions the files cover.
+    pub positions: Positions,
+}
+
+/// What one worker wrote for a checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct Part {
+    /// Its event files, relative to the checkpoints directory.
+    pub files: Vec<String>,
+    /// Its sources' positions.
+    pub positions: Positions,
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("time", DataType::UInt64, false), Field::new("line", DataType::Utf8, false)]))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Row<'a> {
+    time: Time,
+    #[serde(borrow)]
+    line: std::borrow::Cow<'a, str>,
+}
+
+/// The events one worker read since the last checkpoint, written as the open checkpoint's.
+pub struct Recorder {
+    root: PathBuf,
+    writer: String,
+    seq: u64,
+    rows: Vec<u8>,
+    n: usize,
+    chunks: usize,
+    files: Vec<String>,
+}
+
+impl Recorder {
+    /// Worker `index` of `peers` recording for checkpoint `seq` under `root`.
+    pub fn new(root: &Path, index: usize, peers: usize, seq: u64) -> Recorder {
+        Recorder {
+            root: root.to_path_buf(),
+            writer: format!("{index}of{peers}"),
+            seq,
+            rows: Vec::new(),
+            n: 0,
+            chunks: 0,
+            files: Vec::new(),
+        }
+    }
+
+    /// The checkpoint being recorded.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// An event (its line as read) entered at `time`.
+    pub fn record(&mut self, time: Time, line: &str) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut self.rows, &Row { time, line: line.into() })?;
+        self.rows.push(b'\n');
+        self.n += 1;
+        if self.n >= CHUNK {
+            self.write_chunk()?;
+        }
+        Ok(())
+    }
+
+    fn write_chunk(&mut self) -> anyhow::Result<()> {
+        if self.n == 0 {
+            return Ok(());
+        }
+        let name = format!("{}/events-{}-{}.parquet", self.seq, self.writer, self.chunks);
+        write_json_rows(&self.root.join(&name), &schema(), &self.rows)?;
+        self.files.push(name);
+        self.chunks += 1;
+        self.rows.clear();
+        self.n = 0;
+        Ok(())
+    }
+
+    /// Writes what is left for the open checkpoint and returns this worker's part of it (with
+    /// `positions`); the next checkpoint opens.
+    pub fn finish(&mut self, positions: Positions) -> anyhow::Result<Part> {
+        self.write_chunk()?;
+        let part = Part { files: std::mem::take(&mut self.files), positions };
+        self.seq += 1;
+        self.chunks = 0;
+        Ok(part)
+    }
+}
+
+/// The newest complete checkpoint under `root`, once checkpoints after it (never completed)
+/// are removed.
+pub fn newest(root: &Path) -> anyhow::Result<Option<Manifest>> {
+    let mut seqs: Vec<u64> = match std::fs::read_dir(root) {
+        Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", root.display())),
+    };
+    seqs.sort_unstable();
+    let mut newest = None;
+    for seq in seqs.into_iter().rev() {
+        let path = root.join(seq.to_string()).join("manifest.json");
+        match std::fs::read(&path) {
+            Ok(bytes) if newest.is_none() => {
+                newest = Some(serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+            }
+            Ok(_) => {}
+            Err(_) if newest.is_none() => std::fs::remove_dir_all(root.join(seq.to_string()))?,
+            Err(_) => {}
+        }
+    }
+    Ok(newest)
+}
+
+/// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`.
+pub fn complete(root: &Path, seq: u64, previous: Option<&Manifest>, parts: Vec<Part>) -> anyhow::Result<Manifest> {
+    let mut manifest =
+        previous.cloned().unwrap_or(Manifest { seq, files: Vec::new(), positions: Positions::default() });
+    manifest.seq = seq;
+    for part in parts {
+        manifest.files.extend(part.files);
+        manifest.positions.merge(part.positions);
+    }
+    let dir = root.join(seq.to_string());
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join("manifest.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join("manifest.json"))?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(manifest)
+}
+
+/// The events of one checkpoint file: `(time, line)`.
+pub fn events(root: &Path, file: &str) -> anyhow::Result<Vec<(Time, String)>> {
+    let mut out = Vec::new();
+    for batch in read_batches(&root.join(file))? {
+        let times = batch.column(0).as_any().downcast_ref::<arrow::array::UInt64Array>();
+        let lines = batch.column(1).as_any().downcast_ref::<arrow::array::StringArray>();
+        let (Some(times), Some(lines)) = (times, lines) else {
+            anyhow::bail!("{file}: not a checkpoint file (columns time, line)");
+        };
+        out.extend(times.values().iter().zip(lines.iter()).map(|(t, l)| (*t, l.unwrap_or_default().to_string())));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_complete_with_its_manifest_and_chains_the_files_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut recorder = Recorder::new(root, 0, 1, 1);
+        recorder.record(5, "{\"a\":1}").unwrap();
+        let positions = Positions { wal: BTreeMap::from([(0, 8)]), ..Positions::default() };
+        let part = recorder.finish(positions.clone()).unwrap();
+        assert!(!root.join("1/manifest.json").exists(), "no manifest yet");
+        let first = complete(root, 1, None, vec![part]).unwrap();
+        recorder.record(9, "{\"a\":2}").unwrap();
+        let later = Positions { wal: BTreeMap::from([(0, 16)]), ..Positions::default() };
+        let second = complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()]).unwrap();
+        // A third, never completed, is removed.
+        recorder.record(11, "{\"a\":3}").unwrap();
+        recorder.finish(Positions::default()).unwrap();
+        assert!(root.join("3").exists());
+        assert_eq!(newest(root).unwrap(), Some(second.clone()));
+        assert!(!root.join("3").exists());
+        assert_eq!(second.positions, later);
+        let all: Vec<(Time, String)> = second.files.iter().flat_map(|f| events(root, f).unwrap()).collect();
+        assert_eq!(all, vec![(5, "{\"a\":1}".to_string()), (9, "{\"a\":2}".to_string())]);
+    }
+}

@@ -1,0 +1,158 @@
+//! One worker's inputs: its ingest log partitions and Kafka partitions with their
+//! watermarks, read from where the newest checkpoint left them (its events entered first),
+//! and the recorder of the checkpoint being taken.
+
+use crate::checkpoint::{self, Manifest, Part, Positions, Recorder};
+use crate::entry::Entry;
+use crate::kafka_input::KafkaInput;
+use crate::live::Shared;
+use crate::programs::Programs;
+use crate::sinks::Sinks;
+use crate::watermark::Watermarks;
+use journeyflow_connectors::wal::{part_path, Tail};
+use journeyflow_types::decode_line;
+use std::time::Instant;
+
+/// One worker's inputs.
+pub struct Inputs {
+    /// Ingest log partitions: `(partition, tail)`.
+    pub tails: Vec<(usize, Tail)>,
+    /// Kafka partitions, if the worker reads any.
+    pub kafka: Option<KafkaInput>,
+    /// Watermarks: the ingest log partitions', then the Kafka partitions'.
+    pub marks: Watermarks,
+    recorder: Option<Recorder>,
+}
+
+impl Inputs {
+    /// Worker `index` of `peers`'s partitions, each from where `restored` left it.
+    pub fn open(shared: &Shared, index: usize, peers: usize, restored: Option<&Manifest>) -> anyhow::Result<Inputs> {
+        let positions = restored.map(|m| &m.positions);
+        let tails: Vec<(usize, Tail)> = (0..shared.partitions)
+            .filter(|p| p % peers == index)
+            .map(|p| {
+                let at = positions.and_then(|s| s.wal.get(&p)).copied().unwrap_or(0);
+                Ok((p, Tail::open_at(&part_path(&shared.wal_dir, p), at)?))
+            })
+            .collect::<std::io::Result<_>>()?;
+        let kafka = match &shared.kafka {
+            Some((config, origins, sink)) => {
+                KafkaInput::open(config, origins, index, peers, sink.clone(), tails.len())?
+            }
+            None => None,
+        };
+        let n = tails.len() + kafka.as_ref().map_or(0, KafkaInput::len);
+        let lateness = shared.ingest.allowed_lateness.unwrap_or(0);
+        let mut inputs = Inputs { tails, kafka, marks: Watermarks::new(n, lateness, shared.idle), recorder: None };
+        // Each partition's watermark goes on from where it was.
+        if let Some(positions) = positions {
+            for (w, name) in inputs.names().into_iter().enumerate() {
+                if let Some(seen) = positions.seen.get(&name) {
+                    inputs.marks.saw(w, *seen);
+                }
+            }
+        }
+        if let Some((root, _)) = &shared.checkpoints {
+            let next = restored.map_or(1, |m| m.seq + 1);
+            inputs.recorder = Some(Recorder::new(root, index, peers, next));
+        }
+        Ok(inputs)
+    }
+
+    /// The name of each partition, in watermark order.
+    fn names(&self) -> Vec<String> {
+        let wal = self.tails.iter().map(|(p, _)| format!("wal/{p}"));
+        let kafka = self.kafka.iter().flat_map(|k| k.positions().into_iter().map(|(name, _)| name));
+        wal.chain(kafka).collect()
+    }
+
+    /// Reads what came; returns how many records.
+    pub fn read(&mut self, programs: &mut Programs, shared: &Shared, sinks: &mut Sinks) -> anyhow::Result<u64> {
+        let progress = &shared.handle.progress;
+        let mut entry = Entry {
+            programs,
+            sinks,
+            marks: &mut self.marks,
+            recorder: self.recorder.as_mut(),
+            progress,
+            users: Vec::new(),
+        };
+        let mut read = 0;
+        for (w, (part, tail)) in self.tails.iter_mut().enumerate() {
+            let lines = tail.read(20_000)?;
+            if lines.is_empty() {
+                entry.marks.at_end(w, Some(Instant::now()));
+                continue;
+            }
+            for line in lines {
+                read += 1;
+                // Lines were checked at ingest; one that fails now is counted (by `enter`)
+                // and skipped.
+                entry.enter(w, &line)?.ok();
+            }
+            progress.log_read.lock().expect("lock").insert(*part, tail.offset());
+        }
+        if let Some(kafka) = &mut self.kafka {
+            read += kafka.read(20_000, &mut entry)?;
+        }
+        // User ids for answers: one lock per batch, not per event.
+        if !entry.users.is_empty() {
+            let mut names = shared.handle.names.write().expect("lock");
+            for (key, id) in entry.users {
+                names.entry(key).or_insert(id);
+            }
+        }
+        Ok(read)
+    }
+
+    /// The checkpoint being recorded, if checkpoints are taken.
+    pub fn checkpoint(&self) -> Option<u64> {
+        self.recorder.as_ref().map(Recorder::seq)
+    }
+
+    /// Finishes this worker's part of the open checkpoint: the events since the last one and
+    /// where every partition stands.
+    pub fn finish_checkpoint(&mut self) -> anyhow::Result<Option<Part>> {
+        let mut positions = Positions::default();
+        for (w, name) in self.names().into_iter().enumerate() {
+            if let Some(seen) = self.marks.max_seen(w) {
+                positions.seen.insert(name, seen);
+            }
+        }
+        positions.wal = self.tails.iter().map(|(p, tail)| (*p, tail.offset())).collect();
+        positions.kafka = self.kafka.iter().flat_map(|k| k.positions().into_iter().map(|(_, at)| at)).collect();
+        self.recorder.as_mut().map(|r| r.finish(positions)).transpose()
+    }
+}
+
+/// Enters this worker's share of a checkpoint's events (every `peers`-th file), each at the
+/// time it entered at before; returns how many.
+pub fn restore(
+    manifest: &Manifest,
+    root: &std::path::Path,
+    index: usize,
+    peers: usize,
+    programs: &mut Programs,
+    sinks: &mut Sinks,
+    shared: &Shared,
+) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for file in manifest.files.iter().skip(index).step_by(peers) {
+        let mut users = Vec::new();
+        for (time, line) in checkpoint::events(root, file)? {
+            let event = decode_line(line.as_bytes())
+                .map_err(|e| anyhow::anyhow!("checkpoint file {file}: an event that does not decode: {e}"))?;
+            users.push((event.user, std::sync::Arc::from(event.user_id.as_str())));
+            if sinks.archives_events() {
+                sinks.event(time, &event);
+            }
+            programs.offer_at(event, time);
+            n += 1;
+        }
+        let mut names = shared.handle.names.write().expect("lock");
+        for (key, id) in users {
+            names.entry(key).or_insert(id);
+        }
+    }
+    Ok(n)
+}
