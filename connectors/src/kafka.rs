@@ -288,6 +288,34 @@ impl Source {
     }
 }
 
+/// Every record of `topic` from its start to its end: `(key, value)`, a `None` value for a
+/// tombstone.
+pub fn read_topic(
+    settings: &Settings,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>, Error> {
+    let parts = partitions(settings, &[topic.to_string()], timeout)?;
+    let assigned: Vec<(String, i32, i64)> = parts
+        .iter()
+        .map(|(t, p)| Ok((t.clone(), *p, watermarks(settings, t, *p, timeout)?.0)))
+        .collect::<Result<_, Error>>()?;
+    let mut source = Source::open(settings, &format!("journeyflow-reader-{topic}"), &assigned, 1 << 20)?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while source.partitions().iter().any(|p| p.at_end.is_none()) {
+        if Instant::now() > deadline {
+            return Err(Error { what: format!("reading {topic} to its end"), source: KafkaError::Canceled });
+        }
+        let n =
+            source.poll(10_000, |m| out.push((m.key.unwrap_or_default().to_vec(), m.payload.map(<[u8]>::to_vec))))?;
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(out)
+}
+
 /// Counts deliveries that failed for good.
 struct DeliveryContext {
     failed: Arc<AtomicU64>,
@@ -347,6 +375,17 @@ impl Sink {
                 Err((e, _)) => return Err(Error { what: format!("sending to {topic}"), source: e }),
             }
         }
+    }
+
+    /// Queues a record whose value may be null (a tombstone, in a compacted topic), and waits
+    /// until it is acknowledged.
+    pub fn put(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), Error> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        self.producer.send(record).map_err(|(e, _)| Error { what: format!("sending to {topic}"), source: e })?;
+        self.flush(Duration::from_secs(30))
     }
 
     /// Waits until every record queued so far is acknowledged; an error if one failed for

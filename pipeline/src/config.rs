@@ -77,6 +77,8 @@ pub struct KafkaConfig {
     pub journey_actions: String,
     /// Malformed messages, with the reason in header `journeyflow.error`.
     pub dead_letter: String,
+    /// Definitions and journey statuses (compacted).
+    pub definitions: String,
     /// Partitions of output topics journeyflow creates.
     pub output_partitions: i32,
 }
@@ -94,6 +96,7 @@ impl KafkaConfig {
             journey_transitions: "journeyflow.journey_transitions".into(),
             journey_actions: "journeyflow.journey_actions".into(),
             dead_letter: "journeyflow.dead_letter".into(),
+            definitions: "journeyflow.definitions".into(),
             output_partitions: 4,
         }
     }
@@ -208,6 +211,8 @@ pub struct KafkaSection {
     pub journey_actions_topic: Option<String>,
     /// `dead_letter_topic = "journeyflow.dead_letter"`.
     pub dead_letter_topic: Option<String>,
+    /// `definitions_topic = "journeyflow.definitions"` (compacted).
+    pub definitions_topic: Option<String>,
     /// `output_partitions = 4`.
     pub output_partitions: Option<i32>,
     /// `[kafka.properties]`.
@@ -231,6 +236,7 @@ impl KafkaSection {
         c.journey_transitions = self.journey_transitions_topic.unwrap_or(c.journey_transitions);
         c.journey_actions = self.journey_actions_topic.unwrap_or(c.journey_actions);
         c.dead_letter = self.dead_letter_topic.unwrap_or(c.dead_letter);
+        c.definitions = self.definitions_topic.unwrap_or(c.definitions);
         c.output_partitions = self.output_partitions.unwrap_or(c.output_partitions).max(1);
         c.settings.properties = self.properties.unwrap_or_default();
         Ok(Some(c))

@@ -164,7 +164,7 @@ impl KafkaInput {
     }
 }
 
-/// Creates the output topics that do not exist, and returns where each event partition is
+/// Creates the output topics (and the compacted definitions topic) that do not exist, and returns where each event partition is
 /// read from: the first start resolves the start position to offsets and stores them in
 /// `dir/origins.json`; later starts read from there again (partitions added since, from their
 /// earliest offset), so a restart rebuilds the same state.
@@ -172,10 +172,11 @@ pub fn prepare(config: &KafkaConfig, dir: &std::path::Path) -> anyhow::Result<Or
     use journeyflow_connectors::kafka::{ensure_topics, partitions, watermarks, TopicSpec};
     let timeout = std::time::Duration::from_secs(30);
     let outputs = [&config.segment_changes, &config.journey_transitions, &config.journey_actions, &config.dead_letter];
-    let specs: Vec<TopicSpec> = outputs
+    let mut specs: Vec<TopicSpec> = outputs
         .iter()
         .map(|name| TopicSpec { name: name.to_string(), partitions: config.output_partitions, compacted: false })
         .collect();
+    specs.push(TopicSpec { name: config.definitions.clone(), partitions: 1, compacted: true });
     ensure_topics(&config.settings, &specs)?;
     let path = dir.join("origins.json");
     let mut stored: Vec<(String, i32, i64)> = match std::fs::read(&path) {

@@ -74,7 +74,7 @@ fn config(dir: &Path, topics: &Topics) -> PathBuf {
     let text = format!(
         "[kafka]\nbrokers = \"{}\"\ntopics = [\"{}\"]\ngroup = \"{}\"\nsegment_changes_topic = \"{}\"\n\
          journey_transitions_topic = \"{}\"\njourney_actions_topic = \"{}\"\ndead_letter_topic = \"{}\"\n\
-         output_partitions = 2\n[ingest]\nallowed_lateness = \"1m\"\n",
+         definitions_topic = \"{}\"\noutput_partitions = 2\n[ingest]\nallowed_lateness = \"1m\"\n",
         broker(),
         topics.events,
         topics.prefix,
@@ -82,6 +82,7 @@ fn config(dir: &Path, topics: &Topics) -> PathBuf {
         topics.output("journey_transitions"),
         topics.output("journey_actions"),
         topics.output("dead_letter"),
+        topics.output("definitions"),
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -282,4 +283,40 @@ fn a_checkpoint_restores_the_state_when_the_topic_no_longer_holds_what_it_covers
         .filter(|d| d["value"].as_str().is_some_and(|v| v.starts_with("truncated-")))
         .count();
     assert_eq!(fillers, 0, "the restarted run read below the checkpoint");
+}
+
+#[test]
+fn definitions_reach_a_new_process_through_the_compacted_topic() {
+    let scratch = tempfile::tempdir().unwrap();
+    let topics = Topics::new("definitions");
+    produce(&topics.events, 1, &common::repo("datasets/sample/events.ndjson"));
+    let config = config(scratch.path(), &topics);
+    // Answers come once the watermark passes the time of the call: not a minute late here.
+    let flags = ["--config", config.to_str().unwrap(), "--allowed-lateness", "1s"];
+    let first = Server::start_with(1, &scratch.path().join("a"), &flags);
+    let client = reqwest::blocking::Client::new();
+    let segments: Vec<J> =
+        serde_json::from_str(&std::fs::read_to_string(common::repo("datasets/sample/segments.json")).unwrap()).unwrap();
+    for s in &segments[..2] {
+        let status = client.post(first.url("/v1/segments")).json(s).send().unwrap().status();
+        assert_eq!(status, reqwest::StatusCode::CREATED);
+    }
+    let (kept, removed) = (segments[0]["id"].as_str().unwrap(), segments[1]["id"].as_str().unwrap());
+    let status = client.delete(first.url(&format!("/v1/segments/{removed}"))).send().unwrap().status();
+    assert!(status.is_success(), "{status}");
+    assert_eq!(first.stop().code(), Some(0));
+    // The topic: the kept segment's definition, the removed one's tombstone last.
+    let records = consume(&topics.output("definitions"), scratch.path());
+    let last =
+        |key: &str| records.iter().rev().find(|r| r["key"] == format!("segment/{key}")).map(|r| r["value"].clone());
+    assert_eq!(last(kept).unwrap()["id"], kept);
+    assert_eq!(last(removed), Some(J::Null), "{records:?}");
+    // A process with a data directory of its own starts with what the topic holds.
+    let second = Server::start_with(1, &scratch.path().join("b"), &flags);
+    let listed: J = client.get(second.url("/v1/segments")).send().unwrap().json().unwrap();
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![kept]);
+    let members = client.get(second.url(&format!("/v1/segments/{kept}/members"))).send().unwrap();
+    assert!(members.status().is_success(), "{}", members.status());
+    assert_eq!(second.stop().code(), Some(0));
 }

@@ -14,7 +14,7 @@ use journeyflow_connectors::wal::Wal;
 use journeyflow_connectors::webhook::Webhooks;
 use journeyflow_control_api::auth::Auth;
 use journeyflow_control_api::handle::{Answer, EngineHandle, JourneyEntry, Request};
-use journeyflow_control_api::store::Store;
+use journeyflow_control_api::store::{Mirror, Store};
 use journeyflow_control_api::{router, AppState};
 use journeyflow_types::{parse_journeys, parse_segments};
 use std::net::SocketAddr;
@@ -194,6 +194,17 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // With Kafka, definitions are kept in a compacted topic too; a process without a store of
+    // its own starts from what the topic holds.
+    let store = Arc::new(match (&args.kafka, &kafka) {
+        (Some(config), Some((_, _, sink))) => {
+            let (held, values) = Mirror::read(&config.settings, &config.definitions)
+                .with_context(|| format!("reading the definitions topic {}", config.definitions))?;
+            let mirror = Mirror { sink: sink.clone(), topic: config.definitions.clone(), held: Mutex::new(values) };
+            Store::mirrored(&args.data_dir, mirror, held)?
+        }
+        _ => Store::new(&args.data_dir),
+    });
     let shared = Arc::new(Shared {
         handle: handle.clone(),
         requests: Mutex::new(Some(requests)),
@@ -260,7 +271,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async {
-        let store = Arc::new(Store::new(&args.data_dir));
+        let store = store.clone();
         let state = AppState {
             engine: handle.clone(),
             wal,

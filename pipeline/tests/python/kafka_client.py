@@ -89,9 +89,9 @@ def consume(brokers, topic, out):
                     continue
                 raise KafkaException(msg.error())
             at_end.discard(msg.partition())
-            value = msg.value().decode()
+            value = msg.value().decode() if msg.value() is not None else None
             try:
-                value = json.loads(value)
+                value = json.loads(value) if value is not None else None
             except ValueError:
                 pass
             headers = {k: v.decode() for k, v in (msg.headers() or [])}
