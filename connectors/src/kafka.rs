@@ -293,11 +293,7 @@ pub type KeyValue = (Vec<u8>, Option<Vec<u8>>);
 
 /// Every record of `topic` from its start to its end: `(key, value)`, a `None` value for a
 /// tombstone.
-pub fn read_topic(
-    settings: &Settings,
-    topic: &str,
-    timeout: Duration,
-) -> Result<Vec<KeyValue>, Error> {
+pub fn read_topic(settings: &Settings, topic: &str, timeout: Duration) -> Result<Vec<KeyValue>, Error> {
     let parts = partitions(settings, &[topic.to_string()], timeout)?;
     let assigned: Vec<(String, i32, i64)> = parts
         .iter()

@@ -17,14 +17,17 @@ pub struct Store {
     mirror: Option<Mirror>,
 }
 
+/// The latest value of each key of the definitions topic.
+pub type Held = BTreeMap<String, Vec<u8>>;
+
 /// The compacted topic the store is written to.
 pub struct Mirror {
     /// The producer.
     pub sink: std::sync::Arc<journeyflow_connectors::kafka::Sink>,
     /// The topic.
     pub topic: String,
-    /// What the topic holds: the latest value of each key.
-    pub held: std::sync::Mutex<BTreeMap<String, Vec<u8>>>,
+    /// What the topic holds.
+    pub held: std::sync::Mutex<Held>,
 }
 
 impl Mirror {
@@ -33,9 +36,9 @@ impl Mirror {
     pub fn read(
         settings: &journeyflow_connectors::kafka::Settings,
         topic: &str,
-    ) -> anyhow::Result<(Option<Value>, BTreeMap<String, Vec<u8>>)> {
+    ) -> anyhow::Result<(Option<Value>, Held)> {
         let records = journeyflow_connectors::kafka::read_topic(settings, topic, std::time::Duration::from_secs(30))?;
-        let mut latest: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut latest = Held::new();
         for (key, value) in records {
             let key = String::from_utf8_lossy(&key).into_owned();
             match value {
