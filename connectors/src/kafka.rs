@@ -274,8 +274,9 @@ impl Source {
         Some((high - p.next).max(0))
     }
 
-    /// Commits `(partition index, next offset)` pairs to the group, without waiting.
-    pub fn commit(&self, offsets: &[(usize, i64)]) -> Result<(), Error> {
+    /// Commits `(partition index, next offset)` pairs to the group (waiting for the broker's
+    /// answer when `wait`).
+    pub fn commit(&self, offsets: &[(usize, i64)], wait: bool) -> Result<(), Error> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -284,7 +285,8 @@ impl Source {
             let p = &self.parts[*part];
             list.add_partition_offset(&p.topic, p.partition, Offset::Offset(*offset)).map_err(context("committing"))?;
         }
-        self.consumer.commit(&list, CommitMode::Async).map_err(context("committing offsets"))
+        let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
+        self.consumer.commit(&list, mode).map_err(context("committing offsets"))
     }
 }
 

@@ -135,8 +135,9 @@ impl KafkaInput {
     }
 
     /// Commits, per partition, the offsets below the first message whose outputs may come at
-    /// or after `durable` (every output before `durable` is in every sink).
-    pub fn commit(&mut self, durable: Time) -> anyhow::Result<()> {
+    /// or after `durable` (every output before `durable` is in every sink); `last`: the
+    /// worker stops, so wait for the broker's answer.
+    pub fn commit(&mut self, durable: Time, last: bool) -> anyhow::Result<()> {
         let mut offsets = Vec::new();
         for (i, p) in self.source.partitions().iter().enumerate() {
             let kept = &mut self.times[i];
@@ -149,7 +150,7 @@ impl KafkaInput {
                 offsets.push((i, upto));
             }
         }
-        self.source.commit(&offsets)?;
+        self.source.commit(&offsets, last)?;
         Ok(())
     }
 

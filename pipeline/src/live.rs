@@ -200,7 +200,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             sinks.sync()?;
             shared.output_frontiers[index].store(frontier, Ordering::Relaxed);
             if let Some(kafka) = &mut inputs.kafka {
-                kafka.commit(shared.durable.load(Ordering::Relaxed))?;
+                kafka.commit(shared.durable.load(Ordering::Relaxed), done)?;
                 kafka.publish_lag(&shared.handle.progress);
             }
             // This worker's part of a checkpoint asked for.

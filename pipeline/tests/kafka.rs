@@ -128,7 +128,20 @@ fn outputs_read_back_from_kafka_equal_replay_and_bad_messages_reach_the_dead_let
     let server = start_with(2, &data, &config(scratch.path(), &topics), &flags);
     wait_durable_past(&data, expected.as_of);
     assert_eq!(processed(&server), lines);
+    let metrics = reqwest::blocking::get(server.url("/metrics")).unwrap().text().unwrap();
+    for p in 0..3 {
+        let lag = format!(
+            "journeyflow_source_lag_messages{{source=\"kafka\",topic=\"{}\",partition=\"{p}\"}} 0",
+            topics.events
+        );
+        assert!(metrics.contains(&lag), "no {lag} in {metrics}");
+    }
     assert_eq!(server.stop().code(), Some(0));
+    // Everything read had its outputs in every sink: the group's offsets are at the end.
+    let committed: J =
+        serde_json::from_str(&client(&["committed", &broker(), &topics.prefix, &topics.events])).unwrap();
+    let total: i64 = committed.as_object().unwrap().values().map(|o| o.as_i64().unwrap()).sum();
+    assert_eq!(total, lines as i64, "committed offsets {committed}");
     for kind in KINDS {
         assert!(!expected.records[kind].is_empty(), "{kind}: nothing to compare");
         let records = consume(&topics.output(kind), scratch.path());

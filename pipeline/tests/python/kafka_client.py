@@ -6,6 +6,7 @@ client): `produce` writes the lines of an NDJSON file to a new topic, keyed by u
     kafka_client.py produce BROKERS TOPIC PARTITIONS FILE   (PARTITIONS 0: the topic exists)
     kafka_client.py consume BROKERS TOPIC OUT
     kafka_client.py truncate BROKERS TOPIC '[COUNT, ...]'
+    kafka_client.py committed BROKERS GROUP TOPIC
 """
 
 import json
@@ -128,6 +129,15 @@ def truncate(brokers, topic, counts):
         raise SystemExit("filler records undelivered")
 
 
+def committed(brokers, group, topic):
+    """Prints the offsets `group` committed for each partition of `topic` (-1: none)."""
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+    partitions = sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+    offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
+    print(json.dumps({str(tp.partition): tp.offset for tp in offsets}))
+    consumer.close()
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"produce": produce, "consume": consume, "truncate": truncate}[command](*args)
+    {"produce": produce, "consume": consume, "truncate": truncate, "committed": committed}[command](*args)
