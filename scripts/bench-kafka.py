@@ -82,7 +82,7 @@ class Run:
     def __init__(self, topic, definitions):
         self.data = tempfile.mkdtemp(prefix="jf-kafka-bench-")
         args = [binary, "run", "--listen", "127.0.0.1:0", "--workers", workers, "--data-dir", self.data,
-                "--kafka-brokers", broker, "--kafka-topics", topic, "--kafka-group", f"{topic}-{len(definitions)}",
+                "--kafka-brokers", broker, "--kafka-topics", topic, "--kafka-group", f"{topic}-{int(definitions)}",
                 "--allowed-lateness", "1m"]
         if definitions:
             args += ["--segments", f"{sample}/segments.json", "--journeys", f"{sample}/journeys.json"]
@@ -197,10 +197,13 @@ if tansu:
     tansu.terminate()
 
 lags = sorted(s["lag"] for s in half)
+# What the producer sent and the workers had not read yet (producer batching included).
+behind = sorted(s["sent"] - s["processed"] for s in half)
 result = {
     "events": count, "workers": int(workers), "produce_rate": produce_rate,
     "rate": rate, "baseline_rate": base_rate, "peak_rss": peak, "baseline_peak_rss": base_peak,
     "half": {"target_rate": rate / 2, "sent": sent_half, "lag_max": lags[-1], "lag_median": lags[len(lags) // 2],
+             "behind_max": behind[-1], "behind_median": behind[len(behind) // 2],
              "peak_rss": half_peak, "samples": half},
     "overload": {"sent": sent_over, "offered_rate": sent_over / 30, "peak_rss": over_peak, "samples": over},
 }
@@ -213,9 +216,13 @@ print(f"| run | events/s from Kafka | ratio to baseline | peak RSS |")
 print(f"| --- | --- | --- | --- |")
 print(f"| S1-S6 + J1-J2 | {rate:,.0f} | {rate / base_rate:.2f} | {mb(peak)} |")
 print(f"| no definitions (baseline) | {base_rate:,.0f} | 1.00 | {mb(base_peak)} |")
-print(f"half rate ({rate / 2:,.0f}/s for 60 s, {sent_half:,} sent): lag median {lags[len(lags) // 2]:,.0f}, "
-      f"max {lags[-1]:,.0f} messages; peak RSS {mb(half_peak)}")
+print(f"half rate ({rate / 2:,.0f}/s for 60 s, {sent_half:,} sent): consumer lag median {lags[len(lags) // 2]:,.0f}, "
+      f"max {lags[-1]:,.0f} messages; sent but not read yet median {behind[len(behind) // 2]:,.0f}, max "
+      f"{behind[-1]:,.0f}; peak RSS {mb(half_peak)}")
 rss = [s["rss"] for s in over]
+# Memory per event read, overloaded and not: the backlog stays in Kafka, not in memory.
+per_event = lambda samples: samples[-1]["rss"] / max(samples[-1]["processed"], 1)
 print(f"overload ({sent_over / 30:,.0f}/s offered, {sent_over / 30 / rate:.1f}x the measured rate): lag "
       f"{over[0]['lag']:,.0f} -> {over[-1]['lag']:,.0f} messages; RSS at 5 s {mb(rss[min(5, len(rss) - 1)])}, "
-      f"at the end {mb(rss[-1])}, peak {mb(over_peak)}")
+      f"at the end {mb(rss[-1])}, peak {mb(over_peak)}; RSS per event read {per_event(over):.0f} B "
+      f"(at half rate: {per_event(half):.0f} B)")

@@ -123,9 +123,10 @@ pub fn ensure_topics(settings: &Settings, topics: &[TopicSpec]) -> Result<(), Er
     Ok(())
 }
 
-/// The high offsets librdkafka last reported, by `(topic, partition)`.
+/// What librdkafka's statistics last said of each `(topic, partition)`: its high offset and
+/// the offset the application read up to, at the same moment (when known).
 #[derive(Default)]
-struct Highs(Mutex<HashMap<(String, i32), i64>>);
+struct Highs(Mutex<HashMap<(String, i32), (i64, Option<i64>)>>);
 
 /// The consumer's context: keeps the high offsets its statistics report.
 struct SourceContext {
@@ -145,7 +146,7 @@ impl ClientContext for SourceContext {
         for (name, topic) in statistics.topics {
             for (id, p) in topic.partitions {
                 if id >= 0 && p.hi_offset >= 0 {
-                    highs.insert((name.clone(), id), p.hi_offset);
+                    highs.insert((name.clone(), id), (p.hi_offset, (p.app_offset >= 0).then_some(p.app_offset)));
                 }
             }
         }
@@ -183,7 +184,6 @@ pub struct Received<'a> {
 pub struct Source {
     consumer: BaseConsumer<SourceContext>,
     parts: Vec<PartitionState>,
-    index: HashMap<(String, i32), usize>,
     highs: Arc<Highs>,
 }
 
@@ -225,8 +225,7 @@ impl Source {
                 at_end: None,
             })
             .collect();
-        let index = parts.iter().enumerate().map(|(i, p)| ((p.topic.clone(), p.partition), i)).collect();
-        Ok(Source { consumer, parts, index, highs })
+        Ok(Source { consumer, parts, highs })
     }
 
     /// The partitions read, in the order given to `open`.
@@ -241,7 +240,9 @@ impl Source {
             match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => {
-                    let Some(&part) = self.index.get(&(message.topic().to_string(), message.partition())) else {
+                    let (topic, partition) = (message.topic(), message.partition());
+                    let Some(part) = self.parts.iter().position(|p| p.partition == partition && p.topic == topic)
+                    else {
                         continue;
                     };
                     let state = &mut self.parts[part];
@@ -255,7 +256,7 @@ impl Source {
                     // that number that has nothing more to read.
                     let highs = self.highs.0.lock().expect("lock");
                     for p in self.parts.iter_mut().filter(|p| p.partition == partition && p.at_end.is_none()) {
-                        let high = highs.get(&(p.topic.clone(), p.partition)).copied();
+                        let high = highs.get(&(p.topic.clone(), p.partition)).map(|h| h.0);
                         if high.is_none_or(|h| p.next >= h) {
                             p.at_end = Some(Instant::now());
                         }
@@ -267,11 +268,12 @@ impl Source {
         Ok(n)
     }
 
-    /// Messages not read yet in a partition, as of librdkafka's last statistics.
+    /// Messages not read yet in a partition, as of librdkafka's last statistics (high offset
+    /// and read position of one moment, at most a second old).
     pub fn lag(&self, part: usize) -> Option<i64> {
         let p = &self.parts[part];
-        let high = *self.highs.0.lock().expect("lock").get(&(p.topic.clone(), p.partition))?;
-        Some((high - p.next).max(0))
+        let (high, read) = *self.highs.0.lock().expect("lock").get(&(p.topic.clone(), p.partition))?;
+        Some((high - read.unwrap_or(p.next)).max(0))
     }
 
     /// Commits `(partition index, next offset)` pairs to the group (waiting for the broker's

@@ -44,6 +44,24 @@ fn format<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> Error + '_ {
 pub fn write_json_rows(path: &Path, schema: &SchemaRef, rows: &[u8]) -> Result<usize, Error> {
     let mut decoder =
         ReaderBuilder::new(schema.clone()).with_batch_size(65_536).build_decoder().map_err(format(path))?;
+    let mut batches = Vec::new();
+    let mut rest = rows;
+    loop {
+        let used = decoder.decode(rest).map_err(format(path))?;
+        rest = &rest[used..];
+        if let Some(batch) = decoder.flush().map_err(format(path))? {
+            batches.push(batch);
+        }
+        if rest.is_empty() {
+            break;
+        }
+    }
+    write_batches(path, schema, &batches)
+}
+
+/// Writes record batches as one Parquet file at `path`, atomically; returns the number of
+/// rows.
+pub fn write_batches(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<usize, Error> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(path))?;
     }
@@ -54,18 +72,10 @@ pub fn write_json_rows(path: &Path, schema: &SchemaRef, rows: &[u8]) -> Result<u
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(format(path))?;
-    let mut rest = rows;
     let mut n = 0;
-    loop {
-        let used = decoder.decode(rest).map_err(format(path))?;
-        rest = &rest[used..];
-        if let Some(batch) = decoder.flush().map_err(format(path))? {
-            n += batch.num_rows();
-            writer.write(&batch).map_err(format(path))?;
-        }
-        if rest.is_empty() {
-            break;
-        }
+    for batch in batches {
+        n += batch.num_rows();
+        writer.write(batch).map_err(format(path))?;
     }
     let file = writer.into_inner().map_err(format(path))?;
     file.sync_all().map_err(io(&tmp))?;

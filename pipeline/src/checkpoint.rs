@@ -6,8 +6,9 @@
 //! their times and reads the sources from its positions: nothing below them is read again,
 //! so a topic may have lost those messages (retention shorter than the windows).
 
+use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use journeyflow_connectors::parquet_file::{read_batches, write_json_rows};
+use journeyflow_connectors::parquet_file::{read_batches, write_batches};
 use journeyflow_operators::Time;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -65,19 +66,13 @@ fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("time", DataType::UInt64, false), Field::new("line", DataType::Utf8, false)]))
 }
 
-#[derive(Serialize, Deserialize)]
-struct Row<'a> {
-    time: Time,
-    #[serde(borrow)]
-    line: std::borrow::Cow<'a, str>,
-}
-
 /// The events one worker read since the last checkpoint, written as the open checkpoint's.
 pub struct Recorder {
     root: PathBuf,
     writer: String,
     seq: u64,
-    rows: Vec<u8>,
+    times: UInt64Builder,
+    lines: StringBuilder,
     n: usize,
     chunks: usize,
     files: Vec<String>,
@@ -90,7 +85,8 @@ impl Recorder {
             root: root.to_path_buf(),
             writer: format!("{index}of{peers}"),
             seq,
-            rows: Vec::new(),
+            times: UInt64Builder::new(),
+            lines: StringBuilder::new(),
             n: 0,
             chunks: 0,
             files: Vec::new(),
@@ -104,8 +100,8 @@ impl Recorder {
 
     /// An event (its line as read) entered at `time`.
     pub fn record(&mut self, time: Time, line: &str) -> anyhow::Result<()> {
-        serde_json::to_writer(&mut self.rows, &Row { time, line: line.into() })?;
-        self.rows.push(b'\n');
+        self.times.append_value(time);
+        self.lines.append_value(line);
         self.n += 1;
         if self.n >= CHUNK {
             self.write_chunk()?;
@@ -118,10 +114,12 @@ impl Recorder {
             return Ok(());
         }
         let name = format!("{}/events-{}-{}.parquet", self.seq, self.writer, self.chunks);
-        write_json_rows(&self.root.join(&name), &schema(), &self.rows)?;
+        let columns: Vec<arrow::array::ArrayRef> =
+            vec![std::sync::Arc::new(self.times.finish()), std::sync::Arc::new(self.lines.finish())];
+        let batch = RecordBatch::try_new(schema(), columns)?;
+        write_batches(&self.root.join(&name), &schema(), &[batch])?;
         self.files.push(name);
         self.chunks += 1;
-        self.rows.clear();
         self.n = 0;
         Ok(())
     }
