@@ -126,7 +126,10 @@ pub fn ensure_topics(settings: &Settings, topics: &[TopicSpec]) -> Result<(), Er
 /// What librdkafka's statistics last said of each `(topic, partition)`: its high offset and
 /// the offset the application read up to, at the same moment (when known).
 #[derive(Default)]
-struct Highs(Mutex<HashMap<(String, i32), (i64, Option<i64>)>>);
+struct Highs(Mutex<HashMap<(String, i32), Snapshot>>);
+
+/// A partition's high offset, and the offset read up to (when known), at one moment.
+type Snapshot = (i64, Option<i64>);
 
 /// The consumer's context: keeps the high offsets its statistics report.
 struct SourceContext {
