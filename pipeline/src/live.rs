@@ -3,10 +3,11 @@
 //! moves the watermark (per partition; with the wall clock once every partition is read to
 //! its end and quiet), applies sequenced requests from the control API, answers membership
 //! queries as of their agreed time, and writes outputs to its sinks. Worker 0 takes requests
-//! from the handle and sequences them for everyone, as of the wall-clock time it receives
-//! them, after logging changes to the control log; at start it applies that log again, each
-//! request at its time. Each worker publishes how far its outputs are written and synced;
-//! the run makes the lowest durable and Kafka offsets below it are committed.
+//! from the handle and sequences them for everyone as of the wall-clock time it receives
+//! them; it logs each change to the control log before it applies, and at start applies that
+//! log again, each request at its time. Each worker publishes how far its outputs are written
+//! and synced, and gives its part of a checkpoint when asked; one thread (`make_durable`,
+//! `Checkpointer`) makes the lowest frontier durable and completes checkpoints.
 
 use crate::archive::Archives;
 use crate::checkpoint::{Manifest, Part};
