@@ -1,6 +1,8 @@
 //! The synthetic workload of `../shared/BENCHMARK.md`: users `u<N>` with a skewed
-//! (Zipf-like) activity, a product funnel, and `identify` calls whose `plan`, `country`
-//! and `email` traits change over time. Event `i` is a pure function of `(seed, i)`.
+//! (Zipf-like) activity who come in sessions (browsing, shopping down the product funnel,
+//! answering an email), and `identify` calls whose `plan` and `country` traits change over
+//! time. Event `i` is a pure function of `(seed, i)`: it belongs to session `i / 8`, whose
+//! user, kind and start are drawn from `(seed, session)`, so any slice can be made alone.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -20,7 +22,7 @@ pub struct GeneratorConfig {
     pub start_ms: u64,
     /// Span of event time.
     pub span_ms: u64,
-    /// Events are out of time order by up to this much.
+    /// Session starts are out of time order by up to this much.
     pub jitter_ms: u64,
 }
 
@@ -37,18 +39,36 @@ impl Default for GeneratorConfig {
     }
 }
 
+/// Events per session: event `i` is step `i % SESSION` of session `i / SESSION`.
+pub const SESSION: u64 = 8;
+/// Traits hold for an era of this long (shifted per user), then may change.
+const ERA_MS: u64 = 21 * 86_400_000;
 const PLANS: [(&str, u32); 3] = [("free", 70), ("pro", 25), ("enterprise", 5)];
 const COUNTRIES: [&str; 8] = ["US", "CA", "GB", "DE", "FR", "BR", "IN", "JP"];
 const CATEGORIES: [&str; 5] = ["books", "music", "games", "garden", "kitchen"];
-/// Event names with their weights out of 100; the rest are identify calls.
-const TRACKS: [(&str, u32); 6] = [
-    ("Page Viewed", 30),
-    ("Product Viewed", 30),
-    ("Product Added", 10),
-    ("Cart Viewed", 8),
-    ("Order Completed", 5),
-    ("Email Opened", 9),
-];
+
+/// What a session is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Pages and products, nothing bought.
+    Browse,
+    /// Down the funnel: products, the cart, and maybe an order.
+    Shop {
+        /// Whether the cart ends in an order.
+        orders: bool,
+    },
+    /// Opens a campaign email, then looks around.
+    Email,
+}
+
+/// A session: its user, kind, and when it starts.
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    user: u64,
+    kind: Kind,
+    start: u64,
+    identifies: bool,
+}
 
 fn mix(mut z: u64) -> u64 {
     // splitmix64 finaliser: decorrelates (seed, index) pairs.
@@ -58,64 +78,108 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+fn rng(parts: &[u64]) -> SmallRng {
+    SmallRng::seed_from_u64(parts.iter().fold(0x5EED, |acc, p| mix(acc ^ mix(*p))))
+}
+
+fn session(config: &GeneratorConfig, k: u64) -> Session {
+    let mut r = rng(&[config.seed, k, 0]);
+    let first = k * SESSION;
+    let base = config.start_ms + (first as u128 * config.span_ms as u128 / config.events.max(1) as u128) as u64;
+    // Skewed activity: low user numbers are much more active.
+    let u: f64 = r.gen();
+    let user = ((u.powf(2.5) * config.users as f64) as u64).min(config.users.saturating_sub(1));
+    let roll = r.gen_range(0..100u32);
+    let kind = match roll {
+        0..=49 => Kind::Browse,
+        50..=84 => Kind::Shop { orders: r.gen_bool(0.4) },
+        _ => Kind::Email,
+    };
+    Session { user, kind, start: base + r.gen_range(0..=config.jitter_ms), identifies: r.gen_bool(0.6) }
+}
+
+/// The name of step `j` of a session (`None`: an identify call).
+fn step_name(s: &Session, j: u64) -> Option<&'static str> {
+    if j == 0 && s.identifies {
+        return None;
+    }
+    Some(match (s.kind, j) {
+        (Kind::Email, 0 | 1) => "Email Opened",
+        (Kind::Shop { .. }, 4) => "Product Added",
+        (Kind::Shop { .. }, 5) => "Cart Viewed",
+        (Kind::Shop { orders: true }, 6) => "Order Completed",
+        (Kind::Shop { .. }, 7) => "Product Added",
+        (_, j) if j % 3 == 0 => "Page Viewed",
+        _ => "Product Viewed",
+    })
+}
+
+/// A user's traits in the era holding `ts`: the plan may change from one era to the next,
+/// and a few users move country.
+fn traits(config: &GeneratorConfig, user: u64, ts: u64) -> (&'static str, &'static str) {
+    let shift = mix(config.seed ^ user) % ERA_MS;
+    let era = (ts + shift) / ERA_MS;
+    let mut r = rng(&[config.seed, user, era, 1]);
+    let p = r.gen_range(0..100u32);
+    let plan = if p < PLANS[0].1 {
+        PLANS[0].0
+    } else if p < PLANS[0].1 + PLANS[1].1 {
+        PLANS[1].0
+    } else {
+        PLANS[2].0
+    };
+    let home = (mix(config.seed ^ mix(user)) % COUNTRIES.len() as u64) as usize;
+    let moved = r.gen_range(0..10u32) == 0;
+    let country = COUNTRIES[if moved { r.gen_range(0..COUNTRIES.len()) } else { home }];
+    (plan, country)
+}
+
 /// Writes event `i` as one JSON line (without the newline) into `out`.
 pub fn event_line(config: &GeneratorConfig, i: u64, out: &mut String) {
-    let mut rng = SmallRng::seed_from_u64(mix(config.seed ^ mix(i)));
-    let base = config.start_ms + (i as u128 * config.span_ms as u128 / config.events.max(1) as u128) as u64;
-    let ts = base + rng.gen_range(0..=config.jitter_ms);
-    // Skewed activity: low user numbers are much more active.
-    let u: f64 = rng.gen();
-    let user = ((u.powf(2.5) * config.users as f64) as u64).min(config.users.saturating_sub(1));
-    let roll = rng.gen_range(0..100u32);
-    let mut acc = 0;
-    let track = TRACKS.iter().find(|(_, w)| {
-        acc += w;
-        roll < acc
-    });
+    let (k, j) = (i / SESSION, i % SESSION);
+    let s = session(config, k);
+    let mut r = rng(&[config.seed, k, j + 1]);
+    // Steps 15 s to 2 min apart: a session lasts a few minutes.
+    let ts = s.start + (0..j).map(|step| 15_000 + mix(config.seed ^ mix(k * SESSION + step)) % 105_000).sum::<u64>();
+    let user = s.user;
     let _ = write!(out, r#"{{"messageId":"g{}-{}","userId":"u{}","timestamp":{}"#, config.seed, i, user, ts);
-    match track {
-        None => {
-            let p = rng.gen_range(0..100u32);
-            let plan = if p < PLANS[0].1 {
-                PLANS[0].0
-            } else if p < PLANS[0].1 + PLANS[1].1 {
-                PLANS[1].0
-            } else {
-                PLANS[2].0
-            };
-            let country = COUNTRIES[rng.gen_range(0..COUNTRIES.len())];
+    let Some(name) = step_name(&s, j) else {
+        let (plan, country) = traits(config, user, ts);
+        let _ = write!(
+            out,
+            r#","type":"identify","traits":{{"plan":"{plan}","country":"{country}","email":"user{user}@example.com"}}}}"#
+        );
+        return;
+    };
+    let _ = write!(out, r#","type":"track","event":"{name}","properties":{{"#);
+    match name {
+        "Order Completed" => {
+            let cents = r.gen_range(500..25_000u64);
+            let _ = write!(out, r#""revenue":{}.{:02},"currency":"USD""#, cents / 100, cents % 100);
+        }
+        "Product Viewed" | "Product Added" => {
+            // Within a session, products come from one category.
+            let category = (mix(config.seed ^ mix(k)) % CATEGORIES.len() as u64) as u32;
+            let product = r.gen_range(0..1_000u32) * 5 + category;
+            let cents = 100 + (product as u64 * 37) % 20_000;
             let _ = write!(
                 out,
-                r#","type":"identify","traits":{{"plan":"{plan}","country":"{country}","email":"user{user}@example.com"}}}}"#
+                r#""product_id":"p{product}","category":"{}","price":{}.{:02}"#,
+                CATEGORIES[category as usize],
+                cents / 100,
+                cents % 100
             );
         }
-        Some((name, _)) => {
-            let _ = write!(out, r#","type":"track","event":"{name}","properties":{{"#);
-            match *name {
-                "Order Completed" => {
-                    let cents = rng.gen_range(500..25_000u64);
-                    let _ = write!(out, r#""revenue":{}.{:02},"currency":"USD""#, cents / 100, cents % 100);
-                }
-                "Product Viewed" | "Product Added" => {
-                    let product = rng.gen_range(0..5_000u32);
-                    let category = CATEGORIES[(product % 5) as usize];
-                    let cents = 100 + (product as u64 * 37) % 20_000;
-                    let _ = write!(
-                        out,
-                        r#""product_id":"p{product}","category":"{category}","price":{}.{:02}"#,
-                        cents / 100,
-                        cents % 100
-                    );
-                }
-                "Page Viewed" => {
-                    let page = rng.gen_range(0..50u32);
-                    let _ = write!(out, r#""path":"/page/{page}""#);
-                }
-                _ => {}
-            }
-            out.push_str("}}");
+        "Page Viewed" => {
+            let page = r.gen_range(0..50u32);
+            let _ = write!(out, r#""path":"/page/{page}""#);
         }
+        "Email Opened" => {
+            let _ = write!(out, r#""campaign":"c{}""#, (s.start / (7 * 86_400_000)) % 100);
+        }
+        _ => {}
     }
+    out.push_str("}}");
 }
 
 /// Writes events `range` as NDJSON.
@@ -133,6 +197,18 @@ pub fn write_ndjson<W: Write>(config: &GeneratorConfig, range: std::ops::Range<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as J;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn events(config: &GeneratorConfig) -> Vec<J> {
+        (0..config.events)
+            .map(|i| {
+                let mut line = String::new();
+                event_line(config, i, &mut line);
+                serde_json::from_str(&line).unwrap()
+            })
+            .collect()
+    }
 
     #[test]
     fn each_event_depends_only_on_seed_and_index() {
@@ -140,7 +216,7 @@ mod tests {
         let mut whole = Vec::new();
         write_ndjson(&config, 0..1000, &mut whole).unwrap();
         let mut tail = Vec::new();
-        write_ndjson(&config, 500..1000, &mut tail).unwrap();
+        write_ndjson(&config, 501..1000, &mut tail).unwrap();
         assert!(whole.ends_with(&tail));
         let other = GeneratorConfig { seed: 2, ..config.clone() };
         let mut different = Vec::new();
@@ -149,15 +225,50 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_valid_json_with_the_funnel() {
-        let config = GeneratorConfig { events: 2000, users: 100, ..Default::default() };
-        let mut names = std::collections::BTreeSet::new();
-        for i in 0..config.events {
-            let mut line = String::new();
-            event_line(&config, i, &mut line);
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            names.insert(v.get("event").and_then(|e| e.as_str()).unwrap_or("identify").to_string());
+    fn sessions_walk_the_funnel_and_activity_is_skewed() {
+        let config = GeneratorConfig { events: 80_000, users: 1_000, ..Default::default() };
+        let all = events(&config);
+        let mut names: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &all {
+            *names.entry(e.get("event").and_then(J::as_str).unwrap_or("identify").to_string()).or_default() += 1;
         }
+        let share = |n: &str| names[n] as f64 / all.len() as f64;
         assert_eq!(names.len(), 7, "{names:?}");
+        // The funnel narrows: views > adds > carts > orders.
+        assert!(share("Product Viewed") > share("Product Added"), "{names:?}");
+        assert!(share("Product Added") > share("Cart Viewed"), "{names:?}");
+        assert!(share("Cart Viewed") > share("Order Completed") && share("Order Completed") > 0.01, "{names:?}");
+        // Every order follows a cart view by the same user in the same session.
+        for (i, e) in all.iter().enumerate() {
+            if e["event"] == "Order Completed" {
+                let cart = &all[i - 1];
+                assert_eq!((cart["event"].as_str(), &cart["userId"]), (Some("Cart Viewed"), &e["userId"]));
+                assert!(cart["timestamp"].as_u64() < e["timestamp"].as_u64());
+            }
+        }
+        // Skew: the most active tenth of the users makes far more than a tenth of the events.
+        let mut per_user: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &all {
+            *per_user.entry(e["userId"].as_str().unwrap()).or_default() += 1;
+        }
+        let mut counts: Vec<u64> = per_user.values().copied().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let top: u64 = counts[..counts.len() / 10].iter().sum();
+        assert!(top as f64 > 0.3 * all.len() as f64, "top tenth made {top} of {}", all.len());
+    }
+
+    #[test]
+    fn traits_change_over_time_but_not_within_an_era() {
+        let config = GeneratorConfig { events: 200_000, users: 200, ..Default::default() };
+        let mut plans: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for e in events(&config).iter().filter(|e| e["type"] == "identify") {
+            let user = e["userId"].as_str().unwrap().to_string();
+            assert_eq!(e["traits"]["email"], format!("user{}@example.com", &user[1..]));
+            plans.entry(user).or_default().insert(e["traits"]["plan"].as_str().unwrap().to_string());
+        }
+        let changed = plans.values().filter(|p| p.len() > 1).count();
+        assert!(changed > plans.len() / 4, "{changed} of {} users changed plan", plans.len());
+        let ts = config.start_ms + 5 * 86_400_000;
+        assert_eq!(traits(&config, 7, ts), traits(&config, 7, ts + 1));
     }
 }

@@ -1,4 +1,4 @@
-//! `journeyflow replay`: an NDJSON event file through the same dataflow as the live
+//! `journeyflow replay`: an NDJSON or Parquet event file through the same dataflow as the live
 //! pipeline, up to an as-of time, into `segment_changes.ndjson`, `members.ndjson`,
 //! `dead_letter.ndjson` and `summary.json` (with `--journeys`, also
 //! `journey_transitions.ndjson`, `journey_actions.ndjson`, `journey_members.ndjson` and
@@ -9,7 +9,8 @@ use crate::record_id::Ids;
 use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
 use crate::segment_output::ChangeLine;
 use anyhow::Context;
-use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader};
+use journeyflow_connectors::event_parquet::PartRows;
+use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader, RawRecord};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_types::{parse_journeys, parse_segments, SegmentDefinition};
 use serde::Serialize;
@@ -23,7 +24,8 @@ use std::time::Instant;
 /// Arguments of `journeyflow replay`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
-    /// NDJSON file of Segment-spec events.
+    /// Segment-spec events: NDJSON, or Parquet (a `.parquet` file as `journeyflow generate
+    /// --format parquet` writes it).
     #[arg(long)]
     pub events: PathBuf,
     /// JSON array of segment definitions.
@@ -128,19 +130,31 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     let bar = progress_bar(&args.events, progress.clone(), config.workers);
     let (path, max, batch) = (args.events.clone(), args.max_record_bytes, args.batch_size.max(1));
     let journeys = plans.clone();
+    let parquet = is_parquet(&args.events);
     let output = run(defs.clone(), plans, config, progress, move |index, peers| {
-        let reader = PartReader::open(&path, index, peers, max)?;
-        Ok(batched(reader, batch))
+        let records: Box<dyn Iterator<Item = std::io::Result<RawRecord>>> = if parquet {
+            Box::new(
+                PartRows::open(&path, index, peers)
+                    .map_err(std::io::Error::other)?
+                    .map(|r| r.map_err(std::io::Error::other)),
+            )
+        } else {
+            Box::new(PartReader::open(&path, index, peers, max)?)
+        };
+        Ok(batched(records, batch))
     });
     if let Some((bar, handle)) = bar {
         let _ = handle.join();
         bar.finish_and_clear();
     }
     let mut output = output?;
-    // Parts are read without counting lines; number only the rejected ones.
-    let offsets: Vec<u64> = output.dead_letters.iter().map(|d| d.offset).collect();
-    for (d, line) in output.dead_letters.iter_mut().zip(line_numbers(&args.events, &offsets)?) {
-        d.line = Some(line);
+    // NDJSON parts are read without counting lines; number only the rejected ones (Parquet
+    // rows come numbered).
+    if !parquet {
+        let offsets: Vec<u64> = output.dead_letters.iter().map(|d| d.offset).collect();
+        for (d, line) in output.dead_letters.iter_mut().zip(line_numbers(&args.events, &offsets)?) {
+            d.line = Some(line);
+        }
     }
     let wall = started.elapsed().as_secs_f64();
     let summary = write_outputs(&args.out, &defs, &journeys, &output, args, wall)?;
@@ -148,8 +162,16 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// Whether an events file is Parquet (by its extension; anything else is NDJSON).
+pub fn is_parquet(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
 /// Inserts a batch boundary after every `batch` records.
-fn batched(reader: PartReader, batch: usize) -> impl Iterator<Item = std::io::Result<SourceItem>> {
+fn batched(
+    reader: impl Iterator<Item = std::io::Result<RawRecord>>,
+    batch: usize,
+) -> impl Iterator<Item = std::io::Result<SourceItem>> {
     reader.enumerate().flat_map(move |(i, record)| {
         let boundary = ((i + 1) % batch == 0).then_some(Ok(SourceItem::EndOfBatch));
         std::iter::once(record.map(SourceItem::Record)).chain(boundary)
