@@ -1,0 +1,88 @@
+//! criterion micro-benchmarks of the hot paths, each over the same 50,000 generated events
+//! (5,000 users, 60 days): decoding NDJSON into events, and one worker's engine with a
+//! single standard definition, so that the figure is that operator's (the window count of
+//! S2, the aggregate of S4, the sequence of S6, the journey of J1), next to the engine with no
+//! definition at all (the shared cost: deduplication and the input). Run with
+//! `cargo bench -p journeyflow-benches`.
+
+#![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented functions.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use journeyflow::engine::{Engine, IngestConfig};
+use journeyflow_datasets::generator::{event_line, GeneratorConfig};
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_types::{decode_line, parse_journeys, parse_segments, Event, SegmentDefinition};
+use std::collections::BTreeSet;
+
+const EVENTS: u64 = 50_000;
+const BATCH: usize = 10_000;
+
+fn lines() -> Vec<String> {
+    let config = GeneratorConfig { users: 5_000, events: EVENTS, ..GeneratorConfig::default() };
+    (0..EVENTS)
+        .map(|i| {
+            let mut line = String::new();
+            event_line(&config, i, &mut line);
+            line
+        })
+        .collect()
+}
+
+/// Runs `events` through one worker's engine with `defs` and `plans` to the end.
+fn run(events: Vec<Event>, defs: &[SegmentDefinition], plans: &[JourneyPlan]) -> usize {
+    let (defs, plans) = (defs.to_vec(), plans.to_vec());
+    timely::execute_directly(move |worker| {
+        let mut engine = Engine::build(worker, &defs, &plans, IngestConfig::default());
+        let as_of = events.iter().map(|e| e.ts).max().unwrap_or(0);
+        for (i, event) in events.into_iter().enumerate() {
+            let _ = engine.offer(event);
+            if (i + 1).is_multiple_of(BATCH) {
+                engine.advance(worker);
+            }
+        }
+        engine.input_done(Some(as_of + 1));
+        let out = engine.finish(worker, as_of);
+        out.changes.len() + out.journeys.len()
+    })
+}
+
+fn segment(id: &str) -> Vec<SegmentDefinition> {
+    let all = parse_segments(include_str!("../../datasets/sample/segments.json")).expect("valid");
+    all.into_iter().filter(|d| d.id == id).collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let lines = lines();
+    let events: Vec<Event> =
+        lines.iter().map(|l| decode_line(l.as_bytes()).expect("generated events decode")).collect();
+    let mut group = c.benchmark_group("hot paths");
+    group.throughput(Throughput::Elements(EVENTS));
+    group.sample_size(10);
+    group.bench_function("decode", |b| {
+        b.iter(|| lines.iter().filter(|l| decode_line(l.as_bytes()).is_ok()).count());
+    });
+    let journeys = parse_journeys(include_str!("../../datasets/sample/journeys.json"), &{
+        let mut known = BTreeSet::new();
+        known.insert("s3_lapsed_buyer".to_string());
+        known
+    })
+    .expect("valid");
+    let j1: Vec<JourneyPlan> =
+        journeys.into_iter().filter(|j| j.id == "j1_abandoned_cart").map(|j| JourneyPlan::new(j, 1)).collect();
+    let cases: [(&str, Vec<SegmentDefinition>, Vec<JourneyPlan>); 5] = [
+        ("engine, no definitions", Vec::new(), Vec::new()),
+        ("window count (S2)", segment("s2_frequent_viewer"), Vec::new()),
+        ("aggregate (S4)", segment("s4_high_value"), Vec::new()),
+        ("sequence (S6)", segment("s6_abandoned_cart"), Vec::new()),
+        ("journey step (J1)", Vec::new(), j1),
+    ];
+    for (name, defs, plans) in &cases {
+        group.bench_function(*name, |b| {
+            b.iter_batched(|| events.clone(), |events| run(events, defs, plans), BatchSize::LargeInput);
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(operators, benches);
+criterion_main!(operators);

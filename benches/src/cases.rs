@@ -1,0 +1,284 @@
+//! One measurement each, run in a process of its own (so that its peak resident set is its
+//! own): the from-scratch recomputation, a closed-loop load with the install figure after
+//! it, and a paced run for freshness. Each prints its result as one JSON line.
+
+use crate::driver::{self, Bench, Pace};
+use crate::recompute::History;
+use crate::workload::{self, Definitions};
+use hdrhistogram::Histogram;
+use journeyflow_operators::Time;
+use journeyflow_types::{decode_line, Key};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// The allowed lateness of closed-loop loads: the generated files are out of time order by
+/// up to a quarter of an hour.
+pub const LATENESS: Time = 3_600_000;
+
+/// A measurement to make.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "case", rename_all = "snake_case")]
+pub enum Case {
+    /// Decode the file and compute S1-S6 (and the installed segment) from scratch.
+    Recompute {
+        /// The events.
+        file: PathBuf,
+    },
+    /// Load the file at full speed, then install one more segment.
+    Throughput {
+        /// The events.
+        file: PathBuf,
+        /// Timely workers.
+        workers: usize,
+        /// What is installed.
+        definitions: Definitions,
+        /// The time the load runs to (the file's largest timestamp).
+        as_of: Time,
+    },
+    /// Load events before `from` at full speed, then replay those in `[from, to)` over
+    /// `seconds` of wall time.
+    Latency {
+        /// The events.
+        file: PathBuf,
+        /// Timely workers.
+        workers: usize,
+        /// Start of the paced range.
+        from: Time,
+        /// End of the paced range.
+        to: Time,
+        /// Wall seconds the paced range takes.
+        seconds: f64,
+    },
+}
+
+/// What the recomputation found.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recomputed {
+    /// The file's largest timestamp.
+    pub as_of: Time,
+    /// The file's smallest timestamp.
+    pub first: Time,
+    /// Events decoded.
+    pub events: u64,
+    /// Users with an event.
+    pub users: u64,
+    /// Seconds to read, decode, deduplicate and group the events.
+    pub load_s: f64,
+    /// Seconds to compute S1-S6 as of the end over the loaded events.
+    pub recompute_s: f64,
+    /// Members of S1-S6 at the end, and of the installed segment just after it.
+    pub sizes: BTreeMap<String, u64>,
+}
+
+/// What a closed-loop load measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Loaded {
+    /// Lines read.
+    pub events: u64,
+    /// Seconds from the first line read to every output through the end.
+    pub wall_s: f64,
+    /// Events per second.
+    pub events_per_s: f64,
+    /// Events refused as late.
+    pub late: u64,
+    /// Members at the end per segment.
+    pub sizes: BTreeMap<String, u64>,
+    /// Live heap bytes after the load.
+    pub heap_bytes: u64,
+    /// Resident set after the load.
+    pub rss_bytes: u64,
+    /// Milliseconds from installing one more segment to its complete membership (when the
+    /// run has segments).
+    pub install_ms: Option<f64>,
+    /// The installed segment's members.
+    pub installed_size: Option<u64>,
+    /// The process's peak resident set.
+    pub peak_rss_bytes: u64,
+}
+
+/// Freshness of one paced run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Freshness {
+    /// Offered events per second (events paced over the run's seconds).
+    pub rate: f64,
+    /// Events paced.
+    pub events: u64,
+    /// Events that caused a segment change or a journey transition at their own time.
+    pub measured: u64,
+    /// Milliseconds from an event's due time to the moment every output through its time
+    /// had come out: median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// How late the last event was offered against its slot, in milliseconds (the pacer
+    /// itself falling behind).
+    pub pacer_lag_ms: f64,
+    /// Events refused as late (should be none).
+    pub late: u64,
+}
+
+/// Runs a case and returns its result as JSON.
+pub fn run(case: &Case, heap: fn() -> u64) -> anyhow::Result<serde_json::Value> {
+    Ok(match case {
+        Case::Recompute { file } => serde_json::to_value(recompute(file)?)?,
+        Case::Throughput { file, workers, definitions, as_of } => {
+            serde_json::to_value(throughput(file, *workers, *definitions, *as_of, heap)?)?
+        }
+        Case::Latency { file, workers, from, to, seconds } => {
+            serde_json::to_value(latency(file, *workers, Pace { from: *from, to: *to, seconds: *seconds })?)?
+        }
+    })
+}
+
+fn recompute(file: &std::path::Path) -> anyhow::Result<Recomputed> {
+    let started = Instant::now();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts: Vec<Vec<journeyflow_types::Event>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                s.spawn(move || -> std::io::Result<Vec<_>> {
+                    let lines = driver::lines(file, i, threads)?;
+                    Ok(lines.iter().filter_map(|l| decode_line(l).ok()).collect())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("decoder thread")).collect::<std::io::Result<_>>()
+    })?;
+    let events: Vec<_> = parts.into_iter().flatten().collect();
+    let n = events.len() as u64;
+    let as_of = events.iter().map(|e| e.ts).max().unwrap_or(0);
+    let first = events.iter().map(|e| e.ts).min().unwrap_or(0);
+    let history = History::new(events, 86_400_000);
+    let load_s = started.elapsed().as_secs_f64();
+    let defs = workload::segments();
+    let started = Instant::now();
+    let members = history.members(&defs, as_of);
+    let recompute_s = started.elapsed().as_secs_f64();
+    let mut sizes: BTreeMap<String, u64> = members.into_iter().map(|(id, m)| (id, m.len() as u64)).collect();
+    let installed = workload::installed();
+    let extra = history.members(std::slice::from_ref(&installed), as_of + 1);
+    sizes.insert(installed.id, extra.values().map(|m| m.len() as u64).sum());
+    Ok(Recomputed { as_of, first, events: n, users: history.users() as u64, load_s, recompute_s, sizes })
+}
+
+/// What one worker of a load reports.
+struct WorkerLoad {
+    started: Instant,
+    ended: Instant,
+    events: u64,
+    late: u64,
+    sizes: BTreeMap<String, u64>,
+    memory: Option<(u64, u64)>,
+    install: Option<(f64, u64)>,
+}
+
+fn throughput(
+    file: &std::path::Path,
+    workers: usize,
+    definitions: Definitions,
+    as_of: Time,
+    heap: fn() -> u64,
+) -> anyhow::Result<Loaded> {
+    let file = file.to_path_buf();
+    let guards = timely::execute(timely::Config::process(workers), move |worker| -> Result<WorkerLoad, String> {
+        let mut bench = Bench::new(worker, definitions, Some(LATENESS));
+        let started = Instant::now();
+        let events = driver::load(&mut bench, worker, &file).map_err(|e| format!("{}: {e}", file.display()))?;
+        bench.hold(as_of);
+        bench.advance(worker, Some(as_of + 1));
+        bench.settle(worker, as_of);
+        let ended = Instant::now();
+        bench.forget_outputs();
+        let sizes = bench.sizes(as_of);
+        let memory = (worker.index() == 0).then(|| (heap(), crate::machine::rss()));
+        let install = (definitions != Definitions::None).then(|| {
+            bench.hold(as_of + 1);
+            let took = bench.install(worker, as_of + 1);
+            let size = bench.sizes(as_of + 1).get(&workload::installed().id).copied().unwrap_or(0);
+            (took.as_secs_f64() * 1e3, size)
+        });
+        Ok(WorkerLoad { started, ended, events, late: bench.late, sizes, memory, install })
+    })
+    .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
+    let mut reports = Vec::new();
+    for result in guards.join() {
+        reports.push(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
+    }
+    let start = reports.iter().map(|r| r.started).min().expect("a worker");
+    let end = reports.iter().map(|r| r.ended).max().expect("a worker");
+    let wall_s = (end - start).as_secs_f64();
+    let events: u64 = reports.iter().map(|r| r.events).sum();
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &reports {
+        for (id, n) in &r.sizes {
+            *sizes.entry(id.clone()).or_default() += n;
+        }
+    }
+    let (heap_bytes, rss_bytes) = reports.iter().find_map(|r| r.memory).unwrap_or_default();
+    let installs: Vec<(f64, u64)> = reports.iter().filter_map(|r| r.install).collect();
+    Ok(Loaded {
+        events,
+        wall_s,
+        events_per_s: events as f64 / wall_s,
+        late: reports.iter().map(|r| r.late).sum(),
+        sizes,
+        heap_bytes,
+        rss_bytes,
+        install_ms: installs.iter().map(|i| i.0).reduce(f64::max),
+        installed_size: (!installs.is_empty()).then(|| installs.iter().map(|i| i.1).sum()),
+        peak_rss_bytes: crate::machine::peak_rss(),
+    })
+}
+
+fn latency(file: &std::path::Path, workers: usize, pace: Pace) -> anyhow::Result<Freshness> {
+    let file = file.to_path_buf();
+    let start = Arc::new(OnceLock::new());
+    let guards = timely::execute(timely::Config::process(workers), move |worker| -> Result<_, String> {
+        let share = driver::strided_lines(&file, worker.index(), worker.peers())
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut bench = Bench::new(worker, Definitions::Journeys, None);
+        let paced = driver::paced(&mut bench, worker, share, pace, &start);
+        Ok((paced, bench.late))
+    })
+    .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
+    let mut runs = Vec::new();
+    for result in guards.join() {
+        runs.push(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
+    }
+    let caused: HashSet<(Key, Time)> = runs.iter().flat_map(|(r, _)| r.outputs.iter().copied()).collect();
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut events = 0;
+    for (run, _) in &runs {
+        events += run.events.len() as u64;
+        for (user, ts, due) in &run.events {
+            if !caused.contains(&(*user, *ts)) {
+                continue;
+            }
+            // The first moment the outputs were complete through `ts`.
+            let i = run.frontier.partition_point(|(f, _)| *f <= *ts);
+            let done = run.frontier.get(i).map_or(u64::MAX, |(_, at)| *at);
+            histogram.saturating_record((done.saturating_sub(*due) / 1_000).max(1));
+        }
+    }
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
+    let pacer_lag_ms =
+        runs.iter().map(|(r, _)| r.last_offered.0.saturating_sub(r.last_offered.1) as f64 / 1e6).fold(0.0, f64::max);
+    Ok(Freshness {
+        rate: events as f64 / pace.seconds,
+        events,
+        measured: histogram.len(),
+        p50: ms(0.5),
+        p99: ms(0.99),
+        p999: ms(0.999),
+        max: histogram.max() as f64 / 1e3,
+        pacer_lag_ms,
+        late: runs.iter().map(|(_, late)| late).sum(),
+    })
+}

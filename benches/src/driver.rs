@@ -1,0 +1,287 @@
+//! Drives the live engine (`Programs`, what `journeyflow run` runs) on timely workers for
+//! the measurements: a closed-loop load of an events file at full speed, a segment installed
+//! over what was loaded, and an open-loop run paced by a schedule, which records when each
+//! event was due and when the engine's outputs were complete through each time.
+
+use crate::workload::{self, Definitions};
+use journeyflow::engine::{IngestConfig, LatePolicy};
+use journeyflow::programs::Programs;
+use journeyflow_connectors::ndjson::{PartReader, RawRecord};
+use journeyflow_operators::journey::record::{JourneyOutput, Status};
+use journeyflow_operators::Time;
+use journeyflow_types::{decode_line, Key};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use timely::worker::Worker;
+
+/// Records longer than this are not events of the workload.
+const MAX_RECORD: usize = 1 << 20;
+
+/// Events per worker between two watermark advances in a closed-loop load.
+pub const BATCH: usize = 100_000;
+
+/// The engine of one worker with the definitions of a run installed at time 0.
+pub struct Bench {
+    programs: Programs,
+    segments: Vec<String>,
+    journeys: Vec<String>,
+    /// Outputs drained so far: `(user, time)`, segment changes and journey transitions.
+    pub outputs: Vec<(Key, Time)>,
+    /// Actions drained so far.
+    pub actions: u64,
+    /// Events refused as late.
+    pub late: u64,
+}
+
+impl Bench {
+    /// Builds the base dataflow and installs `which` definitions; the watermark trails the
+    /// largest time offered by `lateness` (`None`: it moves only when told).
+    pub fn new(worker: &mut Worker, which: Definitions, lateness: Option<Time>) -> Bench {
+        let config =
+            IngestConfig { allowed_lateness: lateness, late_policy: LatePolicy::DeadLetter, dedup_window: 86_400_000 };
+        let mut programs = Programs::new(worker, config);
+        let (mut segments, mut journeys) = (Vec::new(), Vec::new());
+        if which != Definitions::None {
+            for def in workload::segments() {
+                programs.install_segment(worker, &def, 0).expect("S1-S6 install in order");
+                segments.push(def.id);
+            }
+        }
+        if which == Definitions::Journeys {
+            for plan in workload::journeys() {
+                journeys.push(plan.id().to_string());
+                programs.install_journey(worker, plan, 0, Status::Ongoing).expect("J1-J2 install");
+            }
+        }
+        Bench { programs, segments, journeys, outputs: Vec::new(), actions: 0, late: 0 }
+    }
+
+    /// Offers one NDJSON line; false when it is not an event or is late.
+    pub fn offer_line(&mut self, bytes: &[u8]) -> bool {
+        let Ok(event) = decode_line(bytes) else { return false };
+        let ok = self.programs.offer(event).is_ok();
+        self.late += u64::from(!ok);
+        ok
+    }
+
+    /// Moves the watermark (to `to` if given and later) and lets the dataflows work.
+    pub fn advance(&mut self, worker: &mut Worker, to: Option<Time>) {
+        self.programs.advance(worker, to, |_, _, _| {});
+        self.drain();
+    }
+
+    /// Every record before this time has come out.
+    pub fn frontier(&self) -> Time {
+        self.programs.output_frontier()
+    }
+
+    /// Takes the outputs produced since the last call.
+    fn drain(&mut self) {
+        for id in &self.segments {
+            self.outputs.extend(self.programs.take_changes(id).into_iter().map(|c| (c.user, c.time)));
+        }
+        for id in &self.journeys {
+            for record in self.programs.take_journey_outputs(id) {
+                match record {
+                    JourneyOutput::Transition(t) => self.outputs.push((t.user, t.time)),
+                    JourneyOutput::Action(_) => self.actions += 1,
+                }
+            }
+        }
+    }
+
+    /// Steps until every output through `time` has come out.
+    pub fn settle(&mut self, worker: &mut Worker, time: Time) {
+        self.programs.settle(worker, time);
+        self.drain();
+    }
+
+    /// Keeps the traces readable as of `time`.
+    pub fn hold(&mut self, time: Time) {
+        self.programs.hold_compaction(Some(time));
+    }
+
+    /// This worker's member count of every installed segment as of `time`.
+    pub fn sizes(&mut self, time: Time) -> BTreeMap<String, u64> {
+        let ids = self.programs.installed();
+        ids.into_iter()
+            .map(|id| {
+                let n = self.programs.members_at(&id, time).expect("segment settled through the time").len();
+                (id, n as u64)
+            })
+            .collect()
+    }
+
+    /// Installs the install figure's segment as of `at` (past everything loaded) and steps
+    /// until its membership is complete; returns the wall time it took on this worker.
+    pub fn install(&mut self, worker: &mut Worker, at: Time) -> Duration {
+        let started = Instant::now();
+        self.programs.install_segment(worker, &workload::installed(), at).expect("the installed segment is new");
+        self.programs.advance(worker, Some(at + 1), |_, _, _| {});
+        self.programs.settle(worker, at);
+        started.elapsed()
+    }
+
+    /// Outputs drained and not needed: frees them.
+    pub fn forget_outputs(&mut self) {
+        self.outputs = Vec::new();
+    }
+}
+
+/// Reads this worker's share of an events file, every line.
+pub fn lines(path: &Path, index: usize, peers: usize) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for record in PartReader::open(path, index, peers, MAX_RECORD)? {
+        if let RawRecord::Line { bytes, .. } = record? {
+            out.push(bytes);
+        }
+    }
+    Ok(out)
+}
+
+/// Every `peers`-th line of an events file from line `index` on: a share spread evenly over
+/// event time (a share of whole blocks, as `PartReader` deals them, leaves gaps of days in a
+/// time-ordered file, which a paced run would wait on).
+pub fn strided_lines(path: &Path, index: usize, peers: usize) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for (i, record) in PartReader::open(path, 0, 1, MAX_RECORD)?.enumerate() {
+        if let RawRecord::Line { bytes, .. } = record? {
+            if i % peers == index {
+                out.push(bytes);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Offers this worker's share of `path` in file order at full speed, advancing the
+/// watermark every `BATCH` events; returns the number of lines read.
+pub fn load(bench: &mut Bench, worker: &mut Worker, path: &Path) -> std::io::Result<u64> {
+    let mut n = 0u64;
+    for record in PartReader::open(path, worker.index(), worker.peers(), MAX_RECORD)? {
+        if let RawRecord::Line { bytes, .. } = record? {
+            bench.offer_line(&bytes);
+            n += 1;
+            if n.is_multiple_of(BATCH as u64) {
+                bench.advance(worker, None);
+                bench.forget_outputs();
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// An event's timestamp without decoding the rest (`None`: not found).
+pub fn timestamp(line: &[u8]) -> Option<Time> {
+    const KEY: &[u8] = b"\"timestamp\":";
+    let at = line.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits]).ok()?.parse().ok()
+}
+
+/// What a paced run recorded on one worker.
+#[derive(Debug, Default)]
+pub struct Paced {
+    /// Paced events: `(user, time, due)`, `due` in nanoseconds after the schedule's start.
+    pub events: Vec<(Key, Time, u64)>,
+    /// `(frontier, nanoseconds after the start)` each time the output frontier moved.
+    pub frontier: Vec<(Time, u64)>,
+    /// Outputs at times in the paced range.
+    pub outputs: Vec<(Key, Time)>,
+    /// Nanoseconds after the start at which the last event was offered, and when it was due.
+    pub last_offered: (u64, u64),
+}
+
+/// How a paced run goes: event time `[from, to)` is replayed over `seconds` of wall time.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Events before this time are loaded first, at full speed (warm state).
+    pub from: Time,
+    /// Events in `[from, to)` are paced.
+    pub to: Time,
+    /// Wall seconds the paced range takes.
+    pub seconds: f64,
+}
+
+impl Pace {
+    /// When an event at `ts` is due, in nanoseconds after the start: event time maps
+    /// linearly onto wall time, the same on every worker, so the workers move through event
+    /// time together whatever share of the events each reads.
+    pub fn due(&self, ts: Time) -> u64 {
+        ((ts - self.from) as f64 / (self.to - self.from).max(1) as f64 * self.seconds * 1e9) as u64
+    }
+}
+
+/// Loads this worker's events before `pace.from` at full speed, then offers those in
+/// `[pace.from, pace.to)` on a fixed schedule (open loop: an event is due at its time whether
+/// or not the engine kept up). Events go in time order and the watermark follows the next
+/// event, as from a source that reads a time-ordered log. `start` is shared by the workers:
+/// the first to finish loading sets the schedule's start.
+pub fn paced(
+    bench: &mut Bench,
+    worker: &mut Worker,
+    mut share: Vec<Vec<u8>>,
+    pace: Pace,
+    start: &OnceLock<Instant>,
+) -> Paced {
+    let mut timed: Vec<(Time, Vec<u8>)> =
+        share.drain(..).filter_map(|l| timestamp(&l).map(|t| (t, l))).filter(|(t, _)| *t < pace.to).collect();
+    timed.sort_by_key(|(t, _)| *t);
+    let first = timed.partition_point(|(t, _)| *t < pace.from);
+    for (i, (_, line)) in timed[..first].iter().enumerate() {
+        bench.offer_line(line);
+        if (i + 1).is_multiple_of(BATCH) {
+            let next = timed.get(i + 1).map_or(pace.from, |(t, _)| *t).min(pace.from);
+            bench.advance(worker, Some(next));
+            bench.forget_outputs();
+        }
+    }
+    bench.advance(worker, Some(pace.from));
+    bench.settle(worker, pace.from.saturating_sub(1));
+    bench.forget_outputs();
+    let t0 = *start.get_or_init(|| Instant::now() + Duration::from_millis(20));
+    let since = |t: Instant| t.saturating_duration_since(t0).as_nanos() as u64;
+    let mut out = Paced::default();
+    let paced = &timed[first..];
+    let mut next = 0usize;
+    let mut seen = bench.frontier();
+    loop {
+        let now = Instant::now();
+        let mut offered = false;
+        while next < paced.len() && pace.due(paced[next].0) <= since(now) {
+            let (ts, line) = &paced[next];
+            let due = pace.due(*ts);
+            if let Ok(event) = decode_line(line) {
+                out.events.push((event.user, *ts, due));
+                bench.late += u64::from(bench.programs.offer(event).is_err());
+            }
+            out.last_offered = (since(Instant::now()), due);
+            next += 1;
+            offered = true;
+        }
+        let to = paced.get(next).map_or(pace.to, |(t, _)| *t);
+        // Also when idle: advancing hands the lifecycle frontier on to the journeys.
+        bench.advance(worker, Some(to));
+        if !offered {
+            let wait = paced.get(next).map(|(ts, _)| {
+                let due = t0 + Duration::from_nanos(pace.due(*ts));
+                due.saturating_duration_since(Instant::now()).min(Duration::from_millis(1))
+            });
+            worker.step_or_park(wait.or(Some(Duration::from_millis(1))));
+            bench.drain();
+        }
+        let frontier = bench.frontier();
+        if frontier > seen {
+            seen = frontier;
+            out.frontier.push((frontier, since(Instant::now())));
+        }
+        if next == paced.len() && frontier >= pace.to {
+            break;
+        }
+    }
+    out.outputs = std::mem::take(&mut bench.outputs);
+    out.outputs.retain(|(_, t)| *t >= pace.from && *t < pace.to);
+    out
+}

@@ -1,0 +1,255 @@
+//! `journeyflow-bench`: the end-to-end benchmark over the standard workload of
+//! `shared/BENCHMARK.md`. Each measurement runs in a child process of this binary; the parent
+//! generates the data, checks every load's segment sizes against the from-scratch
+//! recomputation (a mismatch fails the run), and writes `result.json`, `summary.md` and the
+//! plots. See `benches/README.md`.
+
+use anyhow::Context;
+use cap::Cap;
+use clap::Parser;
+use journeyflow_benches::cases::{self, Case, Freshness, Loaded, Recomputed, LATENESS};
+use journeyflow_benches::report::{Config, InstallRow, LatencyRow, MemoryRow, RecomputeRow, Report, ThroughputRow};
+use journeyflow_benches::workload::{self, Definitions, Size};
+use journeyflow_benches::{driver, machine, plots};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+#[global_allocator]
+static ALLOC: Cap<mimalloc::MiMalloc> = Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+fn heap() -> u64 {
+    ALLOC.allocated() as u64
+}
+
+/// The journeyflow benchmark: throughput, freshness, install time and memory over the
+/// standard workload, beside a from-scratch recomputation.
+#[derive(Debug, Parser)]
+#[command(name = "journeyflow-bench", version)]
+struct Cli {
+    /// A reduced run (100k events) for smoke checks, in under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Where `result.json`, `summary.md` and the plots go.
+    #[arg(long, default_value = "target/bench-result")]
+    out: PathBuf,
+    /// Where generated event files are kept between runs.
+    #[arg(long, default_value = "target/bench-data")]
+    data: PathBuf,
+    /// Worker counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Data sets as `EVENTS:USERS` [default: 1000000:100000,10000000:1000000; with --quick
+    /// 100000:10000]; freshness is measured on the first.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    sizes: Vec<Size>,
+    /// Seconds of paced events per offered load, at most [default: 15; with --quick 3].
+    #[arg(long)]
+    paced_seconds: Option<f64>,
+    /// Runs one measurement and prints its result (used by the benchmark itself).
+    #[arg(long, hide = true)]
+    case: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(spec) = &cli.case {
+        let case: Case = serde_json::from_str(spec).context("reading the case")?;
+        println!("{}", cases::run(&case, heap)?);
+        return Ok(());
+    }
+    let report = bench(&cli)?;
+    std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+    std::fs::write(cli.out.join("result.json"), serde_json::to_string_pretty(&report)?)?;
+    let summary = report.summary();
+    std::fs::write(cli.out.join("summary.md"), &summary)?;
+    plots::latency(&report, &cli.out.join("latency.svg"))?;
+    plots::throughput(&report, &cli.out.join("throughput.svg"))?;
+    println!("{summary}");
+    eprintln!("wrote {}/{{result.json,summary.md,latency.svg,throughput.svg}}", cli.out.display());
+    Ok(())
+}
+
+fn parse_size(text: &str) -> Result<Size, String> {
+    let (events, users) = text.split_once(':').ok_or("expected EVENTS:USERS")?;
+    let number = |s: &str| s.replace('_', "").parse::<u64>().map_err(|e| format!("{s:?}: {e}"));
+    let size = Size { events: number(events)?, users: number(users)? };
+    if size.events == 0 || size.users == 0 {
+        return Err("events and users must be at least 1".into());
+    }
+    Ok(size)
+}
+
+/// Runs a case in a child process and reads its result.
+fn child<T: serde::de::DeserializeOwned>(case: &Case) -> anyhow::Result<T> {
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .arg("--case")
+        .arg(serde_json::to_string(case)?)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {case:?}"))?;
+    anyhow::ensure!(output.status.success(), "the measurement {case:?} failed: {}", output.status);
+    let text = String::from_utf8(output.stdout)?;
+    let last = text.lines().last().context("the measurement printed nothing")?;
+    serde_json::from_str(last).with_context(|| format!("reading the result of {case:?}"))
+}
+
+fn bench(cli: &Cli) -> anyhow::Result<Report> {
+    let sizes = match (&cli.sizes[..], cli.quick) {
+        ([], true) => vec![Size { events: 100_000, users: 10_000 }],
+        ([], false) => vec![Size { events: 1_000_000, users: 100_000 }, Size { events: 10_000_000, users: 1_000_000 }],
+        (given, _) => given.to_vec(),
+    };
+    let loads = vec![0.1, 0.5, 0.9];
+    let paced_seconds = cli.paced_seconds.unwrap_or(if cli.quick { 3.0 } else { 15.0 });
+    let config = Config {
+        quick: cli.quick,
+        sizes: sizes.clone(),
+        workers: cli.workers.clone(),
+        loads: loads.clone(),
+        paced_seconds,
+        batch: driver::BATCH,
+        lateness_ms: LATENESS,
+    };
+    let mut report = Report {
+        machine: machine::Machine::describe(),
+        config,
+        throughput_events_per_s: Vec::new(),
+        latency_ms: Vec::new(),
+        install_ms: Vec::new(),
+        peak_rss_bytes: 0,
+        memory: Vec::new(),
+        recompute_s: Vec::new(),
+    };
+    for (n, size) in sizes.iter().enumerate() {
+        eprintln!("data: {}", size.label());
+        let file = workload::events_file(&cli.data, *size)?;
+        let rec: Recomputed = child(&Case::Recompute { file: file.clone() })?;
+        eprintln!(
+            "  from scratch: S1-S6 in {:.2} s over {} users ({:.2} s to load)",
+            rec.recompute_s, rec.users, rec.load_s
+        );
+        let mut max_rate = Vec::new();
+        for &workers in &cli.workers {
+            let mut base_heap = 0;
+            for definitions in [Definitions::None, Definitions::Segments, Definitions::Journeys] {
+                let case = Case::Throughput { file: file.clone(), workers, definitions, as_of: rec.as_of };
+                let loaded: Loaded = child(&case)?;
+                eprintln!(
+                    "  {} worker(s), {}: {:.0} events/s, peak RSS {:.0} MB",
+                    workers,
+                    definitions.label(),
+                    loaded.events_per_s,
+                    loaded.peak_rss_bytes as f64 / 1e6
+                );
+                verify(&rec, &loaded, definitions, size, workers)?;
+                anyhow::ensure!(loaded.late == 0, "{} events were refused as late", loaded.late);
+                report.peak_rss_bytes = report.peak_rss_bytes.max(loaded.peak_rss_bytes);
+                let per_user = loaded.heap_bytes as f64 / rec.users as f64;
+                report.throughput_events_per_s.push(ThroughputRow {
+                    size: *size,
+                    workers,
+                    definitions: definitions.label().into(),
+                    events_per_s: loaded.events_per_s,
+                    wall_s: loaded.wall_s,
+                    peak_rss_bytes: loaded.peak_rss_bytes,
+                    heap_bytes: loaded.heap_bytes,
+                    heap_bytes_per_user: per_user,
+                });
+                match definitions {
+                    Definitions::None => base_heap = loaded.heap_bytes,
+                    Definitions::Segments => {
+                        report.memory.push(MemoryRow {
+                            size: *size,
+                            workers,
+                            bytes_per_user: per_user,
+                            s1_s6_bytes_per_user: loaded.heap_bytes.saturating_sub(base_heap) as f64 / rec.users as f64,
+                        });
+                        if let (Some(ms), Some(members)) = (loaded.install_ms, loaded.installed_size) {
+                            report.install_ms.push(InstallRow { size: *size, workers, install_ms: ms, members });
+                        }
+                    }
+                    Definitions::Journeys => max_rate.push((workers, loaded.events_per_s)),
+                }
+            }
+        }
+        // Freshness on the first (smaller) data set: the paced runs take wall time.
+        if n == 0 {
+            for &(workers, max) in &max_rate {
+                for &load in &loads {
+                    // The second half of the data is paced (at most `paced_seconds` of it);
+                    // events are spread evenly over event time, so its share of the events
+                    // is its share of the span.
+                    let target = max * load;
+                    let span = rec.as_of - rec.first;
+                    let from = rec.first + span / 2;
+                    let seconds = paced_seconds.min(rec.events as f64 / 2.0 / target);
+                    let to = from + (span as f64 * target * seconds / rec.events as f64) as u64;
+                    let case = Case::Latency { file: file.clone(), workers, from, to, seconds };
+                    let f: Freshness = child(&case)?;
+                    let rate = f.rate;
+                    eprintln!(
+                        "  {} worker(s) at {:.0}% ({:.0} events/s): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                        workers,
+                        load * 100.0,
+                        rate,
+                        f.p50,
+                        f.p99,
+                        f.p999,
+                        f.max
+                    );
+                    anyhow::ensure!(f.late == 0, "{} paced events were refused as late", f.late);
+                    report.latency_ms.push(LatencyRow {
+                        size: *size,
+                        workers,
+                        load,
+                        offered_events_per_s: rate,
+                        events: f.events,
+                        measured: f.measured,
+                        p50: f.p50,
+                        p99: f.p99,
+                        p999: f.p999,
+                        max: f.max,
+                        pacer_lag_ms: f.pacer_lag_ms,
+                    });
+                }
+            }
+        }
+        report.recompute_s.push(RecomputeRow {
+            size: *size,
+            users: rec.users,
+            recompute_s: rec.recompute_s,
+            load_s: rec.load_s,
+            sizes: rec.sizes.clone(),
+        });
+    }
+    Ok(report)
+}
+
+/// Fails unless a load's segment sizes at the end equal the from-scratch recomputation's.
+fn verify(
+    rec: &Recomputed,
+    loaded: &Loaded,
+    definitions: Definitions,
+    size: &Size,
+    workers: usize,
+) -> anyhow::Result<()> {
+    if definitions == Definitions::None {
+        return Ok(());
+    }
+    let installed = workload::installed().id;
+    let expected: std::collections::BTreeMap<&String, &u64> =
+        rec.sizes.iter().filter(|(id, _)| **id != installed).collect();
+    let got: std::collections::BTreeMap<&String, &u64> = loaded.sizes.iter().collect();
+    anyhow::ensure!(
+        expected == got,
+        "{}, {workers} worker(s), {}: segment sizes {got:?} differ from the from-scratch evaluation {expected:?}",
+        size.label(),
+        definitions.label()
+    );
+    if let Some(n) = loaded.installed_size {
+        let want = rec.sizes[&installed];
+        anyhow::ensure!(n == want, "{installed}: {n} members after the install, {want} from scratch");
+    }
+    Ok(())
+}

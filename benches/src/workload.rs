@@ -1,0 +1,124 @@
+//! The standard workload of `shared/BENCHMARK.md`: segments S1-S6 and journeys J1-J2 (the
+//! bundled sample's definitions), the segment installed at runtime for the install figure,
+//! and the generated event files, made once per size and seed and kept in the data directory.
+
+use anyhow::Context;
+use journeyflow_datasets::generator::{write_ndjson, GeneratorConfig};
+use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_types::{parse_journeys, parse_segments, SegmentDefinition};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// S1-S6.
+pub const SEGMENTS: &str = include_str!("../../datasets/sample/segments.json");
+/// J1-J2.
+pub const JOURNEYS: &str = include_str!("../../datasets/sample/journeys.json");
+/// The segment installed over the retained history for the install figure: users on a paid
+/// plan who viewed at least three products in 30 days.
+pub const INSTALLED: &str = r#"[{"id": "s7_engaged_paid", "condition": {"all": [
+  {"trait": {"name": "plan", "op": "in", "value": ["pro", "enterprise"]}},
+  {"performed": {"event": "Product Viewed", "within": "30d", "at_least": 3}}]}}]"#;
+
+/// Which definitions a run installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Definitions {
+    /// None: reading, decoding, deduplicating and keeping the events (the baseline).
+    None,
+    /// S1-S6.
+    Segments,
+    /// S1-S6 and J1-J2.
+    Journeys,
+}
+
+impl Definitions {
+    /// The name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Definitions::None => "no definitions",
+            Definitions::Segments => "S1-S6",
+            Definitions::Journeys => "S1-S6 + J1-J2",
+        }
+    }
+}
+
+/// S1-S6, parsed.
+pub fn segments() -> Vec<SegmentDefinition> {
+    parse_segments(SEGMENTS).expect("the standard segments are valid")
+}
+
+/// The install figure's segment, parsed.
+pub fn installed() -> SegmentDefinition {
+    parse_segments(INSTALLED).expect("the installed segment is valid").remove(0)
+}
+
+/// J1-J2 as version 1.
+pub fn journeys() -> Vec<JourneyPlan> {
+    let known = segments().iter().map(|d| d.id.clone()).collect();
+    let defs = parse_journeys(JOURNEYS, &known).expect("the standard journeys are valid");
+    defs.into_iter().map(|j| JourneyPlan::new(j, 1)).collect()
+}
+
+/// A generated data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Size {
+    /// Events.
+    pub events: u64,
+    /// Users.
+    pub users: u64,
+}
+
+impl Size {
+    /// `1M events / 100k users`.
+    pub fn label(self) -> String {
+        format!("{} events / {} users", short(self.events), short(self.users))
+    }
+}
+
+/// `1000000` as `1M`.
+pub fn short(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// The events file of `size` (seed 1) in `dir`, generated unless already there.
+pub fn events_file(dir: &Path, size: Size) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("events-{}-{}-seed1.ndjson", size.events, size.users));
+    if path.exists() {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = GeneratorConfig { users: size.users, events: size.events, seed: 1, ..GeneratorConfig::default() };
+    let tmp = path.with_extension("tmp");
+    let mut out = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(&tmp)?);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let chunk = 500_000;
+    let mut start = 0;
+    while start < size.events {
+        let parts: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|k| (start + k * chunk, (start + (k + 1) * chunk).min(size.events)))
+                .filter(|(a, b)| a < b)
+                .map(|(a, b)| {
+                    let config = &config;
+                    s.spawn(move || {
+                        let mut buf = Vec::new();
+                        write_ndjson(config, a..b, &mut buf).map(|_| buf)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("generator thread")).collect::<std::io::Result<_>>()
+        })?;
+        for part in parts {
+            out.write_all(&part)?;
+        }
+        start = (start + threads * chunk).min(size.events);
+    }
+    out.flush()?;
+    drop(out);
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
