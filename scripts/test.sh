@@ -55,7 +55,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # nextest ends a hung test (see .config/nextest.toml); plain cargo test runs under a timeout.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --locked
+  cargo nextest run --workspace --lib --bins --tests --locked
 else
-  timeout 1800 cargo test --workspace --all-targets --locked
+  timeout 1800 cargo test --workspace --lib --bins --tests --locked
 fi
+# The criterion micro-benchmarks must build (they are run by hand: benches/README.md).
+cargo bench --workspace --no-run --locked

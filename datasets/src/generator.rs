@@ -1,8 +1,10 @@
 //! The synthetic workload of `../shared/BENCHMARK.md`: users `u<N>` with a skewed
-//! (Zipf-like) activity who come in sessions (browsing, shopping down the product funnel,
-//! answering an email), and `identify` calls whose `plan` and `country` traits change over
-//! time. Event `i` is a pure function of `(seed, i)`: it belongs to session `i / 8`, whose
-//! user, kind and start are drawn from `(seed, session)`, so any slice can be made alone.
+//! (Zipf-like) activity who come in sessions of eight events (browsing, shopping down the
+//! product funnel, answering an email), and `identify` calls whose `plan` and `country`
+//! traits change over time. Event `i` is a pure function of `(seed, i)`, so any slice can be
+//! made alone: a few sessions run at once, interleaved step by step so that a session lasts
+//! a few minutes, and event times follow the index (out of order by at most the jitter), as
+//! in a log written in arrival order.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -22,8 +24,27 @@ pub struct GeneratorConfig {
     pub start_ms: u64,
     /// Span of event time.
     pub span_ms: u64,
-    /// Session starts are out of time order by up to this much.
+    /// Events are out of time order by up to this much.
     pub jitter_ms: u64,
+}
+
+impl GeneratorConfig {
+    /// Milliseconds of event time between two consecutive events.
+    fn spacing(&self) -> f64 {
+        self.span_ms as f64 / self.events.max(1) as f64
+    }
+
+    /// Sessions running at once: enough for each to last about `SESSION_MS`.
+    pub fn concurrency(&self) -> u64 {
+        ((SESSION_MS as f64 / (SESSION as f64 * self.spacing())).round() as u64).clamp(1, 4096)
+    }
+
+    /// Session and step of event `i`.
+    fn place(&self, i: u64) -> (u64, u64) {
+        let c = self.concurrency();
+        let (block, rest) = (i / (SESSION * c), i % (SESSION * c));
+        (block * c + rest % c, rest / c)
+    }
 }
 
 impl Default for GeneratorConfig {
@@ -39,8 +60,11 @@ impl Default for GeneratorConfig {
     }
 }
 
-/// Events per session: event `i` is step `i % SESSION` of session `i / SESSION`.
+/// Events per session: in each block of `SESSION * c` events (`c` the concurrency), event
+/// `b + s + c * j` is step `j` of the block's session `s`.
 pub const SESSION: u64 = 8;
+/// How long a session should last, when events are dense enough.
+const SESSION_MS: u64 = 4 * 60_000;
 /// Traits hold for an era of this long (shifted per user), then may change.
 const ERA_MS: u64 = 21 * 86_400_000;
 const PLANS: [(&str, u32); 3] = [("free", 70), ("pro", 25), ("enterprise", 5)];
@@ -61,12 +85,11 @@ enum Kind {
     Email,
 }
 
-/// A session: its user, kind, and when it starts.
+/// A session: its user, kind, and whether it starts with an identify call.
 #[derive(Clone, Copy, Debug)]
 struct Session {
     user: u64,
     kind: Kind,
-    start: u64,
     identifies: bool,
 }
 
@@ -84,8 +107,6 @@ fn rng(parts: &[u64]) -> SmallRng {
 
 fn session(config: &GeneratorConfig, k: u64) -> Session {
     let mut r = rng(&[config.seed, k, 0]);
-    let first = k * SESSION;
-    let base = config.start_ms + (first as u128 * config.span_ms as u128 / config.events.max(1) as u128) as u64;
     // Skewed activity: low user numbers are much more active.
     let u: f64 = r.gen();
     let user = ((u.powf(2.5) * config.users as f64) as u64).min(config.users.saturating_sub(1));
@@ -95,7 +116,7 @@ fn session(config: &GeneratorConfig, k: u64) -> Session {
         50..=84 => Kind::Shop { orders: r.gen_bool(0.4) },
         _ => Kind::Email,
     };
-    Session { user, kind, start: base + r.gen_range(0..=config.jitter_ms), identifies: r.gen_bool(0.6) }
+    Session { user, kind, identifies: r.gen_bool(0.6) }
 }
 
 /// The name of step `j` of a session (`None`: an identify call).
@@ -136,11 +157,10 @@ fn traits(config: &GeneratorConfig, user: u64, ts: u64) -> (&'static str, &'stat
 
 /// Writes event `i` as one JSON line (without the newline) into `out`.
 pub fn event_line(config: &GeneratorConfig, i: u64, out: &mut String) {
-    let (k, j) = (i / SESSION, i % SESSION);
+    let (k, j) = config.place(i);
     let s = session(config, k);
     let mut r = rng(&[config.seed, k, j + 1]);
-    // Steps 15 s to 2 min apart: a session lasts a few minutes.
-    let ts = s.start + (0..j).map(|step| 15_000 + mix(config.seed ^ mix(k * SESSION + step)) % 105_000).sum::<u64>();
+    let ts = config.start_ms + (i as f64 * config.spacing()) as u64 + r.gen_range(0..=config.jitter_ms);
     let user = s.user;
     let _ = write!(out, r#"{{"messageId":"g{}-{}","userId":"u{}","timestamp":{}"#, config.seed, i, user, ts);
     let Some(name) = step_name(&s, j) else {
@@ -175,7 +195,7 @@ pub fn event_line(config: &GeneratorConfig, i: u64, out: &mut String) {
             let _ = write!(out, r#""path":"/page/{page}""#);
         }
         "Email Opened" => {
-            let _ = write!(out, r#""campaign":"c{}""#, (s.start / (7 * 86_400_000)) % 100);
+            let _ = write!(out, r#""campaign":"c{}""#, (ts / (7 * 86_400_000)) % 100);
         }
         _ => {}
     }
@@ -226,7 +246,7 @@ mod tests {
 
     #[test]
     fn sessions_walk_the_funnel_and_activity_is_skewed() {
-        let config = GeneratorConfig { events: 80_000, users: 1_000, ..Default::default() };
+        let config = GeneratorConfig { events: 80_000, users: 1_000, span_ms: 10 * 86_400_000, ..Default::default() };
         let all = events(&config);
         let mut names: BTreeMap<String, u64> = BTreeMap::new();
         for e in &all {
@@ -238,12 +258,19 @@ mod tests {
         assert!(share("Product Viewed") > share("Product Added"), "{names:?}");
         assert!(share("Product Added") > share("Cart Viewed"), "{names:?}");
         assert!(share("Cart Viewed") > share("Order Completed") && share("Order Completed") > 0.01, "{names:?}");
-        // Every order follows a cart view by the same user in the same session.
+        // Every order follows a cart view by the same user in the same session (the session's
+        // previous step, `concurrency` events before), and the file is in time order but for
+        // the jitter.
+        let c = config.concurrency() as usize;
+        assert!(c > 1, "sessions interleave at this density");
+        let mut latest = 0;
         for (i, e) in all.iter().enumerate() {
+            let ts = e["timestamp"].as_u64().unwrap();
+            assert!(ts + config.jitter_ms >= latest, "event {i} is more than the jitter out of order");
+            latest = latest.max(ts);
             if e["event"] == "Order Completed" {
-                let cart = &all[i - 1];
+                let cart = &all[i - c];
                 assert_eq!((cart["event"].as_str(), &cart["userId"]), (Some("Cart Viewed"), &e["userId"]));
-                assert!(cart["timestamp"].as_u64() < e["timestamp"].as_u64());
             }
         }
         // Skew: the most active tenth of the users makes far more than a tenth of the events.

@@ -269,10 +269,12 @@ fn a_checkpoint_restores_the_state_when_the_topic_no_longer_holds_what_it_covers
     let topics = Topics::new("truncated");
     produce(&topics.events, 2, &head_file);
     let (data, config) = (scratch.path().join("data"), config(scratch.path(), &topics));
-    // The head is all the first run gets: partitions read to their end must not let event time
-    // jump to the wall clock (that would make the tail late), so their idle timeout is long.
+    // The head is all the first run gets. Partitions read to their end let event time follow
+    // the wall clock after the idle timeout, which would make every lapse of 2024 come out
+    // before the tail that prevents some: the first run's watermark trails by years instead,
+    // so it takes checkpoints of the head and emits nothing.
     let flags = ["--checkpoint-interval", "300ms"];
-    let server = start_with(2, &data, &config, &[&flags[..], &["--idle-timeout", "1h"]].concat());
+    let server = start_with(2, &data, &config, &[&flags[..], &["--allowed-lateness", "1500d"]].concat());
     let manifest = wait_checkpoint_covering(&data, head.len() as i64);
     server.kill();
     // Retention takes every message the checkpoint covers; the rest of the events come after.
@@ -334,4 +336,37 @@ fn definitions_reach_a_new_process_through_the_compacted_topic() {
     let members = client.get(second.url(&format!("/v1/segments/{kept}/members"))).send().unwrap();
     assert!(members.status().is_success(), "{}", members.status());
     assert_eq!(second.stop().code(), Some(0));
+}
+
+#[test]
+fn generate_paces_events_into_a_topic_that_another_client_reads() {
+    let scratch = tempfile::tempdir().unwrap();
+    let topic = unique("generated");
+    let generate = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+            .args(["generate", "--users", "200", "--events", "3000", "--seed", "5"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let file = scratch.path().join("events.ndjson");
+    generate(&["--out", file.to_str().unwrap()]);
+    let started = Instant::now();
+    generate(&["--format", "kafka", "--brokers", &broker(), "--topic", &topic, "--partitions", "2", "--rate", "2000"]);
+    // Paced by schedule: the last hundred events are not due before 1.45 s.
+    assert!(started.elapsed() >= Duration::from_millis(1_450), "3,000 events at 2,000/s took {:?}", started.elapsed());
+    let expected: Vec<J> =
+        std::fs::read_to_string(&file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut got: Vec<J> = consume(&topic, scratch.path())
+        .into_iter()
+        .map(|r| {
+            let value = r["value"].clone();
+            assert_eq!(r["key"], value["userId"], "keyed by user id");
+            value
+        })
+        .collect();
+    let order = |v: &J| v["messageId"].as_str().unwrap()[3..].parse::<u64>().unwrap();
+    got.sort_by_key(order);
+    assert_eq!(got, expected);
 }

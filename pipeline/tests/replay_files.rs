@@ -279,3 +279,65 @@ fn real_cdnow_purchases_give_rfm_segments_equal_to_the_reference() {
     check_outputs(&out, defs.as_array().unwrap(), &lines, &times);
     assert!(summary.segment_sizes.values().all(|&n| n > 0), "{:?}", summary.segment_sizes);
 }
+
+/// `journeyflow generate` (the binary) into `out` with the given format.
+fn generate(format: &str, out: &Path) {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        .args(["generate", "--users", "300", "--events", "20000", "--seed", "9", "--days", "20", "--format", format])
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+}
+
+#[test]
+fn generated_parquet_is_read_by_pyarrow_and_replays_like_its_ndjson() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ndjson, parquet) = (dir.path().join("events.ndjson"), dir.path().join("events.parquet"));
+    generate("ndjson", &ndjson);
+    generate("parquet", &parquet);
+    let lines: Vec<J> =
+        std::fs::read_to_string(&ndjson).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Another reader: pyarrow sees one row per event, the timestamp as a UTC timestamp, and
+    // properties / traits as JSON text.
+    {
+        let python = std::env::var("JOURNEYFLOW_PYTHON")
+            .expect("JOURNEYFLOW_PYTHON names a Python with pyarrow (scripts/test.sh)");
+        let script = "import json, sys, pyarrow.parquet as pq\n\
+            t = pq.read_table(sys.argv[1])\n\
+            rows = t.to_pylist()\n\
+            print(json.dumps({'rows': len(rows), 'ts': str(t.schema.field('timestamp').type), \
+            'first': {k: (v.timestamp() * 1000 if k == 'timestamp' else v) for k, v in rows[0].items()}}))";
+        let out = std::process::Command::new(python).args(["-c", script]).arg(&parquet).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let seen: J = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(seen["rows"], lines.len());
+        assert_eq!(seen["ts"], "timestamp[ms, tz=UTC]");
+        let first = &seen["first"];
+        assert_eq!(first["messageId"], lines[0]["messageId"]);
+        assert_eq!(first["timestamp"].as_f64().unwrap() as u64, lines[0]["timestamp"].as_u64().unwrap());
+        let props = first["properties"].as_str().or(first["traits"].as_str()).unwrap();
+        let original = lines[0].get("properties").or(lines[0].get("traits")).unwrap();
+        assert_eq!(&serde_json::from_str::<J>(props).unwrap(), original);
+    }
+    // The same outputs from either file, with one worker and with two.
+    let sample = repo("datasets/sample");
+    for workers in [1, 2] {
+        let mut outs = Vec::new();
+        for file in [&ndjson, &parquet] {
+            let out = dir.path().join(format!("out-{workers}-{}", file.extension().unwrap().to_str().unwrap()));
+            let mut a = args(file, &sample.join("segments.json"), &out, workers);
+            a.journeys = Some(sample.join("journeys.json"));
+            let summary = execute(&a).unwrap();
+            assert_eq!((summary.records, summary.malformed), (lines.len() as u64, 0));
+            outs.push(out);
+        }
+        for name in ["segment_changes.ndjson", "journey_transitions.ndjson", "journey_actions.ndjson", "members.ndjson"]
+        {
+            let (a, b) = (read_ndjson(&outs[0].join(name)), read_ndjson(&outs[1].join(name)));
+            assert!(!a.is_empty(), "{name}: nothing to compare");
+            assert_eq!(a, b, "{name} with {workers} worker(s)");
+        }
+    }
+}
