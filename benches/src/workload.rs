@@ -3,7 +3,7 @@
 //! and the generated event files, made once per size and seed and kept in the data directory.
 
 use anyhow::Context;
-use journeyflow_datasets::generator::{write_ndjson, GeneratorConfig};
+use journeyflow_datasets::generator::{self, write_ndjson, GeneratorConfig};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_types::{parse_journeys, parse_segments, SegmentDefinition};
 use std::io::Write;
@@ -86,7 +86,8 @@ pub fn short(n: u64) -> String {
 
 /// The events file of `size` (seed 1) in `dir`, generated unless already there.
 pub fn events_file(dir: &Path, size: Size) -> anyhow::Result<PathBuf> {
-    let path = dir.join(format!("events-{}-{}-seed1.ndjson", size.events, size.users));
+    let name = format!("events-{}-{}-seed1-v{}.ndjson", size.events, size.users, generator::VERSION);
+    let path = dir.join(name);
     if path.exists() {
         return Ok(path);
     }

@@ -60,6 +60,10 @@ impl Default for GeneratorConfig {
     }
 }
 
+/// Changes whenever the same `(seed, i)` would give a different event, so that files made
+/// by an earlier version are not taken for this one's.
+pub const VERSION: u32 = 2;
+
 /// Events per session: in each block of `SESSION * c` events (`c` the concurrency), event
 /// `b + s + c * j` is step `j` of the block's session `s`.
 pub const SESSION: u64 = 8;
