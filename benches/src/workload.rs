@@ -3,7 +3,7 @@
 //! and the generated event files, made once per size and seed and kept in the data directory.
 
 use anyhow::Context;
-use journeyflow_datasets::generator::{self, write_ndjson, GeneratorConfig};
+use journeyflow_datasets::generator::{self, generate_parallel, GeneratorConfig};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_types::{parse_journeys, parse_segments, SegmentDefinition};
 use std::io::Write;
@@ -96,28 +96,7 @@ pub fn events_file(dir: &Path, size: Size) -> anyhow::Result<PathBuf> {
     let tmp = path.with_extension("tmp");
     let mut out = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(&tmp)?);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    let chunk = 500_000;
-    let mut start = 0;
-    while start < size.events {
-        let parts: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|k| (start + k * chunk, (start + (k + 1) * chunk).min(size.events)))
-                .filter(|(a, b)| a < b)
-                .map(|(a, b)| {
-                    let config = &config;
-                    s.spawn(move || {
-                        let mut buf = Vec::new();
-                        write_ndjson(config, a..b, &mut buf).map(|_| buf)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("generator thread")).collect::<std::io::Result<_>>()
-        })?;
-        for part in parts {
-            out.write_all(&part)?;
-        }
-        start = (start + threads * chunk).min(size.events);
-    }
+    generate_parallel(&config, threads, 500_000, |part| out.write_all(part))?;
     out.flush()?;
     drop(out);
     std::fs::rename(&tmp, &path)?;

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use journeyflow_connectors::event_parquet::EventWriter;
 use journeyflow_connectors::kafka::{ensure_topics, Settings, Sink, TopicSpec};
-use journeyflow_datasets::generator::{write_ndjson, GeneratorConfig};
+use journeyflow_datasets::generator::{generate_parallel, GeneratorConfig};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -137,31 +137,7 @@ pub fn execute(args: &GenerateArgs) -> anyhow::Result<()> {
     // Small slices when paced, so that the first events go out at once.
     let chunk = if args.rate > 0 { args.rate.clamp(1_000, 100_000) } else { 1_000_000 };
     let started = Instant::now();
-    let mut start = 0;
-    while start < config.events {
-        // Generate up to `threads` slices in parallel, then write them in order.
-        let ends: Vec<(u64, u64)> = (0..threads)
-            .map(|k| (start + k * chunk, (start + (k + 1) * chunk).min(config.events)))
-            .filter(|(s, e)| s < e)
-            .collect();
-        let parts: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> = ends
-                .iter()
-                .map(|&(s0, e0)| {
-                    let config = &config;
-                    s.spawn(move || {
-                        let mut buf = Vec::with_capacity(((e0 - s0) * 200) as usize);
-                        write_ndjson(config, s0..e0, &mut buf).map(|_| buf)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("generator thread panicked")).collect::<std::io::Result<_>>()
-        })?;
-        for part in parts {
-            output.write(&part)?;
-        }
-        start = ends.last().map_or(config.events, |e| e.1);
-    }
+    generate_parallel(&config, threads, chunk, |part| output.write(part))?;
     output.finish()?;
     let to = match (&args.out, &args.topic) {
         (_, Some(topic)) if args.format == Format::Kafka => format!("topic {topic}"),
