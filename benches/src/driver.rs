@@ -29,6 +29,8 @@ pub struct Bench {
     journeys: Vec<String>,
     /// Outputs drained so far: `(user, time)`, segment changes and journey transitions.
     pub outputs: Vec<(Key, Time)>,
+    /// Whether `outputs` keeps what is drained (paced runs); loads only free it.
+    pub keep_outputs: bool,
     /// Actions drained so far.
     pub actions: u64,
     /// Events refused as late.
@@ -55,7 +57,7 @@ impl Bench {
                 programs.install_journey(worker, plan, 0, Status::Ongoing).expect("J1-J2 install");
             }
         }
-        Bench { programs, segments, journeys, outputs: Vec::new(), actions: 0, late: 0 }
+        Bench { programs, segments, journeys, outputs: Vec::new(), keep_outputs: false, actions: 0, late: 0 }
     }
 
     /// Offers one NDJSON line; false when it is not an event or is late.
@@ -80,12 +82,16 @@ impl Bench {
     /// Takes the outputs produced since the last call.
     fn drain(&mut self) {
         for id in &self.segments {
-            self.outputs.extend(self.programs.take_changes(id).into_iter().map(|c| (c.user, c.time)));
+            let changes = self.programs.take_changes(id);
+            if self.keep_outputs {
+                self.outputs.extend(changes.into_iter().map(|c| (c.user, c.time)));
+            }
         }
         for id in &self.journeys {
             for record in self.programs.take_journey_outputs(id) {
                 match record {
-                    JourneyOutput::Transition(t) => self.outputs.push((t.user, t.time)),
+                    JourneyOutput::Transition(t) if self.keep_outputs => self.outputs.push((t.user, t.time)),
+                    JourneyOutput::Transition(_) => {}
                     JourneyOutput::Action(_) => self.actions += 1,
                 }
             }
@@ -241,6 +247,7 @@ pub fn paced(
     bench.advance(worker, Some(pace.from));
     bench.settle(worker, pace.from.saturating_sub(1));
     bench.forget_outputs();
+    bench.keep_outputs = true;
     let t0 = *start.get_or_init(|| Instant::now() + Duration::from_millis(20));
     let since = |t: Instant| t.saturating_duration_since(t0).as_nanos() as u64;
     let mut out = Paced::default();
