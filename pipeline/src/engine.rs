@@ -13,7 +13,7 @@ use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Start};
 use journeyflow_operators::{SharedEvent, Time};
 use journeyflow_types::{Event, Key, SegmentDefinition};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use timely::dataflow::operators::vec::{Broadcast, Input};
@@ -53,7 +53,7 @@ impl Default for IngestConfig {
 }
 
 /// One membership change of a user by key: `diff` is +1 (enter) or -1 (exit).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct KeyedChange {
     /// Event time of the change.
     pub time: Time,
@@ -89,7 +89,7 @@ pub fn admit(policy: LatePolicy, ts: Time, watermark: Time) -> Result<Time, Refu
 }
 
 /// Counters of one worker's engine.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineStats {
     /// Events entered into the dataflow.
     pub offered: u64,
@@ -105,7 +105,7 @@ pub struct EngineStats {
 type StatUpdate = ((u32, Stat), Time, isize);
 
 /// What one worker's engine produced up to the as-of time.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct EngineOutput {
     /// Membership changes.
     pub changes: Vec<KeyedChange>,

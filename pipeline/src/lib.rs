@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod compile;
 pub mod config;
 pub mod control_log;

@@ -3,6 +3,8 @@
 //! journey reports, dead letters, counters. `journeyflow replay` is this over an NDJSON file
 //! plus the output files.
 
+use crate::cluster::gather::gather;
+use crate::cluster::Cluster;
 use crate::engine::{Engine, EngineOutput, EngineStats, IngestConfig};
 use crate::journey_output::{reports, ActionLine, JourneyNames, JourneyReport, TransitionLine};
 use journeyflow_connectors::ndjson::RawRecord;
@@ -10,7 +12,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput};
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_line, Key, KeyMap, SegmentDefinition};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,7 +40,7 @@ pub struct Change {
 }
 
 /// User ids by key, as decoded; a second id with the same key is a collision.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Names {
     ids: KeyMap<String>,
     collision: Option<String>,
@@ -67,8 +69,9 @@ impl Names {
     }
 }
 
-/// A rejected record and why. Ordered by position in the source.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// A rejected record and why. Ordered by position in the source (in a cluster, by process
+/// first: each reads its own share).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// Byte offset in the source.
     pub offset: u64,
@@ -84,8 +87,8 @@ pub struct DeadLetter {
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    /// Timely worker threads in this process.
-    pub workers: usize,
+    /// The processes and worker threads to run on.
+    pub cluster: Cluster,
     /// Watermark, late events, dedup.
     pub ingest: IngestConfig,
     /// The time to run to; `None` is the largest event time.
@@ -97,7 +100,7 @@ pub struct RunConfig {
 }
 
 /// Counters over all workers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStats {
     /// Records read (lines that were not blank).
     pub records: u64,
@@ -140,7 +143,14 @@ pub struct RunOutput {
     pub dead_letters: Vec<DeadLetter>,
     /// Counters.
     pub stats: RunStats,
+    /// Whether this process holds what every worker produced (process 0 of a cluster); the
+    /// others' outputs are empty and their counters their own share.
+    pub gathered: bool,
 }
+
+/// What one worker hands to worker 0 at the end: its read error if any, its as-of time,
+/// records, dead letters, counters and user ids.
+type WorkerResult = (Option<String>, Option<Time>, EngineOutput, Vec<DeadLetter>, RunStats, Names);
 
 /// Progress shared with the caller while a run goes on.
 #[derive(Debug, Default)]
@@ -151,7 +161,8 @@ pub struct Progress {
     pub workers_done: AtomicUsize,
 }
 
-/// Runs the engine on `config.workers` threads; `part(index, peers)` gives each worker its share.
+/// Runs the engine on the cluster's workers; `part(index, peers)` gives each worker its share
+/// (`index` counts over every process). Worker 0 gathers what all produced.
 pub fn run<F, I>(
     defs: Vec<SegmentDefinition>,
     plans: Vec<JourneyPlan>,
@@ -163,7 +174,7 @@ where
     F: Fn(usize, usize) -> io::Result<I> + Send + Sync + 'static,
     I: Iterator<Item = io::Result<SourceItem>>,
 {
-    let timely_config = timely::Config::process(config.workers.max(1));
+    let timely_config = config.cluster.timely();
     let worker_config = config.clone();
     let worker_plans = plans.clone();
     let guards = timely::execute(timely_config, move |worker| -> Result<_, String> {
@@ -236,8 +247,17 @@ where
         let output = engine.finish(worker, as_of.unwrap_or(0));
         stats.engine = output.engine.clone();
         progress.workers_done.fetch_add(1, Ordering::Relaxed);
-        outcome.map_err(|e| format!("worker {}: reading input: {e}", worker.index()))?;
-        Ok((as_of, output, dead, stats, names))
+        let error = outcome.err().map(|e| format!("worker {}: reading input: {e}", worker.index()));
+        let mine: WorkerResult = (error.clone(), as_of, output, dead, stats.clone(), names);
+        // Worker 0 takes everyone's part; the others keep their counters for their summary.
+        let all = gather(worker, mine);
+        if let Some(e) = error.or_else(|| all.iter().find_map(|r| r.0.clone())) {
+            return Err(e);
+        }
+        match worker.index() {
+            0 => Ok(all),
+            _ => Ok(vec![(None, as_of, EngineOutput::default(), Vec::new(), stats, Names::default())]),
+        }
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
 
@@ -249,14 +269,24 @@ where
         journey_stats: Vec::new(),
         dead_letters: Vec::new(),
         stats: RunStats::default(),
+        gathered: false,
     };
     let mut names = Names::default();
     let mut keyed = Vec::new();
     let mut journey_records = Vec::new();
     let mut counters = std::collections::BTreeMap::new();
+    let mut joined = Vec::new();
     for result in guards.join() {
-        let (as_of, output, dead, stats, worker_names) =
-            result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
+        joined.push(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
+    }
+    // This process's first worker is worker 0 on process 0: it holds every worker's part.
+    // Elsewhere each worker holds only its own counters.
+    out.gathered = config.cluster.process == 0;
+    let results: Vec<WorkerResult> = match out.gathered {
+        true => joined.into_iter().next().unwrap_or_default(),
+        false => joined.into_iter().flatten().collect(),
+    };
+    for (_, as_of, output, dead, stats, worker_names) in results {
         let EngineOutput { changes, journeys, stats: worker_counters, .. } = output;
         out.as_of = out.as_of.max(as_of);
         keyed.extend(changes);

@@ -29,6 +29,7 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         dedup_window: 86_400_000,
         max_record_bytes: 1 << 20,
         batch_size: 500,
+        cluster: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 //! `journey_transitions.ndjson`, `journey_actions.ndjson`, `journey_members.ndjson` and
 //! `journey_stats.json`), with a summary on stderr.
 
+use crate::cluster::{Cluster, ClusterArgs, ClusterSection};
 use crate::engine::{IngestConfig, LatePolicy};
 use crate::record_id::Ids;
 use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
@@ -37,9 +38,13 @@ pub struct ReplayArgs {
     /// Run up to this time (RFC 3339 or epoch ms); default: the largest event timestamp.
     #[arg(long, value_parser = super::parse_time)]
     pub as_of: Option<u64>,
-    /// Timely worker threads.
+    /// Timely worker threads (per process).
     #[arg(long, short = 'w', default_value_t = 1)]
     pub workers: usize,
+    /// The cluster this process is part of: each process reads its share of the file (which
+    /// every process must be able to read at this path) and process 0 writes the outputs.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -68,8 +73,10 @@ pub struct Summary {
     pub events_file: String,
     /// Time everything is complete up to.
     pub as_of: Option<u64>,
-    /// Worker threads.
+    /// Worker threads over all processes.
     pub workers: usize,
+    /// Processes.
+    pub processes: usize,
     /// Records read.
     pub records: u64,
     /// Events accepted into the dataflow (before dedup).
@@ -114,8 +121,9 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     };
     std::fs::metadata(&args.events).with_context(|| format!("reading {}", args.events.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let cluster = Cluster::resolve(&args.cluster, ClusterSection::default(), args.workers)?;
     let config = RunConfig {
-        workers: args.workers.max(1),
+        cluster: cluster.clone(),
         ingest: IngestConfig {
             allowed_lateness: args.allowed_lateness.0,
             late_policy: args.late_policy,
@@ -127,7 +135,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     };
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
-    let bar = progress_bar(&args.events, progress.clone(), config.workers);
+    let bar = progress_bar(&args.events, progress.clone(), cluster.workers);
     let (path, max, batch) = (args.events.clone(), args.max_record_bytes, args.batch_size.max(1));
     let journeys = plans.clone();
     let parquet = is_parquet(&args.events);
@@ -148,6 +156,15 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         bar.finish_and_clear();
     }
     let mut output = output?;
+    let wall = started.elapsed().as_secs_f64();
+    if !output.gathered {
+        let s = &output.stats;
+        eprintln!(
+            "process {} of {}: read {} records ({} malformed) in {wall:.3} s; process 0 writes the outputs",
+            cluster.process, cluster.processes, s.records, s.malformed
+        );
+        return Ok(Summary::new(args, &cluster, &output, wall, 0, BTreeMap::new()));
+    }
     // NDJSON parts are read without counting lines; number only the rejected ones (Parquet
     // rows come numbered).
     if !parquet {
@@ -156,8 +173,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
             d.line = Some(line);
         }
     }
-    let wall = started.elapsed().as_secs_f64();
-    let summary = write_outputs(&args.out, &defs, &journeys, &output, args, wall)?;
+    let summary = write_outputs(&args.out, &defs, &journeys, &output, args, &cluster, wall)?;
     print_summary(&summary, &output);
     Ok(summary)
 }
@@ -225,6 +241,7 @@ fn write_outputs(
     journeys: &[JourneyPlan],
     output: &RunOutput,
     args: &ReplayArgs,
+    cluster: &Cluster,
     wall: f64,
 ) -> anyhow::Result<Summary> {
     let name = |i: u32| defs[i as usize].id.as_str();
@@ -268,34 +285,49 @@ fn write_outputs(
         w.write(d)?;
     }
     w.finish()?;
-    let s = &output.stats;
-    let summary = Summary {
-        events_file: args.events.display().to_string(),
-        as_of: output.as_of,
-        workers: args.workers.max(1),
-        records: s.records,
-        accepted: s.engine.offered,
-        malformed: s.malformed,
-        duplicates: s.engine.duplicates,
-        late_rejected: s.engine.late_rejected,
-        late_clamped: s.engine.late_clamped,
-        after_as_of: s.after_as_of,
-        changes,
-        transitions: output.transitions.len() as u64,
-        actions: output.actions.len() as u64,
-        segment_sizes: sizes,
-        wall_seconds: wall,
-        events_per_second: s.records as f64 / wall.max(1e-9),
-    };
+    let summary = Summary::new(args, cluster, output, wall, changes, sizes);
     let mut w = NdjsonWriter::create(&dir.join("summary.json"))?;
     w.write(&summary)?;
     w.finish()?;
     Ok(summary)
 }
 
+impl Summary {
+    /// The summary of a run's output.
+    fn new(
+        args: &ReplayArgs,
+        cluster: &Cluster,
+        output: &RunOutput,
+        wall: f64,
+        changes: u64,
+        segment_sizes: BTreeMap<String, u64>,
+    ) -> Summary {
+        let s = &output.stats;
+        Summary {
+            events_file: args.events.display().to_string(),
+            as_of: output.as_of,
+            workers: cluster.peers(),
+            processes: cluster.processes,
+            records: s.records,
+            accepted: s.engine.offered,
+            malformed: s.malformed,
+            duplicates: s.engine.duplicates,
+            late_rejected: s.engine.late_rejected,
+            late_clamped: s.engine.late_clamped,
+            after_as_of: s.after_as_of,
+            changes,
+            transitions: output.transitions.len() as u64,
+            actions: output.actions.len() as u64,
+            segment_sizes,
+            wall_seconds: wall,
+            events_per_second: s.records as f64 / wall.max(1e-9),
+        }
+    }
+}
+
 fn print_summary(s: &Summary, output: &RunOutput) {
     let as_of = s.as_of.map_or("-".to_string(), journeyflow_types::time::format_instant);
-    eprintln!("replayed {} as of {as_of} with {} worker(s)", s.events_file, s.workers);
+    eprintln!("replayed {} as of {as_of} with {} worker(s) in {} process(es)", s.events_file, s.workers, s.processes);
     eprintln!(
         "  records {}  accepted {}  rejected {} (malformed {}, late {})  duplicates {}  late clamped {}  after as-of {}",
         s.records,

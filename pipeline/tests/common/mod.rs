@@ -10,6 +10,7 @@ pub mod outputs;
 pub mod reference;
 pub mod server;
 
+use journeyflow::cluster::Cluster;
 use journeyflow::engine::{IngestConfig, LatePolicy};
 use journeyflow::replay::{run, Change, Progress, RunConfig, RunOutput, SourceItem};
 use journeyflow_connectors::ndjson::RawRecord;
@@ -79,8 +80,13 @@ pub fn run_journeys(
         }
     }
     let parts = Arc::new(parts);
-    let config =
-        RunConfig { workers: plan.workers, ingest, as_of, max_record_bytes: 1 << 20, commands: commands.to_vec() };
+    let config = RunConfig {
+        cluster: Cluster::single(plan.workers),
+        ingest,
+        as_of,
+        max_record_bytes: 1 << 20,
+        commands: commands.to_vec(),
+    };
     run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
         Ok(parts[index].clone().into_iter().map(Ok))
     })
