@@ -1,11 +1,14 @@
 //! One measurement each, run in a process of its own (so that its peak resident set is its
-//! own): the from-scratch recomputation, a closed-loop load with the install figure after
-//! it, and a paced run for freshness. Each prints its result as one JSON line.
+//! own), or in several for a cluster shape: the from-scratch recomputation, a closed-loop load
+//! with the install figure after it, and a paced run for freshness. Worker 0 gathers every
+//! worker's figures (through a dataflow, across processes too) and its process prints the
+//! result as one JSON line; the other processes print `null`.
 
 use crate::driver::{self, Bench, Pace};
 use crate::recompute::History;
 use crate::workload::{self, Definitions};
 use hdrhistogram::Histogram;
+use journeyflow::cluster::gather::gather;
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_line, Key};
 use serde::{Deserialize, Serialize};
@@ -17,6 +20,50 @@ use std::time::Instant;
 /// The allowed lateness of closed-loop loads: the generated files are out of time order by
 /// up to a quarter of an hour.
 pub const LATENESS: Time = 3_600_000;
+
+/// Where a measurement runs: `workers` threads in each of `processes` processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shape {
+    /// Processes (over loopback TCP when more than one).
+    pub processes: usize,
+    /// Worker threads per process.
+    pub workers: usize,
+}
+
+impl Shape {
+    /// `PxW`.
+    pub fn label(&self) -> String {
+        format!("{}x{}", self.processes, self.workers)
+    }
+
+    /// Workers over all processes.
+    pub fn peers(&self) -> usize {
+        self.processes * self.workers
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Shape, String> {
+        let (p, w) = text.split_once('x').ok_or_else(|| format!("{text:?}: expected PROCESSESxWORKERS"))?;
+        let number = |s: &str| s.parse::<usize>().map_err(|e| format!("{text:?}: {e}"));
+        let shape = Shape { processes: number(p)?, workers: number(w)? };
+        if shape.processes == 0 || shape.workers == 0 {
+            return Err(format!("{text:?}: processes and workers must be at least 1"));
+        }
+        Ok(shape)
+    }
+}
+
+/// Which process of a cluster shape a child is, and the hostfile they share.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Member {
+    /// This process's id.
+    pub process: usize,
+    /// Every process's `host:port`.
+    pub hostfile: Option<PathBuf>,
+}
 
 /// A measurement to make.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,8 +78,10 @@ pub enum Case {
     Throughput {
         /// The events.
         file: PathBuf,
-        /// Timely workers.
-        workers: usize,
+        /// Processes and workers.
+        shape: Shape,
+        /// Which process this is.
+        member: Member,
         /// What is installed.
         definitions: Definitions,
         /// The time the load runs to (the file's largest timestamp).
@@ -43,8 +92,10 @@ pub enum Case {
     Latency {
         /// The events.
         file: PathBuf,
-        /// Timely workers.
-        workers: usize,
+        /// Processes and workers.
+        shape: Shape,
+        /// Which process this is.
+        member: Member,
         /// Start of the paced range.
         from: Time,
         /// End of the paced range.
@@ -124,15 +175,50 @@ pub struct Freshness {
     pub late: u64,
 }
 
-/// Runs a case and returns its result as JSON.
+impl Case {
+    /// The processes the case runs in.
+    pub fn processes(&self) -> usize {
+        match self {
+            Case::Recompute { .. } => 1,
+            Case::Throughput { shape, .. } | Case::Latency { shape, .. } => shape.processes,
+        }
+    }
+
+    /// The case as process `process` of its cluster runs it.
+    pub fn for_member(&self, member: Member) -> Case {
+        let mut case = self.clone();
+        if let Case::Throughput { member: m, .. } | Case::Latency { member: m, .. } = &mut case {
+            *m = member;
+        }
+        case
+    }
+}
+
+/// The timely configuration of one process of `shape`.
+fn timely_config(shape: Shape, member: &Member) -> anyhow::Result<timely::Config> {
+    let addresses = match (&member.hostfile, shape.processes) {
+        (_, 1) => Vec::new(),
+        (Some(path), _) => journeyflow::cluster::read_hostfile(path)?,
+        (None, n) => anyhow::bail!("{n} processes need a hostfile"),
+    };
+    let cluster = journeyflow::cluster::Cluster {
+        processes: shape.processes,
+        process: member.process,
+        workers: shape.workers,
+        addresses,
+    };
+    Ok(cluster.timely())
+}
+
+/// Runs a case and returns its result as JSON (`null` on a process other than 0).
 pub fn run(case: &Case, heap: fn() -> u64) -> anyhow::Result<serde_json::Value> {
     Ok(match case {
         Case::Recompute { file } => serde_json::to_value(recompute(file)?)?,
-        Case::Throughput { file, workers, definitions, as_of } => {
-            serde_json::to_value(throughput(file, *workers, *definitions, *as_of, heap)?)?
+        Case::Throughput { file, shape, member, definitions, as_of } => {
+            serde_json::to_value(throughput(file, *shape, member, *definitions, *as_of, heap)?)?
         }
-        Case::Latency { file, workers, from, to, seconds } => {
-            serde_json::to_value(latency(file, *workers, Pace { from: *from, to: *to, seconds: *seconds })?)?
+        Case::Latency { file, shape, member, from, to, seconds } => {
+            serde_json::to_value(latency(file, *shape, member, Pace { from: *from, to: *to, seconds: *seconds })?)?
         }
     })
 }
@@ -168,52 +254,64 @@ fn recompute(file: &std::path::Path) -> anyhow::Result<Recomputed> {
     Ok(Recomputed { as_of, first, events: n, users: history.users() as u64, load_s, recompute_s, sizes })
 }
 
-/// What one worker of a load reports.
+/// What one worker of a load reports; times in seconds since the workers set out together.
+#[derive(Clone, Serialize, Deserialize)]
 struct WorkerLoad {
-    started: Instant,
-    ended: Instant,
+    started: f64,
+    ended: f64,
     events: u64,
     late: u64,
     sizes: BTreeMap<String, u64>,
     memory: Option<(u64, u64)>,
     install: Option<(f64, u64)>,
+    peak: u64,
 }
 
 fn throughput(
     file: &std::path::Path,
-    workers: usize,
+    shape: Shape,
+    member: &Member,
     definitions: Definitions,
     as_of: Time,
     heap: fn() -> u64,
-) -> anyhow::Result<Loaded> {
+) -> anyhow::Result<Option<Loaded>> {
     let file = file.to_path_buf();
-    let guards = timely::execute(timely::Config::process(workers), move |worker| -> Result<WorkerLoad, String> {
+    let guards = timely::execute(timely_config(shape, member)?, move |worker| -> Result<Vec<WorkerLoad>, String> {
         let mut bench = Bench::new(worker, definitions, Some(LATENESS));
-        let started = Instant::now();
+        // Every worker (of every process) sets out at once.
+        gather(worker, ());
+        let origin = Instant::now();
+        let since = |t: Instant| (t - origin).as_secs_f64();
+        let started = since(Instant::now());
         let events = driver::load(&mut bench, worker, &file).map_err(|e| format!("{}: {e}", file.display()))?;
         bench.hold(as_of);
         bench.advance(worker, Some(as_of + 1));
         bench.settle(worker, as_of);
-        let ended = Instant::now();
+        let ended = since(Instant::now());
         bench.forget_outputs();
         let sizes = bench.sizes(as_of);
-        let memory = (worker.index() == 0).then(|| (heap(), crate::machine::rss()));
+        // Each process's first worker counts its process's memory.
+        let memory = (worker.index() % shape.workers == 0).then(|| (heap(), crate::machine::rss()));
         let install = (definitions != Definitions::None).then(|| {
             bench.hold(as_of + 1);
             let took = bench.install(worker, as_of + 1);
             let size = bench.sizes(as_of + 1).get(&workload::installed().id).copied().unwrap_or(0);
             (took.as_secs_f64() * 1e3, size)
         });
-        Ok(WorkerLoad { started, ended, events, late: bench.late, sizes, memory, install })
+        let peak = crate::machine::peak_rss();
+        Ok(gather(worker, WorkerLoad { started, ended, events, late: bench.late, sizes, memory, install, peak }))
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
     let mut reports = Vec::new();
     for result in guards.join() {
-        reports.push(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
+        reports.extend(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
     }
-    let start = reports.iter().map(|r| r.started).min().expect("a worker");
-    let end = reports.iter().map(|r| r.ended).max().expect("a worker");
-    let wall_s = (end - start).as_secs_f64();
+    if member.process != 0 {
+        return Ok(None);
+    }
+    let start = reports.iter().map(|r| r.started).reduce(f64::min).expect("a worker");
+    let end = reports.iter().map(|r| r.ended).reduce(f64::max).expect("a worker");
+    let wall_s = end - start;
     let events: u64 = reports.iter().map(|r| r.events).sum();
     let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
     for r in &reports {
@@ -221,36 +319,42 @@ fn throughput(
             *sizes.entry(id.clone()).or_default() += n;
         }
     }
-    let (heap_bytes, rss_bytes) = reports.iter().find_map(|r| r.memory).unwrap_or_default();
+    // Every process's memory, added up.
+    let memory: Vec<(u64, u64)> = reports.iter().filter_map(|r| r.memory).collect();
     let installs: Vec<(f64, u64)> = reports.iter().filter_map(|r| r.install).collect();
-    Ok(Loaded {
+    Ok(Some(Loaded {
         events,
         wall_s,
         events_per_s: events as f64 / wall_s,
         late: reports.iter().map(|r| r.late).sum(),
         sizes,
-        heap_bytes,
-        rss_bytes,
+        heap_bytes: memory.iter().map(|m| m.0).sum(),
+        rss_bytes: memory.iter().map(|m| m.1).sum(),
         install_ms: installs.iter().map(|i| i.0).reduce(f64::max),
         installed_size: (!installs.is_empty()).then(|| installs.iter().map(|i| i.1).sum()),
-        peak_rss_bytes: crate::machine::peak_rss(),
-    })
+        peak_rss_bytes: reports.iter().filter(|r| r.memory.is_some()).map(|r| r.peak).sum(),
+    }))
 }
 
-fn latency(file: &std::path::Path, workers: usize, pace: Pace) -> anyhow::Result<Freshness> {
+fn latency(file: &std::path::Path, shape: Shape, member: &Member, pace: Pace) -> anyhow::Result<Option<Freshness>> {
     let file = file.to_path_buf();
     let start = Arc::new(OnceLock::new());
-    let guards = timely::execute(timely::Config::process(workers), move |worker| -> Result<_, String> {
+    let guards = timely::execute(timely_config(shape, member)?, move |worker| -> Result<_, String> {
         let share = driver::strided_lines(&file, worker.index(), worker.peers())
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let mut bench = Bench::new(worker, Definitions::Journeys, None);
+        // The paced range starts when the load before it has settled on every worker, which
+        // every process sees within the time progress takes to travel.
         let paced = driver::paced(&mut bench, worker, share, pace, &start);
-        Ok((paced, bench.late))
+        Ok(gather(worker, (paced, bench.late)))
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
     let mut runs = Vec::new();
     for result in guards.join() {
-        runs.push(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
+        runs.extend(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
+    }
+    if member.process != 0 {
+        return Ok(None);
     }
     let caused: HashSet<(Key, Time)> = runs.iter().flat_map(|(r, _)| r.outputs.iter().copied()).collect();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
@@ -270,7 +374,7 @@ fn latency(file: &std::path::Path, workers: usize, pace: Pace) -> anyhow::Result
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1e3;
     let pacer_lag_ms =
         runs.iter().map(|(r, _)| r.last_offered.0.saturating_sub(r.last_offered.1) as f64 / 1e6).fold(0.0, f64::max);
-    Ok(Freshness {
+    Ok(Some(Freshness {
         rate: events as f64 / pace.seconds,
         events,
         measured: histogram.len(),
@@ -280,5 +384,5 @@ fn latency(file: &std::path::Path, workers: usize, pace: Pace) -> anyhow::Result
         max: histogram.max() as f64 / 1e3,
         pacer_lag_ms,
         late: runs.iter().map(|(_, late)| late).sum(),
-    })
+    }))
 }

@@ -188,7 +188,7 @@ pub fn timestamp(line: &[u8]) -> Option<Time> {
 }
 
 /// What a paced run recorded on one worker.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Paced {
     /// Paced events: `(user, time, due)`, `due` in nanoseconds after the schedule's start.
     pub events: Vec<(Key, Time, u64)>,

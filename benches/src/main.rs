@@ -7,7 +7,7 @@
 use anyhow::Context;
 use cap::Cap;
 use clap::Parser;
-use journeyflow_benches::cases::{self, Case, Freshness, Loaded, Recomputed, LATENESS};
+use journeyflow_benches::cases::{self, Case, Freshness, Loaded, Member, Recomputed, Shape, LATENESS};
 use journeyflow_benches::report::{Config, InstallRow, LatencyRow, MemoryRow, RecomputeRow, Report, ThroughputRow};
 use journeyflow_benches::workload::{self, Definitions, Size};
 use journeyflow_benches::{driver, machine, plots};
@@ -35,9 +35,9 @@ struct Cli {
     /// Where generated event files are kept between runs.
     #[arg(long, default_value = "target/bench-data")]
     data: PathBuf,
-    /// Worker counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
-    workers: Vec<usize>,
+    /// Shapes to measure, as `PROCESSESxWORKERS` (processes talk over loopback TCP).
+    #[arg(long, value_delimiter = ',', default_value = "1x1,1x2,2x1")]
+    shapes: Vec<Shape>,
     /// Data sets as `EVENTS:USERS` [default: 1000000:100000,10000000:1000000; with --quick
     /// 100000:10000]; freshness is measured on the first.
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
@@ -79,18 +79,40 @@ fn parse_size(text: &str) -> Result<Size, String> {
     Ok(size)
 }
 
-/// Runs a case in a child process and reads its result.
+/// Runs a case in a child process (one per process of its shape, on loopback ports) and
+/// reads its result (process 0's).
 fn child<T: serde::de::DeserializeOwned>(case: &Case) -> anyhow::Result<T> {
     let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
-        .arg("--case")
-        .arg(serde_json::to_string(case)?)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {case:?}"))?;
-    anyhow::ensure!(output.status.success(), "the measurement {case:?} failed: {}", output.status);
-    let text = String::from_utf8(output.stdout)?;
-    let last = text.lines().last().context("the measurement printed nothing")?;
+    let processes = case.processes();
+    let scratch = tempfile::tempdir()?;
+    let hostfile = scratch.path().join("hosts");
+    if processes > 1 {
+        let listeners: Vec<std::net::TcpListener> =
+            (0..processes).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+        let text: String =
+            listeners.iter().map(|l| Ok(format!("{}\n", l.local_addr()?))).collect::<std::io::Result<_>>()?;
+        std::fs::write(&hostfile, text)?;
+    }
+    let children = (0..processes)
+        .map(|process| {
+            let member = Member { process, hostfile: (processes > 1).then(|| hostfile.clone()) };
+            Command::new(&exe)
+                .arg("--case")
+                .arg(serde_json::to_string(&case.for_member(member))?)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .with_context(|| format!("running {case:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut results = Vec::new();
+    for child in children {
+        let output = child.wait_with_output()?;
+        anyhow::ensure!(output.status.success(), "the measurement {case:?} failed: {}", output.status);
+        results.push(String::from_utf8(output.stdout)?);
+    }
+    // Timely's cluster set-up may print to stdout first: the result is the last line.
+    let last = results[0].lines().last().context("the measurement printed nothing")?;
     serde_json::from_str(last).with_context(|| format!("reading the result of {case:?}"))
 }
 
@@ -105,7 +127,7 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
     let config = Config {
         quick: cli.quick,
         sizes: sizes.clone(),
-        workers: cli.workers.clone(),
+        shapes: cli.shapes.clone(),
         loads: loads.clone(),
         paced_seconds,
         batch: driver::BATCH,
@@ -130,25 +152,26 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
             rec.recompute_s, rec.users, rec.load_s
         );
         let mut max_rate = Vec::new();
-        for &workers in &cli.workers {
+        for &shape in &cli.shapes {
             let mut base_heap = 0;
             for definitions in [Definitions::None, Definitions::Segments, Definitions::Journeys] {
-                let case = Case::Throughput { file: file.clone(), workers, definitions, as_of: rec.as_of };
+                let member = Member::default();
+                let case = Case::Throughput { file: file.clone(), shape, member, definitions, as_of: rec.as_of };
                 let loaded: Loaded = child(&case)?;
                 eprintln!(
-                    "  {} worker(s), {}: {:.0} events/s, peak RSS {:.0} MB",
-                    workers,
+                    "  {}, {}: {:.0} events/s, peak RSS {:.0} MB",
+                    shape.label(),
                     definitions.label(),
                     loaded.events_per_s,
                     loaded.peak_rss_bytes as f64 / 1e6
                 );
-                verify(&rec, &loaded, definitions, size, workers)?;
+                verify(&rec, &loaded, definitions, size, shape)?;
                 anyhow::ensure!(loaded.late == 0, "{} events were refused as late", loaded.late);
                 report.peak_rss_bytes = report.peak_rss_bytes.max(loaded.peak_rss_bytes);
                 let per_user = loaded.heap_bytes as f64 / rec.users as f64;
                 report.throughput_events_per_s.push(ThroughputRow {
                     size: *size,
-                    workers,
+                    shape,
                     definitions: definitions.label().into(),
                     events_per_s: loaded.events_per_s,
                     wall_s: loaded.wall_s,
@@ -161,21 +184,21 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
                     Definitions::Segments => {
                         report.memory.push(MemoryRow {
                             size: *size,
-                            workers,
+                            shape,
                             bytes_per_user: per_user,
                             s1_s6_bytes_per_user: loaded.heap_bytes.saturating_sub(base_heap) as f64 / rec.users as f64,
                         });
                         if let (Some(ms), Some(members)) = (loaded.install_ms, loaded.installed_size) {
-                            report.install_ms.push(InstallRow { size: *size, workers, install_ms: ms, members });
+                            report.install_ms.push(InstallRow { size: *size, shape, install_ms: ms, members });
                         }
                     }
-                    Definitions::Journeys => max_rate.push((workers, loaded.events_per_s)),
+                    Definitions::Journeys => max_rate.push((shape, loaded.events_per_s)),
                 }
             }
         }
         // Freshness on the first (smaller) data set: the paced runs take wall time.
         if n == 0 {
-            for &(workers, max) in &max_rate {
+            for &(shape, max) in &max_rate {
                 for &load in &loads {
                     // The second half of the data is paced (at most `paced_seconds` of it);
                     // events are spread evenly over event time, so its share of the events
@@ -185,12 +208,13 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
                     let from = rec.first + span / 2;
                     let seconds = paced_seconds.min(rec.events as f64 / 2.0 / target);
                     let to = from + (span as f64 * target * seconds / rec.events as f64) as u64;
-                    let case = Case::Latency { file: file.clone(), workers, from, to, seconds };
+                    let case =
+                        Case::Latency { file: file.clone(), shape, member: Member::default(), from, to, seconds };
                     let f: Freshness = child(&case)?;
                     let rate = f.rate;
                     eprintln!(
-                        "  {} worker(s) at {:.0}% ({:.0} events/s): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
-                        workers,
+                        "  {} at {:.0}% ({:.0} events/s): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                        shape.label(),
                         load * 100.0,
                         rate,
                         f.p50,
@@ -201,7 +225,7 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
                     anyhow::ensure!(f.late == 0, "{} paced events were refused as late", f.late);
                     report.latency_ms.push(LatencyRow {
                         size: *size,
-                        workers,
+                        shape,
                         load,
                         offered_events_per_s: rate,
                         events: f.events,
@@ -232,7 +256,7 @@ fn verify(
     loaded: &Loaded,
     definitions: Definitions,
     size: &Size,
-    workers: usize,
+    shape: Shape,
 ) -> anyhow::Result<()> {
     if definitions == Definitions::None {
         return Ok(());
@@ -243,8 +267,9 @@ fn verify(
     let got: std::collections::BTreeMap<&String, &u64> = loaded.sizes.iter().collect();
     anyhow::ensure!(
         expected == got,
-        "{}, {workers} worker(s), {}: segment sizes {got:?} differ from the from-scratch evaluation {expected:?}",
+        "{}, {}, {}: segment sizes {got:?} differ from the from-scratch evaluation {expected:?}",
         size.label(),
+        shape.label(),
         definitions.label()
     );
     if let Some(n) = loaded.installed_size {

@@ -19,7 +19,7 @@ fn plot_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> anyhow::Er
     move |e| anyhow::anyhow!("drawing {}: {e}", path.display())
 }
 
-/// `latency.svg`: p50, p99, p99.9 (log scale) against the offered load, per data set and workers.
+/// `latency.svg`: p50, p99, p99.9 (log scale) against the offered load, per data set and shape (processes x workers).
 pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
     let rows = &report.latency_ms;
     let top = rows.iter().map(|r| r.p999.max(r.p99)).fold(1.0, f64::max) * 2.0;
@@ -39,11 +39,11 @@ pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
         .y_desc("due time to complete output, ms")
         .draw()
         .map_err(plot_error(path))?;
-    let mut groups: Vec<(String, usize)> = rows.iter().map(|r| (r.size.label(), r.workers)).collect();
+    let mut groups: Vec<(String, String)> = rows.iter().map(|r| (r.size.label(), r.shape.label())).collect();
     groups.dedup();
     let mut color = COLORS.iter().cycle();
-    for (label, workers) in &groups {
-        let mine: Vec<_> = rows.iter().filter(|r| &r.size.label() == label && r.workers == *workers).collect();
+    for (label, shape) in &groups {
+        let mine: Vec<_> = rows.iter().filter(|r| &r.size.label() == label && &r.shape.label() == shape).collect();
         for (name, pick) in [("p50", 0usize), ("p99", 1), ("p99.9", 2)] {
             let c = *color.next().expect("cycle");
             let points: Vec<(f64, f64)> =
@@ -51,7 +51,7 @@ pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
             chart
                 .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
                 .map_err(plot_error(path))?
-                .label(format!("{name}, {label}, {workers} worker(s)"))
+                .label(format!("{name}, {label}, {shape}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))).map_err(plot_error(path))?;
         }
@@ -67,7 +67,7 @@ pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `throughput.svg`: S1-S6 events/s against users (one line per worker count), with the
+/// `throughput.svg`: S1-S6 events/s against users (one line per shape), with the
 /// no-definitions baseline dashed.
 pub fn throughput(report: &Report, path: &Path) -> anyhow::Result<()> {
     let rows = &report.throughput_events_per_s;
@@ -79,7 +79,7 @@ pub fn throughput(report: &Report, path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(plot_error(path))?;
     let n = users.len().max(1) as f64;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Throughput against users and workers", ("sans-serif", 22))
+        .caption("Throughput against users, per processes x workers", ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(45)
         .y_label_area_size(80)
@@ -101,11 +101,11 @@ pub fn throughput(report: &Report, path: &Path) -> anyhow::Result<()> {
         .y_label_formatter(&|y| format!("{:.0}k", y / 1e3))
         .draw()
         .map_err(plot_error(path))?;
-    let mut workers: Vec<usize> = rows.iter().map(|r| r.workers).collect();
-    workers.sort_unstable();
-    workers.dedup();
+    let mut shapes: Vec<String> = rows.iter().map(|r| r.shape.label()).collect();
+    shapes.sort_unstable();
+    shapes.dedup();
     let mut color = COLORS.iter().cycle();
-    for w in workers {
+    for w in shapes {
         let c = *color.next().expect("cycle");
         for (definitions, dashed) in [("S1-S6", false), ("no definitions", true)] {
             let points: Vec<(f64, f64)> = users
@@ -113,7 +113,7 @@ pub fn throughput(report: &Report, path: &Path) -> anyhow::Result<()> {
                 .enumerate()
                 .filter_map(|(i, u)| {
                     rows.iter()
-                        .find(|r| r.workers == w && r.size.users == *u && r.definitions == definitions)
+                        .find(|r| r.shape.label() == w && r.size.users == *u && r.definitions == definitions)
                         .map(|r| (i as f64, r.events_per_s))
                 })
                 .collect();
@@ -125,7 +125,7 @@ pub fn throughput(report: &Report, path: &Path) -> anyhow::Result<()> {
             };
             series
                 .map_err(plot_error(path))?
-                .label(format!("{definitions}, {w} worker(s)"))
+                .label(format!("{definitions}, {w}"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))).map_err(plot_error(path))?;
         }

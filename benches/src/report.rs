@@ -1,6 +1,7 @@
 //! The benchmark's result: the JSON document written to `DIR/result.json`, and the human
 //! summary (a Markdown table per figure, also written to `DIR/summary.md`).
 
+use crate::cases::Shape;
 use crate::machine::Machine;
 use crate::workload::{short, Size};
 use serde::{Deserialize, Serialize};
@@ -13,8 +14,8 @@ pub struct Config {
     pub quick: bool,
     /// Data sets.
     pub sizes: Vec<Size>,
-    /// Worker counts.
-    pub workers: Vec<usize>,
+    /// Processes x workers measured.
+    pub shapes: Vec<Shape>,
     /// Offered loads for freshness, as fractions of the maximum rate.
     pub loads: Vec<f64>,
     /// Seconds of paced events per load (at most).
@@ -30,8 +31,8 @@ pub struct Config {
 pub struct ThroughputRow {
     /// Data set.
     pub size: Size,
-    /// Workers.
-    pub workers: usize,
+    /// Processes and workers.
+    pub shape: Shape,
     /// What was installed.
     pub definitions: String,
     /// Events per second, first line read to every output through the end.
@@ -51,9 +52,9 @@ pub struct ThroughputRow {
 pub struct LatencyRow {
     /// Data set.
     pub size: Size,
-    /// Workers.
-    pub workers: usize,
-    /// Offered load as a fraction of the maximum rate (S1-S6 + J1-J2, same workers).
+    /// Processes and workers.
+    pub shape: Shape,
+    /// Offered load as a fraction of the maximum rate (S1-S6 + J1-J2, same shape).
     pub load: f64,
     /// Offered events per second.
     pub offered_events_per_s: f64,
@@ -78,8 +79,8 @@ pub struct LatencyRow {
 pub struct InstallRow {
     /// Data set (the retained events).
     pub size: Size,
-    /// Workers.
-    pub workers: usize,
+    /// Processes and workers.
+    pub shape: Shape,
     /// Milliseconds from the install to the complete membership.
     pub install_ms: f64,
     /// Its members.
@@ -106,8 +107,8 @@ pub struct RecomputeRow {
 pub struct MemoryRow {
     /// Data set.
     pub size: Size,
-    /// Workers.
-    pub workers: usize,
+    /// Processes and workers.
+    pub shape: Shape,
     /// All live heap per user, S1-S6 installed.
     pub bytes_per_user: f64,
     /// The part S1-S6 add per user (over the base: events, universe, traits).
@@ -146,14 +147,14 @@ impl Report {
         let _ = writeln!(s, "# journeyflow bench{}\n", if self.config.quick { " (quick)" } else { "" });
         let _ = writeln!(s, "{}\n", self.machine.line());
         let _ = writeln!(s, "## Throughput (closed loop, NDJSON file to complete outputs)\n");
-        let _ = writeln!(s, "| data | workers | definitions | events/s | wall | peak RSS | heap/user |");
+        let _ = writeln!(s, "| data | processes x workers | definitions | events/s | wall | peak RSS | heap/user |");
         let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
         for r in &self.throughput_events_per_s {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {:.0} | {:.2} s | {} | {:.0} B |",
                 r.size.label(),
-                r.workers,
+                r.shape.label(),
                 r.definitions,
                 r.events_per_s,
                 r.wall_s,
@@ -161,15 +162,36 @@ impl Report {
                 r.heap_bytes_per_user
             );
         }
+        let _ = writeln!(s, "\n## Scaling (throughput of each shape over 1x1's, same data and definitions)\n");
+        let _ = writeln!(s, "| data | definitions | shape | speed-up over 1x1 | efficiency (speed-up / workers) |");
+        let _ = writeln!(s, "| --- | --- | --- | --- | --- |");
+        for r in &self.throughput_events_per_s {
+            let single = self.throughput_events_per_s.iter().find(|b| {
+                b.size == r.size && b.definitions == r.definitions && b.shape == Shape { processes: 1, workers: 1 }
+            });
+            if let Some(b) = single.filter(|_| r.shape.peers() > 1) {
+                let speedup = r.events_per_s / b.events_per_s;
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.2}x | {:.0}% |",
+                    r.size.label(),
+                    r.definitions,
+                    r.shape.label(),
+                    speedup,
+                    speedup / r.shape.peers() as f64 * 100.0
+                );
+            }
+        }
         let _ = writeln!(s, "\n## Freshness (open loop, S1-S6 + J1-J2; due time to complete output)\n");
-        let _ = writeln!(s, "| data | workers | load | offered events/s | p50 | p99 | p99.9 | max | samples |");
+        let _ =
+            writeln!(s, "| data | processes x workers | load | offered events/s | p50 | p99 | p99.9 | max | samples |");
         let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for r in &self.latency_ms {
             let _ = writeln!(
                 s,
                 "| {} | {} | {:.0}% | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
                 r.size.label(),
-                r.workers,
+                r.shape.label(),
                 r.load * 100.0,
                 r.offered_events_per_s,
                 r.p50,
@@ -180,21 +202,27 @@ impl Report {
             );
         }
         let _ = writeln!(s, "\n## Install (one more segment over the retained events)\n");
-        let _ = writeln!(s, "| retained events | workers | install to complete membership | members |");
+        let _ = writeln!(s, "| retained events | processes x workers | install to complete membership | members |");
         let _ = writeln!(s, "| --- | --- | --- | --- |");
         for r in &self.install_ms {
-            let _ =
-                writeln!(s, "| {} | {} | {:.0} ms | {} |", short(r.size.events), r.workers, r.install_ms, r.members);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} ms | {} |",
+                short(r.size.events),
+                r.shape.label(),
+                r.install_ms,
+                r.members
+            );
         }
         let _ = writeln!(s, "\n## Memory (live heap per user with an event, after the load)\n");
-        let _ = writeln!(s, "| data | workers | all state | S1-S6's part |");
+        let _ = writeln!(s, "| data | processes x workers | all state | S1-S6's part |");
         let _ = writeln!(s, "| --- | --- | --- | --- |");
         for r in &self.memory {
             let _ = writeln!(
                 s,
                 "| {} | {} | {:.0} B | {:.0} B |",
                 r.size.label(),
-                r.workers,
+                r.shape.label(),
                 r.bytes_per_user,
                 r.s1_s6_bytes_per_user
             );

@@ -10,7 +10,7 @@ fn a_small_run_writes_every_figure_and_verified_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("result");
     let status = Command::new(env!("CARGO_BIN_EXE_journeyflow-bench"))
-        .args(["--sizes", "20000:2000", "--workers", "1,2", "--paced-seconds", "0.3", "--out"])
+        .args(["--sizes", "20000:2000", "--shapes", "1x1,2x1", "--paced-seconds", "0.3", "--out"])
         .arg(&out)
         .arg("--data")
         .arg(dir.path().join("data"))
@@ -19,11 +19,11 @@ fn a_small_run_writes_every_figure_and_verified_sizes() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let result: J = serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     let rows = |key: &str| result[key].as_array().unwrap_or_else(|| panic!("{key}: {result}")).clone();
-    // Three definitions sets for each of the two worker counts.
+    // Three definitions sets for each of the two shapes (one process, two processes).
     let throughput = rows("throughput_events_per_s");
     assert_eq!(throughput.len(), 6);
     assert!(throughput.iter().all(|r| r["events_per_s"].as_f64().unwrap() > 0.0));
-    // Three offered loads for each worker count, each with samples and ordered percentiles.
+    // Three offered loads for each shape, each with samples and ordered percentiles.
     let latency = rows("latency_ms");
     assert_eq!(latency.len(), 6);
     for r in &latency {
@@ -47,4 +47,7 @@ fn a_small_run_writes_every_figure_and_verified_sizes() {
     }
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(summary.contains("## Freshness") && summary.contains("## Install"), "{summary}");
+    // Two processes: each shape's rows, and its speed-up over one process of one worker.
+    assert!(throughput.iter().any(|r| r["shape"] == serde_json::json!({"processes": 2, "workers": 1})));
+    assert!(summary.contains("| 2x1 |"), "{summary}");
 }

@@ -85,7 +85,7 @@ impl Request {
 }
 
 /// What the workers answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
     /// Installed as of this time.
     Installed(Time),

@@ -19,8 +19,10 @@ pub struct LiveConfig {
     pub segments: Option<PathBuf>,
     /// Journeys to publish at start.
     pub journeys: Option<PathBuf>,
-    /// Timely worker threads.
+    /// Timely worker threads (per process).
     pub workers: usize,
+    /// The processes of the cluster (one by default).
+    pub cluster: crate::cluster::Cluster,
     /// Watermark lag behind the largest event time, ms.
     pub allowed_lateness: u64,
     /// Quiet time after which event time follows the wall clock, ms.
@@ -110,6 +112,7 @@ impl Default for LiveConfig {
             segments: None,
             journeys: None,
             workers: 1,
+            cluster: crate::cluster::Cluster::single(1),
             allowed_lateness: 1_000,
             idle_timeout: 200,
             max_body_bytes: 4 << 20,
@@ -156,6 +159,9 @@ pub struct FileConfig {
     /// `[checkpoint]`.
     #[serde(default)]
     pub checkpoint: CheckpointSection,
+    /// `[cluster]`.
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterSection,
 }
 
 /// `[checkpoint]`: `interval = "60s"`, or `"off"`.
@@ -319,6 +325,7 @@ impl FileConfig {
             segments: self.segments.or(d.segments),
             journeys: self.journeys.or(d.journeys),
             workers: self.workers.unwrap_or(d.workers).max(1),
+            cluster: crate::cluster::Cluster::single(self.workers.unwrap_or(d.workers)),
             allowed_lateness: duration("ingest.allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,
             idle_timeout: duration("ingest.idle_timeout", self.ingest.idle_timeout, d.idle_timeout)?,
             max_body_bytes: self.ingest.max_body_bytes.unwrap_or(d.max_body_bytes),

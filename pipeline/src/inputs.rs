@@ -3,6 +3,7 @@
 //! and the recorder of the checkpoint being taken.
 
 use crate::checkpoint::{self, Manifest, Part, Positions, Recorder};
+use crate::cluster::names::Names;
 use crate::entry::Entry;
 use crate::kafka_input::KafkaInput;
 use crate::live::Shared;
@@ -25,11 +26,18 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// Worker `index` of `peers`'s partitions, each from where `restored` left it.
-    pub fn open(shared: &Shared, index: usize, peers: usize, restored: Option<&Manifest>) -> anyhow::Result<Inputs> {
+    /// The partitions of worker `index` of `peers` (over the cluster: Kafka's), which is worker
+    /// `local` of its process's `locals` (the process's own ingest log), each from where
+    /// `restored` left it.
+    pub fn open(
+        shared: &Shared,
+        (index, peers): (usize, usize),
+        (local, locals): (usize, usize),
+        restored: Option<&Manifest>,
+    ) -> anyhow::Result<Inputs> {
         let positions = restored.map(|m| &m.positions);
         let tails: Vec<(usize, Tail)> = (0..shared.partitions)
-            .filter(|p| p % peers == index)
+            .filter(|p| p % locals == local)
             .map(|p| {
                 let at = positions.and_then(|s| s.wal.get(&p)).copied().unwrap_or(0);
                 Ok((p, Tail::open_at(&part_path(&shared.wal_dir, p), at)?))
@@ -54,7 +62,7 @@ impl Inputs {
         }
         if let Some((root, _)) = &shared.checkpoints {
             let next = restored.map_or(1, |m| m.seq + 1);
-            inputs.recorder = Some(Recorder::new(root, index, peers, next));
+            inputs.recorder = Some(Recorder::new(root, local, locals, next));
         }
         Ok(inputs)
     }
@@ -67,7 +75,13 @@ impl Inputs {
     }
 
     /// Reads what came; returns how many records.
-    pub fn read(&mut self, programs: &mut Programs, shared: &Shared, sinks: &mut Sinks) -> anyhow::Result<u64> {
+    pub fn read(
+        &mut self,
+        programs: &mut Programs,
+        shared: &Shared,
+        sinks: &mut Sinks,
+        names: &mut Names,
+    ) -> anyhow::Result<u64> {
         let progress = &shared.handle.progress;
         let mut entry = Entry {
             programs,
@@ -95,13 +109,8 @@ impl Inputs {
         if let Some(kafka) = &mut self.kafka {
             read += kafka.read(20_000, &mut entry)?;
         }
-        // User ids for answers: one lock per batch, not per event.
-        if !entry.users.is_empty() {
-            let mut names = shared.handle.names.write().expect("lock");
-            for (key, id) in entry.users {
-                names.entry(key).or_insert(id);
-            }
-        }
+        // User ids for outputs and answers, to every process.
+        names.note(&entry.users);
         Ok(read)
     }
 
@@ -125,19 +134,19 @@ impl Inputs {
     }
 }
 
-/// Enters this worker's share of a checkpoint's events (every `peers`-th file), each at the
-/// time it entered at before; returns how many.
+/// Enters this worker's share of its process's checkpoint (every `locals`-th file), each
+/// event at the time it entered at before; returns how many.
 pub fn restore(
     manifest: &Manifest,
     root: &std::path::Path,
-    index: usize,
-    peers: usize,
+    local: usize,
+    locals: usize,
     programs: &mut Programs,
     sinks: &mut Sinks,
-    shared: &Shared,
+    names: &mut Names,
 ) -> anyhow::Result<u64> {
     let mut n = 0;
-    for file in manifest.files.iter().skip(index).step_by(peers) {
+    for file in manifest.files.iter().skip(local).step_by(locals) {
         let mut users = Vec::new();
         for (time, line) in checkpoint::events(root, file)? {
             let event = decode_line(line.as_bytes())
@@ -149,10 +158,7 @@ pub fn restore(
             programs.offer_at(event, time);
             n += 1;
         }
-        let mut names = shared.handle.names.write().expect("lock");
-        for (key, id) in users {
-            names.entry(key).or_insert(id);
-        }
+        names.note(&users);
     }
     Ok(n)
 }

@@ -6,11 +6,17 @@
 //! from the handle and sequences them for everyone as of the wall-clock time it receives
 //! them; it logs each change to the control log before it applies, and at start applies that
 //! log again, each request at its time. Each worker publishes how far its outputs are written
-//! and synced, and gives its part of a checkpoint when asked; one thread (`make_durable`,
-//! `Checkpointer`) makes the lowest frontier durable and completes checkpoints.
+//! and synced, and gives its part of a checkpoint when asked; one thread per process
+//! (`make_durable`, `Checkpointer`) makes the lowest frontier durable and completes
+//! checkpoints. In a cluster, what processes must know of each other (watermarks, durable
+//! frontiers, stopping, journey counters, answers, user ids) travels through the
+//! [`crate::cluster`] dataflows.
 
 use crate::archive::Archives;
 use crate::checkpoint::{Manifest, Part};
+use crate::cluster::gossip::{self, Gossip, Message, TICKET_WORKER_SHIFT};
+use crate::cluster::names::Names;
+use crate::cluster::Cluster;
 use crate::config::KafkaConfig;
 use crate::control_log::{ControlLog, Entry};
 use crate::engine::IngestConfig;
@@ -42,8 +48,10 @@ pub type Counters = BTreeMap<(u32, Stat), isize>;
 /// How often a worker syncs its files and publishes how far its outputs are written.
 const SYNC_EVERY: Duration = Duration::from_millis(200);
 
-/// What the workers share.
+/// What the workers of a process share.
 pub struct Shared {
+    /// The cluster this process belongs to.
+    pub cluster: Cluster,
     /// The handle the HTTP side holds.
     pub handle: EngineHandle,
     /// Requests, taken by worker 0.
@@ -57,8 +65,10 @@ pub struct Shared {
     /// Set once the definitions given at start are submitted: until then workers read no
     /// input and hold the watermark, so those apply as of the time they were given for.
     pub inputs_open: AtomicBool,
-    /// Each worker's watermark.
+    /// Each worker's watermark, by global index (other processes' as they last told).
     pub watermarks: Vec<AtomicU64>,
+    /// Each worker's process's durable output frontier, as they last told.
+    pub durables: Vec<AtomicU64>,
     /// The ingest log's directory and partition count.
     pub wal_dir: PathBuf,
     /// Partitions of the ingest log.
@@ -73,9 +83,9 @@ pub struct Shared {
     pub webhooks: Option<Arc<journeyflow_connectors::webhook::Webhooks>>,
     /// Kafka: the config, where each event partition is read from, and the producer.
     pub kafka: Option<(KafkaConfig, Origins, Arc<Sink>)>,
-    /// Each worker's output frontier: its records before it are written and synced.
+    /// Each local worker's output frontier: its records before it are written and synced.
     pub output_frontiers: Vec<AtomicU64>,
-    /// Every output before this time is durable in every sink.
+    /// Every output of this process before this time is durable in every sink.
     pub durable: AtomicU64,
     /// Outputs before this time were made durable by an earlier run: not written again.
     pub skip_before: Time,
@@ -89,8 +99,17 @@ pub struct Shared {
     pub checkpoint_request: AtomicU64,
     /// Workers' parts of checkpoints: `(seq, part)`.
     pub checkpoint_parts: Mutex<Vec<(u64, Part)>>,
-    /// Each worker's share of each journey's report counters, with the version counted.
+    /// Each worker's share of each journey's report counters, with the version counted (by
+    /// global index, as they last told).
     pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
+}
+
+impl Shared {
+    /// Every output of every process before this time is durable: Kafka offsets are committed
+    /// below it.
+    pub fn cluster_durable(&self) -> Time {
+        self.durables.iter().map(|d| d.load(Ordering::Relaxed)).min().unwrap_or(0)
+    }
 }
 
 /// A journey's running plan, and the names of every version it ran (records of a replaced
@@ -117,8 +136,12 @@ struct Sequence {
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
 pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
+    // This process's workers: the ingest log's partitions and checkpoints are per process.
+    let (local, locals) = (index - shared.cluster.first_worker(), shared.cluster.workers);
     // The watermark is the inputs' (per partition), not the programs' own.
     let mut programs = Programs::new(worker, IngestConfig { allowed_lateness: None, ..shared.ingest });
+    let mut gossip = Gossip::new(worker, shared.cluster.processes, locals);
+    let mut names = Names::new(worker, shared.handle.names.clone());
     let requests = if index == 0 { shared.requests.lock().expect("lock").take() } else { None };
     let mut control_log = None;
     if index == 0 {
@@ -131,7 +154,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         }
     }
     let restored = shared.restore.as_ref();
-    let mut inputs = Inputs::open(shared, index, peers, restored)?;
+    let mut inputs = Inputs::open(shared, (index, peers), (local, locals), restored)?;
     let kafka_out = shared.kafka.as_ref().map(|(config, _, sink)| KafkaOutputs {
         sink: sink.clone(),
         changes: config.segment_changes.clone(),
@@ -142,15 +165,17 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut sinks =
         Sinks::open(&shared.out_dir, index, kafka_out, shared.webhooks.clone(), archives, shared.skip_before)?;
     if let (Some(manifest), Some((root, _))) = (restored, &shared.checkpoints) {
-        let n = restore(manifest, root, index, peers, &mut programs, &mut sinks, shared)?;
+        let n = restore(manifest, root, local, locals, &mut programs, &mut sinks, &mut names)?;
         tracing::info!("worker {index}: {n} events from checkpoint {}", manifest.seq);
     }
-    let mut next_ticket: u64 = (index as u64) << 48;
+    let mut next_ticket: u64 = (index as u64) << TICKET_WORKER_SHIFT;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
     let mut plans: BTreeMap<String, Versions> = BTreeMap::new();
     let mut counted: (u64, u64) = (0, 0);
     let mut synced = Instant::now();
     let mut draining = false;
+    let mut held = Held::default();
+    let mut outbox = Vec::new();
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             draining = true;
@@ -167,7 +192,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             }
         }
         let open = shared.inputs_open.load(Ordering::Relaxed);
-        let read = if open { inputs.read(&mut programs, shared, &mut sinks)? } else { 0 };
+        let read = if open { inputs.read(&mut programs, shared, &mut sinks, &mut names)? } else { 0 };
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
         // This worker's counts, added to the totals as they grow.
@@ -182,26 +207,43 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let target = target.filter(|_| open);
         let mut failed = None;
         programs.advance(worker, target, |p, w, c| {
-            if let Err(e) = apply(p, w, c, shared, &mut pending, &mut plans, index, control_log.as_mut()) {
+            let at = Applied { shared, pending: &mut pending, plans: &mut plans, index, outbox: &mut outbox };
+            if let Err(e) = apply(p, w, c, at, control_log.as_mut()) {
                 failed.get_or_insert(e);
             }
         });
         if let Some(e) = failed {
             return Err(e);
         }
-        answer(&mut programs, shared, &mut pending);
-        write_outputs(&mut programs, shared, &plans, &mut sinks, index, peers)?;
+        names.advance_to(programs.watermark());
+        answer(&mut programs, &mut pending, &mut outbox);
+        for (ticket, answer) in outbox.drain(..) {
+            gossip.answer(ticket, answer);
+        }
+        let counts = write_outputs(&mut programs, shared, &plans, &mut sinks, &names, &mut held)?;
         sinks.flush()?;
         shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
+        gossip.status(gossip::Status {
+            worker: index,
+            watermark: programs.watermark(),
+            reads: !inputs.tails.is_empty() || inputs.kafka.is_some(),
+            durable: shared.durable.load(Ordering::Relaxed),
+            inputs_open: open,
+            stopping: draining,
+            journeys: counts,
+        });
+        if listen(&mut gossip, shared, local == 0) {
+            publish_reports(shared, &plans)?;
+        }
         shared.handle.progress.watermark.store(lowest(shared, None).unwrap_or(0), Ordering::Relaxed);
         let done = draining && read == 0;
         if synced.elapsed() >= SYNC_EVERY || done {
             // Every record before the frontier was taken above: sync, then say so.
-            let frontier = sinks.complete_through(programs.output_frontier(), done)?;
+            let frontier = sinks.complete_through(programs.output_frontier().min(held.earliest()), done)?;
             sinks.sync()?;
-            shared.output_frontiers[index].store(frontier, Ordering::Relaxed);
+            shared.output_frontiers[local].store(frontier, Ordering::Relaxed);
             if let Some(kafka) = &mut inputs.kafka {
-                kafka.commit(shared.durable.load(Ordering::Relaxed), done)?;
+                kafka.commit(shared.cluster_durable(), done)?;
                 kafka.publish_lag(&shared.handle.progress);
             }
             // This worker's part of a checkpoint asked for.
@@ -215,6 +257,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         }
         if done {
             programs.close(worker);
+            gossip.close();
+            names.close();
             return Ok(());
         }
         if read == 0 {
@@ -234,8 +278,8 @@ fn lowest(shared: &Shared, except: Option<usize>) -> Option<Time> {
         .min()
 }
 
-/// Answers membership queries whose time is complete.
-fn answer(programs: &mut Programs, shared: &Shared, pending: &mut Vec<(Time, u64, Query)>) {
+/// Answers membership queries whose time is complete (into `outbox`).
+fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox: &mut Vec<(u64, Answer)>) {
     let mut still = Vec::new();
     for (time, ticket, query) in pending.drain(..) {
         let answer = match &query {
@@ -244,7 +288,7 @@ fn answer(programs: &mut Programs, shared: &Shared, pending: &mut Vec<(Time, u64
             Query::User(user) => programs.user_segments_at(*user, time).map(|s| Answer::Segments(time, s)),
         };
         match answer {
-            Some(answer) => reply(shared, ticket, answer),
+            Some(answer) => outbox.push((ticket, answer)),
             None => still.push((time, ticket, query)),
         }
     }
@@ -252,33 +296,100 @@ fn answer(programs: &mut Programs, shared: &Shared, pending: &mut Vec<(Time, u64
     programs.hold_compaction(pending.iter().map(|p| p.0).min());
 }
 
-/// Writes the records the programs produced since the last call, and publishes reports.
+/// Records whose user id has not reached this process yet, with the earliest one's time.
+#[derive(Default)]
+struct Held {
+    changes: Vec<(String, crate::programs::MemberChange)>,
+    journeys: Vec<(String, JourneyOutput)>,
+}
+
+impl Held {
+    /// The earliest time of a held record: outputs are complete only before it.
+    fn earliest(&self) -> Time {
+        let changes = self.changes.iter().map(|(_, c)| c.time);
+        let journeys = self.journeys.iter().map(|(_, r)| journey_time(r));
+        changes.chain(journeys).min().unwrap_or(Time::MAX)
+    }
+}
+
+fn journey_time(record: &JourneyOutput) -> Time {
+    match record {
+        JourneyOutput::Transition(t) => t.time,
+        JourneyOutput::Action(a) => a.time,
+    }
+}
+
+fn journey_user(record: &JourneyOutput) -> Key {
+    match record {
+        JourneyOutput::Transition(t) => t.user,
+        JourneyOutput::Action(a) => a.user,
+    }
+}
+
+/// Writes the records the programs produced since the last call (and those held before),
+/// holding back each user's whose id has not arrived while names may still come for its time;
+/// returns this worker's journey counters.
 fn write_outputs(
     programs: &mut Programs,
     shared: &Shared,
     plans: &BTreeMap<String, Versions>,
     sinks: &mut Sinks,
-    index: usize,
-    peers: usize,
-) -> anyhow::Result<()> {
+    names: &Names,
+    held: &mut Held,
+) -> anyhow::Result<crate::cluster::gossip::JourneyCounts> {
+    let complete = names.complete();
+    let registry = names.registry().read().expect("lock");
+    // A record waits while its user's id is unknown and may still come; after that it goes
+    // out under the key (an id that never came).
+    let ready = |user: &Key, time: Time| time < complete || registry.contains_key(user);
+    let mut users_held: BTreeSet<Key> = BTreeSet::new();
+    let mut changes: BTreeMap<String, Vec<crate::programs::MemberChange>> = BTreeMap::new();
+    for (id, c) in std::mem::take(&mut held.changes) {
+        changes.entry(id).or_default().push(c);
+    }
     for id in programs.installed() {
-        let changes = programs.take_changes(&id);
-        if changes.is_empty() {
+        changes.entry(id.clone()).or_default().extend(programs.take_changes(&id));
+    }
+    for (id, all) in changes {
+        // A user's records stay together, in order.
+        for c in &all {
+            if !ready(&c.user, c.time) {
+                users_held.insert(c.user);
+            }
+        }
+        let (wait, go): (Vec<_>, Vec<_>) = all.into_iter().partition(|c| users_held.contains(&c.user));
+        held.changes.extend(wait.into_iter().map(|c| (id.clone(), c)));
+        if go.is_empty() {
             continue;
         }
-        let delta: i64 = changes.iter().map(|c| c.diff as i64).sum();
+        let delta: i64 = go.iter().map(|c| c.diff as i64).sum();
         *shared.handle.progress.segment_sizes.lock().expect("lock").entry(id.clone()).or_default() += delta;
         sinks.batch();
-        for c in changes {
-            sinks.change(&id, &user_name(shared, &c.user), c.diff, c.time)?;
+        for c in go {
+            sinks.change(&id, &name_of(&registry, &c.user), c.diff, c.time)?;
         }
     }
-    for (id, Versions { plan, names }) in plans {
+    let mut records: BTreeMap<String, Vec<JourneyOutput>> = BTreeMap::new();
+    for (id, r) in std::mem::take(&mut held.journeys) {
+        records.entry(id).or_default().push(r);
+    }
+    for id in plans.keys() {
+        records.entry(id.clone()).or_default().extend(programs.take_journey_outputs(id));
+    }
+    for (id, all) in records {
+        let Some(Versions { names: versions, .. }) = plans.get(&id) else { continue };
+        for r in &all {
+            if !ready(&journey_user(r), journey_time(r)) {
+                users_held.insert(journey_user(r));
+            }
+        }
+        let (wait, go): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| users_held.contains(&journey_user(r)));
+        held.journeys.extend(wait.into_iter().map(|r| (id.clone(), r)));
         sinks.batch();
-        for record in &programs.take_journey_outputs(id) {
+        for record in &go {
             match record {
                 JourneyOutput::Transition(t) => {
-                    let line = TransitionLine::new(t, &names[&t.version], user_name(shared, &t.user));
+                    let line = TransitionLine::new(t, &versions[&t.version], name_of(&registry, &t.user));
                     sinks.transition(&line)?;
                     let mut users = shared.handle.journey_users.lock().expect("lock");
                     let history = users.entry((id.clone(), line.user_id.clone())).or_default();
@@ -288,21 +399,55 @@ fn write_outputs(
                     history.push_back(serde_json::to_value(&line)?);
                 }
                 JourneyOutput::Action(a) => {
-                    let line = ActionLine::new(a, &names[&a.version], a.user, user_name(shared, &a.user));
+                    let line = ActionLine::new(a, &versions[&a.version], a.user, name_of(&registry, &a.user));
                     sinks.action(&line, a.status == ActionStatus::Sent)?;
                 }
             }
         }
-        // Publish the journey's report when this worker's counters (which complete a little
-        // after the records) changed: its share summed with the others', once every worker
-        // counts for the same version (a new version's node indices are its own).
-        let mine = (plan.version, programs.journey_counts(id));
-        let mut all = shared.journey_counts.lock().expect("lock");
-        let slots = all.entry(id.clone()).or_insert_with(|| vec![(0, BTreeMap::new()); peers]);
-        if slots[index] == mine {
-            continue;
+    }
+    Ok(plans
+        .iter()
+        .map(|(id, v)| (id.clone(), (v.plan.version, programs.journey_counts(id).into_iter().collect())))
+        .collect())
+}
+
+/// Takes what the gossip brought: answers for tickets held here, and (on a process's first
+/// worker, `first`) the other workers' statuses. Returns whether journey counters changed.
+fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> bool {
+    let mut counted = false;
+    for message in gossip.take() {
+        match message {
+            Message::Answer(ticket, answer) => reply(shared, ticket, answer),
+            Message::Status(status) if first => {
+                let w = status.worker;
+                shared.watermarks[w].fetch_max(status.watermark, Ordering::Relaxed);
+                shared.durables[w].fetch_max(status.durable, Ordering::Relaxed);
+                if w == 0 && status.inputs_open {
+                    shared.inputs_open.store(true, Ordering::Relaxed);
+                }
+                if status.stopping && !shared.stop.swap(true, Ordering::Relaxed) {
+                    tracing::info!("worker {w} is stopping: stopping this process too");
+                }
+                let peers = shared.watermarks.len();
+                let mut all = shared.journey_counts.lock().expect("lock");
+                for (id, (version, counts)) in status.journeys {
+                    let slots = all.entry(id).or_insert_with(|| vec![(0, BTreeMap::new()); peers]);
+                    slots[w] = (version, counts.into_iter().collect());
+                    counted = true;
+                }
+            }
+            Message::Status(_) => {}
         }
-        slots[index] = mine;
+    }
+    counted
+}
+
+/// Publishes each journey's report: every worker's share summed, once all count for the
+/// running version (a new version's node indices are its own).
+fn publish_reports(shared: &Shared, plans: &BTreeMap<String, Versions>) -> anyhow::Result<()> {
+    let all = shared.journey_counts.lock().expect("lock");
+    for (id, Versions { plan, .. }) in plans {
+        let Some(slots) = all.get(id) else { continue };
         if slots.iter().any(|(version, _)| *version != plan.version) {
             continue;
         }
@@ -343,8 +488,8 @@ fn segment_change(
     }
 }
 
-fn user_name(shared: &Shared, user: &Key) -> std::sync::Arc<str> {
-    shared.handle.name(user).unwrap_or_else(|| user.to_string().into())
+fn name_of(registry: &journeyflow_types::KeyMap<Arc<str>>, user: &Key) -> Arc<str> {
+    registry.get(user).cloned().unwrap_or_else(|| user.to_string().into())
 }
 
 fn reply(shared: &Shared, ticket: u64, answer: Answer) {
@@ -358,19 +503,25 @@ fn reply(shared: &Shared, ticket: u64, answer: Answer) {
     }
 }
 
+/// What applying a request touches on a worker.
+struct Applied<'a> {
+    shared: &'a Shared,
+    pending: &'a mut Vec<(Time, u64, Query)>,
+    plans: &'a mut BTreeMap<String, Versions>,
+    index: usize,
+    outbox: &'a mut Vec<(u64, Answer)>,
+}
+
 /// Applies one sequenced request on this worker; worker 0 answers changes, every worker
 /// answers its share of a membership query (later, once complete).
-#[allow(clippy::too_many_arguments)]
 fn apply(
     programs: &mut Programs,
     worker: &mut Worker,
     command: Sequenced,
-    shared: &Shared,
-    pending: &mut Vec<(Time, u64, Query)>,
-    plans: &mut BTreeMap<String, Versions>,
-    index: usize,
+    at: Applied<'_>,
     log: Option<&mut ControlLog>,
 ) -> anyhow::Result<()> {
+    let Applied { shared, pending, plans, index, outbox } = at;
     let Sequence { ticket, request } = serde_json::from_str::<Sequence>(&command.text)
         .map_err(|e| anyhow::anyhow!("unreadable sequenced request {:?}: {e}", command.text))?;
     // Logged before it applies (not again when applied from the log).
@@ -454,7 +605,7 @@ fn apply(
         }
     }
     if index == 0 {
-        reply(shared, ticket, answer);
+        outbox.push((ticket, answer));
     }
     Ok(())
 }
@@ -504,7 +655,7 @@ impl Checkpointer {
             Some(asked) => {
                 let parts: Vec<Part> = {
                     let mut all = shared.checkpoint_parts.lock().expect("lock");
-                    if all.iter().filter(|(s, _)| *s == asked).count() < shared.watermarks.len() {
+                    if all.iter().filter(|(s, _)| *s == asked).count() < shared.cluster.workers {
                         return Ok(());
                     }
                     let (these, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(s, _)| *s == asked);

@@ -543,7 +543,15 @@ fn a_new_version_takes_over_users_in_flight() {
     for user in ["ann", "bob"] {
         progress_until(&client, &server, "onboard", user, |p| p["outcome"] == "completed");
     }
-    let stats: J = client.get(server.url("/v1/journeys/onboard/stats")).send().unwrap().json().unwrap();
+    // The report follows the records once every worker's counters are in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let stats: J = client.get(server.url("/v1/journeys/onboard/stats")).send().unwrap().json().unwrap();
+        if stats["nodes"]["sms"]["actions"]["sent"] == 2 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!((stats["version"].as_u64(), stats["migrated_in"].as_i64()), (Some(2), Some(2)), "{stats}");
     assert_eq!(stats["nodes"]["sms"]["actions"]["sent"], 2, "{stats}");
     assert_eq!(server.stop().code(), Some(0));

@@ -4,6 +4,7 @@
 //! `DATA_DIR/definitions.json`) and those of `--segments` and `--journeys`. Stops cleanly on
 //! SIGINT/SIGTERM: stops accepting, lets the workers drain the log and flush, exits 0.
 
+use crate::cluster::{Cluster, ClusterArgs};
 use crate::config::{FileConfig, KafkaConfig, LiveConfig, StartPosition};
 use crate::control_log::ControlLog;
 use crate::engine::{IngestConfig, LatePolicy};
@@ -42,9 +43,12 @@ pub struct RunArgs {
     /// Journeys to publish at start (a JSON array of definitions), unless already stored.
     #[arg(long, env = "JOURNEYFLOW_JOURNEYS")]
     pub journeys: Option<PathBuf>,
-    /// Timely worker threads [default: 1].
+    /// Timely worker threads (per process) [default: 1].
     #[arg(long, short = 'w', env = "JOURNEYFLOW_WORKERS")]
     pub workers: Option<usize>,
+    /// The cluster this process is part of (see the README's deployment section).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// How far the watermark trails the largest event time; later events are clamped to it [default: 1s].
     #[arg(long, env = "JOURNEYFLOW_ALLOWED_LATENESS", value_parser = super::parse_duration)]
     pub allowed_lateness: Option<u64>,
@@ -101,12 +105,15 @@ fn parse_webhook(s: &str) -> Result<(String, String), String> {
 impl RunArgs {
     /// Defaults, then the config file, then these arguments.
     pub fn resolve(&self) -> anyhow::Result<LiveConfig> {
-        let file = match &self.config {
+        let mut file = match &self.config {
             Some(path) => FileConfig::read(path)?,
             None => FileConfig::default(),
         };
+        let section = std::mem::take(&mut file.cluster);
         let base = file.over_defaults()?;
+        let workers = self.workers.unwrap_or(base.workers).max(1);
         Ok(LiveConfig {
+            cluster: Cluster::resolve(&self.cluster, section, workers)?,
             listen: self.listen.unwrap_or(base.listen),
             data_dir: self.data_dir.clone().unwrap_or(base.data_dir),
             segments: self.segments.clone().or(base.segments),
@@ -165,10 +172,14 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let workers = args.workers.max(1);
+    let cluster = args.cluster.clone();
+    // Process 0 sequences requests and serves the control API; every process takes events.
+    let leader = cluster.process == 0;
+    let workers = cluster.workers;
+    let peers = cluster.peers();
     let wal_dir = args.data_dir.join("ingest");
     let wal = Arc::new(Wal::open(&wal_dir, workers).with_context(|| format!("opening {}", wal_dir.display()))?);
-    let (handle, requests) = EngineHandle::new(workers);
+    let (handle, requests) = EngineHandle::new(peers);
     let (control_log, logged) = ControlLog::open(&args.data_dir)?;
     let store_exists = args.data_dir.join("definitions.json").exists();
     // A fresh data directory: what is given at start applies from the beginning of time.
@@ -197,7 +208,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     // With Kafka, definitions are kept in a compacted topic too; a process without a store of
     // its own starts from what the topic holds.
     let store = Arc::new(match (&args.kafka, &kafka) {
-        (Some(config), Some((_, _, sink))) => {
+        (Some(config), Some((_, _, sink))) if leader => {
             let (held, values) = Mirror::read(&config.settings, &config.definitions)
                 .with_context(|| format!("reading the definitions topic {}", config.definitions))?;
             let mirror = Mirror { sink: sink.clone(), topic: config.definitions.clone(), held: Mutex::new(values) };
@@ -206,6 +217,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         _ => Store::new(&args.data_dir),
     });
     let shared = Arc::new(Shared {
+        cluster: cluster.clone(),
         handle: handle.clone(),
         requests: Mutex::new(Some(requests)),
         control_log: Mutex::new(Some((control_log, logged))),
@@ -221,7 +233,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         tickets: Mutex::default(),
         stop: AtomicBool::new(false),
         inputs_open: AtomicBool::new(false),
-        watermarks: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        watermarks: (0..peers).map(|_| AtomicU64::new(0)).collect(),
+        durables: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         wal_dir,
         partitions: wal.partitions(),
         out_dir: out_dir.clone(),
@@ -243,7 +256,16 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     // Each worker says when it exits (returning, failing or panicking): an exit before a stop
     // was asked for takes the server down.
     let (exited_tx, mut exited_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+    if cluster.is_distributed() {
+        eprintln!(
+            "journeyflow: process {} of {}, {workers} worker(s) each; connecting to {}",
+            cluster.process,
+            cluster.processes,
+            cluster.addresses.join(", ")
+        );
+    }
+    remember_panics(cluster.is_distributed());
+    let guards = timely::execute(cluster.timely(), move |worker| {
         let mut exit = ExitNotice { index: worker.index(), why: "panicked".into(), tx: exited_tx.clone() };
         let result = run_worker(worker, &worker_shared).map_err(|e| format!("{e:#}"));
         exit.why = match &result {
@@ -281,33 +303,45 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             metrics: Some(journeyflow_control_api::metrics::install()?),
             auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
         };
-        install_at_start(args, &handle, &store, state.timeout, replays_log, fresh, &shared.inputs_open).await?;
+        if leader {
+            install_at_start(args, &handle, &store, state.timeout, replays_log, fresh, &shared.inputs_open).await?;
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         eprintln!("journeyflow listening on http://{}", listener.local_addr()?);
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
+        let stop = shared.clone();
         let stopping = async move {
             tokio::select! {
                 _ = shutdown_signal() => {}
+                // Another process of the cluster is stopping: so does this one.
+                _ = stop_requested(&stop) => {}
                 exited = exited_rx.recv() => {
                     let (index, why) = exited.unwrap_or((0, "gone".into()));
-                    let _ = failed_tx.send(format!("worker {index} exited: {why}"));
+                    if !(why == "stopped" && stop.stop.load(Ordering::Relaxed)) {
+                        let _ = failed_tx.send(exit_error(index, &why, stop.cluster.is_distributed()));
+                    }
                 }
             }
         };
-        axum::serve(listener, router(state, args.max_body_bytes))
-            .with_graceful_shutdown(stopping)
-            .await
-            .context("serving HTTP")?;
+        let routes = match leader {
+            true => router(state, args.max_body_bytes),
+            false => journeyflow_control_api::peer_router(state, args.max_body_bytes),
+        };
+        axum::serve(listener, routes).with_graceful_shutdown(stopping).await.context("serving HTTP")?;
         match failed_rx.await {
             Ok(why) => Err(anyhow::anyhow!(why)),
             Err(_) => Ok(()),
         }
     });
     shared.stop.store(true, Ordering::Relaxed);
-    // A failed worker can leave the others waiting on it: do not wait for them.
-    served?;
+    if let Err(e) = served {
+        // A failed worker can leave the others waiting on it (and a lost peer process fails
+        // every one): do not wait for them.
+        std::mem::forget(guards);
+        return Err(e);
+    }
     for result in guards.join() {
         result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
     }
@@ -318,6 +352,55 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         webhooks.close();
     }
     Ok(())
+}
+
+/// The first panic's message in this process (a worker's, or timely's network threads').
+static FIRST_PANIC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Keeps the first panic's message for the error the process exits with. In a cluster, a
+/// lost connection to another process (timely's network threads panic with "timely
+/// communication error") ends this process at once with that error: timely cannot go on
+/// without the peer, and unwinding workers whose channels are poisoned would only abort.
+fn remember_panics(distributed: bool) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        if distributed && text.contains("timely communication error") {
+            eprintln!("error: {}", exit_error(0, &format!("panicked: {text}"), true));
+            std::process::exit(1);
+        }
+        let _ = FIRST_PANIC.set(text);
+        default(info);
+    }));
+}
+
+/// Why a worker's exit takes the process down, in words an operator can act on.
+fn exit_error(index: usize, why: &str, distributed: bool) -> String {
+    let cause = match (why, FIRST_PANIC.get()) {
+        ("panicked", Some(first)) => format!("panicked: {first}"),
+        _ => why.to_string(),
+    };
+    if distributed && cause.contains("timely communication error") {
+        format!(
+            "lost the connection to another process of the cluster ({cause}); timely cannot go on \
+             without it: restart every process of the cluster, each resumes from its last checkpoint \
+             and the committed Kafka offsets"
+        )
+    } else {
+        format!("worker {index} exited: {cause}")
+    }
+}
+
+/// Resolves once the workers are asked to stop (by another process of the cluster).
+async fn stop_requested(shared: &Shared) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Tells the server a worker has exited, however it exits (also when unwinding).

@@ -6,6 +6,7 @@
 
 pub mod journey_gen;
 pub mod journey_reference;
+pub mod kafka;
 pub mod outputs;
 pub mod reference;
 pub mod server;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// What the server wrote to stderr after it started listening.
+    pub said: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -27,7 +29,13 @@ impl Server {
 
     /// A server with extra arguments.
     pub fn start_with(workers: usize, dir: &std::path::Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        Server::spawn_with(workers, dir, extra).listening()
+    }
+
+    /// Starts the process without waiting for it to listen (a process of a cluster listens
+    /// only once every process is up).
+    pub fn spawn_with(workers: usize, dir: &std::path::Path, extra: &[&str]) -> Starting {
+        let child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
             .args(["run", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--max-body-bytes", "100000"])
             .args(extra)
             .arg("--data-dir")
@@ -35,23 +43,23 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // The server says where it listens once it does.
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let base = loop {
-            assert!(Instant::now() < deadline, "the server did not start");
-            let line = lines.next().expect("server output").unwrap();
-            if let Some(addr) = line.strip_prefix("journeyflow listening on ") {
-                break addr.to_string();
-            }
-        };
-        // Forwarded so that a failing test shows what the server said.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("server: {l}")));
-        Server { child, base, _dir: None }
+        Starting { child: Some(child) }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The exit status, once the server exits on its own (within `limit`).
+    pub fn wait_exit(mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, then the exit status within a deadline.
@@ -65,6 +73,49 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A server process that may not listen yet.
+pub struct Starting {
+    child: Option<Child>,
+}
+
+impl Starting {
+    /// Waits (up to a minute) for the server to say where it listens.
+    pub fn listening(mut self) -> Server {
+        let mut child = self.child.take().expect("not taken");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut before = Vec::new();
+        let base = loop {
+            assert!(Instant::now() < deadline, "the server did not start: {before:?}");
+            let Some(line) = lines.next() else { panic!("the server exited before listening: {before:?}") };
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("journeyflow listening on ") {
+                break addr.to_string();
+            }
+            before.push(line);
+        };
+        // Forwarded so that a failing test shows what the server said, and kept.
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = said.clone();
+        std::thread::spawn(move || {
+            lines.map_while(Result::ok).for_each(|l| {
+                eprintln!("server: {l}");
+                keep.lock().unwrap().push(l);
+            })
+        });
+        Server { child, base, said, _dir: None }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
