@@ -108,7 +108,11 @@ impl Shared {
     /// Every output of every process before this time is durable: Kafka offsets are committed
     /// below it.
     pub fn cluster_durable(&self) -> Time {
-        self.durables.iter().map(|d| d.load(Ordering::Relaxed)).min().unwrap_or(0)
+        // This process's own frontier as it is now; the others' as they last told.
+        let here = self.cluster.first_worker()..self.cluster.first_worker() + self.cluster.workers;
+        let others = self.durables.iter().enumerate().filter(|(w, _)| !here.contains(w));
+        let low = others.map(|(_, d)| d.load(Ordering::Relaxed)).min().unwrap_or(Time::MAX);
+        low.min(self.durable.load(Ordering::Relaxed))
     }
 }
 
@@ -176,6 +180,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut draining = false;
     let mut held = Held::default();
     let mut outbox = Vec::new();
+    let mut history = Vec::new();
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             draining = true;
@@ -220,7 +225,14 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         for (ticket, answer) in outbox.drain(..) {
             gossip.answer(ticket, answer);
         }
-        let counts = write_outputs(&mut programs, shared, &plans, &mut sinks, &names, &mut held)?;
+        let counts = write_outputs(&mut programs, shared, &plans, &mut sinks, &names, &mut held, &mut history)?;
+        // Each user's latest transitions, for the control API (which process 0 serves).
+        for (journey, user, line) in history.drain(..) {
+            match shared.cluster.process {
+                0 => remember(shared, journey, user, &line)?,
+                _ => gossip.history(journey, user, line),
+            }
+        }
         sinks.flush()?;
         shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
         gossip.status(gossip::Status {
@@ -232,7 +244,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             stopping: draining,
             journeys: counts,
         });
-        if listen(&mut gossip, shared, local == 0) {
+        if listen(&mut gossip, shared, local == 0)? {
             publish_reports(shared, &plans)?;
         }
         shared.handle.progress.watermark.store(lowest(shared, None).unwrap_or(0), Ordering::Relaxed);
@@ -328,7 +340,8 @@ fn journey_user(record: &JourneyOutput) -> Key {
 
 /// Writes the records the programs produced since the last call (and those held before),
 /// holding back each user's whose id has not arrived while names may still come for its time;
-/// returns this worker's journey counters.
+/// adds each transition written to `history` as `(journey, user id, line)`; returns this
+/// worker's journey counters.
 fn write_outputs(
     programs: &mut Programs,
     shared: &Shared,
@@ -336,6 +349,7 @@ fn write_outputs(
     sinks: &mut Sinks,
     names: &Names,
     held: &mut Held,
+    history: &mut Vec<(String, String, String)>,
 ) -> anyhow::Result<crate::cluster::gossip::JourneyCounts> {
     let complete = names.complete();
     let registry = names.registry().read().expect("lock");
@@ -391,12 +405,7 @@ fn write_outputs(
                 JourneyOutput::Transition(t) => {
                     let line = TransitionLine::new(t, &versions[&t.version], name_of(&registry, &t.user));
                     sinks.transition(&line)?;
-                    let mut users = shared.handle.journey_users.lock().expect("lock");
-                    let history = users.entry((id.clone(), line.user_id.clone())).or_default();
-                    if history.len() == HISTORY {
-                        history.pop_front();
-                    }
-                    history.push_back(serde_json::to_value(&line)?);
+                    history.push((id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
                 }
                 JourneyOutput::Action(a) => {
                     let line = ActionLine::new(a, &versions[&a.version], a.user, name_of(&registry, &a.user));
@@ -413,11 +422,12 @@ fn write_outputs(
 
 /// Takes what the gossip brought: answers for tickets held here, and (on a process's first
 /// worker, `first`) the other workers' statuses. Returns whether journey counters changed.
-fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> bool {
+fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<bool> {
     let mut counted = false;
     for message in gossip.take() {
         match message {
             Message::Answer(ticket, answer) => reply(shared, ticket, answer),
+            Message::History(journey, user, line) => remember(shared, journey, user, &line)?,
             Message::Status(status) if first => {
                 let w = status.worker;
                 shared.watermarks[w].fetch_max(status.watermark, Ordering::Relaxed);
@@ -439,7 +449,19 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> bool {
             Message::Status(_) => {}
         }
     }
-    counted
+    Ok(counted)
+}
+
+/// Keeps a transition line among its user's latest in the journey (at most `HISTORY`).
+fn remember(shared: &Shared, journey: String, user: String, line: &str) -> anyhow::Result<()> {
+    let value: serde_json::Value = serde_json::from_str(line)?;
+    let mut users = shared.handle.journey_users.lock().expect("lock");
+    let history = users.entry((journey, user.into())).or_default();
+    if history.len() == HISTORY {
+        history.pop_front();
+    }
+    history.push_back(value);
+    Ok(())
 }
 
 /// Publishes each journey's report: every worker's share summed, once all count for the

@@ -14,26 +14,6 @@ use serde_json::{json, Value as J};
 use std::io::Write;
 use std::time::Duration;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-/// Event `i` of the test, stamped now: a new user every ten events, who gets traits, views
-/// carts, orders and views products, so users enter the sample segments and the
-/// abandoned-cart journey all through the test.
-fn event(i: u64) -> J {
-    let user = format!("r{}", i / 10);
-    let (ts, id) = (now_ms(), format!("restart-{i}"));
-    match i % 10 {
-        0 => json!({"type": "identify", "userId": user, "messageId": id, "timestamp": ts,
-                    "traits": {"plan": if i.is_multiple_of(20) { "pro" } else { "free" }, "country": "US"}}),
-        1 | 2 => json!({"type": "track", "event": "Cart Viewed", "userId": user, "messageId": id, "timestamp": ts}),
-        3 => json!({"type": "track", "event": "Order Completed", "userId": user, "messageId": id, "timestamp": ts,
-                     "properties": {"revenue": (i % 7) as f64 * 90.0, "currency": "USD"}}),
-        _ => json!({"type": "track", "event": "Product Viewed", "userId": user, "messageId": id, "timestamp": ts}),
-    }
-}
-
 /// A run over `dir/data`, archiving to `dir/archive`.
 fn start(workers: usize, dir: &std::path::Path) -> Server {
     let sample = common::repo("datasets/sample");
@@ -75,7 +55,7 @@ fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs()
     let mut durable_at_kill = 0;
     for b in 0..batches {
         std::thread::sleep(Duration::from_millis(150));
-        let batch: Vec<J> = (b * per_batch..(b + 1) * per_batch).map(event).collect();
+        let batch: Vec<J> = (b * per_batch..(b + 1) * per_batch).map(|i| common::live_event("restart", i)).collect();
         if !kills.contains(&b) {
             assert!(send(&client, &server, &batch), "batch {b} refused");
             acknowledged += per_batch;

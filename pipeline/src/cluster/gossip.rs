@@ -1,8 +1,8 @@
 //! What workers tell each other outside the dataflows' own progress, through one small
 //! dataflow (so across processes too): each worker's status (watermark, its process's durable
 //! output frontier, whether inputs are open or the cluster is stopping, its journey counters)
-//! goes to the first worker of every process, and answers to a request go to the worker that
-//! holds its ticket. Nothing here waits on the dataflow's progress: its input advances only
+//! goes to the first worker of every process, answers to a request go to the worker that
+//! holds its ticket, and transitions to worker 0 (process 0 serves each user's history). Nothing here waits on the dataflow's progress: its input advances only
 //! to push what was sent (exchange channels hold records back until their epoch closes).
 
 use journeyflow_control_api::handle::Answer;
@@ -50,6 +50,8 @@ pub enum Message {
     Status(Status),
     /// An answer to the request with this ticket.
     Answer(u64, Answer),
+    /// A transition line `(journey, user id, line)` for process 0's per-user history.
+    History(String, String, String),
 }
 
 /// One worker's end of the gossip dataflow.
@@ -96,6 +98,12 @@ impl Gossip {
     /// Sends an answer to the worker that holds the ticket.
     pub fn answer(&mut self, ticket: u64, answer: Answer) {
         self.input.send(((ticket >> TICKET_WORKER_SHIFT) as usize, Message::Answer(ticket, answer)));
+        self.sent = true;
+    }
+
+    /// Sends a transition line to worker 0, which keeps each user's latest.
+    pub fn history(&mut self, journey: String, user: String, line: String) {
+        self.input.send((0, Message::History(journey, user, line)));
         self.sent = true;
     }
 

@@ -186,3 +186,26 @@ pub fn assert_matches_reference(defs_text: &str, lines: &[String], dedup_window:
         }
     }
 }
+
+/// Event `i` of a live test, stamped now, with ids `<tag>-<i>`: a new user every ten events
+/// (`<tag initial><i / 10>`), who gets traits, views carts, orders and views products, so
+/// users enter the sample segments and the abandoned-cart journey all through the test.
+pub fn live_event(tag: &str, i: u64) -> J {
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let user = format!("{}{}", &tag[..1], i / 10);
+    let id = format!("{tag}-{i}");
+    match i % 10 {
+        0 => serde_json::json!({"type": "identify", "userId": user, "messageId": id, "timestamp": ts,
+                    "traits": {"plan": if i.is_multiple_of(20) { "pro" } else { "free" }, "country": "US"}}),
+        1 | 2 => {
+            serde_json::json!({"type": "track", "event": "Cart Viewed", "userId": user, "messageId": id, "timestamp": ts})
+        }
+        3 => {
+            serde_json::json!({"type": "track", "event": "Order Completed", "userId": user, "messageId": id, "timestamp": ts,
+                     "properties": {"revenue": (i % 7) as f64 * 90.0, "currency": "USD"}})
+        }
+        _ => {
+            serde_json::json!({"type": "track", "event": "Product Viewed", "userId": user, "messageId": id, "timestamp": ts})
+        }
+    }
+}

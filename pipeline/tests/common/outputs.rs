@@ -22,10 +22,11 @@ pub struct Replayed {
     pub records: BTreeMap<&'static str, BTreeSet<String>>,
 }
 
-/// Replays `events` through the sample segments and journeys into `out`.
-pub fn replay(events: &Path, out: &Path) -> Replayed {
+/// `journeyflow replay` of `events` through the sample segments and journeys into `out`.
+pub fn replay_command(events: &Path, out: &Path) -> Command {
     let sample = super::repo("datasets/sample");
-    let status = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_journeyflow"));
+    command
         .arg("replay")
         .arg("--events")
         .arg(events)
@@ -34,9 +35,13 @@ pub fn replay(events: &Path, out: &Path) -> Replayed {
         .arg("--journeys")
         .arg(sample.join("journeys.json"))
         .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
+        .arg(out);
+    command
+}
+
+/// Replays `events` through the sample segments and journeys into `out`.
+pub fn replay(events: &Path, out: &Path) -> Replayed {
+    let status = replay_command(events, out).output().unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let summary: J = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let records = KINDS
