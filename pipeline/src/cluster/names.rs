@@ -53,14 +53,16 @@ impl Names {
         Names { input, probe, registry }
     }
 
-    /// Sends the ids the registry does not hold yet (one lock for the lot).
+    /// Keeps the ids this process's registry does not hold yet (at once: answers here need
+    /// them) and sends them to every process (one lock for the lot).
     pub fn note(&mut self, users: &[(Key, Arc<str>)]) {
         if users.is_empty() {
             return;
         }
-        let names = self.registry.read().expect("lock");
+        let mut names = self.registry.write().expect("lock");
         for (key, id) in users {
             if !names.contains_key(key) {
+                names.insert(*key, id.clone());
                 self.input.send((*key, id.to_string()));
             }
         }
