@@ -1,8 +1,8 @@
-//! The CDNOW purchase history (`../shared/datasets/cdnow/CDNOW_master.txt`) as events:
-//! each purchase is an `Order Completed` by user `c<id>` with `revenue` (dollars) and
-//! `quantity` (CDs). The data has dates only: purchases happen at 12:00:00 UTC, and the
-//! k-th purchase of a customer on one day (in file order) k seconds later. Events come
-//! out in time order, so they replay with no lateness.
+//! The CDNOW purchase history (`datasets/cdnow/CDNOW_master.txt`, shipped in the repository)
+//! as events: each purchase is an `Order Completed` by user `c<id>` with `revenue` (dollars)
+//! and `quantity` (CDs). The data has dates only: purchases happen at 12:00:00 UTC, and the
+//! k-th purchase of a customer on one day (in file order) k seconds later. Events come out in
+//! time order, so they replay with no lateness.
 
 use std::fmt::Write as _;
 

@@ -258,7 +258,7 @@ fn invalid_definitions_report_every_error_and_install_nothing() {
 fn real_cdnow_purchases_give_rfm_segments_equal_to_the_reference() {
     let input = std::env::var_os("JOURNEYFLOW_CDNOW")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo("../shared/datasets/cdnow/CDNOW_master.txt"));
+        .unwrap_or_else(|| repo("datasets/cdnow/CDNOW_master.txt"));
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("cdnow.ndjson");
     import_cdnow::execute(&ImportCdnowArgs { input, out: events.clone() }).unwrap();
