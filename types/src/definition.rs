@@ -3,6 +3,7 @@
 
 use crate::condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence};
 use crate::duration::Duration;
+use crate::limits::Limits;
 use crate::time::json_kind;
 use crate::value::Value;
 use serde_json::Value as Json;
@@ -38,7 +39,7 @@ impl SegmentDefinition {
 }
 
 /// One problem in a definition, at a JSON path such as `$[0].condition.all[1].trait.op`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ValidationError {
     /// Where.
     pub path: String,
@@ -63,7 +64,16 @@ pub fn parse_segments(text: &str) -> Result<Vec<SegmentDefinition>, ValidationEr
 /// Validates JSON already parsed. `known` names segments installed elsewhere that
 /// `in_segment` may refer to.
 pub fn validate_segments(json: &Json, known: &BTreeSet<String>) -> Result<Vec<SegmentDefinition>, ValidationErrors> {
-    let mut cx = Checker::default();
+    validate_segments_with(json, known, &Limits::default())
+}
+
+/// [`validate_segments`] under the given limits.
+pub fn validate_segments_with(
+    json: &Json,
+    known: &BTreeSet<String>,
+    limits: &Limits,
+) -> Result<Vec<SegmentDefinition>, ValidationErrors> {
+    let mut cx = Checker::new(*limits);
     let Some(items) = json.as_array() else {
         cx.error("$", format!("expected an array of segment definitions, found {}", json_kind(json)));
         return Err(cx.finish());
@@ -162,15 +172,28 @@ pub fn valid_id(id: &str) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reported;
 
-/// Collects errors while walking definition JSON.
+/// Collects errors while walking definition JSON, under size and depth limits.
 #[derive(Default)]
 pub struct Checker {
     errors: Vec<ValidationError>,
+    limits: Limits,
+    /// Conditions entered and not left yet.
+    depth: usize,
 }
 
 type Obj = serde_json::Map<String, Json>;
 
 impl Checker {
+    /// A checker enforcing `limits`.
+    pub fn new(limits: Limits) -> Checker {
+        Checker { errors: Vec::new(), limits, depth: 0 }
+    }
+
+    /// The limits enforced.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Records an error at a path.
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(ValidationError { path: path.to_string(), message: message.into() });
@@ -218,6 +241,7 @@ impl Checker {
 
     pub(crate) fn string_value(&mut self, path: &str, v: &Json) -> Option<String> {
         match v {
+            Json::String(s) if !self.short_enough(path, s) => None,
             Json::String(s) if !s.is_empty() => Some(s.clone()),
             Json::String(_) => {
                 self.error(path, "must not be empty");
@@ -233,12 +257,33 @@ impl Checker {
     /// An optional string field.
     pub fn opt_string(&mut self, path: &str, o: &Obj, key: &str) -> Option<String> {
         o.get(key).and_then(|v| match v {
+            Json::String(s) if !self.short_enough(&format!("{path}.{key}"), s) => None,
             Json::String(s) => Some(s.clone()),
             other => {
                 self.error(&format!("{path}.{key}"), format!("expected a string, found {}", json_kind(other)));
                 None
             }
         })
+    }
+
+    /// Whether a string is within the length limit; records an error when not.
+    fn short_enough(&mut self, path: &str, s: &str) -> bool {
+        let ok = s.len() <= self.limits.string_bytes;
+        if !ok {
+            self.error(
+                path,
+                format!("a string of {} bytes; at most {} are allowed", s.len(), self.limits.string_bytes),
+            );
+        }
+        ok
+    }
+
+    /// At most `max` items of what `path` names (`what`); records an error when more.
+    pub(crate) fn few_enough(&mut self, path: &str, n: usize, max: usize, what: &str) -> bool {
+        if n > max {
+            self.error(path, format!("{n} {what}; at most {max} are allowed"));
+        }
+        n <= max
     }
 
     /// An optional duration field (`Ok(None)` when absent, `Err` when invalid).
@@ -289,8 +334,21 @@ impl Checker {
         Some(SegmentDefinition { id: id?, name, description, condition: condition? })
     }
 
-    /// A condition: an object with exactly one key naming its kind.
+    /// A condition: an object with exactly one key naming its kind, nested at most
+    /// `limits.condition_depth` deep.
     pub fn condition(&mut self, path: &str, v: &Json) -> Option<Condition> {
+        if self.depth >= self.limits.condition_depth {
+            let max = self.limits.condition_depth;
+            self.error(path, format!("conditions nest more than {max} deep; at most {max} levels are allowed"));
+            return None;
+        }
+        self.depth += 1;
+        let c = self.condition_at_depth(path, v);
+        self.depth -= 1;
+        c
+    }
+
+    fn condition_at_depth(&mut self, path: &str, v: &Json) -> Option<Condition> {
         const KINDS: [&str; 8] = ["all", "any", "not", "in_segment", "trait", "performed", "aggregate", "sequence"];
         let Some(o) = v.as_object() else {
             self.error(
@@ -321,6 +379,9 @@ impl Checker {
                 };
                 if items.is_empty() {
                     self.error(&p, "must not be empty");
+                    return None;
+                }
+                if !self.few_enough(&p, items.len(), self.limits.condition_width, "conditions") {
                     return None;
                 }
                 let parsed: Vec<Option<Condition>> =
@@ -390,6 +451,9 @@ impl Checker {
             _ => {}
         }
         if let Some(v) = value {
+            if !self.operand(&vpath, v) {
+                return None;
+            }
             let ok = match op {
                 Op::In | Op::NotIn => v.is_array(),
                 Op::Gt | Op::Gte | Op::Lt | Op::Lte => v.is_number() || v.is_string(),
@@ -411,6 +475,34 @@ impl Checker {
         Some(Predicate { path: name?, op, value: value.map(Value::from_json) })
     }
 
+    /// A predicate's operand is a scalar or a list of scalars, within the size limits.
+    fn operand(&mut self, path: &str, v: &Json) -> bool {
+        match v {
+            Json::String(s) => self.short_enough(path, s),
+            Json::Array(items) => {
+                if !self.few_enough(path, items.len(), self.limits.list_values, "values") {
+                    return false;
+                }
+                let mut ok = true;
+                for (i, item) in items.iter().enumerate() {
+                    ok &= match item {
+                        Json::Array(_) | Json::Object(_) => {
+                            self.error(
+                                &format!("{path}[{i}]"),
+                                format!("expected a string, number or boolean, found {}", json_kind(item)),
+                            );
+                            false
+                        }
+                        Json::String(s) => self.short_enough(&format!("{path}[{i}]"), s),
+                        _ => true,
+                    };
+                }
+                ok
+            }
+            _ => true,
+        }
+    }
+
     fn filter_fields(&mut self, path: &str, o: &Obj) -> Option<EventFilter> {
         let event = self.string(path, o, "event");
         let mut predicates = Vec::new();
@@ -420,6 +512,9 @@ impl Checker {
             match w.as_array() {
                 Some(items) if items.is_empty() => {
                     self.error(&wp, "must not be empty (leave \"where\" out instead)");
+                    ok = false;
+                }
+                Some(items) if !self.few_enough(&wp, items.len(), self.limits.condition_width, "predicates") => {
                     ok = false;
                 }
                 Some(items) => {
@@ -544,6 +639,11 @@ impl Checker {
             }
             Some(Json::Array(items)) if items.is_empty() => {
                 self.error(&format!("{path}.steps"), "must not be empty");
+                None
+            }
+            Some(Json::Array(items))
+                if !self.few_enough(&format!("{path}.steps"), items.len(), self.limits.sequence_steps, "steps") =>
+            {
                 None
             }
             Some(Json::Array(items)) => {
@@ -692,6 +792,54 @@ mod tests {
                 "no error at {path} containing {fragment:?} in {errs:#?}"
             );
         }
+    }
+
+    #[test]
+    fn limits_are_errors_at_their_paths() {
+        // 123 nested `not`s: refused at the level past the limit, without descending further.
+        let mut condition = serde_json::json!({"performed": {"event": "x"}});
+        for _ in 0..123 {
+            condition = serde_json::json!({ "not": condition });
+        }
+        let deep = serde_json::json!([{"id": "deep", "condition": condition}]);
+        let errs = validate_segments(&deep, &BTreeSet::new()).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].path, format!("$[0].condition{}", ".not".repeat(32)));
+        assert!(errs[0].message.contains("at most 32 levels"), "{errs:?}");
+        // Exactly at the limit is fine.
+        let mut condition = serde_json::json!({"performed": {"event": "x"}});
+        for _ in 0..31 {
+            condition = serde_json::json!({ "not": condition });
+        }
+        validate_segments(&serde_json::json!([{"id": "ok", "condition": condition}]), &BTreeSet::new()).unwrap();
+
+        let steps: Vec<Json> = (0..65).map(|i| serde_json::json!({"event": format!("e{i}")})).collect();
+        let wide: Vec<Json> = (0..257).map(|_| serde_json::json!({"trait": {"name": "a", "op": "exists"}})).collect();
+        let text = serde_json::json!([
+            {"id": "steps", "condition": {"sequence": {"steps": steps, "within": "1d"}}},
+            {"id": "wide", "condition": {"any": wide}},
+            {"id": "nested", "condition": {"trait": {"name": "a", "op": "in", "value": [1, [2]]}}},
+            {"id": "long", "name": "n".repeat(4097), "condition": {"trait": {"name": "a", "op": "exists"}}},
+            {"id": "far", "condition": {"performed": {"event": "x", "within": "36501d"}}}
+        ]);
+        let errs = validate_segments(&text, &BTreeSet::new()).unwrap_err().0;
+        for (path, fragment) in [
+            ("$[0].condition.sequence.steps", "65 steps; at most 64"),
+            ("$[1].condition.any", "257 conditions; at most 256"),
+            ("$[2].condition.trait.value[1]", "expected a string, number or boolean"),
+            ("$[3].name", "4097 bytes; at most 4096"),
+            ("$[4].condition.performed.within", "at most 36500d"),
+        ] {
+            assert!(
+                errs.iter().any(|e| e.path == path && e.message.contains(fragment)),
+                "no error at {path} containing {fragment:?} in {errs:#?}"
+            );
+        }
+        // Limits can be lowered.
+        let lower = Limits { sequence_steps: 2, ..Limits::default() };
+        let three = serde_json::json!([{"id": "s", "condition": {"sequence": {"steps": [{"event": "a"}, {"event": "b"}, {"event": "c"}], "within": "1d"}}}]);
+        assert!(validate_segments_with(&three, &BTreeSet::new(), &lower).is_err());
+        assert!(validate_segments(&three, &BTreeSet::new()).is_ok());
     }
 
     #[test]

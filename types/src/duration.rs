@@ -6,6 +6,10 @@ use serde::{Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(pub u64);
 
+/// The longest duration anywhere: 100 years (36500d), so that an event time plus a duration
+/// stays far inside the range of a `u64` of milliseconds.
+pub const MAX: Duration = Duration(36_500 * 86_400_000);
+
 const UNITS: [(&str, u64); 6] =
     [("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
@@ -22,8 +26,9 @@ impl Duration {
             .find(|(u, _)| *u == unit)
             .map(|(_, s)| *s)
             .ok_or_else(|| format!("duration {text:?} has unit {unit:?}; expected one of ms, s, m, h, d, w"))?;
-        let n: u64 = number.parse().map_err(|_| format!("duration {text:?} is too large"))?;
-        n.checked_mul(scale).map(Duration).ok_or_else(|| format!("duration {text:?} is too large"))
+        let too_large = || format!("duration {text:?} is too large (at most 36500d, 100 years)");
+        let n: u64 = number.parse().map_err(|_| too_large())?;
+        n.checked_mul(scale).map(Duration).filter(|d| *d <= MAX).ok_or_else(too_large)
     }
 
     /// Milliseconds.
@@ -61,11 +66,12 @@ mod tests {
         assert_eq!(Duration::parse("1h"), Ok(Duration(3_600_000)));
         assert_eq!(Duration::parse("30d"), Ok(Duration(2_592_000_000)));
         assert_eq!(Duration::parse("1w"), Ok(Duration(604_800_000)));
+        assert_eq!(Duration::parse("36500d"), Ok(MAX));
     }
 
     #[test]
     fn rejects_bad_text() {
-        for bad in ["", "d", "1", "1y", "-1d", "1.5h", "99999999999999999999d"] {
+        for bad in ["", "d", "1", "1y", "-1d", "1.5h", "99999999999999999999d", "36501d"] {
             assert!(Duration::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

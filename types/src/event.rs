@@ -98,10 +98,18 @@ struct RawEvent<'a> {
     traits: Option<&'a RawValue>,
     #[serde(borrow)]
     name: Option<&'a RawValue>,
+    #[serde(rename = "receivedAt", borrow)]
+    received_at: Option<&'a RawValue>,
 }
 
 /// Decodes one NDJSON line.
 pub fn decode_line(line: &[u8]) -> Result<Event, DecodeError> {
+    decode_line_received(line).map(|(event, _)| event)
+}
+
+/// Decodes one NDJSON line, with the time it was received (`receivedAt`, which HTTP ingest
+/// sets) when it has a readable one.
+pub fn decode_line_received(line: &[u8]) -> Result<(Event, Option<u64>), DecodeError> {
     let text = std::str::from_utf8(line).map_err(|e| DecodeError::Json(format!("invalid UTF-8: {e}")))?;
     match text.trim_start().as_bytes().first() {
         Some(b'{') => {}
@@ -112,7 +120,10 @@ pub fn decode_line(line: &[u8]) -> Result<Event, DecodeError> {
         }
     }
     let raw: RawEvent = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
-    decode_raw(raw)
+    let received = present(raw.received_at)
+        .and_then(|v| serde_json::from_str::<serde_json::Value>(v.get()).ok())
+        .and_then(|v| parse_instant(&v).ok());
+    decode_raw(raw).map(|event| (event, received))
 }
 
 /// A present, non-null field.

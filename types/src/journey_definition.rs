@@ -8,12 +8,10 @@ use crate::definition::{valid_id, Checker, ValidationError, ValidationErrors};
 use crate::journey::{
     Action, Case, Entry, FrequencyCap, JourneyDefinition, Node, QuietHours, ReEntry, ReEntryMode, Schedule, SplitBranch,
 };
+use crate::limits::{json_depth, Limits, MAX_PAYLOAD_DEPTH};
 use crate::time::{json_kind, parse_instant};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// The most conditions (entry segment, branch cases, exit rule) one journey may use.
-pub const MAX_CONDITIONS: usize = 64;
 
 type Obj = serde_json::Map<String, Json>;
 
@@ -49,7 +47,16 @@ pub fn parse_journeys(text: &str, segments: &BTreeSet<String>) -> Result<Vec<Jou
 
 /// Validates one journey given as JSON (the control API's entry point).
 pub fn validate_journey(json: &Json, segments: &BTreeSet<String>) -> Result<JourneyDefinition, ValidationErrors> {
-    let mut cx = Checker::default();
+    validate_journey_with(json, segments, &Limits::default())
+}
+
+/// [`validate_journey`] under the given limits.
+pub fn validate_journey_with(
+    json: &Json,
+    segments: &BTreeSet<String>,
+    limits: &Limits,
+) -> Result<JourneyDefinition, ValidationErrors> {
+    let mut cx = Checker::new(*limits);
     match journey(&mut cx, "$", json, segments) {
         Some(def) if cx.is_clean() => Ok(def),
         _ => Err(cx.finish()),
@@ -101,8 +108,12 @@ fn journey(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) 
     let conditions = usize::from(!matches!(entry, Entry::Event(_)))
         + usize::from(exit_when.is_some())
         + nodes.values().map(|n| if let Node::Branch { cases, .. } = n { cases.len() } else { 0 }).sum::<usize>();
-    if conditions > MAX_CONDITIONS {
-        cx.error(path, format!("uses {conditions} conditions (entry segment, branch cases, exit_when); at most {MAX_CONDITIONS} are allowed"));
+    let max = cx.limits().journey_conditions;
+    if conditions > max {
+        cx.error(
+            path,
+            format!("uses {conditions} conditions (entry segment, branch cases, exit_when); at most {max} are allowed"),
+        );
     }
     graph(cx, &format!("{path}.nodes"), &start, &nodes);
     Some(JourneyDefinition {
@@ -192,6 +203,9 @@ fn nodes(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) ->
     };
     if o.is_empty() {
         cx.error(path, "must not be empty");
+        return None;
+    }
+    if !cx.few_enough(path, o.len(), cx.limits().journey_nodes, "nodes") {
         return None;
     }
     let mut out = BTreeMap::new();
@@ -386,6 +400,15 @@ fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> 
             let channel = cx.string(&p, a, "channel");
             let template = cx.opt_string(&p, a, "template");
             let payload = a.get("payload").cloned();
+            if let Some(p) = &payload {
+                if json_depth(p) > MAX_PAYLOAD_DEPTH {
+                    cx.error(
+                        &format!("{path}.action.payload"),
+                        format!("nests more than {MAX_PAYLOAD_DEPTH} levels deep"),
+                    );
+                    return None;
+                }
+            }
             Some(Node::Action { action: Action { channel: channel?, template, payload }, next: next? })
         }
         _ => {
@@ -631,6 +654,37 @@ mod tests {
             assert!(errs.iter().any(|(p, m)| p == path && m.contains(msg)), "missing {path}: {msg} in {errs:#?}");
         }
         assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn journeys_over_the_limits_are_refused_at_their_paths() {
+        let mut nodes = serde_json::Map::new();
+        for i in 0..257 {
+            nodes.insert(format!("w{i}"), serde_json::json!({"wait": {"duration": "1h"}, "next": "e"}));
+        }
+        nodes.insert("e".into(), serde_json::json!({"exit": {}}));
+        let many = serde_json::json!({"id": "j", "entry": {"event": "X"}, "start": "w0", "nodes": nodes});
+        let errs = validate_journey(&many, &segs()).unwrap_err().0;
+        assert!(errs.iter().any(|e| e.path == "$.nodes" && e.message.contains("258 nodes; at most 256")), "{errs:#?}");
+        let mut payload = serde_json::json!(1);
+        for _ in 0..17 {
+            payload = serde_json::json!([payload]);
+        }
+        let deep = serde_json::json!({"id": "j", "entry": {"event": "X"}, "start": "a",
+            "nodes": {"a": {"action": {"channel": "c", "payload": payload}, "next": "e"}, "e": {"exit": {}}}});
+        let errs = validate_journey(&deep, &segs()).unwrap_err().0;
+        assert!(
+            errs.iter().any(|e| e.path == "$.nodes.a.action.payload" && e.message.contains("16 levels")),
+            "{errs:#?}"
+        );
+        let mut when = serde_json::json!({"in_segment": "lapsed"});
+        for _ in 0..40 {
+            when = serde_json::json!({"not": when});
+        }
+        let nested = serde_json::json!({"id": "j", "entry": {"event": "X"}, "start": "a", "exit_when": when,
+            "nodes": {"a": {"exit": {}}}});
+        let errs = validate_journey(&nested, &segs()).unwrap_err().0;
+        assert!(errs.iter().any(|e| e.message.contains("at most 32 levels")), "{errs:#?}");
     }
 
     #[test]

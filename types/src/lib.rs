@@ -9,16 +9,20 @@ pub mod event;
 pub mod journey;
 pub mod journey_definition;
 pub mod key;
+pub mod limits;
 pub mod migration;
 pub mod time;
 pub mod value;
 
 pub use condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence};
-pub use definition::{parse_segments, validate_segments, SegmentDefinition, ValidationError, ValidationErrors};
+pub use definition::{
+    parse_segments, validate_segments, validate_segments_with, SegmentDefinition, ValidationError, ValidationErrors,
+};
 pub use duration::Duration;
-pub use event::{decode_line, DecodeError, Event, Kind};
+pub use event::{decode_line, decode_line_received, DecodeError, Event, Kind};
 pub use journey::{JourneyDefinition, Node};
-pub use journey_definition::{parse_journeys, validate_journey};
+pub use journey_definition::{parse_journeys, validate_journey, validate_journey_with};
 pub use key::{Key, KeyMap};
+pub use limits::Limits;
 pub use migration::{validate_migration, Migration, Placement};
 pub use value::{Num, Props, Value};
