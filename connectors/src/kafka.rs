@@ -14,7 +14,6 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -181,6 +180,9 @@ pub struct Received<'a> {
     pub key: Option<&'a [u8]>,
     /// Payload, if any.
     pub payload: Option<&'a [u8]>,
+    /// The message's timestamp (epoch ms: the producer's, or the broker's append time), if it
+    /// has one.
+    pub timestamp: Option<u64>,
 }
 
 /// How many offsets before its origin a partition is fetched from, the messages before the
@@ -195,6 +197,9 @@ pub struct Source {
     consumer: BaseConsumer<SourceContext>,
     parts: Vec<PartitionState>,
     highs: Arc<Highs>,
+    /// Consumer errors seen, and when one was last reported.
+    errors: u64,
+    reported: Option<Instant>,
 }
 
 impl Source {
@@ -237,7 +242,7 @@ impl Source {
                 at_end: None,
             })
             .collect();
-        Ok(Source { consumer, parts, highs })
+        Ok(Source { consumer, parts, highs, errors: 0, reported: None })
     }
 
     /// The partitions read, in the order given to `open`.
@@ -265,7 +270,9 @@ impl Source {
                     state.next = message.offset() + 1;
                     state.at_end = None;
                     n += 1;
-                    f(Received { part, offset: message.offset(), key: message.key(), payload: message.payload() });
+                    let timestamp = message.timestamp().to_millis().and_then(|t| u64::try_from(t).ok());
+                    let (key, payload) = (message.key(), message.payload());
+                    f(Received { part, offset: message.offset(), key, payload, timestamp });
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     // The error names only the partition: mark every topic's partition with
@@ -278,7 +285,17 @@ impl Source {
                         }
                     }
                 }
-                Some(Err(e)) => return Err(Error { what: "reading".into(), source: e }),
+                // librdkafka reconnects and refetches by itself: a consumer error (a broker
+                // gone, a timeout) is reported and reading goes on from where it was.
+                Some(Err(e)) => {
+                    self.errors += 1;
+                    if self.reported.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!("kafka: reading: {e} ({} error(s) so far); retrying", self.errors);
+                        self.reported = Some(Instant::now());
+                    }
+                    metrics::counter!("journeyflow_kafka_consumer_errors_total").increment(1);
+                    break;
+                }
             }
         }
         Ok(n)
@@ -335,9 +352,18 @@ pub fn read_topic(settings: &Settings, topic: &str, timeout: Duration) -> Result
     Ok(out)
 }
 
-/// Counts deliveries that failed for good.
+/// A record to send again: its delivery failed.
+struct Failed {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+    error: String,
+}
+
+/// Keeps what failed to be delivered, to send it again.
 struct DeliveryContext {
-    failed: Arc<AtomicU64>,
+    failed: Arc<Mutex<Vec<Failed>>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -347,24 +373,37 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, message)) = result {
-            tracing::error!("delivery to {}/{} failed: {e}", message.topic(), message.partition());
-            self.failed.fetch_add(1, Ordering::Relaxed);
+            use rdkafka::message::Headers;
+            let headers = message
+                .headers()
+                .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                .unwrap_or_default();
+            let failed = Failed {
+                topic: message.topic().to_string(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers,
+                error: e.to_string(),
+            };
+            metrics::counter!("journeyflow_kafka_delivery_failures_total").increment(1);
+            self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(failed);
         }
     }
 }
 
 /// The producer for every topic journeyflow writes: idempotent, acknowledged by all
-/// in-sync replicas, so a retried send is written once.
+/// in-sync replicas, so a retried send is written once. A record whose delivery fails for
+/// good (librdkafka gave up retrying) is kept and sent again at the next flush, and the flush
+/// fails until every record is delivered: callers never count a record as written that is not.
 pub struct Sink {
     producer: ThreadedProducer<DeliveryContext>,
-    failed: Arc<AtomicU64>,
-    checked: AtomicU64,
+    failed: Arc<Mutex<Vec<Failed>>>,
 }
 
 impl Sink {
     /// A producer with the deployment's settings.
     pub fn new(settings: &Settings) -> Result<Sink, Error> {
-        let failed = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(Mutex::new(Vec::new()));
         let producer = settings
             .config()
             .set("enable.idempotence", "true")
@@ -373,17 +412,33 @@ impl Sink {
             .set("compression.type", "lz4")
             .create_with_context(DeliveryContext { failed: failed.clone() })
             .map_err(context("creating a producer"))?;
-        Ok(Sink { producer, failed, checked: AtomicU64::new(0) })
+        Ok(Sink { producer, failed })
     }
 
     /// Queues a record; while librdkafka's queue is full, waits for it to drain
     /// (backpressure on whoever writes).
     pub fn send(&self, topic: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])]) -> Result<(), Error> {
+        self.send_record(topic, Some(key), Some(payload), headers)
+    }
+
+    fn send_record(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), Error> {
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
             owned = owned.insert(Header { key: k, value: Some(*v) });
         }
-        let mut record = BaseRecord::to(topic).key(key).payload(payload).headers(owned);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -399,25 +454,63 @@ impl Sink {
     /// Queues a record whose value may be null (a tombstone, in a compacted topic), and waits
     /// until it is acknowledged.
     pub fn put(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), Error> {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        self.producer.send(record).map_err(|(e, _)| Error { what: format!("sending to {topic}"), source: e })?;
+        self.send_record(topic, Some(key), value, &[])?;
         self.flush(Duration::from_secs(30))
     }
 
-    /// Waits until every record queued so far is acknowledged; an error if one failed for
-    /// good since the last flush (the caller must not count it as written).
+    /// Waits until every record queued so far is acknowledged, sending again those whose
+    /// delivery failed; an error while some are still not delivered when `timeout` is up (they
+    /// are kept for the next flush).
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        self.producer.flush(timeout).map_err(context("flushing"))?;
-        let failed = self.failed.load(Ordering::Relaxed);
-        if failed != self.checked.swap(failed, Ordering::Relaxed) {
-            return Err(Error {
-                what: format!("{failed} records failed to be delivered"),
-                source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
-            });
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.producer.flush(left).map_err(context("flushing"))?;
+            let failed = std::mem::take(&mut *self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if failed.is_empty() {
+                return Ok(());
+            }
+            let last = failed.last().map(|f| f.error.clone()).unwrap_or_default();
+            let count = failed.len();
+            let mut unqueued = Vec::new();
+            for f in failed {
+                let headers: Vec<(&str, &[u8])> = f.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                if let Err(e) = self.send_record(&f.topic, f.key.as_deref(), f.payload.as_deref(), &headers) {
+                    tracing::warn!("kafka: a record to {} could not be queued again: {e}", f.topic);
+                    unqueued.push(f);
+                }
+            }
+            // Kept for the next flush: nothing is dropped.
+            self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(unqueued);
+            if Instant::now() >= deadline {
+                return Err(Error {
+                    what: format!("{count} record(s) not delivered yet (sent again; last error: {last})"),
+                    source: KafkaError::MessageProduction(RDKafkaErrorCode::Fail),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100).min(left));
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_that_cannot_be_delivered_keeps_every_flush_failing() {
+        // A broker address nothing listens on, and librdkafka giving up on a record quickly.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let settings = Settings {
+            brokers: format!("127.0.0.1:{port}"),
+            properties: BTreeMap::from([("message.timeout.ms".to_string(), "300".to_string())]),
+        };
+        let sink = Sink::new(&settings).unwrap();
+        sink.send("t", b"k", b"v", &[("h", b"1")]).unwrap();
+        assert!(sink.flush(Duration::from_secs(2)).is_err(), "not delivered");
+        // Sent again, still not delivered: a later flush must not count it as written.
+        assert!(sink.flush(Duration::from_secs(2)).is_err(), "still not delivered");
+        let kept = sink.failed.lock().unwrap();
+        assert!(kept.len() <= 1, "{} copies kept", kept.len());
     }
 }

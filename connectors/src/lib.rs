@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod event_parquet;
+pub mod files;
 pub mod kafka;
 pub mod ndjson;
 pub mod parquet_file;

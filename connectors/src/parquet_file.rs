@@ -69,20 +69,26 @@ pub fn write_batches(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -
     // also when a crash leaves it behind.
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(format(path))?;
-    let mut n = 0;
-    for batch in batches {
-        n += batch.num_rows();
-        writer.write(batch).map_err(format(path))?;
+    let written = (|| {
+        let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(format(path))?;
+        let mut n = 0;
+        for batch in batches {
+            n += batch.num_rows();
+            writer.write(batch).map_err(format(path))?;
+        }
+        let file = writer.into_inner().map_err(format(path))?;
+        file.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        Ok(n)
+    })();
+    if written.is_err() {
+        // A failed write (a full disk) leaves nothing behind to take more space.
+        let _ = std::fs::remove_file(&tmp);
     }
-    let file = writer.into_inner().map_err(format(path))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    }
+    let n = written?;
+    crate::files::sync_parent(path).map_err(io(path))?;
     Ok(n)
 }
 

@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A reader following one partition file.
 pub struct Tail {
@@ -13,6 +15,8 @@ pub struct Tail {
     partial: Vec<u8>,
     /// The read buffer.
     chunk: Vec<u8>,
+    /// Bytes of the file that may be read (its writer's committed length), if limited.
+    limit: Option<Arc<AtomicU64>>,
 }
 
 impl Tail {
@@ -25,7 +29,13 @@ impl Tail {
     pub fn open_at(path: &Path, offset: u64) -> io::Result<Tail> {
         let mut file = File::open(path)?;
         file.seek(SeekFrom::Start(offset))?;
-        Ok(Tail { file, offset, partial: Vec::new(), chunk: vec![0; 1 << 16] })
+        Ok(Tail { file, offset, partial: Vec::new(), chunk: vec![0; 1 << 16], limit: None })
+    }
+
+    /// Reads only as far as `committed` says (what its writer has made durable).
+    pub fn until(mut self, committed: Arc<AtomicU64>) -> Tail {
+        self.limit = Some(committed);
+        self
     }
 
     /// The byte offset just after the last complete line handed out.
@@ -35,6 +45,11 @@ impl Tail {
 
     /// Up to `max` complete lines (without newlines) appended since the last call.
     pub fn read(&mut self, max: usize) -> io::Result<Vec<Vec<u8>>> {
+        Ok(self.read_at(max)?.into_iter().map(|(_, line)| line).collect())
+    }
+
+    /// Up to `max` complete lines appended since the last call, each with its byte offset.
+    pub fn read_at(&mut self, max: usize) -> io::Result<Vec<(u64, Vec<u8>)>> {
         let mut lines = Vec::new();
         loop {
             // Lines are cut from `partial` by index, and what they used is drained once.
@@ -42,7 +57,7 @@ impl Tail {
             while lines.len() < max {
                 let Some(len) = self.partial[start..].iter().position(|b| *b == b'\n') else { break };
                 if len > 0 {
-                    lines.push(self.partial[start..start + len].to_vec());
+                    lines.push((self.offset + start as u64, self.partial[start..start + len].to_vec()));
                 }
                 start += len + 1;
             }
@@ -52,7 +67,15 @@ impl Tail {
                 return Ok(lines);
             }
             // Only this reader moves the file's position: it is at `offset + partial.len()`.
-            let n = self.file.read(&mut self.chunk)?;
+            let at = self.offset + self.partial.len() as u64;
+            let room = match &self.limit {
+                Some(limit) => (limit.load(Ordering::Acquire).saturating_sub(at) as usize).min(self.chunk.len()),
+                None => self.chunk.len(),
+            };
+            if room == 0 {
+                return Ok(lines);
+            }
+            let n = self.file.read(&mut self.chunk[..room])?;
             if n == 0 {
                 return Ok(lines);
             }
