@@ -1,7 +1,9 @@
-//! Who may call what: with an API token configured, every control call needs
-//! `Authorization: Bearer <token>`; with write keys configured, ingest calls need a write key
-//! as Segment's API takes it: Basic auth with the key as user name, or `writeKey` in the
-//! body. `/healthz`, `/readyz` and `/metrics` stay open.
+//! Who may call what. With an API token configured, every control call (and `/metrics`, when
+//! configured so) needs `Authorization: Bearer <token>`; write keys never open the control
+//! API, since they ship inside browser and mobile SDKs. With write keys configured, ingest
+//! calls need one as Segment's API takes it: Basic auth with the key as user name, checked
+//! before the body is looked at, or `writeKey` in the body, read without building the events
+//! (and never stored). `/healthz` and `/readyz` stay open.
 
 use crate::problem::Problem;
 use crate::AppState;
@@ -10,6 +12,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use serde::Deserialize;
+use std::borrow::Cow;
 
 /// Credentials the server accepts.
 #[derive(Clone, Debug, Default)]
@@ -26,7 +30,7 @@ fn unauthorized(challenge: &'static str, detail: &str) -> Response {
     response
 }
 
-/// Middleware for control routes.
+/// Middleware for control routes (and `/metrics` when it needs the token).
 pub async fn control(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = &state.auth.api_token else { return next.run(request).await };
     let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -36,28 +40,40 @@ pub async fn control(State(state): State<AppState>, request: Request, next: Next
     }
 }
 
-/// Checks an ingest call's write key: Basic auth (the key as user name) or, as Segment's
-/// libraries send it, a `writeKey` field in the body; the 401 answer when it has neither.
-pub fn ingest(state: &AppState, headers: &HeaderMap, body: &serde_json::Value) -> Option<Response> {
+/// The only field of an ingest body read before its events: borrowed, nothing built.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "writeKey", borrow, default)]
+    write_key: Option<Cow<'a, str>>,
+}
+
+/// Checks an ingest call's write key: Basic auth (the key as user name), or, when the call has
+/// no `Authorization` header, a `writeKey` field in the body (as Segment's browser library
+/// sends it). The 401 answer when it has neither.
+pub fn ingest(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     if state.auth.write_keys.is_empty() {
         return None;
     }
-    let from_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .map(|user_pass| user_pass.split_once(':').map_or(user_pass.clone(), |(u, _)| u.to_string()));
-    let from_body = body.get("writeKey").and_then(|k| k.as_str()).map(String::from);
-    let known = |k: &String| state.auth.write_keys.iter().any(|w| constant_time_eq(w.as_bytes(), k.as_bytes()));
-    if from_header.iter().chain(from_body.iter()).any(known) {
-        None
-    } else {
-        Some(unauthorized(
-            "Basic realm=\"journeyflow\"",
-            "ingest needs a write key (Basic auth user name or \"writeKey\")",
-        ))
+    let known = |k: &str| state.auth.write_keys.iter().any(|w| constant_time_eq(w.as_bytes(), k.as_bytes()));
+    let denied = || {
+        unauthorized("Basic realm=\"journeyflow\"", "ingest needs a write key (Basic auth user name or \"writeKey\")")
+    };
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .map(|user_pass| user_pass.split_once(':').map_or(user_pass.clone(), |(u, _)| u.to_string()));
+        return match key {
+            Some(k) if known(&k) => None,
+            _ => Some(denied()),
+        };
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope { write_key: Some(k) }) if known(&k) => None,
+        _ => Some(denied()),
     }
 }
 

@@ -1,62 +1,29 @@
-//! How HTTP handlers reach the timely workers. A request goes to worker 0, which sequences it
-//! through the dataflow's control input so that every worker applies it at the same event
-//! time; answers come back on a channel (one from worker 0 for changes, one per worker for
-//! membership shares). The handle also shares what handlers need without asking the
-//! workers: user ids by key, the installed definitions, the engine's progress.
+//! How HTTP handlers reach the timely workers. A request goes to worker 0 over a bounded
+//! queue; worker 0 decides changes against the catalog and sequences them through the
+//! dataflow's control input so that every worker applies them at the same event time; answers
+//! come back on a channel (one from worker 0 for changes, one per worker for membership
+//! shares). The handle also shares what handlers need without asking the workers: user ids by
+//! key, the catalog, the engine's progress, and what became of changes answered `202`.
 
-use journeyflow_types::{Key, KeyMap, SegmentDefinition};
+use crate::catalog::{CatalogView, Change, Refusal};
+use journeyflow_types::{Key, KeyMap};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::mpsc;
+
+pub use crate::catalog::JourneyEntry;
 
 /// Event time in epoch milliseconds.
 pub type Time = u64;
 
-/// What a handler asks of the workers. Sequenced as JSON through the control input.
+/// What a handler asks of the workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
-    /// Install a segment (its definition JSON, validated by the handler).
-    InstallSegment {
-        /// The definition as JSON.
-        definition: serde_json::Value,
-    },
-    /// Replace an installed segment's definition.
-    ReplaceSegment {
-        /// The new definition as JSON.
-        definition: serde_json::Value,
-    },
-    /// Install (publish) a journey, ongoing from the request's time.
-    InstallJourney {
-        /// The definition as JSON.
-        definition: serde_json::Value,
-        /// Its version.
-        version: u32,
-    },
-    /// Publish a new version of a running journey: its users are handed over as of the
-    /// request's time and placed as `migrate` says.
-    PublishVersion {
-        /// The new version's definition as JSON.
-        definition: serde_json::Value,
-        /// The new version number.
-        version: u32,
-        /// Where users at the running version's nodes go.
-        migrate: journeyflow_types::Migration,
-    },
-    /// Pause, resume or end an installed journey.
-    JourneyCommand {
-        /// Journey id.
-        id: String,
-        /// `pause`, `resume` or `end`.
-        command: String,
-    },
-    /// Remove a segment.
-    RemoveSegment {
-        /// Segment id.
-        id: String,
-    },
+    /// A change to what runs: worker 0 checks it against the catalog, logs it and applies it
+    /// (or refuses it), one at a time.
+    Change(Change),
     /// Members of a segment as of the request's time.
     Members {
         /// Segment id.
@@ -70,16 +37,11 @@ pub enum Request {
 }
 
 impl Request {
-    /// Whether it changes what runs (and so goes to the control log), rather than asks.
-    pub fn is_change(&self) -> bool {
-        !matches!(self, Request::Members { .. } | Request::UserSegments { .. })
-    }
-
     /// How many answers the request gets: one per worker for membership, else one.
     pub fn answers(&self, workers: usize) -> usize {
         match self {
             Request::Members { .. } | Request::UserSegments { .. } => workers,
-            _ => 1,
+            Request::Change(_) => 1,
         }
     }
 }
@@ -87,15 +49,15 @@ impl Request {
 /// What the workers answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
-    /// Installed as of this time.
-    Installed(Time),
-    /// Removed as of this time.
-    Removed(Time),
+    /// The change is logged, in the catalog, and applies as of this time.
+    Applied(Time),
+    /// The change was not applied.
+    Refused(Refusal),
     /// One worker's members as of a time.
     Members(Time, Vec<Key>),
     /// One worker's share of a user's segments as of a time.
     Segments(Time, Vec<String>),
-    /// The request could not be applied.
+    /// The request could not be answered (nothing was applied).
     Failed(String),
 }
 
@@ -108,6 +70,53 @@ pub struct Ticket {
     /// The time to apply it as of, if not the time worker 0 receives it (never before the
     /// watermark).
     pub at: Option<Time>,
+}
+
+/// Requests waiting for worker 0 at most: more get 503 until it catches up.
+pub const REQUEST_QUEUE: usize = 1024;
+
+/// What became of a change whose answer did not come in time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied as of this time.
+    Applied(Time),
+    /// Not applied, and why.
+    Refused(Refusal),
+    /// Still waiting for worker 0.
+    Pending,
+    /// The workers stopped before taking it: not applied.
+    Lost(String),
+}
+
+/// The outcomes of the latest changes answered `202 Accepted`, by request id.
+#[derive(Default)]
+pub struct Outcomes {
+    recent: Mutex<VecDeque<(String, Outcome)>>,
+}
+
+impl Outcomes {
+    /// How many are kept.
+    const KEEP: usize = 1024;
+
+    /// What became of request `id`, if it is among the latest.
+    pub fn get(&self, id: &str) -> Option<Outcome> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.iter().find(|(r, _)| r == id).map(|(_, o)| o.clone())
+    }
+
+    /// Records (or updates) request `id`'s outcome.
+    pub fn set(&self, id: &str, outcome: Outcome) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        match recent.iter_mut().find(|(r, _)| r == id) {
+            Some(slot) => slot.1 = outcome,
+            None => {
+                recent.push_back((id.to_string(), outcome));
+                while recent.len() > Self::KEEP {
+                    recent.pop_front();
+                }
+            }
+        }
+    }
 }
 
 /// Progress counters the workers publish.
@@ -133,23 +142,38 @@ pub struct Progress {
     pub kafka_lag: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
+impl Progress {
+    /// Bytes of each ingest log partition synced but not read by the workers yet.
+    pub fn log_lags(&self, wal: &journeyflow_connectors::wal::Wal) -> Vec<u64> {
+        let read = self.log_read.lock().unwrap_or_else(PoisonError::into_inner);
+        (0..wal.partitions())
+            .map(|p| wal.committed(p).load(Ordering::Acquire).saturating_sub(read.get(&p).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Bytes of the ingest log synced but not read by the workers yet.
+    pub fn log_lag(&self, wal: &journeyflow_connectors::wal::Wal) -> u64 {
+        self.log_lags(wal).iter().sum()
+    }
+}
+
 /// The shared side of the engine, cloned into every handler.
 #[derive(Clone)]
 pub struct EngineHandle {
-    requests: std::sync::mpsc::Sender<Ticket>,
+    requests: std::sync::mpsc::SyncSender<Ticket>,
     workers: usize,
     /// User ids by key, filled as events are read.
     pub names: Arc<RwLock<KeyMap<Arc<str>>>>,
-    /// Installed segments by id.
-    pub segments: Arc<Mutex<BTreeMap<String, SegmentDefinition>>>,
+    /// The installed segments and the journeys, as worker 0 last published them.
+    pub catalog: Arc<CatalogView>,
     /// Counters.
     pub progress: Arc<Progress>,
-    /// Journeys by id: definition, version, status.
-    pub journeys: Arc<Mutex<BTreeMap<String, JourneyEntry>>>,
     /// Journey reports (as `journey_stats.json` shows them), kept current by the workers.
     pub journey_reports: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
     /// The latest transitions of each user in each journey (at most `HISTORY` each).
     pub journey_users: Arc<Mutex<JourneyUsers>>,
+    /// What became of changes answered before they were applied.
+    pub outcomes: Arc<Outcomes>,
 }
 
 /// The latest transitions (as written) by `(journey, user id)`.
@@ -158,35 +182,30 @@ pub type JourneyUsers = HashMap<(String, Arc<str>), VecDeque<serde_json::Value>>
 /// How many transitions per user and journey are kept for the progress endpoint.
 pub const HISTORY: usize = 100;
 
-/// A journey as the control API keeps it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JourneyEntry {
-    /// The definition as written.
-    pub definition: serde_json::Value,
-    /// The version running (or, for a draft, to be published).
-    pub version: u32,
-    /// `draft`, `ongoing`, `paused` or `ended`.
-    pub status: String,
-    /// When it (its current version) was published (event time), if it was.
-    pub published_at: Option<Time>,
-    /// The next version, written with `PUT` and not yet published.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<serde_json::Value>,
+/// What a change came to within the wait a handler allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// Logged, in the catalog, applied as of this time.
+    Applied(Time),
+    /// Not applied.
+    Refused(Refusal),
+    /// Not decided yet: its outcome will be at `/v1/requests/{id}`.
+    Pending(String),
 }
 
 impl EngineHandle {
     /// A handle for `workers` workers, and the receiving end worker 0 reads requests from.
     pub fn new(workers: usize) -> (EngineHandle, std::sync::mpsc::Receiver<Ticket>) {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(REQUEST_QUEUE);
         let handle = EngineHandle {
             requests: tx,
             workers,
             names: Arc::default(),
-            segments: Arc::default(),
+            catalog: Arc::default(),
             progress: Arc::default(),
-            journeys: Arc::default(),
             journey_reports: Arc::default(),
             journey_users: Arc::default(),
+            outcomes: Arc::default(),
         };
         (handle, rx)
     }
@@ -194,6 +213,39 @@ impl EngineHandle {
     /// Sends a request and waits (up to `timeout`) for all its answers.
     pub async fn call(&self, request: Request, timeout: std::time::Duration) -> Result<Vec<Answer>, CallError> {
         self.submit(request)?.wait(timeout).await
+    }
+
+    /// Sends a change and waits (up to `timeout`) for worker 0 to apply or refuse it. Past
+    /// that, the change is `Pending`: it is still applied or refused in order, and its
+    /// outcome is kept under the id returned.
+    pub async fn change(&self, change: Change, timeout: std::time::Duration) -> Result<Changed, CallError> {
+        let mut pending = self.submit(Request::Change(change))?;
+        let answer = match pending.wait_mut(timeout).await {
+            Err(CallError::Timeout) => {
+                let id = uuid::Uuid::new_v4().to_string();
+                self.outcomes.set(&id, Outcome::Pending);
+                let (outcomes, key) = (self.outcomes.clone(), id.clone());
+                tokio::spawn(async move {
+                    let outcome = match pending.wait_mut(std::time::Duration::from_secs(86_400)).await {
+                        Ok(answers) => match answers.into_iter().next() {
+                            Some(Answer::Applied(at)) => Outcome::Applied(at),
+                            Some(Answer::Refused(why)) => Outcome::Refused(why),
+                            other => Outcome::Lost(format!("unexpected answer {other:?}")),
+                        },
+                        Err(e) => Outcome::Lost(e.to_string()),
+                    };
+                    outcomes.set(&key, outcome);
+                });
+                return Ok(Changed::Pending(id));
+            }
+            other => other?.into_iter().next(),
+        };
+        match answer {
+            Some(Answer::Applied(at)) => Ok(Changed::Applied(at)),
+            Some(Answer::Refused(why)) => Ok(Changed::Refused(why)),
+            Some(Answer::Failed(why)) => Err(CallError::Failed(why)),
+            _ => Err(CallError::Stopped),
+        }
     }
 
     /// Sends a request without waiting: requests are applied in the order they are submitted.
@@ -205,13 +257,16 @@ impl EngineHandle {
     pub fn submit_at(&self, request: Request, at: Option<Time>) -> Result<Pending, CallError> {
         let expected = request.answers(self.workers);
         let (reply, answers) = mpsc::unbounded_channel();
-        self.requests.send(Ticket { request, reply, at }).map_err(|_| CallError::Stopped)?;
-        Ok(Pending { expected, answers })
+        match self.requests.try_send(Ticket { request, reply, at }) {
+            Ok(()) => Ok(Pending { expected, answers, got: Vec::new() }),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => Err(CallError::Busy),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(CallError::Stopped),
+        }
     }
 
     /// The user id of a key, if seen.
     pub fn name(&self, key: &Key) -> Option<Arc<str>> {
-        self.names.read().ok()?.get(key).cloned()
+        self.names.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
     /// The lowest worker watermark.
@@ -224,26 +279,31 @@ impl EngineHandle {
 pub struct Pending {
     expected: usize,
     answers: mpsc::UnboundedReceiver<Answer>,
+    got: Vec<Answer>,
 }
 
 impl Pending {
     /// Waits (up to `timeout`) for all the answers.
     pub async fn wait(mut self, timeout: std::time::Duration) -> Result<Vec<Answer>, CallError> {
-        let mut out = Vec::with_capacity(self.expected);
+        self.wait_mut(timeout).await
+    }
+
+    /// Waits (up to `timeout`) for all the answers; after a timeout, may be waited on again.
+    async fn wait_mut(&mut self, timeout: std::time::Duration) -> Result<Vec<Answer>, CallError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        while out.len() < self.expected {
+        while self.got.len() < self.expected {
             match tokio::time::timeout_at(deadline, self.answers.recv()).await {
-                Ok(Some(a)) => out.push(a),
+                Ok(Some(a)) => self.got.push(a),
                 Ok(None) => return Err(CallError::Stopped),
                 Err(_) => return Err(CallError::Timeout),
             }
         }
-        Ok(out)
+        Ok(std::mem::take(&mut self.got))
     }
 }
 
 /// Why a call to the workers got no answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The workers have stopped.
     #[error("the workers have stopped")]
@@ -251,4 +311,10 @@ pub enum CallError {
     /// No answer in time.
     #[error("the workers did not answer in time")]
     Timeout,
+    /// Too many requests are waiting for the workers.
+    #[error("too many requests are waiting for the workers; try again shortly")]
+    Busy,
+    /// The workers could not take the request (nothing was applied).
+    #[error("{0}")]
+    Failed(String),
 }

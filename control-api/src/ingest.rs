@@ -1,24 +1,31 @@
 //! Segment-compatible HTTP ingest: `POST /v1/track`, `/v1/identify`, `/v1/page`,
-//! `/v1/screen` and `/v1/batch` take the bodies of Segment's HTTP tracking API. Each event is
-//! completed (its `type` from the endpoint, a receive-time `timestamp` and a generated
-//! `messageId` when missing), checked with the same decoder the pipeline uses, and appended
-//! to its user's partition of the durable ingest log; the answer comes after the log is on
-//! disk. A bad event in a batch is reported by index and the others are accepted.
+//! `/v1/screen` and `/v1/batch` take the bodies of Segment's HTTP tracking API.
+//!
+//! A call is checked in this order: the write key (from the `Authorization` header before the
+//! body is looked at; a `writeKey` in the body is read without building the events), how far
+//! the workers are behind the ingest log (429 with `Retry-After` past the configured lag), then,
+//! off the async runtime, the events themselves. Each event is completed (its `type` from the
+//! endpoint, a generated UUID `messageId` when missing, `receivedAt`), its clock corrected as
+//! Segment does (with `sentAt`: `timestamp = receivedAt - (sentAt - timestamp)`, the client's
+//! value kept as `originalTimestamp`), stripped of any `writeKey`, and checked with the decoder
+//! the pipeline uses; one timed more than the allowed skew after its receipt is refused. The
+//! accepted events of one call are appended together to one partition of the durable ingest
+//! log, so a call is stored whole or not at all, and the answer comes once they are on disk. A
+//! bad event in a batch is reported by index and the others are accepted.
 
 use crate::auth;
 use crate::problem::{parse_json, Problem};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use journeyflow_connectors::wal::AppendError;
 use journeyflow_types::decode_line;
-use journeyflow_types::time::now_ms;
+use journeyflow_types::time::{format_instant, now_ms, parse_instant};
 use serde::Serialize;
 use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// One rejected event of a request.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -41,60 +48,165 @@ pub struct Accepted {
     pub rejected: Vec<Rejected>,
 }
 
-static GENERATED: AtomicU64 = AtomicU64::new(0);
+/// What completing an event needs to know.
+#[derive(Clone, Copy)]
+struct Receipt<'a> {
+    /// The endpoint's type, for single calls.
+    kind: Option<&'a str>,
+    /// When the call arrived (epoch ms).
+    received: u64,
+    /// The batch's `sentAt`, for events without their own.
+    sent_at: Option<&'a Value>,
+    /// The latest timestamp accepted: `received` plus the allowed skew.
+    latest: u64,
+    /// The largest event accepted, in bytes.
+    max_bytes: usize,
+}
 
-/// Completes one event and returns its log line and partition, or why it is refused.
-fn complete(mut event: Value, kind: Option<&str>, partitions: usize, now_ms: u64) -> Result<(usize, Vec<u8>), String> {
-    let Some(o) = event.as_object_mut() else { return Err("an event must be a JSON object".into()) };
-    if let Some(kind) = kind {
+/// Completes one event and returns its log line and its user's partition, or why it is refused.
+fn complete(event: Value, receipt: Receipt<'_>, partitions: usize) -> Result<(usize, Vec<u8>), String> {
+    let Value::Object(mut o) = event else { return Err("an event must be a JSON object".into()) };
+    if let Some(kind) = receipt.kind {
         o.insert("type".into(), Value::String(kind.into()));
     }
-    if !o.contains_key("timestamp") {
-        o.insert("timestamp".into(), Value::from(now_ms));
+    // A credential is not data: it is never stored.
+    o.remove("writeKey");
+    let received = receipt.received;
+    o.insert("receivedAt".into(), Value::String(format_instant(received)));
+    match o.get("timestamp").filter(|t| !t.is_null()) {
+        None => {
+            o.insert("timestamp".into(), Value::String(format_instant(received)));
+        }
+        Some(t) => {
+            let sent_at = o.get("sentAt").filter(|s| !s.is_null()).or(receipt.sent_at);
+            if let Some(sent_at) = sent_at {
+                let sent = parse_instant(sent_at).map_err(|e| format!("field `sentAt`: {e}"))?;
+                let original = parse_instant(t).map_err(|e| format!("field `timestamp`: {e}"))?;
+                // The device's clock is off by `sent - received`: take it off the event's time.
+                let corrected = (i128::from(received) - (i128::from(sent) - i128::from(original))).max(0) as u64;
+                let original = o.insert("timestamp".into(), Value::String(format_instant(corrected)));
+                if let Some(original) = original {
+                    o.entry("originalTimestamp").or_insert(original);
+                }
+            }
+        }
     }
-    if !o.contains_key("messageId") {
-        let n = GENERATED.fetch_add(1, Ordering::Relaxed);
-        let seed = format!("{now_ms}:{n}:{}", std::process::id());
-        o.insert("messageId".into(), Value::String(format!("jf-{}", journeyflow_types::Key::of(&seed))));
+    if o.get("messageId").is_none_or(|m| m.is_null()) {
+        o.insert("messageId".into(), Value::String(uuid::Uuid::new_v4().to_string()));
     }
-    let line = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+    let line = serde_json::to_vec(&o).map_err(|e| e.to_string())?;
+    if line.len() > receipt.max_bytes {
+        return Err(format!("an event of {} bytes exceeds the limit of {} bytes", line.len(), receipt.max_bytes));
+    }
     let decoded = decode_line(&line).map_err(|e| e.to_string())?;
+    if decoded.ts > receipt.latest {
+        return Err(format!(
+            "timestamp {} is more than {} ms after the event was received ({}): a device clock is wrong",
+            format_instant(decoded.ts),
+            receipt.latest - received,
+            format_instant(received)
+        ));
+    }
     Ok(((decoded.user.0 % partitions as u128) as usize, line))
 }
 
-/// Completes, checks and logs events; answers once they are on disk.
-async fn accept(state: &AppState, events: Vec<Value>, kind: Option<&'static str>) -> Result<Accepted, Problem> {
-    let partitions = state.wal.partitions();
-    let now = now_ms();
-    let mut parts: Vec<Vec<Vec<u8>>> = vec![Vec::new(); partitions];
-    let mut rejected = Vec::new();
-    for (index, event) in events.into_iter().enumerate() {
-        match complete(event, kind, partitions, now) {
-            Ok((part, line)) => parts[part].push(line),
-            Err(error) => rejected.push(Rejected { index, error }),
-        }
-    }
-    let accepted: usize = parts.iter().map(Vec::len).sum();
-    let wal = Arc::clone(&state.wal);
-    tokio::task::spawn_blocking(move || {
-        for (part, lines) in parts.iter().enumerate() {
-            wal.append(part, lines)?;
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await
-    .map_err(|e| Problem::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))??;
-    metrics::counter!("journeyflow_events_in_total").increment(accepted as u64);
-    metrics::counter!("journeyflow_events_refused_total").increment(rejected.len() as u64);
-    Ok(Accepted { success: rejected.is_empty(), accepted, rejected })
+/// The events of a call, completed and checked: the lines to log (all to one partition), and
+/// the refused ones.
+struct Checked {
+    part: usize,
+    lines: Vec<Vec<u8>>,
+    rejected: Vec<Rejected>,
 }
 
-async fn single(state: &AppState, headers: &HeaderMap, body: &[u8], kind: &'static str) -> Result<Response, Problem> {
-    let event = parse_json(body)?;
-    if let Some(denied) = auth::ingest(state, headers, &event) {
+fn check_all(events: Vec<Value>, receipt: Receipt<'_>, partitions: usize) -> Checked {
+    let mut checked = Checked { part: 0, lines: Vec::with_capacity(events.len()), rejected: Vec::new() };
+    for (index, event) in events.into_iter().enumerate() {
+        match complete(event, receipt, partitions) {
+            Ok((part, line)) => {
+                // One append per call, to the first accepted event's partition: a call is
+                // durable whole or not at all. (Dedup and every operator key by user or
+                // message id, not by partition.)
+                if checked.lines.is_empty() {
+                    checked.part = part;
+                }
+                checked.lines.push(line);
+            }
+            Err(error) => checked.rejected.push(Rejected { index, error }),
+        }
+    }
+    checked
+}
+
+/// Refuses the call while the workers are too far behind the log (429, `Retry-After`).
+fn push_back(state: &AppState) -> Result<(), Problem> {
+    let lag = state.engine.progress.log_lag(&state.wal);
+    let max = state.config.max_ingest_lag_bytes;
+    if lag > max {
+        return Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("the workers are {lag} bytes behind the ingest log (at most {max}): try again shortly"),
+        )
+        .retry_after(1));
+    }
+    Ok(())
+}
+
+/// Parses, completes and checks a call's events off the async runtime, appends the accepted
+/// ones and answers once they are on disk.
+async fn accept(state: &AppState, body: Bytes, single: Option<&'static str>) -> Result<Accepted, Problem> {
+    push_back(state)?;
+    let received = now_ms();
+    let (partitions, config) = (state.wal.partitions(), state.config.clone());
+    let checked = tokio::task::spawn_blocking(move || -> Result<Checked, Problem> {
+        let body = parse_json(&body)?;
+        let receipt = |kind, sent_at| Receipt {
+            kind,
+            received,
+            sent_at,
+            latest: received.saturating_add(config.max_future_skew),
+            max_bytes: config.max_event_bytes,
+        };
+        match single {
+            Some(kind) => Ok(check_all(vec![body], receipt(Some(kind), None), partitions)),
+            None => {
+                let Value::Object(mut envelope) = body else {
+                    return Err(Problem::bad_request("expected an object with an array \"batch\""));
+                };
+                let Some(Value::Array(events)) = envelope.remove("batch") else {
+                    return Err(Problem::bad_request("expected an object with an array \"batch\""));
+                };
+                if events.len() > config.max_batch_events {
+                    return Err(Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("a batch of {} events; at most {} are allowed", events.len(), config.max_batch_events),
+                    ));
+                }
+                let sent_at = envelope.get("sentAt").filter(|s| !s.is_null());
+                Ok(check_all(events, receipt(None, sent_at), partitions))
+            }
+        }
+    })
+    .await
+    .map_err(|e| Problem::unavailable(format!("ingest failed: {e}")))??;
+    let accepted = checked.lines.len();
+    if accepted > 0 {
+        let outcome = state.wal.append(checked.part, &checked.lines).await.unwrap_or(Err(AppendError::Closed));
+        outcome.map_err(|e| match e {
+            AppendError::Full(_) => Problem::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string()).retry_after(10),
+            AppendError::Busy => Problem::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()).retry_after(1),
+            AppendError::Io(_) | AppendError::Closed => Problem::unavailable(e.to_string()).retry_after(5),
+        })?;
+    }
+    metrics::counter!("journeyflow_events_in_total").increment(accepted as u64);
+    metrics::counter!("journeyflow_events_refused_total").increment(checked.rejected.len() as u64);
+    Ok(Accepted { success: checked.rejected.is_empty(), accepted, rejected: checked.rejected })
+}
+
+async fn single(state: &AppState, headers: &HeaderMap, body: Bytes, kind: &'static str) -> Result<Response, Problem> {
+    if let Some(denied) = auth::ingest(state, headers, &body) {
         return Ok(denied);
     }
-    let answer = accept(state, vec![event], Some(kind)).await?;
+    let answer = accept(state, body, Some(kind)).await?;
     if let Some(r) = answer.rejected.first() {
         return Err(Problem::bad_request(r.error.clone()));
     }
@@ -104,47 +216,109 @@ async fn single(state: &AppState, headers: &HeaderMap, body: &[u8], kind: &'stat
 /// `POST /v1/track`.
 #[utoipa::path(post, path = "/v1/track", tag = "ingest", request_body = serde_json::Value,
     responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
+               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
+               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
+               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
 pub async fn track(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    single(&state, &headers, &body, "track").await
+    single(&state, &headers, body, "track").await
 }
 
 /// `POST /v1/identify`.
 #[utoipa::path(post, path = "/v1/identify", tag = "ingest", request_body = serde_json::Value,
     responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
+               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
+               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
+               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
 pub async fn identify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    single(&state, &headers, &body, "identify").await
+    single(&state, &headers, body, "identify").await
 }
 
 /// `POST /v1/page`.
 #[utoipa::path(post, path = "/v1/page", tag = "ingest", request_body = serde_json::Value,
     responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
+               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
+               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
+               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
 pub async fn page(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    single(&state, &headers, &body, "page").await
+    single(&state, &headers, body, "page").await
 }
 
 /// `POST /v1/screen`.
 #[utoipa::path(post, path = "/v1/screen", tag = "ingest", request_body = serde_json::Value,
     responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
+               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
+               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
+               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
 pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    single(&state, &headers, &body, "screen").await
+    single(&state, &headers, body, "screen").await
 }
 
-/// `POST /v1/batch`: `{"batch": [event, ...]}`, each event with its `type`; fields of the
-/// envelope other than `batch` (such as `context` or `writeKey`) are ignored.
+/// `POST /v1/batch`: `{"batch": [event, ...], "sentAt"?}`, each event with its `type`; the
+/// envelope's `sentAt` corrects the clock of events without their own; other fields of the
+/// envelope (such as `context` or `writeKey`) are not stored.
 #[utoipa::path(post, path = "/v1/batch", tag = "ingest", request_body = serde_json::Value,
     responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 413)))]
+               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
+               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
+               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
 pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    let mut body = parse_json(&body)?;
     if let Some(denied) = auth::ingest(&state, &headers, &body) {
         return Ok(denied);
     }
-    let Some(Value::Array(events)) = body.get_mut("batch").map(Value::take) else {
-        return Err(Problem::bad_request("expected an object with an array \"batch\""));
-    };
-    Ok(Json(accept(&state, events, None).await?).into_response())
+    Ok(Json(accept(&state, body, None).await?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn receipt(received: u64) -> Receipt<'static> {
+        Receipt { kind: None, received, sent_at: None, latest: received + 3_600_000, max_bytes: 32 << 10 }
+    }
+
+    fn stored(line: &[u8]) -> Value {
+        serde_json::from_slice(line).unwrap()
+    }
+
+    #[test]
+    fn a_device_clock_is_corrected_with_sent_at_and_the_original_kept() {
+        let received = 1_700_000_000_000;
+        // The device's clock is two hours ahead: it says it sent at received + 2h.
+        let event = json!({"type": "track", "event": "X", "userId": "u", "messageId": "m",
+            "timestamp": format_instant(received + 7_200_000 - 5_000), "sentAt": format_instant(received + 7_200_000)});
+        let (_, line) = complete(event, receipt(received), 1).unwrap();
+        let v = stored(&line);
+        assert_eq!(v["timestamp"], format_instant(received - 5_000));
+        assert_eq!(v["originalTimestamp"], format_instant(received + 7_200_000 - 5_000));
+        assert_eq!(v["receivedAt"], format_instant(received));
+        // The batch's sentAt applies to events without their own.
+        let event =
+            json!({"type": "track", "event": "X", "userId": "u", "messageId": "m", "timestamp": received + 60_000});
+        let sent_at = json!(received + 60_000);
+        let (_, line) = complete(event, Receipt { sent_at: Some(&sent_at), ..receipt(received) }, 1).unwrap();
+        assert_eq!(stored(&line)["timestamp"], format_instant(received));
+    }
+
+    #[test]
+    fn a_far_future_event_is_refused_and_credentials_are_not_stored() {
+        let received = 1_700_000_000_000;
+        let event = json!({"type": "track", "event": "X", "userId": "u", "timestamp": "2999-01-01T00:00:00Z"});
+        let err = complete(event, receipt(received), 1).unwrap_err();
+        assert!(err.contains("more than 3600000 ms after"), "{err}");
+        let event = json!({"type": "track", "event": "X", "userId": "u", "writeKey": "secret"});
+        let (_, line) = complete(event, receipt(received), 1).unwrap();
+        let v = stored(&line);
+        assert!(v.get("writeKey").is_none());
+        // A generated messageId is a UUID.
+        assert!(uuid::Uuid::parse_str(v["messageId"].as_str().unwrap()).is_ok(), "{v}");
+        assert_eq!(v["timestamp"], format_instant(received));
+    }
+
+    #[test]
+    fn an_oversized_event_is_refused_with_its_size() {
+        let event = json!({"type": "track", "event": "X", "userId": "u", "properties": {"blob": "x".repeat(40_000)}});
+        let err = complete(event, receipt(1_700_000_000_000), 1).unwrap_err();
+        assert!(err.contains("exceeds the limit of 32768 bytes"), "{err}");
+    }
 }

@@ -1,15 +1,21 @@
 //! The journey endpoints: create drafts, read them, write new versions, publish (a new
 //! dataflow over the retained history, ongoing from then; for a new version of a running
 //! journey, taking its users over), pause, resume, end, and per-node and per-journey reports.
+//! Changes go through the catalog ([`crate::changes`]), which refuses the second of two
+//! conflicting ones (409); reads answer from its latest snapshot.
 
-use crate::handle::{JourneyEntry, Request};
-use crate::problem::{applied, parse_json, Problem};
+use crate::catalog::{status, Catalog, Change, JourneyEntry, Lifecycle};
+use crate::changes::{prepare, submit};
+use crate::problem::Problem;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use journeyflow_types::{validate_journey, validate_migration, JourneyDefinition, Migration};
+use journeyflow_types::{
+    validate_journey_with, validate_migration, JourneyDefinition, Limits, Migration, ValidationError,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -22,49 +28,47 @@ fn view(id: &str, entry: &JourneyEntry) -> Value {
     v
 }
 
-/// Validates a definition against the installed segments (422 with every error).
-fn validated(state: &AppState, body: &Value) -> Result<JourneyDefinition, Problem> {
-    let known: BTreeSet<String> = state.engine.segments.lock().expect("lock").keys().cloned().collect();
-    validate_journey(body, &known).map_err(|e| Problem::invalid(e.0))
+/// The journey `id` as the catalog holds it now (after a change was applied).
+fn current(state: &AppState, id: &str) -> Result<Value, Problem> {
+    let catalog = state.engine.catalog.get();
+    catalog.journeys.get(id).map(|e| view(id, e)).ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))
 }
 
-fn save(state: &AppState) -> Result<(), Problem> {
-    let segments = state.engine.segments.lock().expect("lock");
-    let journeys = state.engine.journeys.lock().expect("lock");
-    Ok(state.store.save_all(&segments, &journeys)?)
+/// Validates a definition against the catalog's segments (422 with every error).
+fn validated(catalog: &Catalog, body: &Value) -> Result<JourneyDefinition, Problem> {
+    let known: BTreeSet<String> = catalog.segments.keys().cloned().collect();
+    validate_journey_with(body, &known, &Limits::ceiling()).map_err(|e| Problem::invalid(e.0))
 }
 
 /// `POST /v1/journeys`: validates a journey and keeps it as a draft.
 #[utoipa::path(post, path = "/v1/journeys", tag = "journeys", request_body = serde_json::Value,
-    responses((status = 201, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc),
-              (status = 409, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc)))]
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
-    let body = parse_json(&body)?;
-    let def = validated(&state, &body)?;
-    let entry = JourneyEntry { definition: body, version: 1, status: "draft".into(), published_at: None, next: None };
-    {
-        let mut journeys = state.engine.journeys.lock().expect("lock");
-        if journeys.contains_key(&def.id) {
-            return Err(Problem::conflict(format!("journey {:?} exists", def.id)));
-        }
-        journeys.insert(def.id.clone(), entry.clone());
-    }
-    save(&state)?;
-    Ok((StatusCode::CREATED, Json(view(&def.id, &entry))))
+    responses((status = 201, body = serde_json::Value), (status = 202, body = serde_json::Value),
+              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 409, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc),
+              (status = 503, body = crate::problem::ProblemDoc)))]
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
+    let (change, _) = prepare(&state, body, |body, _| Ok(Change::DraftJourney { definition: body })).await?;
+    let Change::DraftJourney { definition } = &change else { return Err(Problem::bad_request("unexpected")) };
+    let id = definition["id"].as_str().unwrap_or_default().to_string();
+    Ok(match submit(&state, change).await? {
+        Ok(_) => (StatusCode::CREATED, Json(current(&state, &id)?)).into_response(),
+        Err(accepted) => accepted,
+    })
 }
 
 /// `GET /v1/journeys`.
-#[utoipa::path(get, path = "/v1/journeys", tag = "journeys", responses((status = 200, body = serde_json::Value)))]
+#[utoipa::path(get, path = "/v1/journeys", tag = "journeys",
+    responses((status = 200, body = serde_json::Value), (status = 401, body = crate::problem::ProblemDoc)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
-    Json(state.engine.journeys.lock().expect("lock").iter().map(|(id, e)| view(id, e)).collect())
+    Json(state.engine.catalog.get().journeys.iter().map(|(id, e)| view(id, e)).collect())
 }
 
 /// `GET /v1/journeys/{id}`.
 #[utoipa::path(get, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 404, body = crate::problem::ProblemDoc)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    let journeys = state.engine.journeys.lock().expect("lock");
-    journeys.get(&id).map(|e| Json(view(&id, e))).ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))
+    current(&state, &id).map(Json)
 }
 
 /// `PUT /v1/journeys/{id}`: a new definition. A draft's definition is replaced; for a running
@@ -72,58 +76,51 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 /// journey takes no new version (409).
 #[utoipa::path(put, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
     request_body = serde_json::Value,
-    responses((status = 200, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc),
+    responses((status = 200, body = serde_json::Value), (status = 202, body = serde_json::Value),
+              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
               (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
-              (status = 422, body = crate::problem::ProblemDoc)))]
-pub async fn replace(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    if !state.engine.journeys.lock().expect("lock").contains_key(&id) {
-        return Err(Problem::not_found(format!("no journey {id:?}")));
-    }
-    let body = parse_json(&body)?;
-    let def = validated(&state, &body)?;
-    if def.id != id {
-        return Err(Problem::invalid(vec![journeyflow_types::ValidationError {
-            path: "$.id".into(),
-            message: format!("the definition's id {:?} is not the journey's {id:?}", def.id),
-        }]));
-    }
-    let updated = {
-        let mut journeys = state.engine.journeys.lock().expect("lock");
-        let Some(entry) = journeys.get_mut(&id) else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
-        match entry.status.as_str() {
-            "draft" => entry.definition = body,
-            "ended" => return Err(Problem::conflict(format!("journey {id:?} has ended: it takes no new version"))),
-            _ => entry.next = Some(body),
+              (status = 422, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
+pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
+    let path_id = id.clone();
+    let (change, _) = prepare(&state, body, move |body, catalog| {
+        if !catalog.journeys.contains_key(&path_id) {
+            return Err(Problem::not_found(format!("no journey {path_id:?}")));
         }
-        entry.clone()
-    };
-    save(&state)?;
-    Ok(Json(view(&id, &updated)))
+        let def = validated(catalog, &body)?;
+        if def.id != path_id {
+            return Err(Problem::invalid(vec![ValidationError {
+                path: "$.id".into(),
+                message: format!("the definition's id {:?} is not the journey's {path_id:?}", def.id),
+            }]));
+        }
+        Ok(Change::ReviseJourney { definition: body })
+    })
+    .await?;
+    Ok(match submit(&state, change).await? {
+        Ok(_) => Json(current(&state, &id)?).into_response(),
+        Err(accepted) => accepted,
+    })
 }
 
-/// The `migrate` object of a publish request body (empty body: every default).
-fn migration(body: &[u8], current: &Value, next: &Value, state: &AppState) -> Result<Migration, Problem> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_json(body)? };
-    let Some(obj) = body.as_object() else {
-        return Err(Problem::invalid(vec![journeyflow_types::ValidationError {
-            path: "$".into(),
-            message: "expected an object such as {\"migrate\": {\"node_map\": {}, \"default\": \"exit\"}}".into(),
-        }]));
+/// The `migrate` object of a publish request body (`Null`: every default).
+fn migration(body: &Value, old: &JourneyDefinition, new: &JourneyDefinition) -> Result<Migration, Problem> {
+    let empty = serde_json::Map::new();
+    let obj = match body {
+        Value::Null => &empty,
+        Value::Object(o) => o,
+        _ => {
+            return Err(Problem::invalid(vec![ValidationError {
+                path: "$".into(),
+                message: "expected an object such as {\"migrate\": {\"node_map\": {}, \"default\": \"exit\"}}".into(),
+            }]))
+        }
     };
-    let mut errors: Vec<journeyflow_types::ValidationError> = obj
+    let mut errors: Vec<ValidationError> = obj
         .keys()
         .filter(|k| *k != "migrate")
-        .map(|k| journeyflow_types::ValidationError {
-            path: format!("$.{k}"),
-            message: "unknown field (expected migrate)".into(),
-        })
+        .map(|k| ValidationError { path: format!("$.{k}"), message: "unknown field (expected migrate)".into() })
         .collect();
-    let (old, new) = (validated(state, current)?, validated(state, next)?);
-    match validate_migration(obj.get("migrate"), &old, &new) {
+    match validate_migration(obj.get("migrate"), old, new) {
         Ok(m) if errors.is_empty() => Ok(m),
         Ok(_) => Err(Problem::invalid(errors)),
         Err(e) => {
@@ -133,66 +130,60 @@ fn migration(body: &[u8], current: &Value, next: &Value, state: &AppState) -> Re
     }
 }
 
+/// The change a lifecycle call asks for, given the journey as the catalog holds it.
+fn lifecycle_change(catalog: &Catalog, id: &str, action: &str, body: &Value) -> Result<Change, Problem> {
+    let Some(entry) = catalog.journeys.get(id) else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
+    let command = |command| Ok(Change::JourneyCommand { id: id.to_string(), command });
+    match (entry.status.as_str(), action) {
+        (status::DRAFT, "publish") => {
+            Ok(Change::InstallJourney { definition: entry.definition.clone(), version: entry.version })
+        }
+        (status::ONGOING | status::PAUSED, "publish") => match &entry.next {
+            Some(next) => {
+                let (old, new) = (validated(catalog, &entry.definition)?, validated(catalog, next)?);
+                let migrate = migration(body, &old, &new)?;
+                Ok(Change::PublishVersion { definition: next.clone(), version: entry.version + 1, migrate })
+            }
+            None => Err(Problem::conflict(format!(
+                "journey {id:?} is {} at version {} and has no next version: write one with PUT first",
+                entry.status, entry.version
+            ))),
+        },
+        // The catalog's check says whether the status allows it.
+        (_, "pause") => command(Lifecycle::Pause),
+        (_, "resume") => command(Lifecycle::Resume),
+        (_, "end") => command(Lifecycle::End),
+        (_, "publish") => Err(Problem::conflict(format!("journey {id:?} is {}: cannot publish it", entry.status))),
+        _ => Err(Problem::not_found(format!("no action {action:?} (publish, pause, resume, end)"))),
+    }
+}
+
 /// `POST /v1/journeys/{id}/{action}` for `publish`, `pause`, `resume`, `end`: 409 when the
-/// journey's status does not allow it. Publishing a running journey publishes its next version
-/// (written with `PUT`); the body may say where its users go:
-/// `{"migrate": {"node_map": {"old": "new"}, "default": "exit"}}`.
+/// journey's status does not allow it, or when another call changed it first. Publishing a
+/// running journey publishes its next version (written with `PUT`); the body may say where its
+/// users go: `{"migrate": {"node_map": {"old": "new"}, "default": "exit"}}`.
 #[utoipa::path(post, path = "/v1/journeys/{id}/{action}", tag = "journeys",
     params(("id" = String, Path, description = "journey id"), ("action" = String, Path, description = "publish, pause, resume or end")),
     request_body(content = serde_json::Value, description = "optional, for publishing a next version: {\"migrate\": {\"node_map\": {\"old\": \"new\"}, \"default\": \"exit\"}}"),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc),
-              (status = 409, body = crate::problem::ProblemDoc),
-              (status = 400, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), (status = 202, body = serde_json::Value),
+              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
+              (status = 422, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
 pub async fn lifecycle(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let entry = state.engine.journeys.lock().expect("lock").get(&id).cloned();
-    let Some(entry) = entry else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
-    let upgrade = entry.status != "draft" && action == "publish";
-    let next = match (entry.status.as_str(), action.as_str()) {
-        ("draft", "publish") => "ongoing",
-        ("ongoing" | "paused", "publish") if entry.next.is_some() => entry.status.as_str(),
-        ("ongoing" | "paused", "publish") => {
-            return Err(Problem::conflict(format!(
-                "journey {id:?} is {} at version {} and has no next version: write one with PUT first",
-                entry.status, entry.version
-            )))
+) -> Result<Response, Problem> {
+    let (journey, verb) = (id.clone(), action.clone());
+    let (change, _) =
+        prepare(&state, body, move |body, catalog| lifecycle_change(catalog, &journey, &verb, &body)).await?;
+    Ok(match submit(&state, change).await? {
+        Ok(at) => {
+            let now = current(&state, &id)?;
+            Json(json!({"id": id, "status": now["status"], "version": now["version"], "at": at})).into_response()
         }
-        ("ongoing", "pause") => "paused",
-        ("paused", "resume") => "ongoing",
-        ("ongoing" | "paused", "end") => "ended",
-        (_, "publish" | "pause" | "resume" | "end") => {
-            return Err(Problem::conflict(format!("journey {id:?} is {}: cannot {action} it", entry.status)))
-        }
-        _ => return Err(Problem::not_found(format!("no action {action:?} (publish, pause, resume, end)"))),
-    };
-    let request = if upgrade {
-        let definition = entry.next.clone().expect("checked above");
-        let migrate = migration(&body, &entry.definition, &definition, &state)?;
-        Request::PublishVersion { definition, version: entry.version + 1, migrate }
-    } else if action == "publish" {
-        Request::InstallJourney { definition: entry.definition.clone(), version: entry.version }
-    } else {
-        Request::JourneyCommand { id: id.clone(), command: action.clone() }
-    };
-    let at = applied(&state.engine.call(request, state.timeout).await?)?;
-    let updated = {
-        let mut journeys = state.engine.journeys.lock().expect("lock");
-        let e = journeys.get_mut(&id).expect("journeys are not removed");
-        e.status = next.into();
-        if action == "publish" {
-            e.published_at = Some(at);
-        }
-        if upgrade {
-            e.definition = e.next.take().expect("checked above");
-            e.version += 1;
-        }
-        e.clone()
-    };
-    save(&state)?;
-    Ok(Json(json!({"id": id, "status": updated.status, "version": updated.version, "at": at})))
+        Err(accepted) => accepted,
+    })
 }
 
 /// `GET /v1/journeys/{id}/stats`: per journey entered, in progress, converted, exited,
@@ -200,10 +191,11 @@ pub async fn lifecycle(
 #[utoipa::path(get, path = "/v1/journeys/{id}/stats", tag = "journeys", params(("id" = String, Path, description = "journey id")),
     responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc)))]
 pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    if !state.engine.journeys.lock().expect("lock").contains_key(&id) {
+    if !state.engine.catalog.get().journeys.contains_key(&id) {
         return Err(Problem::not_found(format!("no journey {id:?}")));
     }
-    let report = state.engine.journey_reports.lock().expect("lock").get(&id).cloned();
+    let report =
+        state.engine.journey_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned();
     Ok(Json(report.unwrap_or_else(|| {
         json!({"journey": id, "entered": 0, "in_progress": 0, "converted": 0,
         "exited": 0, "completed": 0, "canceled": 0, "nodes": {}})
@@ -219,12 +211,12 @@ pub async fn user(
     State(state): State<AppState>,
     Path((id, user_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
-    let definition = match state.engine.journeys.lock().expect("lock").get(&id) {
+    let definition = match state.engine.catalog.get().journeys.get(&id) {
         Some(entry) => entry.definition.clone(),
         None => return Err(Problem::not_found(format!("no journey {id:?}"))),
     };
     let history: Vec<Value> = {
-        let users = state.engine.journey_users.lock().expect("lock");
+        let users = state.engine.journey_users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (id.clone(), std::sync::Arc::from(user_id.as_str()));
         users.get(&key).map(|h| h.iter().cloned().collect()).unwrap_or_default()
     };

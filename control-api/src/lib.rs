@@ -1,9 +1,14 @@
 //! The HTTP surface of `journeyflow run`: Segment-compatible ingest into the durable log and
 //! the control API under `/v1`, over a handle to the timely workers. Handlers never block a
-//! worker: they validate, append, or send a request and await its answers.
+//! worker or the async runtime: they validate off the runtime, append, or send a request and
+//! await its answers. Every route but `/healthz` runs under a global concurrency limit (more
+//! requests get 503 at once) and a request timeout (408).
 
 pub mod answers;
 pub mod auth;
+pub mod catalog;
+pub mod changes;
+pub mod config;
 pub mod handle;
 pub mod ingest;
 pub mod journeys;
@@ -11,15 +16,19 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod segments;
-pub mod store;
 pub mod users;
 
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use config::HttpConfig;
 use handle::EngineHandle;
 use journeyflow_connectors::wal::Wal;
+use problem::Problem;
 use std::sync::Arc;
-use std::time::Duration;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -28,12 +37,10 @@ pub struct AppState {
     pub engine: EngineHandle,
     /// The durable ingest log.
     pub wal: Arc<Wal>,
-    /// How long a handler waits for the workers.
-    pub timeout: Duration,
+    /// How requests are taken.
+    pub config: Arc<HttpConfig>,
     /// Recent member listings, for paging.
     pub answers: Arc<answers::Answers>,
-    /// Where definitions persist.
-    pub store: Arc<store::Store>,
     /// Accepted credentials.
     pub auth: Arc<auth::Auth>,
     /// Renders `/metrics`.
@@ -48,14 +55,48 @@ fn ingest_routes() -> Router<AppState> {
         .route("/v1/page", post(ingest::page))
         .route("/v1/screen", post(ingest::screen))
         .route("/v1/batch", post(ingest::batch))
-        .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(metrics::ready))
-        .route("/metrics", get(metrics::render))
         .route("/v1/openapi.json", get(openapi::document))
 }
 
-/// The routes, with a body size limit in bytes (larger bodies get 413).
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// `/metrics`, behind the API token when the config says so.
+fn metrics_route(state: &AppState) -> Router<AppState> {
+    let route = Router::new().route("/metrics", get(metrics::render));
+    match state.config.metrics_need_token {
+        true => route.layer(axum::middleware::from_fn_with_state(state.clone(), auth::control)),
+        false => route,
+    }
+}
+
+/// Turns the limits' errors into answers: 408 past the request timeout, 503 over the
+/// concurrency limit.
+async fn overloaded(e: BoxError) -> Problem {
+    if e.is::<tower::timeout::error::Elapsed>() {
+        Problem::new(StatusCode::REQUEST_TIMEOUT, "the request took longer than the server's request timeout")
+    } else if e.is::<tower::load_shed::error::Overloaded>() {
+        Problem::unavailable("too many requests at once: try again shortly")
+    } else {
+        Problem::unavailable(format!("the request could not be handled: {e}"))
+    }
+}
+
+/// The limits every route but `/healthz` runs under, the body size limit (413), and state.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let config = state.config.clone();
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency.max(1)))
+        .timeout(config.request_timeout);
+    routes
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(limits)
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// The routes of a process that sequences changes (a single process, or a cluster's process 0).
+pub fn router(state: AppState) -> Router {
     let control = Router::new()
         .route("/v1/segments", post(segments::create).get(segments::list))
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
@@ -66,26 +107,28 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/journeys/{id}/stats", get(journeys::stats))
         .route("/v1/journeys/{id}/users/{user_id}", get(journeys::user))
         .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))
+        .route("/v1/requests/{id}", get(changes::outcome))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::control));
-    ingest_routes().merge(control).layer(axum::extract::DefaultBodyLimit::max(max_body_bytes)).with_state(state)
+    finish(ingest_routes().merge(metrics_route(&state)).merge(control), state)
 }
 
 /// The routes of a process other than a cluster's process 0: ingest (events go to the workers
 /// owning their users through the dataflow), health and metrics; a control call gets 421 and
 /// is to be sent to process 0, which sequences every change.
-pub fn peer_router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn peer_router(state: AppState) -> Router {
     let elsewhere = || async {
-        problem::Problem::new(
-            axum::http::StatusCode::MISDIRECTED_REQUEST,
+        Problem::new(
+            StatusCode::MISDIRECTED_REQUEST,
             "this process of the cluster takes events only: send control calls to process 0",
         )
     };
-    ingest_routes()
+    let routes = ingest_routes()
+        .merge(metrics_route(&state))
         .route("/v1/segments", axum::routing::any(elsewhere))
         .route("/v1/segments/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/users/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/journeys", axum::routing::any(elsewhere))
         .route("/v1/journeys/{*rest}", axum::routing::any(elsewhere))
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .route("/v1/requests/{*rest}", axum::routing::any(elsewhere));
+    finish(routes, state)
 }

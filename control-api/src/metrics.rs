@@ -30,14 +30,9 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("journeyflow_watermark_ms").set(watermark as f64);
     let lag = journeyflow_types::time::now_ms().saturating_sub(watermark);
     metrics::gauge!("journeyflow_watermark_lag_seconds").set(lag as f64 / 1000.0);
-    if let Ok(read) = progress.log_read.lock() {
-        for part in 0..state.wal.partitions() {
-            let path = journeyflow_connectors::wal::part_path(state.wal.dir(), part);
-            let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-            let lag = size.saturating_sub(read.get(&part).copied().unwrap_or(0));
-            metrics::gauge!("journeyflow_source_lag_bytes", "source" => "http", "partition" => part.to_string())
-                .set(lag as f64);
-        }
+    for (part, lag) in progress.log_lags(&state.wal).into_iter().enumerate() {
+        metrics::gauge!("journeyflow_source_lag_bytes", "source" => "http", "partition" => part.to_string())
+            .set(lag as f64);
     }
     metrics::gauge!("journeyflow_dead_letters").set(progress.dead_letters.load(Ordering::Relaxed) as f64);
     if let Ok(lags) = progress.kafka_lag.lock() {

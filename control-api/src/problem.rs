@@ -1,8 +1,10 @@
 //! Errors as RFC 9457 problem documents (`application/problem+json`): a client's mistake is
-//! a 4xx naming what is wrong (every validation error with its JSON path), never a 500.
+//! a 4xx naming what is wrong (every validation error with its JSON path), a passing condition
+//! (the workers busy or behind, a full disk) a 429/503/507 with `Retry-After`, never a 500.
 
-use crate::handle::{Answer, CallError, Time};
-use axum::http::{header, StatusCode};
+use crate::catalog::Refusal;
+use crate::handle::CallError;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use journeyflow_types::ValidationError;
 use serde_json::json;
@@ -13,12 +15,13 @@ pub struct Problem {
     status: StatusCode,
     detail: String,
     errors: Vec<ValidationError>,
+    retry_after: Option<u64>,
 }
 
 impl Problem {
     /// A problem with a status and a detail.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
-        Problem { status, detail: detail.into(), errors: Vec::new() }
+        Problem { status, detail: detail.into(), errors: Vec::new(), retry_after: None }
     }
 
     /// 400: the body is not what the endpoint reads.
@@ -36,22 +39,42 @@ impl Problem {
         Problem::new(StatusCode::CONFLICT, detail)
     }
 
+    /// 503: try again later.
+    pub fn unavailable(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).retry_after(1)
+    }
+
     /// 422 with every validation error.
     pub fn invalid(errors: Vec<ValidationError>) -> Problem {
         let detail = format!("{} validation error(s)", errors.len());
-        Problem { status: StatusCode::UNPROCESSABLE_ENTITY, detail, errors }
+        Problem { status: StatusCode::UNPROCESSABLE_ENTITY, detail, errors, retry_after: None }
+    }
+
+    /// The same problem, telling the client to try again after `seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Problem {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
 impl From<CallError> for Problem {
     fn from(e: CallError) -> Problem {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        Problem::unavailable(e.to_string())
     }
 }
 
-impl From<std::io::Error> for Problem {
-    fn from(e: std::io::Error) -> Problem {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("the ingest log could not be written: {e}"))
+impl From<Refusal> for Problem {
+    fn from(r: Refusal) -> Problem {
+        match r {
+            Refusal::Invalid(errors) => Problem::invalid(errors),
+            Refusal::NotFound(why) => Problem::not_found(why),
+            Refusal::Conflict(why) => Problem::conflict(why),
+        }
     }
 }
 
@@ -69,7 +92,12 @@ impl IntoResponse for Problem {
         if !self.errors.is_empty() {
             body["errors"] = json!(self.errors);
         }
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -100,16 +128,6 @@ pub struct ErrorDoc {
     pub path: String,
     /// What is wrong there.
     pub message: String,
-}
-
-/// The time a change was applied at, from the workers' answer to it: a refusal is a conflict
-/// (409), anything else means the workers could not answer (503).
-pub fn applied(answers: &[Answer]) -> Result<Time, Problem> {
-    match answers.first() {
-        Some(Answer::Installed(at) | Answer::Removed(at)) => Ok(*at),
-        Some(Answer::Failed(why)) => Err(Problem::conflict(why.clone())),
-        other => Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
-    }
 }
 
 /// Parses a JSON body, or says why not (400).

@@ -1,16 +1,20 @@
-//! The segment endpoints: install, list, read, remove, and members as of a stated time.
+//! The segment endpoints: install, list, read, replace, remove, and members as of a stated
+//! time. Changes go through the catalog ([`crate::changes`]); reads answer from its latest
+//! snapshot.
 
+use crate::catalog::{Catalog, Change};
+use crate::changes::{prepare, submit};
 use crate::handle::{Answer, Request};
-use crate::problem::{applied, parse_json, Problem};
+use crate::problem::Problem;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use journeyflow_types::{validate_segments, SegmentDefinition, ValidationError};
+use journeyflow_types::{validate_segments_with, Limits, SegmentDefinition, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 
 /// A segment as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -25,120 +29,107 @@ fn view(def: &SegmentDefinition) -> SegmentView {
     SegmentView { id: def.id.clone(), definition: def.to_json() }
 }
 
+/// The definition as validation normalises it, with the catalog's segments but `except` as
+/// the ones it may refer to (the catalog's check then applies the configured limits).
+fn normalised(body: Value, catalog: &Catalog, except: Option<&str>) -> Result<Value, Problem> {
+    let known = catalog.segments.keys().filter(|k| Some(k.as_str()) != except).cloned().collect();
+    let defs = validate_segments_with(&Value::Array(vec![body]), &known, &Limits::ceiling()).map_err(|e| {
+        let relative = e.0.into_iter().map(|mut e: ValidationError| {
+            e.path = e.path.replacen("$[0]", "$", 1);
+            e
+        });
+        Problem::invalid(relative.collect())
+    })?;
+    defs.into_iter().next().map(|d| d.to_json()).ok_or_else(|| Problem::bad_request("expected one definition"))
+}
+
 /// `POST /v1/segments`: validates and installs one definition; its members are computed over
 /// the retained history at once.
 #[utoipa::path(post, path = "/v1/segments", tag = "segments", request_body = serde_json::Value,
-    responses((status = 201, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
-              (status = 422, body = crate::problem::ProblemDoc)))]
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
-    let body = parse_json(&body)?;
-    let known: BTreeSet<String> = state.engine.segments.lock().expect("lock").keys().cloned().collect();
-    let def = validate_segments(&Value::Array(vec![body]), &known)
-        .map_err(|e| Problem::invalid(e.0.into_iter().map(relative).collect()))?
-        .pop()
-        .expect("one definition");
-    if known.contains(&def.id) {
-        return Err(Problem::conflict(format!("segment {:?} exists; replace it with PUT", def.id)));
-    }
-    let at = applied(&state.engine.call(Request::InstallSegment { definition: def.to_json() }, state.timeout).await?)?;
-    {
-        let mut segments = state.engine.segments.lock().expect("lock");
-        segments.insert(def.id.clone(), def.clone());
-        state.store.save(&segments)?;
-    }
-    Ok((StatusCode::CREATED, Json(json!({"id": def.id, "installed_at": at, "definition": def.to_json()}))))
+    responses((status = 201, body = serde_json::Value), (status = 202, body = serde_json::Value),
+              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 409, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc),
+              (status = 503, body = crate::problem::ProblemDoc)))]
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
+    let (change, _) = prepare(&state, body, |body, catalog| {
+        let definition = normalised(body, catalog, None)?;
+        Ok(Change::InstallSegment { definition })
+    })
+    .await?;
+    let Change::InstallSegment { definition } = change.clone() else { return Err(Problem::bad_request("unexpected")) };
+    Ok(match submit(&state, change).await? {
+        Ok(at) => {
+            let id = definition["id"].clone();
+            (StatusCode::CREATED, Json(json!({"id": id, "installed_at": at, "definition": definition}))).into_response()
+        }
+        Err(accepted) => accepted,
+    })
 }
 
 /// `PUT /v1/segments/{id}`: replaces the definition; the membership is recomputed from the
 /// retained history and only the resulting differences are emitted as changes. Refused (409)
-/// while another segment uses it.
+/// while another segment or a published journey uses it.
 #[utoipa::path(put, path = "/v1/segments/{id}", tag = "segments", request_body = serde_json::Value,
     params(("id" = String, Path, description = "segment id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
-              (status = 422, body = crate::problem::ProblemDoc)))]
-pub async fn replace(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, Problem> {
-    let mut body = parse_json(&body)?;
-    match body.get("id") {
-        None => {
-            if let Some(o) = body.as_object_mut() {
-                o.insert("id".into(), Value::String(id.clone()));
+    responses((status = 200, body = serde_json::Value), (status = 202, body = serde_json::Value),
+              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
+              (status = 422, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
+pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
+    let path_id = id.clone();
+    let (change, _) = prepare(&state, body, move |mut body, catalog| {
+        if !catalog.segments.contains_key(&path_id) {
+            return Err(Problem::not_found(format!("no segment {path_id:?}")));
+        }
+        match body.get("id") {
+            None => {
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("id".into(), Value::String(path_id.clone()));
+                }
+            }
+            Some(Value::String(given)) if *given == path_id => {}
+            Some(other) => {
+                return Err(Problem::bad_request(format!("the body's id {other} is not the path's {path_id:?}")))
             }
         }
-        Some(Value::String(given)) if *given == id => {}
-        Some(other) => return Err(Problem::bad_request(format!("the body's id {other} is not the path's {id:?}"))),
-    }
-    let known: BTreeSet<String> = {
-        let segments = state.engine.segments.lock().expect("lock");
-        if !segments.contains_key(&id) {
-            return Err(Problem::not_found(format!("no segment {id:?}")));
-        }
-        let users: Vec<&str> = segments.values().filter(|d| uses(d, &id)).map(|d| d.id.as_str()).collect();
-        if !users.is_empty() {
-            return Err(Problem::conflict(format!("segment {id:?} is used by {users:?}; replace those first")));
-        }
-        segments.keys().filter(|k| **k != id).cloned().collect()
-    };
-    let def = validate_segments(&Value::Array(vec![body]), &known)
-        .map_err(|e| Problem::invalid(e.0.into_iter().map(relative).collect()))?
-        .pop()
-        .expect("one definition");
-    let at = applied(&state.engine.call(Request::ReplaceSegment { definition: def.to_json() }, state.timeout).await?)?;
-    let mut segments = state.engine.segments.lock().expect("lock");
-    segments.insert(def.id.clone(), def.clone());
-    state.store.save(&segments)?;
-    Ok(Json(json!({"id": def.id, "installed_at": at, "definition": def.to_json()})))
-}
-
-/// Whether `def` refers to segment `id`.
-fn uses(def: &SegmentDefinition, id: &str) -> bool {
-    let mut refs = Vec::new();
-    def.condition.references(&mut refs);
-    refs.iter().any(|r| r == id)
-}
-
-/// Paths of a one-element array validation made relative to the single definition.
-fn relative(mut e: ValidationError) -> ValidationError {
-    e.path = e.path.replacen("$[0]", "$", 1);
-    e
+        let definition = normalised(body, catalog, Some(&path_id))?;
+        Ok(Change::ReplaceSegment { definition })
+    })
+    .await?;
+    let Change::ReplaceSegment { definition } = change.clone() else { return Err(Problem::bad_request("unexpected")) };
+    Ok(match submit(&state, change).await? {
+        Ok(at) => Json(json!({"id": id, "installed_at": at, "definition": definition})).into_response(),
+        Err(accepted) => accepted,
+    })
 }
 
 /// `GET /v1/segments`.
-#[utoipa::path(get, path = "/v1/segments", tag = "segments", responses((status = 200, body = Vec<SegmentView>)))]
+#[utoipa::path(get, path = "/v1/segments", tag = "segments",
+    responses((status = 200, body = Vec<SegmentView>), (status = 401, body = crate::problem::ProblemDoc)))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<SegmentView>> {
-    Json(state.engine.segments.lock().expect("lock").values().map(view).collect())
+    Json(state.engine.catalog.get().segments.values().map(view).collect())
 }
 
 /// `GET /v1/segments/{id}`.
 #[utoipa::path(get, path = "/v1/segments/{id}", tag = "segments", params(("id" = String, Path, description = "segment id")),
-    responses((status = 200, body = SegmentView), (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = SegmentView), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 404, body = crate::problem::ProblemDoc)))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SegmentView>, Problem> {
-    let segments = state.engine.segments.lock().expect("lock");
-    segments.get(&id).map(|d| Json(view(d))).ok_or_else(|| Problem::not_found(format!("no segment {id:?}")))
+    let catalog = state.engine.catalog.get();
+    catalog.segments.get(&id).map(|d| Json(view(d))).ok_or_else(|| Problem::not_found(format!("no segment {id:?}")))
 }
 
-/// `DELETE /v1/segments/{id}`: refused while another segment refers to it.
+/// `DELETE /v1/segments/{id}`: refused while another segment or a published journey uses it.
 #[utoipa::path(delete, path = "/v1/segments/{id}", tag = "segments", params(("id" = String, Path, description = "segment id")),
-    responses((status = 204), (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc)))]
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, Problem> {
-    {
-        let segments = state.engine.segments.lock().expect("lock");
-        if !segments.contains_key(&id) {
-            return Err(Problem::not_found(format!("no segment {id:?}")));
-        }
-        let users: Vec<&str> = segments.values().filter(|d| uses(d, &id)).map(|d| d.id.as_str()).collect();
-        if !users.is_empty() {
-            return Err(Problem::conflict(format!("segment {id:?} is used by {users:?}")));
-        }
-    }
-    applied(&state.engine.call(Request::RemoveSegment { id: id.clone() }, state.timeout).await?)?;
-    let mut segments = state.engine.segments.lock().expect("lock");
-    segments.remove(&id);
-    state.store.save(&segments)?;
-    Ok(StatusCode::NO_CONTENT)
+    responses((status = 204), (status = 202, body = serde_json::Value), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
+              (status = 503, body = crate::problem::ProblemDoc)))]
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let (change, _) = prepare(&state, Bytes::new(), move |_, _| Ok(Change::RemoveSegment { id })).await?;
+    Ok(match submit(&state, change).await? {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(accepted) => accepted,
+    })
 }
 
 /// Paging of member listings.
@@ -179,7 +170,7 @@ pub async fn members(
     Path(id): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Members>, Problem> {
-    if !state.engine.segments.lock().expect("lock").contains_key(&id) {
+    if !state.engine.catalog.get().segments.contains_key(&id) {
         return Err(Problem::not_found(format!("no segment {id:?}")));
     }
     let limit = page.limit.unwrap_or(1000);
@@ -215,10 +206,10 @@ pub async fn members(
 
 /// Every worker's share of a segment's members, as of one agreed time, sorted by user id.
 async fn ask_members(state: &AppState, id: &str) -> Result<(u64, Vec<String>), Problem> {
-    let answers = state.engine.call(Request::Members { id: id.to_string() }, state.timeout).await?;
+    let answers = state.engine.call(Request::Members { id: id.to_string() }, state.config.query_wait).await?;
     let mut as_of = 0;
     let mut ids: Vec<String> = Vec::new();
-    let names = state.engine.names.read().expect("lock");
+    let names = state.engine.names.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     for answer in answers {
         match answer {
             Answer::Members(t, keys) => {
@@ -226,7 +217,7 @@ async fn ask_members(state: &AppState, id: &str) -> Result<(u64, Vec<String>), P
                 ids.extend(keys.iter().map(|k| names.get(k).map_or_else(|| k.to_string(), |n| n.to_string())));
             }
             Answer::Failed(why) => return Err(Problem::not_found(why)),
-            other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
+            other => return Err(Problem::unavailable(format!("unexpected answer {other:?}"))),
         }
     }
     ids.sort();

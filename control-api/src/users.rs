@@ -4,7 +4,6 @@ use crate::handle::{Answer, Request};
 use crate::problem::Problem;
 use crate::AppState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
 use journeyflow_types::Key;
 use serde::Serialize;
@@ -23,7 +22,8 @@ pub struct UserSegments {
 /// `GET /v1/users/{user_id}/segments`; 404 for a user no event has named.
 #[utoipa::path(get, path = "/v1/users/{user_id}/segments", tag = "users",
     params(("user_id" = String, Path, description = "user id")),
-    responses((status = 200, body = UserSegments), (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = UserSegments), (status = 401, body = crate::problem::ProblemDoc),
+              (status = 404, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
 pub async fn segments(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
@@ -31,7 +31,8 @@ pub async fn segments(
     if state.engine.name(&Key::of(&user_id)).is_none() {
         return Err(Problem::not_found(format!("no events of user {user_id:?} have been read")));
     }
-    let answers = state.engine.call(Request::UserSegments { user_id: user_id.clone() }, state.timeout).await?;
+    let answers =
+        state.engine.call(Request::UserSegments { user_id: user_id.clone() }, state.config.query_wait).await?;
     let mut out = UserSegments { user_id, as_of: 0, segments: Vec::new() };
     for answer in answers {
         match answer {
@@ -39,7 +40,7 @@ pub async fn segments(
                 out.as_of = t;
                 out.segments.extend(ids);
             }
-            other => return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("unexpected answer {other:?}"))),
+            other => return Err(Problem::unavailable(format!("unexpected answer {other:?}"))),
         }
     }
     out.segments.sort();

@@ -8,6 +8,7 @@
 
 use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use journeyflow_connectors::files::{sync_dir, write_atomic};
 use journeyflow_connectors::parquet_file::{read_batches, write_batches};
 use journeyflow_operators::Time;
 use serde::{Deserialize, Serialize};
@@ -66,7 +67,9 @@ fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("time", DataType::UInt64, false), Field::new("line", DataType::Utf8, false)]))
 }
 
-/// The events one worker read since the last checkpoint, written as the open checkpoint's.
+/// The events one worker read since the last checkpoint, written as the open checkpoint's. A
+/// chunk that cannot be written (a full disk) is kept and written later: the chain of
+/// checkpoints never misses an event.
 pub struct Recorder {
     root: PathBuf,
     writer: String,
@@ -75,6 +78,8 @@ pub struct Recorder {
     lines: StringBuilder,
     n: usize,
     chunks: usize,
+    /// Chunks cut and not written yet: `(file name, rows)`.
+    unwritten: Vec<(String, RecordBatch)>,
     files: Vec<String>,
 }
 
@@ -89,6 +94,7 @@ impl Recorder {
             lines: StringBuilder::new(),
             n: 0,
             chunks: 0,
+            unwritten: Vec::new(),
             files: Vec::new(),
         }
     }
@@ -104,30 +110,45 @@ impl Recorder {
         self.lines.append_value(line);
         self.n += 1;
         if self.n >= CHUNK {
-            self.write_chunk()?;
+            self.cut()?;
+            if let Err(e) = self.write() {
+                // Kept, and written with the checkpoint's last chunk.
+                tracing::warn!("a checkpoint chunk is not written yet: {e:#}");
+            }
         }
         Ok(())
     }
 
-    fn write_chunk(&mut self) -> anyhow::Result<()> {
+    /// Makes the rows recorded so far a chunk of the open checkpoint.
+    fn cut(&mut self) -> anyhow::Result<()> {
         if self.n == 0 {
             return Ok(());
         }
         let name = format!("{}/events-{}-{}.parquet", self.seq, self.writer, self.chunks);
         let columns: Vec<arrow::array::ArrayRef> =
             vec![std::sync::Arc::new(self.times.finish()), std::sync::Arc::new(self.lines.finish())];
-        let batch = RecordBatch::try_new(schema(), columns)?;
-        write_batches(&self.root.join(&name), &schema(), &[batch])?;
-        self.files.push(name);
+        self.unwritten.push((name, RecordBatch::try_new(schema(), columns)?));
         self.chunks += 1;
         self.n = 0;
         Ok(())
     }
 
+    /// Writes the chunks not written yet, in order; stops at the first that fails.
+    fn write(&mut self) -> anyhow::Result<()> {
+        while let Some((name, batch)) = self.unwritten.first() {
+            write_batches(&self.root.join(name), &schema(), std::slice::from_ref(batch))?;
+            self.files.push(name.clone());
+            self.unwritten.remove(0);
+        }
+        Ok(())
+    }
+
     /// Writes what is left for the open checkpoint and returns this worker's part of it (with
-    /// `positions`); the next checkpoint opens.
+    /// `positions`); the next checkpoint opens. On failure nothing is lost: a later call
+    /// (with later positions) finishes the same checkpoint.
     pub fn finish(&mut self, positions: Positions) -> anyhow::Result<Part> {
-        self.write_chunk()?;
+        self.cut()?;
+        self.write()?;
         let part = Part { files: std::mem::take(&mut self.files), positions };
         self.seq += 1;
         self.chunks = 0;
@@ -135,8 +156,10 @@ impl Recorder {
     }
 }
 
-/// The newest complete checkpoint under `root`, once checkpoints after it (never completed)
-/// are removed.
+/// The newest complete checkpoint under `root`, once checkpoints after it that were never
+/// completed (no manifest) are removed. A manifest that exists but cannot be read is an error
+/// naming it: nothing is removed, and the run does not start from an older checkpoint than
+/// the newest one.
 pub fn newest(root: &Path) -> anyhow::Result<Option<Manifest>> {
     let mut seqs: Vec<u64> = match std::fs::read_dir(root) {
         Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect(),
@@ -144,19 +167,27 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Manifest>> {
         Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", root.display())),
     };
     seqs.sort_unstable();
-    let mut newest = None;
+    let unreadable = |path: &Path, e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "checkpoint manifest {} cannot be read ({e}); it is kept as it is: repair it, or move its \
+             directory away to start from the checkpoint before it",
+            path.display()
+        )
+    };
     for seq in seqs.into_iter().rev() {
         let path = root.join(seq.to_string()).join("manifest.json");
         match std::fs::read(&path) {
-            Ok(bytes) if newest.is_none() => {
-                newest = Some(serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+            Ok(bytes) => {
+                return serde_json::from_slice(&bytes).map(Some).map_err(|e| unreadable(&path, &e));
             }
-            Ok(_) => {}
-            Err(_) if newest.is_none() => std::fs::remove_dir_all(root.join(seq.to_string()))?,
-            Err(_) => {}
+            // Never completed: its files are not in any manifest.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::remove_dir_all(root.join(seq.to_string()))?;
+            }
+            Err(e) => return Err(unreadable(&path, &e)),
         }
     }
-    Ok(newest)
+    Ok(None)
 }
 
 /// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`.
@@ -170,11 +201,10 @@ pub fn complete(root: &Path, seq: u64, previous: Option<&Manifest>, parts: Vec<P
     }
     let dir = root.join(seq.to_string());
     std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join("manifest.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, dir.join("manifest.json"))?;
-    std::fs::File::open(&dir)?.sync_all()?;
+    // The directory's and the event files' names, then the manifest naming them.
+    sync_dir(root)?;
+    sync_dir(&dir)?;
+    write_atomic(&dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
     Ok(manifest)
 }
 

@@ -3,6 +3,8 @@
 //! Unknown keys in the file are errors that name the key.
 
 use journeyflow_connectors::webhook::WebhookConfig;
+use journeyflow_control_api::config::HttpConfig;
+use journeyflow_types::Limits;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,8 +29,8 @@ pub struct LiveConfig {
     pub allowed_lateness: u64,
     /// Quiet time after which event time follows the wall clock, ms.
     pub idle_timeout: u64,
-    /// Largest request body, bytes.
-    pub max_body_bytes: usize,
+    /// How the HTTP server takes requests (sizes, skew, back-pressure, timeouts, limits).
+    pub http: HttpConfig,
     /// Bearer token for control calls.
     pub api_token: Option<String>,
     /// Segment write keys for ingest.
@@ -83,6 +85,8 @@ pub struct KafkaConfig {
     pub definitions: String,
     /// Partitions of output topics journeyflow creates.
     pub output_partitions: i32,
+    /// A message over this many bytes is dead-lettered by reference.
+    pub max_message_bytes: usize,
 }
 
 impl KafkaConfig {
@@ -100,6 +104,7 @@ impl KafkaConfig {
             dead_letter: "journeyflow.dead_letter".into(),
             definitions: "journeyflow.definitions".into(),
             output_partitions: 4,
+            max_message_bytes: 1_000_000,
         }
     }
 }
@@ -115,7 +120,7 @@ impl Default for LiveConfig {
             cluster: crate::cluster::Cluster::single(1),
             allowed_lateness: 1_000,
             idle_timeout: 200,
-            max_body_bytes: 4 << 20,
+            http: HttpConfig::default(),
             api_token: None,
             write_keys: Vec::new(),
             insecure: false,
@@ -159,6 +164,9 @@ pub struct FileConfig {
     /// `[checkpoint]`.
     #[serde(default)]
     pub checkpoint: CheckpointSection,
+    /// `[limits]`: what one definition may hold, and how many there may be.
+    #[serde(default)]
+    pub limits: Limits,
     /// `[cluster]`.
     #[serde(default)]
     pub cluster: crate::cluster::ClusterSection,
@@ -221,6 +229,8 @@ pub struct KafkaSection {
     pub definitions_topic: Option<String>,
     /// `output_partitions = 4`.
     pub output_partitions: Option<i32>,
+    /// `max_message_bytes = 1000000`.
+    pub max_message_bytes: Option<usize>,
     /// `[kafka.properties]`.
     pub properties: Option<BTreeMap<String, String>>,
 }
@@ -244,6 +254,7 @@ impl KafkaSection {
         c.dead_letter = self.dead_letter_topic.unwrap_or(c.dead_letter);
         c.definitions = self.definitions_topic.unwrap_or(c.definitions);
         c.output_partitions = self.output_partitions.unwrap_or(c.output_partitions).max(1);
+        c.max_message_bytes = self.max_message_bytes.unwrap_or(c.max_message_bytes).max(1);
         c.settings.properties = self.properties.unwrap_or_default();
         Ok(Some(c))
     }
@@ -279,8 +290,18 @@ pub struct IngestSection {
     pub idle_timeout: Option<String>,
     /// `max_body_bytes = 4194304`.
     pub max_body_bytes: Option<usize>,
+    /// `max_batch_events = 2500`.
+    pub max_batch_events: Option<usize>,
+    /// `max_event_bytes = 32768`.
+    pub max_event_bytes: Option<usize>,
+    /// `max_future_skew = "1h"`.
+    pub max_future_skew: Option<String>,
+    /// `max_lag_bytes = 268435456`.
+    pub max_lag_bytes: Option<u64>,
     /// `write_keys = ["..."]`.
     pub write_keys: Option<Vec<String>>,
+    /// `write_keys_file = "write-keys.txt"`: one key per line.
+    pub write_keys_file: Option<PathBuf>,
 }
 
 /// `[api]`.
@@ -289,8 +310,20 @@ pub struct IngestSection {
 pub struct ApiSection {
     /// `token = "..."`.
     pub token: Option<String>,
+    /// `token_file = "api-token"`: the token, on the file's first line.
+    pub token_file: Option<PathBuf>,
     /// `insecure = false`.
     pub insecure: Option<bool>,
+    /// `request_timeout = "30s"`.
+    pub request_timeout: Option<String>,
+    /// `change_wait = "10s"`.
+    pub change_wait: Option<String>,
+    /// `query_wait = "20s"`.
+    pub query_wait: Option<String>,
+    /// `concurrency = 512`.
+    pub concurrency: Option<usize>,
+    /// `metrics_auth = true`: `/metrics` needs the API token.
+    pub metrics_auth: Option<bool>,
 }
 
 impl FileConfig {
@@ -310,6 +343,30 @@ impl FileConfig {
             duration(key, v, default.as_millis() as u64).map(std::time::Duration::from_millis)
         };
         let (w, dw) = (self.webhooks, d.webhooks);
+        let (i, a, dh) = (&self.ingest, &self.api, &d.http);
+        let http = HttpConfig {
+            max_body_bytes: i.max_body_bytes.unwrap_or(dh.max_body_bytes),
+            max_batch_events: i.max_batch_events.unwrap_or(dh.max_batch_events),
+            max_event_bytes: i.max_event_bytes.unwrap_or(dh.max_event_bytes),
+            max_future_skew: duration("ingest.max_future_skew", i.max_future_skew.clone(), dh.max_future_skew)?,
+            max_ingest_lag_bytes: i.max_lag_bytes.unwrap_or(dh.max_ingest_lag_bytes),
+            request_timeout: span("api.request_timeout", a.request_timeout.clone(), dh.request_timeout)?,
+            change_wait: span("api.change_wait", a.change_wait.clone(), dh.change_wait)?,
+            query_wait: span("api.query_wait", a.query_wait.clone(), dh.query_wait)?,
+            concurrency: a.concurrency.unwrap_or(dh.concurrency),
+            limits: self.limits,
+            metrics_need_token: a.metrics_auth.unwrap_or(dh.metrics_need_token),
+        };
+        let api_token = match (&a.token, &a.token_file) {
+            (Some(_), Some(_)) => anyhow::bail!("api.token and api.token_file: give one of them"),
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(path)) => Some(read_secret(path).map_err(|e| anyhow::anyhow!("api.token_file: {e}"))?),
+            (None, None) => d.api_token,
+        };
+        let mut write_keys = i.write_keys.clone().unwrap_or(d.write_keys);
+        if let Some(path) = &i.write_keys_file {
+            write_keys.extend(read_secrets(path).map_err(|e| anyhow::anyhow!("ingest.write_keys_file: {e}"))?);
+        }
         let webhooks = WebhookConfig {
             urls: w.urls.unwrap_or(dw.urls),
             max_attempts: w.max_attempts.unwrap_or(dw.max_attempts).max(1),
@@ -328,9 +385,9 @@ impl FileConfig {
             cluster: crate::cluster::Cluster::single(self.workers.unwrap_or(d.workers)),
             allowed_lateness: duration("ingest.allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,
             idle_timeout: duration("ingest.idle_timeout", self.ingest.idle_timeout, d.idle_timeout)?,
-            max_body_bytes: self.ingest.max_body_bytes.unwrap_or(d.max_body_bytes),
-            api_token: self.api.token.or(d.api_token),
-            write_keys: self.ingest.write_keys.unwrap_or(d.write_keys),
+            http,
+            api_token,
+            write_keys,
             insecure: self.api.insecure.unwrap_or(d.insecure),
             webhooks,
             kafka: self.kafka.map(KafkaSection::resolve).transpose()?.flatten(),
@@ -341,6 +398,46 @@ impl FileConfig {
                 None => d.checkpoint_interval,
             },
         })
+    }
+}
+
+/// A secret kept in a file: its first line, without surrounding whitespace.
+pub fn read_secret(path: &Path) -> anyhow::Result<String> {
+    read_secrets(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: holds no secret (its first line is empty)", path.display()))
+}
+
+/// Secrets kept in a file, one per line (blank lines and `#` comments skipped).
+pub fn read_secrets(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+}
+
+impl LiveConfig {
+    /// What makes this config unsafe or impossible to run with, each naming its setting: an
+    /// open control API on a non-loopback address, empty credentials, limits beyond what the
+    /// engine takes.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = self.http.limits.problems();
+        if self.api_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            out.push("--api-token: an empty token would let anyone in".into());
+        }
+        if self.write_keys.iter().any(|k| k.trim().is_empty()) {
+            out.push("--write-key: an empty write key would let anyone send events".into());
+        }
+        if !self.listen.ip().is_loopback() && self.api_token.is_none() && !self.insecure {
+            out.push(format!(
+                "--listen {}: a non-loopback address needs --api-token (or --api-token-file): write keys ship \
+                 inside SDKs and never open the control API; pass --insecure to serve it open anyway",
+                self.listen
+            ));
+        }
+        if self.http.max_batch_events == 0 || self.http.max_event_bytes == 0 || self.http.concurrency == 0 {
+            out.push("ingest.max_batch_events, ingest.max_event_bytes and api.concurrency must be at least 1".into());
+        }
+        out
     }
 }
 

@@ -1,28 +1,34 @@
-//! The control log, `DATA_DIR/control.ndjson`: every change request the workers applied
-//! (installs, replacements, removals, publications, lifecycle commands) with the time it
-//! applied as of, appended and synced before it is applied. A restart applies them again at
-//! the same times, so the programs, and so their outputs, come out as they did.
+//! The control log, `DATA_DIR/control.ndjson`: every change the catalog accepted (installs,
+//! replacements, removals, drafts, publications, lifecycle commands) with the time it applies
+//! as of, appended and synced before it is applied or answered. It is the one durable record
+//! of definitions: the catalog the API shows is its fold, and a restart applies the changes
+//! again at the same times, so the programs, and so their outputs, come out as they did. An
+//! append that fails (a full disk) is cut off again, so the log always reads back whole.
 
+use journeyflow_connectors::files::sync_parent;
 use journeyflow_connectors::ndjson::open_append;
-use journeyflow_control_api::handle::Request;
+use journeyflow_control_api::catalog::Change;
 use journeyflow_operators::Time;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-/// One applied request.
+/// One applied change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
-    /// The time it applied as of.
+    /// The time it applies as of.
     pub time: Time,
-    /// The request.
-    pub request: Request,
+    /// The change (named `request` in the file, as it always was).
+    #[serde(rename = "request")]
+    pub change: Change,
 }
 
 /// The log, open to append.
 pub struct ControlLog {
     file: File,
+    /// Bytes of whole, synced entries.
+    length: u64,
 }
 
 impl ControlLog {
@@ -30,7 +36,11 @@ impl ControlLog {
     pub fn open(dir: &Path) -> anyhow::Result<(ControlLog, Vec<Entry>)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("control.ndjson");
+        let existed = path.exists();
         let file = open_append(&path)?;
+        if !existed {
+            sync_parent(&path)?;
+        }
         let text = std::fs::read_to_string(&path)?;
         let entries = text
             .lines()
@@ -39,29 +49,40 @@ impl ControlLog {
                 serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
             })
             .collect::<anyhow::Result<Vec<Entry>>>()?;
-        Ok((ControlLog { file }, entries))
+        Ok((ControlLog { file, length: text.len() as u64 }, entries))
     }
 
-    /// Appends an entry and syncs it to disk.
+    /// Appends an entry and syncs it to disk; on failure nothing of it stays in the log.
     pub fn append(&mut self, entry: &Entry) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()
+        match self.file.write_all(&line).and_then(|()| self.file.sync_data()) {
+            Ok(()) => {
+                self.length += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(cut) = self.file.set_len(self.length) {
+                    tracing::error!("control log: a failed append could not be cut off: {cut}");
+                }
+                Err(e)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use journeyflow_control_api::catalog::Lifecycle;
 
     #[test]
     fn entries_appended_are_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, entries) = ControlLog::open(dir.path()).unwrap();
         assert!(entries.is_empty());
-        let a = Entry { time: 5, request: Request::RemoveSegment { id: "a".into() } };
-        let b = Entry { time: 7, request: Request::JourneyCommand { id: "j".into(), command: "pause".into() } };
+        let a = Entry { time: 5, change: Change::RemoveSegment { id: "a".into() } };
+        let b = Entry { time: 7, change: Change::JourneyCommand { id: "j".into(), command: Lifecycle::Pause } };
         log.append(&a).unwrap();
         log.append(&b).unwrap();
         drop(log);

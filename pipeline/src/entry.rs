@@ -1,6 +1,8 @@
-//! How one event read from a source partition enters a worker: decoded, placed at its time
-//! (or its partition's watermark, when late), offered to the programs, archived and recorded
-//! for the next checkpoint. The same for ingest log lines and Kafka messages.
+//! How one event read from a source partition enters a worker: decoded, refused when timed
+//! further after its receipt than the allowed skew (a wrong device clock must not move event
+//! time), placed at its time (or its partition's watermark, when late), offered to the
+//! programs, archived and recorded for the next checkpoint. The same for ingest log lines and
+//! Kafka messages.
 
 use crate::checkpoint::Recorder;
 use crate::programs::Programs;
@@ -8,7 +10,8 @@ use crate::sinks::Sinks;
 use crate::watermark::Watermarks;
 use journeyflow_control_api::handle::Progress;
 use journeyflow_operators::Time;
-use journeyflow_types::{decode_line, Key};
+use journeyflow_types::time::{format_instant, now_ms};
+use journeyflow_types::{decode_line_received, Key};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -26,14 +29,35 @@ pub struct Entry<'a> {
     pub progress: &'a Progress,
     /// User ids seen, for answers.
     pub users: Vec<(Key, Arc<str>)>,
+    /// An event timed more than this after it was received is refused (ms).
+    pub max_future_skew: Time,
 }
 
 impl Entry<'_> {
-    /// Enters `line`, read from partition `w`: the time it entered at, `Ok(None)` when the
-    /// late policy refused it, or why it is not an event.
-    pub fn enter(&mut self, w: usize, line: &[u8]) -> anyhow::Result<Result<Option<Time>, String>> {
-        let event = match decode_line(line) {
-            Ok(event) => event,
+    /// Enters `line`, read from partition `w` and received at `received` (its own
+    /// `receivedAt` first, else this, else now): the time it entered at, `Ok(None)` when the
+    /// late policy refused it, or why it is not taken (to be dead-lettered).
+    pub fn enter(
+        &mut self,
+        w: usize,
+        line: &[u8],
+        received: Option<Time>,
+    ) -> anyhow::Result<Result<Option<Time>, String>> {
+        let event = match decode_line_received(line) {
+            Ok((event, own)) => {
+                let received = own.or(received).unwrap_or_else(now_ms);
+                let latest = received.saturating_add(self.max_future_skew);
+                if event.ts > latest {
+                    self.progress.rejected.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Err(format!(
+                        "timestamp {} is more than {} ms after the event was received ({}): a device clock is wrong",
+                        format_instant(event.ts),
+                        self.max_future_skew,
+                        format_instant(received)
+                    )));
+                }
+                event
+            }
             Err(e) => {
                 self.progress.rejected.fetch_add(1, Ordering::Relaxed);
                 return Ok(Err(e.to_string()));

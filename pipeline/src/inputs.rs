@@ -36,13 +36,18 @@ impl Inputs {
         restored: Option<&Manifest>,
     ) -> anyhow::Result<Inputs> {
         let positions = restored.map(|m| &m.positions);
-        let tails: Vec<(usize, Tail)> = (0..shared.partitions)
+        let tails: Vec<(usize, Tail)> = (0..shared.wal_committed.len())
             .filter(|p| p % locals == local)
             .map(|p| {
                 let at = positions.and_then(|s| s.wal.get(&p)).copied().unwrap_or(0);
-                Ok((p, Tail::open_at(&part_path(&shared.wal_dir, p), at)?))
+                let tail = Tail::open_at(&part_path(&shared.wal_dir, p), at)?.until(shared.wal_committed[p].clone());
+                Ok((p, tail))
             })
             .collect::<std::io::Result<_>>()?;
+        // Where each partition is read from: what is before it counts as read.
+        let mut read = crate::live::lock(&shared.handle.progress.log_read);
+        read.extend(tails.iter().map(|(p, tail)| (*p, tail.offset())));
+        drop(read);
         let kafka = match &shared.kafka {
             Some((config, origins, sink)) => {
                 KafkaInput::open(config, origins, index, peers, sink.clone(), tails.len())?
@@ -90,21 +95,25 @@ impl Inputs {
             recorder: self.recorder.as_mut(),
             progress,
             users: Vec::new(),
+            max_future_skew: shared.max_future_skew,
         };
         let mut read = 0;
         for (w, (part, tail)) in self.tails.iter_mut().enumerate() {
-            let lines = tail.read(20_000)?;
+            let lines = tail.read_at(20_000)?;
             if lines.is_empty() {
                 entry.marks.at_end(w, Some(Instant::now()));
                 continue;
             }
-            for line in lines {
+            for (offset, line) in lines {
                 read += 1;
-                // Lines were checked at ingest; one that fails now is counted (by `enter`)
-                // and skipped.
-                entry.enter(w, &line)?.ok();
+                // Lines were checked at ingest; one that fails now (a log from an older
+                // version, a disk error) is dead-lettered with its place and reason.
+                if let Err(reason) = entry.enter(w, &line, None)? {
+                    progress.dead_letters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    entry.sinks.dead_letter(&format!("wal/{part}"), offset, &reason, &line)?;
+                }
             }
-            progress.log_read.lock().expect("lock").insert(*part, tail.offset());
+            crate::live::lock(&progress.log_read).insert(*part, tail.offset());
         }
         if let Some(kafka) = &mut self.kafka {
             read += kafka.read(20_000, &mut entry)?;

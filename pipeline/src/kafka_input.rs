@@ -1,7 +1,9 @@
 //! A worker's Kafka partitions as event input: decodes messages into events, sends malformed
-//! ones to the dead-letter topic (the reason in header `journeyflow.error`), remembers which
-//! offsets are covered once outputs before a time are durable, commits those to the group,
-//! and publishes each partition's lag.
+//! ones to the dead-letter topic (the reason in header `journeyflow.error`, where it was read
+//! in `journeyflow.source`; one over the size limit by reference, its value cut to 1 KiB),
+//! remembers which offsets are covered once outputs before a time are durable, commits those
+//! to the group, and publishes each partition's lag. The message's timestamp is its receive
+//! time for the future-skew check.
 
 use crate::config::KafkaConfig;
 use crate::entry::Entry;
@@ -26,7 +28,15 @@ pub struct KafkaInput {
     times: Vec<VecDeque<(i64, Time)>>,
     /// Per partition: the offset last committed.
     committed: Vec<i64>,
+    /// A message over this many bytes is dead-lettered by reference.
+    max_message_bytes: usize,
+    /// Dead letters that could not be queued, reported at most every few seconds.
+    complain: crate::throttle::Throttled,
 }
+
+/// A dead letter's value up to this size is sent whole; a larger one is cut to `CUT` bytes.
+const WHOLE: usize = 64 << 10;
+const CUT: usize = 1 << 10;
 
 /// A malformed message on its way to the dead-letter topic.
 struct DeadLetter {
@@ -67,6 +77,8 @@ impl KafkaInput {
             base,
             times: vec![VecDeque::new(); assigned.len()],
             committed,
+            max_message_bytes: config.max_message_bytes,
+            complain: crate::throttle::Throttled::every(std::time::Duration::from_secs(10)),
         }))
     }
 
@@ -87,10 +99,18 @@ impl KafkaInput {
         let mut failed = None;
         let (base, times) = (self.base, &mut self.times);
         let parts = self.source.partitions().to_vec();
+        let limit = self.max_message_bytes;
         self.source.poll(max, |m| {
             read += 1;
             let payload = m.payload.unwrap_or_default();
-            match entry.enter(base + m.part, payload) {
+            let p = &parts[m.part];
+            let at = || format!("{}/{}/{}", p.topic, p.partition, m.offset);
+            if payload.len() > limit {
+                let reason = format!("a message of {} bytes exceeds the limit of {limit} bytes", payload.len());
+                dead.push(DeadLetter { reason, key: m.key.map(<[u8]>::to_vec), payload: payload.to_vec(), at: at() });
+                return;
+            }
+            match entry.enter(base + m.part, payload, m.timestamp) {
                 Ok(Ok(Some(time))) => {
                     let kept = &mut times[m.part];
                     if kept.back().is_none_or(|(_, t)| time > *t) {
@@ -99,9 +119,12 @@ impl KafkaInput {
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(reason)) => {
-                    let p = &parts[m.part];
-                    let at = format!("{}/{}/{}", p.topic, p.partition, m.offset);
-                    dead.push(DeadLetter { reason, key: m.key.map(<[u8]>::to_vec), payload: payload.to_vec(), at });
+                    dead.push(DeadLetter {
+                        reason,
+                        key: m.key.map(<[u8]>::to_vec),
+                        payload: payload.to_vec(),
+                        at: at(),
+                    });
                 }
                 Err(e) => {
                     failed.get_or_insert(e);
@@ -114,8 +137,21 @@ impl KafkaInput {
         for DeadLetter { reason, key, payload, at } in dead {
             entry.progress.dead_letters.fetch_add(1, Ordering::Relaxed);
             let key = key.unwrap_or_default();
-            let headers = [("journeyflow.error", reason.as_bytes()), ("journeyflow.source", at.as_bytes())];
-            self.sink.send(&self.dead_letter, &key, &payload, &headers)?;
+            let size = payload.len().to_string();
+            let (value, cut) = match payload.len() > WHOLE {
+                true => (&payload[..CUT], "true"),
+                false => (&payload[..], "false"),
+            };
+            let headers = [
+                ("journeyflow.error", reason.as_bytes()),
+                ("journeyflow.source", at.as_bytes()),
+                ("journeyflow.size", size.as_bytes()),
+                ("journeyflow.truncated", cut.as_bytes()),
+            ];
+            // A dead letter that cannot be queued is reported, not a reason to stop reading.
+            if let Err(e) = self.sink.send(&self.dead_letter, &key, value, &headers) {
+                self.complain.warn(format_args!("dead letter of {at} ({reason}) not sent: {e}"));
+            }
         }
         let now = std::time::Instant::now();
         for (i, p) in self.source.partitions().iter().enumerate() {

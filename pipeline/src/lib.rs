@@ -2,6 +2,7 @@
 //! and implements the `journeyflow` commands.
 
 pub mod archive;
+pub mod catalog_topic;
 pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
@@ -19,5 +20,7 @@ pub mod programs;
 pub mod record_id;
 pub mod replay;
 pub mod segment_output;
+pub mod sequencer;
 pub mod sinks;
+pub mod throttle;
 pub mod watermark;

@@ -18,26 +18,25 @@ use crate::cluster::gossip::{self, Gossip, Message, TICKET_WORKER_SHIFT};
 use crate::cluster::names::Names;
 use crate::cluster::Cluster;
 use crate::config::KafkaConfig;
-use crate::control_log::{ControlLog, Entry};
 use crate::engine::IngestConfig;
 use crate::inputs::{restore, Inputs};
 use crate::journey_output::{reports, ActionLine, JourneyNames, TransitionLine};
 use crate::kafka_input::Origins;
 use crate::programs::{Programs, Sequenced};
+use crate::sequencer::{Sequence, Sequencer, Waiting};
 use crate::sinks::{KafkaOutputs, Sinks};
 use journeyflow_connectors::kafka::Sink;
-use journeyflow_control_api::handle::{Answer, EngineHandle, Request, Ticket, HISTORY};
+use journeyflow_control_api::catalog::{Change, Lifecycle};
+use journeyflow_control_api::handle::{Answer, EngineHandle, Request, HISTORY};
 use journeyflow_operators::journey::plan::JourneyPlan;
-use journeyflow_operators::journey::record::{ActionStatus, Command, JourneyOutput, Status};
+use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
 use journeyflow_types::time::now_ms;
-use journeyflow_types::{validate_journey, validate_segments, Key};
-use serde::{Deserialize, Serialize};
+use journeyflow_types::{validate_journey_with, validate_segments_with, Key, Limits};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::worker::Worker;
@@ -54,12 +53,10 @@ pub struct Shared {
     pub cluster: Cluster,
     /// The handle the HTTP side holds.
     pub handle: EngineHandle,
-    /// Requests, taken by worker 0.
-    pub requests: Mutex<Option<Receiver<Ticket>>>,
-    /// The control log and what it held at start, taken by worker 0.
-    pub control_log: Mutex<Option<(ControlLog, Vec<Entry>)>>,
-    /// Answer channels by ticket, with the number of answers still due.
-    pub tickets: Mutex<HashMap<u64, (tokio::sync::mpsc::UnboundedSender<Answer>, usize)>>,
+    /// The catalog, the control log and the request queue, taken by worker 0.
+    pub sequencer: Mutex<Option<Sequencer>>,
+    /// Answer channels of queries by ticket, with the number of answers still due.
+    pub tickets: Mutex<HashMap<u64, Waiting>>,
     /// Set to stop the workers.
     pub stop: AtomicBool,
     /// Set once the definitions given at start are submitted: until then workers read no
@@ -69,18 +66,22 @@ pub struct Shared {
     pub watermarks: Vec<AtomicU64>,
     /// Each worker's process's durable output frontier, as they last told.
     pub durables: Vec<AtomicU64>,
-    /// The ingest log's directory and partition count.
+    /// The ingest log's directory.
     pub wal_dir: PathBuf,
-    /// Partitions of the ingest log.
-    pub partitions: usize,
+    /// Each ingest log partition's synced length: readers stop there.
+    pub wal_committed: Vec<Arc<AtomicU64>>,
     /// Where outputs go.
     pub out_dir: PathBuf,
     /// Watermark and dedup settings.
     pub ingest: IngestConfig,
+    /// An event timed more than this after it was received is dead-lettered (ms).
+    pub max_future_skew: Time,
     /// A partition read to its end and quiet this long stops holding the watermark back.
     pub idle: Duration,
     /// Where sent actions are POSTed, if anywhere.
     pub webhooks: Option<Arc<journeyflow_connectors::webhook::Webhooks>>,
+    /// How far each local worker's actions file (the webhooks' outbox) is synced.
+    pub actions_synced: Vec<Arc<AtomicU64>>,
     /// Kafka: the config, where each event partition is read from, and the producer.
     pub kafka: Option<(KafkaConfig, Origins, Arc<Sink>)>,
     /// Each local worker's output frontier: its records before it are written and synced.
@@ -129,14 +130,6 @@ enum Query {
     User(Key),
 }
 
-/// A request as sequenced through the control input; `ticket` 0 for one applied again from
-/// the control log.
-#[derive(Debug, Serialize, Deserialize)]
-struct Sequence {
-    ticket: u64,
-    request: Request,
-}
-
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
 pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let (index, peers) = (worker.index(), worker.peers());
@@ -146,16 +139,12 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut programs = Programs::new(worker, IngestConfig { allowed_lateness: None, ..shared.ingest });
     let mut gossip = Gossip::new(worker, shared.cluster.processes, locals);
     let mut names = Names::new(worker, shared.handle.names.clone());
-    let requests = if index == 0 { shared.requests.lock().expect("lock").take() } else { None };
-    let mut control_log = None;
-    if index == 0 {
-        if let Some((log, entries)) = shared.control_log.lock().expect("lock").take() {
-            for entry in entries {
-                let text = serde_json::to_string(&Sequence { ticket: 0, request: entry.request })?;
-                programs.submit_at(text, entry.time);
-            }
-            control_log = Some(log);
-        }
+    let mut sequencer = match index {
+        0 => lock(&shared.sequencer).take(),
+        _ => None,
+    };
+    if let Some(sequencer) = &mut sequencer {
+        sequencer.replay(&mut programs)?;
     }
     let restored = shared.restore.as_ref();
     let mut inputs = Inputs::open(shared, (index, peers), (local, locals), restored)?;
@@ -166,8 +155,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         actions: config.journey_actions.clone(),
     });
     let archives = shared.archive.as_ref().map(|(dir, every)| Archives::new(dir, index, peers, *every));
-    let mut sinks =
-        Sinks::open(&shared.out_dir, index, kafka_out, shared.webhooks.clone(), archives, shared.skip_before)?;
+    let mut sinks = Sinks::open(&shared.out_dir, index, kafka_out, archives, shared.skip_before)?;
+    shared.actions_synced[local].store(sinks.actions_written(), Ordering::Release);
     if let (Some(manifest), Some((root, _))) = (restored, &shared.checkpoints) {
         let n = restore(manifest, root, local, locals, &mut programs, &mut sinks, &mut names)?;
         tracing::info!("worker {index}: {n} events from checkpoint {}", manifest.seq);
@@ -181,20 +170,18 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut held = Held::default();
     let mut outbox = Vec::new();
     let mut history = Vec::new();
+    let mut complain = crate::throttle::Throttled::every(Duration::from_secs(10));
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             draining = true;
         }
-        if let Some(rx) = &requests {
-            while let Ok(ticket) = rx.try_recv() {
+        if let Some(sequencer) = &mut sequencer {
+            let register = |waiting: Waiting| {
                 next_ticket += 1;
-                let due = ticket.request.answers(peers);
-                shared.tickets.lock().expect("lock").insert(next_ticket, (ticket.reply, due));
-                let text = serde_json::to_string(&Sequence { ticket: next_ticket, request: ticket.request })?;
-                // As of the wall clock: events acknowledged before the request (read by the
-                // workers within the allowed lateness) are in what it sees.
-                programs.submit_at(text, ticket.at.unwrap_or_else(now_ms));
-            }
+                lock(&shared.tickets).insert(next_ticket, waiting);
+                next_ticket
+            };
+            sequencer.take(&mut programs, register, peers)?;
         }
         let open = shared.inputs_open.load(Ordering::Relaxed);
         let read = if open { inputs.read(&mut programs, shared, &mut sinks, &mut names)? } else { 0 };
@@ -212,8 +199,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let target = target.filter(|_| open);
         let mut failed = None;
         programs.advance(worker, target, |p, w, c| {
-            let at = Applied { shared, pending: &mut pending, plans: &mut plans, index, outbox: &mut outbox };
-            if let Err(e) = apply(p, w, c, at, control_log.as_mut()) {
+            let at = Applied { shared, pending: &mut pending, plans: &mut plans };
+            if let Err(e) = apply(p, w, c, at) {
                 failed.get_or_insert(e);
             }
         });
@@ -253,16 +240,20 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             // Every record before the frontier was taken above: sync, then say so.
             let frontier = sinks.complete_through(programs.output_frontier().min(held.earliest()), done)?;
             sinks.sync()?;
+            shared.actions_synced[local].store(sinks.actions_written(), Ordering::Release);
             shared.output_frontiers[local].store(frontier, Ordering::Relaxed);
             if let Some(kafka) = &mut inputs.kafka {
                 kafka.commit(shared.cluster_durable(), done)?;
                 kafka.publish_lag(&shared.handle.progress);
             }
             // This worker's part of a checkpoint asked for.
-            if inputs.checkpoint().is_some_and(|open| open <= shared.checkpoint_request.load(Ordering::Relaxed)) {
-                let seq = inputs.checkpoint().expect("checked");
-                if let Some(part) = inputs.finish_checkpoint()? {
-                    shared.checkpoint_parts.lock().expect("lock").push((seq, part));
+            let asked = shared.checkpoint_request.load(Ordering::Relaxed);
+            if let Some(seq) = inputs.checkpoint().filter(|open| *open <= asked) {
+                match inputs.finish_checkpoint() {
+                    Ok(Some(part)) => lock(&shared.checkpoint_parts).push((seq, part)),
+                    Ok(None) => {}
+                    // Kept: the next sync tries again (with later positions).
+                    Err(e) => complain.warn(format_args!("worker {index}: checkpoint {seq} is not written yet: {e:#}")),
                 }
             }
             synced = Instant::now();
@@ -352,7 +343,7 @@ fn write_outputs(
     history: &mut Vec<(String, String, String)>,
 ) -> anyhow::Result<crate::cluster::gossip::JourneyCounts> {
     let complete = names.complete();
-    let registry = names.registry().read().expect("lock");
+    let registry = names.registry().read().unwrap_or_else(std::sync::PoisonError::into_inner);
     // A record waits while its user's id is unknown and may still come; after that it goes
     // out under the key (an id that never came).
     let ready = |user: &Key, time: Time| time < complete || registry.contains_key(user);
@@ -377,7 +368,7 @@ fn write_outputs(
             continue;
         }
         let delta: i64 = go.iter().map(|c| c.diff as i64).sum();
-        *shared.handle.progress.segment_sizes.lock().expect("lock").entry(id.clone()).or_default() += delta;
+        *lock(&shared.handle.progress.segment_sizes).entry(id.clone()).or_default() += delta;
         sinks.batch();
         for c in go {
             sinks.change(&id, &name_of(&registry, &c.user), c.diff, c.time)?;
@@ -409,7 +400,7 @@ fn write_outputs(
                 }
                 JourneyOutput::Action(a) => {
                     let line = ActionLine::new(a, &versions[&a.version], a.user, name_of(&registry, &a.user));
-                    sinks.action(&line, a.status == ActionStatus::Sent)?;
+                    sinks.action(&line)?;
                 }
             }
         }
@@ -439,7 +430,7 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
                     tracing::info!("worker {w} is stopping: stopping this process too");
                 }
                 let peers = shared.watermarks.len();
-                let mut all = shared.journey_counts.lock().expect("lock");
+                let mut all = lock(&shared.journey_counts);
                 for (id, (version, counts)) in status.journeys {
                     let slots = all.entry(id).or_insert_with(|| vec![(0, BTreeMap::new()); peers]);
                     slots[w] = (version, counts.into_iter().collect());
@@ -455,7 +446,7 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
 /// Keeps a transition line among its user's latest in the journey (at most `HISTORY`).
 fn remember(shared: &Shared, journey: String, user: String, line: &str) -> anyhow::Result<()> {
     let value: serde_json::Value = serde_json::from_str(line)?;
-    let mut users = shared.handle.journey_users.lock().expect("lock");
+    let mut users = lock(&shared.handle.journey_users);
     let history = users.entry((journey, user.into())).or_default();
     if history.len() == HISTORY {
         history.pop_front();
@@ -467,7 +458,7 @@ fn remember(shared: &Shared, journey: String, user: String, line: &str) -> anyho
 /// Publishes each journey's report: every worker's share summed, once all count for the
 /// running version (a new version's node indices are its own).
 fn publish_reports(shared: &Shared, plans: &BTreeMap<String, Versions>) -> anyhow::Result<()> {
-    let all = shared.journey_counts.lock().expect("lock");
+    let all = lock(&shared.journey_counts);
     for (id, Versions { plan, .. }) in plans {
         let Some(slots) = all.get(id) else { continue };
         if slots.iter().any(|(version, _)| *version != plan.version) {
@@ -479,35 +470,11 @@ fn publish_reports(shared: &Shared, plans: &BTreeMap<String, Versions>) -> anyho
                 *total.entry(*k).or_default() += v;
             }
         }
-        let report = reports(std::slice::from_ref(plan), &total).pop().expect("one plan");
-        shared.handle.journey_reports.lock().expect("lock").insert(id.clone(), serde_json::to_value(report)?);
+        if let Some(report) = reports(std::slice::from_ref(plan), &total).pop() {
+            lock(&shared.handle.journey_reports).insert(id.clone(), serde_json::to_value(report)?);
+        }
     }
     Ok(())
-}
-
-/// Installs (or, with `replace`, replaces) a segment given as JSON, as of `at`.
-fn segment_change(
-    programs: &mut Programs,
-    worker: &mut Worker,
-    definition: serde_json::Value,
-    at: Time,
-    replace: bool,
-) -> Answer {
-    let mut known: BTreeSet<String> = programs.installed().into_iter().collect();
-    if replace {
-        // A definition may not refer to itself: its old version does not count as known.
-        known.remove(definition.get("id").and_then(|v| v.as_str()).unwrap_or_default());
-    }
-    let def = match validate_segments(&serde_json::Value::Array(vec![definition]), &known) {
-        Ok(mut defs) => defs.pop().expect("one definition"),
-        Err(e) => return Answer::Failed(e.to_string()),
-    };
-    let done =
-        if replace { programs.replace_segment(worker, &def, at) } else { programs.install_segment(worker, &def, at) };
-    match done {
-        Ok(()) => Answer::Installed(at),
-        Err(e) => Answer::Failed(e.to_string()),
-    }
 }
 
 fn name_of(registry: &journeyflow_types::KeyMap<Arc<str>>, user: &Key) -> Arc<str> {
@@ -515,7 +482,7 @@ fn name_of(registry: &journeyflow_types::KeyMap<Arc<str>>, user: &Key) -> Arc<st
 }
 
 fn reply(shared: &Shared, ticket: u64, answer: Answer) {
-    let mut tickets = shared.tickets.lock().expect("lock");
+    let mut tickets = lock(&shared.tickets);
     if let Some((tx, due)) = tickets.get_mut(&ticket) {
         let _ = tx.send(answer);
         *due -= 1;
@@ -525,109 +492,101 @@ fn reply(shared: &Shared, ticket: u64, answer: Answer) {
     }
 }
 
+/// Locks a mutex; one a panicking thread left poisoned is taken as it is (every value kept
+/// behind these locks is replaced whole, never left half-updated).
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What applying a request touches on a worker.
 struct Applied<'a> {
     shared: &'a Shared,
     pending: &'a mut Vec<(Time, u64, Query)>,
     plans: &'a mut BTreeMap<String, Versions>,
-    index: usize,
-    outbox: &'a mut Vec<(u64, Answer)>,
 }
 
-/// Applies one sequenced request on this worker; worker 0 answers changes, every worker
-/// answers its share of a membership query (later, once complete).
-fn apply(
-    programs: &mut Programs,
-    worker: &mut Worker,
-    command: Sequenced,
-    at: Applied<'_>,
-    log: Option<&mut ControlLog>,
-) -> anyhow::Result<()> {
-    let Applied { shared, pending, plans, index, outbox } = at;
-    let Sequence { ticket, request } = serde_json::from_str::<Sequence>(&command.text)
-        .map_err(|e| anyhow::anyhow!("unreadable sequenced request {:?}: {e}", command.text))?;
-    // Logged before it applies (not again when applied from the log).
-    if let Some(log) = log.filter(|_| ticket != 0 && request.is_change()) {
-        log.append(&Entry { time: command.time, request: request.clone() })?;
-    }
-    let answer = match request {
-        Request::InstallSegment { definition } => segment_change(programs, worker, definition, command.time, false),
-        Request::ReplaceSegment { definition } => segment_change(programs, worker, definition, command.time, true),
-        Request::InstallJourney { definition, version } => {
-            let known: BTreeSet<String> = programs.installed().into_iter().collect();
-            match validate_journey(&definition, &known) {
-                Ok(def) => {
-                    let plan = JourneyPlan::new(def, version);
-                    let id = plan.id().to_string();
-                    match programs.install_journey(worker, plan.clone(), command.time, Status::Ongoing) {
-                        Ok(()) => {
-                            let names = BTreeMap::from([(version, JourneyNames::new(&plan))]);
-                            plans.insert(id, Versions { plan, names });
-                            Answer::Installed(command.time)
-                        }
-                        Err(e) => Answer::Failed(e.to_string()),
-                    }
-                }
-                Err(e) => Answer::Failed(e.to_string()),
-            }
-        }
-        Request::PublishVersion { definition, version, migrate } => {
-            let known: BTreeSet<String> = programs.installed().into_iter().collect();
-            let def = validate_journey(&definition, &known);
-            match (def, definition["id"].as_str().and_then(|id| plans.get_mut(id))) {
-                (Err(e), _) => Answer::Failed(e.to_string()),
-                (Ok(def), None) => Answer::Failed(format!("journey {:?} is not running", def.id)),
-                (Ok(def), Some(versions)) => {
-                    let plan = JourneyPlan::new(def, version);
-                    match programs.publish_version(worker, plan.clone(), migrate, command.time) {
-                        Ok(()) => {
-                            versions.names.insert(version, JourneyNames::replacing(&plan, &versions.plan));
-                            versions.plan = plan;
-                            Answer::Installed(command.time)
-                        }
-                        Err(e) => Answer::Failed(e.to_string()),
-                    }
-                }
-            }
-        }
-        Request::JourneyCommand { id, command: name } => {
-            let parsed = match name.as_str() {
-                "pause" => Some(Command::Pause),
-                "resume" => Some(Command::Resume),
-                "end" => Some(Command::End),
-                _ => None,
-            };
-            match parsed {
-                None => Answer::Failed(format!("unknown command {name:?}")),
-                Some(c) => match programs.journey_command(&id, c, command.time) {
-                    Ok(()) => Answer::Installed(command.time),
-                    Err(e) => Answer::Failed(e.to_string()),
-                },
-            }
-        }
-        Request::RemoveSegment { id } => match programs.remove_segment(worker, &id) {
-            Ok(()) => {
-                shared.handle.progress.segment_sizes.lock().expect("lock").remove(&id);
-                Answer::Removed(command.time)
-            }
-            Err(e) => Answer::Failed(e.to_string()),
-        },
-        Request::Members { id } => {
-            pending.push((command.time, ticket, Query::Members(id)));
-            return Ok(());
-        }
-        Request::UserSegments { user_id } => {
-            pending.push((command.time, ticket, Query::User(Key::of(&user_id))));
+/// Applies one sequenced request on this worker: a change (decided by worker 0 already, so it
+/// cannot be refused here), or a membership query, answered later once complete.
+fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: Applied<'_>) -> anyhow::Result<()> {
+    let Applied { shared, pending, plans } = at;
+    let Sequence { ticket, request } = match serde_json::from_str::<Sequence>(&command.text) {
+        Ok(sequence) => sequence,
+        Err(e) => {
+            // Every worker reads the same text the same way: skipping it keeps them equal.
+            tracing::error!("an unreadable sequenced request was skipped: {e}");
             return Ok(());
         }
     };
-    if let Answer::Failed(why) = &answer {
-        if ticket == 0 {
-            tracing::warn!("a request of the control log failed again: {why}");
+    match request {
+        Request::Change(change) => {
+            if let Err(e) = apply_change(programs, worker, change, command.time, shared, plans) {
+                // The catalog checked it: the programs disagreeing is a bug, reported loudly.
+                tracing::error!("a change the catalog accepted did not apply as of {}: {e}", command.time);
+            }
         }
+        Request::Members { id } => pending.push((command.time, ticket, Query::Members(id))),
+        Request::UserSegments { user_id } => pending.push((command.time, ticket, Query::User(Key::of(&user_id)))),
     }
-    if index == 0 {
-        outbox.push((ticket, answer));
+    Ok(())
+}
+
+/// Applies a change to this worker's programs as of `at`.
+fn apply_change(
+    programs: &mut Programs,
+    worker: &mut Worker,
+    change: Change,
+    at: Time,
+    shared: &Shared,
+    plans: &mut BTreeMap<String, Versions>,
+) -> anyhow::Result<()> {
+    let ceiling = Limits::ceiling();
+    let installed = |programs: &Programs| programs.installed().into_iter().collect::<BTreeSet<String>>();
+    match change {
+        Change::InstallSegment { definition } => {
+            let def =
+                validate_segments_with(&serde_json::Value::Array(vec![definition]), &installed(programs), &ceiling)?
+                    .pop()
+                    .ok_or_else(|| anyhow::anyhow!("no definition"))?;
+            programs.install_segment(worker, &def, at)?;
+        }
+        Change::ReplaceSegment { definition } => {
+            // A definition may not refer to itself: its old version does not count as known.
+            let mut known = installed(programs);
+            known.remove(definition.get("id").and_then(|v| v.as_str()).unwrap_or_default());
+            let def = validate_segments_with(&serde_json::Value::Array(vec![definition]), &known, &ceiling)?
+                .pop()
+                .ok_or_else(|| anyhow::anyhow!("no definition"))?;
+            programs.replace_segment(worker, &def, at)?;
+        }
+        Change::RemoveSegment { id } => {
+            programs.remove_segment(worker, &id)?;
+            lock(&shared.handle.progress.segment_sizes).remove(&id);
+        }
+        Change::DraftJourney { .. } | Change::ReviseJourney { .. } => {}
+        Change::InstallJourney { definition, version } => {
+            let plan = JourneyPlan::new(validate_journey_with(&definition, &installed(programs), &ceiling)?, version);
+            let id = plan.id().to_string();
+            programs.install_journey(worker, plan.clone(), at, Status::Ongoing)?;
+            let names = BTreeMap::from([(version, JourneyNames::new(&plan))]);
+            plans.insert(id, Versions { plan, names });
+        }
+        Change::PublishVersion { definition, version, migrate } => {
+            let def = validate_journey_with(&definition, &installed(programs), &ceiling)?;
+            let versions =
+                plans.get_mut(&def.id).ok_or_else(|| anyhow::anyhow!("journey {:?} is not running", def.id))?;
+            let plan = JourneyPlan::new(def, version);
+            programs.publish_version(worker, plan.clone(), migrate, at)?;
+            versions.names.insert(version, JourneyNames::replacing(&plan, &versions.plan));
+            versions.plan = plan;
+        }
+        Change::JourneyCommand { id, command } => {
+            let command = match command {
+                Lifecycle::Pause => Command::Pause,
+                Lifecycle::Resume => Command::Resume,
+                Lifecycle::End => Command::End,
+            };
+            programs.journey_command(&id, command, at)?;
+        }
     }
     Ok(())
 }
@@ -657,41 +616,51 @@ pub struct Checkpointer {
     last: Instant,
     previous: Option<Manifest>,
     asked: Option<u64>,
+    /// When a manifest that failed is tried again.
+    retry_at: Option<Instant>,
 }
 
 impl Checkpointer {
     /// Checkpoints after `previous` (the one the run started from), every `every`.
     pub fn new(root: PathBuf, every: Duration, previous: Option<Manifest>) -> Checkpointer {
-        Checkpointer { root, every, last: Instant::now(), previous, asked: None }
+        Checkpointer { root, every, last: Instant::now(), previous, asked: None, retry_at: None }
     }
 
     /// Asks for the next checkpoint when due, and completes the one asked for once every
-    /// worker gave its part.
-    pub fn step(&mut self, shared: &Shared) -> anyhow::Result<()> {
+    /// worker gave its part. A manifest that cannot be written (a full disk) is tried again
+    /// a few seconds later with the same parts: checkpointing goes on once it can.
+    pub fn step(&mut self, shared: &Shared) {
         let seq = self.previous.as_ref().map_or(1, |m| m.seq + 1);
         match self.asked {
             None if self.last.elapsed() >= self.every => {
                 shared.checkpoint_request.store(seq, Ordering::Relaxed);
                 self.asked = Some(seq);
             }
-            Some(asked) => {
+            Some(asked) if self.retry_at.is_none_or(|t| Instant::now() >= t) => {
                 let parts: Vec<Part> = {
-                    let mut all = shared.checkpoint_parts.lock().expect("lock");
-                    if all.iter().filter(|(s, _)| *s == asked).count() < shared.cluster.workers {
-                        return Ok(());
+                    let all = lock(&shared.checkpoint_parts);
+                    let these: Vec<Part> = all.iter().filter(|(s, _)| *s == asked).map(|(_, p)| p.clone()).collect();
+                    if these.len() < shared.cluster.workers {
+                        return;
                     }
-                    let (these, rest): (Vec<_>, Vec<_>) = all.drain(..).partition(|(s, _)| *s == asked);
-                    *all = rest;
-                    these.into_iter().map(|(_, p)| p).collect()
+                    these
                 };
-                let manifest = crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts)?;
-                tracing::info!("checkpoint {asked}: {} event files", manifest.files.len());
-                self.previous = Some(manifest);
-                self.asked = None;
-                self.last = Instant::now();
+                match crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts) {
+                    Ok(manifest) => {
+                        tracing::info!("checkpoint {asked}: {} event files", manifest.files.len());
+                        lock(&shared.checkpoint_parts).retain(|(s, _)| *s != asked);
+                        self.previous = Some(manifest);
+                        self.asked = None;
+                        self.retry_at = None;
+                        self.last = Instant::now();
+                    }
+                    Err(e) => {
+                        tracing::error!("checkpoint {asked} is not complete yet (tried again in 5s): {e:#}");
+                        self.retry_at = Some(Instant::now() + Duration::from_secs(5));
+                    }
+                }
             }
-            None => {}
+            _ => {}
         }
-        Ok(())
     }
 }

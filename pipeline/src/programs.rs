@@ -280,6 +280,11 @@ impl Programs {
         self.control.update_at((self.submitted, text), time, 1);
     }
 
+    /// The control input's current time: a command submitted now applies at this time or later.
+    pub fn control_time(&self) -> Time {
+        *self.control.time()
+    }
+
     /// The input's current time: events before it are late.
     pub fn watermark(&self) -> Time {
         *self.input.time()

@@ -1,6 +1,7 @@
-//! Where one worker's outputs go: its NDJSON files under `out/`, the Kafka output topics (keyed
-//! by user id), the webhooks for sent actions and the Parquet archive (with the accepted
-//! events). Every record carries its deterministic id.
+//! Where one worker's outputs go: its NDJSON files under `out/` (the actions file is also the
+//! webhooks' outbox, followed as far as it is synced), the Kafka output topics (keyed by user
+//! id) and the Parquet archive (with the accepted events). Every record carries its
+//! deterministic id.
 //! After a restart, records before the frontier the previous run made durable are not written
 //! again; later ones may be, with the same ids.
 
@@ -8,9 +9,9 @@ use crate::archive::{output_index, Archives};
 use crate::journey_output::{ActionLine, TransitionLine};
 use crate::record_id::{Ids, WithId};
 use crate::segment_output::ChangeLine;
+use journeyflow_connectors::files::sync_dir;
 use journeyflow_connectors::kafka::Sink;
 use journeyflow_connectors::ndjson::open_append;
-use journeyflow_connectors::webhook::Webhooks;
 use journeyflow_operators::Time;
 use serde::Serialize;
 use std::fs::File;
@@ -36,8 +37,11 @@ pub struct Sinks {
     changes: BufWriter<File>,
     transitions: BufWriter<File>,
     actions: BufWriter<File>,
+    /// Input records that were not events: `{"source", "offset", "error", "line"}`.
+    dead_letters: BufWriter<File>,
+    /// Bytes of the actions file written (synced once `sync` returns).
+    actions_len: u64,
     kafka: Option<KafkaOutputs>,
-    webhooks: Option<Arc<Webhooks>>,
     archives: Option<Archives>,
     /// Through where the archive holds every record (`None`: no archive).
     archived: Option<Time>,
@@ -48,23 +52,25 @@ pub struct Sinks {
 
 impl Sinks {
     /// Worker `index`'s files in `dir` (appended to; a line a crash cut short is removed
-    /// first), the Kafka topics and webhooks if any; records before `skip_before` are dropped.
+    /// first), the Kafka topics if any; records before `skip_before` are dropped.
     pub fn open(
         dir: &Path,
         index: usize,
         kafka: Option<KafkaOutputs>,
-        webhooks: Option<Arc<Webhooks>>,
         archives: Option<Archives>,
         skip_before: Time,
     ) -> std::io::Result<Sinks> {
         std::fs::create_dir_all(dir)?;
         let open = |name: &str| open_append(&dir.join(format!("{name}-{index}.ndjson"))).map(BufWriter::new);
+        let actions = open("journey_actions")?;
+        sync_dir(dir)?;
         Ok(Sinks {
             changes: open("segment_changes")?,
             transitions: open("journey_transitions")?,
-            actions: open("journey_actions")?,
+            dead_letters: open("dead_letter")?,
+            actions_len: actions.get_ref().metadata()?.len(),
+            actions,
             kafka,
-            webhooks,
             archived: archives.as_ref().map(|_| skip_before),
             archives,
             skip_before,
@@ -101,19 +107,33 @@ impl Sinks {
         Ok(())
     }
 
-    /// A journey action; a sent one also goes to its channel's webhook, if one is set.
-    pub fn action(&mut self, line: &ActionLine, sent: bool) -> anyhow::Result<()> {
+    /// A journey action (the webhooks deliver the sent ones from the actions file).
+    pub fn action(&mut self, line: &ActionLine) -> anyhow::Result<()> {
         let record = self.ids.action(line);
         if line.time < self.skip_before {
             return Ok(());
         }
         let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.actions.as_str()));
         write(&mut self.line, &mut self.actions, &record, kafka, &line.user_id)?;
+        self.actions_len += self.line.len() as u64;
         self.archive("journey_actions", line.time);
-        if let Some(hooks) = self.webhooks.as_ref().filter(|h| sent && h.wants(&line.channel)) {
-            hooks.send(&line.channel, &line.action_id, serde_json::to_vec(&record)?);
-        }
         Ok(())
+    }
+
+    /// An input record that is not an event, with where it was read and why (its first
+    /// 1 KiB is kept).
+    pub fn dead_letter(&mut self, source: &str, offset: u64, error: &str, record: &[u8]) -> anyhow::Result<()> {
+        let kept = &record[..record.len().min(1024)];
+        let line = serde_json::json!({"source": source, "offset": offset, "error": error,
+            "bytes": record.len(), "line": String::from_utf8_lossy(kept)});
+        serde_json::to_writer(&mut self.dead_letters, &line)?;
+        self.dead_letters.write_all(b"\n")?;
+        Ok(())
+    }
+
+    /// Bytes of the actions file written so far: all synced once `sync` returns.
+    pub fn actions_written(&self) -> u64 {
+        self.actions_len
     }
 
     /// Whether accepted events go to an archive.
@@ -153,7 +173,7 @@ impl Sinks {
 
     /// Hands buffered lines to the operating system.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        for w in [&mut self.changes, &mut self.transitions, &mut self.actions] {
+        for w in [&mut self.changes, &mut self.transitions, &mut self.actions, &mut self.dead_letters] {
             w.flush()?;
         }
         Ok(())
@@ -162,7 +182,7 @@ impl Sinks {
     /// Flushes and makes the files durable on disk.
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.flush()?;
-        for w in [&self.changes, &self.transitions, &self.actions] {
+        for w in [&self.changes, &self.transitions, &self.actions, &self.dead_letters] {
             w.get_ref().sync_data()?;
         }
         Ok(())
@@ -194,7 +214,7 @@ mod tests {
     #[test]
     fn records_before_the_durable_frontier_are_not_written_again() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sinks = Sinks::open(dir.path(), 0, None, None, None, 10).unwrap();
+        let mut sinks = Sinks::open(dir.path(), 0, None, None, 10).unwrap();
         sinks.change("s", "u", 1, 9).unwrap();
         sinks.change("s", "u", -1, 10).unwrap();
         sinks.flush().unwrap();

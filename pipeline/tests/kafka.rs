@@ -225,12 +225,13 @@ fn definitions_reach_a_new_process_through_the_compacted_topic() {
     let status = client.delete(first.url(&format!("/v1/segments/{removed}"))).send().unwrap().status();
     assert!(status.is_success(), "{status}");
     assert_eq!(first.stop().code(), Some(0));
-    // The topic: the kept segment's definition, the removed one's tombstone last.
+    // The topic: the kept segment's definition; the removed one not held (never written, as
+    // the topic follows the catalog a moment later, or a tombstone last).
     let records = consume(&topics.output("definitions"), scratch.path());
     let last =
         |key: &str| records.iter().rev().find(|r| r["key"] == format!("segment/{key}")).map(|r| r["value"].clone());
     assert_eq!(last(kept).unwrap()["id"], kept);
-    assert_eq!(last(removed), Some(J::Null), "{records:?}");
+    assert!(matches!(last(removed), None | Some(J::Null)), "{records:?}");
     // A process with a data directory of its own starts with what the topic holds.
     let second = Server::start_with(1, &scratch.path().join("b"), &flags);
     let listed: J = client.get(second.url("/v1/segments")).send().unwrap().json().unwrap();

@@ -1,23 +1,28 @@
 //! `journeyflow run`: the long-running pipeline. Starts the timely workers over the durable
-//! ingest log in the data directory, the HTTP server (Segment-compatible ingest and the
-//! control API), and installs at start the segments and journeys it stored before (in
-//! `DATA_DIR/definitions.json`) and those of `--segments` and `--journeys`. Stops cleanly on
-//! SIGINT/SIGTERM: stops accepting, lets the workers drain the log and flush, exits 0.
+//! ingest log in the data directory and the HTTP server (Segment-compatible ingest and the
+//! control API); the catalog of definitions is the fold of the control log, and what
+//! `--segments` and `--journeys` add (or, with an empty log, what the Kafka definitions topic
+//! or an older `definitions.json` holds) is installed at start through the same checks as any
+//! change. Stops cleanly on SIGINT/SIGTERM: stops accepting, lets the workers drain the log and
+//! flush, exits 0.
 
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::config::{FileConfig, KafkaConfig, LiveConfig, StartPosition};
 use crate::control_log::ControlLog;
 use crate::engine::{IngestConfig, LatePolicy};
 use crate::live::{make_durable, run_worker, Checkpointer, Shared};
+use crate::sequencer::Sequencer;
 use anyhow::Context;
 use journeyflow_connectors::kafka::Sink;
 use journeyflow_connectors::wal::Wal;
-use journeyflow_connectors::webhook::Webhooks;
+use journeyflow_connectors::webhook::{Outbox, Webhooks};
 use journeyflow_control_api::auth::Auth;
-use journeyflow_control_api::handle::{Answer, EngineHandle, JourneyEntry, Request};
-use journeyflow_control_api::store::{Mirror, Store};
+use journeyflow_control_api::catalog::{status, Catalog, Change, JourneyEntry, Lifecycle};
+use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_control_api::{router, AppState};
-use journeyflow_types::{parse_journeys, parse_segments};
+use journeyflow_types::{parse_journeys, parse_segments, validate_segments, Limits};
+use serde_json::Value;
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,13 +63,38 @@ pub struct RunArgs {
     /// Request bodies larger than this many bytes get 413 [default: 4194304].
     #[arg(long, env = "JOURNEYFLOW_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Bearer token every control call must carry.
+    /// Events of one /v1/batch call, at most; more get 413 [default: 2500].
+    #[arg(long, env = "JOURNEYFLOW_MAX_BATCH_EVENTS")]
+    pub max_batch_events: Option<usize>,
+    /// An event timed more than this after it was received is refused [default: 1h].
+    #[arg(long, env = "JOURNEYFLOW_MAX_FUTURE_SKEW", value_parser = super::parse_duration)]
+    pub max_future_skew: Option<u64>,
+    /// Ingest answers 429 while the workers have more than this many bytes of the ingest log to
+    /// read [default: 268435456].
+    #[arg(long, env = "JOURNEYFLOW_MAX_INGEST_LAG_BYTES")]
+    pub max_ingest_lag_bytes: Option<u64>,
+    /// A request (its body included) taking longer gets 408 [default: 30s].
+    #[arg(long, env = "JOURNEYFLOW_REQUEST_TIMEOUT", value_parser = super::parse_duration)]
+    pub request_timeout: Option<u64>,
+    /// How long a change waits for the workers before it is answered 202 [default: 10s].
+    #[arg(long, env = "JOURNEYFLOW_CHANGE_WAIT", value_parser = super::parse_duration)]
+    pub change_wait: Option<u64>,
+    /// Bearer token every control call must carry (needed on a non-loopback address).
     #[arg(long, env = "JOURNEYFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// A file whose first line is the API token.
+    #[arg(long, env = "JOURNEYFLOW_API_TOKEN_FILE", conflicts_with = "api_token")]
+    pub api_token_file: Option<PathBuf>,
     /// A Segment write key ingest calls may use as Basic auth user name (repeatable).
     #[arg(long = "write-key", env = "JOURNEYFLOW_WRITE_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub write_keys: Vec<String>,
-    /// Allow a non-loopback address with neither an API token nor write keys.
+    /// A file of Segment write keys, one per line.
+    #[arg(long, env = "JOURNEYFLOW_WRITE_KEYS_FILE")]
+    pub write_keys_file: Option<PathBuf>,
+    /// `/metrics` needs the API token too.
+    #[arg(long, env = "JOURNEYFLOW_METRICS_AUTH")]
+    pub metrics_auth: bool,
+    /// Serve the control API without a token on a non-loopback address.
     #[arg(long, env = "JOURNEYFLOW_INSECURE")]
     pub insecure: bool,
     /// POST sent actions of CHANNEL to URL, as `CHANNEL=URL` (repeatable; adds to the config's).
@@ -112,6 +142,22 @@ impl RunArgs {
         let section = std::mem::take(&mut file.cluster);
         let base = file.over_defaults()?;
         let workers = self.workers.unwrap_or(base.workers).max(1);
+        let mut http = base.http;
+        http.max_body_bytes = self.max_body_bytes.unwrap_or(http.max_body_bytes);
+        http.max_batch_events = self.max_batch_events.unwrap_or(http.max_batch_events);
+        http.max_future_skew = self.max_future_skew.unwrap_or(http.max_future_skew);
+        http.max_ingest_lag_bytes = self.max_ingest_lag_bytes.unwrap_or(http.max_ingest_lag_bytes);
+        http.request_timeout = self.request_timeout.map_or(http.request_timeout, Duration::from_millis);
+        http.change_wait = self.change_wait.map_or(http.change_wait, Duration::from_millis);
+        http.metrics_need_token |= self.metrics_auth;
+        let api_token = match &self.api_token_file {
+            Some(path) => Some(crate::config::read_secret(path)?),
+            None => self.api_token.clone().or(base.api_token),
+        };
+        let mut write_keys = if self.write_keys.is_empty() { base.write_keys } else { self.write_keys.clone() };
+        if let Some(path) = &self.write_keys_file {
+            write_keys.extend(crate::config::read_secrets(path)?);
+        }
         Ok(LiveConfig {
             cluster: Cluster::resolve(&self.cluster, section, workers)?,
             listen: self.listen.unwrap_or(base.listen),
@@ -121,9 +167,9 @@ impl RunArgs {
             workers: self.workers.unwrap_or(base.workers).max(1),
             allowed_lateness: self.allowed_lateness.unwrap_or(base.allowed_lateness),
             idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
-            max_body_bytes: self.max_body_bytes.unwrap_or(base.max_body_bytes),
-            api_token: self.api_token.clone().or(base.api_token),
-            write_keys: if self.write_keys.is_empty() { base.write_keys } else { self.write_keys.clone() },
+            http,
+            api_token,
+            write_keys,
             insecure: self.insecure || base.insecure,
             webhooks: {
                 let mut w = base.webhooks;
@@ -164,14 +210,11 @@ impl RunArgs {
 /// Runs until SIGINT or SIGTERM.
 pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    let args = &config;
-    if !args.listen.ip().is_loopback() && args.api_token.is_none() && args.write_keys.is_empty() && !args.insecure {
-        anyhow::bail!(
-            "refusing to listen on {} with neither --api-token nor --write-key: anyone could install \
-             definitions and send events (pass --insecure to do it anyway)",
-            args.listen
-        );
+    let problems = config.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("refusing to start:\n  {}", problems.join("\n  "));
     }
+    let args = &config;
     let cluster = args.cluster.clone();
     // Process 0 sequences requests and serves the control API; every process takes events.
     let leader = cluster.process == 0;
@@ -181,10 +224,11 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let wal = Arc::new(Wal::open(&wal_dir, workers).with_context(|| format!("opening {}", wal_dir.display()))?);
     let (handle, requests) = EngineHandle::new(peers);
     let (control_log, logged) = ControlLog::open(&args.data_dir)?;
-    let store_exists = args.data_dir.join("definitions.json").exists();
+    let legacy_store = args.data_dir.join("definitions.json");
     // A fresh data directory: what is given at start applies from the beginning of time.
-    let fresh = logged.is_empty() && !store_exists;
-    let replays_log = !logged.is_empty();
+    let fresh = logged.is_empty() && !legacy_store.exists();
+    let sequencer = Sequencer::new(requests, control_log, logged, handle.catalog.clone(), args.http.limits);
+    let catalog = sequencer.catalog().clone();
     let out_dir = args.data_dir.join("out");
     let skip_before = crate::durable::load(&out_dir)?;
     let checkpoints = args.data_dir.join("checkpoints");
@@ -205,22 +249,25 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // With Kafka, definitions are kept in a compacted topic too; a process without a store of
-    // its own starts from what the topic holds.
-    let store = Arc::new(match (&args.kafka, &kafka) {
-        (Some(config), Some((_, _, sink))) if leader => {
-            let (held, values) = Mirror::read(&config.settings, &config.definitions)
+    // With Kafka, the catalog is kept in a compacted topic too; a process whose control log is
+    // empty starts from what the topic holds (or from an older version's definitions.json).
+    let (mut legacy, topic) = (read_legacy(&legacy_store)?, None);
+    let topic = match (&kafka, leader) {
+        (Some((config, _, sink)), true) => {
+            let (held_doc, held) = crate::catalog_topic::read(&config.settings, &config.definitions)
                 .with_context(|| format!("reading the definitions topic {}", config.definitions))?;
-            let mirror = Mirror { sink: sink.clone(), topic: config.definitions.clone(), held: Mutex::new(values) };
-            Store::mirrored(&args.data_dir, mirror, held)?
+            if legacy.is_none() && catalog == Catalog::default() {
+                legacy = held_doc;
+            }
+            Some((sink.clone(), config.definitions.clone(), held))
         }
-        _ => Store::new(&args.data_dir),
-    });
+        _ => topic,
+    };
+    let actions_synced: Vec<Arc<AtomicU64>> = (0..workers).map(|_| Arc::default()).collect();
     let shared = Arc::new(Shared {
         cluster: cluster.clone(),
         handle: handle.clone(),
-        requests: Mutex::new(Some(requests)),
-        control_log: Mutex::new(Some((control_log, logged))),
+        sequencer: Mutex::new(Some(sequencer)),
         kafka,
         output_frontiers: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         durable: AtomicU64::new(skip_before),
@@ -236,7 +283,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         watermarks: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         durables: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         wal_dir,
-        partitions: wal.partitions(),
+        wal_committed: (0..wal.partitions()).map(|p| wal.committed(p)).collect(),
         out_dir: out_dir.clone(),
         ingest: IngestConfig {
             allowed_lateness: Some(args.allowed_lateness),
@@ -244,13 +291,18 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             dedup_window: 86_400_000,
         },
         idle: Duration::from_millis(args.idle_timeout),
+        max_future_skew: args.http.max_future_skew,
         journey_counts: Mutex::default(),
-        webhooks: if args.webhooks.urls.is_empty() {
-            None
-        } else {
-            let dead = args.data_dir.join("out").join("webhook_dead_letter.ndjson");
-            Some(Arc::new(Webhooks::start(args.webhooks.clone(), dead).context("starting the webhook sink")?))
+        webhooks: match args.webhooks.urls.is_empty() {
+            true => None,
+            false => {
+                let outboxes = outboxes(&out_dir, &cluster, &actions_synced)?;
+                let hooks =
+                    Webhooks::start(args.webhooks.clone(), &out_dir, outboxes).context("starting the webhooks")?;
+                Some(Arc::new(hooks))
+            }
         },
+        actions_synced,
     });
     let worker_shared = shared.clone();
     // Each worker says when it exits (returning, failing or panicking): an exit before a stop
@@ -286,25 +338,46 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             if let Err(e) = make_durable(&durable_shared) {
                 tracing::warn!("outputs not made durable yet: {e:#}");
             }
-            if let Some(Err(e)) = checkpointer.as_mut().map(|c| c.step(&durable_shared)) {
-                tracing::error!("checkpoint failed: {e:#}");
+            if let Some(checkpointer) = checkpointer.as_mut() {
+                checkpointer.step(&durable_shared);
             }
         }
     })?;
+    let mirror_stop = Arc::new(AtomicBool::new(false));
+    let mirror = match topic {
+        Some((sink, name, held)) => {
+            let (view, stop) = (handle.catalog.clone(), mirror_stop.clone());
+            let run = move || crate::catalog_topic::mirror(sink, name, held, view, stop);
+            Some(std::thread::Builder::new().name("definitions-topic".into()).spawn(run)?)
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async {
-        let store = store.clone();
         let state = AppState {
             engine: handle.clone(),
             wal,
-            timeout: Duration::from_secs(30),
+            config: Arc::new(args.http.clone()),
             answers: Arc::default(),
-            store: store.clone(),
             metrics: Some(journeyflow_control_api::metrics::install()?),
             auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
         };
         if leader {
-            install_at_start(args, &handle, &store, state.timeout, replays_log, fresh, &shared.inputs_open).await?;
+            let changes = start_changes(args, &catalog, legacy)?;
+            install_at_start(
+                &handle,
+                changes,
+                fresh,
+                args.http.change_wait.max(Duration::from_secs(60)),
+                &shared.inputs_open,
+            )
+            .await?;
+            if legacy_store.exists() {
+                let imported = legacy_store.with_extension("json.imported");
+                std::fs::rename(&legacy_store, &imported).context("moving the imported definitions.json away")?;
+            }
+        } else {
+            // Other processes read as soon as process 0 says so (see `listen`).
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -326,8 +399,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             }
         };
         let routes = match leader {
-            true => router(state, args.max_body_bytes),
-            false => journeyflow_control_api::peer_router(state, args.max_body_bytes),
+            true => router(state),
+            false => journeyflow_control_api::peer_router(state),
         };
         axum::serve(listener, routes).with_graceful_shutdown(stopping).await.context("serving HTTP")?;
         match failed_rx.await {
@@ -347,6 +420,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     }
     committer.join().map_err(|_| anyhow::anyhow!("the durable thread panicked"))?;
     make_durable(&shared).context("making the last outputs durable")?;
+    mirror_stop.store(true, Ordering::Relaxed);
+    if let Some(mirror) = mirror {
+        mirror.join().map_err(|_| anyhow::anyhow!("the definitions topic thread panicked"))?;
+    }
     // Deliver (or dead-letter) the actions still queued.
     if let Some(webhooks) = &shared.webhooks {
         webhooks.close();
@@ -431,27 +508,97 @@ async fn shutdown_signal() {
     let _ = interrupt.await;
 }
 
-/// Installs what the store holds (unless the control log does) and what `--segments` and
-/// `--journeys` add: all submitted before the inputs open (in a fresh data directory, as of
-/// time 0, so they see every event), then awaited. Published journeys run again in the
-/// status they had; drafts and ended ones are only listed.
-async fn install_at_start(
-    args: &LiveConfig,
-    handle: &EngineHandle,
-    store: &Store,
-    timeout: Duration,
-    replays_log: bool,
-    fresh: bool,
-    inputs_open: &AtomicBool,
-) -> anyhow::Result<()> {
-    let at = fresh.then_some(0);
-    let mut defs = store.load()?;
-    // With a control log, the workers apply the stored definitions again from it.
-    let stored: Vec<String> = if replays_log { defs.iter().map(|d| d.id.clone()).collect() } else { Vec::new() };
+/// The actions files the webhooks deliver from: this process's workers' (as far as each is
+/// synced), and any a run with more workers left (whole).
+fn outboxes(out_dir: &std::path::Path, cluster: &Cluster, synced: &[Arc<AtomicU64>]) -> anyhow::Result<Vec<Outbox>> {
+    let path = |w: usize| out_dir.join(format!("journey_actions-{w}.ndjson"));
+    let ours = cluster.first_worker()..cluster.first_worker() + cluster.workers;
+    let mut out: Vec<Outbox> =
+        ours.clone().zip(synced).map(|(w, s)| Outbox { path: path(w), synced: s.clone() }).collect();
+    let mut w = ours.end;
+    while let Ok(meta) = std::fs::metadata(path(w)) {
+        out.push(Outbox { path: path(w), synced: Arc::new(AtomicU64::new(meta.len())) });
+        w += 1;
+    }
+    Ok(out)
+}
+
+/// An older version's `definitions.json` (`{"segments": [...], "journeys": {id: entry}}`),
+/// if the data directory has one: what of it the control log lacks (drafts, next versions) is
+/// imported at start, and the file is then renamed `definitions.json.imported`.
+fn read_legacy(path: &std::path::Path) -> anyhow::Result<Option<Value>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
+/// A change to make at start, and what it is for the error message if it is refused.
+struct StartChange {
+    change: Change,
+    what: String,
+}
+
+/// The changes that bring the catalog (the control log's fold) to what was given at start: a
+/// catalog document of an older version or the definitions topic (what of it is missing), then
+/// `--segments` (a segment stored with another definition is an error: change it through the
+/// API) and `--journeys` (those not there yet, published). Each is checked here as worker 0
+/// will check it, so a mistake stops the start with its reason.
+fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) -> anyhow::Result<Vec<StartChange>> {
+    let mut planned = catalog.clone();
+    let mut out = Vec::new();
+    let mut plan = |change: Change, what: String, limits: &Limits, planned: &mut Catalog| -> anyhow::Result<()> {
+        planned.check(&change, limits).map_err(|why| anyhow::anyhow!("{what}: {why}"))?;
+        planned.apply(&change, 0);
+        out.push(StartChange { change, what });
+        Ok(())
+    };
+    if let Some(doc) = legacy {
+        let segments = validate_segments(&doc["segments"], &BTreeSet::new())
+            .map_err(|e| anyhow::anyhow!("stored segments: {e}"))?;
+        for def in segments {
+            if planned.segments.contains_key(&def.id) {
+                continue;
+            }
+            let what = format!("stored segment {:?}", def.id);
+            plan(Change::InstallSegment { definition: def.to_json() }, what, &Limits::ceiling(), &mut planned)?;
+        }
+        let journeys: std::collections::BTreeMap<String, JourneyEntry> =
+            serde_json::from_value(doc["journeys"].clone()).context("stored journeys")?;
+        for (id, entry) in journeys {
+            let what = format!("stored journey {id:?}");
+            let definition = entry.definition.clone();
+            if !planned.journeys.contains_key(&id) {
+                let change = match entry.status.as_str() {
+                    status::DRAFT => Change::DraftJourney { definition },
+                    _ => Change::InstallJourney { definition, version: entry.version },
+                };
+                plan(change, what.clone(), &Limits::ceiling(), &mut planned)?;
+                let command = match entry.status.as_str() {
+                    status::PAUSED => Some(Lifecycle::Pause),
+                    status::ENDED => Some(Lifecycle::End),
+                    _ => None,
+                };
+                if let Some(command) = command {
+                    plan(
+                        Change::JourneyCommand { id: id.clone(), command },
+                        what.clone(),
+                        &Limits::ceiling(),
+                        &mut planned,
+                    )?;
+                }
+            }
+            let lacks_next = planned.journeys.get(&id).is_some_and(|e| e.next.is_none() && e.status != status::ENDED);
+            if let (Some(next), true) = (entry.next, lacks_next) {
+                plan(Change::ReviseJourney { definition: next }, what, &Limits::ceiling(), &mut planned)?;
+            }
+        }
+    }
     if let Some(path) = &args.segments {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         for def in parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? {
-            match defs.iter().find(|d| d.id == def.id) {
+            match planned.segments.get(&def.id) {
                 Some(stored) if *stored != def => anyhow::bail!(
                     "{}: segment {:?} differs from the one in {}; change it through the API",
                     path.display(),
@@ -459,64 +606,58 @@ async fn install_at_start(
                     args.data_dir.display()
                 ),
                 Some(_) => {}
-                None => defs.push(def),
+                None => {
+                    let what = format!("{}: segment {:?}", path.display(), def.id);
+                    plan(Change::InstallSegment { definition: def.to_json() }, what, &args.http.limits, &mut planned)?;
+                }
             }
         }
     }
-    let mut journeys = store.load_journeys()?;
-    let stored_journeys: Vec<String> = if replays_log { journeys.keys().cloned().collect() } else { Vec::new() };
     if let Some(path) = &args.journeys {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let known = defs.iter().map(|d| d.id.clone()).collect();
+        let known = planned.segments.keys().cloned().collect();
         let parsed = parse_journeys(&text, &known).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for def in parsed {
-            journeys.entry(def.id.clone()).or_insert(JourneyEntry {
-                definition: def.source,
-                version: 1,
-                status: "ongoing".into(),
-                published_at: None,
-                next: None,
-            });
+            if planned.journeys.contains_key(&def.id) {
+                continue;
+            }
+            let what = format!("{}: journey {:?}", path.display(), def.id);
+            plan(Change::InstallJourney { definition: def.source, version: 1 }, what, &args.http.limits, &mut planned)?;
         }
     }
-    // Submitted together (applied in this order, at one time), then awaited.
-    let mut segments = Vec::new();
-    for def in defs {
-        let answer = match stored.contains(&def.id) {
-            false => Some(handle.submit_at(Request::InstallSegment { definition: def.to_json() }, at)?),
-            true => None,
+    Ok(out)
+}
+
+/// Submits the start changes together before the inputs open (in a fresh data directory, as
+/// of time 0, so they see every event), then awaits them.
+async fn install_at_start(
+    handle: &EngineHandle,
+    changes: Vec<StartChange>,
+    fresh: bool,
+    timeout: Duration,
+    inputs_open: &AtomicBool,
+) -> anyhow::Result<()> {
+    let at = fresh.then_some(0);
+    let mut submitted = Vec::with_capacity(changes.len());
+    for StartChange { change, what } in changes {
+        let request = Request::Change(change);
+        let pending = loop {
+            match handle.submit_at(request.clone(), at) {
+                // Worker 0 takes requests while the inputs are closed: wait for room.
+                Err(journeyflow_control_api::handle::CallError::Busy) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                other => break other?,
+            }
         };
-        segments.push((def, answer));
-    }
-    let mut published = Vec::new();
-    for (id, entry) in journeys.iter().filter(|(id, _)| !stored_journeys.contains(id)) {
-        if entry.status == "ongoing" || entry.status == "paused" {
-            let install = Request::InstallJourney { definition: entry.definition.clone(), version: entry.version };
-            published.push((id.clone(), handle.submit_at(install, at)?));
-        }
-        if entry.status == "paused" {
-            handle.submit_at(Request::JourneyCommand { id: id.clone(), command: "pause".into() }, at)?;
-        }
+        submitted.push((what, pending));
     }
     inputs_open.store(true, Ordering::Relaxed);
-    for (def, answer) in segments {
-        if let Some(answer) = answer {
-            match answer.wait(timeout).await?.first() {
-                Some(Answer::Installed(_)) => {}
-                other => anyhow::bail!("installing segment {:?}: {other:?}", def.id),
-            }
-        }
-        handle.segments.lock().expect("lock").insert(def.id.clone(), def);
-    }
-    for (id, answer) in published {
-        match answer.wait(timeout).await?.first() {
-            Some(Answer::Installed(at)) => {
-                journeys.get_mut(&id).expect("listed").published_at.get_or_insert(*at);
-            }
-            other => anyhow::bail!("publishing journey {id:?}: {other:?}"),
+    for (what, pending) in submitted {
+        match pending.wait(timeout).await?.first() {
+            Some(Answer::Applied(_)) => {}
+            other => anyhow::bail!("{what}: {other:?}"),
         }
     }
-    *handle.journeys.lock().expect("lock") = journeys;
-    store.save_all(&handle.segments.lock().expect("lock"), &handle.journeys.lock().expect("lock"))?;
     Ok(())
 }

@@ -1,0 +1,130 @@
+//! Worker 0's side of the control API: it takes requests from the handle's queue one at a
+//! time; a change is checked against the catalog, logged, applied to the catalog (whose new
+//! snapshot the API then reads) and entered on the control input, which every worker applies
+//! at the same time; a refused change is answered with its reason and leaves no trace. A
+//! query (members, a user's segments) is entered on the control input too, and answered by
+//! every worker once its time is complete. At start it enters the control log's changes
+//! again, each at its time.
+
+use crate::control_log::{ControlLog, Entry};
+use crate::programs::Programs;
+use journeyflow_control_api::catalog::{Catalog, CatalogView, Change};
+use journeyflow_control_api::handle::{Answer, Request, Ticket};
+use journeyflow_operators::Time;
+use journeyflow_types::time::now_ms;
+use journeyflow_types::Limits;
+use serde::{Deserialize, Serialize};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+/// A request as it travels on the control input; `ticket` 0 for a change (answered already)
+/// and for one applied again from the control log.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Sequence {
+    /// The ticket a query's answers go to.
+    pub ticket: u64,
+    /// The request.
+    pub request: Request,
+}
+
+/// The catalog and the control log, owned by worker 0.
+pub struct Sequencer {
+    requests: Receiver<Ticket>,
+    catalog: Catalog,
+    log: ControlLog,
+    view: Arc<CatalogView>,
+    limits: Limits,
+    /// The log's changes that applied, to enter again at start.
+    replay: Vec<Entry>,
+}
+
+/// A query waiting for its answers: where they go and how many are due.
+pub type Waiting = (tokio::sync::mpsc::UnboundedSender<Answer>, usize);
+
+impl Sequencer {
+    /// The sequencer over a control log and what it held: the catalog is the fold of its
+    /// entries (ones that no longer pass their check are reported and left out), published to
+    /// `view`.
+    pub fn new(
+        requests: Receiver<Ticket>,
+        log: ControlLog,
+        entries: Vec<Entry>,
+        view: Arc<CatalogView>,
+        limits: Limits,
+    ) -> Sequencer {
+        let mut catalog = Catalog::default();
+        let mut replay = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match catalog.check(&entry.change, &Limits::ceiling()) {
+                Ok(()) => {
+                    catalog.apply(&entry.change, entry.time);
+                    replay.push(entry);
+                }
+                Err(why) => tracing::warn!("control log: a change as of {} did not apply: {why}", entry.time),
+            }
+        }
+        view.set(catalog.clone());
+        Sequencer { requests, catalog, log, view, limits, replay }
+    }
+
+    /// The catalog as the log left it.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Enters the control log's changes on the control input again, each at its time.
+    pub fn replay(&mut self, programs: &mut Programs) -> anyhow::Result<()> {
+        for entry in std::mem::take(&mut self.replay) {
+            let text = serde_json::to_string(&Sequence { ticket: 0, request: Request::Change(entry.change) })?;
+            programs.submit_at(text, entry.time);
+        }
+        Ok(())
+    }
+
+    /// Takes every request waiting: decides changes at once, enters queries; `register`
+    /// keeps a query's answer channel under a new ticket.
+    pub fn take(
+        &mut self,
+        programs: &mut Programs,
+        mut register: impl FnMut(Waiting) -> u64,
+        peers: usize,
+    ) -> anyhow::Result<()> {
+        while let Ok(ticket) = self.requests.try_recv() {
+            let Ticket { request, reply, at } = ticket;
+            // As of the wall clock (never before the control input's time): events
+            // acknowledged before the request are in what it sees.
+            let time = programs.control_time().max(at.unwrap_or_else(now_ms));
+            match request {
+                Request::Change(change) => {
+                    let answer = self.decide(change, time, programs)?;
+                    let _ = reply.send(answer);
+                }
+                query => {
+                    let due = query.answers(peers);
+                    let ticket = register((reply, due));
+                    programs.submit_at(serde_json::to_string(&Sequence { ticket, request: query })?, time);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a change; if it passes, logs it, applies it to the catalog and enters it.
+    fn decide(&mut self, change: Change, time: Time, programs: &mut Programs) -> anyhow::Result<Answer> {
+        if let Err(why) = self.catalog.check(&change, &self.limits) {
+            return Ok(Answer::Refused(why));
+        }
+        let entry = Entry { time, change };
+        if let Err(e) = self.log.append(&entry) {
+            tracing::error!("control log: {e}");
+            return Ok(Answer::Failed(format!("the control log could not be written ({e}): nothing was changed")));
+        }
+        self.catalog.apply(&entry.change, time);
+        self.view.set(self.catalog.clone());
+        if entry.change.runs() {
+            let text = serde_json::to_string(&Sequence { ticket: 0, request: Request::Change(entry.change) })?;
+            programs.submit_at(text, time);
+        }
+        Ok(Answer::Applied(time))
+    }
+}
