@@ -11,8 +11,10 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@"
 }
 
-# `kill` (procps), with which the end-to-end tests stop the server with SIGTERM.
+# `kill` (procps), with which the end-to-end tests stop the server with SIGTERM; `mount` (for
+# the disk-full test's tmpfs; the script runs as root in CI).
 type -P kill >/dev/null || apt_install procps
+type -P mount >/dev/null || apt_install mount
 
 # Python with Segment's own client library, for the end-to-end ingest test (cached in target/).
 venv=target/pyenv
@@ -24,9 +26,10 @@ if ! "$venv/bin/python" -c 'import segment.analytics' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check segment-analytics-python==2.3.3
 fi
 # confluent-kafka (a Kafka client that is not journeyflow's), pyarrow and DuckDB (readers of
-# the Parquet archive) for the Kafka and archive tests.
-if ! "$venv/bin/python" -c 'import confluent_kafka, pyarrow, duckdb' >/dev/null 2>&1; then
-  "$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka==2.16.1 pyarrow==26.0.1 duckdb==2.0.0
+# the Parquet archive) for the Kafka and archive tests; schemathesis drives the OpenAPI document.
+if ! "$venv/bin/python" -c 'import confluent_kafka, pyarrow, duckdb, schemathesis' >/dev/null 2>&1; then
+  "$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka==2.16.1 pyarrow==26.0.1 duckdb==2.0.0 \
+    schemathesis==4.32.5
 fi
 export JOURNEYFLOW_PYTHON="$PWD/$venv/bin/python"
 

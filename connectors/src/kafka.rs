@@ -144,7 +144,7 @@ impl ClientContext for SourceContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        let mut highs = self.highs.0.lock().expect("lock");
+        let mut highs = self.highs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (name, topic) in statistics.topics {
             for (id, p) in topic.partitions {
                 if id >= 0 && p.hi_offset >= 0 {
@@ -277,7 +277,7 @@ impl Source {
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     // The error names only the partition: mark every topic's partition with
                     // that number that has nothing more to read.
-                    let highs = self.highs.0.lock().expect("lock");
+                    let highs = self.highs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     for p in self.parts.iter_mut().filter(|p| p.partition == partition && p.at_end.is_none()) {
                         let high = highs.get(&(p.topic.clone(), p.partition)).map(|h| h.0);
                         if high.is_none_or(|h| p.next >= h) {
@@ -305,7 +305,12 @@ impl Source {
     /// and read position of one moment, at most a second old).
     pub fn lag(&self, part: usize) -> Option<i64> {
         let p = &self.parts[part];
-        let (high, read) = *self.highs.0.lock().expect("lock").get(&(p.topic.clone(), p.partition))?;
+        let (high, read) = *self
+            .highs
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(p.topic.clone(), p.partition))?;
         Some((high - read.unwrap_or(p.next)).max(0))
     }
 

@@ -15,20 +15,22 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use journeyflow_types::Limits;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Reads `body` and builds a change from it with `build`, off the async runtime, and checks it
-/// against the current catalog. `build` gets the parsed body (`Value::Null` for an empty one).
+/// against the current catalog. `build` gets the parsed body (`Value::Null` for an empty one),
+/// the catalog and the configured limits.
 pub async fn prepare<F>(state: &AppState, body: Bytes, build: F) -> Result<(Change, Arc<Catalog>), Problem>
 where
-    F: FnOnce(Value, &Catalog) -> Result<Change, Problem> + Send + 'static,
+    F: FnOnce(Value, &Catalog, &Limits) -> Result<Change, Problem> + Send + 'static,
 {
     let catalog = state.engine.catalog.get();
     let limits = state.config.limits;
     tokio::task::spawn_blocking(move || {
         let value = if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { parse_json(&body)? };
-        let change = build(value, &catalog)?;
+        let change = build(value, &catalog, &limits)?;
         catalog.check(&change, &limits)?;
         Ok((change, catalog))
     })
@@ -63,8 +65,7 @@ fn accepted(id: &str) -> Response {
 /// 1,024 are kept, until the process stops.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path, description = "the request id of a 202 answer")),
-    responses((status = 200, body = serde_json::Value), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn outcome(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     let Some(outcome) = state.engine.outcomes.get(&id) else {
         return Err(Problem::not_found(format!("no request {id:?} (outcomes are kept for the latest 1024)")));

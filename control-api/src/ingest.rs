@@ -215,40 +215,28 @@ async fn single(state: &AppState, headers: &HeaderMap, body: Bytes, kind: &'stat
 
 /// `POST /v1/track`.
 #[utoipa::path(post, path = "/v1/track", tag = "ingest", request_body = serde_json::Value,
-    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
-               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
-               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn track(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "track").await
 }
 
 /// `POST /v1/identify`.
 #[utoipa::path(post, path = "/v1/identify", tag = "ingest", request_body = serde_json::Value,
-    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
-               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
-               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn identify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "identify").await
 }
 
 /// `POST /v1/page`.
 #[utoipa::path(post, path = "/v1/page", tag = "ingest", request_body = serde_json::Value,
-    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
-               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
-               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn page(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "page").await
 }
 
 /// `POST /v1/screen`.
 #[utoipa::path(post, path = "/v1/screen", tag = "ingest", request_body = serde_json::Value,
-    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
-               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
-               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "screen").await
 }
@@ -257,10 +245,7 @@ pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Byt
 /// envelope's `sentAt` corrects the clock of events without their own; other fields of the
 /// envelope (such as `context` or `writeKey`) are not stored.
 #[utoipa::path(post, path = "/v1/batch", tag = "ingest", request_body = serde_json::Value,
-    responses((status = 200, body = Accepted), (status = 400, body = crate::problem::ProblemDoc),
-               (status = 401, body = crate::problem::ProblemDoc), (status = 408, body = crate::problem::ProblemDoc),
-               (status = 413, body = crate::problem::ProblemDoc), (status = 429, body = crate::problem::ProblemDoc),
-               (status = 503, body = crate::problem::ProblemDoc), (status = 507, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     if let Some(denied) = auth::ingest(&state, &headers, &body) {
         return Ok(denied);

@@ -35,19 +35,16 @@ fn current(state: &AppState, id: &str) -> Result<Value, Problem> {
 }
 
 /// Validates a definition against the catalog's segments (422 with every error).
-fn validated(catalog: &Catalog, body: &Value) -> Result<JourneyDefinition, Problem> {
+fn validated(catalog: &Catalog, body: &Value, limits: &Limits) -> Result<JourneyDefinition, Problem> {
     let known: BTreeSet<String> = catalog.segments.keys().cloned().collect();
-    validate_journey_with(body, &known, &Limits::ceiling()).map_err(|e| Problem::invalid(e.0))
+    validate_journey_with(body, &known, limits).map_err(|e| Problem::invalid(e.0))
 }
 
 /// `POST /v1/journeys`: validates a journey and keeps it as a draft.
 #[utoipa::path(post, path = "/v1/journeys", tag = "journeys", request_body = serde_json::Value,
-    responses((status = 201, body = serde_json::Value), (status = 202, body = serde_json::Value),
-              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 409, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc),
-              (status = 503, body = crate::problem::ProblemDoc)))]
+    responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ControlAnswers))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
-    let (change, _) = prepare(&state, body, |body, _| Ok(Change::DraftJourney { definition: body })).await?;
+    let (change, _) = prepare(&state, body, |body, _, _| Ok(Change::DraftJourney { definition: body })).await?;
     let Change::DraftJourney { definition } = &change else { return Err(Problem::bad_request("unexpected")) };
     let id = definition["id"].as_str().unwrap_or_default().to_string();
     Ok(match submit(&state, change).await? {
@@ -58,15 +55,14 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
 
 /// `GET /v1/journeys`.
 #[utoipa::path(get, path = "/v1/journeys", tag = "journeys",
-    responses((status = 200, body = serde_json::Value), (status = 401, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::ControlAnswers))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<Value>> {
     Json(state.engine.catalog.get().journeys.iter().map(|(id, e)| view(id, e)).collect())
 }
 
 /// `GET /v1/journeys/{id}`.
 #[utoipa::path(get, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
-    responses((status = 200, body = serde_json::Value), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     current(&state, &id).map(Json)
 }
@@ -76,17 +72,14 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 /// journey takes no new version (409).
 #[utoipa::path(put, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
     request_body = serde_json::Value,
-    responses((status = 200, body = serde_json::Value), (status = 202, body = serde_json::Value),
-              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
-              (status = 422, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
     let path_id = id.clone();
-    let (change, _) = prepare(&state, body, move |body, catalog| {
+    let (change, _) = prepare(&state, body, move |body, catalog, limits| {
         if !catalog.journeys.contains_key(&path_id) {
             return Err(Problem::not_found(format!("no journey {path_id:?}")));
         }
-        let def = validated(catalog, &body)?;
+        let def = validated(catalog, &body, limits)?;
         if def.id != path_id {
             return Err(Problem::invalid(vec![ValidationError {
                 path: "$.id".into(),
@@ -131,7 +124,13 @@ fn migration(body: &Value, old: &JourneyDefinition, new: &JourneyDefinition) -> 
 }
 
 /// The change a lifecycle call asks for, given the journey as the catalog holds it.
-fn lifecycle_change(catalog: &Catalog, id: &str, action: &str, body: &Value) -> Result<Change, Problem> {
+fn lifecycle_change(
+    catalog: &Catalog,
+    id: &str,
+    action: &str,
+    body: &Value,
+    limits: &Limits,
+) -> Result<Change, Problem> {
     let Some(entry) = catalog.journeys.get(id) else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
     let command = |command| Ok(Change::JourneyCommand { id: id.to_string(), command });
     match (entry.status.as_str(), action) {
@@ -140,7 +139,9 @@ fn lifecycle_change(catalog: &Catalog, id: &str, action: &str, body: &Value) -> 
         }
         (status::ONGOING | status::PAUSED, "publish") => match &entry.next {
             Some(next) => {
-                let (old, new) = (validated(catalog, &entry.definition)?, validated(catalog, next)?);
+                // The running version is read as it was accepted; the next one under the limits.
+                let old = validated(catalog, &entry.definition, &Limits::ceiling())?;
+                let new = validated(catalog, next, limits)?;
                 let migrate = migration(body, &old, &new)?;
                 Ok(Change::PublishVersion { definition: next.clone(), version: entry.version + 1, migrate })
             }
@@ -165,10 +166,7 @@ fn lifecycle_change(catalog: &Catalog, id: &str, action: &str, body: &Value) -> 
 #[utoipa::path(post, path = "/v1/journeys/{id}/{action}", tag = "journeys",
     params(("id" = String, Path, description = "journey id"), ("action" = String, Path, description = "publish, pause, resume or end")),
     request_body(content = serde_json::Value, description = "optional, for publishing a next version: {\"migrate\": {\"node_map\": {\"old\": \"new\"}, \"default\": \"exit\"}}"),
-    responses((status = 200, body = serde_json::Value), (status = 202, body = serde_json::Value),
-              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
-              (status = 422, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn lifecycle(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
@@ -176,7 +174,8 @@ pub async fn lifecycle(
 ) -> Result<Response, Problem> {
     let (journey, verb) = (id.clone(), action.clone());
     let (change, _) =
-        prepare(&state, body, move |body, catalog| lifecycle_change(catalog, &journey, &verb, &body)).await?;
+        prepare(&state, body, move |body, catalog, limits| lifecycle_change(catalog, &journey, &verb, &body, limits))
+            .await?;
     Ok(match submit(&state, change).await? {
         Ok(at) => {
             let now = current(&state, &id)?;
@@ -189,7 +188,7 @@ pub async fn lifecycle(
 /// `GET /v1/journeys/{id}/stats`: per journey entered, in progress, converted, exited,
 /// completed, canceled; per node entered, current, exited, actions by status.
 #[utoipa::path(get, path = "/v1/journeys/{id}/stats", tag = "journeys", params(("id" = String, Path, description = "journey id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     if !state.engine.catalog.get().journeys.contains_key(&id) {
         return Err(Problem::not_found(format!("no journey {id:?}")));
@@ -206,7 +205,7 @@ pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Res
 /// action held by quiet hours, `ended`, `canceled`), since when, and their latest transitions.
 #[utoipa::path(get, path = "/v1/journeys/{id}/users/{user_id}", tag = "journeys",
     params(("id" = String, Path, description = "journey id"), ("user_id" = String, Path, description = "user id")),
-    responses((status = 200, body = serde_json::Value), (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn user(
     State(state): State<AppState>,
     Path((id, user_id)): Path<(String, String)>,

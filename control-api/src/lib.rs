@@ -2,7 +2,7 @@
 //! the control API under `/v1`, over a handle to the timely workers. Handlers never block a
 //! worker or the async runtime: they validate off the runtime, append, or send a request and
 //! await its answers. Every route but `/healthz` runs under a global concurrency limit (more
-//! requests get 503 at once) and a request timeout (408).
+//! requests get 503 at once) and a request timeout (408); every error is a problem document.
 
 pub mod answers;
 pub mod auth;
@@ -92,6 +92,7 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
         .layer(limits)
         .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::map_response(problem::as_problem))
         .with_state(state)
 }
 

@@ -28,8 +28,9 @@ use utoipa::OpenApi;
         crate::journeys::lifecycle,
         crate::journeys::stats,
         crate::journeys::user,
+        crate::changes::outcome,
     ),
-    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"))
+    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"))
 )]
 pub struct ApiDoc;
 

@@ -130,6 +130,117 @@ pub struct ErrorDoc {
     pub message: String,
 }
 
+/// Answers every control call may get.
+#[derive(utoipa::IntoResponses)]
+pub enum ControlAnswers {
+    /// No `Authorization: Bearer <api token>` (when a token is configured).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(#[to_schema] ProblemDoc),
+    /// The request (its body included) took longer than the request timeout.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(#[to_schema] ProblemDoc),
+    /// Busy: too many requests at once, or the workers did not answer in time (nothing was
+    /// changed); try again after `Retry-After` seconds.
+    #[response(status = 503, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "seconds to wait")))]
+    Unavailable(#[to_schema] ProblemDoc),
+}
+
+/// The answer of a call about something that may not exist.
+#[derive(utoipa::IntoResponses)]
+pub enum NotFound {
+    /// No such segment, journey, user or request.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(#[to_schema] ProblemDoc),
+}
+
+/// A change's answer before it is decided.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PendingDoc {
+    /// The request id.
+    pub request: String,
+    /// `pending`.
+    pub status: String,
+    /// Where the outcome appears (`/v1/requests/{id}`).
+    pub location: String,
+}
+
+/// Answers a change may get besides its success.
+#[derive(utoipa::IntoResponses)]
+pub enum ChangeAnswers {
+    /// Not decided within the configured wait: it will be applied or refused in order; its
+    /// outcome appears at the `Location`.
+    #[response(status = 202, headers(("Location" = String, description = "/v1/requests/{id}")))]
+    Accepted(#[to_schema] PendingDoc),
+    /// The body is not JSON, or not what the call reads.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(#[to_schema] ProblemDoc),
+    /// It conflicts with what is installed now (exists, in use, status, version changed).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(#[to_schema] ProblemDoc),
+    /// The body is larger than the body limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(#[to_schema] ProblemDoc),
+    /// The definition is invalid or over a limit: every error with its JSON path.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(#[to_schema] ProblemDoc),
+}
+
+/// Answers an ingest call may get besides 200.
+#[derive(utoipa::IntoResponses)]
+pub enum IngestAnswers {
+    /// The body is not JSON, or (single calls) the event is refused, with the reason.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(#[to_schema] ProblemDoc),
+    /// No valid write key (when write keys are configured).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(#[to_schema] ProblemDoc),
+    /// The request (its body included) took longer than the request timeout.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(#[to_schema] ProblemDoc),
+    /// The body is larger than the body limit, or the batch has more events than allowed.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(#[to_schema] ProblemDoc),
+    /// The workers are behind the ingest log by more than the configured lag: nothing was
+    /// stored; try again after `Retry-After` seconds.
+    #[response(status = 429, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "seconds to wait")))]
+    TooMany(#[to_schema] ProblemDoc),
+    /// Busy, or the ingest log could not be written: nothing was stored.
+    #[response(status = 503, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "seconds to wait")))]
+    Unavailable(#[to_schema] ProblemDoc),
+    /// The disk is full: nothing was stored; ingest takes events again once there is space.
+    #[response(status = 507, content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "seconds to wait")))]
+    Full(#[to_schema] ProblemDoc),
+}
+
+/// Turns every error answer that is not a problem document yet (a malformed path or query
+/// string, a body over the limit, an unknown route or method) into one, keeping its status
+/// and saying what was wrong.
+pub async fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let retry = response.headers().get(header::RETRY_AFTER).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 16 << 10).await.unwrap_or_default();
+    let detail = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        text => text.to_string(),
+    };
+    let mut problem = Problem::new(status, detail).into_response();
+    if let Some(retry) = retry {
+        problem.headers_mut().insert(header::RETRY_AFTER, retry);
+    }
+    problem
+}
+
 /// Parses a JSON body, or says why not (400).
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("malformed JSON body: {e}")))

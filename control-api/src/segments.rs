@@ -30,10 +30,10 @@ fn view(def: &SegmentDefinition) -> SegmentView {
 }
 
 /// The definition as validation normalises it, with the catalog's segments but `except` as
-/// the ones it may refer to (the catalog's check then applies the configured limits).
-fn normalised(body: Value, catalog: &Catalog, except: Option<&str>) -> Result<Value, Problem> {
+/// the ones it may refer to.
+fn normalised(body: Value, catalog: &Catalog, except: Option<&str>, limits: &Limits) -> Result<Value, Problem> {
     let known = catalog.segments.keys().filter(|k| Some(k.as_str()) != except).cloned().collect();
-    let defs = validate_segments_with(&Value::Array(vec![body]), &known, &Limits::ceiling()).map_err(|e| {
+    let defs = validate_segments_with(&Value::Array(vec![body]), &known, limits).map_err(|e| {
         let relative = e.0.into_iter().map(|mut e: ValidationError| {
             e.path = e.path.replacen("$[0]", "$", 1);
             e
@@ -46,13 +46,10 @@ fn normalised(body: Value, catalog: &Catalog, except: Option<&str>) -> Result<Va
 /// `POST /v1/segments`: validates and installs one definition; its members are computed over
 /// the retained history at once.
 #[utoipa::path(post, path = "/v1/segments", tag = "segments", request_body = serde_json::Value,
-    responses((status = 201, body = serde_json::Value), (status = 202, body = serde_json::Value),
-              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 409, body = crate::problem::ProblemDoc), (status = 422, body = crate::problem::ProblemDoc),
-              (status = 503, body = crate::problem::ProblemDoc)))]
+    responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ControlAnswers))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
-    let (change, _) = prepare(&state, body, |body, catalog| {
-        let definition = normalised(body, catalog, None)?;
+    let (change, _) = prepare(&state, body, |body, catalog, limits| {
+        let definition = normalised(body, catalog, None, limits)?;
         Ok(Change::InstallSegment { definition })
     })
     .await?;
@@ -71,13 +68,10 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
 /// while another segment or a published journey uses it.
 #[utoipa::path(put, path = "/v1/segments/{id}", tag = "segments", request_body = serde_json::Value,
     params(("id" = String, Path, description = "segment id")),
-    responses((status = 200, body = serde_json::Value), (status = 202, body = serde_json::Value),
-              (status = 400, body = crate::problem::ProblemDoc), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
-              (status = 422, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
     let path_id = id.clone();
-    let (change, _) = prepare(&state, body, move |mut body, catalog| {
+    let (change, _) = prepare(&state, body, move |mut body, catalog, limits| {
         if !catalog.segments.contains_key(&path_id) {
             return Err(Problem::not_found(format!("no segment {path_id:?}")));
         }
@@ -92,7 +86,7 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body
                 return Err(Problem::bad_request(format!("the body's id {other} is not the path's {path_id:?}")))
             }
         }
-        let definition = normalised(body, catalog, Some(&path_id))?;
+        let definition = normalised(body, catalog, Some(&path_id), limits)?;
         Ok(Change::ReplaceSegment { definition })
     })
     .await?;
@@ -105,15 +99,14 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body
 
 /// `GET /v1/segments`.
 #[utoipa::path(get, path = "/v1/segments", tag = "segments",
-    responses((status = 200, body = Vec<SegmentView>), (status = 401, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = Vec<SegmentView>), crate::problem::ControlAnswers))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<SegmentView>> {
     Json(state.engine.catalog.get().segments.values().map(view).collect())
 }
 
 /// `GET /v1/segments/{id}`.
 #[utoipa::path(get, path = "/v1/segments/{id}", tag = "segments", params(("id" = String, Path, description = "segment id")),
-    responses((status = 200, body = SegmentView), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = SegmentView), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<SegmentView>, Problem> {
     let catalog = state.engine.catalog.get();
     catalog.segments.get(&id).map(|d| Json(view(d))).ok_or_else(|| Problem::not_found(format!("no segment {id:?}")))
@@ -121,11 +114,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 
 /// `DELETE /v1/segments/{id}`: refused while another segment or a published journey uses it.
 #[utoipa::path(delete, path = "/v1/segments/{id}", tag = "segments", params(("id" = String, Path, description = "segment id")),
-    responses((status = 204), (status = 202, body = serde_json::Value), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc), (status = 409, body = crate::problem::ProblemDoc),
-              (status = 503, body = crate::problem::ProblemDoc)))]
+    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let (change, _) = prepare(&state, Bytes::new(), move |_, _| Ok(Change::RemoveSegment { id })).await?;
+    let (change, _) = prepare(&state, Bytes::new(), move |_, _, _| Ok(Change::RemoveSegment { id })).await?;
     Ok(match submit(&state, change).await? {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(accepted) => accepted,
@@ -164,7 +155,7 @@ pub struct Members {
 /// answer while it is cached, so every page of a listing shows one moment.
 #[utoipa::path(get, path = "/v1/segments/{id}/members", tag = "segments",
     params(("id" = String, Path, description = "segment id"), Page),
-    responses((status = 200, body = Members), (status = 400, body = crate::problem::ProblemDoc), (status = 404, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = Members), (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn members(
     State(state): State<AppState>,
     Path(id): Path<String>,

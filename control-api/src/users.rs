@@ -22,8 +22,7 @@ pub struct UserSegments {
 /// `GET /v1/users/{user_id}/segments`; 404 for a user no event has named.
 #[utoipa::path(get, path = "/v1/users/{user_id}/segments", tag = "users",
     params(("user_id" = String, Path, description = "user id")),
-    responses((status = 200, body = UserSegments), (status = 401, body = crate::problem::ProblemDoc),
-              (status = 404, body = crate::problem::ProblemDoc), (status = 503, body = crate::problem::ProblemDoc)))]
+    responses((status = 200, body = UserSegments), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn segments(
     State(state): State<AppState>,
     Path(user_id): Path<String>,

@@ -192,7 +192,7 @@ impl KafkaInput {
 
     /// Publishes each partition's lag (messages not read yet).
     pub fn publish_lag(&self, progress: &Progress) {
-        let mut lags = progress.kafka_lag.lock().expect("lock");
+        let mut lags = progress.kafka_lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (i, p) in self.source.partitions().iter().enumerate() {
             if let Some(lag) = self.source.lag(i) {
                 lags.insert((p.topic.clone(), p.partition), lag);

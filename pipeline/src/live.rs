@@ -47,6 +47,9 @@ pub type Counters = BTreeMap<(u32, Stat), isize>;
 /// How often a worker syncs its files and publishes how far its outputs are written.
 const SYNC_EVERY: Duration = Duration::from_millis(200);
 
+/// Bytes of output waiting for the disk above which a worker reads no more input.
+const MAX_BACKLOG: usize = 64 << 20;
+
 /// What the workers of a process share.
 pub struct Shared {
     /// The cluster this process belongs to.
@@ -184,7 +187,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             sequencer.take(&mut programs, register, peers)?;
         }
         let open = shared.inputs_open.load(Ordering::Relaxed);
-        let read = if open { inputs.read(&mut programs, shared, &mut sinks, &mut names)? } else { 0 };
+        // Outputs waiting for a full disk hold the inputs back (they are read again later).
+        let room = sinks.backlog() < MAX_BACKLOG;
+        let read = if open && room { inputs.read(&mut programs, shared, &mut sinks, &mut names)? } else { 0 };
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
         // This worker's counts, added to the totals as they grow.
@@ -220,7 +225,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                 _ => gossip.history(journey, user, line),
             }
         }
-        sinks.flush()?;
+        if let Err(e) = sinks.flush() {
+            complain.warn(format_args!("worker {index}: outputs wait for the disk: {e}"));
+        }
         shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
         gossip.status(gossip::Status {
             worker: index,
@@ -237,11 +244,16 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         shared.handle.progress.watermark.store(lowest(shared, None).unwrap_or(0), Ordering::Relaxed);
         let done = draining && read == 0;
         if synced.elapsed() >= SYNC_EVERY || done {
-            // Every record before the frontier was taken above: sync, then say so.
-            let frontier = sinks.complete_through(programs.output_frontier().min(held.earliest()), done)?;
-            sinks.sync()?;
-            shared.actions_synced[local].store(sinks.actions_written(), Ordering::Release);
-            shared.output_frontiers[local].store(frontier, Ordering::Relaxed);
+            // Every record before the frontier was taken above: sync, then say so (not while
+            // the disk refuses them: the frontier stays, and they are written later).
+            let frontier = programs.output_frontier().min(held.earliest());
+            match sinks.complete_through(frontier, done).and_then(|f| Ok(sinks.sync().map(|()| f)?)) {
+                Ok(frontier) => {
+                    shared.actions_synced[local].store(sinks.actions_written(), Ordering::Release);
+                    shared.output_frontiers[local].store(frontier, Ordering::Relaxed);
+                }
+                Err(e) => complain.warn(format_args!("worker {index}: outputs are not durable yet: {e:#}")),
+            }
             if let Some(kafka) = &mut inputs.kafka {
                 kafka.commit(shared.cluster_durable(), done)?;
                 kafka.publish_lag(&shared.handle.progress);

@@ -11,11 +11,9 @@ use crate::record_id::{Ids, WithId};
 use crate::segment_output::ChangeLine;
 use journeyflow_connectors::files::sync_dir;
 use journeyflow_connectors::kafka::Sink;
-use journeyflow_connectors::ndjson::open_append;
+use journeyflow_connectors::ndjson::Appender;
 use journeyflow_operators::Time;
 use serde::Serialize;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,11 +32,11 @@ pub struct KafkaOutputs {
 
 /// One worker's sinks.
 pub struct Sinks {
-    changes: BufWriter<File>,
-    transitions: BufWriter<File>,
-    actions: BufWriter<File>,
+    changes: Appender,
+    transitions: Appender,
+    actions: Appender,
     /// Input records that were not events: `{"source", "offset", "error", "line"}`.
-    dead_letters: BufWriter<File>,
+    dead_letters: Appender,
     /// Bytes of the actions file written (synced once `sync` returns).
     actions_len: u64,
     kafka: Option<KafkaOutputs>,
@@ -61,14 +59,14 @@ impl Sinks {
         skip_before: Time,
     ) -> std::io::Result<Sinks> {
         std::fs::create_dir_all(dir)?;
-        let open = |name: &str| open_append(&dir.join(format!("{name}-{index}.ndjson"))).map(BufWriter::new);
+        let open = |name: &str| Appender::open(&dir.join(format!("{name}-{index}.ndjson")));
         let actions = open("journey_actions")?;
         sync_dir(dir)?;
         Ok(Sinks {
             changes: open("segment_changes")?,
             transitions: open("journey_transitions")?,
             dead_letters: open("dead_letter")?,
-            actions_len: actions.get_ref().metadata()?.len(),
+            actions_len: actions.file().metadata()?.len(),
             actions,
             kafka,
             archived: archives.as_ref().map(|_| skip_before),
@@ -126,8 +124,9 @@ impl Sinks {
         let kept = &record[..record.len().min(1024)];
         let line = serde_json::json!({"source": source, "offset": offset, "error": error,
             "bytes": record.len(), "line": String::from_utf8_lossy(kept)});
-        serde_json::to_writer(&mut self.dead_letters, &line)?;
-        self.dead_letters.write_all(b"\n")?;
+        let mut bytes = serde_json::to_vec(&line)?;
+        bytes.push(b'\n');
+        self.dead_letters.push(&bytes);
         Ok(())
     }
 
@@ -171,28 +170,37 @@ impl Sinks {
         }
     }
 
-    /// Hands buffered lines to the operating system.
+    /// Hands buffered lines to the operating system; what it cannot take yet (a full disk)
+    /// stays buffered for the next call.
     pub fn flush(&mut self) -> std::io::Result<()> {
+        let mut result = Ok(());
         for w in [&mut self.changes, &mut self.transitions, &mut self.actions, &mut self.dead_letters] {
-            w.flush()?;
+            if let Err(e) = w.flush() {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Flushes and makes the files durable on disk (an error: not all of them are yet).
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        for w in [&mut self.changes, &mut self.transitions, &mut self.actions, &mut self.dead_letters] {
+            w.sync()?;
         }
         Ok(())
     }
 
-    /// Flushes and makes the files durable on disk.
-    pub fn sync(&mut self) -> std::io::Result<()> {
-        self.flush()?;
-        for w in [&self.changes, &self.transitions, &self.actions, &self.dead_letters] {
-            w.get_ref().sync_data()?;
-        }
-        Ok(())
+    /// Bytes of output waiting for the disk.
+    pub fn backlog(&self) -> usize {
+        [&self.changes, &self.transitions, &self.actions, &self.dead_letters].iter().map(|w| w.backlog()).sum()
     }
 }
 
 /// Writes one record as a line to `file` and, with Kafka, to its topic keyed by `user_id`.
 fn write<T: Serialize>(
     line: &mut Vec<u8>,
-    file: &mut BufWriter<File>,
+    file: &mut Appender,
     record: &WithId<'_, T>,
     kafka: Option<(&Sink, &str)>,
     user_id: &str,
@@ -203,7 +211,7 @@ fn write<T: Serialize>(
         sink.send(topic, user_id.as_bytes(), line, &[("journeyflow.id", record.id.as_bytes())])?;
     }
     line.push(b'\n');
-    file.write_all(line)?;
+    file.push(line);
     Ok(())
 }
 

@@ -274,3 +274,50 @@ fn generate_paces_events_into_a_topic_that_another_client_reads() {
     got.sort_by_key(order);
     assert_eq!(got, expected);
 }
+
+/// A message too large for any dead-letter topic (2 MB of malformed JSON) is dead-lettered by
+/// reference, its value cut to 1 KiB, and reading goes on: every event around it is taken.
+#[test]
+fn an_oversized_poison_message_is_dead_lettered_by_reference_and_reading_goes_on() {
+    let scratch = tempfile::tempdir().unwrap();
+    let topics = Topics::new("poison");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let mut lines: Vec<String> = (0..50)
+        .map(|i| {
+            let event = serde_json::json!({"type": "track", "event": "Visit", "userId": format!("u{i}"),
+                                           "messageId": format!("m{i}"), "timestamp": now - 60_000 + i});
+            event.to_string()
+        })
+        .collect();
+    let poison = format!("{{\"type\": \"track\", \"junk\": \"{}", "x".repeat(2_000_000));
+    lines.insert(25, poison.clone());
+    let file = scratch.path().join("events.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    assert_eq!(produce(&topics.events, 1, &file), 51);
+    let segments = scratch.path().join("segments.json");
+    std::fs::write(&segments, r#"[{"id": "visited", "condition": {"performed": {"event": "Visit"}}}]"#).unwrap();
+    let config = config(scratch.path(), &topics);
+    // Answers come once the watermark passes the time of the call: not a minute late here.
+    let flags =
+        ["--config", config.to_str().unwrap(), "--segments", segments.to_str().unwrap(), "--allowed-lateness", "1s"];
+    let server = Server::start_with(1, &scratch.path().join("data"), &flags);
+    let client = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page: J = client.get(server.url("/v1/segments/visited/members")).send().unwrap().json().unwrap();
+        if page["members"].as_array().is_some_and(|m| m.len() == 50) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every event around the poison message was taken: {page}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dead = consume(&topics.output("dead_letter"), scratch.path());
+    assert_eq!(dead.len(), 1, "{:?}", dead.iter().map(|d| &d["headers"]).collect::<Vec<_>>());
+    let headers = &dead[0]["headers"];
+    assert_eq!(headers["journeyflow.truncated"], "true");
+    assert_eq!(headers["journeyflow.size"], poison.len().to_string());
+    assert!(headers["journeyflow.error"].as_str().unwrap().contains("exceeds the limit"), "{headers}");
+    assert!(headers["journeyflow.source"].as_str().unwrap().ends_with("/0/25"), "{headers}");
+    assert_eq!(dead[0]["value"].as_str().map(str::len), Some(1024));
+    assert_eq!(server.stop().code(), Some(0));
+}

@@ -527,67 +527,100 @@ fn frequency_cap(cx: &mut Checker, path: &str, v: &Json) -> Option<FrequencyCap>
 }
 
 /// Graph rules: every node reachable from the start, every node able to reach an exit, and
-/// no cycle through pass-through nodes only (it would loop forever at one instant).
+/// no cycle through pass-through nodes only (it would loop forever at one instant). Each rule
+/// is one walk of the graph: time linear in its nodes and edges.
 fn graph(cx: &mut Checker, path: &str, start: &str, nodes: &BTreeMap<String, Node>) {
-    let reach = |from: &str, follow: &dyn Fn(&Node) -> bool| -> BTreeSet<String> {
-        let mut seen = BTreeSet::from([from.to_string()]);
-        let mut stack = vec![from.to_string()];
-        while let Some(id) = stack.pop() {
-            let node = &nodes[&id];
-            if !follow(node) {
-                continue;
-            }
-            for t in node.targets() {
-                if seen.insert(t.to_string()) {
-                    stack.push(t.to_string());
-                }
+    let ids: Vec<&str> = nodes.keys().map(String::as_str).collect();
+    let index = |id: &str| ids.binary_search(&id).ok();
+    let edges: Vec<Vec<usize>> = nodes.values().map(|n| n.targets().into_iter().filter_map(&index).collect()).collect();
+    let walk = |from: Vec<usize>, next: &dyn Fn(usize) -> Vec<usize>| -> Vec<bool> {
+        let mut seen = vec![false; ids.len()];
+        let mut stack = from;
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut seen[i], true) {
+                stack.extend(next(i));
             }
         }
         seen
     };
-    let reachable = reach(start, &|_| true);
-    for id in nodes.keys().filter(|id| !reachable.contains(*id)) {
+    let reachable = walk(index(start).into_iter().collect(), &|i| edges[i].clone());
+    for id in ids.iter().zip(&reachable).filter(|(_, r)| !**r).map(|(id, _)| id) {
         cx.error(&format!("{path}.{id}"), format!("unreachable: no path from the start node {start:?} leads here"));
     }
-    // Nodes that can reach an exit: fixpoint over reversed edges.
-    let mut exits: BTreeSet<&str> =
-        nodes.iter().filter(|(_, n)| matches!(n, Node::Exit)).map(|(id, _)| id.as_str()).collect();
-    loop {
-        let before = exits.len();
-        for (id, n) in nodes {
-            if n.targets().iter().any(|t| exits.contains(t)) {
-                exits.insert(id);
-            }
-        }
-        if exits.len() == before {
-            break;
+    // Nodes that can reach an exit: a walk back from the exits.
+    let mut back: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
+    for (i, targets) in edges.iter().enumerate() {
+        for t in targets {
+            back[*t].push(i);
         }
     }
-    for id in nodes.keys().filter(|id| !exits.contains(id.as_str())) {
+    let exits: Vec<usize> =
+        nodes.values().enumerate().filter(|(_, n)| matches!(n, Node::Exit)).map(|(i, _)| i).collect();
+    let reach_exit = walk(exits, &|i| back[i].clone());
+    for id in ids.iter().zip(&reach_exit).filter(|(_, r)| !**r).map(|(id, _)| id) {
         cx.error(&format!("{path}.{id}"), "no way out: no path from this node reaches an exit node");
     }
-    // A cycle through pass-through nodes only: a pass-through node that reaches itself
-    // following pass-through nodes.
-    let mut reported = BTreeSet::new();
-    for (id, n) in nodes {
-        if n.waits() || reported.contains(id) {
+    // Cycles through pass-through nodes only: the strongly connected components (Tarjan's,
+    // without recursion) of the graph of pass-through nodes, reported at their first node.
+    let passes: Vec<bool> = nodes.values().map(|n| !n.waits()).collect();
+    let through = |i: usize| edges[i].iter().copied().filter(|t| passes[*t]).collect::<Vec<usize>>();
+    let mut order = vec![usize::MAX; ids.len()];
+    let mut low = vec![0; ids.len()];
+    let mut on_stack = vec![false; ids.len()];
+    let (mut stack, mut counter) = (Vec::new(), 0);
+    for root in (0..ids.len()).filter(|i| passes[*i]) {
+        if order[root] != usize::MAX {
             continue;
         }
-        let through = reach(id, &|n: &Node| !n.waits());
-        let cycle = n.targets().iter().any(|t| !nodes[*t].waits() && reach(t, &|n: &Node| !n.waits()).contains(id));
-        if cycle {
-            let members: Vec<&String> = through
-                .iter()
-                .filter(|o| !nodes[*o].waits() && reach(o, &|n: &Node| !n.waits()).contains(id))
-                .collect();
-            reported.extend(members.iter().map(|m| (*m).clone()));
-            cx.error(
-                &format!("{path}.{id}"),
-                format!(
-                    "cycle without a wait through {}: users would loop forever at one instant",
-                    members.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            );
+        // Frames: (node, its pass-through targets, how many were visited).
+        let mut frames: Vec<(usize, Vec<usize>, usize)> = vec![(root, through(root), 0)];
+        order[root] = counter;
+        low[root] = counter;
+        counter += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some((v, targets, next)) = frames.last_mut() {
+            let v = *v;
+            if let Some(&w) = targets.get(*next) {
+                *next += 1;
+                if order[w] == usize::MAX {
+                    order[w] = counter;
+                    low[w] = counter;
+                    counter += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    frames.push((w, through(w), 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(order[w]);
+                }
+                continue;
+            }
+            frames.pop();
+            if let Some((parent, _, _)) = frames.last() {
+                low[*parent] = low[*parent].min(low[v]);
+            }
+            if low[v] == order[v] {
+                let mut members = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    members.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                let looped = members.len() > 1 || edges[v].contains(&v);
+                if looped {
+                    members.sort_unstable();
+                    let names: Vec<&str> = members.iter().map(|m| ids[*m]).collect();
+                    cx.error(
+                        &format!("{path}.{}", names[0]),
+                        format!(
+                            "cycle without a wait through {}: users would loop forever at one instant",
+                            names.join(", ")
+                        ),
+                    );
+                }
+            }
         }
     }
 }

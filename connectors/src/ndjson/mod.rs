@@ -5,6 +5,6 @@ mod append;
 mod reader;
 mod writer;
 
-pub use append::open_append;
+pub use append::{open_append, Appender};
 pub use reader::{line_numbers, PartReader, RawRecord, BLOCK};
 pub use writer::NdjsonWriter;

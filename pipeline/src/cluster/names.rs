@@ -40,7 +40,7 @@ impl Names {
                     move |_, _| {
                         move |input, _output| {
                             input.for_each(|_, data| {
-                                let mut names = into.write().expect("lock");
+                                let mut names = into.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                                 for (key, id) in data.drain(..) {
                                     names.entry(key).or_insert_with(|| Arc::from(id));
                                 }
@@ -59,7 +59,7 @@ impl Names {
         if users.is_empty() {
             return;
         }
-        let mut names = self.registry.write().expect("lock");
+        let mut names = self.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (key, id) in users {
             if !names.contains_key(key) {
                 names.insert(*key, id.clone());

@@ -6,6 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary under test: this build's, or the one `JOURNEYFLOW_TEST_BIN` names (to show a
+/// test failing on an older build).
+pub fn binary() -> String {
+    std::env::var("JOURNEYFLOW_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_journeyflow").to_string())
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
@@ -35,7 +41,7 @@ impl Server {
     /// Starts the process without waiting for it to listen (a process of a cluster listens
     /// only once every process is up).
     pub fn spawn_with(workers: usize, dir: &std::path::Path, extra: &[&str]) -> Starting {
-        let child = Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        let child = Command::new(binary())
             .args(["run", "--listen", "127.0.0.1:0", "--workers", &workers.to_string(), "--max-body-bytes", "100000"])
             .args(extra)
             .arg("--data-dir")

@@ -34,7 +34,8 @@ def produce(brokers, topic, partitions, path):
         admin = AdminClient({"bootstrap.servers": brokers})
         for future in admin.create_topics([NewTopic(topic, num_partitions=int(partitions), replication_factor=1)]).values():
             future.result(timeout=30)
-    producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "linger.ms": 5,
+                         "message.max.bytes": 10_000_000})
     failed = []
     sent = 0
 
