@@ -97,6 +97,8 @@ pub struct RunConfig {
     pub max_record_bytes: usize,
     /// Journey lifecycle commands `(time, journey index, command)`, applied at their times.
     pub commands: Vec<(Time, u32, Command)>,
+    /// Events timed more than this after the as-of time are counted as `far_future`.
+    pub max_future_skew: Time,
 }
 
 /// Counters over all workers.
@@ -108,6 +110,10 @@ pub struct RunStats {
     pub malformed: u64,
     /// Events after the as-of time, not processed.
     pub after_as_of: u64,
+    /// Of those, events timed more than the future skew after it (most likely a wrong clock;
+    /// `journeyflow run` refuses them at ingest).
+    #[serde(default)]
+    pub far_future: u64,
     /// Engine counters, summed.
     pub engine: EngineStats,
 }
@@ -118,6 +124,7 @@ impl RunStats {
         self.records += other.records;
         self.malformed += other.malformed;
         self.after_as_of += other.after_as_of;
+        self.far_future += other.far_future;
         let (e, o) = (&mut self.engine, &other.engine);
         e.offered += o.offered;
         e.late_clamped += o.late_clamped;
@@ -222,8 +229,9 @@ where
                         continue;
                     }
                 };
-                if config.as_of.is_some_and(|as_of| event.ts > as_of) {
+                if let Some(as_of) = config.as_of.filter(|as_of| event.ts > *as_of) {
                     stats.after_as_of += 1;
+                    stats.far_future += u64::from(event.ts > as_of.saturating_add(config.max_future_skew));
                     continue;
                 }
                 names.note(event.user, &event.user_id);

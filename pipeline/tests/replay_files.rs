@@ -28,9 +28,35 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         late_policy: LatePolicy::DeadLetter,
         dedup_window: 86_400_000,
         max_record_bytes: 1 << 20,
+        max_future_skew: 3_600_000,
         batch_size: 500,
         cluster: Default::default(),
     }
+}
+
+/// With `--as-of`, events timed more than the future skew after it (a wrong clock) are counted
+/// apart; replay still treats them as it always did (after the as-of time: not processed).
+#[test]
+fn events_far_after_the_as_of_time_are_counted_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let mut text = std::fs::read_to_string(repo("datasets/sample/events.ndjson")).unwrap();
+    text.push_str(r#"{"type": "track", "event": "X", "userId": "clock", "messageId": "far", "timestamp": "2999-01-01T00:00:00Z"}"#);
+    text.push('\n');
+    std::fs::write(&events, &text).unwrap();
+    let as_of = journeyflow_types::time::parse_instant_str("2024-01-20T00:00:00Z").unwrap();
+    let timestamps: Vec<u64> = text
+        .lines()
+        .filter_map(|l| journeyflow_types::decode_line(l.as_bytes()).ok())
+        .map(|e| e.ts)
+        .collect();
+    let after = timestamps.iter().filter(|t| **t > as_of).count() as u64;
+    let far = timestamps.iter().filter(|t| **t > as_of + 3_600_000).count() as u64;
+    let mut a = args(&events, &repo("datasets/sample/segments.json"), &dir.path().join("out"), 1);
+    a.as_of = Some(as_of);
+    let summary = execute(&a).unwrap();
+    assert_eq!((summary.after_as_of, summary.far_future), (after, far));
+    assert!(far > 1 && far < after, "{far} of {after}");
 }
 
 /// The records of an NDJSON file; output records lose their `id` after it is checked: 32 hex

@@ -60,6 +60,10 @@ pub struct ReplayArgs {
     /// Records longer than this many bytes go to the dead-letter output.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_record_bytes: usize,
+    /// With --as-of, events timed more than this after it are counted apart in the summary
+    /// (a wrong device clock, most likely; `run` refuses them at ingest).
+    #[arg(long, default_value = "1h", value_parser = super::parse_duration)]
+    pub max_future_skew: u64,
     /// Records per batch and worker: the watermark advances between batches. Larger batches
     /// amortise the dataflow's per-round work; smaller ones hold less in memory.
     #[arg(long, default_value_t = 100_000)]
@@ -91,6 +95,8 @@ pub struct Summary {
     pub late_clamped: u64,
     /// Events after the as-of time, not processed.
     pub after_as_of: u64,
+    /// Of those, events more than `--max-future-skew` after it.
+    pub far_future: u64,
     /// Segment changes written.
     pub changes: u64,
     /// Journey transitions written.
@@ -132,6 +138,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         as_of: args.as_of,
         max_record_bytes: args.max_record_bytes,
         commands: Vec::new(),
+        max_future_skew: args.max_future_skew,
     };
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
@@ -315,6 +322,7 @@ impl Summary {
             late_rejected: s.engine.late_rejected,
             late_clamped: s.engine.late_clamped,
             after_as_of: s.after_as_of,
+            far_future: s.far_future,
             changes,
             transitions: output.transitions.len() as u64,
             actions: output.actions.len() as u64,
@@ -339,6 +347,9 @@ fn print_summary(s: &Summary, output: &RunOutput) {
         s.late_clamped,
         s.after_as_of
     );
+    if s.far_future > 0 {
+        eprintln!("  of those after as-of, {} are timed more than the future skew after it (wrong clocks?)", s.far_future);
+    }
     eprintln!("  segment changes {}", s.changes);
     eprintln!("  segment sizes:");
     for (id, n) in &s.segment_sizes {

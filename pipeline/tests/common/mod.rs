@@ -87,6 +87,7 @@ pub fn run_journeys(
         as_of,
         max_record_bytes: 1 << 20,
         commands: commands.to_vec(),
+        max_future_skew: 3_600_000,
     };
     run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
         Ok(parts[index].clone().into_iter().map(Ok))
