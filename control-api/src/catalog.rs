@@ -98,6 +98,19 @@ impl Lifecycle {
 }
 
 impl Change {
+    /// The definition it carries, if any.
+    pub fn definition(&self) -> Option<&Value> {
+        match self {
+            Change::InstallSegment { definition }
+            | Change::ReplaceSegment { definition }
+            | Change::DraftJourney { definition }
+            | Change::ReviseJourney { definition }
+            | Change::InstallJourney { definition, .. }
+            | Change::PublishVersion { definition, .. } => Some(definition),
+            Change::RemoveSegment { .. } | Change::JourneyCommand { .. } => None,
+        }
+    }
+
     /// Whether the workers' dataflows change (drafts live in the catalog only).
     pub fn runs(&self) -> bool {
         !matches!(self, Change::DraftJourney { .. } | Change::ReviseJourney { .. })

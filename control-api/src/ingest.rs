@@ -214,28 +214,32 @@ async fn single(state: &AppState, headers: &HeaderMap, body: Bytes, kind: &'stat
 }
 
 /// `POST /v1/track`.
-#[utoipa::path(post, path = "/v1/track", tag = "ingest", request_body = serde_json::Value,
+#[utoipa::path(post, path = "/v1/track", tag = "ingest",
+    request_body(content = serde_json::Value, description = "a Segment track call", example = json!({"event": "Order Completed", "userId": "u1", "messageId": "m-1", "timestamp": "2026-11-29T10:00:00Z", "properties": {"revenue": 42.5}})),
     responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn track(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "track").await
 }
 
 /// `POST /v1/identify`.
-#[utoipa::path(post, path = "/v1/identify", tag = "ingest", request_body = serde_json::Value,
+#[utoipa::path(post, path = "/v1/identify", tag = "ingest",
+    request_body(content = serde_json::Value, description = "a Segment identify call", example = json!({"userId": "u1", "traits": {"plan": "pro", "country": "US"}})),
     responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn identify(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "identify").await
 }
 
 /// `POST /v1/page`.
-#[utoipa::path(post, path = "/v1/page", tag = "ingest", request_body = serde_json::Value,
+#[utoipa::path(post, path = "/v1/page", tag = "ingest",
+    request_body(content = serde_json::Value, description = "a Segment page call", example = json!({"anonymousId": "a9", "name": "Pricing"})),
     responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn page(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "page").await
 }
 
 /// `POST /v1/screen`.
-#[utoipa::path(post, path = "/v1/screen", tag = "ingest", request_body = serde_json::Value,
+#[utoipa::path(post, path = "/v1/screen", tag = "ingest",
+    request_body(content = serde_json::Value, description = "a Segment screen call", example = json!({"userId": "u1", "name": "Home"})),
     responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     single(&state, &headers, body, "screen").await
@@ -244,7 +248,8 @@ pub async fn screen(State(state): State<AppState>, headers: HeaderMap, body: Byt
 /// `POST /v1/batch`: `{"batch": [event, ...], "sentAt"?}`, each event with its `type`; the
 /// envelope's `sentAt` corrects the clock of events without their own; other fields of the
 /// envelope (such as `context` or `writeKey`) are not stored.
-#[utoipa::path(post, path = "/v1/batch", tag = "ingest", request_body = serde_json::Value,
+#[utoipa::path(post, path = "/v1/batch", tag = "ingest",
+    request_body(content = serde_json::Value, description = "Segment calls, each with its type", example = json!({"batch": [{"type": "track", "event": "Cart Viewed", "userId": "u1", "timestamp": "2026-11-29T09:59:00Z"}, {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}}], "sentAt": "2026-11-29T10:00:00Z"})),
     responses((status = 200, body = Accepted), crate::problem::IngestAnswers))]
 pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
     if let Some(denied) = auth::ingest(&state, &headers, &body) {

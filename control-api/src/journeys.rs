@@ -41,12 +41,12 @@ fn validated(catalog: &Catalog, body: &Value, limits: &Limits) -> Result<Journey
 }
 
 /// `POST /v1/journeys`: validates a journey and keeps it as a draft.
-#[utoipa::path(post, path = "/v1/journeys", tag = "journeys", request_body = serde_json::Value,
+#[utoipa::path(post, path = "/v1/journeys", tag = "journeys",
+    request_body(content = serde_json::Value, description = "a journey definition, kept as a draft", example = json!({"id": "welcome", "entry": {"event": "Signup"}, "start": "mail", "nodes": {"mail": {"action": {"channel": "email", "template": "welcome"}, "next": "done"}, "done": {"exit": {}}}})),
     responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ControlAnswers))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     let (change, _) = prepare(&state, body, |body, _, _| Ok(Change::DraftJourney { definition: body })).await?;
-    let Change::DraftJourney { definition } = &change else { return Err(Problem::bad_request("unexpected")) };
-    let id = definition["id"].as_str().unwrap_or_default().to_string();
+    let id = change.definition().and_then(|d| d["id"].as_str()).unwrap_or_default().to_string();
     Ok(match submit(&state, change).await? {
         Ok(_) => (StatusCode::CREATED, Json(current(&state, &id)?)).into_response(),
         Err(accepted) => accepted,
@@ -71,7 +71,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 /// (ongoing or paused) journey it becomes the next version, published by `publish`; an ended
 /// journey takes no new version (409).
 #[utoipa::path(put, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
-    request_body = serde_json::Value,
+    request_body(content = serde_json::Value, description = "the journey's new definition (a draft's, or the next version)", example = json!({"id": "welcome", "entry": {"event": "Signup"}, "start": "wait", "nodes": {"wait": {"wait": {"duration": "1h"}, "next": "mail"}, "mail": {"action": {"channel": "email", "template": "welcome"}, "next": "done"}, "done": {"exit": {}}}})),
     responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
     let path_id = id.clone();
@@ -165,7 +165,7 @@ fn lifecycle_change(
 /// users go: `{"migrate": {"node_map": {"old": "new"}, "default": "exit"}}`.
 #[utoipa::path(post, path = "/v1/journeys/{id}/{action}", tag = "journeys",
     params(("id" = String, Path, description = "journey id"), ("action" = String, Path, description = "publish, pause, resume or end")),
-    request_body(content = serde_json::Value, description = "optional, for publishing a next version: {\"migrate\": {\"node_map\": {\"old\": \"new\"}, \"default\": \"exit\"}}"),
+    request_body(content = serde_json::Value, description = "optional, for publishing a next version: where users in flight go", example = json!({"migrate": {"node_map": {}, "default": "exit"}})),
     responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn lifecycle(
     State(state): State<AppState>,

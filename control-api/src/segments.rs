@@ -45,7 +45,8 @@ fn normalised(body: Value, catalog: &Catalog, except: Option<&str>, limits: &Lim
 
 /// `POST /v1/segments`: validates and installs one definition; its members are computed over
 /// the retained history at once.
-#[utoipa::path(post, path = "/v1/segments", tag = "segments", request_body = serde_json::Value,
+#[utoipa::path(post, path = "/v1/segments", tag = "segments",
+    request_body(content = serde_json::Value, description = "a segment definition", example = json!({"id": "recent_buyer", "condition": {"performed": {"event": "Order Completed", "within": "30d"}}})),
     responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ControlAnswers))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     let (change, _) = prepare(&state, body, |body, catalog, limits| {
@@ -53,7 +54,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
         Ok(Change::InstallSegment { definition })
     })
     .await?;
-    let Change::InstallSegment { definition } = change.clone() else { return Err(Problem::bad_request("unexpected")) };
+    let definition = change.definition().cloned().unwrap_or_default();
     Ok(match submit(&state, change).await? {
         Ok(at) => {
             let id = definition["id"].clone();
@@ -66,7 +67,8 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
 /// `PUT /v1/segments/{id}`: replaces the definition; the membership is recomputed from the
 /// retained history and only the resulting differences are emitted as changes. Refused (409)
 /// while another segment or a published journey uses it.
-#[utoipa::path(put, path = "/v1/segments/{id}", tag = "segments", request_body = serde_json::Value,
+#[utoipa::path(put, path = "/v1/segments/{id}", tag = "segments",
+    request_body(content = serde_json::Value, description = "the segment's new definition (its id may be left out)", example = json!({"condition": {"performed": {"event": "Order Completed", "within": "7d"}}})),
     params(("id" = String, Path, description = "segment id")),
     responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
@@ -90,7 +92,7 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body
         Ok(Change::ReplaceSegment { definition })
     })
     .await?;
-    let Change::ReplaceSegment { definition } = change.clone() else { return Err(Problem::bad_request("unexpected")) };
+    let definition = change.definition().cloned().unwrap_or_default();
     Ok(match submit(&state, change).await? {
         Ok(at) => Json(json!({"id": id, "installed_at": at, "definition": definition})).into_response(),
         Err(accepted) => accepted,

@@ -45,11 +45,8 @@ fn events_far_after_the_as_of_time_are_counted_apart() {
     text.push('\n');
     std::fs::write(&events, &text).unwrap();
     let as_of = journeyflow_types::time::parse_instant_str("2024-01-20T00:00:00Z").unwrap();
-    let timestamps: Vec<u64> = text
-        .lines()
-        .filter_map(|l| journeyflow_types::decode_line(l.as_bytes()).ok())
-        .map(|e| e.ts)
-        .collect();
+    let timestamps: Vec<u64> =
+        text.lines().filter_map(|l| journeyflow_types::decode_line(l.as_bytes()).ok()).map(|e| e.ts).collect();
     let after = timestamps.iter().filter(|t| **t > as_of).count() as u64;
     let far = timestamps.iter().filter(|t| **t > as_of + 3_600_000).count() as u64;
     let mut a = args(&events, &repo("datasets/sample/segments.json"), &dir.path().join("out"), 1);

@@ -348,7 +348,10 @@ fn print_summary(s: &Summary, output: &RunOutput) {
         s.after_as_of
     );
     if s.far_future > 0 {
-        eprintln!("  of those after as-of, {} are timed more than the future skew after it (wrong clocks?)", s.far_future);
+        eprintln!(
+            "  of those after as-of, {} are timed more than the future skew after it (wrong clocks?)",
+            s.far_future
+        );
     }
     eprintln!("  segment changes {}", s.changes);
     eprintln!("  segment sizes:");

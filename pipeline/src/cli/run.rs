@@ -661,3 +661,52 @@ async fn install_at_start(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kinds(changes: &[StartChange]) -> Vec<&'static str> {
+        changes
+            .iter()
+            .map(|c| match &c.change {
+                Change::InstallSegment { .. } => "install_segment",
+                Change::DraftJourney { .. } => "draft_journey",
+                Change::ReviseJourney { .. } => "revise_journey",
+                Change::InstallJourney { .. } => "install_journey",
+                Change::JourneyCommand { .. } => "journey_command",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_older_definitions_json_brings_what_the_control_log_lacks() {
+        let segment = json!({"id": "s", "condition": {"performed": {"event": "X"}}});
+        let journey = |name: &str| json!({"id": "j", "name": name, "entry": {"segment_enter": "s"}, "start": "e", "nodes": {"e": {"exit": {}}}});
+        let draft = json!({"id": "d", "entry": {"event": "X"}, "start": "e", "nodes": {"e": {"exit": {}}}});
+        let doc = json!({"segments": [segment], "journeys": {
+            "j": {"definition": journey("v1"), "version": 1, "status": "ongoing", "published_at": 5, "next": journey("v2")},
+            "d": {"definition": draft, "version": 1, "status": "draft", "published_at": null}}});
+        // The log had the segment and the published journey; drafts and next versions lived
+        // only in definitions.json.
+        let log = [
+            (Change::InstallSegment { definition: segment.clone() }, 1),
+            (Change::InstallJourney { definition: journey("v1"), version: 1 }, 5),
+        ];
+        let (catalog, refused) = Catalog::fold(log.iter().map(|(c, t)| (c, *t)));
+        assert!(refused.is_empty());
+        let changes = start_changes(&LiveConfig::default(), &catalog, Some(doc.clone())).unwrap();
+        assert_eq!(kinds(&changes), ["draft_journey", "revise_journey"]);
+        // With no log at all (an even older data directory), everything comes from the file,
+        // statuses included.
+        let mut paused = doc;
+        paused["journeys"]["j"]["status"] = json!("paused");
+        let changes = start_changes(&LiveConfig::default(), &Catalog::default(), Some(paused)).unwrap();
+        assert_eq!(
+            kinds(&changes),
+            ["install_segment", "draft_journey", "install_journey", "journey_command", "revise_journey"]
+        );
+    }
+}
