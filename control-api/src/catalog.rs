@@ -432,7 +432,7 @@ impl Catalog {
 }
 
 /// Paths of a one-element array's validation made relative to the single definition.
-fn relative(mut e: ValidationError) -> ValidationError {
+pub fn relative(mut e: ValidationError) -> ValidationError {
     e.path = e.path.replacen("$[0]", "$", 1);
     e
 }

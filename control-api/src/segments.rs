@@ -2,7 +2,7 @@
 //! time. Changes go through the catalog ([`crate::changes`]); reads answer from its latest
 //! snapshot.
 
-use crate::catalog::{Catalog, Change};
+use crate::catalog::{relative, Catalog, Change};
 use crate::changes::{prepare, submit};
 use crate::handle::{Answer, Request};
 use crate::problem::Problem;
@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use journeyflow_types::{validate_segments_with, Limits, SegmentDefinition, ValidationError};
+use journeyflow_types::{validate_segments_with, Limits, SegmentDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -33,13 +33,8 @@ fn view(def: &SegmentDefinition) -> SegmentView {
 /// the ones it may refer to.
 fn normalised(body: Value, catalog: &Catalog, except: Option<&str>, limits: &Limits) -> Result<Value, Problem> {
     let known = catalog.segments.keys().filter(|k| Some(k.as_str()) != except).cloned().collect();
-    let defs = validate_segments_with(&Value::Array(vec![body]), &known, limits).map_err(|e| {
-        let relative = e.0.into_iter().map(|mut e: ValidationError| {
-            e.path = e.path.replacen("$[0]", "$", 1);
-            e
-        });
-        Problem::invalid(relative.collect())
-    })?;
+    let defs = validate_segments_with(&Value::Array(vec![body]), &known, limits)
+        .map_err(|e| Problem::invalid(e.0.into_iter().map(relative).collect()))?;
     defs.into_iter().next().map(|d| d.to_json()).ok_or_else(|| Problem::bad_request("expected one definition"))
 }
 

@@ -2,9 +2,9 @@
 //! is in every sink (files synced, Kafka acknowledged). One thread moves it once all workers
 //! synced their records below it; a restart reads it and does not write those records again.
 
+use journeyflow_connectors::files::write_atomic;
 use journeyflow_operators::Time;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Serialize, Deserialize)]
@@ -30,12 +30,7 @@ pub fn load(dir: &Path) -> anyhow::Result<Time> {
 /// Stores `time` as the durable frontier in `dir`, atomically (temporary file, sync, rename).
 pub fn store(dir: &Path, time: Time) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(&Flushed { time })?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    write_atomic(&dir.join(FILE), &serde_json::to_vec(&Flushed { time })?)
 }
 
 #[cfg(test)]

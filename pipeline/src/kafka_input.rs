@@ -239,10 +239,7 @@ pub fn prepare(config: &KafkaConfig, dir: &std::path::Path) -> anyhow::Result<Or
     }
     if added {
         std::fs::create_dir_all(dir)?;
-        let tmp = dir.join("origins.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&stored)?)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        journeyflow_connectors::files::write_atomic(&path, &serde_json::to_vec_pretty(&stored)?)?;
     }
     Ok(origins)
 }

@@ -36,6 +36,9 @@ pub struct Sequencer {
     limits: Limits,
     /// The log's changes that applied, to enter again at start.
     replay: Vec<Entry>,
+    /// The latest time a request was entered at: later ones never go before it (the wall
+    /// clock may step back), so the workers apply changes in the order they were decided.
+    last: Time,
 }
 
 /// A query waiting for its answers: where they go and how many are due.
@@ -54,6 +57,7 @@ impl Sequencer {
     ) -> Sequencer {
         let mut catalog = Catalog::default();
         let mut replay = Vec::with_capacity(entries.len());
+        let last = entries.iter().map(|e| e.time).max().unwrap_or(0);
         for entry in entries {
             match catalog.check(&entry.change, &Limits::ceiling()) {
                 Ok(()) => {
@@ -64,7 +68,7 @@ impl Sequencer {
             }
         }
         view.set(catalog.clone());
-        Sequencer { requests, catalog, log, view, limits, replay }
+        Sequencer { requests, catalog, log, view, limits, replay, last }
     }
 
     /// The catalog as the log left it.
@@ -91,9 +95,10 @@ impl Sequencer {
     ) -> anyhow::Result<()> {
         while let Ok(ticket) = self.requests.try_recv() {
             let Ticket { request, reply, at } = ticket;
-            // As of the wall clock (never before the control input's time): events
-            // acknowledged before the request are in what it sees.
-            let time = programs.control_time().max(at.unwrap_or_else(now_ms));
+            // As of the wall clock (never before the control input's time, nor before an
+            // earlier request): events acknowledged before the request are in what it sees.
+            let time = programs.control_time().max(at.unwrap_or_else(now_ms)).max(self.last);
+            self.last = time;
             match request {
                 Request::Change(change) => {
                     let answer = self.decide(change, time, programs)?;

@@ -41,6 +41,10 @@ impl Appender {
             }
         }
         self.pending.clear();
+        if self.pending.capacity() > 4 << 20 {
+            // Give back what a long wait for the disk took.
+            self.pending.shrink_to(1 << 20);
+        }
         self.written = 0;
         Ok(())
     }
