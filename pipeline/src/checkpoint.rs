@@ -249,4 +249,23 @@ mod tests {
         let all: Vec<(Time, String)> = second.files.iter().flat_map(|f| events(root, f).unwrap()).collect();
         assert_eq!(all, vec![(5, "{\"a\":1}".to_string()), (9, "{\"a\":2}".to_string())]);
     }
+
+    #[test]
+    fn a_manifest_that_cannot_be_read_is_reported_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut recorder = Recorder::new(root, 0, 1, 1);
+        recorder.record(5, "{\"a\":1}").unwrap();
+        let first = complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()]).unwrap();
+        std::fs::create_dir_all(root.join("2")).unwrap();
+        std::fs::write(root.join("2/manifest.json"), b"{ not a manifest").unwrap();
+        // A newer one never completed is removed; the unreadable one is named, not removed.
+        std::fs::create_dir_all(root.join("3")).unwrap();
+        let err = newest(root).unwrap_err().to_string();
+        assert!(err.contains("2/manifest.json") && err.contains("cannot be read"), "{err}");
+        assert!(root.join("2/manifest.json").exists() && !root.join("3").exists());
+        // Moved away, the one before it is the newest again.
+        std::fs::rename(root.join("2"), root.join("broken")).unwrap();
+        assert_eq!(newest(root).unwrap(), Some(first));
+    }
 }

@@ -341,6 +341,19 @@ fn a_full_disk_refuses_events_and_loses_none_it_acknowledged() {
     }
     assert!(full >= 3, "the disk never filled ({n} batches)");
     assert!(healthy(&client, &server));
+    let newest_checkpoint = || -> u64 {
+        std::fs::read_dir(data.join("checkpoints"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("manifest.json").exists())
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    let before = newest_checkpoint();
     std::fs::remove_file(data.join("filler")).unwrap();
     // Taken again by itself: a full disk leaves nothing behind that needs a restart.
     for _ in 0..5 {
@@ -372,6 +385,9 @@ fn a_full_disk_refuses_events_and_loses_none_it_acknowledged() {
     wait_until("every acknowledged event in the segment", Duration::from_secs(60), || {
         members(&server).len() >= acked.len()
     });
+    // Checkpointing goes on by itself too.
+    let more = || newest_checkpoint() > before + 1;
+    wait_until("a checkpoint completed after space was freed", Duration::from_secs(30), more);
     let got = members(&server);
     assert_eq!(got.len(), acked.len());
     assert!(got == acked, "acknowledged but missing: {:?}", acked.difference(&got).next());
