@@ -400,9 +400,14 @@ impl ProducerContext for DeliveryContext {
 /// in-sync replicas, so a retried send is written once. A record whose delivery fails for
 /// good (librdkafka gave up retrying) is kept and sent again at the next flush, and the flush
 /// fails until every record is delivered: callers never count a record as written that is not.
+/// A record sent again lands after later records of its key: consumers order by its `time`
+/// and drop repeats by its `id`.
 pub struct Sink {
     producer: ThreadedProducer<DeliveryContext>,
     failed: Arc<Mutex<Vec<Failed>>>,
+    /// One flush at a time (the durable thread and the definitions topic's share the
+    /// producer): a flush must see the records another one took to send again.
+    flushing: Mutex<()>,
 }
 
 impl Sink {
@@ -417,21 +422,23 @@ impl Sink {
             .set("compression.type", "lz4")
             .create_with_context(DeliveryContext { failed: failed.clone() })
             .map_err(context("creating a producer"))?;
-        Ok(Sink { producer, failed })
+        Ok(Sink { producer, failed, flushing: Mutex::new(()) })
     }
 
     /// Queues a record; while librdkafka's queue is full, waits for it to drain
     /// (backpressure on whoever writes).
     pub fn send(&self, topic: &str, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])]) -> Result<(), Error> {
-        self.send_record(topic, Some(key), Some(payload), headers)
+        self.send_record(topic, Some(key), Some(payload), headers, None)
     }
 
+    /// Queues a record, waiting while librdkafka's queue is full (until `deadline`, if any).
     fn send_record(
         &self,
         topic: &str,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: &[(&str, &[u8])],
+        deadline: Option<Instant>,
     ) -> Result<(), Error> {
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (k, v) in headers {
@@ -448,6 +455,10 @@ impl Sink {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        let full = KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull);
+                        return Err(Error { what: format!("sending to {topic}"), source: full });
+                    }
                     record = back;
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -459,7 +470,7 @@ impl Sink {
     /// Queues a record whose value may be null (a tombstone, in a compacted topic), and waits
     /// until it is acknowledged.
     pub fn put(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<(), Error> {
-        self.send_record(topic, Some(key), value, &[])?;
+        self.send_record(topic, Some(key), value, &[], None)?;
         self.flush(Duration::from_secs(30))
     }
 
@@ -467,6 +478,7 @@ impl Sink {
     /// delivery failed; an error while some are still not delivered when `timeout` is up (they
     /// are kept for the next flush).
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
+        let _one = self.flushing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -480,7 +492,8 @@ impl Sink {
             let mut unqueued = Vec::new();
             for f in failed {
                 let headers: Vec<(&str, &[u8])> = f.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                if let Err(e) = self.send_record(&f.topic, f.key.as_deref(), f.payload.as_deref(), &headers) {
+                let sent = self.send_record(&f.topic, f.key.as_deref(), f.payload.as_deref(), &headers, Some(deadline));
+                if let Err(e) = sent {
                     tracing::warn!("kafka: a record to {} could not be queued again: {e}", f.topic);
                     unqueued.push(f);
                 }

@@ -5,10 +5,13 @@
 //! The action files the workers write (`journey_actions-<worker>.ndjson`) are the outbox:
 //! each channel has a thread that follows them as far as they are synced, picks its channel's
 //! sent actions, and hands them to that channel's delivery threads through a bounded queue; a
-//! cursor per file (`webhook_cursor-<channel>.json`), written every second, says up to where
-//! every action is delivered or given up on. A restart goes on from the cursors, so an action
-//! written before a crash is delivered after it (at least once). Nothing here waits for the
-//! workers or makes them wait: a slow or hung endpoint only lets its own channel fall behind.
+//! cursor per channel and file (`webhook_cursor-<channel>.json`), written at start and then
+//! every second, says up to where every action is delivered or given up on. A restart goes on
+//! from the cursors, so an action written before a crash is delivered after it (at least
+//! once); a channel seen for the first time (a new URL, or the first start of this version)
+//! starts at the files' ends, so actions of the past are not sent again. Nothing here waits
+//! for the workers or makes them wait: a slow or hung endpoint only lets its own channel fall
+//! behind.
 //!
 //! Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff; an
 //! action that still fails after the last attempt, or that the endpoint refuses (another
@@ -138,12 +141,21 @@ impl Webhooks {
         let dead = Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&dead_path)?));
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WebhookStats::default());
+        // Each file whole (a line a crash cut short is cut off), and where it ends now.
+        let mut ends = BTreeMap::new();
+        for outbox in &outboxes {
+            let file = crate::ndjson::open_append(&outbox.path)?;
+            ends.insert(name_of(&outbox.path), file.metadata()?.len());
+        }
         let mut threads = Vec::new();
         for (channel, url) in &config.urls {
+            let cursor_path = dir.join(format!("webhook_cursor-{}.json", file_safe(channel)));
+            let from = start_cursor(&cursor_path, &ends)?;
             let follower = Follower {
                 channel: channel.clone(),
                 url: Arc::from(url.as_str()),
-                cursor_path: dir.join(format!("webhook_cursor-{}.json", file_safe(channel))),
+                cursor_path,
+                from,
                 outboxes: outboxes.clone(),
                 config: config.clone(),
                 client: client.clone(),
@@ -170,9 +182,42 @@ impl Webhooks {
     }
 }
 
-/// A channel name as part of a file name.
+/// A channel name as part of a file name: its safe characters, and a hash of the whole name
+/// (so `a.b` and `a_b` do not share a cursor).
 fn file_safe(channel: &str) -> String {
-    channel.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    let safe: String =
+        channel.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("{safe}-{:08x}", xxhash_rust::xxh3::xxh3_64(channel.as_bytes()) as u32)
+}
+
+/// Where a channel starts in each file: its saved cursor; a file it has no place in (or a
+/// cursor that cannot be read) at the file's end; a file shorter than its place (written
+/// anew) from its start. Saved at once, so a crash before the first delivery keeps it.
+fn start_cursor(path: &Path, ends: &BTreeMap<String, u64>) -> std::io::Result<BTreeMap<String, u64>> {
+    let saved: Option<Cursor> = match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(cursor) => Some(cursor),
+            Err(e) => {
+                tracing::error!("{}: unreadable ({e}); delivering from the files' ends", path.display());
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let files = saved.map(|c| c.files).unwrap_or_default();
+    let from: BTreeMap<String, u64> = ends
+        .iter()
+        .map(|(name, end)| {
+            let at = match files.get(name) {
+                Some(at) if at <= end => *at,
+                Some(_) => 0,
+                None => *end,
+            };
+            (name.clone(), at)
+        })
+        .collect();
+    write_atomic(path, &serde_json::to_vec(&Cursor { files: from.clone() }).unwrap_or_default())?;
+    Ok(from)
 }
 
 /// One channel's follower of the outboxes.
@@ -180,6 +225,8 @@ struct Follower {
     channel: String,
     url: Arc<str>,
     cursor_path: PathBuf,
+    /// Where it starts in each file, by file name.
+    from: BTreeMap<String, u64>,
     outboxes: Vec<Outbox>,
     config: WebhookConfig,
     client: reqwest::blocking::Client,
@@ -190,22 +237,10 @@ struct Follower {
 
 impl Follower {
     fn run(self) -> std::io::Result<()> {
-        let saved: Cursor = match std::fs::read(&self.cursor_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::warn!("{}: unreadable ({e}); delivering from the start", self.cursor_path.display());
-                Cursor::default()
-            }),
-            Err(_) => Cursor::default(),
-        };
         let names: Vec<String> = self.outboxes.iter().map(|o| name_of(&o.path)).collect();
         let mut tails = Vec::with_capacity(self.outboxes.len());
         for (outbox, name) in self.outboxes.iter().zip(&names) {
-            // Its worker may not have created it yet: an empty file is the same outbox.
-            drop(std::fs::OpenOptions::new().create(true).append(true).open(&outbox.path)?);
-            let from = saved.files.get(name).copied().unwrap_or(0);
-            let len = std::fs::metadata(&outbox.path).map_or(0, |m| m.len());
-            // A file shorter than its cursor was written anew: deliver it from its start.
-            let from = if from > len { 0 } else { from };
+            let from = self.from.get(name).copied().unwrap_or(0);
             tails.push(Tail::open_at(&outbox.path, from)?.until(outbox.synced.clone()));
         }
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(self.config.queue.max(1));
@@ -475,16 +510,20 @@ mod tests {
         }
     }
 
-    /// An outbox file with these actions, all synced.
-    fn outbox(dir: &Path, actions: &[(&str, &str, &str)]) -> Outbox {
+    /// An empty outbox file.
+    fn outbox(dir: &Path) -> Outbox {
         let path = dir.join("journey_actions-0.ndjson");
-        let mut text = String::new();
+        std::fs::write(&path, "").unwrap();
+        Outbox { path, synced: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Appends actions to an outbox, all synced.
+    fn write(outbox: &Outbox, actions: &[(&str, &str, &str)]) {
+        let mut file = std::fs::OpenOptions::new().append(true).open(&outbox.path).unwrap();
         for (id, channel, status) in actions {
-            text.push_str(&serde_json::json!({"action_id": id, "channel": channel, "status": status}).to_string());
-            text.push('\n');
+            writeln!(file, "{}", serde_json::json!({"action_id": id, "channel": channel, "status": status})).unwrap();
         }
-        std::fs::write(&path, &text).unwrap();
-        Outbox { path, synced: Arc::new(AtomicU64::new(text.len() as u64)) }
+        outbox.synced.store(std::fs::metadata(&outbox.path).unwrap().len(), Relaxed);
     }
 
     fn wait_for(what: &str, done: impl Fn() -> bool) {
@@ -503,8 +542,9 @@ mod tests {
         let mut listed: Vec<(&str, &str, &str)> = actions.iter().map(|(a, c, s)| (a.as_str(), *c, *s)).collect();
         listed.push(("held", "email", "held"));
         listed.push(("ignored", "push", "sent"));
-        let outbox = outbox(dir.path(), &listed);
-        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox]).unwrap();
+        let outbox = outbox(dir.path());
+        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox.clone()]).unwrap();
+        write(&outbox, &listed);
         let stats = hooks.stats.clone();
         wait_for("five deliveries", || stats.delivered.load(Relaxed) == 5);
         hooks.close();
@@ -522,30 +562,30 @@ mod tests {
     fn a_restart_goes_on_from_the_cursor_and_delivers_what_was_left() {
         let (base, seen) = endpoint(0);
         let dir = tempfile::tempdir().unwrap();
-        let first = outbox(dir.path(), &[("a0", "email", "sent"), ("a1", "email", "sent")]);
+        // Written before the channel was ever started: the past, not sent.
+        let first = outbox(dir.path());
+        write(&first, &[("old", "email", "sent")]);
         let hooks = Webhooks::start(config(&base), dir.path(), vec![first.clone()]).unwrap();
+        write(&first, &[("a0", "email", "sent"), ("a1", "email", "sent")]);
         wait_for("two deliveries", || hooks.stats.delivered.load(Relaxed) == 2);
         hooks.close();
-        // Two more written; a new sink delivers only those.
-        let mut file = std::fs::OpenOptions::new().append(true).open(&first.path).unwrap();
-        for id in ["a2", "a3"] {
-            writeln!(file, "{}", serde_json::json!({"action_id": id, "channel": "email", "status": "sent"})).unwrap();
-        }
-        first.synced.store(std::fs::metadata(&first.path).unwrap().len(), Relaxed);
+        // Two more written while no sink runs; the next one delivers only those.
+        write(&first, &[("a2", "email", "sent"), ("a3", "email", "sent")]);
         let hooks = Webhooks::start(config(&base), dir.path(), vec![first]).unwrap();
         wait_for("two more deliveries", || hooks.stats.delivered.load(Relaxed) == 2);
         hooks.close();
-        let keys: Vec<String> = seen.lock().unwrap().iter().map(|(_, k, _)| k.clone()).collect();
-        assert_eq!(keys.iter().filter(|k| *k == "a0").count(), 1, "{keys:?}");
-        assert_eq!(keys.len(), 4, "{keys:?}");
+        let mut keys: Vec<String> = seen.lock().unwrap().iter().map(|(_, k, _)| k.clone()).collect();
+        keys.sort();
+        assert_eq!(keys, ["a0", "a1", "a2", "a3"]);
     }
 
     #[test]
     fn refused_and_exhausted_actions_go_to_the_dead_letter_file_with_the_reason() {
         let (base, seen) = endpoint(100);
         let dir = tempfile::tempdir().unwrap();
-        let outbox = outbox(dir.path(), &[("refused", "sms", "sent"), ("exhausted", "email", "sent")]);
-        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox]).unwrap();
+        let outbox = outbox(dir.path());
+        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox.clone()]).unwrap();
+        write(&outbox, &[("refused", "sms", "sent"), ("exhausted", "email", "sent")]);
         let stats = hooks.stats.clone();
         wait_for("two failures", || stats.failed.load(Relaxed) == 2);
         hooks.close();

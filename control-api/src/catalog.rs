@@ -65,6 +65,11 @@ pub enum Change {
         /// Where users at the running version's nodes go.
         migrate: Migration,
     },
+    /// Remove a draft, or an ended journey (its dataflow goes).
+    RemoveJourney {
+        /// Journey id.
+        id: String,
+    },
     /// Pause, resume or end a running journey.
     JourneyCommand {
         /// Journey id.
@@ -107,7 +112,7 @@ impl Change {
             | Change::ReviseJourney { definition }
             | Change::InstallJourney { definition, .. }
             | Change::PublishVersion { definition, .. } => Some(definition),
-            Change::RemoveSegment { .. } | Change::JourneyCommand { .. } => None,
+            Change::RemoveSegment { .. } | Change::RemoveJourney { .. } | Change::JourneyCommand { .. } => None,
         }
     }
 
@@ -341,6 +346,13 @@ impl Catalog {
                 }
                 Ok(())
             }
+            Change::RemoveJourney { id } => {
+                let entry = self.entry(id)?;
+                match entry.status == status::DRAFT || entry.status == status::ENDED {
+                    true => Ok(()),
+                    false => Err(Refusal::Conflict(format!("journey {id:?} is {}: end it first", entry.status))),
+                }
+            }
             Change::JourneyCommand { id, command } => {
                 let entry = self.entry(id)?;
                 let allowed = match command {
@@ -416,6 +428,9 @@ impl Catalog {
                     entry.published_at = Some(at);
                     entry.next = None;
                 }
+            }
+            Change::RemoveJourney { id } => {
+                self.journeys.remove(id);
             }
             Change::JourneyCommand { id, command } => {
                 if let Some(entry) = self.journeys.get_mut(id) {
@@ -561,6 +576,14 @@ mod tests {
         let pause = Change::JourneyCommand { id: "j".into(), command: Lifecycle::Pause };
         applied(&mut c, pause.clone(), 6).unwrap();
         assert!(matches!(applied(&mut c, pause, 7), Err(Refusal::Conflict(m)) if m.contains("is paused")));
+        // Only a draft or an ended journey can be removed.
+        let remove = Change::RemoveJourney { id: "j".into() };
+        assert!(
+            matches!(c.check(&remove, &Limits::default()), Err(Refusal::Conflict(m)) if m.contains("end it first"))
+        );
+        applied(&mut c, Change::JourneyCommand { id: "j".into(), command: Lifecycle::End }, 8).unwrap();
+        applied(&mut c, remove, 9).unwrap();
+        assert!(c.journeys.is_empty());
     }
 
     #[test]

@@ -26,8 +26,11 @@ pub struct HttpConfig {
     pub change_wait: Duration,
     /// How long a membership query waits for the workers before 503.
     pub query_wait: Duration,
-    /// Requests handled at once; more get 503 at once.
+    /// Ingest requests handled at once; more get 503 at once.
     pub concurrency: usize,
+    /// Control requests handled at once (apart from ingest, so that a flood of events does
+    /// not lock operators out); more get 503 at once.
+    pub control_concurrency: usize,
     /// Limits on definitions.
     pub limits: Limits,
     /// Whether `/metrics` needs the API token too.
@@ -44,8 +47,9 @@ impl Default for HttpConfig {
             max_ingest_lag_bytes: 256 << 20,
             request_timeout: Duration::from_secs(30),
             change_wait: Duration::from_secs(10),
-            query_wait: Duration::from_secs(30),
+            query_wait: Duration::from_secs(20),
             concurrency: 512,
+            control_concurrency: 64,
             limits: Limits::default(),
             metrics_need_token: false,
         }

@@ -24,6 +24,10 @@ pub enum Request {
     /// A change to what runs: worker 0 checks it against the catalog, logs it and applies it
     /// (or refuses it), one at a time.
     Change(Change),
+    /// A change bringing over what was accepted before (an older version's store, the
+    /// definitions topic): checked the same way, under the hard ceilings rather than the
+    /// configured limits, which may have been lowered since.
+    Import(Change),
     /// Members of a segment as of the request's time.
     Members {
         /// Segment id.
@@ -41,7 +45,7 @@ impl Request {
     pub fn answers(&self, workers: usize) -> usize {
         match self {
             Request::Members { .. } | Request::UserSegments { .. } => workers,
-            Request::Change(_) => 1,
+            Request::Change(_) | Request::Import(_) => 1,
         }
     }
 }

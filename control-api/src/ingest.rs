@@ -25,6 +25,7 @@ use journeyflow_connectors::wal::AppendError;
 use journeyflow_types::decode_line;
 use journeyflow_types::time::{format_instant, now_ms, parse_instant};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// One rejected event of a request.
@@ -83,7 +84,8 @@ fn complete(event: Value, receipt: Receipt<'_>, partitions: usize) -> Result<(us
                 let sent = parse_instant(sent_at).map_err(|e| format!("field `sentAt`: {e}"))?;
                 let original = parse_instant(t).map_err(|e| format!("field `timestamp`: {e}"))?;
                 // The device's clock is off by `sent - received`: take it off the event's time.
-                let corrected = (i128::from(received) - (i128::from(sent) - i128::from(original))).max(0) as u64;
+                let corrected = i128::from(received) - (i128::from(sent) - i128::from(original));
+                let corrected = u64::try_from(corrected.clamp(0, i128::from(u64::MAX))).unwrap_or(u64::MAX);
                 let original = o.insert("timestamp".into(), Value::String(format_instant(corrected)));
                 if let Some(original) = original {
                     o.entry("originalTimestamp").or_insert(original);
@@ -119,9 +121,14 @@ struct Checked {
 }
 
 fn check_all(events: Vec<Value>, receipt: Receipt<'_>, partitions: usize) -> Checked {
+    check_each(events.into_iter().map(Ok).collect(), receipt, partitions)
+}
+
+/// Completes and checks each event (or keeps why it could not be read).
+fn check_each(events: Vec<Result<Value, String>>, receipt: Receipt<'_>, partitions: usize) -> Checked {
     let mut checked = Checked { part: 0, lines: Vec::with_capacity(events.len()), rejected: Vec::new() };
     for (index, event) in events.into_iter().enumerate() {
-        match complete(event, receipt, partitions) {
+        match event.and_then(|event| complete(event, receipt, partitions)) {
             Ok((part, line)) => {
                 // One append per call, to the first accepted event's partition: a call is
                 // durable whole or not at all. (Dedup and every operator key by user or
@@ -137,9 +144,86 @@ fn check_all(events: Vec<Value>, receipt: Receipt<'_>, partitions: usize) -> Che
     checked
 }
 
+/// A batch body as read before its events are: each event's text, and the batch's `sentAt`.
+#[derive(Debug)]
+struct Batch<'a> {
+    events: Vec<&'a RawValue>,
+    sent_at: Option<Value>,
+}
+
+/// Reads `{"batch": [...], "sentAt"?, ...}` keeping each event as text and nothing else of the
+/// envelope; a batch over `max` events is refused (413) once counted, without keeping them.
+fn read_batch(body: &[u8], max: usize) -> Result<Batch<'_>, Problem> {
+    use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    struct Events(usize);
+    impl<'de> Visitor<'de> for Events {
+        type Value = Result<Vec<&'de RawValue>, usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of events")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut events = Vec::new();
+            while let Some(event) = seq.next_element::<&'de RawValue>()? {
+                if events.len() == self.0 {
+                    // Over the limit: counted, not kept.
+                    let mut n = events.len() + 1;
+                    while seq.next_element::<IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    return Ok(Err(n));
+                }
+                events.push(event);
+            }
+            Ok(Ok(events))
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Events {
+        type Value = Result<Vec<&'de RawValue>, usize>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    struct Envelope(usize);
+    impl<'de> Visitor<'de> for Envelope {
+        type Value = (Option<Result<Vec<&'de RawValue>, usize>>, Option<Value>);
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object with an array \"batch\"")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut batch, mut sent_at) = (None, None);
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match key.as_ref() {
+                    "batch" if batch.is_some() => return Err(A::Error::custom("duplicate field `batch`")),
+                    "batch" => batch = Some(map.next_value_seed(Events(self.0))?),
+                    "sentAt" => sent_at = Some(map.next_value::<Value>()?),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok((batch, sent_at.filter(|s| !s.is_null())))
+        }
+    }
+    let text = std::str::from_utf8(body).map_err(|e| Problem::bad_request(format!("malformed JSON body: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let (batch, sent_at) = de
+        .deserialize_map(Envelope(max))
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| Problem::bad_request(format!("expected an object with an array \"batch\": {e}")))?;
+    match batch {
+        None => Err(Problem::bad_request("expected an object with an array \"batch\"")),
+        Some(Err(n)) => Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a batch of {n} events; at most {max} are allowed"),
+        )),
+        Some(Ok(events)) => Ok(Batch { events, sent_at }),
+    }
+}
+
 /// Refuses the call while the workers are too far behind the log (429, `Retry-After`).
 fn push_back(state: &AppState) -> Result<(), Problem> {
-    let lag = state.engine.progress.log_lag(&state.wal);
+    // What the workers have not read, and what waits to be written.
+    let lag = state.engine.progress.log_lag(&state.wal) + state.wal.queued_bytes();
     let max = state.config.max_ingest_lag_bytes;
     if lag > max {
         return Err(Problem::new(
@@ -158,7 +242,6 @@ async fn accept(state: &AppState, body: Bytes, single: Option<&'static str>) -> 
     let received = now_ms();
     let (partitions, config) = (state.wal.partitions(), state.config.clone());
     let checked = tokio::task::spawn_blocking(move || -> Result<Checked, Problem> {
-        let body = parse_json(&body)?;
         let receipt = |kind, sent_at| Receipt {
             kind,
             received,
@@ -167,22 +250,30 @@ async fn accept(state: &AppState, body: Bytes, single: Option<&'static str>) -> 
             max_bytes: config.max_event_bytes,
         };
         match single {
-            Some(kind) => Ok(check_all(vec![body], receipt(Some(kind), None), partitions)),
-            None => {
-                let Value::Object(mut envelope) = body else {
-                    return Err(Problem::bad_request("expected an object with an array \"batch\""));
-                };
-                let Some(Value::Array(events)) = envelope.remove("batch") else {
-                    return Err(Problem::bad_request("expected an object with an array \"batch\""));
-                };
-                if events.len() > config.max_batch_events {
-                    return Err(Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("a batch of {} events; at most {} are allowed", events.len(), config.max_batch_events),
-                    ));
+            Some(kind) => {
+                // An event is stored in at most `max_event_bytes`: a body far larger is not read.
+                if body.len() > 4 * config.max_event_bytes {
+                    let detail =
+                        format!("an event of {} bytes; at most {} are stored", body.len(), config.max_event_bytes);
+                    return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, detail));
                 }
-                let sent_at = envelope.get("sentAt").filter(|s| !s.is_null());
-                Ok(check_all(events, receipt(None, sent_at), partitions))
+                Ok(check_all(vec![parse_json(&body)?], receipt(Some(kind), None), partitions))
+            }
+            None => {
+                let batch = read_batch(&body, config.max_batch_events)?;
+                let events = batch
+                    .events
+                    .iter()
+                    .map(|raw| match raw.get().len() > 4 * config.max_event_bytes {
+                        true => Err(format!(
+                            "an event of {} bytes exceeds the limit of {} bytes",
+                            raw.get().len(),
+                            config.max_event_bytes
+                        )),
+                        false => serde_json::from_str(raw.get()).map_err(|e| format!("malformed event: {e}")),
+                    })
+                    .collect();
+                Ok(check_each(events, receipt(None, batch.sent_at.as_ref()), partitions))
             }
         }
     })
@@ -303,6 +394,21 @@ mod tests {
         // A generated messageId is a UUID.
         assert!(uuid::Uuid::parse_str(v["messageId"].as_str().unwrap()).is_ok(), "{v}");
         assert_eq!(v["timestamp"], format_instant(received));
+    }
+
+    #[test]
+    fn a_batch_is_read_without_building_its_events_and_counted_past_the_limit() {
+        let body = br#"{"writeKey": "k", "context": {"x": [1, 2]}, "batch": [{"a": 1}, {"b": [2]}], "sentAt": 5}"#;
+        let batch = read_batch(body, 2).unwrap();
+        assert_eq!(batch.events.iter().map(|e| e.get()).collect::<Vec<_>>(), [r#"{"a": 1}"#, r#"{"b": [2]}"#]);
+        assert_eq!(batch.sent_at, Some(json!(5)));
+        let over = read_batch(br#"{"batch": [0, 0, 0, 0, 0]}"#, 2).unwrap_err();
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        for bad in
+            [&br#"[1]"#[..], br#"{"batch": 1}"#, br#"{"batch": [], "batch": []}"#, br#"{}"#, br#"{"batch": []} x"#]
+        {
+            assert_eq!(read_batch(bad, 2).map(|_| ()).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        }
     }
 
     #[test]

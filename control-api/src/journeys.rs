@@ -95,6 +95,18 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body
     })
 }
 
+/// `DELETE /v1/journeys/{id}`: removes a draft, or an ended journey with its dataflow and
+/// reports (409 for one still running: end it first); its id may then be used again.
+#[utoipa::path(delete, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
+    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let (change, _) = prepare(&state, Bytes::new(), move |_, _, _| Ok(Change::RemoveJourney { id })).await?;
+    Ok(match submit(&state, change).await? {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(accepted) => accepted,
+    })
+}
+
 /// The `migrate` object of a publish request body (`Null`: every default).
 fn migration(body: &Value, old: &JourneyDefinition, new: &JourneyDefinition) -> Result<Migration, Problem> {
     let empty = serde_json::Map::new();

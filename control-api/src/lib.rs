@@ -1,8 +1,9 @@
 //! The HTTP surface of `journeyflow run`: Segment-compatible ingest into the durable log and
 //! the control API under `/v1`, over a handle to the timely workers. Handlers never block a
 //! worker or the async runtime: they validate off the runtime, append, or send a request and
-//! await its answers. Every route but `/healthz` runs under a global concurrency limit (more
-//! requests get 503 at once) and a request timeout (408); every error is a problem document.
+//! await its answers. Ingest and control routes each run under a concurrency limit of their
+//! own (more requests get 503 at once) and a request timeout (408); `/healthz` and `/readyz`
+//! under none; every error is a problem document.
 
 pub mod answers;
 pub mod auth;
@@ -47,25 +48,25 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
-/// The ingest routes every process serves.
-fn ingest_routes() -> Router<AppState> {
+/// The ingest routes every process serves, behind the write key check on headers.
+fn ingest_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/track", post(ingest::track))
         .route("/v1/identify", post(ingest::identify))
         .route("/v1/page", post(ingest::page))
         .route("/v1/screen", post(ingest::screen))
         .route("/v1/batch", post(ingest::batch))
-        .route("/readyz", get(metrics::ready))
-        .route("/v1/openapi.json", get(openapi::document))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::ingest_header))
 }
 
-/// `/metrics`, behind the API token when the config says so.
-fn metrics_route(state: &AppState) -> Router<AppState> {
-    let route = Router::new().route("/metrics", get(metrics::render));
-    match state.config.metrics_need_token {
-        true => route.layer(axum::middleware::from_fn_with_state(state.clone(), auth::control)),
-        false => route,
-    }
+/// The document and `/metrics` (behind the API token when the config says so).
+fn reading_routes(state: &AppState) -> Router<AppState> {
+    let metrics = Router::new().route("/metrics", get(metrics::render));
+    let metrics = match state.config.metrics_need_token {
+        true => metrics.layer(axum::middleware::from_fn_with_state(state.clone(), auth::control)),
+        false => metrics,
+    };
+    Router::new().route("/v1/openapi.json", get(openapi::document)).merge(metrics)
 }
 
 /// Turns the limits' errors into answers: 408 past the request timeout, 503 over the
@@ -80,18 +81,25 @@ async fn overloaded(e: BoxError) -> Problem {
     }
 }
 
-/// The limits every route but `/healthz` runs under, the body size limit (413), and state.
-fn finish(routes: Router<AppState>, state: AppState) -> Router {
-    let config = state.config.clone();
+/// `routes` under a concurrency limit of their own (more requests get 503 at once), the
+/// request timeout (408) and the body size limit (413).
+fn limited(routes: Router<AppState>, config: &HttpConfig, concurrency: usize) -> Router<AppState> {
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(overloaded))
         .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(config.concurrency.max(1)))
+        .layer(GlobalConcurrencyLimitLayer::new(concurrency.max(1)))
         .timeout(config.request_timeout);
-    routes
-        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(limits)
+    routes.layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes)).layer(limits)
+}
+
+/// Ingest under its limits, `others` under the control limits, `/healthz` and `/readyz`
+/// under none; every error a problem document.
+fn finish(others: Router<AppState>, state: AppState) -> Router {
+    let config = state.config.clone();
+    limited(ingest_routes(&state), &config, config.concurrency)
+        .merge(limited(others.merge(reading_routes(&state)), &config, config.control_concurrency))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(metrics::ready))
         .layer(axum::middleware::map_response(problem::as_problem))
         .with_state(state)
 }
@@ -104,13 +112,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/segments/{id}/members", get(segments::members))
         .route("/v1/users/{user_id}/segments", get(users::segments))
         .route("/v1/journeys", post(journeys::create).get(journeys::list))
-        .route("/v1/journeys/{id}", get(journeys::get).put(journeys::replace))
+        .route("/v1/journeys/{id}", get(journeys::get).put(journeys::replace).delete(journeys::delete))
         .route("/v1/journeys/{id}/stats", get(journeys::stats))
         .route("/v1/journeys/{id}/users/{user_id}", get(journeys::user))
         .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))
         .route("/v1/requests/{id}", get(changes::outcome))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::control));
-    finish(ingest_routes().merge(metrics_route(&state)).merge(control), state)
+    finish(control, state)
 }
 
 /// The routes of a process other than a cluster's process 0: ingest (events go to the workers
@@ -123,8 +131,7 @@ pub fn peer_router(state: AppState) -> Router {
             "this process of the cluster takes events only: send control calls to process 0",
         )
     };
-    let routes = ingest_routes()
-        .merge(metrics_route(&state))
+    let routes = Router::new()
         .route("/v1/segments", axum::routing::any(elsewhere))
         .route("/v1/segments/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/users/{*rest}", axum::routing::any(elsewhere))

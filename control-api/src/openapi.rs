@@ -25,6 +25,7 @@ use utoipa::OpenApi;
         crate::journeys::list,
         crate::journeys::get,
         crate::journeys::replace,
+        crate::journeys::delete,
         crate::journeys::lifecycle,
         crate::journeys::stats,
         crate::journeys::user,

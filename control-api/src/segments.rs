@@ -196,18 +196,29 @@ pub async fn members(
 async fn ask_members(state: &AppState, id: &str) -> Result<(u64, Vec<String>), Problem> {
     let answers = state.engine.call(Request::Members { id: id.to_string() }, state.config.query_wait).await?;
     let mut as_of = 0;
-    let mut ids: Vec<String> = Vec::new();
-    let names = state.engine.names.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut keys = Vec::new();
     for answer in answers {
         match answer {
-            Answer::Members(t, keys) => {
+            Answer::Members(t, share) => {
                 as_of = t;
-                ids.extend(keys.iter().map(|k| names.get(k).map_or_else(|| k.to_string(), |n| n.to_string())));
+                keys.extend(share);
             }
             Answer::Failed(why) => return Err(Problem::not_found(why)),
             other => return Err(Problem::unavailable(format!("unexpected answer {other:?}"))),
         }
     }
-    ids.sort();
+    // Named and sorted off the async runtime; the names are read under their lock only as
+    // long as the lookups take.
+    let names = state.engine.names.clone();
+    let ids = tokio::task::spawn_blocking(move || {
+        let mut ids: Vec<String> = {
+            let names = names.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            keys.iter().map(|k| names.get(k).map_or_else(|| k.to_string(), |n| n.to_string())).collect()
+        };
+        ids.sort_unstable();
+        ids
+    })
+    .await
+    .map_err(|e| Problem::unavailable(format!("listing members failed: {e}")))?;
     Ok((as_of, ids))
 }

@@ -88,6 +88,8 @@ pub struct Archives {
     interval: Duration,
     written: Instant,
     row: Vec<u8>,
+    /// Whether the last write failed.
+    failing: bool,
 }
 
 /// The output kinds, in the order of `Archives::outputs`.
@@ -103,6 +105,7 @@ impl Archives {
             interval,
             written: Instant::now(),
             row: Vec::new(),
+            failing: false,
         }
     }
 
@@ -150,14 +153,27 @@ impl Archives {
         self.written.elapsed() >= self.interval
     }
 
-    /// Writes every row before `frontier`.
+    /// Writes every row before `frontier` (what fails stays buffered for the next call).
     pub fn write_before(&mut self, frontier: Time) -> Result<(), Error> {
-        self.events.write_before(frontier)?;
-        for archive in &mut self.outputs {
-            archive.write_before(frontier)?;
-        }
+        let written = (|| {
+            self.events.write_before(frontier)?;
+            for archive in &mut self.outputs {
+                archive.write_before(frontier)?;
+            }
+            Ok(())
+        })();
+        self.failing = written.is_err();
         self.written = Instant::now();
-        Ok(())
+        written
+    }
+
+    /// Bytes of rows waiting for a disk that refused them (none while writes succeed: rows
+    /// wait for the interval then, which is not a backlog).
+    pub fn backlog(&self) -> usize {
+        match self.failing {
+            true => self.events.buffered_bytes() + self.outputs.iter().map(Archive::buffered_bytes).sum::<usize>(),
+            false => 0,
+        }
     }
 }
 

@@ -104,6 +104,11 @@ impl Recorder {
         self.seq
     }
 
+    /// Bytes of chunks that could not be written yet (none while writes succeed).
+    pub fn backlog(&self) -> usize {
+        self.unwritten.iter().map(|(_, batch)| batch.get_array_memory_size()).sum()
+    }
+
     /// An event (its line as read) entered at `time`.
     pub fn record(&mut self, time: Time, line: &str) -> anyhow::Result<()> {
         self.times.append_value(time);

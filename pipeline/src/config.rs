@@ -320,8 +320,10 @@ pub struct ApiSection {
     pub change_wait: Option<String>,
     /// `query_wait = "20s"`.
     pub query_wait: Option<String>,
-    /// `concurrency = 512`.
+    /// `concurrency = 512`: ingest requests at once.
     pub concurrency: Option<usize>,
+    /// `control_concurrency = 64`: control requests at once.
+    pub control_concurrency: Option<usize>,
     /// `metrics_auth = true`: `/metrics` needs the API token.
     pub metrics_auth: Option<bool>,
 }
@@ -354,6 +356,7 @@ impl FileConfig {
             change_wait: span("api.change_wait", a.change_wait.clone(), dh.change_wait)?,
             query_wait: span("api.query_wait", a.query_wait.clone(), dh.query_wait)?,
             concurrency: a.concurrency.unwrap_or(dh.concurrency),
+            control_concurrency: a.control_concurrency.unwrap_or(dh.control_concurrency),
             limits: self.limits,
             metrics_need_token: a.metrics_auth.unwrap_or(dh.metrics_need_token),
         };
@@ -434,8 +437,21 @@ impl LiveConfig {
                 self.listen
             ));
         }
-        if self.http.max_batch_events == 0 || self.http.max_event_bytes == 0 || self.http.concurrency == 0 {
-            out.push("ingest.max_batch_events, ingest.max_event_bytes and api.concurrency must be at least 1".into());
+        let timeout = self.http.request_timeout;
+        if self.http.change_wait >= timeout || self.http.query_wait >= timeout {
+            out.push(format!(
+                "api.change_wait ({:?}) and api.query_wait ({:?}) must be shorter than api.request_timeout ({timeout:?}): \
+                 a call must get its own answer (202, 503) before the request timeout cuts it off",
+                self.http.change_wait, self.http.query_wait
+            ));
+        }
+        let h = &self.http;
+        if [h.max_batch_events, h.max_event_bytes, h.concurrency, h.control_concurrency].contains(&0) {
+            out.push(
+                "ingest.max_batch_events, ingest.max_event_bytes, api.concurrency and api.control_concurrency must be \
+                 at least 1"
+                    .into(),
+            );
         }
         out
     }

@@ -29,6 +29,8 @@ pub struct ControlLog {
     file: File,
     /// Bytes of whole, synced entries.
     length: u64,
+    /// A failed append could not be cut off yet: nothing is appended until it is.
+    dirty: bool,
 }
 
 impl ControlLog {
@@ -49,11 +51,16 @@ impl ControlLog {
                 serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
             })
             .collect::<anyhow::Result<Vec<Entry>>>()?;
-        Ok((ControlLog { file, length: text.len() as u64 }, entries))
+        Ok((ControlLog { file, length: text.len() as u64, dirty: false }, entries))
     }
 
-    /// Appends an entry and syncs it to disk; on failure nothing of it stays in the log.
+    /// Appends an entry and syncs it to disk; on failure nothing of it stays in the log (or,
+    /// when even cutting it off fails, nothing more is appended until that succeeds).
     pub fn append(&mut self, entry: &Entry) -> std::io::Result<()> {
+        if self.dirty {
+            self.file.set_len(self.length)?;
+            self.dirty = false;
+        }
         let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');
         match self.file.write_all(&line).and_then(|()| self.file.sync_data()) {
@@ -62,8 +69,9 @@ impl ControlLog {
                 Ok(())
             }
             Err(e) => {
-                if let Err(cut) = self.file.set_len(self.length) {
-                    tracing::error!("control log: a failed append could not be cut off: {cut}");
+                if let Err(cut) = self.file.set_len(self.length).and_then(|()| self.file.sync_data()) {
+                    tracing::error!("control log: a failed append could not be cut off yet: {cut}");
+                    self.dirty = true;
                 }
                 Err(e)
             }

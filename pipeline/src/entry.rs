@@ -34,9 +34,11 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// Enters `line`, read from partition `w` and received at `received` (its own
-    /// `receivedAt` first, else this, else now): the time it entered at, `Ok(None)` when the
-    /// late policy refused it, or why it is not taken (to be dead-lettered).
+    /// Enters `line`, read from partition `w` and received at `received` (a Kafka message's
+    /// timestamp: a `receivedAt` in its payload is the producer's word and counts for nothing),
+    /// or, with `None` (an ingest log line), at its own `receivedAt`, which HTTP ingest wrote,
+    /// else now: the time it entered at, `Ok(None)` when the late policy refused it, or why it
+    /// is not taken (to be dead-lettered).
     pub fn enter(
         &mut self,
         w: usize,
@@ -45,7 +47,7 @@ impl Entry<'_> {
     ) -> anyhow::Result<Result<Option<Time>, String>> {
         let event = match decode_line_received(line) {
             Ok((event, own)) => {
-                let received = own.or(received).unwrap_or_else(now_ms);
+                let received = received.or(own).unwrap_or_else(now_ms);
                 let latest = received.saturating_add(self.max_future_skew);
                 if event.ts > latest {
                     self.progress.rejected.fetch_add(1, Ordering::Relaxed);

@@ -123,6 +123,11 @@ impl Inputs {
         Ok(read)
     }
 
+    /// Bytes of checkpoint chunks waiting for a disk that refused them.
+    pub fn backlog(&self) -> usize {
+        self.recorder.as_ref().map_or(0, Recorder::backlog)
+    }
+
     /// The checkpoint being recorded, if checkpoints are taken.
     pub fn checkpoint(&self) -> Option<u64> {
         self.recorder.as_ref().map(Recorder::seq)

@@ -10,6 +10,7 @@ use crate::entry::Entry;
 use journeyflow_connectors::kafka::{owner, Sink, Source};
 use journeyflow_control_api::handle::Progress;
 use journeyflow_operators::Time;
+use journeyflow_types::time::now_ms;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -110,7 +111,8 @@ impl KafkaInput {
                 dead.push(DeadLetter { reason, key: m.key.map(<[u8]>::to_vec), payload: payload.to_vec(), at: at() });
                 return;
             }
-            match entry.enter(base + m.part, payload, m.timestamp) {
+            // The broker's word (the message's timestamp), else now: never the payload's.
+            match entry.enter(base + m.part, payload, Some(m.timestamp.unwrap_or_else(now_ms))) {
                 Ok(Ok(Some(time))) => {
                     let kept = &mut times[m.part];
                     if kept.back().is_none_or(|(_, t)| time > *t) {

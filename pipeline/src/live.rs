@@ -47,7 +47,8 @@ pub type Counters = BTreeMap<(u32, Stat), isize>;
 /// How often a worker syncs its files and publishes how far its outputs are written.
 const SYNC_EVERY: Duration = Duration::from_millis(200);
 
-/// Bytes of output waiting for the disk above which a worker reads no more input.
+/// Bytes waiting for the disk (outputs, archive rows, checkpoint chunks) above which a worker
+/// reads no more input.
 const MAX_BACKLOG: usize = 64 << 20;
 
 /// What the workers of a process share.
@@ -187,8 +188,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             sequencer.take(&mut programs, register, peers)?;
         }
         let open = shared.inputs_open.load(Ordering::Relaxed);
-        // Outputs waiting for a full disk hold the inputs back (they are read again later).
-        let room = sinks.backlog() < MAX_BACKLOG;
+        // Outputs and checkpoint chunks waiting for a full disk hold the inputs back (they are
+        // read later).
+        let room = sinks.backlog() + inputs.backlog() < MAX_BACKLOG;
         let read = if open && room { inputs.read(&mut programs, shared, &mut sinks, &mut names)? } else { 0 };
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
@@ -201,7 +203,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let target = inputs.marks.target(now_ms()).or_else(|| {
             (inputs.tails.is_empty() && inputs.kafka.is_none()).then(|| lowest(shared, Some(index))).flatten()
         });
-        let target = target.filter(|_| open);
+        // Not while the inputs are closed or held back: what they have not read yet must not
+        // find the watermark moved past it.
+        let target = target.filter(|_| open && room);
         let mut failed = None;
         programs.advance(worker, target, |p, w, c| {
             let at = Applied { shared, pending: &mut pending, plans: &mut plans };
@@ -530,7 +534,7 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
         }
     };
     match request {
-        Request::Change(change) => {
+        Request::Change(change) | Request::Import(change) => {
             if let Err(e) = apply_change(programs, worker, change, command.time, shared, plans) {
                 // The catalog checked it: the programs disagreeing is a bug, reported loudly.
                 tracing::error!("a change the catalog accepted did not apply as of {}: {e}", command.time);
@@ -590,6 +594,15 @@ fn apply_change(
             programs.publish_version(worker, plan.clone(), migrate, at)?;
             versions.names.insert(version, JourneyNames::replacing(&plan, &versions.plan));
             versions.plan = plan;
+        }
+        Change::RemoveJourney { id } => {
+            // A draft never ran here; an ended journey's dataflow and reports go.
+            if plans.remove(&id).is_some() {
+                programs.remove_journey(worker, &id)?;
+            }
+            lock(&shared.handle.journey_reports).remove(&id);
+            lock(&shared.handle.journey_users).retain(|(journey, _), _| *journey != id);
+            lock(&shared.journey_counts).remove(&id);
         }
         Change::JourneyCommand { id, command } => {
             let command = match command {

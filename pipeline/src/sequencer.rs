@@ -101,8 +101,11 @@ impl Sequencer {
             self.last = time;
             match request {
                 Request::Change(change) => {
-                    let answer = self.decide(change, time, programs)?;
-                    let _ = reply.send(answer);
+                    let limits = self.limits;
+                    let _ = reply.send(self.decide(change, time, &limits, programs)?);
+                }
+                Request::Import(change) => {
+                    let _ = reply.send(self.decide(change, time, &Limits::ceiling(), programs)?);
                 }
                 query => {
                     let due = query.answers(peers);
@@ -114,9 +117,16 @@ impl Sequencer {
         Ok(())
     }
 
-    /// Checks a change; if it passes, logs it, applies it to the catalog and enters it.
-    fn decide(&mut self, change: Change, time: Time, programs: &mut Programs) -> anyhow::Result<Answer> {
-        if let Err(why) = self.catalog.check(&change, &self.limits) {
+    /// Checks a change under `limits`; if it passes, logs it, applies it to the catalog and
+    /// enters it.
+    fn decide(
+        &mut self,
+        change: Change,
+        time: Time,
+        limits: &Limits,
+        programs: &mut Programs,
+    ) -> anyhow::Result<Answer> {
+        if let Err(why) = self.catalog.check(&change, limits) {
             return Ok(Answer::Refused(why));
         }
         let entry = Entry { time, change };

@@ -191,9 +191,11 @@ impl Sinks {
         Ok(())
     }
 
-    /// Bytes of output waiting for the disk.
+    /// Bytes of output waiting for the disk (the archive's too, while it fails).
     pub fn backlog(&self) -> usize {
-        [&self.changes, &self.transitions, &self.actions, &self.dead_letters].iter().map(|w| w.backlog()).sum()
+        let files: usize =
+            [&self.changes, &self.transitions, &self.actions, &self.dead_letters].iter().map(|w| w.backlog()).sum();
+        files + self.archives.as_ref().map_or(0, Archives::backlog)
     }
 }
 

@@ -28,6 +28,8 @@ use tokio::sync::oneshot;
 
 /// Appends waiting for one partition's writer, at most.
 const QUEUE: usize = 4096;
+/// Bytes waiting for one partition's writer, at most.
+const QUEUE_BYTES: u64 = 64 << 20;
 /// The most bytes one group commit writes.
 const GROUP_BYTES: usize = 16 << 20;
 
@@ -59,6 +61,8 @@ pub struct Wal {
     dir: PathBuf,
     queues: Vec<SyncSender<Append>>,
     committed: Vec<Arc<AtomicU64>>,
+    /// Bytes queued for each partition's writer and not written yet.
+    queued: Vec<Arc<AtomicU64>>,
 }
 
 impl Wal {
@@ -71,6 +75,7 @@ impl Wal {
         let count = partitions.max(existing).max(1);
         let mut queues = Vec::with_capacity(count);
         let mut committed = Vec::with_capacity(count);
+        let mut queued = Vec::with_capacity(count);
         for p in 0..count {
             let path = part_path(dir, p);
             // Cuts a line left unfinished; then written at explicit offsets.
@@ -78,15 +83,17 @@ impl Wal {
             let file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
             let length = Arc::new(AtomicU64::new(file.metadata()?.len()));
             let (tx, rx) = sync_channel(QUEUE);
-            let writer = Writer { file, committed: length.clone(), dirty: false };
+            let waiting = Arc::new(AtomicU64::new(0));
+            let writer = Writer { file, committed: length.clone(), queued: waiting.clone(), dirty: false };
             std::thread::Builder::new().name(format!("ingest-log-{p}")).spawn(move || writer.run(rx))?;
             queues.push(tx);
             committed.push(length);
+            queued.push(waiting);
         }
         if existing < count {
             sync_dir(dir)?;
         }
-        Ok(Wal { dir: dir.to_path_buf(), queues, committed })
+        Ok(Wal { dir: dir.to_path_buf(), queues, committed, queued })
     }
 
     /// The number of partitions.
@@ -104,8 +111,14 @@ impl Wal {
         self.committed[part].clone()
     }
 
+    /// Bytes queued for the writers and not written yet.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued.iter().map(|q| q.load(Ordering::Relaxed)).sum()
+    }
+
     /// Queues lines (without their newlines) for partition `part`; the receiver says once they
-    /// are synced (`Ok`: they survive a crash) or that none of them is in the log.
+    /// are synced (`Ok`: they survive a crash) or that none of them is in the log. Dropping the
+    /// receiver before the writer takes the lines (a request that timed out) withdraws them.
     pub fn append(&self, part: usize, lines: &[Vec<u8>]) -> oneshot::Receiver<Result<(), AppendError>> {
         let (done, outcome) = oneshot::channel();
         let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
@@ -114,15 +127,20 @@ impl Wal {
             bytes.extend_from_slice(line);
             bytes.push(b'\n');
         }
-        match self.queues[part].try_send(Append { bytes, done }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(a)) => {
-                let _ = a.done.send(Err(AppendError::Busy));
-            }
-            Err(TrySendError::Disconnected(a)) => {
-                let _ = a.done.send(Err(AppendError::Closed));
-            }
+        let size = bytes.len() as u64;
+        let queued = &self.queued[part];
+        if queued.fetch_add(size, Ordering::AcqRel) + size > QUEUE_BYTES {
+            queued.fetch_sub(size, Ordering::AcqRel);
+            let _ = done.send(Err(AppendError::Busy));
+            return outcome;
         }
+        let refused = match self.queues[part].try_send(Append { bytes, done }) {
+            Ok(()) => return outcome,
+            Err(TrySendError::Full(a)) => (a, AppendError::Busy),
+            Err(TrySendError::Disconnected(a)) => (a, AppendError::Closed),
+        };
+        queued.fetch_sub(size, Ordering::AcqRel);
+        let _ = refused.0.done.send(Err(refused.1));
         outcome
     }
 
@@ -136,6 +154,8 @@ impl Wal {
 struct Writer {
     file: File,
     committed: Arc<AtomicU64>,
+    /// Bytes queued for this writer.
+    queued: Arc<AtomicU64>,
     /// Bytes past `committed` may be on disk (a failed append not cut off yet).
     dirty: bool,
 }
@@ -154,7 +174,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let outcome = self.write(&group);
+            let queued: u64 = group.iter().map(|a| a.bytes.len() as u64).sum();
+            // Appends nobody waits for any more (their request timed out) are not written.
+            group.retain(|a| !a.done.is_closed());
+            let outcome = if group.is_empty() { Ok(()) } else { self.write(&group) };
+            self.queued.fetch_sub(queued, Ordering::AcqRel);
             for append in group {
                 let answer = match &outcome {
                     Ok(()) => Ok(()),

@@ -20,7 +20,7 @@ use journeyflow_control_api::auth::Auth;
 use journeyflow_control_api::catalog::{status, Catalog, Change, JourneyEntry, Lifecycle};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_control_api::{router, AppState};
-use journeyflow_types::{parse_journeys, parse_segments, validate_segments, Limits};
+use journeyflow_types::{parse_journeys, parse_segments, validate_segments_with, Limits};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -534,10 +534,12 @@ fn read_legacy(path: &std::path::Path) -> anyhow::Result<Option<Value>> {
     }
 }
 
-/// A change to make at start, and what it is for the error message if it is refused.
+/// A change to make at start, what it is for the error message if it is refused, and whether
+/// it brings over what was accepted before (checked under the hard ceilings, not the limits).
 struct StartChange {
     change: Change,
     what: String,
+    import: bool,
 }
 
 /// The changes that bring the catalog (the control log's fold) to what was given at start: a
@@ -548,21 +550,22 @@ struct StartChange {
 fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) -> anyhow::Result<Vec<StartChange>> {
     let mut planned = catalog.clone();
     let mut out = Vec::new();
-    let mut plan = |change: Change, what: String, limits: &Limits, planned: &mut Catalog| -> anyhow::Result<()> {
-        planned.check(&change, limits).map_err(|why| anyhow::anyhow!("{what}: {why}"))?;
+    let mut plan = |change: Change, what: String, import: bool, planned: &mut Catalog| -> anyhow::Result<()> {
+        let limits = if import { Limits::ceiling() } else { args.http.limits };
+        planned.check(&change, &limits).map_err(|why| anyhow::anyhow!("{what}: {why}"))?;
         planned.apply(&change, 0);
-        out.push(StartChange { change, what });
+        out.push(StartChange { change, what, import });
         Ok(())
     };
     if let Some(doc) = legacy {
-        let segments = validate_segments(&doc["segments"], &BTreeSet::new())
+        let segments = validate_segments_with(&doc["segments"], &BTreeSet::new(), &Limits::ceiling())
             .map_err(|e| anyhow::anyhow!("stored segments: {e}"))?;
         for def in segments {
             if planned.segments.contains_key(&def.id) {
                 continue;
             }
             let what = format!("stored segment {:?}", def.id);
-            plan(Change::InstallSegment { definition: def.to_json() }, what, &Limits::ceiling(), &mut planned)?;
+            plan(Change::InstallSegment { definition: def.to_json() }, what, true, &mut planned)?;
         }
         let journeys: std::collections::BTreeMap<String, JourneyEntry> =
             serde_json::from_value(doc["journeys"].clone()).context("stored journeys")?;
@@ -574,24 +577,19 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
                     status::DRAFT => Change::DraftJourney { definition },
                     _ => Change::InstallJourney { definition, version: entry.version },
                 };
-                plan(change, what.clone(), &Limits::ceiling(), &mut planned)?;
+                plan(change, what.clone(), true, &mut planned)?;
                 let command = match entry.status.as_str() {
                     status::PAUSED => Some(Lifecycle::Pause),
                     status::ENDED => Some(Lifecycle::End),
                     _ => None,
                 };
                 if let Some(command) = command {
-                    plan(
-                        Change::JourneyCommand { id: id.clone(), command },
-                        what.clone(),
-                        &Limits::ceiling(),
-                        &mut planned,
-                    )?;
+                    plan(Change::JourneyCommand { id: id.clone(), command }, what.clone(), true, &mut planned)?;
                 }
             }
             let lacks_next = planned.journeys.get(&id).is_some_and(|e| e.next.is_none() && e.status != status::ENDED);
             if let (Some(next), true) = (entry.next, lacks_next) {
-                plan(Change::ReviseJourney { definition: next }, what, &Limits::ceiling(), &mut planned)?;
+                plan(Change::ReviseJourney { definition: next }, what, true, &mut planned)?;
             }
         }
     }
@@ -608,7 +606,7 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
                 Some(_) => {}
                 None => {
                     let what = format!("{}: segment {:?}", path.display(), def.id);
-                    plan(Change::InstallSegment { definition: def.to_json() }, what, &args.http.limits, &mut planned)?;
+                    plan(Change::InstallSegment { definition: def.to_json() }, what, false, &mut planned)?;
                 }
             }
         }
@@ -622,7 +620,7 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
                 continue;
             }
             let what = format!("{}: journey {:?}", path.display(), def.id);
-            plan(Change::InstallJourney { definition: def.source, version: 1 }, what, &args.http.limits, &mut planned)?;
+            plan(Change::InstallJourney { definition: def.source, version: 1 }, what, false, &mut planned)?;
         }
     }
     Ok(out)
@@ -639,8 +637,8 @@ async fn install_at_start(
 ) -> anyhow::Result<()> {
     let at = fresh.then_some(0);
     let mut submitted = Vec::with_capacity(changes.len());
-    for StartChange { change, what } in changes {
-        let request = Request::Change(change);
+    for StartChange { change, what, import } in changes {
+        let request = if import { Request::Import(change) } else { Request::Change(change) };
         let pending = loop {
             match handle.submit_at(request.clone(), at) {
                 // Worker 0 takes requests while the inputs are closed: wait for room.
