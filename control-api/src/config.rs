@@ -1,6 +1,6 @@
 //! Settings of the HTTP surface: body, batch and event sizes, how far ahead of its receipt an
 //! event may be timed, how far the workers may fall behind before ingest pushes back, request
-//! timeouts and concurrency, the definition limits, and who may read `/metrics`.
+//! timeouts, concurrency and connections, the definition limits, and who may read `/metrics`.
 
 use journeyflow_types::Limits;
 use std::time::Duration;
@@ -31,6 +31,11 @@ pub struct HttpConfig {
     /// Control requests handled at once (apart from ingest, so that a flood of events does
     /// not lock operators out); more get 503 at once.
     pub control_concurrency: usize,
+    /// Connections held at once; one more is closed at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (also the longest a kept-alive
+    /// connection may idle).
+    pub header_timeout: Duration,
     /// Limits on definitions.
     pub limits: Limits,
     /// Whether `/metrics` needs the API token too.
@@ -50,6 +55,8 @@ impl Default for HttpConfig {
             query_wait: Duration::from_secs(20),
             concurrency: 512,
             control_concurrency: 64,
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             metrics_need_token: false,
         }

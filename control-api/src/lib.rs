@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod segments;
+pub mod serve;
 pub mod users;
 
 use axum::error_handling::HandleErrorLayer;

@@ -62,6 +62,8 @@ fn describe(c: &HttpConfig) -> String {
          | request time, body included | {} ms (408) |\n\
          | ingest requests at once | {} (503) |\n\
          | control requests at once | {} (503) |\n\
+         | connections at once | {} (more are closed) |\n\
+         | time to send a request's headers | {} ms (the connection is closed) |\n\
          | wait for a change to be decided | {} ms (then 202) |\n\
          | wait for a membership answer | {} ms (503) |\n\
          | condition nesting | {} levels (422) |\n\
@@ -83,6 +85,8 @@ fn describe(c: &HttpConfig) -> String {
         c.request_timeout.as_millis(),
         c.concurrency,
         c.control_concurrency,
+        c.max_connections,
+        c.header_timeout.as_millis(),
         c.change_wait.as_millis(),
         c.query_wait.as_millis(),
         l.condition_depth,

@@ -324,6 +324,10 @@ pub struct ApiSection {
     pub concurrency: Option<usize>,
     /// `control_concurrency = 64`: control requests at once.
     pub control_concurrency: Option<usize>,
+    /// `max_connections = 4096`: connections held at once.
+    pub max_connections: Option<usize>,
+    /// `header_timeout = "10s"`: time a client has to send a request's headers.
+    pub header_timeout: Option<String>,
     /// `metrics_auth = true`: `/metrics` needs the API token.
     pub metrics_auth: Option<bool>,
 }
@@ -357,6 +361,8 @@ impl FileConfig {
             query_wait: span("api.query_wait", a.query_wait.clone(), dh.query_wait)?,
             concurrency: a.concurrency.unwrap_or(dh.concurrency),
             control_concurrency: a.control_concurrency.unwrap_or(dh.control_concurrency),
+            max_connections: a.max_connections.unwrap_or(dh.max_connections),
+            header_timeout: span("api.header_timeout", a.header_timeout.clone(), dh.header_timeout)?,
             limits: self.limits,
             metrics_need_token: a.metrics_auth.unwrap_or(dh.metrics_need_token),
         };
@@ -446,10 +452,11 @@ impl LiveConfig {
             ));
         }
         let h = &self.http;
-        if [h.max_batch_events, h.max_event_bytes, h.concurrency, h.control_concurrency].contains(&0) {
+        if [h.max_batch_events, h.max_event_bytes, h.concurrency, h.control_concurrency, h.max_connections].contains(&0)
+        {
             out.push(
-                "ingest.max_batch_events, ingest.max_event_bytes, api.concurrency and api.control_concurrency must be \
-                 at least 1"
+                "ingest.max_batch_events, ingest.max_event_bytes, api.concurrency, api.control_concurrency and \
+                 api.max_connections must be at least 1"
                     .into(),
             );
         }

@@ -543,7 +543,11 @@ fn stalled_request(addr: &str, head: &str, limit: Duration) -> Option<String> {
 fn ingest_pushes_back_and_slow_clients_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("journeyflow.toml");
-    std::fs::write(&config, "[api]\nconcurrency = 3\nchange_wait = \"1s\"\nquery_wait = \"1s\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[api]\nconcurrency = 3\nchange_wait = \"1s\"\nquery_wait = \"1s\"\nheader_timeout = \"1s\"\nmax_connections = 12\n",
+    )
+    .unwrap();
     let flags = [
         "--config",
         config.to_str().unwrap(),
@@ -613,8 +617,42 @@ fn ingest_pushes_back_and_slow_clients_are_cut_off() {
         let line = s.join().unwrap().expect("an answer to a stalled request");
         assert!(line.contains(" 408 "), "{line}");
     }
-    assert!(healthy(&client, &server));
+    // A client that trickles its headers is cut off after the header timeout.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /v1/batch HTTP/1.1\r\nhost: x\r\n").unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(10)),
+        "a connection that never finishes its headers stays open"
+    );
+    // Connections beyond the limit are closed as soon as they are taken.
+    let mut idle: Vec<std::net::TcpStream> = (0..13).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    let refused =
+        idle.iter_mut().map(|c| closed_within(c, Duration::from_millis(300))).filter(|closed| *closed).count();
+    assert!(refused >= 1, "13 connections held open with max_connections = 12");
+    drop(idle);
+    wait_until("connections taken again", Duration::from_secs(10), || healthy(&client, &server));
     assert_eq!(server.stop().code(), Some(0));
+}
+
+/// Whether the server closes `stream` within `limit` (whatever it sent first).
+fn closed_within(stream: &mut std::net::TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buffer = [0u8; 256];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
 }
 
 /// Finding 9: messageIds the server generates are UUIDs, unique across processes.

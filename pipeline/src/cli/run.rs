@@ -402,7 +402,12 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             true => router(state),
             false => journeyflow_control_api::peer_router(state),
         };
-        axum::serve(listener, routes).with_graceful_shutdown(stopping).await.context("serving HTTP")?;
+        let connections = journeyflow_control_api::serve::Connections {
+            max: args.http.max_connections,
+            header_timeout: args.http.header_timeout,
+            drain: args.http.request_timeout,
+        };
+        journeyflow_control_api::serve::serve(listener, routes, connections, stopping).await.context("serving HTTP")?;
         match failed_rx.await {
             Ok(why) => Err(anyhow::anyhow!(why)),
             Err(_) => Ok(()),
