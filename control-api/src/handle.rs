@@ -219,12 +219,17 @@ impl EngineHandle {
         self.submit(request)?.wait(timeout).await
     }
 
-    /// Sends a change and waits (up to `timeout`) for worker 0 to apply or refuse it. Past
-    /// that, the change is `Pending`: it is still applied or refused in order, and its
-    /// outcome is kept under the id returned.
+    /// Sends a change and waits (up to `timeout`; zero: not at all) for worker 0 to apply or
+    /// refuse it. Past that, the change is `Pending`: it is still applied or refused in order,
+    /// and its outcome is kept under the id returned.
     pub async fn change(&self, change: Change, timeout: std::time::Duration) -> Result<Changed, CallError> {
         let mut pending = self.submit(Request::Change(change))?;
-        let answer = match pending.wait_mut(timeout).await {
+        // A wait of zero does not wait at all: every change is answered 202.
+        let waited = match timeout.is_zero() {
+            true => Err(CallError::Timeout),
+            false => pending.wait_mut(timeout).await,
+        };
+        let answer = match waited {
             Err(CallError::Timeout) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 self.outcomes.set(&id, Outcome::Pending);
