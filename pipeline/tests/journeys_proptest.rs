@@ -182,6 +182,8 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 128,
         max_shrink_iters: 2000,
+        // A failure is reported (shrunk as far as a minute allows) before the test timeout.
+        max_shrink_time: 60_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/journeys_proptest.txt"))),
         ..ProptestConfig::default()
     })]

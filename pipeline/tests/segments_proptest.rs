@@ -255,6 +255,8 @@ proptest! {
     #![proptest_config(ProptestConfig {
         cases: 96,
         max_shrink_iters: 2000,
+        // A failure is reported (shrunk as far as a minute allows) before the test timeout.
+        max_shrink_time: 60_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/segments_proptest.txt"))),
         ..ProptestConfig::default()
     })]

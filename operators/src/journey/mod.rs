@@ -88,6 +88,8 @@ pub fn journey<'s>(
         let mut status = initial;
         let mut retired = false;
         let mut end_at = plan.schedule().end_at;
+        // Set when the scheduled end passes while the history before a takeover is read.
+        let mut ended_before_takeover = false;
         let mut users: KeyMap<UserState> = KeyMap::default();
         let mut timers: BTreeSet<(Time, Key)> = BTreeSet::new();
         let mut pending: Vec<(Time, Key, Item)> = Vec::new();
@@ -151,7 +153,13 @@ pub fn journey<'s>(
                 }
                 if end_at.is_some_and(|e| e <= time) {
                     end_at = None;
-                    status = status.after(Command::End);
+                    if takeover.is_some() && since.is_some_and(|s| time <= s) {
+                        // Published after its own end: the history still sets the condition
+                        // states the previous version's users are placed with; it ends then.
+                        ended_before_takeover = true;
+                    } else {
+                        status = status.after(Command::End);
+                    }
                 }
                 let mut keys: Vec<Key> = Vec::new();
                 if status == Status::Ended {
@@ -225,7 +233,7 @@ pub fn journey<'s>(
                     let (handover, migration) = takeover.as_ref().expect("checked");
                     let Some(left) = handover.take(&activator) else { break };
                     // A version whose schedule ended before it was published ends as it starts.
-                    let ended = status == Status::Ended;
+                    let ended = status == Status::Ended || ended_before_takeover;
                     status = left.status;
                     let ongoing = status == Status::Ongoing && !ended;
                     migrate(&plan, index, left, migration, time, ongoing, &mut users, &mut timers, &mut out);
