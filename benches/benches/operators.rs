@@ -8,7 +8,8 @@
 #![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented functions.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use journeyflow::engine::{Engine, IngestConfig};
+use journeyflow::admission::IngestConfig;
+use journeyflow::programs::Programs;
 use journeyflow_datasets::generator::{event_line, GeneratorConfig};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_types::{decode_line, parse_journeys, parse_segments, Event, SegmentDefinition};
@@ -32,17 +33,26 @@ fn lines() -> Vec<String> {
 fn run(events: Vec<Event>, defs: &[SegmentDefinition], plans: &[JourneyPlan]) -> usize {
     let (defs, plans) = (defs.to_vec(), plans.to_vec());
     timely::execute_directly(move |worker| {
-        let mut engine = Engine::build(worker, &defs, &plans, IngestConfig::default());
+        let mut programs = Programs::new(worker, IngestConfig::default());
+        for def in &defs {
+            programs.install_segment(worker, def, 0).expect("the standard definitions install");
+        }
+        for plan in &plans {
+            programs.install_journey_first(worker, plan.clone()).expect("the standard journeys install");
+        }
         let as_of = events.iter().map(|e| e.ts).max().unwrap_or(0);
         for (i, event) in events.into_iter().enumerate() {
-            let _ = engine.offer(event);
+            let _ = programs.offer(event);
             if (i + 1).is_multiple_of(BATCH) {
-                engine.advance(worker);
+                programs.advance(worker, None, |_, _, _| {});
             }
         }
-        engine.input_done(Some(as_of + 1));
-        let out = engine.finish(worker, as_of);
-        out.changes.len() + out.journeys.len()
+        programs.input_done();
+        programs.run_to(worker, as_of);
+        let changes: usize = defs.iter().map(|d| programs.take_changes(&d.id).len()).sum();
+        let records: usize = plans.iter().map(|p| programs.take_journey_outputs(p.id()).len()).sum();
+        programs.close(worker);
+        changes + records
     })
 }
 

@@ -4,7 +4,7 @@
 //! event was due and when the engine's outputs were complete through each time.
 
 use crate::workload::{self, Definitions};
-use journeyflow::engine::{IngestConfig, LatePolicy};
+use journeyflow::admission::{IngestConfig, LatePolicy};
 use journeyflow::programs::Programs;
 use journeyflow_connectors::ndjson::{PartReader, RawRecord};
 use journeyflow_operators::journey::record::{JourneyOutput, Status};

@@ -1,6 +1,7 @@
 //! journeyflow's pipeline: compiles definitions into dataflows, runs the timely workers,
 //! and implements the `journeyflow` commands.
 
+pub mod admission;
 pub mod archive;
 pub mod catalog_topic;
 pub mod checkpoint;
@@ -10,7 +11,6 @@ pub mod compile;
 pub mod config;
 pub mod control_log;
 pub mod durable;
-pub mod engine;
 pub mod entry;
 pub mod inputs;
 pub mod journey_output;

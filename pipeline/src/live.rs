@@ -12,13 +12,13 @@
 //! frontiers, stopping, journey counters, answers, user ids) travels through the
 //! [`crate::cluster`] dataflows.
 
+use crate::admission::IngestConfig;
 use crate::archive::Archives;
 use crate::checkpoint::{Manifest, Part};
 use crate::cluster::gossip::{self, Gossip, Message, TICKET_WORKER_SHIFT};
 use crate::cluster::names::Names;
 use crate::cluster::Cluster;
 use crate::config::KafkaConfig;
-use crate::engine::IngestConfig;
 use crate::inputs::{restore, Inputs};
 use crate::journey_output::{reports, ActionLine, JourneyNames, TransitionLine};
 use crate::kafka_input::Origins;

@@ -13,8 +13,8 @@
 //! are compacted only up to the control frontier, and complete commands are applied before
 //! compacting, so every worker's history is still distinguishable at `T` when it applies one.
 
+use crate::admission::{admit, IngestConfig, Refused};
 use crate::compile::Compiler;
-use crate::engine::{admit, IngestConfig, Refused};
 use differential_dataflow::input::InputSession;
 use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
@@ -314,6 +314,30 @@ impl Programs {
         self.input.update_at(SharedEvent::new(event), time.max(self.watermark()), 1);
     }
 
+    /// The largest event time offered on this worker.
+    pub fn max_seen(&self) -> Option<Time> {
+        self.max_seen
+    }
+
+    /// Declares this worker's events read to the end (a replay): the event input no longer
+    /// holds the other workers back (their `advance` waits for the base dataflow), while the
+    /// control input, and with it every journey, stays until [`Programs::run_to`] names the
+    /// time to complete.
+    pub fn input_done(&mut self) {
+        self.input.advance_to(Time::MAX);
+        self.input.flush();
+    }
+
+    /// Completes every program through `time` after [`Programs::input_done`]: journeys
+    /// produce nothing after `time` (their lifecycle input stops at `time + 1`).
+    pub fn run_to(&mut self, worker: &mut Worker, time: Time) {
+        if time + 1 > *self.control.time() {
+            self.control.advance_to(time + 1);
+        }
+        self.control.flush();
+        self.settle(worker, time);
+    }
+
     /// The earliest time any output of this worker's programs may still have: every record
     /// before it has come out (commands not applied yet count, as the programs they install).
     pub fn output_frontier(&self) -> Time {
@@ -539,6 +563,17 @@ impl Programs {
             return Err(ProgramError::JourneyExists(plan.id().to_string()));
         }
         let (id, program) = self.build_journey(worker, plan, at, Start::new(status, Some(at)))?;
+        self.journeys.insert(id, program);
+        Ok(())
+    }
+
+    /// Installs a journey before any event has entered (a replay's journeys): every event,
+    /// whatever its time, runs it.
+    pub fn install_journey_first(&mut self, worker: &mut Worker, plan: JourneyPlan) -> Result<(), ProgramError> {
+        if self.journeys.contains_key(plan.id()) {
+            return Err(ProgramError::JourneyExists(plan.id().to_string()));
+        }
+        let (id, program) = self.build_journey(worker, plan, 0, Start::new(Status::Ongoing, None))?;
         self.journeys.insert(id, program);
         Ok(())
     }

@@ -1,15 +1,18 @@
-//! Runs engines on timely workers over a source split into per-worker parts, and gathers
-//! what they produce: membership changes, journey transitions and actions in time order,
-//! journey reports, dead letters, counters. `journeyflow replay` is this over an NDJSON file
-//! plus the output files.
+//! Runs the engine ([`Programs`], the one `journeyflow run` runs) on timely workers over a
+//! source split into per-worker parts, to a time every worker agrees on, and gathers what it
+//! produced: membership changes, journey transitions and actions in time order, journey
+//! reports, dead letters, counters. `journeyflow replay` is this over an NDJSON file plus the
+//! output files.
 
-use crate::cluster::gather::gather;
+use crate::admission::IngestConfig;
+use crate::cluster::gather::{gather, share};
 use crate::cluster::Cluster;
-use crate::engine::{Engine, EngineOutput, EngineStats, IngestConfig};
 use crate::journey_output::{reports, ActionLine, JourneyNames, JourneyReport, TransitionLine};
+use crate::programs::{ProgramError, Programs};
 use journeyflow_connectors::ndjson::RawRecord;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput};
+use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_line, Key, KeyMap, SegmentDefinition};
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,43 @@ pub enum SourceItem {
     Record(RawRecord),
     /// A batch boundary: the watermark may advance here.
     EndOfBatch,
+}
+
+/// One membership change of a user by key: `diff` is +1 (enter) or -1 (exit).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyedChange {
+    /// Event time of the change.
+    pub time: Time,
+    /// Index of the segment in the definitions.
+    pub segment: u32,
+    /// The user's key.
+    pub user: Key,
+    /// +1 enters, -1 exits.
+    pub diff: isize,
+}
+
+/// Counters of one worker's engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Events entered into the dataflow.
+    pub offered: u64,
+    /// Late events clamped to the watermark.
+    pub late_clamped: u64,
+    /// Late events refused.
+    pub late_rejected: u64,
+    /// Duplicates dropped (counted where the dedup state lives).
+    pub duplicates: u64,
+}
+
+/// What one worker's engine produced up to the as-of time.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct WorkerOutput {
+    /// Membership changes.
+    changes: Vec<KeyedChange>,
+    /// Journey transitions and actions, each user's in the order they happened.
+    journeys: Vec<JourneyOutput>,
+    /// Journey counters `((journey, stat), value)`, this worker's share.
+    stats: Vec<((u32, Stat), isize)>,
 }
 
 /// One membership change: `diff` is +1 (enter) or -1 (exit).
@@ -157,7 +197,7 @@ pub struct RunOutput {
 
 /// What one worker hands to worker 0 at the end: its read error if any, its as-of time,
 /// records, dead letters, counters and user ids.
-type WorkerResult = (Option<String>, Option<Time>, EngineOutput, Vec<DeadLetter>, RunStats, Names);
+type WorkerResult = (Option<String>, Option<Time>, WorkerOutput, Vec<DeadLetter>, RunStats, Names);
 
 /// Progress shared with the caller while a run goes on.
 #[derive(Debug, Default)]
@@ -166,6 +206,73 @@ pub struct Progress {
     pub records: AtomicU64,
     /// Workers that finished.
     pub workers_done: AtomicUsize,
+}
+
+/// Installs the segments (each after the ones it refers to) and the journeys, before any
+/// event: every event, whatever its time, runs them.
+fn install(
+    programs: &mut Programs,
+    worker: &mut timely::worker::Worker,
+    defs: &[SegmentDefinition],
+    plans: &[JourneyPlan],
+) -> Result<(), ProgramError> {
+    let mut left: Vec<&SegmentDefinition> = defs.iter().collect();
+    while !left.is_empty() {
+        let before = left.len();
+        let mut i = 0;
+        while i < left.len() {
+            let mut uses = Vec::new();
+            left[i].condition.references(&mut uses);
+            if uses.iter().all(|u| programs.has_segment(u)) {
+                programs.install_segment(worker, left.remove(i), 0)?;
+            } else {
+                i += 1;
+            }
+        }
+        if left.len() == before {
+            // A reference to a segment not in the definitions (validation refuses it first).
+            return programs.install_segment(worker, left[0], 0);
+        }
+    }
+    for plan in plans {
+        programs.install_journey_first(worker, plan.clone())?;
+    }
+    Ok(())
+}
+
+/// This worker's outputs at times up to `as_of`, by segment and journey index.
+fn take_outputs(
+    programs: &mut Programs,
+    defs: &[SegmentDefinition],
+    plans: &[JourneyPlan],
+    as_of: Time,
+) -> WorkerOutput {
+    let mut out = WorkerOutput::default();
+    for (segment, def) in defs.iter().enumerate() {
+        let segment = segment as u32;
+        let changes = programs.take_changes(&def.id).into_iter().filter(|c| c.time <= as_of);
+        out.changes.extend(changes.map(|c| KeyedChange { time: c.time, segment, user: c.user, diff: c.diff }));
+    }
+    for (journey, plan) in plans.iter().enumerate() {
+        let journey = journey as u32;
+        for mut record in programs.take_journey_outputs(plan.id()) {
+            let time = match &mut record {
+                JourneyOutput::Transition(t) => {
+                    t.journey = journey;
+                    t.time
+                }
+                JourneyOutput::Action(a) => {
+                    a.journey = journey;
+                    a.time
+                }
+            };
+            if time <= as_of {
+                out.journeys.push(record);
+            }
+        }
+        out.stats.extend(programs.journey_counts(plan.id()).into_iter().map(|((_, stat), v)| ((journey, stat), v)));
+    }
+    out
 }
 
 /// Runs the engine on the cluster's workers; `part(index, peers)` gives each worker its share
@@ -186,12 +293,15 @@ where
     let worker_plans = plans.clone();
     let guards = timely::execute(timely_config, move |worker| -> Result<_, String> {
         let config = &worker_config;
-        let mut engine = Engine::build(worker, &defs, &worker_plans, config.ingest);
-        if worker.index() == 0 {
-            for (time, journey, command) in &config.commands {
-                engine.command(*journey, *command, *time);
-            }
+        let mut programs = Programs::new(worker, config.ingest);
+        install(&mut programs, worker, &defs, &worker_plans).map_err(|e| e.to_string())?;
+        // Every worker enters the same commands: each journey's lifecycle input is its own.
+        for (time, journey, command) in &config.commands {
+            let id = worker_plans[*journey as usize].id();
+            programs.journey_command(id, *command, *time).map_err(|e| e.to_string())?;
         }
+        let mut offered = 0;
+        let mut late_rejected = 0;
         let mut dead = Vec::new();
         let mut stats = RunStats::default();
         let mut names = Names::default();
@@ -199,7 +309,8 @@ where
             for item in part(worker.index(), worker.peers())? {
                 let record = match item? {
                     SourceItem::EndOfBatch => {
-                        engine.advance(worker);
+                        // Nothing is submitted to the control input: no command comes back.
+                        programs.advance(worker, None, |_, _, _| {});
                         continue;
                     }
                     SourceItem::Record(record) => record,
@@ -235,25 +346,32 @@ where
                     continue;
                 }
                 names.note(event.user, &event.user_id);
-                if let Err(refused) = engine.offer(event) {
+                if let Err(refused) = programs.offer(event) {
+                    late_rejected += 1;
                     dead.push(DeadLetter {
                         line,
                         offset,
                         reason: refused.to_string(),
                         record: Some(String::from_utf8_lossy(&bytes).into_owned()),
                     });
+                } else {
+                    offered += 1;
                 }
             }
             Ok(())
         })();
         // Every worker must take part in agreeing and finishing, even after a read error.
-        engine.input_done(config.as_of.map(|t| t.saturating_add(1)));
+        programs.input_done();
         let as_of = match config.as_of {
             Some(t) => Some(t),
-            None => engine.agree_on_max_time(worker),
+            None => share(worker, programs.max_seen()).into_iter().flatten().max(),
         };
-        let output = engine.finish(worker, as_of.unwrap_or(0));
-        stats.engine = output.engine.clone();
+        let as_of_or_start = as_of.unwrap_or(0);
+        programs.run_to(worker, as_of_or_start);
+        let output = take_outputs(&mut programs, &defs, &worker_plans, as_of_or_start);
+        stats.engine =
+            EngineStats { offered, late_clamped: programs.late(), late_rejected, duplicates: programs.duplicates() };
+        programs.close(worker);
         progress.workers_done.fetch_add(1, Ordering::Relaxed);
         let error = outcome.err().map(|e| format!("worker {}: reading input: {e}", worker.index()));
         let mine: WorkerResult = (error.clone(), as_of, output, dead, stats.clone(), names);
@@ -264,7 +382,7 @@ where
         }
         match worker.index() {
             0 => Ok(all),
-            _ => Ok(vec![(None, as_of, EngineOutput::default(), Vec::new(), stats, Names::default())]),
+            _ => Ok(vec![(None, as_of, WorkerOutput::default(), Vec::new(), stats, Names::default())]),
         }
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
@@ -295,7 +413,7 @@ where
         false => joined.into_iter().flatten().collect(),
     };
     for (_, as_of, output, dead, stats, worker_names) in results {
-        let EngineOutput { changes, journeys, stats: worker_counters, .. } = output;
+        let WorkerOutput { changes, journeys, stats: worker_counters } = output;
         out.as_of = out.as_of.max(as_of);
         keyed.extend(changes);
         journey_records.extend(journeys);

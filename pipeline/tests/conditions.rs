@@ -4,7 +4,7 @@
 mod common;
 
 use common::{ingest, run_lines, Plan};
-use journeyflow::engine::{IngestConfig, LatePolicy};
+use journeyflow::admission::{IngestConfig, LatePolicy};
 use serde_json::json;
 
 fn track(user: &str, msg: &str, ts: u64, event: &str, props: serde_json::Value) -> String {

@@ -2,7 +2,7 @@
 //! test binary) grows when the six standard segments are installed over retained history, and
 //! returns to where it was when they are removed, while the history itself stays loaded.
 
-use journeyflow::engine::IngestConfig;
+use journeyflow::admission::IngestConfig;
 use journeyflow::programs::Programs;
 use journeyflow_datasets::generator::{event_line, GeneratorConfig};
 use journeyflow_types::{decode_line, parse_segments};

@@ -8,10 +8,10 @@ use common::repo;
 
 use common::journey_reference::interpret;
 use common::reference::{accepted, Reference};
+use journeyflow::admission::LatePolicy;
 use journeyflow::cli::import_cdnow::{self, ImportCdnowArgs};
 use journeyflow::cli::replay::{execute, ReplayArgs};
 use journeyflow::cli::Lateness;
-use journeyflow::engine::LatePolicy;
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -4,8 +4,8 @@
 //! `journey_transitions.ndjson`, `journey_actions.ndjson`, `journey_members.ndjson` and
 //! `journey_stats.json`), with a summary on stderr.
 
+use crate::admission::{IngestConfig, LatePolicy};
 use crate::cluster::{Cluster, ClusterArgs, ClusterSection};
-use crate::engine::{IngestConfig, LatePolicy};
 use crate::record_id::Ids;
 use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
 use crate::segment_output::ChangeLine;

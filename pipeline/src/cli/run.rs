@@ -6,10 +6,10 @@
 //! change. Stops cleanly on SIGINT/SIGTERM: stops accepting, lets the workers drain the log and
 //! flush, exits 0.
 
+use crate::admission::{IngestConfig, LatePolicy};
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::config::{FileConfig, KafkaConfig, LiveConfig, StartPosition};
 use crate::control_log::ControlLog;
-use crate::engine::{IngestConfig, LatePolicy};
 use crate::live::{make_durable, run_worker, Checkpointer, Shared};
 use crate::sequencer::Sequencer;
 use anyhow::Context;

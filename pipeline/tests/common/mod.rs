@@ -11,8 +11,8 @@ pub mod outputs;
 pub mod reference;
 pub mod server;
 
+use journeyflow::admission::{IngestConfig, LatePolicy};
 use journeyflow::cluster::Cluster;
-use journeyflow::engine::{IngestConfig, LatePolicy};
 use journeyflow::replay::{run, Change, Progress, RunConfig, RunOutput, SourceItem};
 use journeyflow_connectors::ndjson::RawRecord;
 use journeyflow_operators::journey::plan::JourneyPlan;
