@@ -368,7 +368,7 @@ fn write_outputs(
     for (id, c) in std::mem::take(&mut held.changes) {
         changes.entry(id).or_default().push(c);
     }
-    for id in programs.installed() {
+    for id in programs.segments_with_changes() {
         changes.entry(id.clone()).or_default().extend(programs.take_changes(&id));
     }
     for (id, all) in changes {
@@ -384,7 +384,10 @@ fn write_outputs(
             continue;
         }
         let delta: i64 = go.iter().map(|c| c.diff as i64).sum();
-        *lock(&shared.handle.progress.segment_sizes).entry(id.clone()).or_default() += delta;
+        // A removed segment's last changes still go out; its size is no longer reported.
+        if programs.has_segment(&id) {
+            *lock(&shared.handle.progress.segment_sizes).entry(id.clone()).or_default() += delta;
+        }
         sinks.batch();
         for c in go {
             sinks.change(&id, &name_of(&registry, &c.user), c.diff, c.time)?;
@@ -575,7 +578,7 @@ fn apply_change(
             programs.replace_segment(worker, &def, at)?;
         }
         Change::RemoveSegment { id } => {
-            programs.remove_segment(worker, &id)?;
+            programs.remove_segment(&id, at)?;
             lock(&shared.handle.progress.segment_sizes).remove(&id);
         }
         Change::DraftJourney { .. } | Change::ReviseJourney { .. } => {}

@@ -148,6 +148,14 @@ fn shut(worker: &mut Worker, mut buttons: Vec<Button>, dataflow: usize) {
     worker.drop_dataflow(dataflow);
 }
 
+/// A segment program replaced or removed as of `at`: it runs until its outputs are complete
+/// through `at` (the changes it made up to then stand; later ones are not its), then goes.
+struct RetiredSegment {
+    id: String,
+    at: Time,
+    program: SegmentProgram,
+}
+
 /// A journey version that a newer one replaced as of `at`: kept until the newer one has taken
 /// its users and its last outputs are read.
 struct Retiring {
@@ -193,6 +201,10 @@ pub struct Programs {
     journeys: BTreeMap<String, JourneyProgram>,
     retiring: Vec<Retiring>,
     leftovers: BTreeMap<String, Vec<JourneyOutput>>,
+    /// Segments replaced or removed as of a time, running until complete through it.
+    retired_segments: Vec<RetiredSegment>,
+    /// Changes of dropped retired segments, through their last time, not taken yet.
+    segment_leftovers: BTreeMap<String, Vec<MemberChange>>,
     control: InputSession<Time, (u64, String), isize>,
     control_probe: ProbeHandle<Time>,
     commands: Rc<RefCell<Vec<(Time, u64, String)>>>,
@@ -257,6 +269,8 @@ impl Programs {
             journeys: BTreeMap::new(),
             retiring: Vec::new(),
             leftovers: BTreeMap::new(),
+            retired_segments: Vec::new(),
+            segment_leftovers: BTreeMap::new(),
             control,
             control_probe,
             commands,
@@ -335,6 +349,8 @@ impl Programs {
             self.control.advance_to(time + 1);
         }
         self.control.flush();
+        let control = self.control_probe.clone();
+        worker.step_while(|| control.less_than(&(time + 1)));
         self.settle(worker, time);
     }
 
@@ -350,6 +366,7 @@ impl Programs {
         self.segments.values().for_each(|p| at(&p.probe));
         self.journeys.values().for_each(|p| at(&p.probe));
         self.retiring.iter().for_each(|r| at(&r.program.probe));
+        self.retired_segments.iter().for_each(|r| at(&r.program.probe));
         let pending = self.commands.borrow().iter().map(|c| c.0).min().unwrap_or(Time::MAX);
         low.min(pending)
     }
@@ -467,11 +484,10 @@ impl Programs {
         let mut old = self.segments.remove(&def.id).expect("checked above");
         match self.build_segment(worker, def, at, Some(&mut old.members)) {
             Ok(program) => {
-                // Changes of the old definition not yet taken come first.
-                let carried: Vec<MemberChange> = std::mem::take(&mut *old.changes.borrow_mut());
-                program.changes.borrow_mut().splice(0..0, carried);
+                // The old definition's changes through `at` stand (the new one's changes at
+                // `at` are the difference from its membership then); it runs until it made them.
                 self.segments.insert(def.id.clone(), program);
-                Self::dispose(worker, old);
+                self.retired_segments.push(RetiredSegment { id: def.id.clone(), at, program: old });
                 Ok(())
             }
             Err(e) => {
@@ -674,6 +690,16 @@ impl Programs {
             self.leftovers.entry(id).or_default().append(&mut program.outputs.borrow_mut());
             Self::drop_journey(worker, program);
         }
+        // A retired segment goes once complete through its last time (another worker may
+        // already have dropped its copy, which then stops its frontier past that time).
+        let (done, kept): (Vec<RetiredSegment>, Vec<RetiredSegment>) =
+            std::mem::take(&mut self.retired_segments).into_iter().partition(|r| !r.program.probe.less_equal(&r.at));
+        self.retired_segments = kept;
+        for RetiredSegment { id, at, program } in done {
+            let last = program.changes.borrow_mut().drain(..).filter(|c| c.time <= at).collect::<Vec<_>>();
+            self.segment_leftovers.entry(id).or_default().extend(last);
+            Self::dispose(worker, program);
+        }
     }
 
     /// Transitions and actions of a journey produced since the last call (by the versions it
@@ -716,20 +742,55 @@ impl Programs {
         shut(worker, program.buttons, program.dataflow);
     }
 
-    /// Removes a segment and drops its dataflow; refused while another segment uses it.
-    pub fn remove_segment(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
+    /// Removes a segment as of `at`: its changes through `at` still come out, then its
+    /// dataflow goes. Refused while another segment or a journey uses it.
+    pub fn remove_segment(&mut self, id: &str, at: Time) -> Result<(), ProgramError> {
         if !self.segments.contains_key(id) {
             return Err(ProgramError::Unknown(id.to_string()));
         }
         self.refuse_if_used(id)?;
         let program = self.segments.remove(id).expect("checked above");
-        Self::dispose(worker, program);
+        self.retired_segments.push(RetiredSegment { id: id.to_string(), at, program });
         Ok(())
     }
 
-    /// Membership changes of a segment produced since the last call.
+    /// Ids of the segments that may have changes to take: the installed ones and those
+    /// replaced or removed whose last changes are not taken yet.
+    pub fn segments_with_changes(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.segments.keys().cloned().collect();
+        ids.extend(self.retired_segments.iter().map(|r| r.id.clone()));
+        ids.extend(self.segment_leftovers.keys().cloned());
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Membership changes of a segment produced since the last call, up to the time through
+    /// which every change of the definitions has been applied (a change later applied as of
+    /// `T` decides whether the changes after `T` stand); the rest wait for a later call. The
+    /// changes of a replaced definition (through its replacement) come first.
     pub fn take_changes(&mut self, id: &str) -> Vec<MemberChange> {
-        self.segments.get(id).map(|p| std::mem::take(&mut *p.changes.borrow_mut())).unwrap_or_default()
+        let mut out = self.segment_leftovers.remove(id).unwrap_or_default();
+        for r in self.retired_segments.iter().filter(|r| r.id == id) {
+            out.extend(r.program.changes.borrow_mut().drain(..).filter(|c| c.time <= r.at));
+        }
+        if let Some(p) = self.segments.get(id) {
+            let gate = self.applied_through();
+            let mut changes = p.changes.borrow_mut();
+            let (now, later): (Vec<MemberChange>, Vec<MemberChange>) = changes.drain(..).partition(|c| c.time <= gate);
+            *changes = later;
+            out.extend(now);
+        }
+        out
+    }
+
+    /// The time through which every change of the definitions that will ever apply has been
+    /// applied: commands still to come, or sequenced and not applied, are at this time or later.
+    fn applied_through(&self) -> Time {
+        let mut frontier = Time::MAX;
+        self.control_probe.with_frontier(|f| frontier = f.first().copied().unwrap_or(Time::MAX));
+        let pending = self.commands.borrow().iter().map(|c| c.0).min().unwrap_or(Time::MAX);
+        frontier.min(pending)
     }
 
     /// This worker's members of a segment as of `time`, once the segment is complete through
@@ -784,6 +845,9 @@ impl Programs {
         for r in std::mem::take(&mut self.retiring) {
             Self::drop_journey(worker, r.program);
         }
+        for r in std::mem::take(&mut self.retired_segments) {
+            Self::dispose(worker, r.program);
+        }
     }
 
     /// Steps the worker until every dataflow here has completed `time` (not while programs
@@ -794,12 +858,14 @@ impl Programs {
         probes.extend(self.journeys.values().map(|p| p.probe.clone()));
         // A replaced version is complete once past its last time (another worker may already
         // have dropped its copy, which then stops its frontier there).
-        let replaced: Vec<(ProbeHandle<Time>, Time)> =
+        let mut replaced: Vec<(ProbeHandle<Time>, Time)> =
             self.retiring.iter().map(|r| (r.program.probe.clone(), r.at.min(time))).collect();
+        replaced.extend(self.retired_segments.iter().map(|r| (r.program.probe.clone(), r.at.min(time))));
         while probes.iter().any(|p| p.less_than(&(time + 1))) || replaced.iter().any(|(p, at)| p.less_equal(at)) {
             worker.step();
             self.follow_commands();
         }
+        self.drop_retired(worker);
     }
 }
 

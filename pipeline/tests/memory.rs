@@ -47,7 +47,7 @@ fn removing_segments_frees_the_memory_installing_them_took() {
         }
         let with = settle(&mut programs, worker, end + 2);
         for def in defs.iter().rev() {
-            programs.remove_segment(worker, &def.id).unwrap();
+            programs.remove_segment(&def.id, end + 1).unwrap();
         }
         let after = settle(&mut programs, worker, end + 4);
         (before, with, after)

@@ -81,11 +81,13 @@ fn run(workers: usize, lines: Arc<Vec<String>>, cut: u64, end: u64) -> Vec<Obser
         }
         let at_end: Members = defs.iter().map(|d| (d.id.clone(), programs.members_at(&d.id, end).unwrap())).collect();
         // s5 uses s2: s2 cannot go first.
-        let refused = programs.remove_segment(worker, "s2_frequent_viewer");
+        let refused = programs.remove_segment("s2_frequent_viewer", end);
         assert!(matches!(refused, Err(ProgramError::InUse(_, _))), "{refused:?}");
         let before = worker.installed_dataflows().len();
-        programs.remove_segment(worker, "s5_window_shopper").unwrap();
-        programs.remove_segment(worker, "s2_frequent_viewer").unwrap();
+        programs.remove_segment("s5_window_shopper", end).unwrap();
+        programs.remove_segment("s2_frequent_viewer", end).unwrap();
+        // They are complete through `end`: they go at once.
+        programs.settle(worker, end);
         let after = worker.installed_dataflows().len();
         (at_install, changes, at_end, before, after)
     })
