@@ -116,8 +116,8 @@ impl Default for LiveConfig {
             data_dir: PathBuf::from("journeyflow-data"),
             segments: None,
             journeys: None,
-            workers: 1,
-            cluster: crate::cluster::Cluster::single(1),
+            workers: crate::cluster::default_workers(),
+            cluster: crate::cluster::Cluster::single(crate::cluster::default_workers()),
             allowed_lateness: 1_000,
             idle_timeout: 200,
             http: HttpConfig::default(),
@@ -145,7 +145,7 @@ pub struct FileConfig {
     pub segments: Option<PathBuf>,
     /// `journeys = "journeys.json"`.
     pub journeys: Option<PathBuf>,
-    /// `workers = 2`.
+    /// `workers = 2` (default: one per available core).
     pub workers: Option<usize>,
     /// `[ingest]`.
     #[serde(default)]

@@ -38,8 +38,8 @@ pub struct ReplayArgs {
     /// Run up to this time (RFC 3339 or epoch ms); default: the largest event timestamp.
     #[arg(long, value_parser = super::parse_time)]
     pub as_of: Option<u64>,
-    /// Timely worker threads (per process).
-    #[arg(long, short = 'w', default_value_t = 1)]
+    /// Timely worker threads (per process) [default: one per available core].
+    #[arg(long, short = 'w', default_value_t = crate::cluster::default_workers(), hide_default_value = true)]
     pub workers: usize,
     /// The cluster this process is part of: each process reads its share of the file (which
     /// every process must be able to read at this path) and process 0 writes the outputs.

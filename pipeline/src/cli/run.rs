@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// Journeys to publish at start (a JSON array of definitions), unless already stored.
     #[arg(long, env = "JOURNEYFLOW_JOURNEYS")]
     pub journeys: Option<PathBuf>,
-    /// Timely worker threads (per process) [default: 1].
+    /// Timely worker threads (per process) [default: one per available core].
     #[arg(long, short = 'w', env = "JOURNEYFLOW_WORKERS")]
     pub workers: Option<usize>,
     /// The cluster this process is part of (see the README's deployment section).

@@ -49,6 +49,12 @@ pub struct Cluster {
     pub addresses: Vec<String>,
 }
 
+/// Worker threads per process when none are configured: one per core this process may use
+/// (its CPU affinity and cgroup quota count), as a user on any machine expects.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Cluster {
     /// A single process of `workers` threads.
     pub fn single(workers: usize) -> Cluster {
