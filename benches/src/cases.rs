@@ -4,7 +4,7 @@
 //! worker's figures (through a dataflow, across processes too) and its process prints the
 //! result as one JSON line; the other processes print `null`.
 
-use crate::driver::{self, Bench, Pace};
+use crate::driver::{self, Bench, Members, Pace};
 use crate::recompute::History;
 use crate::workload::{self, Definitions};
 use hdrhistogram::Histogram;
@@ -122,6 +122,10 @@ pub struct Recomputed {
     pub recompute_s: f64,
     /// Members of S1-S6 at the end, and of the installed segment just after it.
     pub sizes: BTreeMap<String, u64>,
+    /// The same memberships by the independent reference evaluator (`crate::reference`),
+    /// which shares no decoding or predicate code with the engine: what loads are checked
+    /// against.
+    pub members: BTreeMap<String, Members>,
 }
 
 /// What a closed-loop load measured.
@@ -137,6 +141,8 @@ pub struct Loaded {
     pub late: u64,
     /// Members at the end per segment.
     pub sizes: BTreeMap<String, u64>,
+    /// Who they are, as digests.
+    pub members: BTreeMap<String, Members>,
     /// Live heap bytes after the load.
     pub heap_bytes: u64,
     /// Resident set after the load.
@@ -146,6 +152,8 @@ pub struct Loaded {
     pub install_ms: Option<f64>,
     /// The installed segment's members.
     pub installed_size: Option<u64>,
+    /// Who they are, as a digest.
+    pub installed_members: Option<Members>,
     /// The process's peak resident set.
     pub peak_rss_bytes: u64,
 }
@@ -242,6 +250,7 @@ fn recompute(file: &std::path::Path) -> anyhow::Result<Recomputed> {
     let as_of = events.iter().map(|e| e.ts).max().unwrap_or(0);
     let first = events.iter().map(|e| e.ts).min().unwrap_or(0);
     let history = History::new(events, 86_400_000);
+    let history_users = history.users() as u64;
     let load_s = started.elapsed().as_secs_f64();
     let defs = workload::segments();
     let started = Instant::now();
@@ -251,7 +260,32 @@ fn recompute(file: &std::path::Path) -> anyhow::Result<Recomputed> {
     let installed = workload::installed();
     let extra = history.members(std::slice::from_ref(&installed), as_of + 1);
     sizes.insert(installed.id, extra.values().map(|m| m.len() as u64).sum());
-    Ok(Recomputed { as_of, first, events: n, users: history.users() as u64, load_s, recompute_s, sizes })
+    drop(history);
+    let members = reference_members(file, as_of)?;
+    Ok(Recomputed { as_of, first, events: n, users: history_users, load_s, recompute_s, sizes, members })
+}
+
+/// The members of S1-S6 at `as_of` and of the installed segment just after it, by the test
+/// suite's reference evaluator over the raw lines (deduplicated within a day, as the loads).
+fn reference_members(file: &std::path::Path, as_of: Time) -> anyhow::Result<BTreeMap<String, Members>> {
+    use crate::reference::{accepted, Reference};
+    use serde_json::Value as J;
+    let lines: Vec<String> =
+        driver::lines(file, 0, 1)?.into_iter().map(|l| String::from_utf8_lossy(&l).into_owned()).collect();
+    let events = accepted(&lines, 86_400_000);
+    drop(lines);
+    let mut defs: Vec<J> = serde_json::from_str(workload::SEGMENTS)?;
+    let installed: Vec<J> = serde_json::from_str(workload::INSTALLED)?;
+    defs.extend(installed);
+    let reference = Reference::new(&defs, &events);
+    let digest = |id: &str, t: Time| Members::of(reference.members(id, t).iter().map(|u| Key::of(u)));
+    let mut out = BTreeMap::new();
+    for def in &defs {
+        let id = def["id"].as_str().ok_or_else(|| anyhow::anyhow!("a definition without an id"))?;
+        let t = if id == workload::installed().id { as_of + 1 } else { as_of };
+        out.insert(id.to_string(), digest(id, t));
+    }
+    Ok(out)
 }
 
 /// What one worker of a load reports; times in seconds since the workers set out together.
@@ -261,9 +295,9 @@ struct WorkerLoad {
     ended: f64,
     events: u64,
     late: u64,
-    sizes: BTreeMap<String, u64>,
+    members: BTreeMap<String, Members>,
     memory: Option<(u64, u64)>,
-    install: Option<(f64, u64)>,
+    install: Option<(f64, Members)>,
     peak: u64,
 }
 
@@ -289,17 +323,17 @@ fn throughput(
         bench.settle(worker, as_of);
         let ended = since(Instant::now());
         bench.forget_outputs();
-        let sizes = bench.sizes(as_of);
+        let members = bench.members(as_of);
         // Each process's first worker counts its process's memory.
         let memory = (worker.index() % shape.workers == 0).then(|| (heap(), crate::machine::rss()));
         let install = (definitions != Definitions::None).then(|| {
             bench.hold(as_of + 1);
             let took = bench.install(worker, as_of + 1);
-            let size = bench.sizes(as_of + 1).get(&workload::installed().id).copied().unwrap_or(0);
-            (took.as_secs_f64() * 1e3, size)
+            let members = bench.members(as_of + 1).get(&workload::installed().id).copied().unwrap_or_default();
+            (took.as_secs_f64() * 1e3, members)
         });
         let peak = crate::machine::peak_rss();
-        Ok(gather(worker, WorkerLoad { started, ended, events, late: bench.late, sizes, memory, install, peak }))
+        Ok(gather(worker, WorkerLoad { started, ended, events, late: bench.late, members, memory, install, peak }))
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
     let mut reports = Vec::new();
@@ -313,25 +347,32 @@ fn throughput(
     let end = reports.iter().map(|r| r.ended).reduce(f64::max).expect("a worker");
     let wall_s = end - start;
     let events: u64 = reports.iter().map(|r| r.events).sum();
-    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    // Each user's memberships are on one worker: the workers' sets add up.
+    let mut members: BTreeMap<String, Members> = BTreeMap::new();
     for r in &reports {
-        for (id, n) in &r.sizes {
-            *sizes.entry(id.clone()).or_default() += n;
+        for (id, m) in &r.members {
+            let all = members.entry(id.clone()).or_default();
+            *all = all.union(m);
         }
     }
+    let sizes = members.iter().map(|(id, m)| (id.clone(), m.count)).collect();
     // Every process's memory, added up.
     let memory: Vec<(u64, u64)> = reports.iter().filter_map(|r| r.memory).collect();
-    let installs: Vec<(f64, u64)> = reports.iter().filter_map(|r| r.install).collect();
+    let installs: Vec<(f64, Members)> = reports.iter().filter_map(|r| r.install).collect();
+    let installed_members =
+        (!installs.is_empty()).then(|| installs.iter().fold(Members::default(), |all, i| all.union(&i.1)));
     Ok(Some(Loaded {
         events,
         wall_s,
         events_per_s: events as f64 / wall_s,
         late: reports.iter().map(|r| r.late).sum(),
         sizes,
+        members,
         heap_bytes: memory.iter().map(|m| m.0).sum(),
         rss_bytes: memory.iter().map(|m| m.1).sum(),
         install_ms: installs.iter().map(|i| i.0).reduce(f64::max),
-        installed_size: (!installs.is_empty()).then(|| installs.iter().map(|i| i.1).sum()),
+        installed_size: installed_members.map(|m| m.count),
+        installed_members,
         peak_rss_bytes: reports.iter().filter(|r| r.memory.is_some()).map(|r| r.peak).sum(),
     }))
 }

@@ -109,6 +109,17 @@ impl Bench {
         self.programs.hold_compaction(Some(time));
     }
 
+    /// This worker's members of every installed segment as of `time`, as a [`Members`] digest.
+    pub fn members(&mut self, time: Time) -> BTreeMap<String, Members> {
+        let ids = self.programs.installed();
+        ids.into_iter()
+            .map(|id| {
+                let users = self.programs.members_at(&id, time).expect("segment settled through the time");
+                (id, Members::of(users))
+            })
+            .collect()
+    }
+
     /// This worker's member count of every installed segment as of `time`.
     pub fn sizes(&mut self, time: Time) -> BTreeMap<String, u64> {
         let ids = self.programs.installed();
@@ -291,4 +302,49 @@ pub fn paced(
     out.outputs = std::mem::take(&mut bench.outputs);
     out.outputs.retain(|(_, t)| *t >= pace.from && *t < pace.to);
     out
+}
+
+/// A set of users in a few bytes: how many, and an order-independent digest of who (the sum
+/// of a mix of each user's key), so that the members of a segment on every worker add up and
+/// compare with a from-scratch evaluation without moving the sets around.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Members {
+    /// Users in the set.
+    pub count: u64,
+    /// Wrapping sum of each user's mixed key.
+    pub digest: u64,
+}
+
+impl Members {
+    /// The digest of these users.
+    pub fn of(users: impl IntoIterator<Item = Key>) -> Members {
+        users.into_iter().fold(Members::default(), |m, k| m.union(&Members::one(k)))
+    }
+
+    fn one(key: Key) -> Members {
+        // splitmix64's finaliser over both halves: any difference in who changes the sum.
+        let mut x = (key.0 as u64) ^ ((key.0 >> 64) as u64).rotate_left(29);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Members { count: 1, digest: x ^ (x >> 31) }
+    }
+
+    /// The union of two disjoint sets.
+    pub fn union(self, other: &Members) -> Members {
+        Members { count: self.count + other.count, digest: self.digest.wrapping_add(other.digest) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_tells_who_not_only_how_many_and_adds_up_over_workers() {
+        let [a, b, c] = ["u1", "u2", "u3"].map(Key::of);
+        assert_eq!(Members::of([a, b]), Members::of([b, a]));
+        assert_eq!(Members::of([a, b]).count, Members::of([a, c]).count);
+        assert_ne!(Members::of([a, b]), Members::of([a, c]), "same size, other users");
+        assert_eq!(Members::of([a]).union(&Members::of([b, c])), Members::of([a, b, c]));
+    }
 }

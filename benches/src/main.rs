@@ -1,7 +1,8 @@
 //! `journeyflow-bench`: the end-to-end benchmark over the standard workload of
 //! `shared/BENCHMARK.md`. Each measurement runs in a child process of this binary; the parent
-//! generates the data, checks every load's segment sizes against the from-scratch
-//! recomputation (a mismatch fails the run), and writes `result.json`, `summary.md` and the
+//! generates the data, checks every load's members against the independent reference
+//! evaluator and its sizes against the from-scratch recomputation (a mismatch fails the run),
+//! and writes `result.json`, `summary.md` and the
 //! plots. See `benches/README.md`.
 
 use anyhow::Context;
@@ -250,7 +251,8 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Fails unless a load's segment sizes at the end equal the from-scratch recomputation's.
+/// Fails unless a load's members at the end (who, not only how many) equal the independent
+/// reference's, and its sizes the from-scratch recomputation's.
 fn verify(
     rec: &Recomputed,
     loaded: &Loaded,
@@ -262,19 +264,26 @@ fn verify(
         return Ok(());
     }
     let installed = workload::installed().id;
+    let what = || format!("{}, {}, {}", size.label(), shape.label(), definitions.label());
     let expected: std::collections::BTreeMap<&String, &u64> =
         rec.sizes.iter().filter(|(id, _)| **id != installed).collect();
     let got: std::collections::BTreeMap<&String, &u64> = loaded.sizes.iter().collect();
     anyhow::ensure!(
         expected == got,
-        "{}, {}, {}: segment sizes {got:?} differ from the from-scratch evaluation {expected:?}",
-        size.label(),
-        shape.label(),
-        definitions.label()
+        "{}: segment sizes {got:?} differ from the from-scratch evaluation {expected:?}",
+        what()
     );
-    if let Some(n) = loaded.installed_size {
-        let want = rec.sizes[&installed];
-        anyhow::ensure!(n == want, "{installed}: {n} members after the install, {want} from scratch");
+    for (id, members) in &loaded.members {
+        let want = rec.members.get(id).ok_or_else(|| anyhow::anyhow!("{id}: not in the reference"))?;
+        anyhow::ensure!(members == want, "{}: {id} has members {members:?}, the reference {want:?}", what());
+    }
+    if let Some(members) = loaded.installed_members {
+        let want = rec.members[&installed];
+        anyhow::ensure!(
+            members == want,
+            "{}: {installed} after the install has {members:?}, the reference {want:?}",
+            what()
+        );
     }
     Ok(())
 }

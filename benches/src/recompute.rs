@@ -1,8 +1,9 @@
 //! The from-scratch baseline: segment membership at a time `T` computed by looking at every
 //! event at or before `T`, user by user, with no state kept between evaluations (what a
-//! batch system re-running a query does). It shares the event decoder and the definition
-//! types with the engine but none of its dataflow; the benchmark checks the engine's
-//! segment sizes against it.
+//! batch system re-running a query does): the timing baseline. It shares the event decoder
+//! and the definition types with the engine but none of its dataflow; the benchmark checks
+//! the engine's segment sizes against it, and who the members are against the independent
+//! reference (`crate::reference`).
 
 use journeyflow_types::{AggFn, Condition, Event, EventFilter, Key, Kind, Op, SegmentDefinition, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
