@@ -126,6 +126,33 @@ pub struct Recomputed {
     /// which shares no decoding or predicate code with the engine: what loads are checked
     /// against.
     pub members: BTreeMap<String, Members>,
+    /// J1-J2's transitions and actions through the end by the test suite's journey
+    /// interpreter (`crate::journey_reference`), as digests of their lines.
+    pub journeys: JourneyLines,
+}
+
+/// The transitions and the actions of journeys, each as a digest of their lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneyLines {
+    /// Transitions.
+    pub transitions: Members,
+    /// Actions.
+    pub actions: Members,
+}
+
+impl JourneyLines {
+    /// The digests of `(time, is an action, key of the line)` records through `as_of`.
+    fn of(lines: &[(Time, bool, Key)], as_of: Time) -> JourneyLines {
+        let kept = |action: bool| lines.iter().filter(move |l| l.0 <= as_of && l.1 == action).map(|l| l.2);
+        JourneyLines { transitions: Members::of(kept(false)), actions: Members::of(kept(true)) }
+    }
+
+    fn union(self, other: &JourneyLines) -> JourneyLines {
+        JourneyLines {
+            transitions: self.transitions.union(&other.transitions),
+            actions: self.actions.union(&other.actions),
+        }
+    }
 }
 
 /// What a closed-loop load measured.
@@ -154,6 +181,8 @@ pub struct Loaded {
     pub installed_size: Option<u64>,
     /// Who they are, as a digest.
     pub installed_members: Option<Members>,
+    /// J1-J2's transitions and actions through the end (loads with journeys).
+    pub journeys: Option<JourneyLines>,
     /// The process's peak resident set.
     pub peak_rss_bytes: u64,
 }
@@ -261,31 +290,99 @@ fn recompute(file: &std::path::Path) -> anyhow::Result<Recomputed> {
     let extra = history.members(std::slice::from_ref(&installed), as_of + 1);
     sizes.insert(installed.id, extra.values().map(|m| m.len() as u64).sum());
     drop(history);
-    let members = reference_members(file, as_of)?;
-    Ok(Recomputed { as_of, first, events: n, users: history_users, load_s, recompute_s, sizes, members })
+    let (members, journeys) = reference_members(file, as_of, n)?;
+    Ok(Recomputed { as_of, first, events: n, users: history_users, load_s, recompute_s, sizes, members, journeys })
 }
 
+/// Events the reference evaluates at once: its events are JSON values (about 2.5 KB each with
+/// its copies), so a large file is evaluated in parts of whole users.
+const REFERENCE_PART: u64 = 1_000_000;
+
 /// The members of S1-S6 at `as_of` and of the installed segment just after it, by the test
-/// suite's reference evaluator over the raw lines (deduplicated within a day, as the loads).
-fn reference_members(file: &std::path::Path, as_of: Time) -> anyhow::Result<BTreeMap<String, Members>> {
+/// suite's reference evaluator over the raw lines (deduplicated within a day, as the loads),
+/// and J1-J2's transitions and actions through `as_of` by its journey interpreter. `events`
+/// (the file's count) sets how many parts of whole users the file is evaluated in.
+fn reference_members(
+    file: &std::path::Path,
+    as_of: Time,
+    events: u64,
+) -> anyhow::Result<(BTreeMap<String, Members>, JourneyLines)> {
+    use crate::journey_reference::interpret;
     use crate::reference::{accepted, Reference};
     use serde_json::Value as J;
-    let lines: Vec<String> =
-        driver::lines(file, 0, 1)?.into_iter().map(|l| String::from_utf8_lossy(&l).into_owned()).collect();
-    let events = accepted(&lines, 86_400_000);
-    drop(lines);
+    use std::io::{BufRead, Write};
+    let parts = events.div_ceil(REFERENCE_PART).max(1);
+    let dir = tempfile::tempdir()?;
+    let path = |k: u64| dir.path().join(format!("part-{k}.ndjson"));
+    {
+        // Each user's lines to one part. Deduplication is by message id over all users: a
+        // message id seen with two users would make the parts disagree with the whole.
+        let mut writers = (0..parts)
+            .map(|k| Ok(std::io::BufWriter::new(std::fs::File::create(path(k))?)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut owner: std::collections::HashMap<u128, u128> = std::collections::HashMap::new();
+        for line in std::io::BufReader::new(std::fs::File::open(file)?).lines() {
+            let line = line?;
+            let value: J = serde_json::from_str(&line).unwrap_or(J::Null);
+            let user = ["userId", "anonymousId"].iter().find_map(|k| value.get(*k).and_then(J::as_str));
+            let user = Key::of(user.unwrap_or_default()).0;
+            if parts > 1 {
+                if let Some(id) = value.get("messageId").and_then(J::as_str) {
+                    let first = *owner.entry(Key::of(id).0).or_insert(user);
+                    anyhow::ensure!(first == user, "message id {id:?} is used by two users: evaluate in one part");
+                }
+            }
+            let w = &mut writers[(user % parts as u128) as usize];
+            w.write_all(line.as_bytes())?;
+            w.write_all(b"\n")?;
+        }
+        for mut w in writers {
+            w.flush()?;
+        }
+    }
     let mut defs: Vec<J> = serde_json::from_str(workload::SEGMENTS)?;
     let installed: Vec<J> = serde_json::from_str(workload::INSTALLED)?;
     defs.extend(installed);
-    let reference = Reference::new(&defs, &events);
-    let digest = |id: &str, t: Time| Members::of(reference.members(id, t).iter().map(|u| Key::of(u)));
-    let mut out = BTreeMap::new();
-    for def in &defs {
-        let id = def["id"].as_str().ok_or_else(|| anyhow::anyhow!("a definition without an id"))?;
-        let t = if id == workload::installed().id { as_of + 1 } else { as_of };
-        out.insert(id.to_string(), digest(id, t));
+    let segments: Vec<J> = serde_json::from_str(workload::SEGMENTS)?;
+    let journeys: Vec<J> = serde_json::from_str(workload::JOURNEYS)?;
+    let mut spans = std::collections::BTreeSet::new();
+    for v in segments.iter().chain(&journeys) {
+        durations(v, &mut spans);
     }
-    Ok(out)
+    let installed_id = workload::installed().id;
+    let mut members: BTreeMap<String, Members> = BTreeMap::new();
+    let mut lines_of = JourneyLines::default();
+    for k in 0..parts {
+        let lines: Vec<String> = std::fs::read_to_string(path(k))?.lines().map(String::from).collect();
+        let events = accepted(&lines, 86_400_000);
+        drop(lines);
+        let reference = Reference::new(&defs, &events);
+        for def in &defs {
+            let id = def["id"].as_str().ok_or_else(|| anyhow::anyhow!("a definition without an id"))?;
+            let t = if id == installed_id { as_of + 1 } else { as_of };
+            let part = Members::of(reference.members(id, t).iter().map(|u| Key::of(u)));
+            let all = members.entry(id.to_string()).or_default();
+            *all = all.union(&part);
+        }
+        drop(reference);
+        let reference = Reference::new(&segments, &events);
+        let (transitions, actions) = interpret(&journeys, &reference, &spans, &[], as_of, None);
+        let digest = |all: Vec<J>| Members::of(all.into_iter().map(driver::journey_line_key));
+        let part = JourneyLines { transitions: digest(transitions), actions: digest(actions) };
+        lines_of = lines_of.union(&part);
+    }
+    Ok((members, lines_of))
+}
+
+/// Every duration (ms) written in a definition: the interpreter's times of interest.
+fn durations(v: &serde_json::Value, out: &mut std::collections::BTreeSet<u64>) {
+    use serde_json::Value as J;
+    match v {
+        J::String(_) => out.extend(crate::reference::duration(Some(v))),
+        J::Array(xs) => xs.iter().for_each(|x| durations(x, out)),
+        J::Object(o) => o.values().for_each(|x| durations(x, out)),
+        _ => {}
+    }
 }
 
 /// What one worker of a load reports; times in seconds since the workers set out together.
@@ -296,6 +393,7 @@ struct WorkerLoad {
     events: u64,
     late: u64,
     members: BTreeMap<String, Members>,
+    journeys: Option<JourneyLines>,
     memory: Option<(u64, u64)>,
     install: Option<(f64, Members)>,
     peak: u64,
@@ -312,6 +410,7 @@ fn throughput(
     let file = file.to_path_buf();
     let guards = timely::execute(timely_config(shape, member)?, move |worker| -> Result<Vec<WorkerLoad>, String> {
         let mut bench = Bench::new(worker, definitions, Some(LATENESS));
+        bench.keep_journey_lines = definitions == Definitions::Journeys;
         // Every worker (of every process) sets out at once.
         gather(worker, ());
         let origin = Instant::now();
@@ -323,6 +422,8 @@ fn throughput(
         bench.settle(worker, as_of);
         let ended = since(Instant::now());
         bench.forget_outputs();
+        let journeys = bench.keep_journey_lines.then(|| JourneyLines::of(&bench.journey_lines, as_of));
+        bench.journey_lines = Vec::new();
         let members = bench.members(as_of);
         // Each process's first worker counts its process's memory.
         let memory = (worker.index() % shape.workers == 0).then(|| (heap(), crate::machine::rss()));
@@ -333,7 +434,8 @@ fn throughput(
             (took.as_secs_f64() * 1e3, members)
         });
         let peak = crate::machine::peak_rss();
-        Ok(gather(worker, WorkerLoad { started, ended, events, late: bench.late, members, memory, install, peak }))
+        let late = bench.late;
+        Ok(gather(worker, WorkerLoad { started, ended, events, late, members, journeys, memory, install, peak }))
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
     let mut reports = Vec::new();
@@ -356,6 +458,7 @@ fn throughput(
         }
     }
     let sizes = members.iter().map(|(id, m)| (id.clone(), m.count)).collect();
+    let journeys = reports.iter().filter_map(|r| r.journeys).reduce(|all, j| all.union(&j));
     // Every process's memory, added up.
     let memory: Vec<(u64, u64)> = reports.iter().filter_map(|r| r.memory).collect();
     let installs: Vec<(f64, Members)> = reports.iter().filter_map(|r| r.install).collect();
@@ -368,6 +471,7 @@ fn throughput(
         late: reports.iter().map(|r| r.late).sum(),
         sizes,
         members,
+        journeys,
         heap_bytes: memory.iter().map(|m| m.0).sum(),
         rss_bytes: memory.iter().map(|m| m.1).sum(),
         install_ms: installs.iter().map(|i| i.0).reduce(f64::max),

@@ -5,6 +5,7 @@
 
 use crate::workload::{self, Definitions};
 use journeyflow::admission::{IngestConfig, LatePolicy};
+use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
 use journeyflow::programs::Programs;
 use journeyflow_connectors::ndjson::{PartReader, RawRecord};
 use journeyflow_operators::journey::record::{JourneyOutput, Status};
@@ -33,6 +34,12 @@ pub struct Bench {
     pub keep_outputs: bool,
     /// Actions drained so far.
     pub actions: u64,
+    /// Whether the journeys' transitions and actions are kept as [`Bench::journey_lines`].
+    pub keep_journey_lines: bool,
+    /// Each transition and action drained, as `(time, is an action, key of its line)`: the
+    /// line as `replay` writes it (without its id), the user named by their key.
+    pub journey_lines: Vec<(Time, bool, Key)>,
+    names: Vec<JourneyNames>,
     /// Events refused as late.
     pub late: u64,
 }
@@ -44,7 +51,7 @@ impl Bench {
         let config =
             IngestConfig { allowed_lateness: lateness, late_policy: LatePolicy::DeadLetter, dedup_window: 86_400_000 };
         let mut programs = Programs::new(worker, config);
-        let (mut segments, mut journeys) = (Vec::new(), Vec::new());
+        let (mut segments, mut journeys, mut names) = (Vec::new(), Vec::new(), Vec::new());
         if which != Definitions::None {
             for def in workload::segments() {
                 programs.install_segment(worker, &def, 0).expect("S1-S6 install in order");
@@ -54,10 +61,22 @@ impl Bench {
         if which == Definitions::Journeys {
             for plan in workload::journeys() {
                 journeys.push(plan.id().to_string());
+                names.push(JourneyNames::new(&plan));
                 programs.install_journey(worker, plan, 0, Status::Ongoing).expect("J1-J2 install");
             }
         }
-        Bench { programs, segments, journeys, outputs: Vec::new(), keep_outputs: false, actions: 0, late: 0 }
+        Bench {
+            programs,
+            segments,
+            journeys,
+            outputs: Vec::new(),
+            keep_outputs: false,
+            actions: 0,
+            keep_journey_lines: false,
+            journey_lines: Vec::new(),
+            names,
+            late: 0,
+        }
     }
 
     /// Offers one NDJSON line; false when it is not an event or is late.
@@ -87,8 +106,11 @@ impl Bench {
                 self.outputs.extend(changes.into_iter().map(|c| (c.user, c.time)));
             }
         }
-        for id in &self.journeys {
+        for (id, names) in self.journeys.iter().zip(&self.names) {
             for record in self.programs.take_journey_outputs(id) {
+                if self.keep_journey_lines {
+                    self.journey_lines.push(line_key(&record, names));
+                }
                 match record {
                     JourneyOutput::Transition(t) if self.keep_outputs => self.outputs.push((t.user, t.time)),
                     JourneyOutput::Transition(_) => {}
@@ -302,6 +324,32 @@ pub fn paced(
     out.outputs = std::mem::take(&mut bench.outputs);
     out.outputs.retain(|(_, t)| *t >= pace.from && *t < pace.to);
     out
+}
+
+/// `(time, is an action, key of its line)` of a journey record: the line `replay` writes
+/// (without its id), with the user named by their key (as [`journey_line_key`] names them).
+fn line_key(record: &JourneyOutput, names: &JourneyNames) -> (Time, bool, Key) {
+    let value = match record {
+        JourneyOutput::Transition(t) => serde_json::to_value(TransitionLine::new(t, names, t.user.to_string().into())),
+        JourneyOutput::Action(a) => serde_json::to_value(ActionLine::new(a, names, a.user, a.user.to_string().into())),
+    };
+    let (time, action) = match record {
+        JourneyOutput::Transition(t) => (t.time, false),
+        JourneyOutput::Action(a) => (a.time, true),
+    };
+    (time, action, Key::of(&value.expect("journey lines serialize").to_string()))
+}
+
+/// The key of a journey line of a reference evaluator (a JSON object whose `user_id` is the
+/// user's id): the key of the same line with the user named by their key instead, as the
+/// engine's lines are.
+pub fn journey_line_key(mut line: serde_json::Value) -> Key {
+    if let Some(user) = line.get_mut("user_id") {
+        if let Some(id) = user.as_str() {
+            *user = serde_json::Value::String(Key::of(id).to_string());
+        }
+    }
+    Key::of(&line.to_string())
 }
 
 /// A set of users in a few bytes: how many, and an order-independent digest of who (the sum

@@ -5,6 +5,11 @@
 
 pub mod cases;
 pub mod driver;
+/// The test suite's journey interpreter, over [`reference`]: the benchmark checks the
+/// journeys' transitions and actions against it.
+#[allow(missing_docs)]
+#[path = "../../pipeline/tests/common/journey_reference.rs"]
+pub mod journey_reference;
 pub mod machine;
 pub mod plots;
 pub mod recompute;

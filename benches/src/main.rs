@@ -252,7 +252,8 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
 }
 
 /// Fails unless a load's members at the end (who, not only how many) equal the independent
-/// reference's, and its sizes the from-scratch recomputation's.
+/// reference's, its journeys' transitions and actions the journey interpreter's, and its
+/// sizes the from-scratch recomputation's.
 fn verify(
     rec: &Recomputed,
     loaded: &Loaded,
@@ -276,6 +277,14 @@ fn verify(
     for (id, members) in &loaded.members {
         let want = rec.members.get(id).ok_or_else(|| anyhow::anyhow!("{id}: not in the reference"))?;
         anyhow::ensure!(members == want, "{}: {id} has members {members:?}, the reference {want:?}", what());
+    }
+    if let Some(journeys) = loaded.journeys {
+        anyhow::ensure!(
+            journeys == rec.journeys,
+            "{}: J1-J2 produced {journeys:?}, the journey interpreter {:?}",
+            what(),
+            rec.journeys
+        );
     }
     if let Some(members) = loaded.installed_members {
         let want = rec.members[&installed];
