@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::journey_gen::{condition, draft, render, JITTER, LATENESS, SEGMENTS, STEP, T0};
+use common::journey_gen::{condition, draft, feed, render, Deal, JITTER, SEGMENTS, STEP, T0};
 use common::reference::{accepted, Reference};
 use journeyflow::programs::Programs;
-use journeyflow_types::{decode_line, parse_segments, Key};
+use journeyflow_types::{parse_segments, Key};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as J};
@@ -100,23 +100,11 @@ fn run(c: &Case) -> Vec<(u64, Key, isize)> {
                 p.install_segment(w, &def, s.time).unwrap();
             }
         };
-        let me = worker.index();
-        for (i, line) in c.lines.iter().enumerate() {
-            if c.worker_of[i] == me {
-                programs.offer(decode_line(line.as_bytes()).unwrap()).unwrap();
-            }
-            if c.boundary_after[i] {
-                // No later event is older than this (copies are at most LATENESS / 2 back).
-                let safe = (T0 + STEP * i as u64).saturating_sub(LATENESS);
-                programs.advance(worker, Some(safe.max(start)), &mut apply);
-                changes.borrow_mut().extend(programs.take_changes(ID));
-            }
-        }
+        let deal = Deal { lines: &c.lines, worker_of: &c.worker_of, boundary_after: &c.boundary_after };
         let end = T0 + STEP * (c.lines.len() as u64 + 10);
-        programs.advance(worker, Some(end), &mut apply);
-        programs.advance(worker, Some(end + 1), &mut apply);
-        programs.settle(worker, end);
-        changes.borrow_mut().extend(programs.take_changes(ID));
+        feed(&mut programs, worker, &deal, (start, end), &mut apply, |p| {
+            changes.borrow_mut().extend(p.take_changes(ID));
+        });
         programs.close(worker);
         let out: Vec<(u64, Key, isize)> = changes.borrow().iter().map(|c| (c.time, c.user, c.diff)).collect();
         out

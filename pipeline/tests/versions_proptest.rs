@@ -7,14 +7,14 @@
 
 mod common;
 
-use common::journey_gen::{draft, journey, render, JITTER, LATENESS, SEGMENTS, STEP, T0};
+use common::journey_gen::{draft, feed, journey, render, Deal, JITTER, SEGMENTS, STEP, T0};
 use common::journey_reference::{interpret_versions, Cmd, Upgrade};
 use common::reference::{accepted, Reference};
 use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
 use journeyflow::programs::Programs;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
-use journeyflow_types::{decode_line, parse_segments, validate_journey, validate_migration, Key};
+use journeyflow_types::{parse_segments, validate_journey, validate_migration, Key};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as J};
@@ -153,21 +153,9 @@ fn run(c: &Case) -> Vec<JourneyOutput> {
                 Request::Command(command) => p.journey_command("ja", command, s.time).unwrap(),
             }
         };
-        let me = worker.index();
-        for (i, line) in c.lines.iter().enumerate() {
-            if c.worker_of[i] == me {
-                programs.offer(decode_line(line.as_bytes()).unwrap()).unwrap();
-            }
-            if c.boundary_after[i] {
-                // No later event is older than this (copies are at most LATENESS / 2 back).
-                let safe = (T0 + STEP * i as u64).saturating_sub(LATENESS);
-                programs.advance(worker, Some(safe.max(start)), &mut apply);
-            }
-        }
+        let deal = Deal { lines: &c.lines, worker_of: &c.worker_of, boundary_after: &c.boundary_after };
         let end = T0 + STEP * c.lines.len() as u64 + 400 * 60_000;
-        programs.advance(worker, Some(end), &mut apply);
-        programs.advance(worker, Some(end + 1), &mut apply);
-        programs.settle(worker, end);
+        feed(&mut programs, worker, &deal, (start, end), &mut apply, |_| {});
         let out = programs.take_journey_outputs("ja");
         programs.close(worker);
         out

@@ -1,6 +1,7 @@
 //! Random events and random journeys for the property tests: users, event names and two
 //! segments to refer to; journeys over every node kind with goals, exit rules, re-entry,
-//! schedules, quiet hours and caps, shaped so every node reaches an exit.
+//! schedules, quiet hours and caps, shaped so every node reaches an exit; and how a worker of
+//! the live engine is fed such a stream in random batches.
 
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
@@ -226,4 +227,44 @@ pub fn journey(id: &'static str) -> impl Strategy<Value = J> {
             }
             j
         })
+}
+
+/// A stream dealt to workers: worker `worker_of[i]` offers line `i`, and every worker moves its
+/// watermark after the lines marked in `boundary_after`.
+pub struct Deal<'a> {
+    pub lines: &'a [String],
+    pub worker_of: &'a [usize],
+    pub boundary_after: &'a [bool],
+}
+
+/// Feeds this worker its share of the stream on the live engine, from watermark `start`:
+/// after each marked line the watermark moves as far as no later event can be older (copies
+/// are at most `LATENESS / 2` back) and `taken` is called; then it runs through `end` and
+/// settles. Sequenced commands go to `apply`.
+pub fn feed<F, B>(
+    programs: &mut journeyflow::programs::Programs,
+    worker: &mut timely::worker::Worker,
+    deal: &Deal,
+    (start, end): (u64, u64),
+    mut apply: F,
+    mut taken: B,
+) where
+    F: FnMut(&mut journeyflow::programs::Programs, &mut timely::worker::Worker, journeyflow::programs::Sequenced),
+    B: FnMut(&mut journeyflow::programs::Programs),
+{
+    let me = worker.index();
+    for (i, line) in deal.lines.iter().enumerate() {
+        if deal.worker_of[i] == me {
+            programs.offer(journeyflow_types::decode_line(line.as_bytes()).unwrap()).unwrap();
+        }
+        if deal.boundary_after[i] {
+            let safe = (T0 + STEP * i as u64).saturating_sub(LATENESS);
+            programs.advance(worker, Some(safe.max(start)), &mut apply);
+            taken(programs);
+        }
+    }
+    programs.advance(worker, Some(end), &mut apply);
+    programs.advance(worker, Some(end + 1), &mut apply);
+    programs.settle(worker, end);
+    taken(programs);
 }
