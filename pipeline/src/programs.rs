@@ -396,6 +396,15 @@ impl Programs {
         // another worker, and its copy here would then never complete.
         let probe = self.probe.clone();
         worker.step_while(|| probe.less_than(&previous));
+        // Every worker moved its control input with its events: a command that arrived before
+        // the previous watermark is complete once the control dataflow's progress catches up
+        // with the base's. Wait for that, or a worker whose control progress lags would keep
+        // the command pending, hold its journeys before it, and stall every worker's copies.
+        let due = self.commands.borrow().iter().any(|c| c.0 < previous);
+        if due {
+            let control = self.control_probe.clone();
+            worker.step_while(|| control.less_than(&previous));
+        }
         let mut complete: Vec<(Time, u64, String)> = Vec::new();
         {
             let mut pending = self.commands.borrow_mut();
