@@ -424,15 +424,16 @@ fn throughput(
         bench.forget_outputs();
         let journeys = bench.keep_journey_lines.then(|| JourneyLines::of(&bench.journey_lines, as_of));
         bench.journey_lines = Vec::new();
-        let members = bench.members(as_of);
+        let members = bench.members(as_of)?;
         // Each process's first worker counts its process's memory.
         let memory = (worker.index() % shape.workers == 0).then(|| (heap(), crate::machine::rss()));
         let install = (definitions != Definitions::None).then(|| {
             bench.hold(as_of + 1);
             let took = bench.install(worker, as_of + 1);
-            let members = bench.members(as_of + 1).get(&workload::installed().id).copied().unwrap_or_default();
-            (took.as_secs_f64() * 1e3, members)
+            let members = bench.members(as_of + 1)?.get(&workload::installed().id).copied().unwrap_or_default();
+            Ok::<_, String>((took.as_secs_f64() * 1e3, members))
         });
+        let install = install.transpose()?;
         let peak = crate::machine::peak_rss();
         let late = bench.late;
         Ok(gather(worker, WorkerLoad { started, ended, events, late, members, journeys, memory, install, peak }))

@@ -131,24 +131,14 @@ impl Bench {
         self.programs.hold_compaction(Some(time));
     }
 
-    /// This worker's members of every installed segment as of `time`, as a [`Members`] digest.
-    pub fn members(&mut self, time: Time) -> BTreeMap<String, Members> {
+    /// This worker's members of every installed segment as of `time`, as a [`Members`] digest
+    /// (an error when a segment is not complete through `time`: settle first).
+    pub fn members(&mut self, time: Time) -> Result<BTreeMap<String, Members>, String> {
         let ids = self.programs.installed();
         ids.into_iter()
-            .map(|id| {
-                let users = self.programs.members_at(&id, time).expect("segment settled through the time");
-                (id, Members::of(users))
-            })
-            .collect()
-    }
-
-    /// This worker's member count of every installed segment as of `time`.
-    pub fn sizes(&mut self, time: Time) -> BTreeMap<String, u64> {
-        let ids = self.programs.installed();
-        ids.into_iter()
-            .map(|id| {
-                let n = self.programs.members_at(&id, time).expect("segment settled through the time").len();
-                (id, n as u64)
+            .map(|id| match self.programs.members_at(&id, time) {
+                Some(users) => Ok((id, Members::of(users))),
+                None => Err(format!("segment {id} is not complete through {time}")),
             })
             .collect()
     }
@@ -337,7 +327,8 @@ fn line_key(record: &JourneyOutput, names: &JourneyNames) -> (Time, bool, Key) {
         JourneyOutput::Transition(t) => (t.time, false),
         JourneyOutput::Action(a) => (a.time, true),
     };
-    (time, action, Key::of(&value.expect("journey lines serialize").to_string()))
+    // Strings, numbers and JSON values only: turning them into a JSON value cannot fail.
+    (time, action, Key::of(&value.expect("a journey line is plain JSON").to_string()))
 }
 
 /// The key of a journey line of a reference evaluator (a JSON object whose `user_id` is the

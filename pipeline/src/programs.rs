@@ -584,21 +584,26 @@ impl Programs {
         at: Time,
         status: Status,
     ) -> Result<(), ProgramError> {
-        if self.journeys.contains_key(plan.id()) {
-            return Err(ProgramError::JourneyExists(plan.id().to_string()));
-        }
-        let (id, program) = self.build_journey(worker, plan, at, Start::new(status, Some(at)))?;
-        self.journeys.insert(id, program);
-        Ok(())
+        self.insert_journey(worker, plan, at, Start::new(status, Some(at)))
     }
 
     /// Installs a journey before any event has entered (a replay's journeys): every event,
     /// whatever its time, runs it.
     pub fn install_journey_first(&mut self, worker: &mut Worker, plan: JourneyPlan) -> Result<(), ProgramError> {
+        self.insert_journey(worker, plan, 0, Start::new(Status::Ongoing, None))
+    }
+
+    fn insert_journey(
+        &mut self,
+        worker: &mut Worker,
+        plan: JourneyPlan,
+        at: Time,
+        start: Start,
+    ) -> Result<(), ProgramError> {
         if self.journeys.contains_key(plan.id()) {
             return Err(ProgramError::JourneyExists(plan.id().to_string()));
         }
-        let (id, program) = self.build_journey(worker, plan, 0, Start::new(Status::Ongoing, None))?;
+        let (id, program) = self.build_journey(worker, plan, at, start)?;
         self.journeys.insert(id, program);
         Ok(())
     }
@@ -786,9 +791,19 @@ impl Programs {
         if let Some(p) = self.segments.get(id) {
             let gate = self.applied_through();
             let mut changes = p.changes.borrow_mut();
-            let (now, later): (Vec<MemberChange>, Vec<MemberChange>) = changes.drain(..).partition(|c| c.time <= gate);
-            *changes = later;
-            out.extend(now);
+            if changes.iter().all(|c| c.time <= gate) {
+                // Almost always: nothing waits, and nothing is copied.
+                if out.is_empty() {
+                    out = std::mem::take(&mut *changes);
+                } else {
+                    out.append(&mut changes);
+                }
+            } else {
+                let (now, later): (Vec<MemberChange>, Vec<MemberChange>) =
+                    changes.drain(..).partition(|c| c.time <= gate);
+                *changes = later;
+                out.extend(now);
+            }
         }
         out
     }

@@ -208,31 +208,16 @@ pub struct Progress {
     pub workers_done: AtomicUsize,
 }
 
-/// Installs the segments (each after the ones it refers to) and the journeys, before any
-/// event: every event, whatever its time, runs them.
+/// Installs the segments and the journeys before any event: every event, whatever its time,
+/// runs them. `defs` are in dependency order, as `parse_segments` returns them.
 fn install(
     programs: &mut Programs,
     worker: &mut timely::worker::Worker,
     defs: &[SegmentDefinition],
     plans: &[JourneyPlan],
 ) -> Result<(), ProgramError> {
-    let mut left: Vec<&SegmentDefinition> = defs.iter().collect();
-    while !left.is_empty() {
-        let before = left.len();
-        let mut i = 0;
-        while i < left.len() {
-            let mut uses = Vec::new();
-            left[i].condition.references(&mut uses);
-            if uses.iter().all(|u| programs.has_segment(u)) {
-                programs.install_segment(worker, left.remove(i), 0)?;
-            } else {
-                i += 1;
-            }
-        }
-        if left.len() == before {
-            // A reference to a segment not in the definitions (validation refuses it first).
-            return programs.install_segment(worker, left[0], 0);
-        }
+    for def in defs {
+        programs.install_segment(worker, def, 0)?;
     }
     for plan in plans {
         programs.install_journey_first(worker, plan.clone())?;
