@@ -282,7 +282,10 @@ where
         install(&mut programs, worker, &defs, &worker_plans).map_err(|e| e.to_string())?;
         // Every worker enters the same commands: each journey's lifecycle input is its own.
         for (time, journey, command) in &config.commands {
-            let id = worker_plans[*journey as usize].id();
+            let plan = worker_plans
+                .get(*journey as usize)
+                .ok_or_else(|| format!("a command for journey {journey}, of {}", worker_plans.len()))?;
+            let id = plan.id();
             programs.journey_command(id, *command, *time).map_err(|e| e.to_string())?;
         }
         let mut offered = 0;
