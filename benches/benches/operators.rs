@@ -2,18 +2,28 @@
 //! (5,000 users, 60 days): decoding NDJSON into events, and one worker's engine with a
 //! single standard definition, so that the figure is that operator's (the window count of
 //! S2, the aggregate of S4, the sequence of S6, the journey of J1), next to the engine with no
-//! definition at all (the shared cost: deduplication and the input). Run with
-//! `cargo bench -p journeyflow-benches`.
+//! definition at all (the shared cost: deduplication and the input). A second group times
+//! S2's count alone, as the `window` operator and as the temporal filter and `count` it
+//! replaced, over the same matches in the same run. Run with `cargo bench -p journeyflow-benches`.
 
 #![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented functions.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use differential_dataflow::input::Input;
+use differential_dataflow::AsCollection;
 use journeyflow::admission::IngestConfig;
 use journeyflow::programs::Programs;
 use journeyflow_datasets::generator::{event_line, GeneratorConfig};
 use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::window_count::window_count;
+use journeyflow_operators::{Time, UserId};
 use journeyflow_types::{decode_line, parse_journeys, parse_segments, Event, SegmentDefinition};
+use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::rc::Rc;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::ProbeHandle;
 
 const EVENTS: u64 = 50_000;
 const BATCH: usize = 10_000;
@@ -94,5 +104,65 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(operators, benches);
+/// S2's window: at least 5 matches in 7 days.
+const WEEK: Time = 7 * 24 * 3_600_000;
+
+/// Runs matches `(user, ts)` (sorted by time) through "at least 5 in 7 days", as the `window`
+/// operator or as a temporal filter and `count`, in batches, to the end; returns the changes.
+fn count_alone(matches: &[(UserId, Time)], temporal: bool) -> usize {
+    let matches = matches.to_vec();
+    timely::execute_directly(move |worker| {
+        let changes = Rc::new(Cell::new(0));
+        let seen = changes.clone();
+        let probe = ProbeHandle::new();
+        let mut input = worker.dataflow::<Time, _, _>(|scope| {
+            let (input, matches) = scope.new_collection::<(UserId, Time), isize>();
+            let members = if temporal {
+                // Materialize's temporal filter: each match and, a week ahead, its retraction.
+                let present =
+                    matches.inner.flat_map(|((user, ts), t, r)| [(user, t.max(ts), r), (user, ts + WEEK, -r)]);
+                present
+                    .as_collection()
+                    .count()
+                    .filter(|(_, n)| *n >= 5)
+                    .map(|(user, _)| user)
+                    // The count's output changes at every match; members change less often.
+                    .consolidate()
+            } else {
+                window_count(matches, Some(WEEK), 5, None)
+            };
+            members.inner.inspect(move |_| seen.set(seen.get() + 1)).probe_with(&probe);
+            input
+        });
+        for chunk in matches.chunks(BATCH) {
+            for &(user, ts) in chunk {
+                input.update_at((user, ts), ts, 1);
+            }
+            let next = chunk.last().map_or(0, |(_, ts)| ts + 1);
+            input.advance_to(next);
+            input.flush();
+            worker.step_while(|| probe.less_than(&next));
+        }
+        drop(input);
+        worker.step_while(|| !probe.done());
+        changes.get()
+    })
+}
+
+fn windows(c: &mut Criterion) {
+    let events: Vec<Event> =
+        lines().iter().map(|l| decode_line(l.as_bytes()).expect("generated events decode")).collect();
+    let mut matches: Vec<(UserId, Time)> =
+        events.iter().filter(|e| e.name == "Product Viewed").map(|e| (e.user, e.ts)).collect();
+    matches.sort_by_key(|(_, ts)| *ts);
+    assert_eq!(count_alone(&matches, true), count_alone(&matches, false), "the two forms disagree");
+    let mut group = c.benchmark_group("window count alone");
+    group.throughput(Throughput::Elements(matches.len() as u64));
+    group.sample_size(10);
+    group.bench_function("temporal filter and count (before)", |b| b.iter(|| count_alone(&matches, true)));
+    group.bench_function("window operator", |b| b.iter(|| count_alone(&matches, false)));
+    group.finish();
+}
+
+criterion_group!(operators, benches, windows);
 criterion_main!(operators);

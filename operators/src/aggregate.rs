@@ -3,8 +3,8 @@
 //! against a number. Arithmetic is exact and order-independent: values are fixed-point
 //! micro-units, sums are `i128`, averages are compared as fractions.
 
-use crate::temporal::within;
-use crate::{Time, UserId, Users};
+use crate::window::window;
+use crate::{Time, UserId, Users, FOREVER};
 use differential_dataflow::VecCollection;
 use journeyflow_types::{AggFn, Op, Value};
 use std::cmp::Ordering;
@@ -17,26 +17,22 @@ pub fn micros(x: f64) -> i128 {
 /// Members of an `aggregate` condition, given matching events as `((user, value), ts)`.
 pub fn aggregate<'s>(
     values: VecCollection<'s, Time, ((UserId, Value), Time)>,
-    window: Option<Time>,
+    within: Option<Time>,
     func: AggFn,
     op: Op,
     target: f64,
 ) -> Users<'s> {
     let target = micros(target);
-    within(values, window)
-        .reduce_named("Aggregate", move |_user, input: &[(&Value, isize)], output: &mut Vec<((), isize)>| {
-            if let Some((num, den)) = evaluate(func, input) {
-                if compare(op, num.cmp(&(target * den))) {
-                    output.push(((), 1));
-                }
-            }
-        })
-        .map(|(user, ())| user)
+    let entries =
+        values.map(move |((user, value), ts)| (user, value, ts, within.map_or(FOREVER, |w| ts.saturating_add(w))));
+    window(entries, "Aggregate", move |present: &[(Value, isize)]| {
+        evaluate(func, present).is_some_and(|(num, den)| compare(op, num.cmp(&(target * den))))
+    })
 }
 
 /// The aggregate as a fraction `num / den` of micro-units (`den > 0`), or `None` when no
 /// value counts (no event, or no numeric value for a numeric function).
-pub fn evaluate(func: AggFn, input: &[(&Value, isize)]) -> Option<(i128, i128)> {
+pub fn evaluate(func: AggFn, input: &[(Value, isize)]) -> Option<(i128, i128)> {
     if func == AggFn::CountDistinct {
         let distinct = input.iter().filter(|(_, r)| *r > 0).count() as i128;
         return (distinct > 0).then_some((distinct * 1_000_000, 1));
@@ -78,8 +74,8 @@ mod tests {
     #[test]
     fn sums_are_exact_in_any_order() {
         let (a, b, c) = (n(0.1), n(0.2), n(0.3));
-        let one = [(&a, 1), (&b, 1), (&c, 1)];
-        let other = [(&c, 1), (&a, 1), (&b, 1)];
+        let one = [(a.clone(), 1), (b.clone(), 1), (c.clone(), 1)];
+        let other = [(c, 1), (a, 1), (b, 1)];
         assert_eq!(evaluate(AggFn::Sum, &one), Some((600_000, 1)));
         assert_eq!(evaluate(AggFn::Sum, &one), evaluate(AggFn::Sum, &other));
     }
@@ -87,12 +83,12 @@ mod tests {
     #[test]
     fn average_min_max_and_distinct() {
         let (a, b, s) = (n(1.0), n(4.0), Value::Str("x".into()));
-        let input = [(&a, 2), (&b, 1), (&s, 1)];
+        let input = [(a, 2), (b, 1), (s.clone(), 1)];
         assert_eq!(evaluate(AggFn::Avg, &input), Some((6_000_000, 3)));
         assert_eq!(evaluate(AggFn::Min, &input), Some((1_000_000, 1)));
         assert_eq!(evaluate(AggFn::Max, &input), Some((4_000_000, 1)));
         assert_eq!(evaluate(AggFn::CountDistinct, &input), Some((3_000_000, 1)));
-        assert_eq!(evaluate(AggFn::Sum, &[(&s, 1)]), None);
+        assert_eq!(evaluate(AggFn::Sum, &[(s, 1)]), None);
         assert!(compare(Op::Gte, Ordering::Equal) && !compare(Op::Gt, Ordering::Equal));
     }
 }

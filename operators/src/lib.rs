@@ -5,17 +5,21 @@
 pub mod aggregate;
 pub mod complement;
 pub mod dedup;
+pub mod due;
 pub mod held;
 pub mod intersect;
 pub mod journey;
 pub mod latest;
 pub mod sequence;
-pub mod temporal;
 pub mod union;
+pub mod window;
 pub mod window_count;
 
 /// Event time in epoch milliseconds: the timestamp of every dataflow here.
 pub type Time = u64;
+
+/// The end of time: an interval ending here never closes.
+pub const FOREVER: Time = Time::MAX;
 
 /// An event shared between the operators that read it (cloning is a reference count).
 pub type SharedEvent = std::sync::Arc<journeyflow_types::Event>;

@@ -2,18 +2,21 @@
 //! order, whose first step lies in `(T - within, T]`, whose last step lies at or before
 //! `T - min_age`, and after whose last step no `then_not` event has happened up to T.
 //!
-//! Events are windowed to `[ts, ts + within)` (nothing older can take part). For each
-//! user, a reduce turns the events present into the time intervals during which the
-//! condition holds if no further event arrives; a temporal filter then makes the user a
-//! member exactly during those intervals. A new event or an expiry re-runs the reduce,
-//! which retracts the old intervals: membership changes caused only by time passing
-//! (a cart becoming old enough, a first step leaving the window) fall out at the exact
-//! millisecond.
+//! Each user's events wait in a time-ordered queue (`due`) until the frontier passes them.
+//! When a user's events change, the time intervals during which the condition holds if no
+//! further event arrives are computed from the events in the window, and timers are set at
+//! their bounds; at each such time the user's membership is re-read from the intervals. So
+//! membership changes caused only by time passing (a cart becoming old enough, a first step
+//! leaving the window) fall out at the exact millisecond, and only changes leave the operator.
+//! An event is forgotten at `ts + within`: no interval through it reaches past that time.
 
-use crate::temporal::{temporal_filter, FOREVER};
-use crate::{Time, UserId, Users};
-use differential_dataflow::VecCollection;
+use crate::due::Due;
+use crate::{Time, UserId, Users, FOREVER};
+use differential_dataflow::{AsCollection, VecCollection};
+use journeyflow_types::KeyMap;
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
 
 /// One event relevant to a sequence. Ordered by `(ts, message_id)` first.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -41,14 +44,90 @@ pub struct SequenceSpec {
 
 /// Members of a `sequence` condition, given each user's relevant events.
 pub fn sequence<'s>(events: VecCollection<'s, Time, (UserId, SequenceEvent)>, spec: SequenceSpec) -> Users<'s> {
-    let windowed = temporal_filter(events, move |(_, e)| (e.ts, e.ts.saturating_add(spec.within)), |x| x);
-    let intervals = windowed.reduce_named("Sequence", move |_user, input: &[(&SequenceEvent, isize)], output| {
-        let sorted: Vec<&SequenceEvent> = input.iter().filter(|(_, r)| *r > 0).map(|(e, _)| *e).collect();
-        for interval in member_intervals(&sorted, spec) {
-            output.push((interval, 1));
+    let exchange = Exchange::new(|((user, _), _, _): &((UserId, SequenceEvent), Time, isize)| user.0 as u64);
+    type Output = timely::container::CapacityContainerBuilder<Vec<(UserId, Time, isize)>>;
+    events
+        .inner
+        .unary_frontier::<Output, _, _, _>(exchange, "Sequence", move |_, _| {
+            // An event arriving (`Some`) or a time at which a user's membership may change (`None`).
+            let mut due: Due<Option<(SequenceEvent, isize)>> = Due::default();
+            let mut users: KeyMap<Chains> = KeyMap::default();
+            let (mut items, mut changes) = (Vec::new(), Vec::new());
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    due.hold(&cap);
+                    for ((user, event), time, diff) in data.drain(..) {
+                        let start = time.max(event.ts);
+                        if start < event.ts.saturating_add(spec.within) && diff != 0 {
+                            due.push(start, user, Some((event, diff)));
+                        }
+                    }
+                });
+                while let Some((time, user)) = due.next(frontier, &mut items) {
+                    let chains = users.entry(user).or_default();
+                    let arrived = items.iter().any(Option::is_some);
+                    for (event, diff) in items.drain(..).flatten() {
+                        // Forgotten at `ts + within`, where no interval through it reaches.
+                        due.push(event.ts.saturating_add(spec.within), user, None);
+                        chains.apply(event, diff);
+                    }
+                    chains.forget(time, spec.within);
+                    if arrived {
+                        chains.intervals = member_intervals(&chains.present(), spec);
+                        for &(start, end) in &chains.intervals {
+                            for bound in [start, end] {
+                                if bound > time && bound != FOREVER {
+                                    due.push(bound, user, None);
+                                }
+                            }
+                        }
+                    }
+                    let member = chains.intervals.iter().any(|&(start, end)| start <= time && time < end);
+                    if member != chains.member {
+                        chains.member = member;
+                        changes.push((user, time, if member { 1 } else { -1 }));
+                    }
+                    if chains.events.is_empty() && !member {
+                        users.remove(&user);
+                    }
+                }
+                due.send(&mut changes, |cap, batch| output.session(cap).give_iterator(batch.drain(..)));
+            }
+        })
+        .as_collection()
+}
+
+/// One user's events in the window, the intervals they make, and whether the user is a member.
+#[derive(Default)]
+struct Chains {
+    /// Sorted by event, consolidated.
+    events: Vec<(SequenceEvent, isize)>,
+    intervals: Vec<(Time, Time)>,
+    member: bool,
+}
+
+impl Chains {
+    fn apply(&mut self, event: SequenceEvent, diff: isize) {
+        match self.events.binary_search_by(|(e, _)| e.cmp(&event)) {
+            Ok(i) => {
+                self.events[i].1 += diff;
+                if self.events[i].1 == 0 {
+                    self.events.remove(i);
+                }
+            }
+            Err(i) => self.events.insert(i, (event, diff)),
         }
-    });
-    temporal_filter(intervals, |(_, (start, end))| (*start, *end), |(user, _)| user)
+    }
+
+    /// Drops the events whose window has closed by `now`.
+    fn forget(&mut self, now: Time, within: Time) {
+        self.events.retain(|(e, _)| e.ts.saturating_add(within) > now);
+    }
+
+    /// The events present, in `(ts, message_id)` order.
+    fn present(&self) -> Vec<&SequenceEvent> {
+        self.events.iter().filter(|(_, r)| *r > 0).map(|(e, _)| e).collect()
+    }
 }
 
 /// Disjoint, sorted intervals `[start, end)` of times at which the condition holds over
