@@ -327,8 +327,10 @@ fn line_key(record: &JourneyOutput, names: &JourneyNames) -> (Time, bool, Key) {
         JourneyOutput::Transition(t) => (t.time, false),
         JourneyOutput::Action(a) => (a.time, true),
     };
-    // Strings, numbers and JSON values only: turning them into a JSON value cannot fail.
-    (time, action, Key::of(&value.expect("a journey line is plain JSON").to_string()))
+    // Strings, numbers and JSON values only: turning them into a JSON value does not fail. If
+    // it ever did, the line's key would match no reference line and the check would say so.
+    let text = value.map_or_else(|e| format!("unserializable journey line: {e}"), |v| v.to_string());
+    (time, action, Key::of(&text))
 }
 
 /// The key of a journey line of a reference evaluator (a JSON object whose `user_id` is the

@@ -54,13 +54,13 @@ impl<D: Ord> Due<D> {
     }
 
     /// A capability to send at `time`, a time taken since the last `settle`.
-    pub fn at(&self, time: Time) -> Option<Capability<Time>> {
+    fn at(&self, time: Time) -> Option<Capability<Time>> {
         self.cap.as_ref().map(|cap| cap.delayed(&time))
     }
 
     /// Holds no capability earlier than the earliest queued time (none with nothing queued),
     /// so the operator's output frontier follows its input.
-    pub fn settle(&mut self) {
+    fn settle(&mut self) {
         self.cap = match (self.queue.peek(), self.cap.take()) {
             (Some(Reverse((next, ..))), Some(cap)) => Some(cap.delayed(next)),
             _ => None,

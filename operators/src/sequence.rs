@@ -11,6 +11,7 @@
 //! An event is forgotten at `ts + within`: no interval through it reaches past that time.
 
 use crate::due::Due;
+use crate::window::apply;
 use crate::{Time, UserId, Users, FOREVER};
 use differential_dataflow::{AsCollection, VecCollection};
 use journeyflow_types::KeyMap;
@@ -69,7 +70,7 @@ pub fn sequence<'s>(events: VecCollection<'s, Time, (UserId, SequenceEvent)>, sp
                     for (event, diff) in items.drain(..).flatten() {
                         // Forgotten at `ts + within`, where no interval through it reaches.
                         due.push(event.ts.saturating_add(spec.within), user, None);
-                        chains.apply(event, diff);
+                        apply(&mut chains.events, event, diff);
                     }
                     chains.forget(time, spec.within);
                     if arrived {
@@ -107,18 +108,6 @@ struct Chains {
 }
 
 impl Chains {
-    fn apply(&mut self, event: SequenceEvent, diff: isize) {
-        match self.events.binary_search_by(|(e, _)| e.cmp(&event)) {
-            Ok(i) => {
-                self.events[i].1 += diff;
-                if self.events[i].1 == 0 {
-                    self.events.remove(i);
-                }
-            }
-            Err(i) => self.events.insert(i, (event, diff)),
-        }
-    }
-
     /// Drops the events whose window has closed by `now`.
     fn forget(&mut self, now: Time, within: Time) {
         self.events.retain(|(e, _)| e.ts.saturating_add(within) > now);

@@ -72,8 +72,9 @@ where
         .as_collection()
 }
 
-/// Adds `diff` copies of `value` to a sorted, consolidated multiset.
-fn apply<V: Ord>(values: &mut Vec<(V, isize)>, value: V, diff: isize) {
+/// Adds `diff` copies of `value` to a sorted, consolidated multiset (a user's present values
+/// here, a user's events in `sequence`).
+pub(crate) fn apply<V: Ord>(values: &mut Vec<(V, isize)>, value: V, diff: isize) {
     match values.binary_search_by(|(v, _)| v.cmp(&value)) {
         Ok(i) => {
             values[i].1 += diff;

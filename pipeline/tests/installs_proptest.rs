@@ -12,7 +12,6 @@ use common::reference::{accepted, Reference};
 use journeyflow::programs::Programs;
 use journeyflow_types::{parse_segments, Key};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as J};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -71,7 +70,7 @@ fn definition(condition: &J) -> J {
 /// Runs the case; returns the segment's changes `(time, user, diff)` from every worker.
 fn run(c: &Case) -> Vec<(u64, Key, isize)> {
     let c = Arc::new(c.clone());
-    timely::execute(timely::Config::process(c.workers), move |worker| {
+    common::on_workers(c.workers, move |worker| {
         let mut programs = Programs::new(worker, common::ingest(None, 86_400_000));
         let start = T0 - 1;
         programs.advance(worker, Some(start), |_, _, _| {});
@@ -109,11 +108,6 @@ fn run(c: &Case) -> Vec<(u64, Key, isize)> {
         let out: Vec<(u64, Key, isize)> = changes.borrow().iter().map(|c| (c.time, c.user, c.diff)).collect();
         out
     })
-    .unwrap()
-    .join()
-    .into_iter()
-    .flat_map(|r| r.unwrap())
-    .collect()
 }
 
 fn check(c: &Case) -> Result<(), TestCaseError> {
@@ -175,14 +169,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 128,
-        max_shrink_iters: 2000,
-        // A failure is reported (shrunk as far as a minute allows) before the test timeout.
-        max_shrink_time: 60_000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/installs_proptest.txt"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::proptest_config(128, "tests/proptest-regressions/installs_proptest.txt"))]
 
     #[test]
     fn a_segment_changed_at_random_times_equals_the_reference(c in case()) {

@@ -12,7 +12,6 @@ use common::reference::{accepted, Reference};
 use common::{command_name, durations, ingest, run_journeys, Plan};
 use journeyflow_operators::journey::record::Command;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as J};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -179,14 +178,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 128,
-        max_shrink_iters: 2000,
-        // A failure is reported (shrunk as far as a minute allows) before the test timeout.
-        max_shrink_time: 60_000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/journeys_proptest.txt"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::proptest_config(128, "tests/proptest-regressions/journeys_proptest.txt"))]
 
     #[test]
     fn journeys_equal_the_sequential_interpreter(c in case()) {

@@ -6,7 +6,6 @@ mod common;
 
 use common::{assert_matches_reference, ingest, run_lines, Plan};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as J};
 
 const USERS: [&str; 5] = ["u0", "u1", "u2", "u3", "u4"];
@@ -252,14 +251,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 96,
-        max_shrink_iters: 2000,
-        // A failure is reported (shrunk as far as a minute allows) before the test timeout.
-        max_shrink_time: 60_000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/segments_proptest.txt"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::proptest_config(96, "tests/proptest-regressions/segments_proptest.txt"))]
 
     #[test]
     fn incremental_membership_equals_from_scratch(c in case()) {

@@ -16,7 +16,6 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_types::{parse_segments, validate_journey, validate_migration, Key};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as J};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -130,7 +129,7 @@ fn plan(json: &J, version: u32) -> JourneyPlan {
 /// Runs the case on the live engine; returns every record of the journey, by worker.
 fn run(c: &Case) -> Vec<JourneyOutput> {
     let c = Arc::new(c.clone());
-    timely::execute(timely::Config::process(c.workers), move |worker| {
+    common::on_workers(c.workers, move |worker| {
         let config = common::ingest(None, 86_400_000);
         let mut programs = Programs::new(worker, config);
         let (v1, v2) = (plan(&c.v1, 1), plan(&c.v2, 2));
@@ -160,11 +159,6 @@ fn run(c: &Case) -> Vec<JourneyOutput> {
         programs.close(worker);
         out
     })
-    .unwrap()
-    .join()
-    .into_iter()
-    .flat_map(|r| r.unwrap())
-    .collect()
 }
 
 fn check(c: &Case) -> Result<(), TestCaseError> {
@@ -211,14 +205,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        max_shrink_iters: 2000,
-        // A failure is reported (shrunk as far as a minute allows) before the test timeout.
-        max_shrink_time: 60_000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/versions_proptest.txt"))),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(common::proptest_config(256, "tests/proptest-regressions/versions_proptest.txt"))]
 
     #[test]
     fn versions_equal_the_sequential_interpreter(c in case()) {

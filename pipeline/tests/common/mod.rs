@@ -210,3 +210,29 @@ pub fn live_event(tag: &str, i: u64) -> J {
         }
     }
 }
+
+/// The property tests' settings: `cases` random cases, shrinking for at most a minute (so a
+/// failure is reported, shrunk, before the test timeout), failures kept in `regressions`.
+pub fn proptest_config(cases: u32, regressions: &'static str) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        max_shrink_iters: 2000,
+        max_shrink_time: 60_000,
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(regressions))),
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+/// Runs `work` on `workers` threads of one process and gathers what every worker returns.
+pub fn on_workers<T, F>(workers: usize, work: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(&mut timely::worker::Worker) -> Vec<T> + Send + Sync + 'static,
+{
+    timely::execute(timely::Config::process(workers), work)
+        .expect("the workers start")
+        .join()
+        .into_iter()
+        .flat_map(|r| r.expect("a worker finished"))
+        .collect()
+}
