@@ -19,7 +19,7 @@ pub fn dedup<'s>(
     window: Time,
     duplicates: Rc<Cell<u64>>,
 ) -> VecCollection<'s, Time, SharedEvent> {
-    let exchange = Exchange::new(|(e, _, _): &(SharedEvent, Time, isize)| Key::of(&e.message_id).0 as u64);
+    let exchange = Exchange::new(|(e, _, _): &(SharedEvent, Time, isize)| Key::of(e.message_id()).0 as u64);
     type Output = timely::container::CapacityContainerBuilder<Vec<(SharedEvent, Time, isize)>>;
     events
         .inner
@@ -45,7 +45,7 @@ pub fn dedup<'s>(
                             kept.remove(&id);
                         }
                     }
-                    let id = Key::of(&event.message_id);
+                    let id = Key::of(event.message_id());
                     if let Some(&first) = kept.get(&id) {
                         if time.saturating_sub(first) <= window {
                             duplicates.set(duplicates.get() + 1);

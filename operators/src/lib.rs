@@ -22,7 +22,7 @@ pub type Time = u64;
 pub const FOREVER: Time = Time::MAX;
 
 /// An event shared between the operators that read it (cloning is a reference count).
-pub type SharedEvent = std::sync::Arc<journeyflow_types::Event>;
+pub type SharedEvent = journeyflow_types::Record;
 
 /// A user, by the key of its id.
 pub type UserId = journeyflow_types::Key;

@@ -7,7 +7,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::latest::latest;
 use journeyflow_operators::sequence::{sequence, SequenceEvent, SequenceSpec};
 use journeyflow_operators::{aggregate, complement, intersect, union, window_count, SharedEvent, Time, UserId, Users};
-use journeyflow_types::{Condition, Kind, SegmentDefinition, Value};
+use journeyflow_types::{Condition, Kind, SegmentDefinition, Value, ValueRef};
 use std::collections::HashMap;
 use timely::dataflow::operators::vec::Map;
 
@@ -58,7 +58,7 @@ impl<'s> Compiler<'s> {
     /// Every user with at least one event at or before the current time.
     pub fn universe(&mut self) -> Users<'s> {
         if self.universe.is_none() {
-            let firsts = self.events.inner.clone().map(|(e, t, r)| ((e.user, (), Some(())), t, r));
+            let firsts = self.events.inner.clone().map(|(e, t, r)| ((e.user(), (), Some(())), t, r));
             self.universe = Some(latest(firsts).map(|(user, ())| user));
         }
         self.universe.clone().expect("just built")
@@ -69,10 +69,15 @@ impl<'s> Compiler<'s> {
     pub fn traits(&mut self) -> Traits<'s> {
         if self.traits.is_none() {
             let upserts = self.events.inner.clone().flat_map(|(e, t, r)| {
-                let updates = if e.kind == Kind::Identify { e.props.0.clone() } else { Vec::new() };
+                let updates: Vec<(String, Value)> = if e.kind() == Kind::Identify {
+                    e.props().map(|(key, value)| (key.to_string(), value.to_value())).collect()
+                } else {
+                    Vec::new()
+                };
+                let (user, order) = (e.user(), (e.ts(), e.message_id().to_string()));
                 updates.into_iter().map(move |(key, value)| {
                     let value = (value != Value::Null).then_some(value);
-                    (((e.user, key), (e.ts, e.message_id.clone()), value), t, r)
+                    (((user, key), order.clone(), value), t, r)
                 })
             });
             self.traits = Some(latest(upserts));
@@ -82,7 +87,7 @@ impl<'s> Compiler<'s> {
 
     /// An empty set of users in this dataflow.
     fn empty(&self) -> Users<'s> {
-        self.events.clone().filter(|_| false).map(|e| e.user)
+        self.events.clone().filter(|_| false).map(|e| e.user())
     }
 
     /// The membership changes of a journey's conditions, tagged with their index and consolidated.
@@ -131,7 +136,7 @@ impl<'s> Compiler<'s> {
             }
             Condition::Performed(p) => {
                 let filter = p.filter.clone();
-                let matches = self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user, e.ts)));
+                let matches = self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user(), e.ts())));
                 let window = p.within.map(|w| w.0);
                 match (p.at_least, p.at_most) {
                     (0, None) => self.universe(),
@@ -149,8 +154,8 @@ impl<'s> Compiler<'s> {
                     if !filter.matches(&e) {
                         return None;
                     }
-                    let value = e.props.get(&property).filter(|v| **v != Value::Null)?.clone();
-                    Some(((e.user, value), e.ts))
+                    let value = e.prop(&property).filter(|v| *v != ValueRef::Null)?.to_value();
+                    Some(((e.user(), value), e.ts()))
                 });
                 aggregate::aggregate(values, a.within.map(|w| w.0), a.func, a.op, a.value)
             }
@@ -161,7 +166,8 @@ impl<'s> Compiler<'s> {
                         steps.iter().enumerate().filter(|(_, f)| f.matches(&e)).fold(0u64, |m, (i, _)| m | 1 << i);
                     let then_not = then_not.as_ref().is_some_and(|f| f.matches(&e));
                     (mask != 0 || then_not).then(|| {
-                        (e.user, SequenceEvent { ts: e.ts, message_id: e.message_id.clone(), steps: mask, then_not })
+                        let message_id = e.message_id().to_string();
+                        (e.user(), SequenceEvent { ts: e.ts(), message_id, steps: mask, then_not })
                     })
                 });
                 let spec = SequenceSpec { steps: s.steps.len(), within: s.within.0, min_age: s.min_age.0 };

@@ -236,7 +236,7 @@ impl Programs {
             let mut compiler = Compiler::new(deduplicated.clone());
             let universe = compiler.universe().arrange_by_self_named("Universe");
             let traits = compiler.traits().arrange_by_key_named("Traits");
-            let events = deduplicated.map(|e| (e.user, e)).arrange_by_key_named("Events");
+            let events = deduplicated.map(|e| (e.user(), e)).arrange_by_key_named("Events");
             events.stream.clone().probe_with(&probe);
             universe.stream.clone().probe_with(&probe);
             traits.stream.clone().probe_with(&probe);
@@ -317,7 +317,7 @@ impl Programs {
         self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
         let time = admit(self.config.late_policy, ts, watermark)?;
         self.late += u64::from(time != ts);
-        self.input.update_at(SharedEvent::new(event), time, 1);
+        self.input.update_at(SharedEvent::new(&event), time, 1);
         Ok(time)
     }
 
@@ -325,7 +325,7 @@ impl Programs {
     /// a checkpoint, at the time it entered at before.
     pub fn offer_at(&mut self, event: Event, time: Time) {
         self.max_seen = Some(self.max_seen.map_or(event.ts, |m| m.max(event.ts)));
-        self.input.update_at(SharedEvent::new(event), time.max(self.watermark()), 1);
+        self.input.update_at(SharedEvent::new(&event), time.max(self.watermark()), 1);
     }
 
     /// The largest event time offered on this worker.

@@ -2,8 +2,10 @@
 //! tests one value. Parsing and validation live in `definition`.
 
 use crate::duration::Duration;
-use crate::event::{Event, Kind};
+use crate::event::Kind;
+use crate::record::EventView;
 use crate::value::Value;
+use crate::value_ref::ValueRef;
 use serde_json::json;
 
 /// A comparison operator of a predicate.
@@ -70,11 +72,16 @@ impl Op {
     /// Tests a (possibly missing) value. A missing or null value makes every operator
     /// false except `not_exists`.
     pub fn test(self, actual: Option<&Value>, expected: Option<&Value>) -> bool {
+        self.test_ref(actual.map(ValueRef::from), expected)
+    }
+
+    /// [`Op::test`] on a borrowed value.
+    pub fn test_ref(self, actual: Option<ValueRef<'_>>, expected: Option<&Value>) -> bool {
         let actual = match actual {
-            None | Some(Value::Null) => return self == Op::NotExists,
+            None | Some(ValueRef::Null) => return self == Op::NotExists,
             Some(v) => v,
         };
-        let expected = expected.unwrap_or(&Value::Null);
+        let expected = expected.map_or(ValueRef::Null, ValueRef::from);
         match self {
             Op::Exists => true,
             Op::NotExists => false,
@@ -84,25 +91,25 @@ impl Op {
             Op::Gte => ordered(actual, expected).is_some_and(|o| o.is_ge()),
             Op::Lt => ordered(actual, expected).is_some_and(|o| o.is_lt()),
             Op::Lte => ordered(actual, expected).is_some_and(|o| o.is_le()),
-            Op::In => matches!(expected, Value::List(xs) if xs.contains(actual)),
-            Op::NotIn => matches!(expected, Value::List(xs) if !xs.contains(actual)),
+            Op::In => matches!(expected, ValueRef::List(xs) if xs.contains(actual)),
+            Op::NotIn => matches!(expected, ValueRef::List(xs) if !xs.contains(actual)),
             Op::Contains => match (actual, expected) {
-                (Value::Str(a), Value::Str(e)) => a.contains(e.as_str()),
-                (Value::List(items), e) => items.contains(e),
+                (ValueRef::Str(a), ValueRef::Str(e)) => a.contains(e),
+                (ValueRef::List(items), e) => items.contains(e),
                 _ => false,
             },
             Op::StartsWith => {
-                matches!((actual, expected), (Value::Str(a), Value::Str(e)) if a.starts_with(e.as_str()))
+                matches!((actual, expected), (ValueRef::Str(a), ValueRef::Str(e)) if a.starts_with(e))
             }
         }
     }
 }
 
 /// Numbers compare with numbers, strings with strings; anything else is incomparable.
-fn ordered(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+fn ordered(a: ValueRef<'_>, b: ValueRef<'_>) -> Option<std::cmp::Ordering> {
     match (a, b) {
-        (Value::Num(x), Value::Num(y)) => x.0.partial_cmp(&y.0),
-        (Value::Str(x), Value::Str(y)) => Some(x.cmp(y)),
+        (ValueRef::Num(x), ValueRef::Num(y)) => x.0.partial_cmp(&y.0),
+        (ValueRef::Str(x), ValueRef::Str(y)) => Some(x.cmp(y)),
         _ => None,
     }
 }
@@ -146,8 +153,10 @@ pub struct EventFilter {
 
 impl EventFilter {
     /// Whether an event matches. Identify calls never do.
-    pub fn matches(&self, e: &Event) -> bool {
-        e.kind != Kind::Identify && e.name == self.event && self.predicates.iter().all(|p| p.test(e.props.get(&p.path)))
+    pub fn matches<E: EventView + ?Sized>(&self, e: &E) -> bool {
+        e.kind() != Kind::Identify
+            && e.named(&self.event)
+            && self.predicates.iter().all(|p| p.op.test_ref(e.prop(&p.path), p.value.as_ref()))
     }
 
     fn to_json_into(&self, o: &mut serde_json::Map<String, serde_json::Value>) {

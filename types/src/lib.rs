@@ -11,8 +11,10 @@ pub mod journey_definition;
 pub mod key;
 pub mod limits;
 pub mod migration;
+pub mod record;
 pub mod time;
 pub mod value;
+pub mod value_ref;
 
 pub use condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence};
 pub use definition::{
@@ -25,4 +27,6 @@ pub use journey_definition::{parse_journeys, validate_journey, validate_journey_
 pub use key::{Key, KeyMap};
 pub use limits::Limits;
 pub use migration::{validate_migration, Migration, Placement};
+pub use record::{EventView, Record};
 pub use value::{Num, Props, Value};
+pub use value_ref::ValueRef;

@@ -9,7 +9,7 @@ use super::plan::{JourneyPlan, PlanEntry, PlanNode};
 use super::record::{ActionRecord, ActionStatus, JourneyOutput, Reason, Transition};
 use crate::Time;
 use journeyflow_types::journey::{split_point, ReEntryMode};
-use journeyflow_types::{Event, Key};
+use journeyflow_types::{EventView, Key};
 use std::collections::VecDeque;
 
 /// Where a user is.
@@ -241,7 +241,7 @@ impl Step<'_> {
     }
 
     /// One event: goal, else an awaited event, else an entry.
-    pub fn event(&mut self, s: &mut UserState, e: &Event) {
+    pub fn event(&mut self, s: &mut UserState, e: &impl EventView) {
         if let Some(p) = s.at {
             if self.plan.goal().is_some_and(|g| g.matches(e)) {
                 self.leave(s, Reason::Goal);

@@ -73,7 +73,7 @@ pub fn journey<'s>(
     let relevant = plan.clone();
     let events = events.inner.flat_map(move |(e, t, r)| {
         let copies = if relevant.relevant(&e) { r.max(0) as usize } else { 0 };
-        std::iter::repeat_n(((e.user, Item::Event(e)), t, 1), copies)
+        std::iter::repeat_n(((e.user(), Item::Event(e)), t, 1), copies)
     });
     let changes = conditions.inner.map(|((i, user), t, r)| ((user, Item::Condition(i, r)), t, r));
     let items = events.concat(changes);

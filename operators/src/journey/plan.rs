@@ -3,7 +3,7 @@
 //! collections by the pipeline and arrive at the operator as `(index, user)` changes.
 
 use journeyflow_types::journey::{Entry, FrequencyCap, JourneyDefinition, Node, QuietHours, ReEntry, Schedule};
-use journeyflow_types::{Condition, Event, EventFilter};
+use journeyflow_types::{Condition, EventFilter, EventView};
 use std::collections::BTreeMap;
 
 /// What brings a user in, by condition index for segment entries.
@@ -157,7 +157,7 @@ impl JourneyPlan {
     }
 
     /// Whether an event can matter to this journey (entry, goal or an awaited event).
-    pub fn relevant(&self, e: &Event) -> bool {
+    pub fn relevant(&self, e: &impl EventView) -> bool {
         matches!(&self.entry, PlanEntry::Event(f) if f.matches(e))
             || self.goal().is_some_and(|g| g.matches(e))
             || self.nodes.iter().any(|n| matches!(n, PlanNode::WaitUntil { event, .. } if event.matches(e)))
