@@ -6,7 +6,8 @@
 use crate::held::Held;
 use crate::Time;
 use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
-use rustc_hash::FxHashMap as HashMap;
+use journeyflow_types::Shards;
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
 use std::hash::Hash;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -30,7 +31,7 @@ where
     upserts
         .unary_frontier::<Output<K, V>, _, _, _>(exchange, "Latest", move |_, _| {
             let mut held: Held<Upsert<K, O, V>> = Held::default();
-            let mut state: HashMap<K, (O, Option<V>)> = HashMap::default();
+            let mut state: Shards<K, (O, Option<V>), FxBuildHasher> = Shards::default();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| held.hold(&cap, data.drain(..).map(|(u, t, _)| (t, u))));
                 let Some((cap, complete)) = held.take_complete(frontier) else { return };

@@ -43,8 +43,8 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
-/// A hash map keyed by `Key`.
-pub type KeyMap<V> = std::collections::HashMap<Key, V, std::hash::BuildHasherDefault<KeyHasher>>;
+/// A hash map keyed by `Key`, in many small tables (see [`Shards`](crate::shards::Shards)).
+pub type KeyMap<V> = crate::shards::Shards<Key, V, std::hash::BuildHasherDefault<KeyHasher>>;
 
 #[cfg(test)]
 mod tests {
