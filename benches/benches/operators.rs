@@ -1,5 +1,6 @@
 //! criterion micro-benchmarks of the hot paths, each over the same 50,000 generated events
-//! (5,000 users, 60 days): decoding NDJSON into events, and one worker's engine with a
+//! (5,000 users, 60 days): decoding NDJSON into events and into the records the engine keeps,
+//! testing a filter on each, and one worker's engine with a
 //! single standard definition, so that the figure is that operator's (the window count of
 //! S2, the aggregate of S4, the sequence of S6, the journey of J1), next to the engine with no
 //! definition at all (the shared cost: deduplication and the input). A second group times
@@ -17,7 +18,9 @@ use journeyflow_datasets::generator::{event_line, GeneratorConfig};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::window_count::window_count;
 use journeyflow_operators::{Time, UserId};
-use journeyflow_types::{decode_line, parse_journeys, parse_segments, Event, SegmentDefinition};
+use journeyflow_types::{
+    decode_line, decode_record, parse_journeys, parse_segments, Condition, Event, Record, SegmentDefinition,
+};
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -81,6 +84,21 @@ fn benches(c: &mut Criterion) {
     group.bench_function("decode", |b| {
         b.iter(|| lines.iter().filter(|l| decode_line(l.as_bytes()).is_ok()).count());
     });
+    group.bench_function("decode into records", |b| {
+        b.iter(|| {
+            lines.iter().filter_map(|l| decode_record(l.as_bytes()).ok()).map(|(r, _)| r.encoded_len()).sum::<usize>()
+        });
+    });
+    // What every segment does per event: test a filter (a name, a string and a number).
+    let viewed = r#"[{"id": "f", "condition": {"performed": {"event": "Product Viewed", "at_least": 1, "where": [
+        {"property": "category", "op": "eq", "value": "books"}, {"property": "price", "op": "gte", "value": 50}]}}}]"#;
+    let filter = match parse_segments(viewed).expect("valid").pop().map(|d| d.condition) {
+        Some(Condition::Performed(p)) => p.filter,
+        other => panic!("a performed condition, found {other:?}"),
+    };
+    let records: Vec<Record> = events.iter().map(Record::new).collect();
+    group.bench_function("filter on events", |b| b.iter(|| events.iter().filter(|e| filter.matches(*e)).count()));
+    group.bench_function("filter on records", |b| b.iter(|| records.iter().filter(|r| filter.matches(*r)).count()));
     let journeys = parse_journeys(include_str!("../../datasets/sample/journeys.json"), &{
         let mut known = BTreeSet::new();
         known.insert("s3_lapsed_buyer".to_string());

@@ -10,7 +10,7 @@ use journeyflow::programs::Programs;
 use journeyflow_connectors::ndjson::{PartReader, RawRecord};
 use journeyflow_operators::journey::record::{JourneyOutput, Status};
 use journeyflow_operators::Time;
-use journeyflow_types::{decode_line, Key};
+use journeyflow_types::{decode_record, Key};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -81,7 +81,7 @@ impl Bench {
 
     /// Offers one NDJSON line; false when it is not an event or is late.
     pub fn offer_line(&mut self, bytes: &[u8]) -> bool {
-        let Ok(event) = decode_line(bytes) else { return false };
+        let Ok((event, _)) = decode_record(bytes) else { return false };
         let ok = self.programs.offer(event).is_ok();
         self.late += u64::from(!ok);
         ok
@@ -269,6 +269,9 @@ pub fn paced(
     }
     bench.advance(worker, Some(pace.from));
     bench.settle(worker, pace.from.saturating_sub(1));
+    // Once more, so that the traces take in (and merge) the load's last batches now: the
+    // schedule measures the paced events, not the tail of the load before them.
+    bench.advance(worker, Some(pace.from));
     bench.forget_outputs();
     bench.keep_outputs = true;
     let t0 = *start.get_or_init(|| Instant::now() + Duration::from_millis(20));
@@ -279,29 +282,29 @@ pub fn paced(
     let mut seen = bench.frontier();
     loop {
         let now = Instant::now();
-        let mut offered = false;
         while next < paced.len() && pace.due(paced[next].0) <= since(now) {
             let (ts, line) = &paced[next];
             let due = pace.due(*ts);
-            if let Ok(event) = decode_line(line) {
-                out.events.push((event.user, *ts, due));
+            if let Ok((event, _)) = decode_record(line) {
+                out.events.push((event.user(), *ts, due));
                 bench.late += u64::from(bench.programs.offer(event).is_err());
             }
             out.last_offered = (since(Instant::now()), due);
             next += 1;
-            offered = true;
         }
         let to = paced.get(next).map_or(pace.to, |(t, _)| *t);
         // Also when idle: advancing hands the lifecycle frontier on to the journeys.
         bench.advance(worker, Some(to));
-        if !offered {
-            let wait = paced.get(next).map(|(ts, _)| {
-                let due = t0 + Duration::from_nanos(pace.due(*ts));
-                due.saturating_duration_since(Instant::now()).min(Duration::from_millis(1))
-            });
-            worker.step_or_park(wait.or(Some(Duration::from_millis(1))));
-            bench.drain();
+        // Advancing waits for the base dataflow only: bring the programs' outputs up to the
+        // watermark too, until the next event is due (at most a millisecond), and park until
+        // then when they are.
+        let soon = Instant::now() + Duration::from_millis(1);
+        let due = paced.get(next).map(|(ts, _)| t0 + Duration::from_nanos(pace.due(*ts)));
+        let deadline = due.map_or(soon, |due| due.min(soon));
+        if bench.programs.catch_up(worker, deadline) {
+            worker.step_or_park(Some(deadline.saturating_duration_since(Instant::now())));
         }
+        bench.drain();
         let frontier = bench.frontier();
         if frontier > seen {
             seen = frontier;

@@ -11,7 +11,7 @@ use crate::watermark::Watermarks;
 use journeyflow_control_api::handle::Progress;
 use journeyflow_operators::Time;
 use journeyflow_types::time::{format_instant, now_ms};
-use journeyflow_types::{decode_line_received, Key};
+use journeyflow_types::{decode_record, Key};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -45,15 +45,15 @@ impl Entry<'_> {
         line: &[u8],
         received: Option<Time>,
     ) -> anyhow::Result<Result<Option<Time>, String>> {
-        let event = match decode_line_received(line) {
+        let event = match decode_record(line) {
             Ok((event, own)) => {
                 let received = received.or(own).unwrap_or_else(now_ms);
                 let latest = received.saturating_add(self.max_future_skew);
-                if event.ts > latest {
+                if event.ts() > latest {
                     self.progress.rejected.fetch_add(1, Ordering::Relaxed);
                     return Ok(Err(format!(
                         "timestamp {} is more than {} ms after the event was received ({}): a device clock is wrong",
-                        format_instant(event.ts),
+                        format_instant(event.ts()),
                         self.max_future_skew,
                         format_instant(received)
                     )));
@@ -66,9 +66,9 @@ impl Entry<'_> {
             }
         };
         let floor = self.marks.floor(w);
-        self.marks.saw(w, event.ts);
-        self.users.push((event.user, Arc::from(event.user_id.as_str())));
-        let archived = self.sinks.archives_events().then(|| event.clone());
+        self.marks.saw(w, event.ts());
+        self.users.push((event.user(), Arc::from(event.user_id())));
+        let archived = self.sinks.archives_events().then(|| event.to_event());
         let Ok(time) = self.programs.offer_at_least(event, floor) else {
             self.progress.rejected.fetch_add(1, Ordering::Relaxed);
             return Ok(Ok(None));

@@ -11,7 +11,7 @@ use crate::programs::Programs;
 use crate::sinks::Sinks;
 use crate::watermark::Watermarks;
 use journeyflow_connectors::wal::{part_path, Tail};
-use journeyflow_types::decode_line;
+use journeyflow_types::decode_record;
 use std::time::Instant;
 
 /// One worker's inputs.
@@ -163,11 +163,11 @@ pub fn restore(
     for file in manifest.files.iter().skip(local).step_by(locals) {
         let mut users = Vec::new();
         for (time, line) in checkpoint::events(root, file)? {
-            let event = decode_line(line.as_bytes())
+            let (event, _) = decode_record(line.as_bytes())
                 .map_err(|e| anyhow::anyhow!("checkpoint file {file}: an event that does not decode: {e}"))?;
-            users.push((event.user, std::sync::Arc::from(event.user_id.as_str())));
+            users.push((event.user(), std::sync::Arc::from(event.user_id())));
             if sinks.archives_events() {
-                sinks.event(time, &event);
+                sinks.event(time, &event.to_event());
             }
             programs.offer_at(event, time);
             n += 1;

@@ -47,6 +47,9 @@ pub type Counters = BTreeMap<(u32, Stat), isize>;
 /// How often a worker syncs its files and publishes how far its outputs are written.
 const SYNC_EVERY: Duration = Duration::from_millis(200);
 
+/// How long a round may step the programs after advancing before it reads input again.
+const CATCH_UP: Duration = Duration::from_millis(2);
+
 /// Bytes waiting for the disk (outputs, archive rows, checkpoint chunks) above which a worker
 /// reads no more input.
 const MAX_BACKLOG: usize = 64 << 20;
@@ -216,6 +219,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         if let Some(e) = failed {
             return Err(e);
         }
+        // Advancing waits for the base dataflow only: give the programs up to `CATCH_UP` to bring
+        // their outputs to the watermark, so that they are written in this round.
+        programs.catch_up(worker, Instant::now() + CATCH_UP);
         names.advance_to(programs.watermark());
         answer(&mut programs, &mut pending, &mut outbox);
         for (ticket, answer) in outbox.drain(..) {

@@ -27,7 +27,7 @@ use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Start};
 use journeyflow_operators::{SharedEvent, Time, UserId};
-use journeyflow_types::{Event, Migration, SegmentDefinition, Value};
+use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -304,28 +304,31 @@ impl Programs {
         *self.input.time()
     }
 
-    /// Enters one event at its own time, or applies the late policy.
-    pub fn offer(&mut self, event: Event) -> Result<(), Refused> {
+    /// Enters one event (a decoded record, or an event) at its own time, or applies the late
+    /// policy.
+    pub fn offer(&mut self, event: impl Into<Record>) -> Result<(), Refused> {
         self.offer_at_least(event, 0).map(|_| ())
     }
 
     /// Enters one event at its own time, or applies the late policy to an event before `floor`
     /// (its partition's watermark) or the watermark; returns the time it entered at.
-    pub fn offer_at_least(&mut self, event: Event, floor: Time) -> Result<Time, Refused> {
+    pub fn offer_at_least(&mut self, event: impl Into<Record>, floor: Time) -> Result<Time, Refused> {
+        let record = event.into();
         let watermark = self.watermark().max(floor);
-        let ts = event.ts;
+        let ts = record.ts();
         self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
         let time = admit(self.config.late_policy, ts, watermark)?;
         self.late += u64::from(time != ts);
-        self.input.update_at(SharedEvent::new(&event), time, 1);
+        self.input.update_at(record, time, 1);
         Ok(time)
     }
 
     /// Enters one event at exactly `time` (not before the watermark): an event restored from
     /// a checkpoint, at the time it entered at before.
-    pub fn offer_at(&mut self, event: Event, time: Time) {
-        self.max_seen = Some(self.max_seen.map_or(event.ts, |m| m.max(event.ts)));
-        self.input.update_at(SharedEvent::new(&event), time.max(self.watermark()), 1);
+    pub fn offer_at(&mut self, event: impl Into<Record>, time: Time) {
+        let record = event.into();
+        self.max_seen = Some(self.max_seen.map_or(record.ts(), |m| m.max(record.ts())));
+        self.input.update_at(record, time.max(self.watermark()), 1);
     }
 
     /// The largest event time offered on this worker.
@@ -421,6 +424,25 @@ impl Programs {
         self.control_probe.with_frontier(|f| frontier.extend(f.iter().copied()));
         let through = frontier.first().copied().unwrap_or(previous).min(previous).min(self.hold.unwrap_or(Time::MAX));
         self.compact(through);
+    }
+
+    /// Steps every dataflow on this worker until the programs' outputs are complete up to the
+    /// watermark, or until `deadline` (at least one step): what a caller does after
+    /// [`Programs::advance`] (which waits for the base dataflow only) so that a round's outputs
+    /// come out in that round, not whenever the worker is next idle. Returns whether they are
+    /// complete.
+    pub fn catch_up(&mut self, worker: &mut Worker, deadline: std::time::Instant) -> bool {
+        let watermark = self.watermark();
+        loop {
+            worker.step();
+            self.follow_commands();
+            if self.output_frontier() >= watermark {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+        }
     }
 
     /// Moves the journeys' lifecycle inputs up to the sequenced commands' frontier, but not past

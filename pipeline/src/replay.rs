@@ -14,7 +14,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
-use journeyflow_types::{decode_line, Key, KeyMap, SegmentDefinition};
+use journeyflow_types::{decode_record, Key, KeyMap, SegmentDefinition};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -315,8 +315,8 @@ where
                     }
                     RawRecord::Line { line, offset, bytes } => (line, offset, bytes),
                 };
-                let event = match decode_line(&bytes) {
-                    Ok(event) => event,
+                let event = match decode_record(&bytes) {
+                    Ok((event, _)) => event,
                     Err(e) => {
                         dead.push(DeadLetter {
                             line,
@@ -328,12 +328,12 @@ where
                         continue;
                     }
                 };
-                if let Some(as_of) = config.as_of.filter(|as_of| event.ts > *as_of) {
+                if let Some(as_of) = config.as_of.filter(|as_of| event.ts() > *as_of) {
                     stats.after_as_of += 1;
-                    stats.far_future += u64::from(event.ts > as_of.saturating_add(config.max_future_skew));
+                    stats.far_future += u64::from(event.ts() > as_of.saturating_add(config.max_future_skew));
                     continue;
                 }
-                names.note(event.user, &event.user_id);
+                names.note(event.user(), event.user_id());
                 if let Err(refused) = programs.offer(event) {
                     late_rejected += 1;
                     dead.push(DeadLetter {

@@ -1,7 +1,9 @@
 //! The event model (Segment spec) and its decoder: one JSON object in, one `Event` or a
 //! `DecodeError` naming what is wrong out. Decoding never panics.
 
+use crate::flatten::{flatten, KeyText, Leaf};
 use crate::key::Key;
+use crate::record::{Head, Record};
 use crate::time::{json_kind, parse_instant};
 use crate::value::Props;
 use serde::{Deserialize, Serialize};
@@ -104,12 +106,20 @@ struct RawEvent<'a> {
 
 /// Decodes one NDJSON line.
 pub fn decode_line(line: &[u8]) -> Result<Event, DecodeError> {
-    decode_line_received(line).map(|(event, _)| event)
+    decode_record(line).map(|(record, _)| record.to_event())
 }
 
 /// Decodes one NDJSON line, with the time it was received (`receivedAt`, which HTTP ingest
 /// sets) when it has a readable one.
 pub fn decode_line_received(line: &[u8]) -> Result<(Event, Option<u64>), DecodeError> {
+    decode_record(line).map(|(record, received)| (record.to_event(), received))
+}
+
+/// Decodes one NDJSON line straight into the record the engine keeps (nothing else is
+/// allocated per field: keys and strings are read in place), with the time it was received
+/// (`receivedAt`, which HTTP ingest sets) when it has a readable one. The one decoder: the
+/// others read its record back.
+pub fn decode_record(line: &[u8]) -> Result<(Record, Option<u64>), DecodeError> {
     let text = std::str::from_utf8(line).map_err(|e| DecodeError::Json(format!("invalid UTF-8: {e}")))?;
     match text.trim_start().as_bytes().first() {
         Some(b'{') => {}
@@ -144,11 +154,12 @@ fn raw_kind(v: &RawValue) -> &'static str {
 }
 
 fn string_field<'a>(v: &'a RawValue, field: &'static str) -> Result<Cow<'a, str>, DecodeError> {
-    serde_json::from_str::<Cow<'a, str>>(v.get())
+    serde_json::from_str::<KeyText<'a>>(v.get())
+        .map(|text| text.0)
         .map_err(|_| DecodeError::Invalid { field, reason: format!("expected a string, found {}", raw_kind(v)) })
 }
 
-fn decode_raw(raw: RawEvent) -> Result<Event, DecodeError> {
+fn decode_raw(raw: RawEvent) -> Result<Record, DecodeError> {
     let kind = match present(raw.kind) {
         None => return Err(DecodeError::Missing("type")),
         Some(v) => match string_field(v, "type")?.as_ref() {
@@ -181,19 +192,15 @@ fn decode_raw(raw: RawEvent) -> Result<Event, DecodeError> {
             if name.is_empty() {
                 return Err(DecodeError::Invalid { field: "event", reason: "must not be empty".into() });
             }
-            (name.into_owned(), "properties", raw.properties)
+            (name, "properties", raw.properties)
         }
-        Kind::Identify => (String::new(), "traits", raw.traits),
-        Kind::Page => ("page".to_string(), "properties", raw.properties),
-        Kind::Screen => ("screen".to_string(), "properties", raw.properties),
+        Kind::Identify => (Cow::Borrowed(""), "traits", raw.traits),
+        Kind::Page => (Cow::Borrowed("page"), "properties", raw.properties),
+        Kind::Screen => (Cow::Borrowed("screen"), "properties", raw.properties),
     };
     let mut props = match present(props_raw) {
-        None => Props::default(),
-        Some(v) if v.get().starts_with('{') => {
-            let map: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
-            Props::from_object(map)
-        }
+        None => Vec::new(),
+        Some(v) if v.get().starts_with('{') => flatten(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?,
         Some(v) => {
             return Err(DecodeError::Invalid {
                 field: props_field,
@@ -202,22 +209,23 @@ fn decode_raw(raw: RawEvent) -> Result<Event, DecodeError> {
         }
     };
     // A page or screen call names the page in `name`; keep it as the property `name`.
-    if matches!(kind, Kind::Page | Kind::Screen) && props.get("name").is_none() {
-        if let Some(Ok(n)) = present(raw.name).map(|v| string_field(v, "name")) {
-            props.0.push(("name".to_string(), crate::value::Value::Str(n.into_owned())));
-            props.0.sort_by(|a, b| a.0.cmp(&b.0));
+    if matches!(kind, Kind::Page | Kind::Screen) {
+        if let Err(at) = props.binary_search_by(|(k, _)| k.as_ref().cmp("name")) {
+            if let Some(Ok(n)) = present(raw.name).map(|v| string_field(v, "name")) {
+                props.insert(at, (Cow::Borrowed("name"), Leaf::Str(n)));
+            }
         }
     }
-    let user = Key::of(&user_id);
-    Ok(Event { ts, message_id, user_id, user, kind, name, props })
+    let head = Head { ts, user: Key::of(&user_id), kind, message_id: &message_id, user_id: &user_id, name: &name };
+    Ok(Record::encode(&head, props.iter().map(|(path, leaf)| (path.as_ref(), leaf.as_ref()))))
 }
 
 /// A string identifier (numbers are accepted and kept as their decimal text, as Segment does).
-fn id_field(v: Option<&RawValue>, field: &'static str) -> Result<Option<String>, DecodeError> {
+fn id_field<'a>(v: Option<&'a RawValue>, field: &'static str) -> Result<Option<Cow<'a, str>>, DecodeError> {
     let Some(v) = present(v) else { return Ok(None) };
     match v.get().as_bytes().first() {
-        Some(b'"') => Ok(Some(string_field(v, field)?.into_owned()).filter(|s| !s.is_empty())),
-        Some(b'-' | b'0'..=b'9') => Ok(Some(v.get().to_string())),
+        Some(b'"') => Ok(Some(string_field(v, field)?).filter(|s| !s.is_empty())),
+        Some(b'-' | b'0'..=b'9') => Ok(Some(Cow::Borrowed(v.get()))),
         _ => Err(DecodeError::Invalid { field, reason: format!("expected a string, found {}", raw_kind(v)) }),
     }
 }

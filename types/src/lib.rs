@@ -6,6 +6,7 @@ pub mod condition;
 pub mod definition;
 pub mod duration;
 pub mod event;
+pub mod flatten;
 pub mod journey;
 pub mod journey_definition;
 pub mod key;
@@ -22,7 +23,7 @@ pub use definition::{
     parse_segments, validate_segments, validate_segments_with, SegmentDefinition, ValidationError, ValidationErrors,
 };
 pub use duration::Duration;
-pub use event::{decode_line, decode_line_received, DecodeError, Event, Kind};
+pub use event::{decode_line, decode_line_received, decode_record, DecodeError, Event, Kind};
 pub use journey::{JourneyDefinition, Node};
 pub use journey_definition::{parse_journeys, validate_journey, validate_journey_with};
 pub use key::{Key, KeyMap};

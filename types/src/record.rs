@@ -11,7 +11,7 @@
 
 use crate::event::{Event, Kind};
 use crate::key::Key;
-use crate::value::{Num, Props, Value};
+use crate::value::{Num, Props};
 use crate::value_ref::{ListRef, ValueRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
@@ -55,6 +55,16 @@ impl EventView for Event {
     }
 }
 
+/// The fields of an event other than its properties, borrowed, to encode.
+pub(crate) struct Head<'a> {
+    pub(crate) ts: u64,
+    pub(crate) user: Key,
+    pub(crate) kind: Kind,
+    pub(crate) message_id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) name: &'a str,
+}
+
 /// An accepted event, encoded (see the module doc). Cloning shares the bytes.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Record(Arc<[u8]>);
@@ -62,15 +72,29 @@ pub struct Record(Arc<[u8]>);
 impl Record {
     /// Encodes an event.
     pub fn new(event: &Event) -> Record {
-        let mut out = Vec::with_capacity(64 + event.message_id.len() + event.user_id.len() + event.name.len());
-        out.extend_from_slice(&event.ts.to_le_bytes());
-        out.extend_from_slice(&event.user.0.to_le_bytes());
-        out.push(kind_byte(event.kind));
-        put_str(&mut out, &event.message_id);
-        put_str(&mut out, &event.user_id);
-        put_str(&mut out, &event.name);
-        put_len(&mut out, event.props.0.len());
-        for (path, value) in &event.props.0 {
+        let head = Head {
+            ts: event.ts,
+            user: event.user,
+            kind: event.kind,
+            message_id: &event.message_id,
+            user_id: &event.user_id,
+            name: &event.name,
+        };
+        Record::encode(&head, event.props.0.iter().map(|(path, value)| (path.as_str(), ValueRef::from(value))))
+    }
+
+    /// Encodes the fields of an event and its properties, sorted by path, one per path: the
+    /// one encoder, for decoded lines and for events.
+    pub(crate) fn encode<'v>(head: &Head<'_>, props: impl ExactSizeIterator<Item = (&'v str, ValueRef<'v>)>) -> Record {
+        let mut out = Vec::with_capacity(64 + head.message_id.len() + head.user_id.len() + head.name.len());
+        out.extend_from_slice(&head.ts.to_le_bytes());
+        out.extend_from_slice(&head.user.0.to_le_bytes());
+        out.push(kind_byte(head.kind));
+        put_str(&mut out, head.message_id);
+        put_str(&mut out, head.user_id);
+        put_str(&mut out, head.name);
+        put_len(&mut out, props.len());
+        for (path, value) in props {
             put_str(&mut out, path);
             put_value(&mut out, value);
         }
@@ -197,6 +221,12 @@ impl From<&Event> for Record {
     }
 }
 
+impl From<Event> for Record {
+    fn from(event: Event) -> Record {
+        Record::new(&event)
+    }
+}
+
 /// The order of [`Event`]: `(ts, message_id, user_id, user, kind, name, props)`, so that
 /// every choice made by order (which duplicate survives, what happens first at one time)
 /// is the same as for decoded events.
@@ -311,23 +341,23 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_value(out: &mut Vec<u8>, value: &Value) {
+fn put_value(out: &mut Vec<u8>, value: ValueRef<'_>) {
     match value {
-        Value::Null => out.push(NULL),
-        Value::Bool(false) => out.push(FALSE),
-        Value::Bool(true) => out.push(TRUE),
-        Value::Num(Num(x)) => {
+        ValueRef::Null => out.push(NULL),
+        ValueRef::Bool(false) => out.push(FALSE),
+        ValueRef::Bool(true) => out.push(TRUE),
+        ValueRef::Num(Num(x)) => {
             out.push(NUM);
-            let x = if *x == 0.0 { 0.0 } else { *x };
+            let x = if x == 0.0 { 0.0 } else { x };
             out.extend_from_slice(&x.to_le_bytes());
         }
-        Value::Str(s) => {
+        ValueRef::Str(s) => {
             out.push(STR);
             put_str(out, s);
         }
-        Value::List(items) => {
+        ValueRef::List(items) => {
             out.push(LIST);
-            put_len(out, items.len());
+            put_len(out, items.iter().count());
             items.iter().for_each(|item| put_value(out, item));
         }
     }

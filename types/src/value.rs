@@ -90,16 +90,6 @@ impl Value {
 pub struct Props(pub Vec<(String, Value)>);
 
 impl Props {
-    /// Flattens a JSON object into dot paths. Nested objects contribute both their leaves
-    /// (`a.b`) and nothing for themselves; arrays stay whole.
-    pub fn from_object(map: serde_json::Map<String, serde_json::Value>) -> Props {
-        let mut out = Vec::with_capacity(map.len());
-        flatten_into("", map, &mut out);
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
-        Props(out)
-    }
-
     /// The value at a dot path, if present.
     pub fn get(&self, path: &str) -> Option<&Value> {
         self.0.binary_search_by(|(k, _)| k.as_str().cmp(path)).ok().map(|i| &self.0[i].1)
@@ -116,31 +106,9 @@ impl Props {
     }
 }
 
-/// Moves the leaves of `map` into `out` (no copies of keys or strings at the top level).
-fn flatten_into(prefix: &str, map: serde_json::Map<String, serde_json::Value>, out: &mut Vec<(String, Value)>) {
-    for (k, v) in map {
-        let path = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
-        match v {
-            serde_json::Value::Object(inner) => flatten_into(&path, inner, out),
-            serde_json::Value::String(s) => out.push((path, Value::Str(s))),
-            other => out.push((path, Value::from_json(&other))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn flattens_nested_objects_into_dot_paths() {
-        let v: serde_json::Value = serde_json::json!({"a": {"b": 1, "c": {"d": "x"}}, "e": [1, 2]});
-        let props = Props::from_object(v.as_object().unwrap().clone());
-        assert_eq!(props.get("a.b"), Some(&Value::Num(Num(1.0))));
-        assert_eq!(props.get("a.c.d"), Some(&Value::Str("x".into())));
-        assert_eq!(props.get("a"), None);
-        assert_eq!(props.get("e"), Some(&Value::List(vec![Value::Num(Num(1.0)), Value::Num(Num(2.0))])));
-    }
 
     #[test]
     fn zero_signs_are_one_number() {

@@ -1,0 +1,218 @@
+//! An event's properties, read straight from the JSON text into `(dot path, value)` pairs
+//! sorted by path, borrowing keys and strings from the line where they have no escapes. The
+//! rules: a nested object contributes its leaves as `outer.inner` paths and nothing for
+//! itself; a key repeated in one object keeps its last value; where a dotted key and a nested
+//! path name the same path, the one whose top-level key sorts first wins (`"a"` before
+//! `"a.b"`); arrays are kept whole, an object inside one as its JSON text.
+
+use crate::value::{Num, Value};
+use crate::value_ref::{ListRef, ValueRef};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// One property value as read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Leaf<'a> {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A number.
+    Num(f64),
+    /// A string, borrowed when it has no escapes.
+    Str(Cow<'a, str>),
+    /// An array, whole.
+    List(Vec<Value>),
+    /// An object, flattened by [`flatten`].
+    Object(Vec<(Cow<'a, str>, Leaf<'a>)>),
+}
+
+impl Leaf<'_> {
+    /// The value, borrowed (objects never reach here: they are flattened).
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Leaf::Null | Leaf::Object(_) => ValueRef::Null,
+            Leaf::Bool(b) => ValueRef::Bool(*b),
+            Leaf::Num(x) => ValueRef::Num(Num(*x)),
+            Leaf::Str(s) => ValueRef::Str(s),
+            Leaf::List(items) => ValueRef::List(ListRef::Owned(items)),
+        }
+    }
+}
+
+/// Flattens the text of a JSON object (checked to start with `{` by the caller) into pairs
+/// sorted by path, one per path.
+pub fn flatten(object: &str) -> Result<Vec<(Cow<'_, str>, Leaf<'_>)>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(object);
+    let entries = match Leaf::deserialize(&mut de)? {
+        Leaf::Object(entries) => entries,
+        _ => Vec::new(),
+    };
+    de.end()?;
+    let mut out = Vec::with_capacity(entries.len());
+    flatten_into(None, entries, &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|later, first| later.0 == first.0);
+    Ok(out)
+}
+
+/// Appends the leaves of one object's entries under `prefix`, in key order, one per key (the last).
+fn flatten_into<'a>(
+    prefix: Option<&str>,
+    mut entries: Vec<(Cow<'a, str>, Leaf<'a>)>,
+    out: &mut Vec<(Cow<'a, str>, Leaf<'a>)>,
+) {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut entries = entries.into_iter().peekable();
+    while let Some((key, leaf)) = entries.next() {
+        if entries.peek().is_some_and(|(next, _)| *next == key) {
+            continue;
+        }
+        let path = match prefix {
+            None => key,
+            Some(prefix) => Cow::Owned(format!("{prefix}.{key}")),
+        };
+        match leaf {
+            Leaf::Object(inner) => flatten_into(Some(&path), inner, out),
+            leaf => out.push((path, leaf)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Leaf<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LeafVisitor)
+    }
+}
+
+struct LeafVisitor;
+
+impl<'de> Visitor<'de> for LeafVisitor {
+    type Value = Leaf<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Null)
+    }
+    fn visit_none<E>(self) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Bool(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Num(v as f64))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Num(v as f64))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Num(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Leaf<'de>, E> {
+        Ok(Leaf::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<serde_json::Value>()? {
+            items.push(Value::from_json(&item));
+        }
+        Ok(Leaf::List(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf<'de>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<KeyText<'de>>()? {
+            entries.push((key.0, map.next_value::<Leaf<'de>>()?));
+        }
+        Ok(Leaf::Object(entries))
+    }
+}
+
+/// A JSON string, borrowed when it has no escapes.
+pub(crate) struct KeyText<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = KeyText<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rules spelled out on a parsed `serde_json::Map` (sorted keys, the last of a repeated
+    /// key), written apart from the streaming reader above.
+    fn reference(text: &str) -> Vec<(String, Value)> {
+        fn walk(prefix: &str, map: &serde_json::Map<String, serde_json::Value>, out: &mut Vec<(String, Value)>) {
+            for (k, v) in map {
+                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match v {
+                    serde_json::Value::Object(inner) => walk(&path, inner, out),
+                    other => out.push((path, Value::from_json(other))),
+                }
+            }
+        }
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).unwrap();
+        let mut out = Vec::new();
+        walk("", &map, &mut out);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
+
+    fn ours(text: &str) -> Vec<(String, Value)> {
+        flatten(text).unwrap().into_iter().map(|(k, v)| (k.into_owned(), v.as_ref().to_value())).collect()
+    }
+
+    #[test]
+    fn follows_the_rules_of_a_parsed_map() {
+        let cases = [
+            r#"{}"#,
+            r#"{"b": 1, "a": "x", "c": null, "d": true, "e": -0.0, "f": 1e3, "g": -7}"#,
+            r#"{"a": {"b": 1, "c": {"d": "x"}}, "e": [1, {"z": 1, "y": [2]}, "s"]}"#,
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a.b": 1, "a": {"b": 2}}"#,
+            r#"{"a": {"b": 2}, "a.b": 1}"#,
+            r#"{"a": {}, "b": {"c": {}}}"#,
+            r#"{"esc\"aped": "a\nb", "\u00e9": "\u00e9"}"#,
+            r#"{"a": {"x": 1}, "a": {"y": 2}}"#,
+            r#"{"n": 18446744073709551615, "m": -9223372036854775808, "f": 0.1}"#,
+        ];
+        for text in cases {
+            assert_eq!(ours(text), reference(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn borrows_plain_strings() {
+        let props = flatten(r#"{"k": "plain", "e": "esc\n"}"#).unwrap();
+        assert!(matches!(props[1], (Cow::Borrowed("k"), Leaf::Str(Cow::Borrowed("plain")))));
+        assert!(matches!(props[0].1, Leaf::Str(Cow::Owned(_))));
+    }
+}
