@@ -219,9 +219,12 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         if let Some(e) = failed {
             return Err(e);
         }
-        // Advancing waits for the base dataflow only: give the programs up to `CATCH_UP` to bring
-        // their outputs to the watermark, so that they are written in this round.
-        programs.catch_up(worker, Instant::now() + CATCH_UP);
+        // Advancing waits for the base dataflow only: after reading, give the programs up to
+        // `CATCH_UP` to bring their outputs to the watermark, so that they are written in this
+        // round (an idle round parks below instead).
+        if read > 0 {
+            programs.catch_up(worker, Instant::now() + CATCH_UP);
+        }
         names.advance_to(programs.watermark());
         answer(&mut programs, &mut pending, &mut outbox);
         for (ticket, answer) in outbox.drain(..) {
