@@ -1,7 +1,7 @@
 //! The event model (Segment spec) and its decoder: one JSON object in, one `Event` or a
 //! `DecodeError` naming what is wrong out. Decoding never panics.
 
-use crate::flatten::{flatten, KeyText, Leaf};
+use crate::flatten::{flatten_entries, KeyText, Leaf};
 use crate::key::Key;
 use crate::record::{Head, Record};
 use crate::time::{json_kind, parse_instant};
@@ -94,10 +94,11 @@ struct RawEvent<'a> {
     timestamp: Option<&'a RawValue>,
     #[serde(borrow)]
     event: Option<&'a RawValue>,
+    /// Read in the same pass, straight into leaves.
     #[serde(borrow)]
-    properties: Option<&'a RawValue>,
+    properties: Option<Leaf<'a>>,
     #[serde(borrow)]
-    traits: Option<&'a RawValue>,
+    traits: Option<Leaf<'a>>,
     #[serde(borrow)]
     name: Option<&'a RawValue>,
     #[serde(rename = "receivedAt", borrow)]
@@ -198,13 +199,13 @@ fn decode_raw(raw: RawEvent) -> Result<Record, DecodeError> {
         Kind::Page => (Cow::Borrowed("page"), "properties", raw.properties),
         Kind::Screen => (Cow::Borrowed("screen"), "properties", raw.properties),
     };
-    let mut props = match present(props_raw) {
-        None => Vec::new(),
-        Some(v) if v.get().starts_with('{') => flatten(v.get()).map_err(|e| DecodeError::Json(e.to_string()))?,
-        Some(v) => {
+    let mut props = match props_raw {
+        None | Some(Leaf::Null) => Vec::new(),
+        Some(Leaf::Object(entries)) => flatten_entries(entries),
+        Some(other) => {
             return Err(DecodeError::Invalid {
                 field: props_field,
-                reason: format!("expected an object, found {}", raw_kind(v)),
+                reason: format!("expected an object, found {}", other.kind()),
             })
         }
     };

@@ -10,6 +10,7 @@ use crate::value_ref::{ListRef, ValueRef};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// One property value as read.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +30,18 @@ pub enum Leaf<'a> {
 }
 
 impl Leaf<'_> {
+    /// What kind of JSON value this is, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Leaf::Null => "null",
+            Leaf::Bool(_) => "a boolean",
+            Leaf::Num(_) => "a number",
+            Leaf::Str(_) => "a string",
+            Leaf::List(_) => "an array",
+            Leaf::Object(_) => "an object",
+        }
+    }
+
     /// The value, borrowed (objects never reach here: they are flattened).
     pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
@@ -50,11 +63,16 @@ pub fn flatten(object: &str) -> Result<Vec<(Cow<'_, str>, Leaf<'_>)>, serde_json
         _ => Vec::new(),
     };
     de.end()?;
+    Ok(flatten_entries(entries))
+}
+
+/// Flattens an object's entries, as read, into pairs sorted by path, one per path.
+pub fn flatten_entries<'a>(entries: Vec<(Cow<'a, str>, Leaf<'a>)>) -> Vec<(Cow<'a, str>, Leaf<'a>)> {
     let mut out = Vec::with_capacity(entries.len());
     flatten_into(None, entries, &mut out);
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|later, first| later.0 == first.0);
-    Ok(out)
+    out
 }
 
 /// Appends the leaves of one object's entries under `prefix`, in key order, one per key (the last).
@@ -80,58 +98,58 @@ fn flatten_into<'a>(
     }
 }
 
-impl<'de> Deserialize<'de> for Leaf<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for Leaf<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(LeafVisitor)
+        deserializer.deserialize_any(LeafVisitor(PhantomData))
     }
 }
 
-struct LeafVisitor;
+struct LeafVisitor<'a>(PhantomData<&'a ()>);
 
-impl<'de> Visitor<'de> for LeafVisitor {
-    type Value = Leaf<'de>;
+impl<'de: 'a, 'a> Visitor<'de> for LeafVisitor<'a> {
+    type Value = Leaf<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Leaf<'de>, E> {
+    fn visit_unit<E>(self) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Null)
     }
-    fn visit_none<E>(self) -> Result<Leaf<'de>, E> {
+    fn visit_none<E>(self) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Null)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Leaf<'de>, E> {
+    fn visit_bool<E>(self, v: bool) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Bool(v))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Leaf<'de>, E> {
+    fn visit_u64<E>(self, v: u64) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Num(v as f64))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Leaf<'de>, E> {
+    fn visit_i64<E>(self, v: i64) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Num(v as f64))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Leaf<'de>, E> {
+    fn visit_f64<E>(self, v: f64) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Num(v))
     }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Leaf<'de>, E> {
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Str(Cow::Borrowed(v)))
     }
-    fn visit_str<E>(self, v: &str) -> Result<Leaf<'de>, E> {
+    fn visit_str<E>(self, v: &str) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Str(Cow::Owned(v.to_string())))
     }
-    fn visit_string<E>(self, v: String) -> Result<Leaf<'de>, E> {
+    fn visit_string<E>(self, v: String) -> Result<Leaf<'a>, E> {
         Ok(Leaf::Str(Cow::Owned(v)))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf<'de>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Leaf<'a>, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<serde_json::Value>()? {
             items.push(Value::from_json(&item));
         }
         Ok(Leaf::List(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf<'a>, A::Error> {
         let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<KeyText<'de>>()? {
-            entries.push((key.0, map.next_value::<Leaf<'de>>()?));
+        while let Some(key) = map.next_key::<KeyText<'a>>()? {
+            entries.push((key.0, map.next_value::<Leaf<'a>>()?));
         }
         Ok(Leaf::Object(entries))
     }
@@ -140,25 +158,25 @@ impl<'de> Visitor<'de> for LeafVisitor {
 /// A JSON string, borrowed when it has no escapes.
 pub(crate) struct KeyText<'a>(pub(crate) Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for KeyText<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for KeyText<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = KeyText<'de>;
+        struct KeyVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = KeyText<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyText<'de>, E> {
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyText<'a>, E> {
                 Ok(KeyText(Cow::Borrowed(v)))
             }
-            fn visit_str<E>(self, v: &str) -> Result<KeyText<'de>, E> {
+            fn visit_str<E>(self, v: &str) -> Result<KeyText<'a>, E> {
                 Ok(KeyText(Cow::Owned(v.to_string())))
             }
-            fn visit_string<E>(self, v: String) -> Result<KeyText<'de>, E> {
+            fn visit_string<E>(self, v: String) -> Result<KeyText<'a>, E> {
                 Ok(KeyText(Cow::Owned(v)))
             }
         }
-        deserializer.deserialize_str(KeyVisitor)
+        deserializer.deserialize_str(KeyVisitor(PhantomData))
     }
 }
 
