@@ -7,6 +7,9 @@
 use journeyflow_operators::Time;
 use std::time::{Duration, Instant};
 
+/// How far event time moves at once when it follows the wall clock (ms).
+pub const WALL_TICK: Time = 50;
+
 /// One partition's progress.
 #[derive(Clone, Debug, Default)]
 struct Partition {
@@ -55,13 +58,17 @@ impl Watermarks {
     }
 
     /// Where the worker's watermark may go, with the wall clock at `now` (epoch ms): the lowest
-    /// watermark among partitions still delivering; `None` while one of them has delivered
-    /// nothing yet, or when the worker reads no partition.
+    /// watermark among partitions still delivering (when none is, the wall clock less the
+    /// lateness, down to a whole [`WALL_TICK`]); `None` while one of them has delivered nothing
+    /// yet, or when the worker reads no partition.
     pub fn target(&self, now: Time) -> Option<Time> {
         let quiet = |p: &Partition| p.at_end_since.is_some_and(|t| t.elapsed() >= self.idle);
         let mut active = self.parts.iter().filter(|p| !quiet(p)).peekable();
         if active.peek().is_none() {
-            return (!self.parts.is_empty()).then(|| now.saturating_sub(self.lateness));
+            // In whole ticks: a watermark that moved with every millisecond of an idle server
+            // kept every dataflow busy, and the workers never parked (a quarter of a core).
+            let wall = now.saturating_sub(self.lateness);
+            return (!self.parts.is_empty()).then(|| wall - wall % WALL_TICK);
         }
         active.map(|p| p.max_seen.map(|m| m.saturating_sub(self.lateness))).min().flatten()
     }
@@ -83,7 +90,8 @@ mod tests {
         w.at_end(1, Some(Instant::now()));
         assert_eq!(w.target(1_000), Some(90), "partition 1 is read to its end and quiet");
         w.at_end(0, Some(Instant::now()));
-        assert_eq!(w.target(1_000), Some(990), "all quiet: the wall clock");
+        assert_eq!(w.target(1_000), Some(950), "all quiet: the wall clock, in whole ticks");
+        assert_eq!(w.target(1_059), Some(1_000));
         w.saw(1, 60);
         assert_eq!(w.target(1_000), Some(50));
     }
