@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use journeyflow_connectors::wal::AppendError;
-use journeyflow_types::decode_line;
+use journeyflow_types::decode_record;
 use journeyflow_types::time::{format_instant, now_ms, parse_instant};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -100,16 +100,16 @@ fn complete(event: Value, receipt: Receipt<'_>, partitions: usize) -> Result<(us
     if line.len() > receipt.max_bytes {
         return Err(format!("an event of {} bytes exceeds the limit of {} bytes", line.len(), receipt.max_bytes));
     }
-    let decoded = decode_line(&line).map_err(|e| e.to_string())?;
-    if decoded.ts > receipt.latest {
+    let (decoded, _) = decode_record(&line).map_err(|e| e.to_string())?;
+    if decoded.ts() > receipt.latest {
         return Err(format!(
             "timestamp {} is more than {} ms after the event was received ({}): a device clock is wrong",
-            format_instant(decoded.ts),
+            format_instant(decoded.ts()),
             receipt.latest - received,
             format_instant(received)
         ));
     }
-    Ok(((decoded.user.0 % partitions as u128) as usize, line))
+    Ok(((decoded.user().0 % partitions as u128) as usize, line))
 }
 
 /// The events of a call, completed and checked: the lines to log (all to one partition), and

@@ -316,7 +316,7 @@ impl Programs {
         let record = event.into();
         let watermark = self.watermark().max(floor);
         let ts = record.ts();
-        self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
+        self.saw(ts);
         let time = admit(self.config.late_policy, ts, watermark)?;
         self.late += u64::from(time != ts);
         self.input.update_at(record, time, 1);
@@ -327,8 +327,12 @@ impl Programs {
     /// a checkpoint, at the time it entered at before.
     pub fn offer_at(&mut self, event: impl Into<Record>, time: Time) {
         let record = event.into();
-        self.max_seen = Some(self.max_seen.map_or(record.ts(), |m| m.max(record.ts())));
+        self.saw(record.ts());
         self.input.update_at(record, time.max(self.watermark()), 1);
+    }
+
+    fn saw(&mut self, ts: Time) {
+        self.max_seen = Some(self.max_seen.map_or(ts, |m| m.max(ts)));
     }
 
     /// The largest event time offered on this worker.
@@ -434,8 +438,7 @@ impl Programs {
     pub fn catch_up(&mut self, worker: &mut Worker, deadline: std::time::Instant) -> bool {
         let watermark = self.watermark();
         loop {
-            worker.step();
-            self.follow_commands();
+            self.step(worker);
             if self.output_frontier() >= watermark {
                 return true;
             }
@@ -443,6 +446,12 @@ impl Programs {
                 return false;
             }
         }
+    }
+
+    /// One step of every dataflow, the journeys' lifecycle inputs following the commands.
+    fn step(&mut self, worker: &mut Worker) {
+        worker.step();
+        self.follow_commands();
     }
 
     /// Moves the journeys' lifecycle inputs up to the sequenced commands' frontier, but not past
@@ -908,8 +917,7 @@ impl Programs {
             self.retiring.iter().map(|r| (r.program.probe.clone(), r.at.min(time))).collect();
         replaced.extend(self.retired_segments.iter().map(|r| (r.program.probe.clone(), r.at.min(time))));
         while probes.iter().any(|p| p.less_than(&(time + 1))) || replaced.iter().any(|(p, at)| p.less_equal(at)) {
-            worker.step();
-            self.follow_commands();
+            self.step(worker);
         }
         self.drop_retired(worker);
     }

@@ -1,7 +1,7 @@
-//! The event model (Segment spec) and its decoder: one JSON object in, one `Event` or a
-//! `DecodeError` naming what is wrong out. Decoding never panics.
+//! The event model (Segment spec) and its decoder: one JSON object in, one [`Record`] (or,
+//! read back, one `Event`) or a `DecodeError` naming what is wrong out. Decoding never panics.
 
-use crate::flatten::{flatten_entries, KeyText, Leaf};
+use crate::flatten::{flatten_entries, Leaf, Text};
 use crate::key::Key;
 use crate::record::{Head, Record};
 use crate::time::{json_kind, parse_instant};
@@ -155,7 +155,7 @@ fn raw_kind(v: &RawValue) -> &'static str {
 }
 
 fn string_field<'a>(v: &'a RawValue, field: &'static str) -> Result<Cow<'a, str>, DecodeError> {
-    serde_json::from_str::<KeyText<'a>>(v.get())
+    serde_json::from_str::<Text<'a>>(v.get())
         .map(|text| text.0)
         .map_err(|_| DecodeError::Invalid { field, reason: format!("expected a string, found {}", raw_kind(v)) })
 }

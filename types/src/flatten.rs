@@ -54,18 +54,6 @@ impl Leaf<'_> {
     }
 }
 
-/// Flattens the text of a JSON object (checked to start with `{` by the caller) into pairs
-/// sorted by path, one per path.
-pub fn flatten(object: &str) -> Result<Vec<(Cow<'_, str>, Leaf<'_>)>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(object);
-    let entries = match Leaf::deserialize(&mut de)? {
-        Leaf::Object(entries) => entries,
-        _ => Vec::new(),
-    };
-    de.end()?;
-    Ok(flatten_entries(entries))
-}
-
 /// Flattens an object's entries, as read, into pairs sorted by path, one per path.
 pub fn flatten_entries<'a>(entries: Vec<(Cow<'a, str>, Leaf<'a>)>) -> Vec<(Cow<'a, str>, Leaf<'a>)> {
     let mut out = Vec::with_capacity(entries.len());
@@ -148,7 +136,7 @@ impl<'de: 'a, 'a> Visitor<'de> for LeafVisitor<'a> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf<'a>, A::Error> {
         let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<KeyText<'a>>()? {
+        while let Some(key) = map.next_key::<Text<'a>>()? {
             entries.push((key.0, map.next_value::<Leaf<'a>>()?));
         }
         Ok(Leaf::Object(entries))
@@ -156,27 +144,27 @@ impl<'de: 'a, 'a> Visitor<'de> for LeafVisitor<'a> {
 }
 
 /// A JSON string, borrowed when it has no escapes.
-pub(crate) struct KeyText<'a>(pub(crate) Cow<'a, str>);
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for KeyText<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor<'a>(PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
-            type Value = KeyText<'a>;
+        struct TextVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyText<'a>, E> {
-                Ok(KeyText(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
             }
-            fn visit_str<E>(self, v: &str) -> Result<KeyText<'a>, E> {
-                Ok(KeyText(Cow::Owned(v.to_string())))
+            fn visit_str<E>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
             }
-            fn visit_string<E>(self, v: String) -> Result<KeyText<'a>, E> {
-                Ok(KeyText(Cow::Owned(v)))
+            fn visit_string<E>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
             }
         }
-        deserializer.deserialize_str(KeyVisitor(PhantomData))
+        deserializer.deserialize_str(TextVisitor(PhantomData))
     }
 }
 
@@ -202,6 +190,14 @@ mod tests {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.dedup_by(|a, b| a.0 == b.0);
         out
+    }
+
+    /// An object's text, read into leaves and flattened.
+    fn flatten(text: &str) -> serde_json::Result<Vec<(Cow<'_, str>, Leaf<'_>)>> {
+        match serde_json::from_str::<Leaf>(text)? {
+            Leaf::Object(entries) => Ok(flatten_entries(entries)),
+            other => panic!("an object, found {other:?}"),
+        }
     }
 
     fn ours(text: &str) -> Vec<(String, Value)> {

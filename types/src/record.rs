@@ -123,7 +123,17 @@ impl Record {
 
     /// `messageId`.
     pub fn message_id(&self) -> &str {
-        self.strings().str().unwrap_or("")
+        text(self.raw_strings()[0])
+    }
+
+    /// `userId`, else `anonymousId`.
+    pub fn user_id(&self) -> &str {
+        text(self.raw_strings()[1])
+    }
+
+    /// The event name.
+    pub fn name(&self) -> &str {
+        text(self.raw_strings()[2])
     }
 
     /// The bytes of `message_id`, `user_id` and `name`, unchecked (they order as the strings do).
@@ -132,27 +142,12 @@ impl Record {
         [r.bytes().unwrap_or(&[]), r.bytes().unwrap_or(&[]), r.bytes().unwrap_or(&[])]
     }
 
-    /// `userId`, else `anonymousId`.
-    pub fn user_id(&self) -> &str {
-        let mut r = self.strings();
-        r.str();
-        r.str().unwrap_or("")
-    }
-
-    /// The event name.
-    pub fn name(&self) -> &str {
-        let mut r = self.strings();
-        r.str();
-        r.str();
-        r.str().unwrap_or("")
-    }
-
     /// The properties (traits of an identify), sorted by path.
     pub fn props(&self) -> PropsIter<'_> {
         let mut reader = self.strings();
-        reader.str();
-        reader.str();
-        reader.str();
+        for _ in 0..3 {
+            reader.bytes();
+        }
         let left = reader.len().unwrap_or(0);
         PropsIter { left, reader }
     }
@@ -319,6 +314,11 @@ impl<'a> Iterator for PropsIter<'a> {
     }
 }
 
+/// A string field's bytes as text (empty if damaged).
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
 fn kind_byte(kind: Kind) -> u8 {
     match kind {
         Kind::Track => 0,
@@ -357,7 +357,7 @@ fn put_value(out: &mut Vec<u8>, value: ValueRef<'_>) {
         }
         ValueRef::List(items) => {
             out.push(LIST);
-            put_len(out, items.iter().count());
+            put_len(out, items.len());
             items.iter().for_each(|item| put_value(out, item));
         }
     }

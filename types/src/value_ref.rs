@@ -44,6 +44,14 @@ impl<'a> ListRef<'a> {
         }
     }
 
+    /// Number of items.
+    pub(crate) fn len(self) -> usize {
+        match self {
+            ListRef::Owned(items) => items.len(),
+            ListRef::Encoded { len, .. } => len,
+        }
+    }
+
     /// Whether any item equals `value`.
     pub fn contains(self, value: ValueRef<'_>) -> bool {
         self.iter().any(|item| item == value)
