@@ -10,6 +10,7 @@ pub mod held;
 pub mod intersect;
 pub mod journey;
 pub mod latest;
+pub mod select;
 pub mod sequence;
 pub mod union;
 pub mod window;

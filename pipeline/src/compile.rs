@@ -1,64 +1,112 @@
 //! Turns validated segment definitions into differential dataflow: one membership
-//! collection per segment over the shared (deduplicated) event collection. Shared
-//! pieces, the universe of users and their latest traits, are built once per dataflow.
+//! collection per segment over the shared (deduplicated) events. Shared pieces, the universe
+//! of users and their latest traits, are built once per dataflow; an imported events
+//! arrangement is read once per event name the definitions name.
 
+use crate::programs::TraitsTrace;
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::trace::wrappers::frontier::TraceFrontier;
 use differential_dataflow::VecCollection;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::latest::latest;
+use journeyflow_operators::select::{select, EventsTrace};
 use journeyflow_operators::sequence::{sequence, SequenceEvent, SequenceSpec};
 use journeyflow_operators::{aggregate, complement, intersect, union, window_count, SharedEvent, Time, UserId, Users};
-use journeyflow_types::{Condition, Kind, SegmentDefinition, Value, ValueRef};
+use journeyflow_types::{Condition, EventFilter, Kind, Value, ValueRef};
 use std::collections::HashMap;
 use timely::dataflow::operators::vec::Map;
 
 /// The latest traits of every user: `((user, trait name), value)`.
 pub type Traits<'s> = VecCollection<'s, Time, ((UserId, String), Value)>;
 
+/// An import of the events arrangement into a program's dataflow.
+pub type ImportedEvents<'s> = Arranged<'s, TraceFrontier<EventsTrace>>;
+
+/// An import of the traits arrangement into a program's dataflow.
+pub type ImportedTraits<'s> = Arranged<'s, TraceFrontier<TraitsTrace>>;
+
+/// Where a compiler reads traits.
+enum TraitsSource<'s> {
+    /// Derived from the events (the base dataflow), once asked for.
+    Derived(Option<Traits<'s>>),
+    /// An import of the traits arrangement, read in place.
+    Imported(ImportedTraits<'s>),
+}
+
+/// Where a compiler reads events.
+enum Events<'s> {
+    /// Every event, as a collection: the base dataflow, which derives the universe and traits.
+    All(VecCollection<'s, Time, SharedEvent>),
+    /// An import of the events arrangement, read by name.
+    Imported(ImportedEvents<'s>),
+}
+
 /// Builds membership collections for definitions over one event collection.
 pub struct Compiler<'s> {
-    events: VecCollection<'s, Time, SharedEvent>,
+    events: Events<'s>,
     universe: Option<Users<'s>>,
-    traits: Option<Traits<'s>>,
+    traits: TraitsSource<'s>,
     segments: HashMap<String, Users<'s>>,
 }
 
 impl<'s> Compiler<'s> {
     /// A compiler over deduplicated events.
     pub fn new(events: VecCollection<'s, Time, SharedEvent>) -> Self {
-        Compiler { events, universe: None, traits: None, segments: HashMap::new() }
+        let traits = TraitsSource::Derived(None);
+        Compiler { events: Events::All(events), universe: None, traits, segments: HashMap::new() }
     }
 
     /// A compiler over events imported into a program's dataflow, with the shared universe,
     /// traits, and the memberships of the segments it may refer to.
     pub fn over(
-        events: VecCollection<'s, Time, SharedEvent>,
+        events: ImportedEvents<'s>,
         universe: Users<'s>,
-        traits: Traits<'s>,
+        traits: ImportedTraits<'s>,
         segments: HashMap<String, Users<'s>>,
     ) -> Self {
-        Compiler { events, universe: Some(universe), traits: Some(traits), segments }
+        let traits = TraitsSource::Imported(traits);
+        Compiler { events: Events::Imported(events), universe: Some(universe), traits, segments }
     }
 
-    /// Compiles definitions given in dependency order; returns one collection per definition, in order.
-    pub fn segments(&mut self, defs: &[SegmentDefinition]) -> Vec<Users<'s>> {
-        defs.iter()
-            .map(|def| {
-                let members = self.condition(&def.condition);
-                self.segments.insert(def.id.clone(), members.clone());
-                members
-            })
-            .collect()
+    /// `logic` applied to the events named one of `names` (and, in the base dataflow, to every
+    /// other event too: `logic` must reject what it does not read).
+    pub fn select<D, L>(&self, names: &[&str], logic: L) -> VecCollection<'s, Time, D>
+    where
+        D: differential_dataflow::Data,
+        L: FnMut(&SharedEvent) -> Option<D> + 'static,
+    {
+        match &self.events {
+            Events::All(all) => {
+                let mut logic = logic;
+                all.clone().flat_map(move |e| logic(&e))
+            }
+            Events::Imported(arranged) => select(arranged.clone(), names, logic),
+        }
     }
 
-    /// The events this compiler reads.
-    pub fn events(&self) -> VecCollection<'s, Time, SharedEvent> {
-        self.events.clone()
+    /// `logic` applied to the events some filter may match.
+    fn matching<D, L>(&self, filters: &[&EventFilter], logic: L) -> VecCollection<'s, Time, D>
+    where
+        D: differential_dataflow::Data,
+        L: FnMut(&SharedEvent) -> Option<D> + 'static,
+    {
+        let names: Vec<&str> = filters.iter().map(|f| f.event.as_str()).collect();
+        self.select(&names, logic)
+    }
+
+    /// Every event, for what only the base dataflow derives from them (a compiler over imports
+    /// is given the universe and traits, and derives neither).
+    fn all_events(&self) -> VecCollection<'s, Time, SharedEvent> {
+        match &self.events {
+            Events::All(all) => all.clone(),
+            Events::Imported(arranged) => select(arranged.clone(), &[], |_| None),
+        }
     }
 
     /// Every user with at least one event at or before the current time.
     pub fn universe(&mut self) -> Users<'s> {
         if self.universe.is_none() {
-            let firsts = self.events.inner.clone().map(|(e, t, r)| ((e.user(), (), Some(())), t, r));
+            let firsts = self.all_events().inner.map(|(e, t, r)| ((e.user(), (), Some(())), t, r));
             self.universe = Some(latest(firsts).map(|(user, ())| user));
         }
         self.universe.clone().expect("just built")
@@ -67,42 +115,54 @@ impl<'s> Compiler<'s> {
     /// Each user's current merged traits: per key, the value of the latest identify carrying
     /// it (by `(timestamp, messageId)`); a `null` removes the key.
     pub fn traits(&mut self) -> Traits<'s> {
-        if self.traits.is_none() {
-            let upserts = self.events.inner.clone().flat_map(|(e, t, r)| {
-                let updates: Vec<(String, Value)> = if e.kind() == Kind::Identify {
-                    e.props().map(|(key, value)| (key.to_string(), value.to_value())).collect()
-                } else {
-                    Vec::new()
-                };
-                let (user, order) = (e.user(), (e.ts(), e.message_id().to_string()));
-                updates.into_iter().map(move |(key, value)| {
-                    let value = (value != Value::Null).then_some(value);
-                    (((user, key), order.clone(), value), t, r)
-                })
-            });
-            self.traits = Some(latest(upserts));
+        if let TraitsSource::Imported(arranged) = &self.traits {
+            return arranged.clone().as_collection(|k, v| (k.clone(), v.clone()));
         }
-        self.traits.clone().expect("just built")
+        if let TraitsSource::Derived(Some(traits)) = &self.traits {
+            return traits.clone();
+        }
+        let upserts = self.all_events().inner.flat_map(|(e, t, r)| {
+            let updates: Vec<(String, Value)> = if e.kind() == Kind::Identify {
+                e.props().map(|(key, value)| (key.to_string(), value.to_value())).collect()
+            } else {
+                Vec::new()
+            };
+            let (user, order) = (e.user(), (e.ts(), e.message_id().to_string()));
+            updates.into_iter().map(move |(key, value)| {
+                let value = (value != Value::Null).then_some(value);
+                (((user, key), order.clone(), value), t, r)
+            })
+        });
+        let traits = latest(upserts);
+        self.traits = TraitsSource::Derived(Some(traits.clone()));
+        traits
+    }
+
+    /// Users whose trait `name` has a value for which `keep` holds (an import is read in place,
+    /// without copying the traits it passes over).
+    fn trait_users<F>(&mut self, name: String, keep: F) -> Users<'s>
+    where
+        F: Fn(&Value) -> bool + 'static,
+    {
+        match &self.traits {
+            TraitsSource::Imported(arranged) => {
+                arranged.clone().flat_map_ref(move |(user, key), value| (*key == name && keep(value)).then_some(*user))
+            }
+            TraitsSource::Derived(_) => {
+                self.traits().filter(move |((_, key), value)| *key == name && keep(value)).map(|((user, _), _)| user)
+            }
+        }
     }
 
     /// An empty set of users in this dataflow.
     fn empty(&self) -> Users<'s> {
-        self.events.clone().filter(|_| false).map(|e| e.user())
+        self.select(&[], |_| None)
     }
 
     /// The membership changes of a journey's conditions, tagged with their index and consolidated.
     pub fn journey_conditions(&mut self, plan: &JourneyPlan) -> VecCollection<'s, Time, (u32, UserId)> {
         let tagged: Vec<_> =
             plan.conditions.iter().enumerate().map(|(i, c)| self.condition(c).map(move |u| (i as u32, u))).collect();
-        let none = self.empty().map(|u| (0u32, u));
-        none.concatenate(tagged).consolidate()
-    }
-
-    /// Tags each segment's membership with its index and merges them, consolidated, so each
-    /// output update is a real enter (+1) or exit (-1) at a complete time.
-    pub fn changes(&self, segments: Vec<Users<'s>>) -> VecCollection<'s, Time, (u32, UserId)> {
-        let tagged: Vec<_> =
-            segments.into_iter().enumerate().map(|(i, members)| members.map(move |u| (i as u32, u))).collect();
         let none = self.empty().map(|u| (0u32, u));
         none.concatenate(tagged).consolidate()
     }
@@ -128,15 +188,15 @@ impl<'s> Compiler<'s> {
                 let p = p.clone();
                 if p.op == journeyflow_types::Op::NotExists {
                     let name = p.path.clone();
-                    let having = self.traits().filter(move |((_, k), _)| *k == name).map(|((u, _), _)| u);
+                    let having = self.trait_users(name, |_| true);
                     complement::complement(self.universe(), having)
                 } else {
-                    self.traits().filter(move |((_, k), v)| *k == p.path && p.test(Some(v))).map(|((u, _), _)| u)
+                    self.trait_users(p.path.clone(), move |v| p.test(Some(v)))
                 }
             }
             Condition::Performed(p) => {
                 let filter = p.filter.clone();
-                let matches = self.events.clone().flat_map(move |e| filter.matches(&e).then(|| (e.user(), e.ts())));
+                let matches = self.matching(&[&p.filter], move |e| filter.matches(e).then(|| (e.user(), e.ts())));
                 let window = p.within.map(|w| w.0);
                 match (p.at_least, p.at_most) {
                     (0, None) => self.universe(),
@@ -150,8 +210,8 @@ impl<'s> Compiler<'s> {
             }
             Condition::Aggregate(a) => {
                 let (filter, property) = (a.filter.clone(), a.property.clone());
-                let values = self.events.clone().flat_map(move |e| {
-                    if !filter.matches(&e) {
+                let values = self.matching(&[&a.filter], move |e| {
+                    if !filter.matches(e) {
                         return None;
                     }
                     let value = e.prop(&property).filter(|v| *v != ValueRef::Null)?.to_value();
@@ -161,10 +221,11 @@ impl<'s> Compiler<'s> {
             }
             Condition::Sequence(s) => {
                 let (steps, then_not) = (s.steps.clone(), s.then_not.clone());
-                let events = self.events.clone().flat_map(move |e| {
+                let read: Vec<&EventFilter> = s.steps.iter().chain(&s.then_not).collect();
+                let events = self.matching(&read, move |e| {
                     let mask =
-                        steps.iter().enumerate().filter(|(_, f)| f.matches(&e)).fold(0u64, |m, (i, _)| m | 1 << i);
-                    let then_not = then_not.as_ref().is_some_and(|f| f.matches(&e));
+                        steps.iter().enumerate().filter(|(_, f)| f.matches(e)).fold(0u64, |m, (i, _)| m | 1 << i);
+                    let then_not = then_not.as_ref().is_some_and(|f| f.matches(e));
                     (mask != 0 || then_not).then(|| {
                         let message_id = e.message_id().to_string();
                         (e.user(), SequenceEvent { ts: e.ts(), message_id, steps: mask, then_not })

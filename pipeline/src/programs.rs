@@ -26,6 +26,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Start};
+use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
@@ -38,7 +39,7 @@ use timely::progress::frontier::{Antichain, AntichainRef};
 use timely::worker::Worker;
 
 /// Deduplicated events by user.
-pub type EventsTrace = TraceAgent<ValSpine<UserId, SharedEvent, Time, isize>>;
+pub use journeyflow_operators::select::EventsTrace;
 /// A set of users (a membership, or the universe).
 pub type UsersTrace = TraceAgent<KeySpine<UserId, Time, isize>>;
 /// Latest trait values by `(user, trait)`.
@@ -94,12 +95,7 @@ impl Base<'_> {
             buttons.push(button);
             imported.insert(id.clone(), members.as_collection(|u, ()| *u));
         }
-        Compiler::over(
-            events.as_collection(|_, e| e.clone()),
-            universe.as_collection(|u, ()| *u),
-            traits.as_collection(|k, v| (k.clone(), v.clone())),
-            imported,
-        )
+        Compiler::over(events, universe.as_collection(|u, ()| *u), traits, imported)
     }
 }
 
@@ -236,7 +232,7 @@ impl Programs {
             let mut compiler = Compiler::new(deduplicated.clone());
             let universe = compiler.universe().arrange_by_self_named("Universe");
             let traits = compiler.traits().arrange_by_key_named("Traits");
-            let events = deduplicated.map(|e| (e.user(), e)).arrange_by_key_named("Events");
+            let events = arrange_events(deduplicated);
             events.stream.clone().probe_with(&probe);
             universe.stream.clone().probe_with(&probe);
             traits.stream.clone().probe_with(&probe);
@@ -698,7 +694,9 @@ impl Programs {
             let conditions = compiler.journey_conditions(&plan);
             let commands = control.to_collection(scope).inner;
             let exits: Vec<bool> = (0..plan.nodes.len() as u32).map(|n| plan.is_exit(n)).collect();
-            let records = journey(Rc::new(plan), 0, compiler.events(), conditions, commands, start)
+            // The journey operator keeps what its plan finds relevant.
+            let events = compiler.select(&plan.event_names(), |e| Some(e.clone()));
+            let records = journey(Rc::new(plan), 0, events, conditions, commands, start)
                 .inspect(move |record| sink.borrow_mut().push(*record));
             let totals = counts.clone();
             stats(records, move |_, n| exits[n as usize])

@@ -163,6 +163,19 @@ impl JourneyPlan {
             || self.nodes.iter().any(|n| matches!(n, PlanNode::WaitUntil { event, .. } if event.matches(e)))
     }
 
+    /// The names of the events `relevant` can accept.
+    pub fn event_names(&self) -> Vec<&str> {
+        let entry = match &self.entry {
+            PlanEntry::Event(f) => Some(f),
+            _ => None,
+        };
+        let waits = self.nodes.iter().filter_map(|n| match n {
+            PlanNode::WaitUntil { event, .. } => Some(event),
+            _ => None,
+        });
+        entry.into_iter().chain(self.goal()).chain(waits).map(|f| f.event.as_str()).collect()
+    }
+
     /// The goal filter.
     pub fn goal(&self) -> Option<&EventFilter> {
         self.definition.goal.as_ref()
