@@ -5,7 +5,10 @@
 //! S2, the aggregate of S4, the sequence of S6, the journey of J1), next to the engine with no
 //! definition at all (the shared cost: deduplication and the input). A second group times
 //! S2's count alone, as the `window` operator and as the temporal filter and `count` it
-//! replaced, over the same matches in the same run. Run with `cargo bench -p journeyflow-benches`.
+//! replaced, over the same matches in the same run. A third times installing one segment over
+//! the retained events, for a segment reading half of them (`Product Viewed`) and one reading
+//! 2% (`Order Completed`): an install reads only the event names its definition names, so the
+//! second should cost a fraction of the first. Run with `cargo bench -p journeyflow-benches`.
 
 #![allow(missing_docs)] // criterion_group! and criterion_main! generate undocumented functions.
 
@@ -24,6 +27,7 @@ use journeyflow_types::{
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
@@ -182,5 +186,60 @@ fn windows(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(operators, benches, windows);
+/// Segments installed over the retained events: one reading `Product Viewed` (half of the
+/// events) and one reading `Order Completed` (2%), each with a trait condition.
+const INSTALLS: [(&str, &str); 2] = [
+    (
+        "install over history, reads half of the events",
+        r#"[{"id": "engaged_paid", "condition": {"all": [
+            {"trait": {"name": "plan", "op": "in", "value": ["pro", "enterprise"]}},
+            {"performed": {"event": "Product Viewed", "within": "30d", "at_least": 3}}]}}]"#,
+    ),
+    (
+        "install over history, reads 2% of the events",
+        r#"[{"id": "buying_paid", "condition": {"all": [
+            {"trait": {"name": "plan", "op": "in", "value": ["pro", "enterprise"]}},
+            {"performed": {"event": "Order Completed", "within": "30d", "at_least": 1}}]}}]"#,
+    ),
+];
+
+/// Loads `events` into one worker's engine with no definitions, then installs `def` past them
+/// and steps until its membership is complete; returns the time the install took and its size.
+fn install(events: Vec<Event>, def: SegmentDefinition) -> (Duration, usize) {
+    timely::execute_directly(move |worker| {
+        let mut programs = Programs::new(worker, IngestConfig::default());
+        let as_of = events.iter().map(|e| e.ts).max().unwrap_or(0);
+        for event in events {
+            let _ = programs.offer(event);
+        }
+        programs.advance(worker, Some(as_of + 1), |_, _, _| {});
+        programs.settle(worker, as_of);
+        let started = Instant::now();
+        programs.install_segment(worker, &def, as_of + 1).expect("the segment installs");
+        programs.advance(worker, Some(as_of + 2), |_, _, _| {});
+        programs.settle(worker, as_of + 1);
+        let took = started.elapsed();
+        let members = programs.members_at(&def.id, as_of + 1).map_or(0, |m| m.len());
+        programs.close(worker);
+        (took, members)
+    })
+}
+
+fn installs(c: &mut Criterion) {
+    let events: Vec<Event> =
+        lines().iter().map(|l| decode_line(l.as_bytes()).expect("generated events decode")).collect();
+    let mut group = c.benchmark_group("install");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.sample_size(10);
+    for (name, text) in INSTALLS {
+        let def = parse_segments(text).expect("valid").remove(0);
+        assert!(install(events.clone(), def.clone()).1 > 0, "{name}: the segment has members");
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| install(events.clone(), def.clone()).0).sum());
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(operators, benches, windows, installs);
 criterion_main!(operators);
