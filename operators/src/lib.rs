@@ -1,6 +1,7 @@
 //! Timely and differential-dataflow operators that maintain segment membership
 //! incrementally. Pure dataflow: no I/O, no definitions parsing. Each operator is one
-//! file; every collection is keyed by user and timed in event-time milliseconds.
+//! file; every collection is keyed by user (the events arrangement by event name, each
+//! event on its user's worker) and timed in event-time milliseconds.
 
 pub mod aggregate;
 pub mod complement;
