@@ -30,7 +30,7 @@ pub fn name_key(name: &str) -> u64 {
 /// moves nothing between workers. Identify calls are left out: they carry traits, which the
 /// base dataflow derives from the events before this, and no event filter matches them.
 pub fn arrange_events<'s>(events: VecCollection<'s, Time, SharedEvent>) -> Arranged<'s, EventsTrace> {
-    let keyed = events.filter(|e| e.kind() != Kind::Identify).map(|e| (name_key(e.name()), e));
+    let keyed = events.flat_map(|e| (e.kind() != Kind::Identify).then(|| (name_key(e.name()), e)));
     let exchange = Exchange::new(|((_, e), _, _): &((u64, SharedEvent), Time, isize)| e.user().0 as u64);
     type Batcher = ValBatcher<u64, SharedEvent, Time, isize>;
     arrange_core::<_, _, Batcher, _>(keyed.inner, exchange, "Events", ValBatcher::new)
@@ -41,8 +41,8 @@ pub fn arrange_events<'s>(events: VecCollection<'s, Time, SharedEvent>) -> Arran
 /// copy of the whole history at once. (Tests read a few at a time, to cross activations.)
 const FUEL: usize = if cfg!(test) { 3 } else { 65_536 };
 
-/// A batch being read: the names before `key` are done, and the cursor is within the range of
-/// `keys[key]` once `at_key`.
+/// A batch being read: the names before `key` are done, and the cursor is at `keys[key]` once
+/// `at_key`.
 struct Reading<B: Navigable> {
     caps: CapabilitySet<Time>,
     batch: B,
@@ -74,12 +74,10 @@ where
             let mut reading: VecDeque<Reading<Tr::Batch>> = VecDeque::new();
             move |input, output| {
                 input.for_each(|time, data| {
-                    for span in data.iter() {
-                        if let Some(batch) = span.inner.clone() {
-                            let cursor = batch.cursor();
-                            let caps = time.retain_stamp(0);
-                            reading.push_back(Reading { caps, batch, cursor, key: 0, at_key: false });
-                        }
+                    let caps = time.retain_stamp(0);
+                    for batch in data.iter().filter_map(|span| span.inner.clone()) {
+                        let cursor = batch.cursor();
+                        reading.push_back(Reading { caps: caps.clone(), batch, cursor, key: 0, at_key: false });
                     }
                 });
                 let mut fuel = FUEL;
@@ -92,12 +90,12 @@ where
                             r.cursor.seek_key(&r.batch, &name);
                             r.at_key = true;
                         }
-                        if r.cursor.get_key(&r.batch).is_none_or(|n| *n != name) {
+                        let event = match r.cursor.get_key(&r.batch) == Some(&name) {
+                            true => r.cursor.get_val(&r.batch),
+                            false => None,
+                        };
+                        let Some(event) = event else {
                             (r.key, r.at_key) = (r.key + 1, false);
-                            continue;
-                        }
-                        let Some(event) = r.cursor.get_val(&r.batch) else {
-                            r.cursor.step_key(&r.batch);
                             continue;
                         };
                         if let Some(datum) = logic(event) {

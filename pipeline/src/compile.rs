@@ -70,16 +70,13 @@ impl<'s> Compiler<'s> {
 
     /// `logic` applied to the events named one of `names` (and, in the base dataflow, to every
     /// other event too: `logic` must reject what it does not read).
-    pub fn select<D, L>(&self, names: &[&str], logic: L) -> VecCollection<'s, Time, D>
+    pub fn select<D, L>(&self, names: &[&str], mut logic: L) -> VecCollection<'s, Time, D>
     where
         D: differential_dataflow::Data,
         L: FnMut(&SharedEvent) -> Option<D> + 'static,
     {
         match &self.events {
-            Events::All(all) => {
-                let mut logic = logic;
-                all.clone().flat_map(move |e| logic(&e))
-            }
+            Events::All(all) => all.clone().flat_map(move |e| logic(&e)),
             Events::Imported(arranged) => select(arranged.clone(), names, logic),
         }
     }
