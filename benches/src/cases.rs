@@ -8,6 +8,7 @@ use crate::driver::{self, Bench, Members, Pace};
 use crate::recompute::History;
 use crate::workload::{self, Definitions};
 use hdrhistogram::Histogram;
+use journeyflow::admission::DEFAULT_RETENTION;
 use journeyflow::cluster::gather::gather;
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_line, Key};
@@ -356,7 +357,7 @@ fn reference_members(
         let lines: Vec<String> = std::fs::read_to_string(path(k))?.lines().map(String::from).collect();
         let events = accepted(&lines, 86_400_000);
         drop(lines);
-        let reference = Reference::new(&defs, &events);
+        let reference = Reference::new(&defs, &events).retained_for(Some(DEFAULT_RETENTION));
         for def in &defs {
             let id = def["id"].as_str().ok_or_else(|| anyhow::anyhow!("a definition without an id"))?;
             let t = if id == installed_id { as_of + 1 } else { as_of };
@@ -365,7 +366,7 @@ fn reference_members(
             *all = all.union(&part);
         }
         drop(reference);
-        let reference = Reference::new(&segments, &events);
+        let reference = Reference::new(&segments, &events).retained_for(Some(DEFAULT_RETENTION));
         let (transitions, actions) = interpret(&journeys, &reference, &spans, &[], as_of, None);
         let digest = |all: Vec<J>| Members::of(all.into_iter().map(driver::journey_line_key));
         let part = JourneyLines { transitions: digest(transitions), actions: digest(actions) };

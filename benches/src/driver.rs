@@ -4,7 +4,7 @@
 //! event was due and when the engine's outputs were complete through each time.
 
 use crate::workload::{self, Definitions};
-use journeyflow::admission::{IngestConfig, LatePolicy};
+use journeyflow::admission::{IngestConfig, LatePolicy, DEFAULT_RETENTION};
 use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
 use journeyflow::programs::Programs;
 use journeyflow_connectors::ndjson::{PartReader, RawRecord};
@@ -48,8 +48,12 @@ impl Bench {
     /// Builds the base dataflow and installs `which` definitions; the watermark trails the
     /// largest time offered by `lateness` (`None`: it moves only when told).
     pub fn new(worker: &mut Worker, which: Definitions, lateness: Option<Time>) -> Bench {
-        let config =
-            IngestConfig { allowed_lateness: lateness, late_policy: LatePolicy::DeadLetter, dedup_window: 86_400_000 };
+        let config = IngestConfig {
+            allowed_lateness: lateness,
+            late_policy: LatePolicy::DeadLetter,
+            dedup_window: 86_400_000,
+            retention: Some(DEFAULT_RETENTION),
+        };
         let mut programs = Programs::new(worker, config);
         let (mut segments, mut journeys, mut names) = (Vec::new(), Vec::new(), Vec::new());
         if which != Definitions::None {

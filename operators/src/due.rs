@@ -15,29 +15,30 @@ use std::collections::BinaryHeap;
 use timely::dataflow::operators::{Capability, InputCapability};
 use timely::progress::frontier::MutableAntichain;
 
-type Item<D> = (Time, UserId, D);
+type Item<D, K> = (Time, K, D);
 
 /// The least batch that becomes a run rather than going into the heap.
 const RUN: usize = 1024;
 
-/// Items by the time they fall due and the user they concern.
-pub struct Due<D> {
+/// Items by the time they fall due and the user they concern (`K`: a user by default; `()`
+/// where only the time matters).
+pub struct Due<D, K = UserId> {
     /// Pushed and not yet placed, in no order: they stay here until the earliest of them is
     /// due, so a batch that arrives in parts before any of it is due is sorted once, whole.
-    pending: Vec<Item<D>>,
+    pending: Vec<Item<D, K>>,
     /// The earliest time in `pending` (`Time::MAX` when empty).
     pending_min: Time,
     /// Items that came in large batches: runs sorted in reverse (the next one last), each more
     /// than twice as long as the one after it.
-    runs: Vec<Vec<Item<D>>>,
+    runs: Vec<Vec<Item<D, K>>>,
     /// Items that came in small batches.
-    queue: BinaryHeap<Reverse<Item<D>>>,
+    queue: BinaryHeap<Reverse<Item<D, K>>>,
     /// The least batch that becomes a run.
     run: usize,
     cap: Option<Capability<Time>>,
 }
 
-impl<D: Ord> Default for Due<D> {
+impl<D: Ord, K: Ord + Copy> Default for Due<D, K> {
     fn default() -> Self {
         Due {
             pending: Vec::new(),
@@ -50,7 +51,7 @@ impl<D: Ord> Default for Due<D> {
     }
 }
 
-impl<D: Ord> Due<D> {
+impl<D: Ord, K: Ord + Copy> Due<D, K> {
     /// Keeps a capability no later than `cap`, for items pushed from a message that came with it.
     pub fn hold(&mut self, cap: &InputCapability<Time>) {
         if let Some(t) = cap.least() {
@@ -62,14 +63,14 @@ impl<D: Ord> Due<D> {
 
     /// Queues `item` for `user` at `time`, which must not be before a held capability: the time
     /// of the message it came from, or later than the time being taken.
-    pub fn push(&mut self, time: Time, user: UserId, item: D) {
+    pub fn push(&mut self, time: Time, user: K, item: D) {
         self.pending_min = self.pending_min.min(time);
         self.pending.push((time, user, item));
     }
 
     /// The earliest `(time, user)` whose time the frontier has passed, with all its items
     /// moved into `items` (cleared first); `None` when nothing more is due.
-    pub fn next(&mut self, frontier: &MutableAntichain<Time>, items: &mut Vec<D>) -> Option<(Time, UserId)> {
+    pub fn next(&mut self, frontier: &MutableAntichain<Time>, items: &mut Vec<D>) -> Option<(Time, K)> {
         items.clear();
         if !self.pending.is_empty() && !frontier.less_equal(&self.pending_min) {
             self.place_pending();
@@ -95,7 +96,7 @@ impl<D: Ord> Due<D> {
     }
 
     /// The earliest waiting `(time, user)` among the runs and the heap.
-    fn head(&self) -> Option<(Time, UserId)> {
+    fn head(&self) -> Option<(Time, K)> {
         let runs = self.runs.iter().filter_map(|run| run.last().map(|(t, u, _)| (*t, *u)));
         let queued = self.queue.peek().map(|Reverse((t, u, _))| (*t, *u));
         runs.chain(queued).min()
@@ -151,9 +152,9 @@ impl<D: Ord> Due<D> {
     /// Sends `changes` (in time order, each carrying its time) in one message under a capability
     /// at the earliest of them, as differential's operators do (a message per time would
     /// allocate a buffer per time), then settles.
-    pub fn send<S>(&mut self, changes: &mut Vec<(UserId, Time, isize)>, give: S)
+    pub fn send<C, S>(&mut self, changes: &mut Vec<(C, Time, isize)>, give: S)
     where
-        S: FnOnce(&Capability<Time>, &mut Vec<(UserId, Time, isize)>),
+        S: FnOnce(&Capability<Time>, &mut Vec<(C, Time, isize)>),
     {
         if let Some(cap) = changes.first().and_then(|(_, time, _)| self.at(*time)) {
             give(&cap, changes);

@@ -1,6 +1,6 @@
 //! Records held back until the frontier passes their time, under one capability at the
 //! earliest held time. Operators that must see every record of a time at once, in a fixed
-//! order (dedup, latest, and journeys' timers), hold their input here and take complete
+//! order (dedup, profiles, and journeys' timers), hold their input here and take complete
 //! times in `(time, record)` order, so their output never depends on batching.
 
 use crate::Time;

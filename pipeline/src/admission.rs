@@ -1,6 +1,6 @@
 //! How events are admitted into the engine: the ingest settings (watermark lateness, the
-//! late-event policy, the deduplication window) and the rule that enters an event at its own
-//! time, clamps a late one to the watermark, or refuses it.
+//! late-event policy, the deduplication window, how long an event counts) and the rule that
+//! enters an event at its own time, clamps a late one to the watermark, or refuses it.
 
 use journeyflow_operators::Time;
 use serde::Serialize;
@@ -24,7 +24,14 @@ pub struct IngestConfig {
     pub late_policy: LatePolicy,
     /// A repeated messageId within this much event time is a duplicate.
     pub dedup_window: Time,
+    /// An event counts this long after its timestamp (`None`: forever): for windows, for the
+    /// universe, for installs over the history. A user is forgotten, traits and all, when none
+    /// of their events counts any more.
+    pub retention: Option<Time>,
 }
+
+/// The default event retention: 90 days.
+pub const DEFAULT_RETENTION: Time = 90 * 86_400_000;
 
 impl Default for IngestConfig {
     fn default() -> Self {
@@ -32,6 +39,7 @@ impl Default for IngestConfig {
             allowed_lateness: Some(3_600_000),
             late_policy: LatePolicy::DeadLetter,
             dedup_window: 86_400_000,
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }

@@ -1,23 +1,18 @@
 //! Turns validated segment definitions into differential dataflow: one membership
-//! collection per segment over the shared (deduplicated) events. Shared pieces, the universe
-//! of users and their latest traits, are built once per dataflow; an imported events
-//! arrangement is read once per event name the definitions name.
+//! collection per segment, over imports of the shared arrangements (the retained events by
+//! name, the universe of users and their traits) into the program's dataflow. Each event
+//! name a definition reads is read from the events arrangement once.
 
 use crate::programs::TraitsTrace;
 use differential_dataflow::operators::arrange::Arranged;
 use differential_dataflow::trace::wrappers::frontier::TraceFrontier;
 use differential_dataflow::VecCollection;
 use journeyflow_operators::journey::plan::JourneyPlan;
-use journeyflow_operators::latest::latest;
 use journeyflow_operators::select::{select, EventsTrace};
 use journeyflow_operators::sequence::{sequence, SequenceEvent, SequenceSpec};
 use journeyflow_operators::{aggregate, complement, intersect, union, window_count, SharedEvent, Time, UserId, Users};
-use journeyflow_types::{Condition, EventFilter, Kind, Value, ValueRef};
+use journeyflow_types::{Condition, EventFilter, Value, ValueRef};
 use std::collections::HashMap;
-use timely::dataflow::operators::vec::Map;
-
-/// The latest traits of every user: `((user, trait name), value)`.
-pub type Traits<'s> = VecCollection<'s, Time, ((UserId, String), Value)>;
 
 /// An import of the events arrangement into a program's dataflow.
 pub type ImportedEvents<'s> = Arranged<'s, TraceFrontier<EventsTrace>>;
@@ -25,60 +20,33 @@ pub type ImportedEvents<'s> = Arranged<'s, TraceFrontier<EventsTrace>>;
 /// An import of the traits arrangement into a program's dataflow.
 pub type ImportedTraits<'s> = Arranged<'s, TraceFrontier<TraitsTrace>>;
 
-/// Where a compiler reads traits.
-enum TraitsSource<'s> {
-    /// Derived from the events (the base dataflow), once asked for.
-    Derived(Option<Traits<'s>>),
-    /// An import of the traits arrangement, read in place.
-    Imported(ImportedTraits<'s>),
-}
-
-/// Where a compiler reads events.
-enum Events<'s> {
-    /// Every event, as a collection: the base dataflow, which derives the universe and traits.
-    All(VecCollection<'s, Time, SharedEvent>),
-    /// An import of the events arrangement, read by name.
-    Imported(ImportedEvents<'s>),
-}
-
-/// Builds membership collections for definitions over one event collection.
+/// Builds membership collections for definitions in one program's dataflow.
 pub struct Compiler<'s> {
-    events: Events<'s>,
-    universe: Option<Users<'s>>,
-    traits: TraitsSource<'s>,
+    events: ImportedEvents<'s>,
+    universe: Users<'s>,
+    traits: ImportedTraits<'s>,
     segments: HashMap<String, Users<'s>>,
 }
 
 impl<'s> Compiler<'s> {
-    /// A compiler over deduplicated events.
-    pub fn new(events: VecCollection<'s, Time, SharedEvent>) -> Self {
-        let traits = TraitsSource::Derived(None);
-        Compiler { events: Events::All(events), universe: None, traits, segments: HashMap::new() }
-    }
-
-    /// A compiler over events imported into a program's dataflow, with the shared universe,
-    /// traits, and the memberships of the segments it may refer to.
+    /// A compiler over the imported events, universe and traits, and the memberships of the
+    /// segments its definitions may refer to.
     pub fn over(
         events: ImportedEvents<'s>,
         universe: Users<'s>,
         traits: ImportedTraits<'s>,
         segments: HashMap<String, Users<'s>>,
     ) -> Self {
-        let traits = TraitsSource::Imported(traits);
-        Compiler { events: Events::Imported(events), universe: Some(universe), traits, segments }
+        Compiler { events, universe, traits, segments }
     }
 
-    /// `logic` applied to the events named one of `names` (and, in the base dataflow, to every
-    /// other event too: `logic` must reject what it does not read).
-    pub fn select<D, L>(&self, names: &[&str], mut logic: L) -> VecCollection<'s, Time, D>
+    /// `logic` applied to the events named one of `names`.
+    pub fn select<D, L>(&self, names: &[&str], logic: L) -> VecCollection<'s, Time, D>
     where
         D: differential_dataflow::Data,
         L: FnMut(&SharedEvent) -> Option<D> + 'static,
     {
-        match &self.events {
-            Events::All(all) => all.clone().flat_map(move |e| logic(&e)),
-            Events::Imported(arranged) => select(arranged.clone(), names, logic),
-        }
+        select(self.events.clone(), names, logic)
     }
 
     /// `logic` applied to the events some filter may match.
@@ -91,64 +59,18 @@ impl<'s> Compiler<'s> {
         self.select(&names, logic)
     }
 
-    /// Every event, for what only the base dataflow derives from them (a compiler over imports
-    /// is given the universe and traits, and derives neither).
-    fn all_events(&self) -> VecCollection<'s, Time, SharedEvent> {
-        match &self.events {
-            Events::All(all) => all.clone(),
-            Events::Imported(arranged) => select(arranged.clone(), &[], |_| None),
-        }
+    /// Every user with a retained event.
+    pub fn universe(&self) -> Users<'s> {
+        self.universe.clone()
     }
 
-    /// Every user with at least one event at or before the current time.
-    pub fn universe(&mut self) -> Users<'s> {
-        if self.universe.is_none() {
-            let firsts = self.all_events().inner.map(|(e, t, r)| ((e.user(), (), Some(())), t, r));
-            self.universe = Some(latest(firsts).map(|(user, ())| user));
-        }
-        self.universe.clone().expect("just built")
-    }
-
-    /// Each user's current merged traits: per key, the value of the latest identify carrying
-    /// it (by `(timestamp, messageId)`); a `null` removes the key.
-    pub fn traits(&mut self) -> Traits<'s> {
-        if let TraitsSource::Imported(arranged) = &self.traits {
-            return arranged.clone().as_collection(|k, v| (k.clone(), v.clone()));
-        }
-        if let TraitsSource::Derived(Some(traits)) = &self.traits {
-            return traits.clone();
-        }
-        let upserts = self.all_events().inner.flat_map(|(e, t, r)| {
-            let updates: Vec<(String, Value)> = if e.kind() == Kind::Identify {
-                e.props().map(|(key, value)| (key.to_string(), value.to_value())).collect()
-            } else {
-                Vec::new()
-            };
-            let (user, order) = (e.user(), (e.ts(), e.message_id().to_string()));
-            updates.into_iter().map(move |(key, value)| {
-                let value = (value != Value::Null).then_some(value);
-                (((user, key), order.clone(), value), t, r)
-            })
-        });
-        let traits = latest(upserts);
-        self.traits = TraitsSource::Derived(Some(traits.clone()));
-        traits
-    }
-
-    /// Users whose trait `name` has a value for which `keep` holds (an import is read in place,
-    /// without copying the traits it passes over).
-    fn trait_users<F>(&mut self, name: String, keep: F) -> Users<'s>
+    /// Users whose trait `name` has a value for which `keep` holds (read in place, without
+    /// copying the traits it passes over).
+    fn trait_users<F>(&self, name: String, keep: F) -> Users<'s>
     where
         F: Fn(&Value) -> bool + 'static,
     {
-        match &self.traits {
-            TraitsSource::Imported(arranged) => {
-                arranged.clone().flat_map_ref(move |(user, key), value| (*key == name && keep(value)).then_some(*user))
-            }
-            TraitsSource::Derived(_) => {
-                self.traits().filter(move |((_, key), value)| *key == name && keep(value)).map(|((user, _), _)| user)
-            }
-        }
+        self.traits.clone().flat_map_ref(move |(user, key), value| (*key == name && keep(value)).then_some(*user))
     }
 
     /// An empty set of users in this dataflow.

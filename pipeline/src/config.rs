@@ -47,6 +47,46 @@ pub struct LiveConfig {
     pub archive_interval: u64,
     /// How often a checkpoint is taken, ms (`None`: never).
     pub checkpoint_interval: Option<u64>,
+    /// How long what grows with the stream is kept.
+    pub retention: Retention,
+}
+
+/// `[retention]`: how long what grows with the stream is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// How long an event counts after its timestamp, ms (`None`: forever): windows, the
+    /// universe, installs over the history. Definitions whose windows reach back further are
+    /// refused.
+    pub events: Option<u64>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention { events: Some(crate::admission::DEFAULT_RETENTION) }
+    }
+}
+
+/// `[retention]` in the file: `events = "90d"` or `"forever"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// How long an event counts.
+    pub events: Option<String>,
+}
+
+/// A span of time something is kept for, in ms, or forever (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kept(pub Option<u64>);
+
+/// Parses a retention: a duration (at least 1 ms), or `forever`.
+pub fn parse_kept(text: &str) -> Result<Kept, String> {
+    if text == "forever" {
+        return Ok(Kept(None));
+    }
+    match crate::cli::parse_duration(text)? {
+        0 => Err(format!("{text:?}: a retention must be longer than 0 (or \"forever\")")),
+        ms => Ok(Kept(Some(ms))),
+    }
 }
 
 /// Where the first start reads a topic from (restarts read from where the first began).
@@ -120,7 +160,10 @@ impl Default for LiveConfig {
             cluster: crate::cluster::Cluster::single(crate::cluster::default_workers()),
             allowed_lateness: 1_000,
             idle_timeout: 200,
-            http: HttpConfig::default(),
+            http: HttpConfig {
+                limits: Limits { retention: Retention::default().events, ..Limits::default() },
+                ..HttpConfig::default()
+            },
             api_token: None,
             write_keys: Vec::new(),
             insecure: false,
@@ -129,6 +172,7 @@ impl Default for LiveConfig {
             archive: None,
             archive_interval: 10_000,
             checkpoint_interval: Some(60_000),
+            retention: Retention::default(),
         }
     }
 }
@@ -170,6 +214,9 @@ pub struct FileConfig {
     /// `[cluster]`.
     #[serde(default)]
     pub cluster: crate::cluster::ClusterSection,
+    /// `[retention]`.
+    #[serde(default)]
+    pub retention: RetentionSection,
 }
 
 /// `[checkpoint]`: `interval = "60s"`, or `"off"`.
@@ -348,6 +395,12 @@ impl FileConfig {
         let span = |key: &str, v: Option<String>, default: std::time::Duration| {
             duration(key, v, default.as_millis() as u64).map(std::time::Duration::from_millis)
         };
+        let retention = Retention {
+            events: match self.retention.events {
+                Some(text) => parse_kept(&text).map_err(|e| anyhow::anyhow!("retention.events: {e}"))?.0,
+                None => d.retention.events,
+            },
+        };
         let (w, dw) = (self.webhooks, d.webhooks);
         let (i, a, dh) = (&self.ingest, &self.api, &d.http);
         let http = HttpConfig {
@@ -363,7 +416,8 @@ impl FileConfig {
             control_concurrency: a.control_concurrency.unwrap_or(dh.control_concurrency),
             max_connections: a.max_connections.unwrap_or(dh.max_connections),
             header_timeout: span("api.header_timeout", a.header_timeout.clone(), dh.header_timeout)?,
-            limits: self.limits,
+            // Validation refuses windows that reach back past the retention.
+            limits: Limits { retention: retention.events, ..self.limits },
             metrics_need_token: a.metrics_auth.unwrap_or(dh.metrics_need_token),
         };
         let api_token = match (&a.token, &a.token_file) {
@@ -406,6 +460,7 @@ impl FileConfig {
                 Some(text) => parse_interval(&text).map_err(|e| anyhow::anyhow!("checkpoint.interval: {e}"))?.0,
                 None => d.checkpoint_interval,
             },
+            retention,
         })
     }
 }
@@ -503,5 +558,23 @@ mod tests {
         std::fs::write(&path, "[kafka]\ntopics = [\"e\"]\n").unwrap();
         let err = FileConfig::read(&path).unwrap().over_defaults().unwrap_err().to_string();
         assert!(err.contains("kafka.topics"), "{err}");
+    }
+
+    #[test]
+    fn retention_is_a_duration_or_forever_and_defaults_to_ninety_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyflow.toml");
+        let read = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            FileConfig::read(&path).unwrap().over_defaults()
+        };
+        assert_eq!(read("").unwrap().retention.events, Some(90 * 86_400_000));
+        assert_eq!(read("").unwrap().http.limits.retention, Some(90 * 86_400_000));
+        assert_eq!(read("[retention]\nevents = \"30d\"\n").unwrap().retention.events, Some(30 * 86_400_000));
+        assert_eq!(read("[retention]\nevents = \"forever\"\n").unwrap().retention.events, None);
+        for bad in ["0d", "soon"] {
+            let err = read(&format!("[retention]\nevents = \"{bad}\"\n")).unwrap_err().to_string();
+            assert!(err.contains("retention.events"), "{err}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The live engine's dataflows on one worker: a base dataflow that deduplicates events and
-//! keeps them, the universe of users and their traits as shared arrangements; and one
+//! keeps them for the retention, the universe of users and their traits as shared
+//! arrangements; and one
 //! dataflow per installed segment, built at runtime over imports of those arrangements (and
 //! of the memberships it refers to), so a segment installed now is computed over the
 //! retained history at once and a removed one frees its memory. Journeys are programs too;
@@ -21,11 +22,13 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use journeyflow_operators::dedup::dedup;
+use journeyflow_operators::expire::expire;
 use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Start};
+use journeyflow_operators::profiles::profiles;
 use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
@@ -229,10 +232,14 @@ impl Programs {
         let (events, universe, traits) = worker.dataflow::<Time, _, _>(|scope| {
             let raw = input.to_collection(scope);
             let deduplicated = dedup(raw, config.dedup_window, duplicates.clone());
-            let mut compiler = Compiler::new(deduplicated.clone());
-            let universe = compiler.universe().arrange_by_self_named("Universe");
-            let traits = compiler.traits().arrange_by_key_named("Traits");
-            let events = arrange_events(deduplicated);
+            let retained = match config.retention {
+                Some(retention) => expire(deduplicated, retention),
+                None => deduplicated,
+            };
+            let (universe, traits) = profiles(retained.clone());
+            let universe = universe.arrange_by_self_named("Universe");
+            let traits = traits.arrange_by_key_named("Traits");
+            let events = arrange_events(retained);
             events.stream.clone().probe_with(&probe);
             universe.stream.clone().probe_with(&probe);
             traits.stream.clone().probe_with(&probe);

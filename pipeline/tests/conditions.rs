@@ -229,7 +229,12 @@ fn late_events_follow_the_policy() {
     let defs = json!([{"id": "any", "condition": {"performed": {"event": "A", "within": "1s"}}}]);
     // Batches of one: the watermark reaches 500 before the event at 100 arrives.
     let lines = vec![track("u", "1", 500, "A", json!({})), track("v", "2", 100, "A", json!({}))];
-    let dead = IngestConfig { allowed_lateness: Some(0), late_policy: LatePolicy::DeadLetter, dedup_window: 1000 };
+    let dead = IngestConfig {
+        allowed_lateness: Some(0),
+        late_policy: LatePolicy::DeadLetter,
+        dedup_window: 1000,
+        retention: None,
+    };
     let out = run_lines(&defs.to_string(), &lines, &Plan::simple(2, 1, 1), dead, None);
     assert_eq!(out.stats.engine.late_rejected, 1);
     assert_eq!(out.dead_letters.len(), 1);

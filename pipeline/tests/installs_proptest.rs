@@ -1,6 +1,7 @@
 //! Property test: a segment installed, replaced and removed at random times on the live
 //! engine's workers ([`Programs`], what `run` and `replay` run), through the sequenced control
-//! input like every change, among random events fed in random batches to 1 or 2 workers.
+//! input like every change, among random events fed in random batches to 1 or 2 workers, which
+//! retain them forever or for a random span.
 //! While the segment is installed, its change log (reset at each install) must equal the
 //! from-scratch reference evaluator (`tests/common/reference.rs`) of the definition in force,
 //! at every time; after a removal it must say nothing more.
@@ -9,6 +10,7 @@ mod common;
 
 use common::journey_gen::{condition, draft, feed, render, Deal, JITTER, SEGMENTS, STEP, T0};
 use common::reference::{accepted, Reference};
+use journeyflow::admission::IngestConfig;
 use journeyflow::programs::Programs;
 use journeyflow_types::{parse_segments, Key};
 use proptest::prelude::*;
@@ -29,6 +31,8 @@ struct Case {
     workers: usize,
     worker_of: Vec<usize>,
     boundary_after: Vec<bool>,
+    /// How long events count (at least the longest window, 1 h), or forever.
+    retention: Option<u64>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -37,8 +41,9 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(0u64..JITTER, 1..8),
         prop::collection::vec((0u64..1000, prop::option::weighted(0.75, condition())), 1..6),
         1usize..3,
+        prop::option::weighted(0.5, 3_600_000u64..14_400_000),
     )
-        .prop_flat_map(|(drafts, jitters, ops, workers)| {
+        .prop_flat_map(|(drafts, jitters, ops, workers, retention)| {
             let lines = render(&drafts, &jitters);
             let n = lines.len() as u64;
             // Somewhere among the events (five minutes apart) or a little after, off the grid.
@@ -48,17 +53,18 @@ fn case() -> impl Strategy<Value = Case> {
             ops.dedup_by_key(|op| op.0);
             let len = lines.len();
             (
-                Just((lines, ops, workers)),
+                Just((lines, ops, workers, retention)),
                 prop::collection::vec(0..workers, len),
                 prop::collection::vec(prop::bool::weighted(0.3), len),
             )
         })
-        .prop_map(|((lines, ops, workers), worker_of, boundary_after)| Case {
+        .prop_map(|((lines, ops, workers, retention), worker_of, boundary_after)| Case {
             lines,
             ops,
             workers,
             worker_of,
             boundary_after,
+            retention,
         })
 }
 
@@ -71,7 +77,8 @@ fn definition(condition: &J) -> J {
 fn run(c: &Case) -> Vec<(u64, Key, isize)> {
     let c = Arc::new(c.clone());
     common::on_workers(c.workers, move |worker| {
-        let mut programs = Programs::new(worker, common::ingest(None, 86_400_000));
+        let ingest = IngestConfig { retention: c.retention, ..common::ingest(None, 86_400_000) };
+        let mut programs = Programs::new(worker, ingest);
         let start = T0 - 1;
         programs.advance(worker, Some(start), |_, _, _| {});
         for def in parse_segments(SEGMENTS).unwrap() {
@@ -117,6 +124,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     let end = T0 + STEP * (c.lines.len() as u64 + 10);
     let base: Vec<J> = serde_json::from_str(SEGMENTS).unwrap();
     let mut spans = BTreeSet::from([0]);
+    spans.extend(c.retention);
     common::durations(&J::Array(base.clone()), &mut spans);
     for (_, condition) in &c.ops {
         common::durations(&J::Array(condition.iter().cloned().collect()), &mut spans);
@@ -152,7 +160,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         }
         let mut defs = base.clone();
         defs.push(definition(condition));
-        let reference = Reference::new(&defs, &events);
+        let reference = Reference::new(&defs, &events).retained_for(c.retention);
         for &t in times.range(from..until.min(end + 1)) {
             let mut count: BTreeMap<Key, isize> = BTreeMap::new();
             for ch in changes.iter().filter(|ch| ch.0 >= since && ch.0 <= t) {

@@ -1,8 +1,9 @@
 //! Property test: random events and random journeys over every node kind (waits, awaited
 //! events, branches on conditions, splits, actions under quiet hours and caps, exits), with
 //! goals, exit rules, re-entry modes, schedules and lifecycle commands, fed in random batches
-//! to 1 and 2 workers. Transitions and actions must equal the sequential reference
-//! interpreter's, and the journey reports must equal counts taken from those transitions.
+//! to 1 and 2 workers, with events retained forever or for a random span. Transitions and
+//! actions must equal the sequential reference interpreter's, and the journey reports must
+//! equal counts taken from those transitions.
 
 mod common;
 
@@ -10,6 +11,7 @@ use common::journey_gen::{draft, journey, render, JITTER, LATENESS, SEGMENTS, T0
 use common::journey_reference::{interpret, Cmd};
 use common::reference::{accepted, Reference};
 use common::{command_name, durations, ingest, run_journeys, Plan};
+use journeyflow::admission::IngestConfig;
 use journeyflow_operators::journey::record::Command;
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
@@ -41,6 +43,8 @@ struct Case {
     workers: usize,
     worker_of: Vec<usize>,
     boundary_after: Vec<bool>,
+    /// How long events count (at least the longest window, 1 h), or forever.
+    retention: Option<u64>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -51,26 +55,28 @@ fn case() -> impl Strategy<Value = Case> {
         journey("jb"),
         commands(),
         1usize..3,
+        prop::option::weighted(0.5, 3_600_000u64..14_400_000),
     )
-        .prop_flat_map(|(drafts, jitters, ja, jb, commands, workers)| {
+        .prop_flat_map(|(drafts, jitters, ja, jb, commands, workers, retention)| {
             let lines = render(&drafts, &jitters);
             let n = lines.len();
             (
                 Just(lines),
                 Just(vec![ja, jb]),
                 Just(commands),
-                Just(workers),
+                Just((workers, retention)),
                 prop::collection::vec(0..workers, n),
                 prop::collection::vec(prop::bool::weighted(0.3), n),
             )
         })
-        .prop_map(|(lines, journeys, commands, workers, worker_of, boundary_after)| Case {
+        .prop_map(|(lines, journeys, commands, (workers, retention), worker_of, boundary_after)| Case {
             lines,
             journeys,
             commands,
             workers,
             worker_of,
             boundary_after,
+            retention,
         })
 }
 
@@ -152,14 +158,15 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
 fn check(c: &Case) -> Result<(), TestCaseError> {
     let plan = Plan { workers: c.workers, worker_of: c.worker_of.clone(), boundary_after: c.boundary_after.clone() };
     let journeys_text = J::Array(c.journeys.clone()).to_string();
-    let output =
-        run_journeys(SEGMENTS, &journeys_text, &c.commands, &c.lines, &plan, ingest(Some(LATENESS), 86_400_000), None);
+    let ingest = IngestConfig { retention: c.retention, ..ingest(Some(LATENESS), 86_400_000) };
+    let output = run_journeys(SEGMENTS, &journeys_text, &c.commands, &c.lines, &plan, ingest, None);
     prop_assert!(output.dead_letters.is_empty());
     let as_of = output.as_of.expect("events");
     let segments: Vec<J> = serde_json::from_str(SEGMENTS).unwrap();
     let events = accepted(&c.lines, 86_400_000);
-    let reference = Reference::new(&segments, &events);
+    let reference = Reference::new(&segments, &events).retained_for(c.retention);
     let mut spans = BTreeSet::new();
+    spans.extend(c.retention);
     durations(&J::Array(segments.clone()), &mut spans);
     durations(&J::Array(c.journeys.clone()), &mut spans);
     let cmds: Vec<Cmd> = c

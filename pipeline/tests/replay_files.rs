@@ -8,10 +8,11 @@ use common::repo;
 
 use common::journey_reference::interpret;
 use common::reference::{accepted, Reference};
-use journeyflow::admission::LatePolicy;
+use journeyflow::admission::{LatePolicy, DEFAULT_RETENTION};
 use journeyflow::cli::import_cdnow::{self, ImportCdnowArgs};
 use journeyflow::cli::replay::{execute, ReplayArgs};
 use journeyflow::cli::Lateness;
+use journeyflow::config::Kept;
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         allowed_lateness: Lateness(Some(3_600_000)),
         late_policy: LatePolicy::DeadLetter,
         dedup_window: 86_400_000,
+        retention_events: Kept(Some(DEFAULT_RETENTION)),
         max_record_bytes: 1 << 20,
         max_future_skew: 3_600_000,
         batch_size: 500,
@@ -71,10 +73,11 @@ fn read_ndjson(path: &Path) -> Vec<J> {
     records
 }
 
-/// Checks `segment_changes.ndjson` and `members.ndjson` in `out` against the reference at `times`.
-fn check_outputs(out: &Path, defs: &[J], lines: &[String], times: &[u64]) {
+/// Checks `segment_changes.ndjson` and `members.ndjson` in `out` against the reference at
+/// `times`, events retained for `retention`.
+fn check_outputs(out: &Path, defs: &[J], lines: &[String], times: &[u64], retention: Option<u64>) {
     let events = accepted(lines, 86_400_000);
-    let reference = Reference::new(defs, &events);
+    let reference = Reference::new(defs, &events).retained_for(retention);
     let changes = read_ndjson(&out.join("segment_changes.ndjson"));
     let mut last = 0;
     for c in &changes {
@@ -140,7 +143,7 @@ fn bundled_sample_replays_end_to_end_with_one_and_two_workers() {
     let start = 1_704_067_200_000u64;
     let mut times: Vec<u64> = (0..40).map(|k| start + (as_of - start) * k / 40).collect();
     times.push(as_of);
-    check_outputs(&one, &defs, &lines, &times);
+    check_outputs(&one, &defs, &lines, &times, Some(DEFAULT_RETENTION));
     // Every segment has members at the end, so the comparison above compared something.
     assert!(s1.segment_sizes.values().all(|&n| n > 0), "{:?}", s1.segment_sizes);
 }
@@ -166,7 +169,7 @@ fn sample_journeys_write_what_the_interpreter_computes_with_one_and_two_workers(
     let defs: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&segments).unwrap()).unwrap();
     let js: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&journeys).unwrap()).unwrap();
     let accepted = accepted(&lines, 86_400_000);
-    let reference = Reference::new(&defs, &accepted);
+    let reference = Reference::new(&defs, &accepted).retained_for(Some(DEFAULT_RETENTION));
     let mut spans = BTreeSet::new();
     common::durations(&J::Array(defs.clone()), &mut spans);
     common::durations(&J::Array(js.clone()), &mut spans);
@@ -294,13 +297,20 @@ fn real_cdnow_purchases_give_rfm_segments_equal_to_the_reference() {
     ]);
     std::fs::write(&segments, defs.to_string()).unwrap();
     let out = dir.path().join("out");
-    let summary = execute(&args(&events, &segments, &out, 2)).unwrap();
+    // The windows reach back a year, and the history is 18 months: at the 90-day default the
+    // definitions are refused; at 400 days the oldest purchases expire before the end.
+    let mut a = args(&events, &segments, &out, 2);
+    let err = execute(&a).unwrap_err().to_string();
+    assert!(err.contains("$[1].condition.aggregate.within: 365d reaches back further"), "{err}");
+    let retention = 400 * 86_400_000;
+    a.retention_events = Kept(Some(retention));
+    let summary = execute(&a).unwrap();
     assert_eq!((summary.records, summary.malformed), (69_659, 0));
     let lines: Vec<String> = std::fs::read_to_string(&events).unwrap().lines().map(String::from).collect();
     let as_of = summary.as_of.unwrap();
     // 1997-03-31, 1997-09-30, 1998-03-31, then the end of the data.
     let times = [859_809_600_000u64, 875_620_800_000, 891_345_600_000, as_of];
-    check_outputs(&out, defs.as_array().unwrap(), &lines, &times);
+    check_outputs(&out, defs.as_array().unwrap(), &lines, &times, Some(retention));
     assert!(summary.segment_sizes.values().all(|&n| n > 0), "{:?}", summary.segment_sizes);
 }
 

@@ -1,10 +1,12 @@
 //! Property test: random event streams and random definitions of every condition kind,
-//! fed in random batches to 1 and 2 workers; the accumulated change log must equal the
-//! from-scratch reference evaluator at every time.
+//! fed in random batches to 1 and 2 workers, with events retained forever or for a random
+//! span; the accumulated change log must equal the from-scratch reference evaluator at every
+//! time.
 
 mod common;
 
 use common::{assert_matches_reference, ingest, run_lines, Plan};
+use journeyflow::admission::IngestConfig;
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
 
@@ -217,7 +219,8 @@ struct Case {
     workers: usize,
     worker_of: Vec<usize>,
     boundary_after: Vec<bool>,
-    dedup_window: u64,
+    /// Ingest settings: the deduplication window and the retention vary.
+    ingest: IngestConfig,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -227,8 +230,10 @@ fn case() -> impl Strategy<Value = Case> {
         definitions(),
         1usize..3,
         20u64..200,
+        // At least the longest window the definitions may have (80 ms), or forever.
+        prop::option::weighted(0.6, 80u64..300),
     )
-        .prop_flat_map(|(drafts, jitters, defs, workers, dedup_window)| {
+        .prop_flat_map(|(drafts, jitters, defs, workers, dedup_window, retention)| {
             let lines = render(&drafts, &jitters);
             let n = lines.len();
             (
@@ -237,16 +242,16 @@ fn case() -> impl Strategy<Value = Case> {
                 Just(workers),
                 prop::collection::vec(0..workers, n),
                 prop::collection::vec(prop::bool::weighted(0.3), n),
-                Just(dedup_window),
+                Just(IngestConfig { retention, ..ingest(Some(LATENESS), dedup_window) }),
             )
         })
-        .prop_map(|(lines, defs, workers, worker_of, boundary_after, dedup_window)| Case {
+        .prop_map(|(lines, defs, workers, worker_of, boundary_after, ingest)| Case {
             lines,
             defs,
             workers,
             worker_of,
             boundary_after,
-            dedup_window,
+            ingest,
         })
 }
 
@@ -256,17 +261,17 @@ proptest! {
     #[test]
     fn incremental_membership_equals_from_scratch(c in case()) {
         let plan = Plan { workers: c.workers, worker_of: c.worker_of.clone(), boundary_after: c.boundary_after.clone() };
-        let output = run_lines(&c.defs, &c.lines, &plan, ingest(Some(LATENESS), c.dedup_window), None);
+        let output = run_lines(&c.defs, &c.lines, &plan, c.ingest, None);
         prop_assert_eq!(output.stats.engine.late_rejected, 0);
         prop_assert!(output.dead_letters.is_empty());
-        assert_matches_reference(&c.defs, &c.lines, c.dedup_window, &output);
+        assert_matches_reference(&c.defs, &c.lines, c.ingest, &output);
     }
 
     #[test]
     fn output_does_not_depend_on_workers_or_batches(c in case()) {
-        let one = run_lines(&c.defs, &c.lines, &Plan::simple(c.lines.len(), 1, usize::MAX), ingest(Some(LATENESS), c.dedup_window), None);
+        let one = run_lines(&c.defs, &c.lines, &Plan::simple(c.lines.len(), 1, usize::MAX), c.ingest, None);
         let plan = Plan { workers: 2, worker_of: c.worker_of.iter().map(|w| (w + 1) % 2).collect(), boundary_after: c.boundary_after.clone() };
-        let two = run_lines(&c.defs, &c.lines, &plan, ingest(Some(LATENESS), c.dedup_window), None);
+        let two = run_lines(&c.defs, &c.lines, &plan, c.ingest, None);
         prop_assert_eq!(one.changes, two.changes);
     }
 }

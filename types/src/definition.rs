@@ -55,10 +55,15 @@ pub struct ValidationErrors(pub Vec<ValidationError>);
 /// Parses and validates a file holding a JSON array of segment definitions. The result is
 /// in dependency order: a segment comes after every segment it refers to.
 pub fn parse_segments(text: &str) -> Result<Vec<SegmentDefinition>, ValidationErrors> {
+    parse_segments_with(text, &Limits::default())
+}
+
+/// [`parse_segments`] under the given limits.
+pub fn parse_segments_with(text: &str, limits: &Limits) -> Result<Vec<SegmentDefinition>, ValidationErrors> {
     let json: Json = serde_json::from_str(text).map_err(|e| {
         ValidationErrors(vec![ValidationError { path: "$".into(), message: format!("malformed JSON: {e}") }])
     })?;
-    validate_segments(&json, &BTreeSet::new())
+    validate_segments_with(&json, &BTreeSet::new(), limits)
 }
 
 /// Validates JSON already parsed. `known` names segments installed elsewhere that
@@ -302,6 +307,26 @@ impl Checker {
                 Err(Reported)
             }
         }
+    }
+
+    /// A window's `within`: longer than 0, and reaching back no further than events are
+    /// retained (`limits.retention`).
+    fn within(&mut self, path: &str, o: &Obj) -> Result<Option<Duration>, Reported> {
+        let within = self.opt_duration(path, o, "within")?;
+        let at = format!("{path}.within");
+        match (within, self.limits.retention) {
+            (Some(w), _) if w.0 == 0 => self.error(&at, "must be longer than 0"),
+            (Some(w), Some(kept)) if w.0 > kept => self.error(
+                &at,
+                format!(
+                    "{w} reaches back further than events are retained ({}: retention.events, \
+                     --retention-events): shorten the window or raise the retention",
+                    Duration(kept)
+                ),
+            ),
+            _ => return Ok(within),
+        }
+        Err(Reported)
     }
 
     pub(crate) fn opt_count(&mut self, path: &str, o: &Obj, key: &str) -> Result<Option<u64>, Reported> {
@@ -550,15 +575,9 @@ impl Checker {
     fn performed(&mut self, path: &str, v: &Json) -> Option<Performed> {
         let o = self.object(path, v, &["event", "where", "within", "at_least", "at_most"])?;
         let filter = self.filter_fields(path, o);
-        let within = self.opt_duration(path, o, "within");
+        let within = self.within(path, o);
         let at_least = self.opt_count(path, o, "at_least");
         let at_most = self.opt_count(path, o, "at_most");
-        if let Ok(Some(w)) = within {
-            if w.0 == 0 {
-                self.error(&format!("{path}.within"), "must be longer than 0");
-                return None;
-            }
-        }
         let (at_least, at_most) = (at_least.ok()?, at_most.ok()?);
         let at_least = at_least.unwrap_or(if at_most.is_some() { 0 } else { 1 });
         if let Some(m) = at_most {
@@ -587,13 +606,7 @@ impl Checker {
             }
             None => None,
         };
-        let within = self.opt_duration(path, o, "within");
-        if let Ok(Some(w)) = within {
-            if w.0 == 0 {
-                self.error(&format!("{path}.within"), "must be longer than 0");
-                return None;
-            }
-        }
+        let within = self.within(path, o);
         let op = match self.string(path, o, "op") {
             Some(s) => match Op::parse(&s) {
                 Some(op @ (Op::Eq | Op::Ne | Op::Gt | Op::Gte | Op::Lt | Op::Lte)) => Some(op),
@@ -659,12 +672,8 @@ impl Checker {
                 None
             }
         };
-        let within = match self.opt_duration(path, o, "within") {
-            Ok(Some(w)) if w.0 > 0 => Some(w),
-            Ok(Some(_)) => {
-                self.error(&format!("{path}.within"), "must be longer than 0");
-                None
-            }
+        let within = match self.within(path, o) {
+            Ok(Some(w)) => Some(w),
             Ok(None) => {
                 self.error(path, "missing field \"within\"");
                 None
@@ -840,6 +849,36 @@ mod tests {
         let three = serde_json::json!([{"id": "s", "condition": {"sequence": {"steps": [{"event": "a"}, {"event": "b"}, {"event": "c"}], "within": "1d"}}}]);
         assert!(validate_segments_with(&three, &BTreeSet::new(), &lower).is_err());
         assert!(validate_segments(&three, &BTreeSet::new()).is_ok());
+    }
+
+    #[test]
+    fn windows_reaching_back_past_the_retention_are_refused_at_their_path() {
+        let defs = serde_json::json!([
+            {"id": "p", "condition": {"performed": {"event": "x", "within": "31d"}}},
+            {"id": "a", "condition": {"aggregate": {"event": "x", "property": "v", "fn": "sum", "within": "5w", "op": "gt", "value": 1}}},
+            {"id": "q", "condition": {"not": {"sequence": {"steps": [{"event": "x"}], "within": "40d"}}}},
+            {"id": "ok", "condition": {"all": [{"performed": {"event": "x", "within": "30d"}}, {"performed": {"event": "y"}}]}}
+        ]);
+        let limits = Limits { retention: Some(30 * 86_400_000), ..Limits::default() };
+        let errs = validate_segments_with(&defs, &BTreeSet::new(), &limits).unwrap_err().0;
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$[0].condition.performed.within",
+                "$[1].condition.aggregate.within",
+                "$[2].condition.not.sequence.within"
+            ]
+        );
+        assert!(
+            errs[0].message.contains("31d reaches back further than events are retained (30d"),
+            "{}",
+            errs[0].message
+        );
+        // Windows as long as the retention, and windows without a bound (all retained events), pass.
+        let ok = serde_json::json!([defs[3].clone()]);
+        assert!(validate_segments_with(&ok, &BTreeSet::new(), &limits).is_ok());
+        assert!(validate_segments(&defs, &BTreeSet::new()).is_ok());
     }
 
     #[test]

@@ -18,10 +18,19 @@ type Obj = serde_json::Map<String, Json>;
 /// Parses and validates a file holding a JSON array of journey definitions; `segments` names
 /// the segments that entries and conditions may refer to.
 pub fn parse_journeys(text: &str, segments: &BTreeSet<String>) -> Result<Vec<JourneyDefinition>, ValidationErrors> {
+    parse_journeys_with(text, segments, &Limits::default())
+}
+
+/// [`parse_journeys`] under the given limits.
+pub fn parse_journeys_with(
+    text: &str,
+    segments: &BTreeSet<String>,
+    limits: &Limits,
+) -> Result<Vec<JourneyDefinition>, ValidationErrors> {
     let json: Json = serde_json::from_str(text).map_err(|e| {
         ValidationErrors(vec![ValidationError { path: "$".into(), message: format!("malformed JSON: {e}") }])
     })?;
-    let mut cx = Checker::default();
+    let mut cx = Checker::new(*limits);
     let Some(items) = json.as_array() else {
         cx.error("$", format!("expected an array of journey definitions, found {}", json_kind(&json)));
         return Err(cx.finish());

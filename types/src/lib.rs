@@ -20,12 +20,13 @@ pub mod value_ref;
 
 pub use condition::{AggFn, Aggregate, Condition, EventFilter, Op, Performed, Predicate, Sequence};
 pub use definition::{
-    parse_segments, validate_segments, validate_segments_with, SegmentDefinition, ValidationError, ValidationErrors,
+    parse_segments, parse_segments_with, validate_segments, validate_segments_with, SegmentDefinition, ValidationError,
+    ValidationErrors,
 };
 pub use duration::Duration;
 pub use event::{decode_line, decode_line_received, decode_record, DecodeError, Event, Kind};
 pub use journey::{JourneyDefinition, Node};
-pub use journey_definition::{parse_journeys, validate_journey, validate_journey_with};
+pub use journey_definition::{parse_journeys, parse_journeys_with, validate_journey, validate_journey_with};
 pub use key::{Key, KeyMap};
 pub use limits::Limits;
 pub use migration::{validate_migration, Migration, Placement};

@@ -40,6 +40,10 @@ pub struct Limits {
     pub segments: usize,
     /// Journeys (drafts included) in one deployment.
     pub journeys: usize,
+    /// How far back a window may reach: the event retention (`retention.events`, not a
+    /// `[limits]` key), `None` when events are kept forever.
+    #[serde(skip)]
+    pub retention: Option<u64>,
 }
 
 impl Default for Limits {
@@ -54,6 +58,7 @@ impl Default for Limits {
             string_bytes: 4096,
             segments: 1000,
             journeys: 1000,
+            retention: None,
         }
     }
 }
@@ -71,6 +76,7 @@ impl Limits {
             string_bytes: 1 << 20,
             segments: 1_000_000,
             journeys: 1_000_000,
+            retention: None,
         }
     }
 

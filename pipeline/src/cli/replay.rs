@@ -13,7 +13,7 @@ use anyhow::Context;
 use journeyflow_connectors::event_parquet::PartRows;
 use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader, RawRecord};
 use journeyflow_operators::journey::plan::JourneyPlan;
-use journeyflow_types::{parse_journeys, parse_segments, SegmentDefinition};
+use journeyflow_types::{parse_journeys_with, parse_segments_with, Limits, SegmentDefinition};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -57,6 +57,10 @@ pub struct ReplayArgs {
     /// A repeated messageId within this much event time is a duplicate.
     #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
     pub dedup_window: u64,
+    /// How long an event counts after its timestamp, or `forever`; definitions whose windows
+    /// reach back further are refused.
+    #[arg(long, default_value = "90d", value_parser = crate::config::parse_kept)]
+    pub retention_events: crate::config::Kept,
     /// Records longer than this many bytes go to the dead-letter output.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_record_bytes: usize,
@@ -115,13 +119,15 @@ pub struct Summary {
 pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     let text =
         std::fs::read_to_string(&args.segments).with_context(|| format!("reading {}", args.segments.display()))?;
-    let defs = parse_segments(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.segments.display()))?;
+    let limits = Limits { retention: args.retention_events.0, ..Limits::default() };
+    let defs = parse_segments_with(&text, &limits).map_err(|e| anyhow::anyhow!("{}: {e}", args.segments.display()))?;
     let plans = match &args.journeys {
         None => Vec::new(),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let known = defs.iter().map(|d| d.id.clone()).collect();
-            let journeys = parse_journeys(&text, &known).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let journeys =
+                parse_journeys_with(&text, &known, &limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             journeys.into_iter().map(|j| JourneyPlan::new(j, 1)).collect()
         }
     };
@@ -134,6 +140,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
             allowed_lateness: args.allowed_lateness.0,
             late_policy: args.late_policy,
             dedup_window: args.dedup_window,
+            retention: args.retention_events.0,
         },
         as_of: args.as_of,
         max_record_bytes: args.max_record_bytes,

@@ -8,7 +8,7 @@
 
 use crate::admission::{IngestConfig, LatePolicy};
 use crate::cluster::{Cluster, ClusterArgs};
-use crate::config::{FileConfig, KafkaConfig, LiveConfig, StartPosition};
+use crate::config::{FileConfig, KafkaConfig, LiveConfig, Retention, StartPosition};
 use crate::control_log::ControlLog;
 use crate::live::{make_durable, run_worker, Checkpointer, Shared};
 use crate::sequencer::Sequencer;
@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// How often a checkpoint is taken, or `off` [default: 60s].
     #[arg(long, env = "JOURNEYFLOW_CHECKPOINT_INTERVAL", value_parser = crate::config::parse_interval)]
     pub checkpoint_interval: Option<crate::config::Every>,
+    /// How long an event counts after its timestamp, or `forever`; definitions whose windows
+    /// reach back further are refused [default: 90d].
+    #[arg(long, env = "JOURNEYFLOW_RETENTION_EVENTS", value_parser = crate::config::parse_kept)]
+    pub retention_events: Option<crate::config::Kept>,
 }
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
@@ -150,6 +154,8 @@ impl RunArgs {
         http.request_timeout = self.request_timeout.map_or(http.request_timeout, Duration::from_millis);
         http.change_wait = self.change_wait.map_or(http.change_wait, Duration::from_millis);
         http.metrics_need_token |= self.metrics_auth;
+        let retention = Retention { events: self.retention_events.map_or(base.retention.events, |k| k.0) };
+        http.limits.retention = retention.events;
         let api_token = match &self.api_token_file {
             Some(path) => Some(crate::config::read_secret(path)?),
             None => self.api_token.clone().or(base.api_token),
@@ -180,6 +186,7 @@ impl RunArgs {
             archive: self.archive.clone().or(base.archive),
             archive_interval: self.archive_interval.unwrap_or(base.archive_interval).max(1),
             checkpoint_interval: self.checkpoint_interval.map_or(base.checkpoint_interval, |e| e.0),
+            retention,
         })
     }
 
@@ -289,6 +296,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             allowed_lateness: Some(args.allowed_lateness),
             late_policy: LatePolicy::Clamp,
             dedup_window: 86_400_000,
+            retention: args.retention.events,
         },
         idle: Duration::from_millis(args.idle_timeout),
         max_future_skew: args.http.max_future_skew,

@@ -129,7 +129,7 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn cond(&self, c: &J, t: u64) -> bool {
-        self.evs.iter().any(|e| e.ts <= t) && self.reference.holds(c, self.evs, t)
+        self.evs.iter().any(|e| self.reference.counts(e, t)) && self.reference.holds(c, self.evs, t)
     }
 
     fn exit_holds(&self, t: u64) -> bool {

@@ -112,8 +112,9 @@ pub fn command_name(c: Command) -> &'static str {
 }
 
 /// Ingest settings for tests: a lateness that admits the test's jitter, dead-lettering the rest.
+/// Events are retained forever.
 pub fn ingest(lateness: Option<u64>, dedup_window: u64) -> IngestConfig {
-    IngestConfig { allowed_lateness: lateness, late_policy: LatePolicy::DeadLetter, dedup_window }
+    IngestConfig { allowed_lateness: lateness, late_policy: LatePolicy::DeadLetter, dedup_window, retention: None }
 }
 
 /// Membership per segment id as a function of time, from a change log; checks that it is a set
@@ -161,15 +162,17 @@ pub fn durations(v: &J, out: &mut BTreeSet<u64>) {
 }
 
 /// Compares the change log with the reference at every time where either may change, up to `as_of`.
-pub fn assert_matches_reference(defs_text: &str, lines: &[String], dedup_window: u64, output: &RunOutput) {
+/// (Events count for `ingest.retention`.)
+pub fn assert_matches_reference(defs_text: &str, lines: &[String], ingest: IngestConfig, output: &RunOutput) {
     let defs: Vec<J> = serde_json::from_str(defs_text).unwrap();
-    let events = reference::accepted(lines, dedup_window);
-    let reference = reference::Reference::new(&defs, &events);
+    let events = reference::accepted(lines, ingest.dedup_window);
+    let reference = reference::Reference::new(&defs, &events).retained_for(ingest.retention);
     let as_of = output.as_of.expect("some events");
     assert!(output.changes.iter().all(|c| c.time <= as_of), "change after as-of");
     let mut spans = BTreeSet::new();
     durations(&J::Array(defs.clone()), &mut spans);
     spans.insert(0);
+    spans.extend(ingest.retention);
     let mut times: BTreeSet<u64> = output.changes.iter().map(|c| c.time).collect();
     for e in &events {
         for d in &spans {

@@ -1,7 +1,7 @@
 //! A plain, from-scratch evaluator of segment definitions, written for the tests only. It
 //! reads the raw event JSON and the definition JSON itself and shares no code with the
 //! dataflow (nor with the definition parser): membership at time T is computed by looking
-//! at every event with timestamp at most T.
+//! at every event with timestamp at most T (and, under a retention, within it of T).
 
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -132,6 +132,8 @@ fn micros(x: f64) -> i128 {
 pub struct Reference<'a> {
     pub defs: &'a [J],
     pub by_user: BTreeMap<String, Vec<RefEvent>>,
+    /// How long an event counts after its timestamp (`None`: forever).
+    pub retention: Option<u64>,
 }
 
 impl<'a> Reference<'a> {
@@ -140,7 +142,19 @@ impl<'a> Reference<'a> {
         for e in events {
             by_user.entry(e.user.clone()).or_default().push(e.clone());
         }
-        Reference { defs, by_user }
+        Reference { defs, by_user, retention: None }
+    }
+
+    /// Events count for `retention` after their timestamps: at `t`, an event with `ts <= t <
+    /// ts + retention`; a user with none is forgotten, traits and all.
+    pub fn retained_for(mut self, retention: Option<u64>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether `e` counts at `t`.
+    pub fn counts(&self, e: &RefEvent, t: u64) -> bool {
+        e.ts <= t && self.retention.is_none_or(|r| e.ts + r > t)
     }
 
     /// Members of segment `id` at time `t`.
@@ -148,15 +162,36 @@ impl<'a> Reference<'a> {
         let def = self.defs.iter().find(|d| d["id"] == id).expect("segment exists");
         self.by_user
             .iter()
-            .filter(|(_, evs)| evs.iter().any(|e| e.ts <= t))
+            .filter(|(_, evs)| evs.iter().any(|e| self.counts(e, t)))
             .filter(|(_, evs)| self.holds(&def["condition"], evs, t))
             .map(|(u, _)| u.clone())
             .collect()
     }
 
+    /// The identify calls that set a user's traits at `t`: those of their current profile,
+    /// which began with the first event after the last instant none of their events counted.
+    fn profile<'e>(&self, evs: &'e [RefEvent], t: u64) -> Vec<&'e RefEvent> {
+        let mut upto: Vec<&RefEvent> = evs.iter().filter(|e| e.ts <= t).collect();
+        upto.sort_by(|a, b| (a.ts, &a.msg).cmp(&(b.ts, &b.msg)));
+        let Some(r) = self.retention else { return upto };
+        // Each event counts during [ts, ts + r); a gap between them (or at t) forgets the user.
+        let mut start = 0;
+        let mut end = 0;
+        for (i, e) in upto.iter().enumerate() {
+            if i > 0 && end < e.ts {
+                start = i;
+            }
+            end = end.max(e.ts + r);
+        }
+        if end <= t {
+            return Vec::new();
+        }
+        upto.split_off(start)
+    }
+
     pub fn holds(&self, c: &J, evs: &[RefEvent], t: u64) -> bool {
         let (kind, body) = c.as_object().unwrap().iter().next().unwrap();
-        let upto: Vec<&RefEvent> = evs.iter().filter(|e| e.ts <= t).collect();
+        let upto: Vec<&RefEvent> = evs.iter().filter(|e| self.counts(e, t)).collect();
         match kind.as_str() {
             "all" => body.as_array().unwrap().iter().all(|x| self.holds(x, evs, t)),
             "any" => body.as_array().unwrap().iter().any(|x| self.holds(x, evs, t)),
@@ -167,8 +202,7 @@ impl<'a> Reference<'a> {
             }
             "trait" => {
                 let name = body["name"].as_str().unwrap();
-                let mut ids: Vec<&&RefEvent> = upto.iter().filter(|e| e.kind == "identify").collect();
-                ids.sort_by(|a, b| (a.ts, &a.msg).cmp(&(b.ts, &b.msg)));
+                let ids = self.profile(evs, t).into_iter().filter(|e| e.kind == "identify");
                 let mut value: Option<J> = None;
                 for e in ids {
                     if let Some(v) = e.fields.get(name) {
