@@ -124,7 +124,7 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expire::expire;
+    use crate::retain::retain;
     use differential_dataflow::input::Input;
     use journeyflow_types::{Event, Key, Props, Record};
     use std::cell::RefCell;
@@ -170,7 +170,7 @@ mod tests {
             let probe = ProbeHandle::new();
             let mut input = worker.dataflow::<Time, _, _>(|scope| {
                 let (input, events) = scope.new_collection::<Record, isize>();
-                let (universe, traits) = profiles(expire(events, 100));
+                let (universe, traits) = profiles(retain(events, Some(100)));
                 universe.inner.inspect(move |(u, t, r)| s1.borrow_mut().push(row(*t, &name(u), "", "", *r)));
                 traits
                     .inner

@@ -22,13 +22,13 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use journeyflow_operators::dedup::dedup;
-use journeyflow_operators::expire::expire;
 use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Start};
 use journeyflow_operators::profiles::profiles;
+use journeyflow_operators::retain::retain;
 use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
@@ -232,10 +232,7 @@ impl Programs {
         let (events, universe, traits) = worker.dataflow::<Time, _, _>(|scope| {
             let raw = input.to_collection(scope);
             let deduplicated = dedup(raw, config.dedup_window, duplicates.clone());
-            let retained = match config.retention {
-                Some(retention) => expire(deduplicated, retention),
-                None => deduplicated,
-            };
+            let retained = retain(deduplicated, config.retention);
             let (universe, traits) = profiles(retained.clone());
             let universe = universe.arrange_by_self_named("Universe");
             let traits = traits.arrange_by_key_named("Traits");
