@@ -47,6 +47,8 @@ pub struct LiveConfig {
     pub archive_interval: u64,
     /// How often a checkpoint is taken, ms (`None`: never).
     pub checkpoint_interval: Option<u64>,
+    /// The size at which the ingest log starts a new segment.
+    pub log_segment_bytes: u64,
     /// How long what grows with the stream is kept.
     pub retention: Retention,
 }
@@ -172,6 +174,7 @@ impl Default for LiveConfig {
             archive: None,
             archive_interval: 10_000,
             checkpoint_interval: Some(60_000),
+            log_segment_bytes: journeyflow_connectors::wal::SEGMENT_BYTES,
             retention: Retention::default(),
         }
     }
@@ -345,6 +348,8 @@ pub struct IngestSection {
     pub max_future_skew: Option<String>,
     /// `max_lag_bytes = 268435456`.
     pub max_lag_bytes: Option<u64>,
+    /// `log_segment_bytes = 67108864`.
+    pub log_segment_bytes: Option<u64>,
     /// `write_keys = ["..."]`.
     pub write_keys: Option<Vec<String>>,
     /// `write_keys_file = "write-keys.txt"`: one key per line.
@@ -460,6 +465,7 @@ impl FileConfig {
                 Some(text) => parse_interval(&text).map_err(|e| anyhow::anyhow!("checkpoint.interval: {e}"))?.0,
                 None => d.checkpoint_interval,
             },
+            log_segment_bytes: self.ingest.log_segment_bytes.unwrap_or(d.log_segment_bytes).max(1),
             retention,
         })
     }

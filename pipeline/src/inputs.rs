@@ -10,7 +10,7 @@ use crate::live::Shared;
 use crate::programs::Programs;
 use crate::sinks::Sinks;
 use crate::watermark::Watermarks;
-use journeyflow_connectors::wal::{part_path, Tail};
+use journeyflow_connectors::wal::{part_dir, Tail};
 use journeyflow_types::decode_record;
 use std::time::Instant;
 
@@ -40,7 +40,8 @@ impl Inputs {
             .filter(|p| p % locals == local)
             .map(|p| {
                 let at = positions.and_then(|s| s.wal.get(&p)).copied().unwrap_or(0);
-                let tail = Tail::open_at(&part_path(&shared.wal_dir, p), at)?.until(shared.wal_committed[p].clone());
+                let tail =
+                    Tail::open_partition(&part_dir(&shared.wal_dir, p), at)?.until(shared.wal_committed[p].clone());
                 Ok((p, tail))
             })
             .collect::<std::io::Result<_>>()?;

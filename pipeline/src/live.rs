@@ -645,6 +645,18 @@ pub fn make_durable(shared: &Shared) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes the ingest log segments a complete checkpoint covers: a restart reads each
+/// partition from the checkpoint's position on. One that cannot be deleted now goes after a
+/// later checkpoint.
+fn discard_ingest_log(shared: &Shared, manifest: &Manifest) {
+    for (part, offset) in &manifest.positions.wal {
+        let dir = journeyflow_connectors::wal::part_dir(&shared.wal_dir, *part);
+        if let Err(e) = journeyflow_connectors::wal::discard_before(&dir, *offset) {
+            tracing::warn!("ingest log: segments of {} behind offset {offset} not deleted yet: {e}", dir.display());
+        }
+    }
+}
+
 /// Takes checkpoints: asks the workers for their parts every interval, and writes the
 /// manifest once all have given theirs.
 pub struct Checkpointer {
@@ -685,6 +697,7 @@ impl Checkpointer {
                 match crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts) {
                     Ok(manifest) => {
                         tracing::info!("checkpoint {asked}: {} event files", manifest.files.len());
+                        discard_ingest_log(shared, &manifest);
                         lock(&shared.checkpoint_parts).retain(|(s, _)| *s != asked);
                         self.previous = Some(manifest);
                         self.asked = None;

@@ -153,9 +153,7 @@ fn accepted(dir: &Path, processes: usize) -> PathBuf {
     let path = dir.join("accepted.ndjson");
     let mut all = std::fs::File::create(&path).unwrap();
     for id in 0..processes {
-        for part in std::fs::read_dir(dir.join(format!("data-{id}/ingest"))).unwrap() {
-            all.write_all(&std::fs::read(part.unwrap().path()).unwrap()).unwrap();
-        }
+        all.write_all(common::ingest_log(&dir.join(format!("data-{id}"))).as_bytes()).unwrap();
     }
     path
 }

@@ -87,12 +87,9 @@ fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs()
     // The events the log accepted (acknowledged ones and maybe some of a batch cut short).
     let events = scratch.path().join("accepted.ndjson");
     let mut all = std::fs::File::create(&events).unwrap();
-    let mut accepted = 0;
-    for part in std::fs::read_dir(data.join("ingest")).unwrap() {
-        let text = std::fs::read_to_string(part.unwrap().path()).unwrap();
-        accepted += text.lines().count() as u64;
-        all.write_all(text.as_bytes()).unwrap();
-    }
+    let text = common::ingest_log(&data);
+    let accepted = text.lines().count() as u64;
+    all.write_all(text.as_bytes()).unwrap();
     drop(all);
     assert!(accepted >= acknowledged, "{accepted} events in the log, {acknowledged} acknowledged");
     let expected = replay(&events, &scratch.path().join("replay"));
@@ -103,5 +100,63 @@ fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs()
         assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
         let (rows, _) = read_archive(&scratch.path().join("archive"), kind, scratch.path());
         assert_union_equals(kind, &rows, &expected.records[kind], expected.as_of);
+    }
+}
+
+/// With checkpoints every 300 ms and ingest log segments of 4 KiB, the segments a complete
+/// checkpoint covers are deleted as the run goes; killed and restarted from its newest
+/// checkpoint, the run still writes what an uninterrupted run writes.
+#[test]
+fn ingest_log_segments_behind_a_checkpoint_go_and_a_restart_still_loses_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let sample = common::repo("datasets/sample");
+    let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
+    let flags = [
+        "--segments",
+        segments.to_str().unwrap(),
+        "--journeys",
+        journeys.to_str().unwrap(),
+        "--checkpoint-interval",
+        "300ms",
+        "--log-segment-bytes",
+        "4096",
+    ];
+    let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let mut sent: Vec<J> = Vec::new();
+    let first_segment_gone = || {
+        std::fs::read_dir(data.join("ingest/part-0"))
+            .map(|d| d.filter_map(|e| e.ok()).all(|e| e.file_name() != "00000000000000000000.ndjson"))
+            .unwrap_or(false)
+    };
+    for (run, workers) in [(0u64, 2), (1, 1)] {
+        let server = Server::start_with(workers, &data, &flags);
+        for b in 0..20 {
+            let batch: Vec<J> = (0..50).map(|i| common::live_event("segments", run * 1000 + b * 50 + i)).collect();
+            assert!(send(&client, &server, &batch), "batch {b} of run {run} refused");
+            sent.extend(batch);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if run == 0 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !first_segment_gone() {
+                assert!(std::time::Instant::now() < deadline, "no ingest log segment was deleted within 60 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            server.kill();
+        } else {
+            let events = scratch.path().join("sent.ndjson");
+            let text: String = sent.iter().map(|e| format!("{e}\n")).collect();
+            std::fs::write(&events, text).unwrap();
+            let expected = replay(&events, &scratch.path().join("replay"));
+            wait_durable_past(&data, expected.as_of);
+            assert_eq!(server.stop().code(), Some(0));
+            // The log holds less than was sent: what checkpoints covered went.
+            let kept = common::ingest_log(&data).lines().count();
+            assert!(kept < sent.len(), "the ingest log still holds {kept} of {} events", sent.len());
+            for kind in KINDS {
+                assert_union_equals(kind, &output_lines(&data, kind), &expected.records[kind], expected.as_of);
+            }
+        }
     }
 }

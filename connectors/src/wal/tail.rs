@@ -1,14 +1,20 @@
-//! Reads a partition file as it grows: complete lines only, from where it left off.
+//! Reads a file, or a partition's segments in turn, as it grows: complete lines only, from
+//! where it left off.
 
+use super::segments;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// A reader following one partition file.
+/// A reader following one file, or one partition's segments.
 pub struct Tail {
     file: File,
+    /// The partition directory whose segments follow one another (`None`: one file).
+    segments: Option<PathBuf>,
+    /// The offset of the file's first byte (a segment's base; 0 for a plain file).
+    base: u64,
     /// Bytes consumed as complete lines.
     offset: u64,
     /// Bytes read past `offset` that do not end a line yet.
@@ -27,9 +33,20 @@ impl Tail {
 
     /// Follows `path` from byte `offset` (the start of a line).
     pub fn open_at(path: &Path, offset: u64) -> io::Result<Tail> {
+        Tail::open_file(path, None, 0, offset)
+    }
+
+    /// Follows the segments of partition directory `part` from partition offset `offset`
+    /// (the start of a line), going on to each next segment at the end of the one before.
+    pub fn open_partition(part: &Path, offset: u64) -> io::Result<Tail> {
+        let base = segments::locate(part, offset)?;
+        Tail::open_file(&segments::segment_path(part, base), Some(part.to_path_buf()), base, offset)
+    }
+
+    fn open_file(path: &Path, segments: Option<PathBuf>, base: u64, offset: u64) -> io::Result<Tail> {
         let mut file = File::open(path)?;
-        file.seek(SeekFrom::Start(offset))?;
-        Ok(Tail { file, offset, partial: Vec::new(), chunk: vec![0; 1 << 16], limit: None })
+        file.seek(SeekFrom::Start(offset - base))?;
+        Ok(Tail { file, segments, base, offset, partial: Vec::new(), chunk: vec![0; 1 << 16], limit: None })
     }
 
     /// Reads only as far as `committed` says (what its writer has made durable).
@@ -77,7 +94,21 @@ impl Tail {
             }
             let n = self.file.read(&mut self.chunk[..room])?;
             if n == 0 {
-                return Ok(lines);
+                // The end of a segment: whole lines only, and the next starts here, if it exists.
+                match &self.segments {
+                    Some(part) if self.partial.is_empty() && at > self.base => {
+                        match File::open(segments::segment_path(part, at)) {
+                            Ok(next) => {
+                                self.file = next;
+                                self.base = at;
+                                continue;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(lines),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    _ => return Ok(lines),
+                }
             }
             self.partial.extend_from_slice(&self.chunk[..n]);
         }

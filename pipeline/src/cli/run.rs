@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// How often a checkpoint is taken, or `off` [default: 60s].
     #[arg(long, env = "JOURNEYFLOW_CHECKPOINT_INTERVAL", value_parser = crate::config::parse_interval)]
     pub checkpoint_interval: Option<crate::config::Every>,
+    /// The size at which the ingest log starts a new segment (segments a complete checkpoint
+    /// covers are deleted) [default: 67108864].
+    #[arg(long, env = "JOURNEYFLOW_LOG_SEGMENT_BYTES")]
+    pub log_segment_bytes: Option<u64>,
     /// How long an event counts after its timestamp, or `forever`; definitions whose windows
     /// reach back further are refused [default: 90d].
     #[arg(long, env = "JOURNEYFLOW_RETENTION_EVENTS", value_parser = crate::config::parse_kept)]
@@ -186,6 +190,7 @@ impl RunArgs {
             archive: self.archive.clone().or(base.archive),
             archive_interval: self.archive_interval.unwrap_or(base.archive_interval).max(1),
             checkpoint_interval: self.checkpoint_interval.map_or(base.checkpoint_interval, |e| e.0),
+            log_segment_bytes: self.log_segment_bytes.unwrap_or(base.log_segment_bytes).max(1),
             retention,
         })
     }
@@ -228,7 +233,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let workers = cluster.workers;
     let peers = cluster.peers();
     let wal_dir = args.data_dir.join("ingest");
-    let wal = Arc::new(Wal::open(&wal_dir, workers).with_context(|| format!("opening {}", wal_dir.display()))?);
+    let wal = Arc::new(
+        Wal::open(&wal_dir, workers, args.log_segment_bytes)
+            .with_context(|| format!("opening {}", wal_dir.display()))?,
+    );
     let (handle, requests) = EngineHandle::new(peers);
     let (control_log, logged) = ControlLog::open(&args.data_dir)?;
     let legacy_store = args.data_dir.join("definitions.json");

@@ -100,6 +100,22 @@ pub fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
+/// Every line the ingest log under `data` (a run's data directory) still holds: each
+/// partition's segments in offset order, partitions in turn.
+pub fn ingest_log(data: &std::path::Path) -> String {
+    let mut text = String::new();
+    for p in (0..).take_while(|p| data.join(format!("ingest/part-{p}")).is_dir()) {
+        let part = data.join(format!("ingest/part-{p}"));
+        let mut segments: Vec<std::path::PathBuf> =
+            std::fs::read_dir(&part).unwrap().map(|e| e.unwrap().path()).collect();
+        segments.sort();
+        for segment in segments {
+            text.push_str(&std::fs::read_to_string(segment).unwrap());
+        }
+    }
+    text
+}
+
 /// A lifecycle command as the reference interpreter names it.
 pub fn command_name(c: Command) -> &'static str {
     match c {
