@@ -150,9 +150,10 @@ impl KafkaInput {
                 ("journeyflow.size", size.as_bytes()),
                 ("journeyflow.truncated", cut.as_bytes()),
             ];
-            // A dead letter that cannot be queued is reported, not a reason to stop reading.
+            // A dead letter that cannot be queued is reported (where it came from, not what it
+            // holds: a reason may quote the record), not a reason to stop reading.
             if let Err(e) = self.sink.send(&self.dead_letter, &key, value, &headers) {
-                self.complain.warn(format_args!("dead letter of {at} ({reason}) not sent: {e}"));
+                self.complain.warn(format_args!("dead letter of {at} not sent: {e}"));
             }
         }
         let now = std::time::Instant::now();
