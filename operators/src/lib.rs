@@ -14,6 +14,8 @@ pub mod profiles;
 pub mod retain;
 pub mod select;
 pub mod sequence;
+#[cfg(test)]
+mod testing;
 pub mod union;
 pub mod window;
 pub mod window_count;

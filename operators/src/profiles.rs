@@ -125,24 +125,14 @@ fn apply(
 mod tests {
     use super::*;
     use crate::retain::retain;
-    use differential_dataflow::input::Input;
-    use journeyflow_types::{Event, Key, Props, Record};
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use timely::dataflow::operators::{Inspect, Probe};
-    use timely::dataflow::ProbeHandle;
+    use crate::testing::drive;
+    use journeyflow_types::{Key, Props, Record};
 
     fn event(ts: Time, user: &str, kind: Kind, traits: &[(&str, Option<&str>)]) -> Record {
         let value = |v: &Option<&str>| v.map_or(Value::Null, |v| Value::Str(v.into()));
-        Record::from(&Event {
-            ts,
-            message_id: format!("{user}-{ts}"),
-            user_id: user.to_string(),
-            user: Key::of(user),
-            kind,
-            name: if kind == Kind::Identify { String::new() } else { "View".into() },
-            props: Props(traits.iter().map(|(k, v)| (k.to_string(), value(v))).collect()),
-        })
+        let props = Props(traits.iter().map(|(k, v)| (k.to_string(), value(v))).collect());
+        let name = if kind == Kind::Identify { "" } else { "View" };
+        crate::testing::event(ts, user, kind, name, format!("{user}-{ts}"), props)
     }
 
     fn identify(ts: Time, user: &str, traits: &[(&str, Option<&str>)]) -> Record {
@@ -161,37 +151,21 @@ mod tests {
     }
 
     /// The universe's and the traits' changes for events entered at their own times and
-    /// retained for 100, sorted.
+    /// retained for 100 (users "a" and "b"), sorted.
     fn run(events: Vec<Record>) -> Vec<Row> {
-        timely::execute_directly(move |worker| {
-            let seen: Rc<RefCell<Vec<Row>>> = Rc::new(RefCell::new(Vec::new()));
-            let (s1, s2) = (seen.clone(), seen.clone());
-            let name = |u: &UserId| if *u == Key::of("a") { "a".to_string() } else { "b".to_string() };
-            let probe = ProbeHandle::new();
-            let mut input = worker.dataflow::<Time, _, _>(|scope| {
-                let (input, events) = scope.new_collection::<Record, isize>();
-                let (universe, traits) = profiles(retain(events, Some(100)));
-                universe.inner.inspect(move |(u, t, r)| s1.borrow_mut().push(row(*t, &name(u), "", "", *r)));
-                traits
-                    .inner
-                    .inspect(move |(((u, k), v), t, r)| {
-                        let Value::Str(v) = v else { panic!("string traits only") };
-                        s2.borrow_mut().push(row(*t, &name(u), k, v, *r))
-                    })
-                    .probe_with(&probe);
-                input
+        let updates = events.into_iter().map(|e| (e.ts(), e)).map(|(t, e)| (e, t, 1)).collect();
+        let name = |u: &UserId| if *u == Key::of("a") { "a".to_string() } else { "b".to_string() };
+        let changes = drive(updates, 1_000, move |records| {
+            let (universe, traits) = profiles(retain(records, Some(100)));
+            let traits = traits.map(move |((u, k), v)| match v {
+                Value::Str(v) => (name(&u), k, v),
+                other => panic!("string traits only, not {other:?}"),
             });
-            for event in events {
-                input.advance_to(event.ts());
-                input.insert(event);
-            }
-            input.advance_to(1_000);
-            input.flush();
-            worker.step_while(|| probe.less_than(&1_000));
-            let mut seen = seen.borrow().clone();
-            seen.sort();
-            seen
-        })
+            universe.map(move |u| (name(&u), String::new(), String::new())).concat(traits)
+        });
+        let mut rows: Vec<Row> = changes.into_iter().map(|((u, k, v), t, r)| (t, u, k, v, r)).collect();
+        rows.sort();
+        rows
     }
 
     #[test]

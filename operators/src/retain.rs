@@ -96,52 +96,19 @@ pub fn retain<'s>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use differential_dataflow::input::Input;
-    use journeyflow_types::{Event, Key, Kind, Props, Record};
+    use crate::testing::drive;
+    use journeyflow_types::{Kind, Props, Record};
     use proptest::prelude::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use timely::dataflow::operators::{Inspect, Probe};
-    use timely::dataflow::ProbeHandle;
 
     fn event(ts: Time, user: &str, n: usize) -> Record {
-        Record::from(&Event {
-            ts,
-            message_id: format!("{user}-{ts}-{n}"),
-            user_id: user.to_string(),
-            user: Key::of(user),
-            kind: Kind::Track,
-            name: "View".into(),
-            props: Props::default(),
-        })
+        crate::testing::event(ts, user, Kind::Track, "View", format!("{user}-{ts}-{n}"), Props::default())
     }
 
     /// Events entered at the given (non-decreasing) times; what comes out by the time the
     /// output frontier passes `until`, as `(message id, time, diff)` sorted.
     fn run(events: Vec<(Record, Time)>, retention: Option<Time>, until: Time) -> Vec<(String, Time, isize)> {
-        timely::execute_directly(move |worker| {
-            let seen = Rc::new(RefCell::new(Vec::new()));
-            let sink = seen.clone();
-            let probe = ProbeHandle::new();
-            let mut input = worker.dataflow::<Time, _, _>(|scope| {
-                let (input, events) = scope.new_collection::<Record, isize>();
-                retain(events, retention)
-                    .inner
-                    .inspect(move |(e, t, r)| sink.borrow_mut().push((e.message_id().to_string(), *t, *r)))
-                    .probe_with(&probe);
-                input
-            });
-            for (event, time) in events {
-                input.advance_to(time);
-                input.insert(event);
-            }
-            input.advance_to(until);
-            input.flush();
-            worker.step_while(|| probe.less_than(&until));
-            let mut seen = seen.borrow().clone();
-            seen.sort();
-            seen
-        })
+        let updates = events.into_iter().map(|(e, t)| (e, t, 1)).collect();
+        drive(updates, until, move |records| retain(records, retention).map(|e| e.message_id().to_string()))
     }
 
     fn row(id: &str, time: Time, diff: isize) -> (String, Time, isize) {

@@ -123,27 +123,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use differential_dataflow::input::Input;
-    use journeyflow_types::{Event, Key, Kind, Props, Record};
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use timely::dataflow::operators::{Inspect, Probe};
-    use timely::dataflow::ProbeHandle;
+    use crate::testing::drive;
+    use journeyflow_types::{Props, Record};
 
     fn event(ts: Time, user: &str, name: &str) -> Record {
-        Record::from(&plain(ts, user, name))
-    }
-
-    fn plain(ts: Time, user: &str, name: &str) -> Event {
-        Event {
-            ts,
-            message_id: format!("{user}-{ts}-{name}"),
-            user_id: user.to_string(),
-            user: Key::of(user),
-            kind: Kind::Track,
-            name: name.to_string(),
-            props: Props::default(),
-        }
+        crate::testing::event(ts, user, Kind::Track, name, format!("{user}-{ts}-{name}"), Props::default())
     }
 
     /// Events entered at their own times (or all at `at`); what `select(names)` reads, as
@@ -153,30 +137,13 @@ mod tests {
         names: &'static [&'static str],
         at: Option<Time>,
     ) -> Vec<(String, Time, Time, isize)> {
-        timely::execute_directly(move |worker| {
-            let seen = Rc::new(RefCell::new(Vec::new()));
-            let sink = seen.clone();
-            let probe = ProbeHandle::new();
-            let mut input = worker.dataflow::<Time, _, _>(|scope| {
-                let (input, events) = scope.new_collection::<Record, isize>();
-                let arranged = arrange_events(events);
-                select(arranged, names, |e| Some(e.clone()))
-                    .inner
-                    .inspect(move |(e, t, r)| sink.borrow_mut().push((e.name().to_string(), e.ts(), *t, *r)))
-                    .probe_with(&probe);
-                input
-            });
-            for (event, diff) in events {
-                input.advance_to(at.unwrap_or(event.ts()));
-                input.update(event, diff);
-            }
-            input.advance_to(1_000);
-            input.flush();
-            worker.step_while(|| probe.less_than(&1_000));
-            let mut seen = seen.borrow().clone();
-            seen.sort();
-            seen
+        let updates = events.into_iter().map(|(e, diff)| (at.unwrap_or(e.ts()), e, diff)).map(|(t, e, d)| (e, t, d));
+        drive(updates.collect(), 1_000, move |records| {
+            select(arrange_events(records), names, |e| Some((e.name().to_string(), e.ts())))
         })
+        .into_iter()
+        .map(|((name, ts), time, diff)| (name, ts, time, diff))
+        .collect()
     }
 
     #[test]
@@ -188,9 +155,7 @@ mod tests {
             (event(4, "c", "View"), 1),
             (event(5, "c", "View"), -1),
         ];
-        let mut identify = Event { kind: Kind::Identify, name: String::new(), ..plain(6, "a", "") };
-        identify.message_id = "traits".into();
-        events.push((Record::from(&identify), 1));
+        events.push((crate::testing::event(6, "a", Kind::Identify, "", "traits".into(), Props::default()), 1));
         let read = run(events, &["View", "Order", "View", "Missing", ""], None);
         let expected = vec![
             ("Order".to_string(), 2, 2, 1),

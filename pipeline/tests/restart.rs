@@ -14,22 +14,19 @@ use serde_json::{json, Value as J};
 use std::io::Write;
 use std::time::Duration;
 
-/// A run over `dir/data`, archiving to `dir/archive`.
-fn start(workers: usize, dir: &std::path::Path) -> Server {
+/// A run of the sample segments and journeys over `dir/data`, with `extra` flags.
+fn start_with(workers: usize, dir: &std::path::Path, extra: &[&str]) -> Server {
     let sample = common::repo("datasets/sample");
     let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
-    let archive = dir.join("archive");
-    let args = [
-        "--segments",
-        segments.to_str().unwrap(),
-        "--journeys",
-        journeys.to_str().unwrap(),
-        "--archive",
-        archive.to_str().unwrap(),
-        "--archive-interval",
-        "500ms",
-    ];
+    let mut args = vec!["--segments", segments.to_str().unwrap(), "--journeys", journeys.to_str().unwrap()];
+    args.extend(extra);
     Server::start_with(workers, &dir.join("data"), &args)
+}
+
+/// A run over `dir/data`, archiving to `dir/archive`.
+fn start(workers: usize, dir: &std::path::Path) -> Server {
+    let archive = dir.join("archive");
+    start_with(workers, dir, &["--archive", archive.to_str().unwrap(), "--archive-interval", "500ms"])
 }
 
 fn send(client: &Client, server: &Server, batch: &[J]) -> bool {
@@ -110,18 +107,7 @@ fn killed_at_random_points_and_restarted_the_outputs_are_an_uninterrupted_runs()
 fn ingest_log_segments_behind_a_checkpoint_go_and_a_restart_still_loses_nothing() {
     let scratch = tempfile::tempdir().unwrap();
     let data = scratch.path().join("data");
-    let sample = common::repo("datasets/sample");
-    let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
-    let flags = [
-        "--segments",
-        segments.to_str().unwrap(),
-        "--journeys",
-        journeys.to_str().unwrap(),
-        "--checkpoint-interval",
-        "300ms",
-        "--log-segment-bytes",
-        "4096",
-    ];
+    let flags = ["--checkpoint-interval", "300ms", "--log-segment-bytes", "4096"];
     let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut sent: Vec<J> = Vec::new();
     let first_segment_gone = || {
@@ -130,7 +116,7 @@ fn ingest_log_segments_behind_a_checkpoint_go_and_a_restart_still_loses_nothing(
             .unwrap_or(false)
     };
     for (run, workers) in [(0u64, 2), (1, 1)] {
-        let server = Server::start_with(workers, &data, &flags);
+        let server = start_with(workers, scratch.path(), &flags);
         for b in 0..20 {
             let batch: Vec<J> = (0..50).map(|i| common::live_event("segments", run * 1000 + b * 50 + i)).collect();
             assert!(send(&client, &server, &batch), "batch {b} of run {run} refused");
