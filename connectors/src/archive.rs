@@ -90,6 +90,38 @@ impl Archive {
     }
 }
 
+/// Deletes the hour partitions of every kind under `dir` that end at or before `before`
+/// (complete: the archive is written only behind the durable frontier); returns how many went.
+pub fn discard_before(dir: &Path, before: u64) -> std::io::Result<usize> {
+    let mut gone = 0;
+    let Ok(kinds) = std::fs::read_dir(dir) else { return Ok(0) };
+    for kind in kinds.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
+        for day in std::fs::read_dir(kind.path())?.filter_map(Result::ok) {
+            let Some(date) =
+                day.file_name().to_str().and_then(|n| n.strip_prefix("dt=")?.parse::<chrono::NaiveDate>().ok())
+            else {
+                continue;
+            };
+            for hour in std::fs::read_dir(day.path())?.filter_map(Result::ok) {
+                let start = hour
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("hour=")?.parse::<u32>().ok())
+                    .and_then(|h| date.and_hms_opt(h, 0, 0))
+                    .map(|t| t.and_utc().timestamp_millis() as u64);
+                if start.is_some_and(|start| start + HOUR <= before) {
+                    std::fs::remove_dir_all(hour.path())?;
+                    gone += 1;
+                }
+            }
+            if std::fs::read_dir(day.path())?.next().is_none() {
+                std::fs::remove_dir(day.path())?;
+            }
+        }
+    }
+    Ok(gone)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +146,33 @@ mod tests {
         let later = dir.path().join(format!("changes/dt=2024-01-01/hour=01/part-0of1-{}.parquet", h1 + 2));
         assert_eq!(read_json_rows(&later).unwrap(), format!("{{\"time\":{}}}\n", h1 + 1).into_bytes());
         assert_eq!(archive.buffered(), 0);
+    }
+
+    #[test]
+    fn hours_that_end_before_a_time_are_deleted_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("time", DataType::UInt64, false)]));
+        let h0 = 1_704_067_200_000u64; // 2024-01-01 00:00
+        for kind in ["changes", "actions"] {
+            let mut archive = Archive::new(dir.path(), kind, schema.clone(), "0of1".into());
+            // 23:00 of the day before, then 00:00 and 01:00.
+            for t in [h0 - HOUR + 1, h0 + 1, h0 + HOUR + 1] {
+                archive.push(t, format!("{{\"time\":{t}}}").as_bytes());
+            }
+            assert_eq!(archive.write_before(h0 + 2 * HOUR).unwrap(), 3);
+        }
+        std::fs::write(dir.path().join("changes/notes.txt"), "kept").unwrap();
+        // Up to 00:30: the hour of 23:00 ends at 00:00, the hour of 00:00 not yet.
+        assert_eq!(discard_before(dir.path(), h0 + HOUR / 2).unwrap(), 2);
+        for kind in ["changes", "actions"] {
+            let base = dir.path().join(kind);
+            assert!(!base.join("dt=2023-12-31").exists(), "an emptied day goes too");
+            assert!(base.join("dt=2024-01-01/hour=00").exists() && base.join("dt=2024-01-01/hour=01").exists());
+        }
+        assert_eq!(discard_before(dir.path(), h0 + HOUR).unwrap(), 2);
+        assert!(!dir.path().join("changes/dt=2024-01-01/hour=00").exists());
+        assert!(dir.path().join("changes/notes.txt").exists());
+        assert_eq!(discard_before(&dir.path().join("missing"), u64::MAX).unwrap(), 0);
     }
 
     #[test]

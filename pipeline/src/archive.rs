@@ -1,6 +1,7 @@
 //! What the Parquet archive holds and its columns: accepted events (`events`) and every output
 //! (`segment_changes`, `journey_transitions`, `journey_actions`), one worker's rows written
-//! when its outputs before a frontier are complete, at most every `interval`.
+//! when its outputs before a frontier are complete, at most every `interval`; and how long it
+//! keeps them.
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use journeyflow_connectors::archive::Archive;
@@ -8,7 +9,7 @@ use journeyflow_connectors::parquet_file::Error;
 use journeyflow_operators::Time;
 use journeyflow_types::Event;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,41 @@ struct EventRow<'a> {
     kind: &'a str,
     event: Option<&'a str>,
     properties: String,
+}
+
+/// Keeps the archive to its retention: each time the durable frontier enters a new hour, the
+/// hour partitions that ended `keep` or more before it are deleted.
+pub struct Sweeper {
+    dir: PathBuf,
+    keep: Time,
+    /// The hour of the durable frontier at the last sweep.
+    swept: Option<Time>,
+}
+
+impl Sweeper {
+    /// A sweeper of the archive in `dir` keeping `keep` of event time behind the durable frontier.
+    pub fn new(dir: &Path, keep: Time) -> Sweeper {
+        Sweeper { dir: dir.to_path_buf(), keep, swept: None }
+    }
+
+    /// Sweeps if the durable frontier `durable` entered a new hour; returns the partitions deleted.
+    pub fn step(&mut self, durable: Time) -> usize {
+        let hour = durable - durable % 3_600_000;
+        if self.swept == Some(hour) {
+            return 0;
+        }
+        match journeyflow_connectors::archive::discard_before(&self.dir, durable.saturating_sub(self.keep)) {
+            Ok(gone) => {
+                self.swept = Some(hour);
+                gone
+            }
+            Err(e) => {
+                // Tried again at the next step.
+                tracing::warn!("archive: partitions past the retention in {} not deleted yet: {e}", self.dir.display());
+                0
+            }
+        }
+    }
 }
 
 /// One worker's archives.
@@ -180,4 +216,26 @@ impl Archives {
 /// Index of an output kind in [`Archives::output`].
 pub fn output_index(kind: &str) -> usize {
     OUTPUTS.iter().position(|k| *k == kind).expect("an output kind")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweeper_deletes_hours_past_the_retention_once_per_hour_of_the_durable_frontier() {
+        let dir = tempfile::tempdir().unwrap();
+        let h0 = 1_704_067_200_000u64; // 2024-01-01 00:00
+        let hour = |n: u64| dir.path().join(format!("segment_changes/dt=2024-01-01/hour={n:02}"));
+        for n in 0..4 {
+            std::fs::create_dir_all(hour(n)).unwrap();
+        }
+        // Keep two hours behind the frontier.
+        let mut sweeper = Sweeper::new(dir.path(), 2 * 3_600_000);
+        assert_eq!(sweeper.step(h0 + 3 * 3_600_000 + 10), 1, "hour 00 ended two hours before 03:00");
+        std::fs::create_dir_all(hour(0)).unwrap();
+        assert_eq!(sweeper.step(h0 + 3 * 3_600_000 + 20), 0, "not again within the same hour");
+        assert_eq!(sweeper.step(h0 + 4 * 3_600_000), 2, "hours 00 and 01 at 04:00");
+        assert!(hour(2).exists() && hour(3).exists());
+    }
 }

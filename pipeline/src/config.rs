@@ -60,11 +60,13 @@ pub struct Retention {
     /// universe, installs over the history. Definitions whose windows reach back further are
     /// refused.
     pub events: Option<u64>,
+    /// How long the archive keeps a record behind the durable frontier, ms (`None`: forever).
+    pub archive: Option<u64>,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { events: Some(crate::admission::DEFAULT_RETENTION) }
+        Retention { events: Some(crate::admission::DEFAULT_RETENTION), archive: None }
     }
 }
 
@@ -74,6 +76,8 @@ impl Default for Retention {
 pub struct RetentionSection {
     /// How long an event counts.
     pub events: Option<String>,
+    /// How long the archive keeps records: `archive = "365d"` or `"forever"`.
+    pub archive: Option<String>,
 }
 
 /// A span of time something is kept for, in ms, or forever (`None`).
@@ -405,6 +409,10 @@ impl FileConfig {
                 Some(text) => parse_kept(&text).map_err(|e| anyhow::anyhow!("retention.events: {e}"))?.0,
                 None => d.retention.events,
             },
+            archive: match self.retention.archive {
+                Some(text) => parse_kept(&text).map_err(|e| anyhow::anyhow!("retention.archive: {e}"))?.0,
+                None => d.retention.archive,
+            },
         };
         let (w, dw) = (self.webhooks, d.webhooks);
         let (i, a, dh) = (&self.ingest, &self.api, &d.http);
@@ -578,6 +586,8 @@ mod tests {
         assert_eq!(read("").unwrap().http.limits.retention, Some(90 * 86_400_000));
         assert_eq!(read("[retention]\nevents = \"30d\"\n").unwrap().retention.events, Some(30 * 86_400_000));
         assert_eq!(read("[retention]\nevents = \"forever\"\n").unwrap().retention.events, None);
+        assert_eq!(read("").unwrap().retention.archive, None);
+        assert_eq!(read("[retention]\narchive = \"365d\"\n").unwrap().retention.archive, Some(365 * 86_400_000));
         for bad in ["0d", "soon"] {
             let err = read(&format!("[retention]\nevents = \"{bad}\"\n")).unwrap_err().to_string();
             assert!(err.contains("retention.events"), "{err}");

@@ -7,6 +7,7 @@
 //! flush, exits 0.
 
 use crate::admission::{IngestConfig, LatePolicy};
+use crate::archive::Sweeper;
 use crate::cluster::{Cluster, ClusterArgs};
 use crate::config::{FileConfig, KafkaConfig, LiveConfig, Retention, StartPosition};
 use crate::control_log::ControlLog;
@@ -129,6 +130,9 @@ pub struct RunArgs {
     /// reach back further are refused [default: 90d].
     #[arg(long, env = "JOURNEYFLOW_RETENTION_EVENTS", value_parser = crate::config::parse_kept)]
     pub retention_events: Option<crate::config::Kept>,
+    /// How long the archive keeps a record behind the durable frontier, or `forever` [default: forever].
+    #[arg(long, env = "JOURNEYFLOW_RETENTION_ARCHIVE", value_parser = crate::config::parse_kept)]
+    pub retention_archive: Option<crate::config::Kept>,
 }
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
@@ -158,7 +162,10 @@ impl RunArgs {
         http.request_timeout = self.request_timeout.map_or(http.request_timeout, Duration::from_millis);
         http.change_wait = self.change_wait.map_or(http.change_wait, Duration::from_millis);
         http.metrics_need_token |= self.metrics_auth;
-        let retention = Retention { events: self.retention_events.map_or(base.retention.events, |k| k.0) };
+        let retention = Retention {
+            events: self.retention_events.map_or(base.retention.events, |k| k.0),
+            archive: self.retention_archive.map_or(base.retention.archive, |k| k.0),
+        };
         http.limits.retention = retention.events;
         let api_token = match &self.api_token_file {
             Some(path) => Some(crate::config::read_secret(path)?),
@@ -348,6 +355,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let durable_shared = shared.clone();
     let mut checkpointer =
         durable_shared.checkpoints.clone().map(|(root, every)| Checkpointer::new(root, every, restore));
+    let mut sweeper = args.archive.as_ref().zip(args.retention.archive).map(|(dir, keep)| Sweeper::new(dir, keep));
     let committer = std::thread::Builder::new().name("durable".into()).spawn(move || {
         while !durable_shared.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
@@ -356,6 +364,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             }
             if let Some(checkpointer) = checkpointer.as_mut() {
                 checkpointer.step(&durable_shared);
+            }
+            if let Some(sweeper) = sweeper.as_mut() {
+                sweeper.step(durable_shared.durable.load(Ordering::Relaxed));
             }
         }
     })?;
