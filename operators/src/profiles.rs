@@ -42,21 +42,26 @@ pub fn profiles<'s>(events: VecCollection<'s, Time, SharedEvent>) -> (Users<'s>,
     let exchange = Exchange::new(|(e, _, _): &(SharedEvent, Time, isize)| e.user().0 as u64);
     type Output = timely::container::CapacityContainerBuilder<Vec<(Change, Time, isize)>>;
     let changes = events.inner.unary_frontier::<Output, _, _, _>(exchange, "Profiles", move |_, _| {
-        let mut held: Held<(UserId, SharedEvent, isize)> = Held::default();
+        // Only identify calls are held whole: of other events, only the count matters.
+        let mut held: Held<(UserId, Option<SharedEvent>, isize)> = Held::default();
         let mut users: KeyMap<Profile> = KeyMap::default();
-        let mut out: Vec<(Change, Time, isize)> = Vec::new();
+        let (mut group, mut out) = (Vec::new(), Vec::new());
         move |(input, frontier), output| {
-            input.for_each(|cap, data| held.hold(&cap, data.drain(..).map(|(e, t, r)| (t, (e.user(), e, r)))));
+            input.for_each(|cap, data| {
+                let updates =
+                    data.drain(..).map(|(e, t, r)| (t, (e.user(), (e.kind() == Kind::Identify).then_some(e), r)));
+                held.hold(&cap, updates)
+            });
             let Some((cap, complete)) = held.take_complete(frontier) else { return };
             // Sorted by `(time, user, event)`: each user's updates of one time together, their
             // identify calls in `(timestamp, messageId)` order.
             let mut updates = complete.into_iter().peekable();
             while let Some((time, (user, event, diff))) = updates.next() {
-                let mut group = vec![(event, diff)];
+                group.push((event, diff));
                 while let Some((_, (_, e, r))) = updates.next_if(|(t, (u, _, _))| (*t, *u) == (time, user)) {
                     group.push((e, r));
                 }
-                apply(&mut users, user, time, group, &mut out);
+                apply(&mut users, user, time, group.drain(..), &mut out);
             }
             output.session(&cap).give_iterator(out.drain(..));
         }
@@ -73,18 +78,16 @@ fn apply(
     users: &mut KeyMap<Profile>,
     user: UserId,
     time: Time,
-    group: Vec<(SharedEvent, isize)>,
+    group: impl Iterator<Item = (Option<SharedEvent>, isize)>,
     out: &mut Vec<(Change, Time, isize)>,
 ) {
     let profile = users.entry(user).or_default();
     let present = profile.retained > 0;
     // The value before this time of each key an identify here may set.
     let mut before: BTreeMap<String, Option<Value>> = BTreeMap::new();
-    for (event, diff) in group {
+    for (identify, diff) in group {
         profile.retained += diff;
-        if diff <= 0 || event.kind() != Kind::Identify {
-            continue;
-        }
+        let Some(event) = identify.filter(|_| diff > 0) else { continue };
         let order = (event.ts(), event.message_id().to_string());
         for (key, value) in event.props() {
             let current = profile.traits.get(key);

@@ -23,26 +23,27 @@ pub fn event(ts: Time, user: &str, kind: Kind, name: &str, id: String, props: Pr
     })
 }
 
-/// Enters `updates` (each `(record, time, diff)`, times not decreasing) into the collection
+/// Enters `updates` (each `(data, time, diff)`, times not decreasing) into the collection
 /// `build` makes a dataflow from, and returns what that dataflow's output carried once its
 /// frontier passed `until`, as `(data, time, diff)` sorted.
-pub fn drive<D, B>(updates: Vec<(Record, Time, isize)>, until: Time, build: B) -> Vec<(D, Time, isize)>
+pub fn drive<I, D, B>(updates: Vec<(I, Time, isize)>, until: Time, build: B) -> Vec<(D, Time, isize)>
 where
+    I: Data + Send + Sync,
     D: Data + Ord + Send,
-    B: for<'s> FnOnce(VecCollection<'s, Time, Record>) -> VecCollection<'s, Time, D> + Send + Sync + 'static,
+    B: for<'s> FnOnce(VecCollection<'s, Time, I>) -> VecCollection<'s, Time, D> + Send + Sync + 'static,
 {
     timely::execute_directly(move |worker| {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let sink = seen.clone();
         let probe = ProbeHandle::new();
         let mut input = worker.dataflow::<Time, _, _>(|scope| {
-            let (input, records) = scope.new_collection::<Record, isize>();
+            let (input, records) = scope.new_collection::<I, isize>();
             build(records).inner.inspect(move |update| sink.borrow_mut().push(update.clone())).probe_with(&probe);
             input
         });
-        for (record, time, diff) in updates {
+        for (data, time, diff) in updates {
             input.advance_to(time);
-            input.update(record, diff);
+            input.update(data, diff);
         }
         input.advance_to(until);
         input.flush();

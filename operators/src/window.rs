@@ -89,39 +89,16 @@ pub(crate) fn apply<V: Ord>(values: &mut Vec<(V, isize)>, value: V, diff: isize)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use differential_dataflow::input::Input;
+    use crate::testing::drive;
     use journeyflow_types::Key;
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use timely::dataflow::operators::{Inspect, Probe};
-    use timely::dataflow::ProbeHandle;
 
     /// Entries `(user, value, start, end)` sent at times; returns the membership changes.
     fn run(updates: Vec<(Entry<u32>, Time, isize)>, upto: Time, least: usize) -> Vec<(u128, Time, isize)> {
-        timely::execute_directly(move |worker| {
-            let seen = Rc::new(RefCell::new(Vec::new()));
-            let sink = seen.clone();
-            let probe = ProbeHandle::new();
-            let mut input = worker.dataflow::<Time, _, _>(|scope| {
-                let (input, entries) = scope.new_collection::<Entry<u32>, isize>();
-                window(entries, "Test", move |values: &[(u32, isize)]| {
-                    values.iter().map(|(_, r)| *r).sum::<isize>() >= least as isize
-                })
-                .inner
-                .inspect(move |(u, t, r)| sink.borrow_mut().push((u.0, *t, *r)))
-                .probe_with(&probe);
-                input
-            });
-            for (entry, time, diff) in updates {
-                input.advance_to(time);
-                input.update(entry, diff);
-            }
-            input.advance_to(upto);
-            input.flush();
-            worker.step_while(|| probe.less_than(&upto));
-            let mut seen = seen.borrow().clone();
-            seen.sort();
-            seen
+        drive(updates, upto, move |entries| {
+            window(entries, "Test", move |values: &[(u32, isize)]| {
+                values.iter().map(|(_, r)| *r).sum::<isize>() >= least as isize
+            })
+            .map(|u| u.0)
         })
     }
 

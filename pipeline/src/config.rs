@@ -404,15 +404,12 @@ impl FileConfig {
         let span = |key: &str, v: Option<String>, default: std::time::Duration| {
             duration(key, v, default.as_millis() as u64).map(std::time::Duration::from_millis)
         };
+        let kept = |key: &str, v: Option<String>, default: Option<u64>| -> anyhow::Result<Option<u64>> {
+            v.map_or(Ok(default), |s| parse_kept(&s).map(|k| k.0).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+        };
         let retention = Retention {
-            events: match self.retention.events {
-                Some(text) => parse_kept(&text).map_err(|e| anyhow::anyhow!("retention.events: {e}"))?.0,
-                None => d.retention.events,
-            },
-            archive: match self.retention.archive {
-                Some(text) => parse_kept(&text).map_err(|e| anyhow::anyhow!("retention.archive: {e}"))?.0,
-                None => d.retention.archive,
-            },
+            events: kept("retention.events", self.retention.events, d.retention.events)?,
+            archive: kept("retention.archive", self.retention.archive, d.retention.archive)?,
         };
         let (w, dw) = (self.webhooks, d.webhooks);
         let (i, a, dh) = (&self.ingest, &self.api, &d.http);
