@@ -71,12 +71,18 @@ impl<D: Ord, K: Ord + Copy> Due<D, K> {
     /// The earliest `(time, user)` whose time the frontier has passed, with all its items
     /// moved into `items` (cleared first); `None` when nothing more is due.
     pub fn next(&mut self, frontier: &MutableAntichain<Time>, items: &mut Vec<D>) -> Option<(Time, K)> {
+        self.next_complete(|t| !frontier.less_equal(t), items)
+    }
+
+    /// [`Due::next`] where `complete` says which times are complete (an operator with several
+    /// inputs: complete in all of them).
+    pub fn next_complete(&mut self, complete: impl Fn(&Time) -> bool, items: &mut Vec<D>) -> Option<(Time, K)> {
         items.clear();
-        if !self.pending.is_empty() && !frontier.less_equal(&self.pending_min) {
+        if !self.pending.is_empty() && complete(&self.pending_min) {
             self.place_pending();
         }
         let (time, user) = self.head()?;
-        if frontier.less_equal(&time) {
+        if !complete(&time) {
             return None;
         }
         for run in &mut self.runs {

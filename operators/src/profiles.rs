@@ -156,10 +156,17 @@ mod tests {
     /// The universe's and the traits' changes for events entered at their own times and
     /// retained for 100 (users "a" and "b"), sorted.
     fn run(events: Vec<Record>) -> Vec<Row> {
-        let updates = events.into_iter().map(|e| (e.ts(), e)).map(|(t, e)| (e, t, 1)).collect();
+        run_deleting(events.into_iter().map(|e| (e.ts(), Ok(e))).collect())
+    }
+
+    /// As `run`, with deletions of users (`Err`) at the given times.
+    fn run_deleting(inputs: Vec<(Time, Result<Record, UserId>)>) -> Vec<Row> {
+        let updates = inputs.into_iter().map(|(t, e)| (e, t, 1)).collect();
         let name = |u: &UserId| if *u == Key::of("a") { "a".to_string() } else { "b".to_string() };
-        let changes = drive(updates, 1_000, move |records| {
-            let (universe, traits) = profiles(retain(records, Some(100)));
+        let changes = drive(updates, 1_000, move |inputs| {
+            let records = inputs.clone().flat_map(|i| i.ok());
+            let deletions = inputs.flat_map(|i| i.err());
+            let (universe, traits) = profiles(retain(records, deletions, Some(100)));
             let traits = traits.map(move |((u, k), v)| match v {
                 Value::Str(v) => (name(&u), k, v),
                 other => panic!("string traits only, not {other:?}"),
@@ -211,6 +218,32 @@ mod tests {
             row(400, "a", "", "", -1),
             row(400, "a", "country", "FR", -1),
         ];
+        assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn a_deleted_user_leaves_with_every_trait_and_comes_back_only_with_new_events() {
+        let a = Key::of("a");
+        let rows = run_deleting(vec![
+            (10, Ok(identify(10, "a", &[("plan", Some("pro"))]))),
+            (20, Ok(track(20, "b"))),
+            (30, Ok(track(30, "a"))),
+            (40, Err(a)),
+            (60, Ok(identify(60, "a", &[("country", Some("FR"))]))),
+        ]);
+        let mut expected = vec![
+            row(10, "a", "", "", 1),
+            row(10, "a", "plan", "pro", 1),
+            row(20, "b", "", "", 1),
+            row(40, "a", "", "", -1),
+            row(40, "a", "plan", "pro", -1),
+            row(60, "a", "", "", 1),
+            row(60, "a", "country", "FR", 1),
+            row(120, "b", "", "", -1),
+            row(160, "a", "", "", -1),
+            row(160, "a", "country", "FR", -1),
+        ];
+        expected.sort();
         assert_eq!(rows, expected);
     }
 }

@@ -1,8 +1,9 @@
 //! `retain`: the retained events, kept by user on the user's worker. An event counts for the
 //! retention after its timestamp: it passes at its time and is retracted at `ts + retention`;
-//! one whose retention ended before it arrived (an old event replayed late) never passes. Every
-//! operator after this one (the events arrangement, profiles, windows, journeys) sees only
-//! what is retained.
+//! one whose retention ended before it arrived (an old event replayed late) never passes. A
+//! user's deletion at `T` retracts, at `T`, every event of theirs that entered at or before
+//! `T`; events entered later are new. Every operator after this one (the events arrangement,
+//! profiles, windows, journeys) sees only what is retained.
 //!
 //! Each user's retained events wait in timestamp order, 24 bytes an event (the timestamp and
 //! a shared pointer: placing and expiring events never reads the records themselves), and the
@@ -10,6 +11,11 @@
 //! leave at their exact millisecond, and no batcher downstream holds a future one. Keeping
 //! them by user is what lets a user's events be found (to export or delete them) without
 //! walking everyone's.
+//!
+//! An event that entered at its own timestamp is placed at once: a deletion at `T` takes
+//! exactly those with `ts <= T` of them. One that entered later than its timestamp (late, or
+//! restored at the time it first entered) waits in the queue until its time is complete, so
+//! that deletions before it are applied first and it is never taken by one of them.
 
 use crate::due::Due;
 use crate::{SharedEvent, Time, UserId, FOREVER};
@@ -26,23 +32,53 @@ struct UserEvents {
     next: Time,
 }
 
-/// `events` during `[time, ts + retention)` each (`None`: forever). The input holds insertions
-/// only, as deduplication emits them; an insertion of several copies is kept as several.
+impl UserEvents {
+    /// Places `copies` of an event, mostly in order: after the last (one look), else where it
+    /// belongs.
+    fn place(&mut self, ts: Time, event: &SharedEvent, copies: isize) {
+        let at = match self.events.last() {
+            Some((last, _)) if *last > ts => self.events.partition_point(|(t, _)| *t <= ts),
+            _ => self.events.len(),
+        };
+        for _ in 0..copies {
+            self.events.insert(at, (ts, event.clone()));
+        }
+    }
+}
+
+/// Work a user has at a time, in the order it is done at one time.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Work {
+    /// Place an event that entered after its timestamp (with its copies).
+    Place(SharedEvent, isize),
+    /// Retract the events whose retention ended.
+    Expire,
+    /// Retract every event (the user was deleted).
+    Delete,
+}
+
+/// `events` during `[time, ts + retention)` each (`None`: forever), each user's up to their
+/// deletions (a user in `deletions` at `T`, as an insertion: later retractions are ignored).
+/// The input holds insertions only, as deduplication emits them; an insertion of several
+/// copies is kept as several.
 pub fn retain<'s>(
     events: VecCollection<'s, Time, SharedEvent>,
+    deletions: VecCollection<'s, Time, UserId>,
     retention: Option<Time>,
 ) -> VecCollection<'s, Time, SharedEvent> {
     let exchange = Exchange::new(|(e, _, _): &(SharedEvent, Time, isize)| e.user().0 as u64);
+    let by_user = Exchange::new(|(user, _, _): &(UserId, Time, isize)| user.0 as u64);
     type Output = timely::container::CapacityContainerBuilder<Vec<(SharedEvent, Time, isize)>>;
     let end = move |ts: Time| retention.map_or(FOREVER, |r| ts.saturating_add(r));
     events
         .inner
-        .unary_frontier::<Output, _, _, _>(exchange, "Retain", move |_, _| {
+        .binary_frontier::<_, Output, _, _, _, _>(deletions.inner, exchange, by_user, "Retain", move |_, _| {
             let mut users: KeyMap<UserEvents> = KeyMap::default();
-            // Each user with retained events, at their earliest expiry.
-            let mut due: Due<(), UserId> = Due::default();
+            // Each user with retained events, at their earliest expiry; late events until
+            // their time is complete; deletions.
+            let mut due: Due<Work, UserId> = Due::default();
             let (mut items, mut retractions) = (Vec::new(), Vec::new());
-            move |(input, frontier), output| {
+            move |(input, frontier), (deleted, deleted_frontier), output| {
                 input.for_each(|cap, data| {
                     due.hold(&cap);
                     let retained = data.drain(..).filter(|(event, time, diff)| {
@@ -52,36 +88,70 @@ pub fn retain<'s>(
                         if end <= *time || *diff <= 0 {
                             return false;
                         }
+                        if *time > ts {
+                            due.push(*time, event.user(), Work::Place(event.clone(), *diff));
+                            return true;
+                        }
                         let kept = users
                             .entry(event.user())
                             .or_insert_with(|| UserEvents { events: Vec::new(), next: FOREVER });
-                        // Mostly in order: after the last (one look), else where it belongs.
-                        let at = match kept.events.last() {
-                            Some((last, _)) if *last > ts => kept.events.partition_point(|(t, _)| *t <= ts),
-                            _ => kept.events.len(),
-                        };
-                        for _ in 0..*diff {
-                            kept.events.insert(at, (ts, event.clone()));
-                        }
+                        kept.place(ts, event, *diff);
                         if end < kept.next {
                             kept.next = end;
-                            due.push(end, event.user(), ());
+                            due.push(end, event.user(), Work::Expire);
                         }
                         true
                     });
                     output.session(&cap).give_iterator(retained);
                 });
-                while let Some((time, user)) = due.next(frontier, &mut items) {
-                    let Some(kept) = users.get_mut(&user).filter(|k| k.next == time) else { continue };
-                    let expired = kept.events.partition_point(|(ts, _)| end(*ts) <= time);
-                    retractions.extend(kept.events.drain(..expired).map(|(_, e)| (e, time, -1)));
-                    match kept.events.first().map(|(ts, _)| end(*ts)) {
-                        Some(next) => {
-                            kept.next = next;
-                            if next != FOREVER {
-                                due.push(next, user, ());
+                deleted.for_each(|cap, data| {
+                    due.hold(&cap);
+                    for (user, time, diff) in data.drain(..) {
+                        if diff > 0 {
+                            due.push(time, user, Work::Delete);
+                        }
+                    }
+                });
+                let complete = |t: &Time| !frontier.less_equal(t) && !deleted_frontier.less_equal(t);
+                while let Some((time, user)) = due.next_complete(complete, &mut items) {
+                    items.sort_unstable();
+                    for work in items.drain(..) {
+                        match work {
+                            Work::Place(event, copies) => {
+                                let ts = event.ts();
+                                let kept = users
+                                    .entry(user)
+                                    .or_insert_with(|| UserEvents { events: Vec::new(), next: FOREVER });
+                                kept.place(ts, &event, copies);
+                                if end(ts) < kept.next {
+                                    kept.next = end(ts);
+                                    due.push(end(ts), user, Work::Expire);
+                                }
+                            }
+                            Work::Expire => {
+                                let Some(kept) = users.get_mut(&user).filter(|k| k.next == time) else { continue };
+                                let expired = kept.events.partition_point(|(ts, _)| end(*ts) <= time);
+                                retractions.extend(kept.events.drain(..expired).map(|(_, e)| (e, time, -1)));
+                                kept.next = FOREVER;
+                            }
+                            Work::Delete => {
+                                let Some(kept) = users.get_mut(&user) else { continue };
+                                let gone = kept.events.partition_point(|(ts, _)| *ts <= time);
+                                retractions.extend(kept.events.drain(..gone).map(|(_, e)| (e, time, -1)));
+                                kept.next = FOREVER;
                             }
                         }
+                    }
+                    // The next expiry, if the work changed it.
+                    let Some(kept) = users.get_mut(&user) else { continue };
+                    match kept.events.first().map(|(ts, _)| end(*ts)) {
+                        Some(next) if next < kept.next => {
+                            kept.next = next;
+                            if next != FOREVER {
+                                due.push(next, user, Work::Expire);
+                            }
+                        }
+                        Some(_) => {}
                         None => {
                             users.remove(&user);
                         }
@@ -107,8 +177,27 @@ mod tests {
     /// Events entered at the given (non-decreasing) times; what comes out by the time the
     /// output frontier passes `until`, as `(message id, time, diff)` sorted.
     fn run(events: Vec<(Record, Time)>, retention: Option<Time>, until: Time) -> Vec<(String, Time, isize)> {
-        let updates = events.into_iter().map(|(e, t)| (e, t, 1)).collect();
-        drive(updates, until, move |records| retain(records, retention).map(|e| e.message_id().to_string()))
+        run_deleting(events.into_iter().map(|(e, t)| (Ok(e), t)).collect(), retention, until)
+    }
+
+    /// Events (`Ok`) and deletions of users (`Err`) entered at the given (non-decreasing) times.
+    fn run_deleting(
+        inputs: Vec<(Result<Record, UserId>, Time)>,
+        retention: Option<Time>,
+        until: Time,
+    ) -> Vec<(String, Time, isize)> {
+        let updates = inputs.into_iter().map(|(e, t)| (e, t, 1)).collect();
+        drive(updates, until, move |inputs| {
+            let events = inputs.clone().flat_map(|i| i.ok());
+            let deletions = inputs.flat_map(|i| i.err());
+            retain(events, deletions, retention).map(|e| e.message_id().to_string())
+        })
+    }
+
+    /// `(id, time, diff)` rows with equal `(id, time)` summed, zeros dropped, sorted.
+    fn consolidated(mut rows: Vec<(String, Time, isize)>) -> Vec<(String, Time, isize)> {
+        differential_dataflow::consolidation::consolidate_updates(&mut rows);
+        rows
     }
 
     fn row(id: &str, time: Time, diff: isize) -> (String, Time, isize) {
@@ -139,7 +228,77 @@ mod tests {
         assert_eq!(run(events()[..3].to_vec(), None, 1_000), forever);
     }
 
+    #[test]
+    fn a_deletion_retracts_what_entered_up_to_it_and_later_events_are_new() {
+        let a = journeyflow_types::Key::of("a");
+        let inputs = vec![
+            (Ok(event(10, "a", 0)), 10),
+            (Ok(event(20, "b", 0)), 20),
+            // Entered late, before the deletion: it goes with it.
+            (Ok(event(15, "a", 1)), 30),
+            (Ok(event(40, "a", 0)), 40),
+            (Err(a), 50),
+            // Entered late, after the deletion: it is new, as is the one at 60.
+            (Ok(event(45, "a", 2)), 55),
+            (Ok(event(60, "a", 0)), 60),
+        ];
+        let expected = vec![
+            row("a-10-0", 10, 1),
+            row("a-10-0", 50, -1),
+            row("a-15-1", 30, 1),
+            row("a-15-1", 50, -1),
+            row("a-40-0", 40, 1),
+            row("a-40-0", 50, -1),
+            row("a-45-2", 55, 1),
+            row("a-45-2", 145, -1),
+            row("a-60-0", 60, 1),
+            row("b-20-0", 20, 1),
+            row("b-20-0", 120, -1),
+        ];
+        assert_eq!(run_deleting(inputs, Some(100), 150), expected);
+    }
+
     proptest! {
+        /// Events and deletions of a few users, events entered late by random delays: each
+        /// event passes at its time unless its retention ended before, and leaves at the end of
+        /// its retention or at the first deletion of its user at or after the time it entered,
+        /// whichever comes first.
+        #[test]
+        fn each_event_leaves_at_its_end_or_its_users_next_deletion(
+            drafts in prop::collection::vec((0..3usize, 0u64..200, 0u64..40, prop::bool::weighted(0.15)), 1..50),
+            retention in prop::option::of(1u64..120),
+        ) {
+            let mut inputs: Vec<(Result<Record, UserId>, Time)> = drafts
+                .iter()
+                .enumerate()
+                .map(|(n, &(user, ts, delay, delete))| {
+                    let user = format!("u{user}");
+                    match delete {
+                        true => (Err(journeyflow_types::Key::of(&user)), ts),
+                        false => (Ok(event(ts, &user, n)), ts + delay),
+                    }
+                })
+                .collect();
+            inputs.sort_by_key(|(_, time)| *time);
+            let deletions: Vec<(UserId, Time)> =
+                inputs.iter().filter_map(|(i, t)| i.as_ref().err().map(|u| (*u, *t))).collect();
+            let mut expected = Vec::new();
+            for (input, time) in &inputs {
+                let Ok(e) = input else { continue };
+                let end = retention.map_or(Time::MAX, |r| e.ts() + r);
+                if end <= *time {
+                    continue;
+                }
+                let deleted = deletions.iter().filter(|(u, t)| *u == e.user() && *t >= *time).map(|(_, t)| *t).min();
+                let leaves = deleted.map_or(end, |d| d.min(end));
+                expected.push((e.message_id().to_string(), *time, 1));
+                if leaves < 1_000 {
+                    expected.push((e.message_id().to_string(), leaves, -1));
+                }
+            }
+            prop_assert_eq!(consolidated(run_deleting(inputs, retention, 1_000)), consolidated(expected));
+        }
+
         /// Events of a few users entered late by random delays (so a user's events arrive out
         /// of timestamp order, and an earlier expiry than the one queued comes in): each passes
         /// at its time unless its retention ended before, and leaves exactly at `ts + retention`.

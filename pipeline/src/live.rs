@@ -377,9 +377,11 @@ fn write_outputs(
     for (id, c) in std::mem::take(&mut held.changes) {
         changes.entry(id).or_default().push(c);
     }
+    let mark = programs.taking_mark();
     for id in programs.segments_with_changes() {
         changes.entry(id.clone()).or_default().extend(programs.take_changes(&id));
     }
+    programs.changes_taken_before(mark);
     for (id, all) in changes {
         // A user's records stay together, in order.
         for c in &all {
@@ -399,7 +401,7 @@ fn write_outputs(
         }
         sinks.batch();
         for c in go {
-            sinks.change(&id, &name_of(&registry, &c.user), c.diff, c.time)?;
+            sinks.change(&id, &name_of(&registry, &c.user), c.diff, c.time, c.deleted)?;
         }
     }
     let mut records: BTreeMap<String, Vec<JourneyOutput>> = BTreeMap::new();

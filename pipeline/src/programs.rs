@@ -59,6 +59,8 @@ pub struct MemberChange {
     pub user: UserId,
     /// +1 enters, -1 exits.
     pub diff: isize,
+    /// An exit because the user was deleted at this time.
+    pub deleted: bool,
 }
 
 /// The base traces, borrowed to import into a program's dataflow.
@@ -66,6 +68,21 @@ struct Base<'a> {
     events: &'a mut EventsTrace,
     universe: &'a mut UsersTrace,
     traits: &'a mut TraitsTrace,
+}
+
+/// Imports (as of `at`) the users deleted at each time: each present during the millisecond
+/// of their deletion only.
+fn import_deleted<'s>(
+    deleted: &mut UsersTrace,
+    scope: timely::dataflow::Scope<'s, Time>,
+    at: Time,
+    buttons: &mut Vec<Button>,
+) -> differential_dataflow::VecCollection<'s, Time, UserId> {
+    let since = deleted.get_logical_compaction().first().copied().unwrap_or(Time::MAX).max(at);
+    let (imported, button) =
+        deleted.import_frontier_core(scope, "Deleted", Antichain::from_elem(since), Antichain::new());
+    buttons.push(button);
+    imported.as_collection(|u, ()| *u)
 }
 
 impl Base<'_> {
@@ -194,6 +211,12 @@ pub struct Programs {
     events: EventsTrace,
     universe: UsersTrace,
     traits: TraitsTrace,
+    /// Users deleted, each present at the millisecond of their deletion only.
+    deleted: UsersTrace,
+    /// Deletions enter here (on one worker), as of their times; it follows the control input.
+    deletions: InputSession<Time, UserId, isize>,
+    /// Deletions applied on this worker whose exits may not be taken yet: `(time, user)`.
+    recent_deletions: std::collections::BTreeSet<(Time, UserId)>,
     probe: ProbeHandle<Time>,
     duplicates: Rc<Cell<u64>>,
     segments: BTreeMap<String, SegmentProgram>,
@@ -227,12 +250,16 @@ impl Programs {
     /// Builds the base dataflow on this worker.
     pub fn new(worker: &mut Worker, config: IngestConfig) -> Programs {
         let mut input = InputSession::new();
+        let mut deletions = InputSession::new();
         let probe = ProbeHandle::new();
         let duplicates = Rc::new(Cell::new(0));
-        let (events, universe, traits) = worker.dataflow::<Time, _, _>(|scope| {
+        let (events, universe, traits, deleted) = worker.dataflow::<Time, _, _>(|scope| {
             let raw = input.to_collection(scope);
+            let deleted = deletions.to_collection(scope);
             let deduplicated = dedup(raw, config.dedup_window, duplicates.clone());
-            let retained = retain(deduplicated, config.retention);
+            let retained = retain(deduplicated, deleted.clone(), config.retention);
+            let deleted = deleted.arrange_by_self_named("Deleted");
+            deleted.stream.clone().probe_with(&probe);
             let (universe, traits) = profiles(retained.clone());
             let universe = universe.arrange_by_self_named("Universe");
             let traits = traits.arrange_by_key_named("Traits");
@@ -240,7 +267,7 @@ impl Programs {
             events.stream.clone().probe_with(&probe);
             universe.stream.clone().probe_with(&probe);
             traits.stream.clone().probe_with(&probe);
-            (events.trace, universe.trace, traits.trace)
+            (events.trace, universe.trace, traits.trace, deleted.trace)
         });
         let mut control = InputSession::new();
         let control_probe = ProbeHandle::new();
@@ -263,6 +290,9 @@ impl Programs {
             events,
             universe,
             traits,
+            deleted,
+            deletions,
+            recent_deletions: Default::default(),
             probe,
             duplicates,
             segments: BTreeMap::new(),
@@ -347,6 +377,38 @@ impl Programs {
     pub fn input_done(&mut self) {
         self.input.advance_to(Time::MAX);
         self.input.flush();
+        // A replay's deletions were all entered before its events.
+        self.deletions.advance_to(Time::MAX);
+        self.deletions.flush();
+    }
+
+    /// Enters the deletion of `user` as of `at` (or the control input's time, if later; on one
+    /// worker only): every event of theirs that entered by then is retracted then, with
+    /// everything derived from them (traits, memberships), and their journeys are canceled.
+    /// Every worker must also [`Programs::note_deletion`] it. Returns the time.
+    pub fn delete_user(&mut self, user: UserId, at: Time) -> Time {
+        let at = at.max(*self.deletions.time());
+        self.deletions.update_at(user, at, 1);
+        self.deletions.update_at(user, at + 1, -1);
+        at
+    }
+
+    /// Notes (on every worker) that `user` was deleted as of `at`: their exits at `at` are
+    /// marked as caused by the deletion.
+    pub fn note_deletion(&mut self, user: UserId, at: Time) {
+        self.recent_deletions.insert((at, user));
+    }
+
+    /// A time before which every segment change has come out and passed the gate of
+    /// [`Programs::take_changes`]: once they are taken, [`Programs::changes_taken_before`] it.
+    pub fn taking_mark(&self) -> Time {
+        self.output_frontier().min(self.applied_through())
+    }
+
+    /// Every segment change before `mark` (from [`Programs::taking_mark`]) was taken: the
+    /// deletions before it are no longer looked up.
+    pub fn changes_taken_before(&mut self, mark: Time) {
+        self.recent_deletions.retain(|(t, _)| *t >= mark);
     }
 
     /// Completes every program through `time` after [`Programs::input_done`]: journeys
@@ -395,10 +457,14 @@ impl Programs {
             if target > previous {
                 self.input.advance_to(target);
                 self.control.advance_to(target);
+                if target > *self.deletions.time() {
+                    self.deletions.advance_to(target);
+                }
             }
         }
         self.input.flush();
         self.control.flush();
+        self.deletions.flush();
         // Wait for the base dataflow only: a program being removed may already be gone on
         // another worker, and its copy here would then never complete.
         let probe = self.probe.clone();
@@ -478,6 +544,8 @@ impl Programs {
         self.events.set_physical_compaction(frontier);
         self.traits.set_logical_compaction(frontier);
         self.traits.set_physical_compaction(frontier);
+        self.deleted.set_logical_compaction(frontier);
+        self.deleted.set_physical_compaction(frontier);
         let users = std::iter::once(&mut self.universe).chain(self.segments.values_mut().map(|p| &mut p.members));
         for trace in users {
             trace.set_logical_compaction(frontier);
@@ -591,7 +659,7 @@ impl Programs {
             output
                 .inner
                 .inspect(move |(user, time, diff)| {
-                    sink.borrow_mut().push(MemberChange { time: *time, user: *user, diff: *diff })
+                    sink.borrow_mut().push(MemberChange { time: *time, user: *user, diff: *diff, deleted: false })
                 })
                 .probe_with(&probe);
             members.trace
@@ -693,14 +761,16 @@ impl Programs {
         let probe = ProbeHandle::new();
         let base = Base { events: &mut self.events, universe: &mut self.universe, traits: &mut self.traits };
         let segments = &mut self.segments;
+        let deleted = &mut self.deleted;
         worker.dataflow_named::<Time, _, _>(&format!("Journey({id} v{})", plan.version), |scope| {
             let mut compiler = base.import(scope, segments, &uses, at, &mut buttons);
+            let deletions = import_deleted(deleted, scope, at, &mut buttons);
             let conditions = compiler.journey_conditions(&plan);
             let commands = control.to_collection(scope).inner;
             let exits: Vec<bool> = (0..plan.nodes.len() as u32).map(|n| plan.is_exit(n)).collect();
             // The journey operator keeps what its plan finds relevant.
             let events = compiler.select(&plan.event_names(), |e| Some(e.clone()));
-            let records = journey(Rc::new(plan), 0, events, conditions, commands, start)
+            let records = journey(Rc::new(plan), 0, events, conditions, deletions, commands, start)
                 .inspect(move |record| sink.borrow_mut().push(*record));
             let totals = counts.clone();
             stats(records, move |_, n| exits[n as usize])
@@ -812,10 +882,11 @@ impl Programs {
         ids
     }
 
-    /// Membership changes of a segment produced since the last call, up to the time through
+    /// Membership changes of a segment produced since the last call, before the time through
     /// which every change of the definitions has been applied (a change later applied as of
-    /// `T` decides whether the changes after `T` stand); the rest wait for a later call. The
-    /// changes of a replaced definition (through its replacement) come first.
+    /// `T` decides whether the changes from `T` on stand, and a deletion as of `T` marks the
+    /// exits at `T`); the rest wait for a later call. The changes of a replaced definition
+    /// (through its replacement) come first.
     pub fn take_changes(&mut self, id: &str) -> Vec<MemberChange> {
         let mut out = self.segment_leftovers.remove(id).unwrap_or_default();
         for r in self.retired_segments.iter().filter(|r| r.id == id) {
@@ -824,7 +895,7 @@ impl Programs {
         if let Some(p) = self.segments.get(id) {
             let gate = self.applied_through();
             let mut changes = p.changes.borrow_mut();
-            if changes.iter().all(|c| c.time <= gate) {
+            if changes.iter().all(|c| c.time < gate) {
                 // Almost always: nothing waits, and nothing is copied.
                 if out.is_empty() {
                     out = std::mem::take(&mut *changes);
@@ -833,9 +904,14 @@ impl Programs {
                 }
             } else {
                 let (now, later): (Vec<MemberChange>, Vec<MemberChange>) =
-                    changes.drain(..).partition(|c| c.time <= gate);
+                    changes.drain(..).partition(|c| c.time < gate);
                 *changes = later;
                 out.extend(now);
+            }
+        }
+        if !self.recent_deletions.is_empty() {
+            for c in out.iter_mut().filter(|c| c.diff < 0) {
+                c.deleted = self.recent_deletions.contains(&(c.time, c.user));
             }
         }
         out

@@ -40,6 +40,8 @@ pub struct KeyedChange {
     pub user: Key,
     /// +1 enters, -1 exits.
     pub diff: isize,
+    /// An exit because the user was deleted.
+    pub deleted: bool,
 }
 
 /// Counters of one worker's engine.
@@ -77,6 +79,8 @@ pub struct Change {
     pub user: String,
     /// +1 enters, -1 exits.
     pub diff: isize,
+    /// An exit because the user was deleted.
+    pub deleted: bool,
 }
 
 /// User ids by key, as decoded; a second id with the same key is a collision.
@@ -137,6 +141,8 @@ pub struct RunConfig {
     pub max_record_bytes: usize,
     /// Journey lifecycle commands `(time, journey index, command)`, applied at their times.
     pub commands: Vec<(Time, u32, Command)>,
+    /// Users deleted, each as of a time (see [`Programs::delete_user`]).
+    pub deletions: Vec<(Time, Key)>,
     /// Events timed more than this after the as-of time are counted as `far_future`.
     pub max_future_skew: Time,
 }
@@ -236,7 +242,13 @@ fn take_outputs(
     for (segment, def) in defs.iter().enumerate() {
         let segment = segment as u32;
         let changes = programs.take_changes(&def.id).into_iter().filter(|c| c.time <= as_of);
-        out.changes.extend(changes.map(|c| KeyedChange { time: c.time, segment, user: c.user, diff: c.diff }));
+        out.changes.extend(changes.map(|c| KeyedChange {
+            time: c.time,
+            segment,
+            user: c.user,
+            diff: c.diff,
+            deleted: c.deleted,
+        }));
     }
     for (journey, plan) in plans.iter().enumerate() {
         let journey = journey as u32;
@@ -287,6 +299,12 @@ where
                 .ok_or_else(|| format!("a command for journey {journey}, of {}", worker_plans.len()))?;
             let id = plan.id();
             programs.journey_command(id, *command, *time).map_err(|e| e.to_string())?;
+        }
+        for (time, user) in &config.deletions {
+            if worker.index() == 0 {
+                programs.delete_user(*user, *time);
+            }
+            programs.note_deletion(*user, *time);
         }
         let mut offered = 0;
         let mut late_rejected = 0;
@@ -419,7 +437,7 @@ where
         let name = |key: &Key| names.ids.get(key).cloned().unwrap_or_else(|| key.to_string());
         out.changes = keyed
             .into_iter()
-            .map(|c| Change { time: c.time, segment: c.segment, user: name(&c.user), diff: c.diff })
+            .map(|c| Change { time: c.time, segment: c.segment, user: name(&c.user), diff: c.diff, deleted: c.deleted })
             .collect();
         // Each user's records are on one worker, in the order they happened: a stable sort
         // by (time, journey, user) keeps that order and makes the rest independent of workers.

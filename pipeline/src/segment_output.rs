@@ -13,11 +13,19 @@ pub struct ChangeLine<'a> {
     pub change: &'static str,
     /// Event time, epoch ms.
     pub time: u64,
+    /// `deleted` for an exit because the user was deleted; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 impl<'a> ChangeLine<'a> {
     /// The line of a change by `diff` (positive: the user entered).
     pub fn new(segment: &'a str, user_id: &'a str, diff: isize, time: u64) -> ChangeLine<'a> {
-        ChangeLine { segment, user_id, change: if diff > 0 { "enter" } else { "exit" }, time }
+        ChangeLine { segment, user_id, change: if diff > 0 { "enter" } else { "exit" }, time, reason: None }
+    }
+
+    /// The same line, marked as caused by the user's deletion when `deleted`.
+    pub fn deleted(self, deleted: bool) -> ChangeLine<'a> {
+        ChangeLine { reason: deleted.then_some("deleted"), ..self }
     }
 }

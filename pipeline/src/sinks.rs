@@ -82,9 +82,16 @@ impl Sinks {
         self.ids.clear();
     }
 
-    /// A user entered (`diff > 0`) or left a segment.
-    pub fn change(&mut self, segment: &str, user_id: &str, diff: isize, time: Time) -> anyhow::Result<()> {
-        let line = ChangeLine::new(segment, user_id, diff, time);
+    /// A user entered (`diff > 0`) or left a segment (because they were deleted, when `deleted`).
+    pub fn change(
+        &mut self,
+        segment: &str,
+        user_id: &str,
+        diff: isize,
+        time: Time,
+        deleted: bool,
+    ) -> anyhow::Result<()> {
+        let line = ChangeLine::new(segment, user_id, diff, time).deleted(deleted);
         let record = self.ids.change(&line);
         if time >= self.skip_before {
             let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.changes.as_str()));
@@ -225,8 +232,8 @@ mod tests {
     fn records_before_the_durable_frontier_are_not_written_again() {
         let dir = tempfile::tempdir().unwrap();
         let mut sinks = Sinks::open(dir.path(), 0, None, None, 10).unwrap();
-        sinks.change("s", "u", 1, 9).unwrap();
-        sinks.change("s", "u", -1, 10).unwrap();
+        sinks.change("s", "u", 1, 9, false).unwrap();
+        sinks.change("s", "u", -1, 10, true).unwrap();
         sinks.flush().unwrap();
         let text = std::fs::read_to_string(dir.path().join("segment_changes-0.ndjson")).unwrap();
         assert_eq!(text.lines().count(), 1);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ingest, run_journeys, Plan};
+use common::{ingest, run_deleting, run_journeys, Plan};
 use journeyflow::replay::RunOutput;
 use journeyflow_operators::journey::record::Command;
 use serde_json::{json, Value as J};
@@ -433,4 +433,60 @@ fn branches_take_the_first_case_that_holds_at_the_branch_time() {
             mv("cat", Some("check"), Some("y_mail"), T0 + H, "case:1"),
         ]
     );
+}
+
+#[test]
+fn a_deleted_user_is_canceled_loses_a_held_action_and_comes_back_as_new() {
+    let journeys = json!([{"id": "qh", "entry": {"event": "Cart Viewed"}, "start": "wait",
+        "re_entry": {"mode": "once"},
+        "quiet_hours": {"start": "22:00", "end": "08:00"}, "nodes": {
+            "wait": {"wait": {"duration": "1h"}, "next": "push"},
+            "push": {"action": {"channel": "push"}, "next": "done"},
+            "done": {"exit": {}}}}]);
+    let lines = vec![
+        // Both wait an hour, reach the push at 23:00 (quiet hours) and are held until 08:00.
+        track("ann", "Cart Viewed", T0 + 22 * H, "a1"),
+        track("bob", "Cart Viewed", T0 + 22 * H, "b1"),
+        // After ann's deletion: a new ann, whom "once" lets in.
+        track("ann", "Cart Viewed", T0 + D + 12 * H, "a2"),
+        track("zed", "Page Viewed", T0 + 3 * D, "z1"),
+    ];
+    let deleted = T0 + D + 2 * H;
+    let deletions = [(deleted, "ann".to_string())];
+    let text = journeys.to_string();
+    let lateness = ingest(Some(D), D);
+    let runs: Vec<RunOutput> = [(1, 3), (2, 2)]
+        .into_iter()
+        .map(|(workers, batch)| {
+            let plan = Plan::simple(lines.len(), workers, batch);
+            run_deleting("[]", &text, &[], &deletions, &lines, &plan, lateness, None)
+        })
+        .collect();
+    assert_eq!(runs[0].transitions, runs[1].transitions, "1 and 2 workers disagree");
+    assert_eq!(runs[0].actions, runs[1].actions, "1 and 2 workers disagree");
+    let out = &runs[0];
+    let release = T0 + D + 8 * H;
+    assert_eq!(
+        acts(out),
+        vec![
+            act("ann", "push", T0 + 23 * H, "held_quiet_hours"),
+            act("bob", "push", T0 + 23 * H, "held_quiet_hours"),
+            act("bob", "push", release, "sent"),
+            act("ann", "push", T0 + D + 13 * H, "sent"),
+        ]
+    );
+    let ann: Vec<Move> = moves(out).into_iter().filter(|m| m.0 == "ann").collect();
+    assert_eq!(
+        ann,
+        vec![
+            mv("ann", None, Some("wait"), T0 + 22 * H, "entry"),
+            mv("ann", Some("wait"), Some("push"), T0 + 23 * H, "next"),
+            mv("ann", Some("push"), None, deleted, "deleted"),
+            mv("ann", None, Some("wait"), T0 + D + 12 * H, "entry"),
+            mv("ann", Some("wait"), Some("push"), T0 + D + 13 * H, "next"),
+            mv("ann", Some("push"), Some("done"), T0 + D + 13 * H, "next"),
+        ]
+    );
+    // Canceled in the report, as a user inside when the journey ends is.
+    assert_eq!(out.journey_stats[0].canceled, 1);
 }

@@ -27,10 +27,11 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::StreamVec;
 
-/// One input of a user, in processing order at equal times: condition changes (by index)
-/// before events (by timestamp, then `messageId`).
+/// One input of a user, in processing order at equal times: a deletion, condition changes (by
+/// index), events (by timestamp, then `messageId`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Item {
+    Deleted,
     Condition(u32, isize),
     Event(SharedEvent),
 }
@@ -61,12 +62,15 @@ impl Start {
 
 /// Runs journey `index` (compiled as `plan`) over deduplicated events and the membership
 /// changes of `plan.conditions` (`(condition index, user)`, consolidated), obeying `control`
-/// (the same stream on every worker), starting as `start` says.
+/// (the same stream on every worker), starting as `start` says. A user in `deletions` at `T`
+/// (an insertion) is canceled at `T` if inside (reason `deleted`), their events at `T` are not
+/// read, and their state is forgotten but for the conditions' memberships.
 pub fn journey<'s>(
     plan: Rc<JourneyPlan>,
     index: u32,
     events: VecCollection<'s, Time, SharedEvent>,
     conditions: VecCollection<'s, Time, (u32, UserId)>,
+    deletions: VecCollection<'s, Time, UserId>,
     control: StreamVec<'s, Time, (Control, Time, isize)>,
     start: Start,
 ) -> StreamVec<'s, Time, JourneyOutput> {
@@ -76,7 +80,8 @@ pub fn journey<'s>(
         std::iter::repeat_n(((e.user(), Item::Event(e)), t, 1), copies)
     });
     let changes = conditions.inner.map(|((i, user), t, r)| ((user, Item::Condition(i, r)), t, r));
-    let items = events.concat(changes);
+    let deleted = deletions.inner.flat_map(|(user, t, r)| (r > 0).then_some(((user, Item::Deleted), t, 1)));
+    let items = events.concat(changes).concat(deleted);
     let exchange = Exchange::new(|((user, _), _, _): &((Key, Item), Time, isize)| user.0 as u64);
     type Out = timely::container::CapacityContainerBuilder<Vec<JourneyOutput>>;
     let name = format!("Journey({})", plan.id());
@@ -194,6 +199,11 @@ pub fn journey<'s>(
                     for user in keys.drain(..) {
                         let s = users.entry(user).or_default();
                         let (timer, before) = (s.timer(), s.member);
+                        let mut deleted = false;
+                        while at < here && pending[at].1 == user && pending[at].2 == Item::Deleted {
+                            deleted = true;
+                            at += 1;
+                        }
                         let first = at;
                         while at < here && pending[at].1 == user && matches!(pending[at].2, Item::Condition(..)) {
                             if let Item::Condition(i, r) = pending[at].2 {
@@ -202,14 +212,22 @@ pub fn journey<'s>(
                             at += 1;
                         }
                         let mut step = Step { plan: &plan, journey: index, user, time, out: &mut out };
-                        if moving && at > first {
-                            step.conditions_changed(s, before);
-                        }
-                        if moving && s.timer().is_some_and(|due| due <= time) {
-                            step.fire(s);
+                        if deleted {
+                            // Out (in any status: the person is gone, not moved), held actions
+                            // dropped, entries and caps forgotten; their events at this time
+                            // went with them.
+                            step.leave(s, Reason::Deleted);
+                            *s = UserState { member: s.member, ..UserState::default() };
+                        } else {
+                            if moving && at > first {
+                                step.conditions_changed(s, before);
+                            }
+                            if moving && s.timer().is_some_and(|due| due <= time) {
+                                step.fire(s);
+                            }
                         }
                         while at < here && pending[at].1 == user {
-                            if let (Item::Event(e), true) = (&pending[at].2, moving) {
+                            if let (Item::Event(e), true) = (&pending[at].2, moving && !deleted) {
                                 step.event(s, e);
                             }
                             at += 1;

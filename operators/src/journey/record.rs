@@ -31,6 +31,8 @@ pub enum Reason {
     /// Placed by the publication of a new version; the payload is the version left, whose
     /// node `from` names.
     Migrated(u32),
+    /// The user was deleted.
+    Deleted,
 }
 
 impl std::fmt::Display for Reason {
@@ -47,6 +49,7 @@ impl std::fmt::Display for Reason {
             Reason::ExitWhen => f.write_str("exit_when"),
             Reason::Ended => f.write_str("ended"),
             Reason::Migrated(_) => f.write_str("migrated"),
+            Reason::Deleted => f.write_str("deleted"),
         }
     }
 }

@@ -22,7 +22,7 @@ pub enum Stat {
     Exited,
     /// Reached an exit node.
     Completed,
-    /// Inside when the journey ended.
+    /// Inside when the journey ended, or when the user was deleted.
     Canceled,
     /// Taken over from the previous version, at a node of this one.
     MigratedIn,
@@ -86,7 +86,7 @@ pub fn stats<'s>(
                             match t.reason {
                                 Reason::Goal => counts.push((Stat::Converted, 1)),
                                 Reason::ExitWhen => counts.push((Stat::Exited, 1)),
-                                Reason::Ended => counts.push((Stat::Canceled, 1)),
+                                Reason::Ended | Reason::Deleted => counts.push((Stat::Canceled, 1)),
                                 _ => {}
                             }
                         }

@@ -145,6 +145,7 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         as_of: args.as_of,
         max_record_bytes: args.max_record_bytes,
         commands: Vec::new(),
+        deletions: Vec::new(),
         max_future_skew: args.max_future_skew,
     };
     let started = Instant::now();
@@ -263,7 +264,7 @@ fn write_outputs(
     let mut ids = Ids::default();
     let mut w = NdjsonWriter::create(&dir.join("segment_changes.ndjson"))?;
     for c in &output.changes {
-        w.write(&ids.change(&ChangeLine::new(name(c.segment), &c.user, c.diff, c.time)))?;
+        w.write(&ids.change(&ChangeLine::new(name(c.segment), &c.user, c.diff, c.time).deleted(c.deleted)))?;
     }
     let changes = w.finish()?;
     let members = members(output);

@@ -59,6 +59,21 @@ pub fn run_journeys(
     ingest: IngestConfig,
     as_of: Option<u64>,
 ) -> RunOutput {
+    run_deleting(defs, journeys, commands, &[], lines, plan, ingest, as_of)
+}
+
+/// As `run_journeys`, deleting users `(time, user id)`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_deleting(
+    defs: &str,
+    journeys: &str,
+    commands: &[(u64, u32, Command)],
+    deletions: &[(u64, String)],
+    lines: &[String],
+    plan: &Plan,
+    ingest: IngestConfig,
+    as_of: Option<u64>,
+) -> RunOutput {
     let defs = parse_segments(defs).expect("valid definitions");
     let known = defs.iter().map(|d| d.id.clone()).collect();
     let plans: Vec<JourneyPlan> = parse_journeys(journeys, &known)
@@ -87,6 +102,7 @@ pub fn run_journeys(
         as_of,
         max_record_bytes: 1 << 20,
         commands: commands.to_vec(),
+        deletions: deletions.iter().map(|(t, u)| (*t, journeyflow_types::Key::of(u))).collect(),
         max_future_skew: 3_600_000,
     };
     run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
@@ -180,17 +196,38 @@ pub fn durations(v: &J, out: &mut BTreeSet<u64>) {
 /// Compares the change log with the reference at every time where either may change, up to `as_of`.
 /// (Events count for `ingest.retention`.)
 pub fn assert_matches_reference(defs_text: &str, lines: &[String], ingest: IngestConfig, output: &RunOutput) {
+    assert_matches_reference_deleting(defs_text, lines, ingest, &[], output)
+}
+
+/// As `assert_matches_reference`, with users deleted `(time, user id)`: at `t`, a user's
+/// events timed at or before a deletion of theirs at or before `t` are gone (every event of
+/// these runs enters at its own timestamp). Exits at a deletion's time are marked deleted, and
+/// no other change is.
+pub fn assert_matches_reference_deleting(
+    defs_text: &str,
+    lines: &[String],
+    ingest: IngestConfig,
+    deletions: &[(u64, String)],
+    output: &RunOutput,
+) {
     let defs: Vec<J> = serde_json::from_str(defs_text).unwrap();
-    let events = reference::accepted(lines, ingest.dedup_window);
-    let reference = reference::Reference::new(&defs, &events).retained_for(ingest.retention);
+    let all = reference::accepted(lines, ingest.dedup_window);
+    let visible = |t: u64| -> Vec<reference::RefEvent> {
+        let gone = |e: &reference::RefEvent| deletions.iter().any(|(d, u)| *u == e.user && e.ts <= *d && *d <= t);
+        all.iter().filter(|e| !gone(e)).cloned().collect()
+    };
     let as_of = output.as_of.expect("some events");
+    for c in &output.changes {
+        let by_deletion = c.diff < 0 && deletions.iter().any(|(d, u)| *d == c.time && *u == c.user);
+        assert_eq!(c.deleted, by_deletion, "the deletion mark of {c:?}");
+    }
     assert!(output.changes.iter().all(|c| c.time <= as_of), "change after as-of");
     let mut spans = BTreeSet::new();
     durations(&J::Array(defs.clone()), &mut spans);
     spans.insert(0);
     spans.extend(ingest.retention);
     let mut times: BTreeSet<u64> = output.changes.iter().map(|c| c.time).collect();
-    for e in &events {
+    for e in &all {
         for d in &spans {
             for t in [e.ts + d, (e.ts + d).saturating_sub(1)] {
                 times.insert(t);
@@ -198,8 +235,13 @@ pub fn assert_matches_reference(defs_text: &str, lines: &[String], ingest: Inges
         }
     }
     times.insert(as_of);
+    for (d, _) in deletions {
+        times.extend([*d, d.saturating_sub(1)]);
+    }
     for &t in times.range(..=as_of) {
         let got = membership_at(&defs, &output.changes, t);
+        let events = visible(t);
+        let reference = reference::Reference::new(&defs, &events).retained_for(ingest.retention);
         for (id, members) in &got {
             let want = reference.members(id, t);
             assert_eq!(members, &want, "segment {id} at time {t}");
