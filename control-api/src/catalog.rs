@@ -77,6 +77,38 @@ pub enum Change {
         /// What to do.
         command: Lifecycle,
     },
+    /// Delete a user as of the change's time: everything held about them then goes. The user
+    /// is named by key only (the hex of its 128-bit hash): no record of the deletion holds
+    /// their id.
+    DeleteUser {
+        /// The user's key, as 32 hex digits.
+        user: String,
+        /// Refuse their later events until [`Change::Unsuppress`].
+        suppress: bool,
+    },
+    /// Take events of a suppressed user again, from the change's time on.
+    Unsuppress {
+        /// The user's key, as 32 hex digits.
+        user: String,
+    },
+}
+
+/// A user's deletion, as the catalog keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Deletion {
+    /// Sequential, from 1.
+    pub id: u64,
+    /// The user's key (hex).
+    pub user: String,
+    /// The time it applies as of: every event of theirs that entered by then goes.
+    pub at: Time,
+    /// Whether their later events are refused.
+    pub suppress: bool,
+}
+
+/// Whether `user` is a key as written in changes: 32 lowercase hex digits.
+pub fn is_key(user: &str) -> bool {
+    user.len() == 32 && user.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A lifecycle command of a running journey.
@@ -112,7 +144,11 @@ impl Change {
             | Change::ReviseJourney { definition }
             | Change::InstallJourney { definition, .. }
             | Change::PublishVersion { definition, .. } => Some(definition),
-            Change::RemoveSegment { .. } | Change::RemoveJourney { .. } | Change::JourneyCommand { .. } => None,
+            Change::RemoveSegment { .. }
+            | Change::RemoveJourney { .. }
+            | Change::JourneyCommand { .. }
+            | Change::DeleteUser { .. }
+            | Change::Unsuppress { .. } => None,
         }
     }
 
@@ -191,6 +227,10 @@ pub struct Catalog {
     pub segments: BTreeMap<String, SegmentDefinition>,
     /// Journeys by id.
     pub journeys: BTreeMap<String, JourneyEntry>,
+    /// Users deleted, in order (`id` is the position plus one).
+    pub deletions: Vec<Deletion>,
+    /// Suppressed users' keys, with the time since which their events are refused.
+    pub suppressed: BTreeMap<String, Time>,
 }
 
 impl Catalog {
@@ -369,6 +409,12 @@ impl Catalog {
                     ))),
                 }
             }
+            Change::DeleteUser { user, .. } if !is_key(user) => Err(invalid("$.user", "expected 32 hex digits")),
+            Change::DeleteUser { .. } => Ok(()),
+            Change::Unsuppress { user } => match self.suppressed.contains_key(user) {
+                true => Ok(()),
+                false => Err(Refusal::NotFound("the user is not suppressed".into())),
+            },
         }
     }
 
@@ -441,6 +487,16 @@ impl Catalog {
                     }
                     .into();
                 }
+            }
+            Change::DeleteUser { user, suppress } => {
+                let id = self.deletions.len() as u64 + 1;
+                self.deletions.push(Deletion { id, user: user.clone(), at, suppress: *suppress });
+                if *suppress {
+                    self.suppressed.insert(user.clone(), at);
+                }
+            }
+            Change::Unsuppress { user } => {
+                self.suppressed.remove(user);
             }
         }
     }

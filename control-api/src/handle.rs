@@ -134,6 +134,10 @@ pub struct Progress {
     pub late: AtomicU64,
     /// Repeated `messageId`s dropped.
     pub duplicates: AtomicU64,
+    /// Events of suppressed users dropped.
+    pub suppressed: AtomicU64,
+    /// Every output of every worker before this time is durable.
+    pub durable: AtomicU64,
     /// The lowest worker watermark (event time).
     pub watermark: AtomicU64,
     /// Members per installed segment (summed from the change outputs).
@@ -281,6 +285,11 @@ impl EngineHandle {
     /// The lowest worker watermark.
     pub fn watermark(&self) -> Time {
         self.progress.watermark.load(Ordering::Relaxed)
+    }
+
+    /// Every output of every worker before this time is durable.
+    pub fn durable(&self) -> Time {
+        self.progress.durable.load(Ordering::Relaxed)
     }
 }
 

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod journeys;
 pub mod metrics;
 pub mod openapi;
+pub mod privacy;
 pub mod problem;
 pub mod segments;
 pub mod serve;
@@ -111,7 +112,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/segments", post(segments::create).get(segments::list))
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
+        .route("/v1/users/{user_id}", axum::routing::delete(privacy::delete_user))
         .route("/v1/users/{user_id}/segments", get(users::segments))
+        .route("/v1/deletions/{id}", get(privacy::deletion))
+        .route("/v1/suppressions", get(privacy::suppressions))
+        .route("/v1/suppressions/{user_id}", axum::routing::delete(privacy::unsuppress))
         .route("/v1/journeys", post(journeys::create).get(journeys::list))
         .route("/v1/journeys/{id}", get(journeys::get).put(journeys::replace).delete(journeys::delete))
         .route("/v1/journeys/{id}/stats", get(journeys::stats))
@@ -138,6 +143,9 @@ pub fn peer_router(state: AppState) -> Router {
         .route("/v1/users/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/journeys", axum::routing::any(elsewhere))
         .route("/v1/journeys/{*rest}", axum::routing::any(elsewhere))
-        .route("/v1/requests/{*rest}", axum::routing::any(elsewhere));
+        .route("/v1/requests/{*rest}", axum::routing::any(elsewhere))
+        .route("/v1/deletions/{*rest}", axum::routing::any(elsewhere))
+        .route("/v1/suppressions", axum::routing::any(elsewhere))
+        .route("/v1/suppressions/{*rest}", axum::routing::any(elsewhere));
     finish(routes, state)
 }

@@ -1,6 +1,7 @@
 //! `/metrics` (Prometheus text) and `/readyz`. Counters are kept by the `metrics` crate
 //! (ingest counts as it appends); gauges are read from the workers' progress when scraped:
-//! events processed, rejected, late (clamped to the watermark), duplicates, the watermark and its lag behind the wall clock, each
+//! events processed, rejected, late (clamped to the watermark), duplicates, of suppressed
+//! users (dropped), the watermark and its lag behind the wall clock, each
 //! source's lag (bytes of each ingest log partition not read yet), each segment's size, and
 //! each journey's counts.
 
@@ -26,6 +27,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("journeyflow_events_rejected").set(progress.rejected.load(Ordering::Relaxed) as f64);
     metrics::gauge!("journeyflow_events_late").set(progress.late.load(Ordering::Relaxed) as f64);
     metrics::gauge!("journeyflow_events_duplicate").set(progress.duplicates.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("journeyflow_events_suppressed").set(progress.suppressed.load(Ordering::Relaxed) as f64);
     let watermark = state.engine.watermark();
     metrics::gauge!("journeyflow_watermark_ms").set(watermark as f64);
     let lag = journeyflow_types::time::now_ms().saturating_sub(watermark);

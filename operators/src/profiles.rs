@@ -160,13 +160,13 @@ mod tests {
     }
 
     /// As `run`, with deletions of users (`Err`) at the given times.
-    fn run_deleting(inputs: Vec<(Time, Result<Record, UserId>)>) -> Vec<Row> {
+    fn run_deleting(inputs: Vec<(Time, crate::testing::Entered)>) -> Vec<Row> {
         let updates = inputs.into_iter().map(|(t, e)| (e, t, 1)).collect();
         let name = |u: &UserId| if *u == Key::of("a") { "a".to_string() } else { "b".to_string() };
         let changes = drive(updates, 1_000, move |inputs| {
             let records = inputs.clone().flat_map(|i| i.ok());
             let deletions = inputs.flat_map(|i| i.err());
-            let (universe, traits) = profiles(retain(records, deletions, Some(100)));
+            let (universe, traits) = profiles(retain(records, deletions, Some(100), Default::default()));
             let traits = traits.map(move |((u, k), v)| match v {
                 Value::Str(v) => (name(&u), k, v),
                 other => panic!("string traits only, not {other:?}"),
@@ -228,7 +228,7 @@ mod tests {
             (10, Ok(identify(10, "a", &[("plan", Some("pro"))]))),
             (20, Ok(track(20, "b"))),
             (30, Ok(track(30, "a"))),
-            (40, Err(a)),
+            (40, Err((a, crate::retain::Erase::Delete))),
             (60, Ok(identify(60, "a", &[("country", Some("FR"))]))),
         ]);
         let mut expected = vec![

@@ -2,8 +2,10 @@
 //! retention after its timestamp: it passes at its time and is retracted at `ts + retention`;
 //! one whose retention ended before it arrived (an old event replayed late) never passes. A
 //! user's deletion at `T` retracts, at `T`, every event of theirs that entered at or before
-//! `T`; events entered later are new. Every operator after this one (the events arrangement,
-//! profiles, windows, journeys) sees only what is retained.
+//! `T`; events entered later are new, unless the deletion also suppressed the user: then
+//! none of theirs that enters after `T` passes, until an unsuppression at `U` (events entered
+//! after `U` pass again). Every operator after this one (the events arrangement, profiles,
+//! windows, journeys) sees only what is retained.
 //!
 //! Each user's retained events wait in timestamp order, 24 bytes an event (the timestamp and
 //! a shared pointer: placing and expiring events never reads the records themselves), and the
@@ -12,17 +14,34 @@
 //! them by user is what lets a user's events be found (to export or delete them) without
 //! walking everyone's.
 //!
-//! An event that entered at its own timestamp is placed at once: a deletion at `T` takes
-//! exactly those with `ts <= T` of them. One that entered later than its timestamp (late, or
-//! restored at the time it first entered) waits in the queue until its time is complete, so
-//! that deletions before it are applied first and it is never taken by one of them.
+//! An event that entered at its own timestamp is placed (and passes) at once: a deletion at
+//! `T` takes exactly those with `ts <= T` of them, and a suppression at `T` also retracts the
+//! later ones at their own times (nothing of them remains). One that entered later than its
+//! timestamp (late, or restored at the time it first entered), or whose user is suppressed,
+//! waits in the queue until its time is complete, so that the deletions and suppressions
+//! before it apply first: it is then placed, or dropped (and retracted at its time, if it
+//! had passed).
 
 use crate::due::Due;
 use crate::{SharedEvent, Time, UserId, FOREVER};
 use differential_dataflow::{AsCollection, VecCollection};
 use journeyflow_types::KeyMap;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::rc::Rc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+
+/// What is done to a user as of a time: the input beside the events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Erase {
+    /// Every event of theirs that entered by then goes.
+    Delete,
+    /// As `Delete`, and none that enters later passes until `Unsuppress`.
+    DeleteAndSuppress,
+    /// Events that enter later pass again.
+    Unsuppress,
+}
 
 /// One user's retained events.
 struct UserEvents {
@@ -33,6 +52,10 @@ struct UserEvents {
 }
 
 impl UserEvents {
+    fn new() -> UserEvents {
+        UserEvents { events: Vec::new(), next: FOREVER }
+    }
+
     /// Places `copies` of an event, mostly in order: after the last (one look), else where it
     /// belongs.
     fn place(&mut self, ts: Time, event: &SharedEvent, copies: isize) {
@@ -49,96 +72,121 @@ impl UserEvents {
 /// Work a user has at a time, in the order it is done at one time.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Work {
-    /// Place an event that entered after its timestamp (with its copies).
-    Place(SharedEvent, isize),
+    /// Place an event that waited for its time (with its copies; whether it passed already).
+    Place(SharedEvent, isize, bool),
     /// Retract the events whose retention ended.
     Expire,
-    /// Retract every event (the user was deleted).
-    Delete,
+    /// Retract every event.
+    Erase(Erase),
 }
 
 /// `events` during `[time, ts + retention)` each (`None`: forever), each user's up to their
-/// deletions (a user in `deletions` at `T`, as an insertion: later retractions are ignored).
+/// deletions, and none of a suppressed user's (see [`Erase`]; `erasures` as insertions: later
+/// retractions are ignored). Events of suppressed users dropped are counted in `suppressed`.
 /// The input holds insertions only, as deduplication emits them; an insertion of several
 /// copies is kept as several.
 pub fn retain<'s>(
     events: VecCollection<'s, Time, SharedEvent>,
-    deletions: VecCollection<'s, Time, UserId>,
+    erasures: VecCollection<'s, Time, (UserId, Erase)>,
     retention: Option<Time>,
+    suppressed: Rc<Cell<u64>>,
 ) -> VecCollection<'s, Time, SharedEvent> {
     let exchange = Exchange::new(|(e, _, _): &(SharedEvent, Time, isize)| e.user().0 as u64);
-    let by_user = Exchange::new(|(user, _, _): &(UserId, Time, isize)| user.0 as u64);
+    let by_user = Exchange::new(|((user, _), _, _): &((UserId, Erase), Time, isize)| user.0 as u64);
     type Output = timely::container::CapacityContainerBuilder<Vec<(SharedEvent, Time, isize)>>;
     let end = move |ts: Time| retention.map_or(FOREVER, |r| ts.saturating_add(r));
     events
         .inner
-        .binary_frontier::<_, Output, _, _, _, _>(deletions.inner, exchange, by_user, "Retain", move |_, _| {
+        .binary_frontier::<_, Output, _, _, _, _>(erasures.inner, exchange, by_user, "Retain", move |_, _| {
             let mut users: KeyMap<UserEvents> = KeyMap::default();
-            // Each user with retained events, at their earliest expiry; late events until
-            // their time is complete; deletions.
+            // Users whose events are refused, as far as this operator has got.
+            let mut refused: KeyMap<()> = KeyMap::default();
+            // Each user with retained events, at their earliest expiry; events waiting for
+            // their time; erasures.
             let mut due: Due<Work, UserId> = Due::default();
-            let (mut items, mut retractions) = (Vec::new(), Vec::new());
-            move |(input, frontier), (deleted, deleted_frontier), output| {
+            let (mut items, mut changes) = (Vec::new(), Vec::new());
+            move |(input, frontier), (erased, erased_frontier), output| {
                 input.for_each(|cap, data| {
                     due.hold(&cap);
-                    let retained = data.drain(..).filter(|(event, time, diff)| {
+                    let passing = data.drain(..).filter(|(event, time, diff)| {
                         debug_assert!(*diff >= 0, "retain takes insertions only");
-                        let ts = event.ts();
+                        let (ts, user) = (event.ts(), event.user());
                         let end = end(ts);
                         if end <= *time || *diff <= 0 {
                             return false;
                         }
+                        if refused.contains_key(&user) {
+                            due.push(*time, user, Work::Place(event.clone(), *diff, false));
+                            return false;
+                        }
                         if *time > ts {
-                            due.push(*time, event.user(), Work::Place(event.clone(), *diff));
+                            due.push(*time, user, Work::Place(event.clone(), *diff, true));
                             return true;
                         }
-                        let kept = users
-                            .entry(event.user())
-                            .or_insert_with(|| UserEvents { events: Vec::new(), next: FOREVER });
+                        let kept = users.entry(user).or_insert_with(UserEvents::new);
                         kept.place(ts, event, *diff);
                         if end < kept.next {
                             kept.next = end;
-                            due.push(end, event.user(), Work::Expire);
+                            due.push(end, user, Work::Expire);
                         }
                         true
                     });
-                    output.session(&cap).give_iterator(retained);
+                    output.session(&cap).give_iterator(passing);
                 });
-                deleted.for_each(|cap, data| {
+                erased.for_each(|cap, data| {
                     due.hold(&cap);
-                    for (user, time, diff) in data.drain(..) {
+                    for ((user, erase), time, diff) in data.drain(..) {
                         if diff > 0 {
-                            due.push(time, user, Work::Delete);
+                            due.push(time, user, Work::Erase(erase));
                         }
                     }
                 });
-                let complete = |t: &Time| !frontier.less_equal(t) && !deleted_frontier.less_equal(t);
+                let complete = |t: &Time| !frontier.less_equal(t) && !erased_frontier.less_equal(t);
                 while let Some((time, user)) = due.next_complete(complete, &mut items) {
                     items.sort_unstable();
                     for work in items.drain(..) {
                         match work {
-                            Work::Place(event, copies) => {
+                            Work::Place(event, copies, passed) if refused.contains_key(&user) => {
+                                suppressed.set(suppressed.get() + copies as u64);
+                                if passed {
+                                    changes.push((event, time, -copies));
+                                }
+                            }
+                            Work::Place(event, copies, passed) => {
                                 let ts = event.ts();
-                                let kept = users
-                                    .entry(user)
-                                    .or_insert_with(|| UserEvents { events: Vec::new(), next: FOREVER });
+                                let kept = users.entry(user).or_insert_with(UserEvents::new);
                                 kept.place(ts, &event, copies);
-                                if end(ts) < kept.next {
-                                    kept.next = end(ts);
-                                    due.push(end(ts), user, Work::Expire);
+                                if !passed {
+                                    changes.push((event, time, copies));
                                 }
                             }
                             Work::Expire => {
                                 let Some(kept) = users.get_mut(&user).filter(|k| k.next == time) else { continue };
                                 let expired = kept.events.partition_point(|(ts, _)| end(*ts) <= time);
-                                retractions.extend(kept.events.drain(..expired).map(|(_, e)| (e, time, -1)));
+                                changes.extend(kept.events.drain(..expired).map(|(_, e)| (e, time, -1)));
                                 kept.next = FOREVER;
                             }
-                            Work::Delete => {
-                                let Some(kept) = users.get_mut(&user) else { continue };
+                            Work::Erase(Erase::Unsuppress) => {
+                                refused.remove(&user);
+                            }
+                            Work::Erase(erase) => {
+                                let Some(kept) = users.get_mut(&user) else {
+                                    if erase == Erase::DeleteAndSuppress {
+                                        refused.insert(user, ());
+                                    }
+                                    continue;
+                                };
                                 let gone = kept.events.partition_point(|(ts, _)| *ts <= time);
-                                retractions.extend(kept.events.drain(..gone).map(|(_, e)| (e, time, -1)));
+                                changes.extend(kept.events.drain(..gone).map(|(_, e)| (e, time, -1)));
                                 kept.next = FOREVER;
+                                if erase == Erase::DeleteAndSuppress {
+                                    // Those left entered at their own (later) times: each is
+                                    // decided again then, after any unsuppression before it.
+                                    for (ts, e) in kept.events.drain(..) {
+                                        due.push(ts, user, Work::Place(e, 1, true));
+                                    }
+                                    refused.insert(user, ());
+                                }
                             }
                         }
                     }
@@ -157,7 +205,7 @@ pub fn retain<'s>(
                         }
                     }
                 }
-                due.send(&mut retractions, |cap, batch| output.session(cap).give_iterator(batch.drain(..)));
+                due.send(&mut changes, |cap, batch| output.session(cap).give_iterator(batch.drain(..)));
             }
         })
         .as_collection()
@@ -180,9 +228,9 @@ mod tests {
         run_deleting(events.into_iter().map(|(e, t)| (Ok(e), t)).collect(), retention, until)
     }
 
-    /// Events (`Ok`) and deletions of users (`Err`) entered at the given (non-decreasing) times.
+    /// Events (`Ok`) and erasures (`Err`) entered at the given (non-decreasing) times.
     fn run_deleting(
-        inputs: Vec<(Result<Record, UserId>, Time)>,
+        inputs: Vec<(crate::testing::Entered, Time)>,
         retention: Option<Time>,
         until: Time,
     ) -> Vec<(String, Time, isize)> {
@@ -190,7 +238,7 @@ mod tests {
         drive(updates, until, move |inputs| {
             let events = inputs.clone().flat_map(|i| i.ok());
             let deletions = inputs.flat_map(|i| i.err());
-            retain(events, deletions, retention).map(|e| e.message_id().to_string())
+            retain(events, deletions, retention, Rc::default()).map(|e| e.message_id().to_string())
         })
     }
 
@@ -237,7 +285,7 @@ mod tests {
             // Entered late, before the deletion: it goes with it.
             (Ok(event(15, "a", 1)), 30),
             (Ok(event(40, "a", 0)), 40),
-            (Err(a), 50),
+            (Err((a, Erase::Delete)), 50),
             // Entered late, after the deletion: it is new, as is the one at 60.
             (Ok(event(45, "a", 2)), 55),
             (Ok(event(60, "a", 0)), 60),
@@ -259,29 +307,34 @@ mod tests {
     }
 
     proptest! {
-        /// Events and deletions of a few users, events entered late by random delays: each
-        /// event passes at its time unless its retention ended before, and leaves at the end of
-        /// its retention or at the first deletion of its user at or after the time it entered,
-        /// whichever comes first.
+        /// Events and erasures of a few users, events entered late by random delays: each
+        /// event passes at its time unless its retention ended before or its user was
+        /// suppressed then, and leaves at the end of its retention or at the first deletion of
+        /// its user at or after the time it entered, whichever comes first.
         #[test]
         fn each_event_leaves_at_its_end_or_its_users_next_deletion(
-            drafts in prop::collection::vec((0..3usize, 0u64..200, 0u64..40, prop::bool::weighted(0.15)), 1..50),
+            drafts in prop::collection::vec((0..3usize, 0u64..200, 0u64..40, 0..12u8), 1..50),
             retention in prop::option::of(1u64..120),
         ) {
-            let mut inputs: Vec<(Result<Record, UserId>, Time)> = drafts
+            let mut inputs: Vec<(crate::testing::Entered, Time)> = drafts
                 .iter()
                 .enumerate()
-                .map(|(n, &(user, ts, delay, delete))| {
+                .map(|(n, &(user, ts, delay, what))| {
                     let user = format!("u{user}");
-                    match delete {
-                        true => (Err(journeyflow_types::Key::of(&user)), ts),
-                        false => (Ok(event(ts, &user, n)), ts + delay),
+                    let key = journeyflow_types::Key::of(&user);
+                    match what {
+                        0 => (Err((key, Erase::Delete)), ts),
+                        1 => (Err((key, Erase::DeleteAndSuppress)), ts),
+                        2 => (Err((key, Erase::Unsuppress)), ts),
+                        _ => (Ok(event(ts, &user, n)), ts + delay),
                     }
                 })
                 .collect();
             inputs.sort_by_key(|(_, time)| *time);
-            let deletions: Vec<(UserId, Time)> =
-                inputs.iter().filter_map(|(i, t)| i.as_ref().err().map(|u| (*u, *t))).collect();
+            let mut erasures: Vec<(UserId, Erase, Time)> =
+                inputs.iter().filter_map(|(i, t)| i.as_ref().err().map(|(u, e)| (*u, *e, *t))).collect();
+            // At one time, in the order of `Erase` (the sequencer gives a user's at most one a time).
+            erasures.sort_by_key(|(_, e, t)| (*t, *e));
             let mut expected = Vec::new();
             for (input, time) in &inputs {
                 let Ok(e) = input else { continue };
@@ -289,7 +342,19 @@ mod tests {
                 if end <= *time {
                     continue;
                 }
-                let deleted = deletions.iter().filter(|(u, t)| *u == e.user() && *t >= *time).map(|(_, t)| *t).min();
+                // Suppressed by the last suppression or unsuppression before it entered.
+                let suppressed = erasures
+                    .iter()
+                    .rfind(|(u, x, t)| *u == e.user() && *t < *time && *x != Erase::Delete)
+                    .is_some_and(|(_, x, _)| *x == Erase::DeleteAndSuppress);
+                if suppressed {
+                    continue;
+                }
+                let deleted = erasures
+                    .iter()
+                    .filter(|(u, x, t)| *u == e.user() && *t >= *time && *x != Erase::Unsuppress)
+                    .map(|(_, _, t)| *t)
+                    .min();
                 let leaves = deleted.map_or(end, |d| d.min(end));
                 expected.push((e.message_id().to_string(), *time, 1));
                 if leaves < 1_000 {

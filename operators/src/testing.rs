@@ -10,6 +10,9 @@ use std::rc::Rc;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
+/// An event (`Ok`) or an erasure of a user (`Err`), as retain's tests enter them.
+pub type Entered = Result<Record, (crate::UserId, crate::retain::Erase)>;
+
 /// An event of `user` at `ts`, its message id `<id>`.
 pub fn event(ts: Time, user: &str, kind: Kind, name: &str, id: String, props: Props) -> Record {
     Record::from(&Event {

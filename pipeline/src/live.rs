@@ -171,7 +171,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut next_ticket: u64 = (index as u64) << TICKET_WORKER_SHIFT;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
     let mut plans: BTreeMap<String, Versions> = BTreeMap::new();
-    let mut counted: (u64, u64) = (0, 0);
+    let mut counted: (u64, u64, u64) = (0, 0, 0);
     let mut synced = Instant::now();
     let mut draining = false;
     let mut held = Held::default();
@@ -198,10 +198,11 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
         // This worker's counts, added to the totals as they grow.
-        let (late, duplicates) = (programs.late(), programs.duplicates());
+        let (late, duplicates, suppressed) = (programs.late(), programs.duplicates(), programs.suppressed());
         progress.late.fetch_add(late - counted.0, Ordering::Relaxed);
         progress.duplicates.fetch_add(duplicates - counted.1, Ordering::Relaxed);
-        counted = (late, duplicates);
+        progress.suppressed.fetch_add(suppressed - counted.2, Ordering::Relaxed);
+        counted = (late, duplicates, suppressed);
         // A worker reading nothing follows the others.
         let target = inputs.marks.target(now_ms()).or_else(|| {
             (inputs.tails.is_empty() && inputs.kafka.is_none()).then(|| lowest(shared, Some(index))).flatten()
@@ -255,6 +256,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             publish_reports(shared, &plans)?;
         }
         shared.handle.progress.watermark.store(lowest(shared, None).unwrap_or(0), Ordering::Relaxed);
+        shared.handle.progress.durable.store(shared.cluster_durable(), Ordering::Relaxed);
         let done = draining && read == 0;
         if synced.elapsed() >= SYNC_EVERY || done {
             // Every record before the frontier was taken above: sync, then say so (not while
@@ -626,6 +628,14 @@ fn apply_change(
             };
             programs.journey_command(&id, command, at)?;
         }
+        // Worker 0 entered it into the dataflow when it decided it.
+        Change::DeleteUser { user, .. } => {
+            let key = Key::parse(&user).ok_or_else(|| anyhow::anyhow!("a deletion of {user:?}, not a key"))?;
+            programs.note_deletion(key, at);
+            // The latest transitions the API shows for the user (kept on process 0).
+            lock(&shared.handle.journey_users).retain(|(_, id), _| Key::of(id) != key);
+        }
+        Change::Unsuppress { .. } => {}
     }
     Ok(())
 }

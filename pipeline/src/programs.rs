@@ -28,7 +28,7 @@ use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Start};
 use journeyflow_operators::profiles::profiles;
-use journeyflow_operators::retain::retain;
+use journeyflow_operators::retain::{retain, Erase};
 use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
@@ -213,8 +213,11 @@ pub struct Programs {
     traits: TraitsTrace,
     /// Users deleted, each present at the millisecond of their deletion only.
     deleted: UsersTrace,
-    /// Deletions enter here (on one worker), as of their times; it follows the control input.
-    deletions: InputSession<Time, UserId, isize>,
+    /// Deletions and (un)suppressions enter here (on one worker), as of their times; it
+    /// follows the control input.
+    erasures: InputSession<Time, (UserId, Erase), isize>,
+    /// Events of suppressed users dropped on this worker.
+    suppressed: Rc<Cell<u64>>,
     /// Deletions applied on this worker whose exits may not be taken yet: `(time, user)`.
     recent_deletions: std::collections::BTreeSet<(Time, UserId)>,
     probe: ProbeHandle<Time>,
@@ -250,15 +253,18 @@ impl Programs {
     /// Builds the base dataflow on this worker.
     pub fn new(worker: &mut Worker, config: IngestConfig) -> Programs {
         let mut input = InputSession::new();
-        let mut deletions = InputSession::new();
+        let mut erasures = InputSession::new();
         let probe = ProbeHandle::new();
         let duplicates = Rc::new(Cell::new(0));
+        let suppressed = Rc::new(Cell::new(0));
         let (events, universe, traits, deleted) = worker.dataflow::<Time, _, _>(|scope| {
             let raw = input.to_collection(scope);
-            let deleted = deletions.to_collection(scope);
+            let erased = erasures.to_collection(scope);
             let deduplicated = dedup(raw, config.dedup_window, duplicates.clone());
-            let retained = retain(deduplicated, deleted.clone(), config.retention);
-            let deleted = deleted.arrange_by_self_named("Deleted");
+            let retained = retain(deduplicated, erased.clone(), config.retention, suppressed.clone());
+            let deleted = erased
+                .flat_map(|(user, erase)| (erase != Erase::Unsuppress).then_some(user))
+                .arrange_by_self_named("Deleted");
             deleted.stream.clone().probe_with(&probe);
             let (universe, traits) = profiles(retained.clone());
             let universe = universe.arrange_by_self_named("Universe");
@@ -291,7 +297,8 @@ impl Programs {
             universe,
             traits,
             deleted,
-            deletions,
+            erasures,
+            suppressed,
             recent_deletions: Default::default(),
             probe,
             duplicates,
@@ -378,19 +385,36 @@ impl Programs {
         self.input.advance_to(Time::MAX);
         self.input.flush();
         // A replay's deletions were all entered before its events.
-        self.deletions.advance_to(Time::MAX);
-        self.deletions.flush();
+        self.erasures.advance_to(Time::MAX);
+        self.erasures.flush();
     }
 
     /// Enters the deletion of `user` as of `at` (or the control input's time, if later; on one
     /// worker only): every event of theirs that entered by then is retracted then, with
-    /// everything derived from them (traits, memberships), and their journeys are canceled.
+    /// everything derived from them (traits, memberships), and their journeys are canceled;
+    /// when `suppress`, none of theirs that enters later counts until [`Programs::unsuppress`].
     /// Every worker must also [`Programs::note_deletion`] it. Returns the time.
-    pub fn delete_user(&mut self, user: UserId, at: Time) -> Time {
-        let at = at.max(*self.deletions.time());
-        self.deletions.update_at(user, at, 1);
-        self.deletions.update_at(user, at + 1, -1);
+    pub fn delete_user(&mut self, user: UserId, at: Time, suppress: bool) -> Time {
+        let erase = if suppress { Erase::DeleteAndSuppress } else { Erase::Delete };
+        self.erase(user, erase, at)
+    }
+
+    /// Lets the events of a suppressed `user` that enter after `at` count again (on one worker).
+    pub fn unsuppress(&mut self, user: UserId, at: Time) -> Time {
+        self.erase(user, Erase::Unsuppress, at)
+    }
+
+    /// Enters an erasure, present during its millisecond only.
+    fn erase(&mut self, user: UserId, erase: Erase, at: Time) -> Time {
+        let at = at.max(*self.erasures.time());
+        self.erasures.update_at((user, erase), at, 1);
+        self.erasures.update_at((user, erase), at + 1, -1);
         at
+    }
+
+    /// Events of suppressed users dropped on this worker.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.get()
     }
 
     /// Notes (on every worker) that `user` was deleted as of `at`: their exits at `at` are
@@ -457,14 +481,14 @@ impl Programs {
             if target > previous {
                 self.input.advance_to(target);
                 self.control.advance_to(target);
-                if target > *self.deletions.time() {
-                    self.deletions.advance_to(target);
+                if target > *self.erasures.time() {
+                    self.erasures.advance_to(target);
                 }
             }
         }
         self.input.flush();
         self.control.flush();
-        self.deletions.flush();
+        self.erasures.flush();
         // Wait for the base dataflow only: a program being removed may already be gone on
         // another worker, and its copy here would then never complete.
         let probe = self.probe.clone();

@@ -302,7 +302,7 @@ where
         }
         for (time, user) in &config.deletions {
             if worker.index() == 0 {
-                programs.delete_user(*user, *time);
+                programs.delete_user(*user, *time, false);
             }
             programs.note_deletion(*user, *time);
         }

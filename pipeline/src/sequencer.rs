@@ -12,7 +12,7 @@ use journeyflow_control_api::catalog::{Catalog, CatalogView, Change};
 use journeyflow_control_api::handle::{Answer, Request, Ticket};
 use journeyflow_operators::Time;
 use journeyflow_types::time::now_ms;
-use journeyflow_types::Limits;
+use journeyflow_types::{Key, Limits};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -39,6 +39,25 @@ pub struct Sequencer {
     /// The latest time a request was entered at: later ones never go before it (the wall
     /// clock may step back), so the workers apply changes in the order they were decided.
     last: Time,
+    /// The latest time a user was deleted or unsuppressed at: the next one goes after it, so
+    /// that two at one time never depend on an order within the time.
+    last_erasure: Option<Time>,
+}
+
+/// Enters a deletion or an unsuppression into the dataflow (worker 0's; every worker notes a
+/// deletion when it applies the change from the control input).
+fn erase(programs: &mut Programs, change: &Change, time: Time) -> anyhow::Result<()> {
+    let key = |user: &str| Key::parse(user).ok_or_else(|| anyhow::anyhow!("{user:?} is not a user key"));
+    match change {
+        Change::DeleteUser { user, suppress } => {
+            programs.delete_user(key(user)?, time, *suppress);
+        }
+        Change::Unsuppress { user } => {
+            programs.unsuppress(key(user)?, time);
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A query waiting for its answers: where they go and how many are due.
@@ -58,6 +77,11 @@ impl Sequencer {
         let mut catalog = Catalog::default();
         let mut replay = Vec::with_capacity(entries.len());
         let last = entries.iter().map(|e| e.time).max().unwrap_or(0);
+        let last_erasure = entries
+            .iter()
+            .filter(|e| matches!(e.change, Change::DeleteUser { .. } | Change::Unsuppress { .. }))
+            .map(|e| e.time)
+            .max();
         for entry in entries {
             match catalog.check(&entry.change, &Limits::ceiling()) {
                 Ok(()) => {
@@ -68,7 +92,7 @@ impl Sequencer {
             }
         }
         view.set(catalog.clone());
-        Sequencer { requests, catalog, log, view, limits, replay, last }
+        Sequencer { requests, catalog, log, view, limits, replay, last, last_erasure }
     }
 
     /// The catalog as the log left it.
@@ -79,6 +103,7 @@ impl Sequencer {
     /// Enters the control log's changes on the control input again, each at its time.
     pub fn replay(&mut self, programs: &mut Programs) -> anyhow::Result<()> {
         for entry in std::mem::take(&mut self.replay) {
+            erase(programs, &entry.change, entry.time)?;
             let text = serde_json::to_string(&Sequence { ticket: 0, request: Request::Change(entry.change) })?;
             programs.submit_at(text, entry.time);
         }
@@ -97,7 +122,11 @@ impl Sequencer {
             let Ticket { request, reply, at } = ticket;
             // As of the wall clock (never before the control input's time, nor before an
             // earlier request): events acknowledged before the request are in what it sees.
-            let time = programs.control_time().max(at.unwrap_or_else(now_ms)).max(self.last);
+            let mut time = programs.control_time().max(at.unwrap_or_else(now_ms)).max(self.last);
+            if let Request::Change(Change::DeleteUser { .. } | Change::Unsuppress { .. }) = &request {
+                time = time.max(self.last_erasure.map_or(0, |t| t + 1));
+                self.last_erasure = Some(time);
+            }
             self.last = time;
             match request {
                 Request::Change(change) => {
@@ -136,6 +165,7 @@ impl Sequencer {
         }
         self.catalog.apply(&entry.change, time);
         self.view.set(self.catalog.clone());
+        erase(programs, &entry.change, time)?;
         if entry.change.runs() {
             let text = serde_json::to_string(&Sequence { ticket: 0, request: Request::Change(entry.change) })?;
             programs.submit_at(text, time);

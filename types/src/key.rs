@@ -14,6 +14,11 @@ impl Key {
     pub fn of(id: &str) -> Key {
         Key(xxhash_rust::xxh3::xxh3_128(id.as_bytes()))
     }
+
+    /// A key as `Display` writes it (32 hex digits).
+    pub fn parse(hex: &str) -> Option<Key> {
+        (hex.len() == 32).then(|| u128::from_str_radix(hex, 16).ok().map(Key)).flatten()
+    }
 }
 
 impl std::fmt::Display for Key {
