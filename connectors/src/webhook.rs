@@ -19,6 +19,7 @@
 
 use crate::files::write_atomic;
 use crate::wal::Tail;
+use journeyflow_types::{Key, KeyMap};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -80,11 +81,17 @@ pub struct WebhookStats {
     pub retried: AtomicU64,
     /// Given up on (written to the dead-letter file).
     pub failed: AtomicU64,
+    /// Not delivered: the user was deleted.
+    pub forgotten: AtomicU64,
 }
+
+/// Deleted users, each with the time of their deletion: their actions up to it are not sent.
+type Forgotten = Arc<std::sync::RwLock<KeyMap<u64>>>;
 
 /// The running sink: one follower thread per channel, with its delivery threads.
 pub struct Webhooks {
     stop: Arc<AtomicBool>,
+    forgotten: Forgotten,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Outcome counts.
     pub stats: Arc<WebhookStats>,
@@ -95,6 +102,8 @@ struct Job {
     file: usize,
     offset: u64,
     action_id: String,
+    user: Key,
+    time: u64,
     body: Vec<u8>,
 }
 
@@ -107,6 +116,9 @@ struct ActionFields<'a> {
     channel: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     status: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: std::borrow::Cow<'a, str>,
+    time: u64,
 }
 
 /// Up to where each outbox file is handled, by file name.
@@ -129,9 +141,16 @@ enum Failure {
 const CLOSING: Duration = Duration::from_secs(30);
 
 impl Webhooks {
-    /// Starts delivering the sent actions of `outboxes`, from where the cursors in `dir` say;
+    /// Starts delivering the sent actions of `outboxes`, from where the cursors in `dir` say,
+    /// except those of the `forgotten` users up to their deletions (see [`Webhooks::forget`]);
     /// actions given up on are appended to `dir/webhook_dead_letter.ndjson`.
-    pub fn start(config: WebhookConfig, dir: &Path, outboxes: Vec<Outbox>) -> std::io::Result<Webhooks> {
+    pub fn start(
+        config: WebhookConfig,
+        dir: &Path,
+        outboxes: Vec<Outbox>,
+        forgotten: Vec<(Key, u64)>,
+    ) -> std::io::Result<Webhooks> {
+        let forgotten: Forgotten = Arc::new(std::sync::RwLock::new(forgotten.into_iter().collect()));
         let client = reqwest::blocking::Client::builder()
             .timeout(config.timeout)
             .build()
@@ -162,6 +181,7 @@ impl Webhooks {
                 dead: dead.clone(),
                 stats: stats.clone(),
                 stop: stop.clone(),
+                forgotten: forgotten.clone(),
             };
             threads.push(std::thread::Builder::new().name(format!("webhook-{channel}")).spawn(move || {
                 if let Err(e) = follower.run() {
@@ -169,7 +189,15 @@ impl Webhooks {
                 }
             })?);
         }
-        Ok(Webhooks { stop, threads: Mutex::new(threads), stats })
+        Ok(Webhooks { stop, forgotten, threads: Mutex::new(threads), stats })
+    }
+
+    /// The user was deleted as of `at`: their actions up to then that are not delivered yet
+    /// are not (a delivery being retried stops at its next attempt).
+    pub fn forget(&self, user: Key, at: u64) {
+        let mut forgotten = self.forgotten.write().unwrap_or_else(PoisonError::into_inner);
+        let t = forgotten.entry(user).or_insert(at);
+        *t = (*t).max(at);
     }
 
     /// Delivers what is synced (for at most 30 s), saves the cursors, then stops.
@@ -233,6 +261,7 @@ struct Follower {
     dead: Arc<Mutex<std::fs::File>>,
     stats: Arc<WebhookStats>,
     stop: Arc<AtomicBool>,
+    forgotten: Forgotten,
 }
 
 impl Follower {
@@ -255,6 +284,7 @@ impl Follower {
                 client: self.client.clone(),
                 dead: self.dead.clone(),
                 stats: self.stats.clone(),
+                forgotten: self.forgotten.clone(),
             };
             let (rx, done) = (jobs_rx.clone(), done_tx.clone());
             pool.push(
@@ -329,9 +359,10 @@ impl Follower {
                     continue;
                 }
                 let action_id = fields.action_id.into_owned();
+                let (user, time) = (Key::of(&fields.user_id), fields.time);
                 in_flight.insert((file, offset));
                 // The queue has room for every action in flight: this does not wait.
-                if jobs.send(Job { file, offset, action_id, body: line }).is_err() {
+                if jobs.send(Job { file, offset, action_id, user, time, body: line }).is_err() {
                     return Err(std::io::Error::other("the delivery threads stopped"));
                 }
             }
@@ -367,9 +398,16 @@ struct Deliverer {
     client: reqwest::blocking::Client,
     dead: Arc<Mutex<std::fs::File>>,
     stats: Arc<WebhookStats>,
+    forgotten: Forgotten,
 }
 
 impl Deliverer {
+    /// Whether the job's user was deleted as of its time or later.
+    fn forgotten(&self, job: &Job) -> bool {
+        let forgotten = self.forgotten.read().unwrap_or_else(PoisonError::into_inner);
+        forgotten.get(&job.user).is_some_and(|at| job.time <= *at)
+    }
+
     fn deliver_all(&self, jobs: &Mutex<Receiver<Job>>, done: &Sender<(usize, u64)>) {
         loop {
             let job = match jobs.lock().unwrap_or_else(PoisonError::into_inner).recv() {
@@ -385,6 +423,10 @@ impl Deliverer {
         let mut backoff = self.config.initial_backoff;
         let mut attempt = 1;
         let outcome = loop {
+            if self.forgotten(job) {
+                self.stats.forgotten.fetch_add(1, Relaxed);
+                return;
+            }
             match self.post(job) {
                 Ok(()) => break Ok(()),
                 Err(Failure::Transient(why)) if attempt < self.config.max_attempts => {
@@ -521,7 +563,9 @@ mod tests {
     fn write(outbox: &Outbox, actions: &[(&str, &str, &str)]) {
         let mut file = std::fs::OpenOptions::new().append(true).open(&outbox.path).unwrap();
         for (id, channel, status) in actions {
-            writeln!(file, "{}", serde_json::json!({"action_id": id, "channel": channel, "status": status})).unwrap();
+            let action =
+                serde_json::json!({"action_id": id, "channel": channel, "status": status, "user_id": "u", "time": 10});
+            writeln!(file, "{action}").unwrap();
         }
         outbox.synced.store(std::fs::metadata(&outbox.path).unwrap().len(), Relaxed);
     }
@@ -543,7 +587,7 @@ mod tests {
         listed.push(("held", "email", "held"));
         listed.push(("ignored", "push", "sent"));
         let outbox = outbox(dir.path());
-        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox.clone()]).unwrap();
+        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox.clone()], Vec::new()).unwrap();
         write(&outbox, &listed);
         let stats = hooks.stats.clone();
         wait_for("five deliveries", || stats.delivered.load(Relaxed) == 5);
@@ -565,13 +609,13 @@ mod tests {
         // Written before the channel was ever started: the past, not sent.
         let first = outbox(dir.path());
         write(&first, &[("old", "email", "sent")]);
-        let hooks = Webhooks::start(config(&base), dir.path(), vec![first.clone()]).unwrap();
+        let hooks = Webhooks::start(config(&base), dir.path(), vec![first.clone()], Vec::new()).unwrap();
         write(&first, &[("a0", "email", "sent"), ("a1", "email", "sent")]);
         wait_for("two deliveries", || hooks.stats.delivered.load(Relaxed) == 2);
         hooks.close();
         // Two more written while no sink runs; the next one delivers only those.
         write(&first, &[("a2", "email", "sent"), ("a3", "email", "sent")]);
-        let hooks = Webhooks::start(config(&base), dir.path(), vec![first]).unwrap();
+        let hooks = Webhooks::start(config(&base), dir.path(), vec![first], Vec::new()).unwrap();
         wait_for("two more deliveries", || hooks.stats.delivered.load(Relaxed) == 2);
         hooks.close();
         let mut keys: Vec<String> = seen.lock().unwrap().iter().map(|(_, k, _)| k.clone()).collect();
@@ -580,11 +624,33 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_users_action_being_retried_stops_and_goes_nowhere() {
+        let (base, seen) = endpoint(usize::MAX);
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = outbox(dir.path());
+        let config = WebhookConfig { max_attempts: 1_000_000, max_backoff: Duration::from_millis(10), ..config(&base) };
+        let hooks = Webhooks::start(config, dir.path(), vec![outbox.clone()], Vec::new()).unwrap();
+        write(&outbox, &[("a0", "email", "sent")]);
+        wait_for("a first attempt", || !seen.lock().unwrap().is_empty());
+        // Deleted as of before the action: it stays due.
+        hooks.forget(Key::of("u"), 9);
+        let tried = seen.lock().unwrap().len();
+        wait_for("more attempts", || seen.lock().unwrap().len() > tried + 1);
+        hooks.forget(Key::of("u"), 10);
+        let stats = hooks.stats.clone();
+        wait_for("the action forgotten", || stats.forgotten.load(Relaxed) == 1);
+        hooks.close();
+        assert_eq!((stats.delivered.load(Relaxed), stats.failed.load(Relaxed)), (0, 0));
+        let dead = std::fs::read_to_string(dir.path().join("webhook_dead_letter.ndjson")).unwrap();
+        assert!(dead.is_empty(), "{dead}");
+    }
+
+    #[test]
     fn refused_and_exhausted_actions_go_to_the_dead_letter_file_with_the_reason() {
         let (base, seen) = endpoint(100);
         let dir = tempfile::tempdir().unwrap();
         let outbox = outbox(dir.path());
-        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox.clone()]).unwrap();
+        let hooks = Webhooks::start(config(&base), dir.path(), vec![outbox.clone()], Vec::new()).unwrap();
         write(&outbox, &[("refused", "sms", "sent"), ("exhausted", "email", "sent")]);
         let stats = hooks.stats.clone();
         wait_for("two failures", || stats.failed.load(Relaxed) == 2);

@@ -138,6 +138,8 @@ pub struct Progress {
     pub suppressed: AtomicU64,
     /// Every output of every worker before this time is durable.
     pub durable: AtomicU64,
+    /// How many deletions (the first ones, in order) every process has carried out in its files.
+    pub scrubbed: AtomicU64,
     /// The lowest worker watermark (event time).
     pub watermark: AtomicU64,
     /// Members per installed segment (summed from the change outputs).

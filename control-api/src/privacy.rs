@@ -28,19 +28,29 @@ pub struct DeletionStatus {
     pub as_of: u64,
     /// Whether the user's later events are refused (until the suppression is lifted).
     pub suppress: bool,
-    /// `pending` until every output through `as_of` (the exits and cancellations it caused
-    /// among them) is durable, then `complete`.
+    /// Whether every output through `as_of` (the exits and cancellations it caused among
+    /// them) is durable.
+    pub outputs_durable: bool,
+    /// Whether the user's records through `as_of` are gone from every file of every process
+    /// (the ingest log, checkpoints, outputs, dead letters, the archive): done once the outputs
+    /// are durable and `retention.deleted_users` has passed.
+    pub files_scrubbed: bool,
+    /// `complete` once both, else `pending`.
     pub status: &'static str,
 }
 
 impl DeletionStatus {
-    fn new(d: &Deletion, durable: u64) -> DeletionStatus {
+    fn new(d: &Deletion, engine: &crate::handle::EngineHandle) -> DeletionStatus {
+        let outputs_durable = engine.durable() > d.at;
+        let files_scrubbed = engine.progress.scrubbed.load(std::sync::atomic::Ordering::Relaxed) >= d.id;
         DeletionStatus {
             id: d.id,
             user_key: d.user.clone(),
             as_of: d.at,
             suppress: d.suppress,
-            status: if durable > d.at { "complete" } else { "pending" },
+            outputs_durable,
+            files_scrubbed,
+            status: if outputs_durable && files_scrubbed { "complete" } else { "pending" },
         }
     }
 }
@@ -95,7 +105,7 @@ pub async fn delete_user(
         .rev()
         .find(|d| d.user == key && d.at == at)
         .ok_or_else(|| Problem::unavailable("the deletion was applied but is not in the catalog yet"))?;
-    let status = DeletionStatus::new(deletion, state.engine.durable());
+    let status = DeletionStatus::new(deletion, &state.engine);
     let location = format!("/v1/deletions/{}", status.id);
     let mut response = (StatusCode::ACCEPTED, Json(status)).into_response();
     if let Ok(value) = header::HeaderValue::from_str(&location) {
@@ -112,7 +122,7 @@ pub async fn deletion(State(state): State<AppState>, Path(id): Path<String>) -> 
     let catalog = state.engine.catalog.get();
     let found = id.parse::<u64>().ok().and_then(|id| catalog.deletions.get((id as usize).checked_sub(1)?));
     let deletion = found.ok_or_else(|| Problem::not_found(format!("no deletion {id:?}")))?;
-    Ok(Json(DeletionStatus::new(deletion, state.engine.durable())))
+    Ok(Json(DeletionStatus::new(deletion, &state.engine)))
 }
 
 /// A suppressed user.

@@ -62,11 +62,22 @@ pub struct Retention {
     pub events: Option<u64>,
     /// How long the archive keeps a record behind the durable frontier, ms (`None`: forever).
     pub archive: Option<u64>,
+    /// How long a deleted user's records stay in the files (the ingest log, checkpoints,
+    /// outputs, the archive) once every output through the deletion is durable, ms: a grace
+    /// for those reading the output files to see the deletion's own exits and cancellations.
+    pub deleted_users: u64,
 }
+
+/// The default grace before a deleted user's records are removed from the files: 1 hour.
+pub const DEFAULT_DELETED_USERS: u64 = 3_600_000;
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { events: Some(crate::admission::DEFAULT_RETENTION), archive: None }
+        Retention {
+            events: Some(crate::admission::DEFAULT_RETENTION),
+            archive: None,
+            deleted_users: DEFAULT_DELETED_USERS,
+        }
     }
 }
 
@@ -78,6 +89,8 @@ pub struct RetentionSection {
     pub events: Option<String>,
     /// How long the archive keeps records: `archive = "365d"` or `"forever"`.
     pub archive: Option<String>,
+    /// How long a deleted user's records stay in the files: `deleted_users = "1h"`.
+    pub deleted_users: Option<String>,
 }
 
 /// A span of time something is kept for, in ms, or forever (`None`).
@@ -410,6 +423,11 @@ impl FileConfig {
         let retention = Retention {
             events: kept("retention.events", self.retention.events, d.retention.events)?,
             archive: kept("retention.archive", self.retention.archive, d.retention.archive)?,
+            deleted_users: duration(
+                "retention.deleted_users",
+                self.retention.deleted_users,
+                d.retention.deleted_users,
+            )?,
         };
         let (w, dw) = (self.webhooks, d.webhooks);
         let (i, a, dh) = (&self.ingest, &self.api, &d.http);

@@ -106,6 +106,10 @@ impl Inputs {
                 continue;
             }
             for (offset, line) in lines {
+                // A deleted user's line, overwritten with spaces.
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
                 read += 1;
                 // Lines were checked at ingest; one that fails now (a log from an older
                 // version, a disk error) is dead-lettered with its place and reason.

@@ -19,6 +19,7 @@ pub mod live;
 pub mod programs;
 pub mod record_id;
 pub mod replay;
+pub mod scrub;
 pub mod segment_output;
 pub mod sequencer;
 pub mod sinks;

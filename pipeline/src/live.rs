@@ -73,6 +73,12 @@ pub struct Shared {
     pub watermarks: Vec<AtomicU64>,
     /// Each worker's process's durable output frontier, as they last told.
     pub durables: Vec<AtomicU64>,
+    /// Deletions applied on this process, in order: what the scrubber carries out in its files.
+    pub erasures: Mutex<Vec<crate::scrub::Erasure>>,
+    /// How many of them are carried out in this process's files.
+    pub scrubbed: AtomicU64,
+    /// The same, of each worker's process as it last told (process 0 reads them).
+    pub scrubbeds: Vec<AtomicU64>,
     /// The ingest log's directory.
     pub wal_dir: PathBuf,
     /// Each ingest log partition's synced length: readers stop there.
@@ -121,6 +127,14 @@ impl Shared {
         let others = self.durables.iter().enumerate().filter(|(w, _)| !here.contains(w));
         let low = others.map(|(_, d)| d.load(Ordering::Relaxed)).min().unwrap_or(Time::MAX);
         low.min(self.durable.load(Ordering::Relaxed))
+    }
+
+    /// How many deletions every process has carried out in its files.
+    pub fn cluster_scrubbed(&self) -> u64 {
+        let here = self.cluster.first_worker()..self.cluster.first_worker() + self.cluster.workers;
+        let others = self.scrubbeds.iter().enumerate().filter(|(w, _)| !here.contains(w));
+        let low = others.map(|(_, d)| d.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX);
+        low.min(self.scrubbed.load(Ordering::Relaxed))
     }
 }
 
@@ -248,6 +262,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             watermark: programs.watermark(),
             reads: !inputs.tails.is_empty() || inputs.kafka.is_some(),
             durable: shared.durable.load(Ordering::Relaxed),
+            scrubbed: shared.scrubbed.load(Ordering::Relaxed),
             inputs_open: open,
             stopping: draining,
             journeys: counts,
@@ -257,6 +272,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         }
         shared.handle.progress.watermark.store(lowest(shared, None).unwrap_or(0), Ordering::Relaxed);
         shared.handle.progress.durable.store(shared.cluster_durable(), Ordering::Relaxed);
+        shared.handle.progress.scrubbed.store(shared.cluster_scrubbed(), Ordering::Relaxed);
         let done = draining && read == 0;
         if synced.elapsed() >= SYNC_EVERY || done {
             // Every record before the frontier was taken above: sync, then say so (not while
@@ -455,6 +471,7 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
                 let w = status.worker;
                 shared.watermarks[w].fetch_max(status.watermark, Ordering::Relaxed);
                 shared.durables[w].fetch_max(status.durable, Ordering::Relaxed);
+                shared.scrubbeds[w].fetch_max(status.scrubbed, Ordering::Relaxed);
                 if w == 0 && status.inputs_open {
                     shared.inputs_open.store(true, Ordering::Relaxed);
                 }
@@ -632,6 +649,12 @@ fn apply_change(
         Change::DeleteUser { user, .. } => {
             let key = Key::parse(&user).ok_or_else(|| anyhow::anyhow!("a deletion of {user:?}, not a key"))?;
             programs.note_deletion(key, at);
+            if worker.index() == shared.cluster.first_worker() {
+                lock(&shared.erasures).push((key, at));
+                if let Some(webhooks) = &shared.webhooks {
+                    webhooks.forget(key, at);
+                }
+            }
             // The latest transitions the API shows for the user (kept on process 0).
             lock(&shared.handle.journey_users).retain(|(_, id), _| Key::of(id) != key);
         }

@@ -21,7 +21,7 @@ use journeyflow_control_api::auth::Auth;
 use journeyflow_control_api::catalog::{status, Catalog, Change, JourneyEntry, Lifecycle};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_control_api::{router, AppState};
-use journeyflow_types::{parse_journeys, parse_segments, validate_segments_with, Limits};
+use journeyflow_types::{parse_journeys, parse_segments, validate_segments_with, Key, Limits};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -133,6 +133,10 @@ pub struct RunArgs {
     /// How long the archive keeps a record behind the durable frontier, or `forever` [default: forever].
     #[arg(long, env = "JOURNEYFLOW_RETENTION_ARCHIVE", value_parser = crate::config::parse_kept)]
     pub retention_archive: Option<crate::config::Kept>,
+    /// How long a deleted user's records stay in the files (ingest log, checkpoints, outputs,
+    /// archive) once the deletion's outputs are durable [default: 1h].
+    #[arg(long, env = "JOURNEYFLOW_RETENTION_DELETED_USERS", value_parser = super::parse_duration)]
+    pub retention_deleted_users: Option<u64>,
 }
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
@@ -165,6 +169,7 @@ impl RunArgs {
         let retention = Retention {
             events: self.retention_events.map_or(base.retention.events, |k| k.0),
             archive: self.retention_archive.map_or(base.retention.archive, |k| k.0),
+            deleted_users: self.retention_deleted_users.unwrap_or(base.retention.deleted_users),
         };
         http.limits.retention = retention.events;
         let api_token = match &self.api_token_file {
@@ -304,6 +309,9 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         inputs_open: AtomicBool::new(false),
         watermarks: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         durables: (0..peers).map(|_| AtomicU64::new(0)).collect(),
+        erasures: Mutex::new(Vec::new()),
+        scrubbed: AtomicU64::new(0),
+        scrubbeds: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         wal_dir,
         wal_committed: (0..wal.partitions()).map(|p| wal.committed(p)).collect(),
         out_dir: out_dir.clone(),
@@ -320,8 +328,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             true => None,
             false => {
                 let outboxes = outboxes(&out_dir, &cluster, &actions_synced)?;
-                let hooks =
-                    Webhooks::start(args.webhooks.clone(), &out_dir, outboxes).context("starting the webhooks")?;
+                // Deleted users' actions are not sent (the workers add those deleted from now on).
+                let deleted = catalog.deletions.iter().filter_map(|d| Some((Key::parse(&d.user)?, d.at))).collect();
+                let hooks = Webhooks::start(args.webhooks.clone(), &out_dir, outboxes, deleted)
+                    .context("starting the webhooks")?;
                 Some(Arc::new(hooks))
             }
         },
@@ -367,6 +377,24 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             }
             if let Some(sweeper) = sweeper.as_mut() {
                 sweeper.step(durable_shared.durable.load(Ordering::Relaxed));
+            }
+        }
+    })?;
+    // Carries out deletions in this process's files, behind the durable frontier.
+    // The archive writes a record within its interval of the record becoming durable: the
+    // grace lasts at least two intervals, so none of the user's comes after the scrubbing.
+    let archived = args.archive.as_ref().map_or(0, |_| 2 * args.archive_interval);
+    let grace = args.retention.deleted_users.max(archived);
+    let mut scrubber = crate::scrub::Scrubber::open(&args.data_dir, args.archive.as_deref(), grace)?;
+    let scrub_shared = shared.clone();
+    let scrub = std::thread::Builder::new().name("scrub".into()).spawn(move || {
+        let mut complain = crate::throttle::Throttled::every(Duration::from_secs(60));
+        while !scrub_shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let applied = crate::live::lock(&scrub_shared.erasures).clone();
+            match scrubber.step(&applied, scrub_shared.cluster_durable()) {
+                Ok(n) => scrub_shared.scrubbed.store(n as u64, Ordering::Relaxed),
+                Err(e) => complain.warn(format_args!("deleted users are not removed from the files yet: {e:#}")),
             }
         }
     })?;
@@ -451,6 +479,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?;
     }
     committer.join().map_err(|_| anyhow::anyhow!("the durable thread panicked"))?;
+    scrub.join().map_err(|_| anyhow::anyhow!("the scrub thread panicked"))?;
     make_durable(&shared).context("making the last outputs durable")?;
     mirror_stop.store(true, Ordering::Relaxed);
     if let Some(mirror) = mirror {

@@ -35,6 +35,8 @@ pub struct Status {
     pub reads: bool,
     /// Every output of its process before this time is durable.
     pub durable: Time,
+    /// How many deletions its process has carried out in its files.
+    pub scrubbed: u64,
     /// Whether its process opened the inputs (worker 0's opens everyone's).
     pub inputs_open: bool,
     /// Whether its process is stopping (which stops everyone).

@@ -146,7 +146,9 @@ pub fn output_lines(dir: &std::path::Path, kind: &str) -> Vec<J> {
     for f in std::fs::read_dir(dir.join("out")).unwrap() {
         let path = f.unwrap().path();
         if path.file_name().unwrap().to_string_lossy().starts_with(kind) {
-            out.extend(std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str::<J>(l).unwrap()));
+            let text = std::fs::read_to_string(path).unwrap();
+            // Blank lines are records of deleted users.
+            out.extend(text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<J>(l).unwrap()));
         }
     }
     out
