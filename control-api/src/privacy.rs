@@ -83,7 +83,10 @@ fn suppress_of(body: &Value) -> Result<bool, Problem> {
 #[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path, description = "user id")),
     request_body(content = Option<serde_json::Value>, description = "`{\"suppress\": true}` to refuse their later events"),
-    responses((status = 202, body = DeletionStatus), crate::problem::ChangeAnswers, crate::problem::ControlAnswers))]
+    responses((status = 202, body = serde_json::Value,
+        description = "a `DeletionStatus`; or, when not decided within the change wait, `{\"request\", \"status\": \"pending\", \"location\"}`",
+        headers(("Location" = String, description = "/v1/deletions/{id}, or /v1/requests/{id}"))),
+        crate::problem::ChangeRefusals, crate::problem::ControlAnswers))]
 pub async fn delete_user(
     State(state): State<AppState>,
     Path(user_id): Path<String>,

@@ -186,6 +186,23 @@ pub enum ChangeAnswers {
     Invalid(#[to_schema] ProblemDoc),
 }
 
+/// Why a change may be refused (a change whose own success is a 202 declares that apart).
+#[derive(utoipa::IntoResponses)]
+pub enum ChangeRefusals {
+    /// The body is not JSON, or not what the call reads.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(#[to_schema] ProblemDoc),
+    /// It conflicts with what is there now.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(#[to_schema] ProblemDoc),
+    /// The body is larger than the body limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(#[to_schema] ProblemDoc),
+    /// The body is invalid: every error with its JSON path.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(#[to_schema] ProblemDoc),
+}
+
 /// Answers an ingest call may get besides 200.
 #[derive(utoipa::IntoResponses)]
 pub enum IngestAnswers {
