@@ -38,13 +38,22 @@ pub enum Request {
         /// The user id.
         user_id: String,
     },
+    /// What is held about a user as of the request's time.
+    UserProfile {
+        /// The user id.
+        user_id: String,
+        /// The `(timestamp, messageId)` of the event before the page.
+        after: Option<(u64, String)>,
+        /// Events in the page.
+        limit: usize,
+    },
 }
 
 impl Request {
     /// How many answers the request gets: one per worker for membership, else one.
     pub fn answers(&self, workers: usize) -> usize {
         match self {
-            Request::Members { .. } | Request::UserSegments { .. } => workers,
+            Request::Members { .. } | Request::UserSegments { .. } | Request::UserProfile { .. } => workers,
             Request::Change(_) | Request::Import(_) => 1,
         }
     }
@@ -61,6 +70,8 @@ pub enum Answer {
     Members(Time, Vec<Key>),
     /// One worker's share of a user's segments as of a time.
     Segments(Time, Vec<String>),
+    /// One worker's share of what is held about a user as of a time.
+    Profile(Time, Box<crate::profile::ProfilePart>),
     /// The request could not be answered (nothing was applied).
     Failed(String),
 }
@@ -182,6 +193,8 @@ pub struct EngineHandle {
     pub journey_reports: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
     /// The latest transitions of each user in each journey (at most `HISTORY` each).
     pub journey_users: Arc<Mutex<JourneyUsers>>,
+    /// The latest action records of each user, over every journey (at most `HISTORY` each).
+    pub user_actions: Arc<Mutex<HashMap<Arc<str>, VecDeque<serde_json::Value>>>>,
     /// What became of changes answered before they were applied.
     pub outcomes: Arc<Outcomes>,
 }
@@ -215,6 +228,7 @@ impl EngineHandle {
             progress: Arc::default(),
             journey_reports: Arc::default(),
             journey_users: Arc::default(),
+            user_actions: Arc::default(),
             outcomes: Arc::default(),
         };
         (handle, rx)

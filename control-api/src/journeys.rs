@@ -231,9 +231,18 @@ pub async fn user(
         let key = (id.clone(), std::sync::Arc::from(user_id.as_str()));
         users.get(&key).map(|h| h.iter().cloned().collect()).unwrap_or_default()
     };
-    let Some(last) = history.last() else {
+    if history.is_empty() {
         return Err(Problem::not_found(format!("user {user_id:?} has not entered journey {id:?}")));
-    };
+    }
+    let mut standing = standing(&id, &definition, &history);
+    standing["user_id"] = json!(user_id);
+    Ok(Json(standing))
+}
+
+/// Where a user stands in journey `id` after `history` (their latest transitions, not empty):
+/// `{"journey", "status", "outcome", "node", "since", "history"}`.
+pub fn standing(id: &str, definition: &Value, history: &[Value]) -> Value {
+    let Some(last) = history.last() else { return json!({"journey": id, "history": []}) };
     let (status, outcome, node) = match last["to"].as_str() {
         Some(to) => {
             let kind = definition["nodes"][to].as_object().and_then(|n| n.keys().find(|k| *k != "next").cloned());
@@ -253,6 +262,5 @@ pub async fn user(
             }
         }
     };
-    Ok(Json(json!({"journey": id, "user_id": user_id, "status": status, "outcome": outcome, "node": node,
-                   "since": last["time"], "history": history})))
+    json!({"journey": id, "status": status, "outcome": outcome, "node": node, "since": last["time"], "history": history})
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod privacy;
 pub mod problem;
+pub mod profile;
 pub mod segments;
 pub mod serve;
 pub mod users;
@@ -112,7 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/segments", post(segments::create).get(segments::list))
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
-        .route("/v1/users/{user_id}", axum::routing::delete(privacy::delete_user))
+        .route("/v1/users/{user_id}", get(profile::export).delete(privacy::delete_user))
         .route("/v1/users/{user_id}/segments", get(users::segments))
         .route("/v1/deletions/{id}", get(privacy::deletion))
         .route("/v1/suppressions", get(privacy::suppressions))

@@ -25,6 +25,7 @@ use utoipa::OpenApi;
         crate::segments::delete,
         crate::segments::members,
         crate::users::segments,
+        crate::profile::export,
         crate::privacy::delete_user,
         crate::privacy::deletion,
         crate::privacy::suppressions,

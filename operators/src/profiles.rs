@@ -166,7 +166,8 @@ mod tests {
         let changes = drive(updates, 1_000, move |inputs| {
             let records = inputs.clone().flat_map(|i| i.ok());
             let deletions = inputs.flat_map(|i| i.err());
-            let (universe, traits) = profiles(retain(records, deletions, Some(100), Default::default()));
+            let (universe, traits) =
+                profiles(retain(records, deletions, Some(100), Default::default(), Default::default()));
             let traits = traits.map(move |((u, k), v)| match v {
                 Value::Str(v) => (name(&u), k, v),
                 other => panic!("string traits only, not {other:?}"),

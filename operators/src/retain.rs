@@ -27,7 +27,7 @@ use crate::{SharedEvent, Time, UserId, FOREVER};
 use differential_dataflow::{AsCollection, VecCollection};
 use journeyflow_types::KeyMap;
 use serde::{Deserialize, Serialize};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -41,6 +41,18 @@ pub enum Erase {
     DeleteAndSuppress,
     /// Events that enter later pass again.
     Unsuppress,
+}
+
+/// Each user's retained events on one worker, shared between the operator and readers on
+/// the same worker (export), who read it between the operator's activations.
+#[derive(Clone, Default)]
+pub struct Store(Rc<RefCell<KeyMap<UserEvents>>>);
+
+impl Store {
+    /// The user's retained events (those the operator has placed), in timestamp order.
+    pub fn events(&self, user: UserId) -> Vec<SharedEvent> {
+        self.0.borrow().get(&user).map(|u| u.events.iter().map(|(_, e)| e.clone()).collect()).unwrap_or_default()
+    }
 }
 
 /// One user's retained events.
@@ -82,7 +94,8 @@ enum Work {
 
 /// `events` during `[time, ts + retention)` each (`None`: forever), each user's up to their
 /// deletions, and none of a suppressed user's (see [`Erase`]; `erasures` as insertions: later
-/// retractions are ignored). Events of suppressed users dropped are counted in `suppressed`.
+/// retractions are ignored). Events of suppressed users dropped are counted in `suppressed`;
+/// what is retained is kept in `store`.
 /// The input holds insertions only, as deduplication emits them; an insertion of several
 /// copies is kept as several.
 pub fn retain<'s>(
@@ -90,6 +103,7 @@ pub fn retain<'s>(
     erasures: VecCollection<'s, Time, (UserId, Erase)>,
     retention: Option<Time>,
     suppressed: Rc<Cell<u64>>,
+    store: Store,
 ) -> VecCollection<'s, Time, SharedEvent> {
     let exchange = Exchange::new(|(e, _, _): &(SharedEvent, Time, isize)| e.user().0 as u64);
     let by_user = Exchange::new(|((user, _), _, _): &((UserId, Erase), Time, isize)| user.0 as u64);
@@ -98,7 +112,6 @@ pub fn retain<'s>(
     events
         .inner
         .binary_frontier::<_, Output, _, _, _, _>(erasures.inner, exchange, by_user, "Retain", move |_, _| {
-            let mut users: KeyMap<UserEvents> = KeyMap::default();
             // Users whose events are refused, as far as this operator has got.
             let mut refused: KeyMap<()> = KeyMap::default();
             // Each user with retained events, at their earliest expiry; events waiting for
@@ -106,6 +119,7 @@ pub fn retain<'s>(
             let mut due: Due<Work, UserId> = Due::default();
             let (mut items, mut changes) = (Vec::new(), Vec::new());
             move |(input, frontier), (erased, erased_frontier), output| {
+                let mut users = store.0.borrow_mut();
                 input.for_each(|cap, data| {
                     due.hold(&cap);
                     let passing = data.drain(..).filter(|(event, time, diff)| {
@@ -238,7 +252,7 @@ mod tests {
         drive(updates, until, move |inputs| {
             let events = inputs.clone().flat_map(|i| i.ok());
             let deletions = inputs.flat_map(|i| i.err());
-            retain(events, deletions, retention, Rc::default()).map(|e| e.message_id().to_string())
+            retain(events, deletions, retention, Rc::default(), Store::default()).map(|e| e.message_id().to_string())
         })
     }
 

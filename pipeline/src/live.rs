@@ -149,6 +149,8 @@ struct Versions {
 enum Query {
     Members(String),
     User(Key),
+    /// A user's export: events after a `(timestamp, messageId)`, at most so many.
+    Profile(Key, Option<(Time, String)>, usize),
 }
 
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
@@ -332,6 +334,8 @@ fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox
             Query::Members(id) if !programs.has_segment(id) => Some(Answer::Failed(format!("no segment {id:?}"))),
             Query::Members(id) => programs.members_at(id, time).map(|m| Answer::Members(time, m)),
             Query::User(user) => programs.user_segments_at(*user, time).map(|s| Answer::Segments(time, s)),
+            Query::Profile(user, after, limit) => crate::profile::part(programs, *user, time, after.as_ref(), *limit)
+                .map(|p| Answer::Profile(time, Box::new(p))),
         };
         match answer {
             Some(answer) => outbox.push((ticket, answer)),
@@ -449,6 +453,7 @@ fn write_outputs(
                 JourneyOutput::Action(a) => {
                     let line = ActionLine::new(a, &versions[&a.version], a.user, name_of(&registry, &a.user));
                     sinks.action(&line)?;
+                    history.push((id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
                 }
             }
         }
@@ -495,12 +500,17 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
 /// Keeps a transition line among its user's latest in the journey (at most `HISTORY`).
 fn remember(shared: &Shared, journey: String, user: String, line: &str) -> anyhow::Result<()> {
     let value: serde_json::Value = serde_json::from_str(line)?;
-    let mut users = lock(&shared.handle.journey_users);
-    let history = users.entry((journey, user.into())).or_default();
-    if history.len() == HISTORY {
-        history.pop_front();
+    let keep = |history: &mut std::collections::VecDeque<serde_json::Value>| {
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(value);
+    };
+    // An action record (it has an id) or a transition.
+    match line.contains("\"action_id\"") {
+        true => keep(lock(&shared.handle.user_actions).entry(user.into()).or_default()),
+        false => keep(lock(&shared.handle.journey_users).entry((journey, user.into())).or_default()),
     }
-    history.push_back(value);
     Ok(())
 }
 
@@ -575,6 +585,9 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
         }
         Request::Members { id } => pending.push((command.time, ticket, Query::Members(id))),
         Request::UserSegments { user_id } => pending.push((command.time, ticket, Query::User(Key::of(&user_id)))),
+        Request::UserProfile { user_id, after, limit } => {
+            pending.push((command.time, ticket, Query::Profile(Key::of(&user_id), after, limit)))
+        }
     }
     Ok(())
 }
@@ -655,12 +668,22 @@ fn apply_change(
                     webhooks.forget(key, at);
                 }
             }
-            // The latest transitions the API shows for the user (kept on process 0).
-            lock(&shared.handle.journey_users).retain(|(_, id), _| Key::of(id) != key);
         }
         Change::Unsuppress { .. } => {}
     }
     Ok(())
+}
+
+/// Forgets the latest transitions and actions the API keeps (on process 0) of the users
+/// deleted in `erasures`, once every output through their deletions is durable (so all of
+/// theirs were remembered first): the deletion's own cancellations go too.
+pub fn forget_deleted(shared: &Shared, erasures: &[crate::scrub::Erasure]) {
+    let gone: journeyflow_types::KeyMap<()> = erasures.iter().map(|(user, _)| (*user, ())).collect();
+    if gone.is_empty() {
+        return;
+    }
+    lock(&shared.handle.journey_users).retain(|(_, id), _| !gone.contains_key(&Key::of(id)));
+    lock(&shared.handle.user_actions).retain(|id, _| !gone.contains_key(&Key::of(id)));
 }
 
 /// Makes the lowest worker output frontier durable: waits for Kafka to acknowledge every

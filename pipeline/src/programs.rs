@@ -28,7 +28,7 @@ use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Start};
 use journeyflow_operators::profiles::profiles;
-use journeyflow_operators::retain::{retain, Erase};
+use journeyflow_operators::retain::{retain, Erase, Store};
 use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
@@ -236,6 +236,11 @@ pub struct Programs {
     submitted: u64,
     hold: Option<Time>,
     late: u64,
+    /// Each user's retained events on this worker.
+    store: Store,
+    /// Since when each member of each installed segment (whose changes were taken here) has
+    /// been one, by segment id.
+    since: BTreeMap<String, journeyflow_types::KeyMap<Time>>,
 }
 
 /// A command as every worker applies it: its text and the time it applies as of.
@@ -257,11 +262,12 @@ impl Programs {
         let probe = ProbeHandle::new();
         let duplicates = Rc::new(Cell::new(0));
         let suppressed = Rc::new(Cell::new(0));
+        let store = Store::default();
         let (events, universe, traits, deleted) = worker.dataflow::<Time, _, _>(|scope| {
             let raw = input.to_collection(scope);
             let erased = erasures.to_collection(scope);
             let deduplicated = dedup(raw, config.dedup_window, duplicates.clone());
-            let retained = retain(deduplicated, erased.clone(), config.retention, suppressed.clone());
+            let retained = retain(deduplicated, erased.clone(), config.retention, suppressed.clone(), store.clone());
             let deleted = erased
                 .flat_map(|(user, erase)| (erase != Erase::Unsuppress).then_some(user))
                 .arrange_by_self_named("Deleted");
@@ -314,6 +320,8 @@ impl Programs {
             submitted: 0,
             hold: None,
             late: 0,
+            store,
+            since: BTreeMap::new(),
         }
     }
 
@@ -938,7 +946,70 @@ impl Programs {
                 c.deleted = self.recent_deletions.contains(&(c.time, c.user));
             }
         }
+        if self.segments.contains_key(id) {
+            let since = self.since.entry(id.to_string()).or_default();
+            for c in &out {
+                match (c.diff > 0, since.get(&c.user)) {
+                    (true, Some(t)) if *t > c.time => {}
+                    (true, _) => {
+                        since.insert(c.user, c.time);
+                    }
+                    (false, Some(t)) if *t <= c.time => {
+                        since.remove(&c.user);
+                    }
+                    (false, _) => {}
+                }
+            }
+        } else {
+            self.since.remove(id);
+        }
         out
+    }
+
+    /// The user's retained events on this worker (where the user's events live), in timestamp
+    /// order, as the engine has got through them.
+    pub fn retained(&self, user: UserId) -> Vec<SharedEvent> {
+        self.store.events(user)
+    }
+
+    /// The installed segments `user` belongs to on this worker as of `time`, each with the time
+    /// the user last entered it (when its changes were taken here), once every segment is
+    /// complete through `time`.
+    pub fn user_memberships_at(&mut self, user: UserId, time: Time) -> Option<Vec<(String, Option<Time>)>> {
+        let ids = self.user_segments_at(user, time)?;
+        Some(ids.into_iter().map(|id| (id.clone(), self.since.get(&id).and_then(|s| s.get(&user)).copied())).collect())
+    }
+
+    /// The user's traits on this worker (where their `(user, trait)` keys live) as of `time`,
+    /// once the traits are complete through `time`.
+    pub fn traits_at(&mut self, user: UserId, time: Time) -> Option<Vec<(String, Value)>> {
+        let mut upper = Antichain::new();
+        self.traits.read_upper(&mut upper);
+        let compacted = self.traits.get_physical_compaction().to_owned();
+        if upper.less_equal(&time) || !timely::PartialOrder::less_equal(&compacted.borrow(), &upper.borrow()) {
+            return None;
+        }
+        let batches = self.traits.spans_through(upper.borrow())?;
+        let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
+        cursor.seek_key(&storage, &(user, String::new()));
+        let mut out = Vec::new();
+        while cursor.key_valid(&storage) && cursor.key(&storage).0 == user {
+            let name = cursor.key(&storage).1.clone();
+            while cursor.val_valid(&storage) {
+                let mut count = 0;
+                cursor.map_times(&storage, |t, r| {
+                    if *t <= time {
+                        count += *r;
+                    }
+                });
+                if count > 0 {
+                    out.push((name.clone(), cursor.val(&storage).clone()));
+                }
+                cursor.step_val(&storage);
+            }
+            cursor.step_key(&storage);
+        }
+        Some(out)
     }
 
     /// The time through which every change of the definitions that will ever apply has been

@@ -1,7 +1,8 @@
 //! Deleting a user through the real binary: a user waiting in a journey is deleted (and
 //! suppressed): they leave their segment and the journey at the deletion, marked `deleted`,
 //! no action of theirs is sent; once the deletion is complete no file under the data
-//! directory or the archive holds their id or a messageId of theirs (Parquet read back);
+//! directory or the archive holds their id or a messageId of theirs (Parquet read back), and
+//! their export finds nothing;
 //! their later events are refused; a restart after SIGKILL does not bring them back; and
 //! lifting the suppression lets new events of theirs count.
 
@@ -172,6 +173,8 @@ fn a_deleted_user_leaves_everything_and_every_file_and_stays_out_across_a_restar
         assert_eq!(holding(&[&data, &archive], &needle), Vec::<PathBuf>::new(), "files still holding {needle:?}");
     }
     assert!(!holding(&[&data, &archive], "bob-m1").is_empty(), "bob's records went too");
+    let export = client.get(server.url(&format!("/v1/users/{ZOE}"))).send().unwrap();
+    assert_eq!(export.status(), StatusCode::NOT_FOUND, "{:?}", export.text());
     let listed: J = client.get(server.url("/v1/suppressions")).send().unwrap().json().unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
 

@@ -389,9 +389,14 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let scrub_shared = shared.clone();
     let scrub = std::thread::Builder::new().name("scrub".into()).spawn(move || {
         let mut complain = crate::throttle::Throttled::every(Duration::from_secs(60));
+        let mut forgotten = 0;
         while !scrub_shared.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
             let applied = crate::live::lock(&scrub_shared.erasures).clone();
+            let durable = scrub_shared.cluster_durable();
+            let due = applied[forgotten..].partition_point(|(_, at)| *at < durable);
+            crate::live::forget_deleted(&scrub_shared, &applied[forgotten..forgotten + due]);
+            forgotten += due;
             match scrubber.step(&applied, scrub_shared.cluster_durable()) {
                 Ok(n) => scrub_shared.scrubbed.store(n as u64, Ordering::Relaxed),
                 Err(e) => complain.warn(format_args!("deleted users are not removed from the files yet: {e:#}")),
