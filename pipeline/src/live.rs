@@ -668,8 +668,29 @@ fn apply_change(
                     webhooks.forget(key, at);
                 }
             }
+            if worker.index() == 0 && at >= shared.skip_before {
+                announce_deletion(shared, key, at)?;
+            }
         }
         Change::Unsuppress { .. } => {}
+    }
+    Ok(())
+}
+
+/// Sends a record announcing the deletion of `user` as of `at` to each Kafka output topic,
+/// keyed by the user's id (`{"id", "user_id", "deleted": true, "time"}`), for consumers to
+/// delete what they hold; a user whose id never reached this process had no records there.
+fn announce_deletion(shared: &Shared, user: Key, at: Time) -> anyhow::Result<()> {
+    let Some((config, _, sink)) = &shared.kafka else { return Ok(()) };
+    let Some(user_id) =
+        shared.handle.names.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&user).cloned()
+    else {
+        return Ok(());
+    };
+    let id = crate::record_id::Ids::deletion(&user_id, at);
+    let record = serde_json::json!({"id": id, "user_id": &*user_id, "deleted": true, "time": at}).to_string();
+    for topic in [&config.segment_changes, &config.journey_transitions, &config.journey_actions] {
+        sink.send(topic, user_id.as_bytes(), record.as_bytes(), &[("journeyflow.id", id.as_bytes())])?;
     }
     Ok(())
 }

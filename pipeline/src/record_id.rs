@@ -42,6 +42,15 @@ impl Ids {
         WithId { id: self.finish(h), record: line }
     }
 
+    /// The id of the record announcing a user's deletion as of `time`.
+    pub fn deletion(user_id: &str, time: u64) -> String {
+        let mut h = Xxh3::new();
+        field(&mut h, b"deletion");
+        field(&mut h, user_id.as_bytes());
+        field(&mut h, &time.to_le_bytes());
+        format!("{:032x}", h.digest128())
+    }
+
     /// A transition's id.
     pub fn transition<'b>(&mut self, line: &'b TransitionLine) -> WithId<'b, TransitionLine> {
         let mut h = Xxh3::new();

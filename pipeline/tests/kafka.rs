@@ -321,3 +321,62 @@ fn an_oversized_poison_message_is_dead_lettered_by_reference_and_reading_goes_on
     assert_eq!(dead[0]["value"].as_str().map(str::len), Some(1024));
     assert_eq!(server.stop().code(), Some(0));
 }
+
+#[test]
+fn a_deletion_is_announced_on_every_output_topic_keyed_by_the_user_id() {
+    let scratch = tempfile::tempdir().unwrap();
+    let topics = Topics::new("deletion");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let events = scratch.path().join("events.ndjson");
+    let lines: String = ["ann", "bob"]
+        .iter()
+        .map(|u| {
+            let traits = serde_json::json!({"plan": "pro", "country": "US"});
+            let e = serde_json::json!({"type": "identify", "userId": u, "messageId": format!("{u}-1"), "timestamp": now, "traits": traits});
+            format!("{e}\n")
+        })
+        .collect();
+    std::fs::write(&events, lines).unwrap();
+    assert_eq!(produce(&topics.events, 1, &events), 2);
+    let data = scratch.path().join("data");
+    // Event time follows the wall clock less the lateness once the partition is idle: queries
+    // and the deletion, as of now, complete within a second or so.
+    let flags = ["--allowed-lateness", "200ms", "--idle-timeout", "200ms"];
+    let server = start_with(1, &data, &config(scratch.path(), &topics), &flags);
+    let client = reqwest::blocking::Client::new();
+    let members =
+        || -> J { client.get(server.url("/v1/segments/s1_pro_north_america/members")).send().unwrap().json().unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while members()["members"].as_array().map_or(0, Vec::len) < 2 {
+        assert!(Instant::now() < deadline, "the two users never entered: {}", members());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer: J = client.delete(server.url("/v1/users/ann")).send().unwrap().json().unwrap();
+    let at = answer["as_of"].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: J = client.get(server.url("/v1/deletions/1")).send().unwrap().json().unwrap();
+        if status["outputs_durable"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deletion's outputs never became durable");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(server.stop().code(), Some(0));
+    for kind in KINDS {
+        let records = consume(&topics.output(kind), scratch.path());
+        let announced: Vec<&J> = records.iter().filter(|r| r["value"]["deleted"] == true).collect();
+        assert_eq!(announced.len(), 1, "{kind}: {records:?}");
+        let r = announced[0];
+        assert_eq!((&r["key"], &r["value"]["user_id"], &r["value"]["time"]), (&J::from("ann"), &J::from("ann"), &at));
+        assert_eq!(r["headers"]["journeyflow.id"], r["value"]["id"], "{kind}: the id is also a header");
+    }
+    let changes = consume(&topics.output("segment_changes"), scratch.path());
+    assert!(
+        changes.iter().any(|r| r["value"]["user_id"] == "ann"
+            && r["value"]["change"] == "exit"
+            && r["value"]["reason"] == "deleted"
+            && r["value"]["time"] == at),
+        "{changes:?}"
+    );
+}
