@@ -33,6 +33,7 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         max_future_skew: 3_600_000,
         batch_size: 500,
         cluster: Default::default(),
+        deletions: None,
     }
 }
 
@@ -374,4 +375,52 @@ fn generated_parquet_is_read_by_pyarrow_and_replays_like_its_ndjson() {
             assert_eq!(a, b, "{name} with {workers} worker(s)");
         }
     }
+}
+
+#[test]
+fn replay_deletes_users_as_the_deletions_file_says() {
+    let events = repo("datasets/sample/events.ndjson");
+    let segments = repo("datasets/sample/segments.json");
+    let dir = tempfile::tempdir().unwrap();
+    execute(&args(&events, &segments, &dir.path().join("plain"), 1)).unwrap();
+    let plain = read_ndjson(&dir.path().join("plain/segment_changes.ndjson"));
+    // The user with the most changes, deleted a millisecond after they first entered.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &plain {
+        *counts.entry(c["user_id"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let user = counts.iter().max_by_key(|(_, n)| **n).unwrap().0.clone();
+    let entered = plain.iter().find(|c| c["user_id"] == user.as_str()).unwrap()["time"].as_u64().unwrap();
+    let at = entered + 1;
+    let file = dir.path().join("deletions.ndjson");
+    std::fs::write(&file, format!("{}\n", serde_json::json!({"user_id": user, "time": at}))).unwrap();
+    let mut outputs = Vec::new();
+    for workers in [1, 2] {
+        let out = dir.path().join(format!("deleted-{workers}"));
+        execute(&ReplayArgs { deletions: Some(file.clone()), ..args(&events, &segments, &out, workers) }).unwrap();
+        outputs.push(std::fs::read(out.join("segment_changes.ndjson")).unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1], "1 and 2 workers disagree");
+    let deleted = read_ndjson(&dir.path().join("deleted-1/segment_changes.ndjson"));
+    let others =
+        |changes: &[J]| -> Vec<J> { changes.iter().filter(|c| c["user_id"] != user.as_str()).cloned().collect() };
+    assert_eq!(others(&deleted), others(&plain), "other users' changes differ");
+    let theirs: Vec<&J> = deleted.iter().filter(|c| c["user_id"] == user.as_str()).collect();
+    let before: Vec<&J> =
+        plain.iter().filter(|c| c["user_id"] == user.as_str() && c["time"].as_u64() < Some(at)).collect();
+    assert_eq!(theirs[..before.len()], before[..], "their changes before the deletion differ");
+    let at_deletion: Vec<&&J> = theirs.iter().filter(|c| c["time"] == at).collect();
+    assert!(!at_deletion.is_empty());
+    assert!(at_deletion.iter().all(|c| c["change"] == "exit" && c["reason"] == "deleted"), "{at_deletion:?}");
+    // Out of every segment at the deletion.
+    let mut member: BTreeMap<&str, i64> = BTreeMap::new();
+    for c in theirs.iter().filter(|c| c["time"].as_u64() <= Some(at)) {
+        *member.entry(c["segment"].as_str().unwrap()).or_default() += if c["change"] == "enter" { 1 } else { -1 };
+    }
+    assert!(member.values().all(|n| *n == 0), "{member:?}");
+    // A line that is not a deletion is refused with its place.
+    std::fs::write(&file, "{\"user_id\": \"a\", \"time\": 5}\n{\"user\": \"b\"}\n").unwrap();
+    let args = ReplayArgs { deletions: Some(file.clone()), ..args(&events, &segments, &dir.path().join("bad"), 1) };
+    let error = format!("{:#}", execute(&args).unwrap_err());
+    assert!(error.contains("deletions.ndjson:2"), "{error}");
 }

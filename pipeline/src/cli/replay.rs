@@ -72,6 +72,40 @@ pub struct ReplayArgs {
     /// amortise the dataflow's per-round work; smaller ones hold less in memory.
     #[arg(long, default_value_t = 100_000)]
     pub batch_size: usize,
+    /// Users to delete: NDJSON lines `{"user_id": "...", "time": <epoch ms>}`. Every event of
+    /// theirs that entered by then is gone from then on (their segments exit, marked
+    /// `deleted`; their journeys cancel them), as `DELETE /v1/users/{id}` does in `run`.
+    #[arg(long)]
+    pub deletions: Option<PathBuf>,
+}
+
+/// The largest deletions file read.
+const MAX_DELETIONS_BYTES: u64 = 64 << 20;
+
+/// One line of a deletions file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeletionLine {
+    user_id: String,
+    time: u64,
+}
+
+/// Reads a deletions file: `(time, user)` in file order; any line that is not one is an error
+/// naming it.
+pub fn read_deletions(path: &Path) -> anyhow::Result<Vec<(u64, journeyflow_types::Key)>> {
+    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    anyhow::ensure!(size <= MAX_DELETIONS_BYTES, "{}: {size} bytes, more than {MAX_DELETIONS_BYTES}", path.display());
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let d: DeletionLine = serde_json::from_str(line).map_err(|e| {
+                anyhow::anyhow!("{}:{}: expected {{\"user_id\", \"time\"}}: {e}", path.display(), i + 1)
+            })?;
+            Ok((d.time, journeyflow_types::Key::of(&d.user_id)))
+        })
+        .collect()
 }
 
 /// `summary.json` and the stderr summary.
@@ -145,7 +179,10 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         as_of: args.as_of,
         max_record_bytes: args.max_record_bytes,
         commands: Vec::new(),
-        deletions: Vec::new(),
+        deletions: match &args.deletions {
+            Some(path) => read_deletions(path)?,
+            None => Vec::new(),
+        },
         max_future_skew: args.max_future_skew,
     };
     let started = Instant::now();
