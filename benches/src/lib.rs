@@ -20,4 +20,5 @@ pub mod recompute;
 #[path = "../../pipeline/tests/common/reference.rs"]
 pub mod reference;
 pub mod report;
+pub mod soak;
 pub mod workload;

@@ -49,6 +49,26 @@ struct Cli {
     /// Runs one measurement and prints its result (used by the benchmark itself).
     #[arg(long, hide = true)]
     case: Option<String>,
+    /// Runs the soak instead: the workload streamed through `journeyflow run` for three
+    /// retentions of event time, sampling its memory and data directory (`soak.*` in --out).
+    #[arg(long)]
+    soak: bool,
+    /// Soak: events streamed.
+    #[arg(long, default_value_t = 600_000)]
+    soak_events: u64,
+    /// Soak: distinct users.
+    #[arg(long, default_value_t = 60_000)]
+    soak_users: u64,
+    /// Soak: the event retention, days (the standard definitions need 30 or more).
+    #[arg(long, default_value_t = 30)]
+    soak_retention_days: u64,
+    /// Soak: wall-clock seconds the stream lasts.
+    #[arg(long, default_value_t = 180.0)]
+    soak_seconds: f64,
+    /// Soak: keep the events, the server's data directory and replay's outputs here (a
+    /// temporary directory, removed afterwards, by default).
+    #[arg(long)]
+    soak_scratch: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +77,9 @@ fn main() -> anyhow::Result<()> {
         let case: Case = serde_json::from_str(spec).context("reading the case")?;
         println!("{}", cases::run(&case, heap)?);
         return Ok(());
+    }
+    if cli.soak {
+        return soak(&cli);
     }
     let report = bench(&cli)?;
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
@@ -67,6 +90,37 @@ fn main() -> anyhow::Result<()> {
     plots::throughput(&report, &cli.out.join("throughput.svg"))?;
     println!("{summary}");
     eprintln!("wrote {}/{{result.json,summary.md,latency.svg,throughput.svg}}", cli.out.display());
+    Ok(())
+}
+
+/// The soak: runs it, writes `soak.json`, `soak.csv`, `soak.md` and `soak.svg` into --out.
+fn soak(cli: &Cli) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let binary = exe.with_file_name("journeyflow");
+    anyhow::ensure!(binary.exists(), "{} is not built (cargo build --release -p journeyflow)", binary.display());
+    let temporary = tempfile::tempdir_in(&cli.data).or_else(|_| tempfile::tempdir())?;
+    let scratch = cli.soak_scratch.clone().unwrap_or_else(|| temporary.path().to_path_buf());
+    let config = journeyflow_benches::soak::SoakConfig {
+        events: cli.soak_events,
+        users: cli.soak_users,
+        retention: cli.soak_retention_days * 86_400_000,
+        seconds: cli.soak_seconds,
+        idle: std::time::Duration::from_secs(30),
+        binary,
+        scratch,
+    };
+    let report = journeyflow_benches::soak::run(&config)?;
+    std::fs::create_dir_all(&cli.out)?;
+    std::fs::write(cli.out.join("soak.json"), serde_json::to_string_pretty(&report)?)?;
+    let mut csv = String::from("wall_s,events,retentions,rss_bytes,data_bytes\n");
+    for s in &report.samples {
+        csv.push_str(&format!("{:.1},{},{:.4},{},{}\n", s.wall_s, s.events, s.retentions, s.rss_bytes, s.data_bytes));
+    }
+    std::fs::write(cli.out.join("soak.csv"), csv)?;
+    let summary = report.summary();
+    std::fs::write(cli.out.join("soak.md"), &summary)?;
+    plots::soak(&report, &cli.out.join("soak.svg"))?;
+    println!("{summary}");
     Ok(())
 }
 

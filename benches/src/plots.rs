@@ -15,6 +15,23 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
+/// Draws the legend (upper left) and writes the file.
+fn finish<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    path: &Path,
+) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error(path))?;
+    root.present().map_err(plot_error(path))?;
+    Ok(())
+}
+
 fn plot_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("drawing {}: {e}", path.display())
 }
@@ -56,15 +73,7 @@ pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))).map_err(plot_error(path))?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error(path))?;
-    root.present().map_err(plot_error(path))?;
-    Ok(())
+    finish(&mut chart, &root, path)
 }
 
 /// `throughput.svg`: S1-S6 events/s against users (one line per shape), with the
@@ -139,4 +148,37 @@ pub fn throughput(report: &Report, path: &Path) -> anyhow::Result<()> {
         .map_err(plot_error(path))?;
     root.present().map_err(plot_error(path))?;
     Ok(())
+}
+
+/// `soak.svg`: the server's resident set and data directory against event time, in
+/// retentions.
+pub fn soak(report: &crate::soak::SoakReport, path: &Path) -> anyhow::Result<()> {
+    let mb = |b: u64| b as f64 / 1e6;
+    let top = report.samples.iter().map(|s| mb(s.rss_bytes.max(s.data_bytes))).fold(1.0, f64::max) * 1.1;
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error(path))?;
+    let caption = format!(
+        "Soak: {} events of {} users, retention {:.0} days",
+        short(report.events),
+        short(report.users),
+        report.retention_days
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..3.05f64, 0f64..top)
+        .map_err(plot_error(path))?;
+    chart.configure_mesh().x_desc("event time streamed, retentions").y_desc("MB").draw().map_err(plot_error(path))?;
+    let rss: Vec<(f64, f64)> = report.samples.iter().map(|s| (s.retentions, mb(s.rss_bytes))).collect();
+    let data: Vec<(f64, f64)> = report.samples.iter().map(|s| (s.retentions, mb(s.data_bytes))).collect();
+    for ((name, points), c) in [("resident set", rss), ("data directory", data)].into_iter().zip(COLORS) {
+        chart
+            .draw_series(LineSeries::new(points, c.stroke_width(2)))
+            .map_err(plot_error(path))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    finish(&mut chart, &root, path)
 }

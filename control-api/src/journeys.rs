@@ -43,7 +43,7 @@ fn validated(catalog: &Catalog, body: &Value, limits: &Limits) -> Result<Journey
 /// `POST /v1/journeys`: validates a journey and keeps it as a draft.
 #[utoipa::path(post, path = "/v1/journeys", tag = "journeys",
     request_body(content = serde_json::Value, description = "a journey definition, kept as a draft", example = json!({"id": "welcome", "entry": {"event": "Signup"}, "start": "mail", "nodes": {"mail": {"action": {"channel": "email", "template": "welcome"}, "next": "done"}, "done": {"exit": {}}}})),
-    responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ControlAnswers))]
+    responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::ControlAnswers))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     let (change, _) = prepare(&state, body, |body, _, _| Ok(Change::DraftJourney { definition: body })).await?;
     let id = change.definition().and_then(|d| d["id"].as_str()).unwrap_or_default().to_string();
@@ -72,7 +72,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 /// journey takes no new version (409).
 #[utoipa::path(put, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
     request_body(content = serde_json::Value, description = "the journey's new definition (a draft's, or the next version)", example = json!({"id": "welcome", "entry": {"event": "Signup"}, "start": "wait", "nodes": {"wait": {"wait": {"duration": "1h"}, "next": "mail"}, "mail": {"action": {"channel": "email", "template": "welcome"}, "next": "done"}, "done": {"exit": {}}}})),
-    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
+    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
     let path_id = id.clone();
     let (change, _) = prepare(&state, body, move |body, catalog, limits| {
@@ -98,7 +98,7 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body
 /// `DELETE /v1/journeys/{id}`: removes a draft, or an ended journey with its dataflow and
 /// reports (409 for one still running: end it first); its id may then be used again.
 #[utoipa::path(delete, path = "/v1/journeys/{id}", tag = "journeys", params(("id" = String, Path, description = "journey id")),
-    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
+    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let (change, _) = prepare(&state, Bytes::new(), move |_, _, _| Ok(Change::RemoveJourney { id })).await?;
     Ok(match submit(&state, change).await? {
@@ -178,7 +178,7 @@ fn lifecycle_change(
 #[utoipa::path(post, path = "/v1/journeys/{id}/{action}", tag = "journeys",
     params(("id" = String, Path, description = "journey id"), ("action" = String, Path, description = "publish, pause, resume or end")),
     request_body(content = serde_json::Value, description = "optional, for publishing a next version: where users in flight go", example = json!({"migrate": {"node_map": {}, "default": "exit"}})),
-    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
+    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn lifecycle(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,

@@ -155,7 +155,7 @@ pub async fn suppressions(State(state): State<AppState>) -> Json<Vec<Suppression
 /// 404 when the user is not suppressed.
 #[utoipa::path(delete, path = "/v1/suppressions/{user_id}", tag = "users",
     params(("user_id" = String, Path, description = "user id")),
-    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
+    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn unsuppress(State(state): State<AppState>, Path(user_id): Path<String>) -> Result<Response, Problem> {
     let user = Key::of(&user_id).to_string();
     let (change, _) = prepare(&state, Bytes::new(), move |_, _, _| Ok(Change::Unsuppress { user })).await?;

@@ -165,13 +165,19 @@ pub struct PendingDoc {
     pub location: String,
 }
 
-/// Answers a change may get besides its success.
+/// A change's 202: not decided within the configured wait.
 #[derive(utoipa::IntoResponses)]
 pub enum ChangeAnswers {
     /// Not decided within the configured wait: it will be applied or refused in order; its
     /// outcome appears at the `Location`.
     #[response(status = 202, headers(("Location" = String, description = "/v1/requests/{id}")))]
     Accepted(#[to_schema] PendingDoc),
+}
+
+/// Why a change may be refused (every change lists these, and [`ChangeAnswers`] unless its
+/// own success is a 202).
+#[derive(utoipa::IntoResponses)]
+pub enum ChangeRefusals {
     /// The body is not JSON, or not what the call reads.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(#[to_schema] ProblemDoc),
@@ -181,24 +187,7 @@ pub enum ChangeAnswers {
     /// The body is larger than the body limit.
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(#[to_schema] ProblemDoc),
-    /// The definition is invalid or over a limit: every error with its JSON path.
-    #[response(status = 422, content_type = "application/problem+json")]
-    Invalid(#[to_schema] ProblemDoc),
-}
-
-/// Why a change may be refused (a change whose own success is a 202 declares that apart).
-#[derive(utoipa::IntoResponses)]
-pub enum ChangeRefusals {
-    /// The body is not JSON, or not what the call reads.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(#[to_schema] ProblemDoc),
-    /// It conflicts with what is there now.
-    #[response(status = 409, content_type = "application/problem+json")]
-    Conflict(#[to_schema] ProblemDoc),
-    /// The body is larger than the body limit.
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(#[to_schema] ProblemDoc),
-    /// The body is invalid: every error with its JSON path.
+    /// The definition (or the body) is invalid or over a limit: every error with its JSON path.
     #[response(status = 422, content_type = "application/problem+json")]
     Invalid(#[to_schema] ProblemDoc),
 }

@@ -42,7 +42,7 @@ fn normalised(body: Value, catalog: &Catalog, except: Option<&str>, limits: &Lim
 /// the retained history at once.
 #[utoipa::path(post, path = "/v1/segments", tag = "segments",
     request_body(content = serde_json::Value, description = "a segment definition", example = json!({"id": "recent_buyer", "condition": {"performed": {"event": "Order Completed", "within": "30d"}}})),
-    responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ControlAnswers))]
+    responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::ControlAnswers))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     let (change, _) = prepare(&state, body, |body, catalog, limits| {
         let definition = normalised(body, catalog, None, limits)?;
@@ -65,7 +65,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
 #[utoipa::path(put, path = "/v1/segments/{id}", tag = "segments",
     request_body(content = serde_json::Value, description = "the segment's new definition (its id may be left out)", example = json!({"condition": {"performed": {"event": "Order Completed", "within": "7d"}}})),
     params(("id" = String, Path, description = "segment id")),
-    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
+    responses((status = 200, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
     let path_id = id.clone();
     let (change, _) = prepare(&state, body, move |mut body, catalog, limits| {
@@ -111,7 +111,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 
 /// `DELETE /v1/segments/{id}`: refused while another segment or a published journey uses it.
 #[utoipa::path(delete, path = "/v1/segments/{id}", tag = "segments", params(("id" = String, Path, description = "segment id")),
-    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::NotFound, crate::problem::ControlAnswers))]
+    responses((status = 204), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let (change, _) = prepare(&state, Bytes::new(), move |_, _, _| Ok(Change::RemoveSegment { id })).await?;
     Ok(match submit(&state, change).await? {

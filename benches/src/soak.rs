@@ -1,0 +1,306 @@
+//! The soak benchmark: the standard workload (S1-S6, J1-J2) streamed at a constant rate
+//! through `journeyflow run` over HTTP for three times the event retention in event time,
+//! compressed (event time advances much faster than the wall clock), while the server's
+//! resident memory and the size of its data directory are sampled every second; then the
+//! outputs it wrote are compared with `journeyflow replay` over the same events. Figures: each
+//! at one, two and three retentions' worth of events, and the curves (`soak.csv`, `soak.svg`).
+
+use crate::workload::{JOURNEYS, SEGMENTS};
+use anyhow::Context;
+use journeyflow_datasets::generator::{generate_parallel, GeneratorConfig};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DAY: u64 = 86_400_000;
+
+/// How to soak.
+#[derive(Clone, Debug)]
+pub struct SoakConfig {
+    /// Events streamed in all.
+    pub events: u64,
+    /// Distinct users.
+    pub users: u64,
+    /// The event retention, ms (at least the definitions' longest window, 30 days).
+    pub retention: u64,
+    /// Wall-clock seconds the stream lasts.
+    pub seconds: f64,
+    /// The server's idle timeout: the first batch must come sooner, and event time follows the
+    /// wall clock this long after the stream ends.
+    pub idle: Duration,
+    /// Where the `journeyflow` binary is.
+    pub binary: PathBuf,
+    /// Scratch space: events, the data directory, replay's outputs.
+    pub scratch: PathBuf,
+}
+
+/// One sample.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Sample {
+    /// Seconds since the stream started.
+    pub wall_s: f64,
+    /// Events sent so far.
+    pub events: u64,
+    /// Event time reached, in retentions since the first event.
+    pub retentions: f64,
+    /// The server's resident set, bytes.
+    pub rss_bytes: u64,
+    /// The data directory's size, bytes.
+    pub data_bytes: u64,
+}
+
+/// What the soak found.
+#[derive(Debug, Serialize)]
+pub struct SoakReport {
+    /// Events and users.
+    pub events: u64,
+    /// Distinct users.
+    pub users: u64,
+    /// The retention, days.
+    pub retention_days: f64,
+    /// Events per second offered.
+    pub rate: f64,
+    /// Every sample.
+    pub samples: Vec<Sample>,
+    /// The last sample at or before one, two and three retentions of event time.
+    pub at_retentions: Vec<Sample>,
+    /// Records through the last event that the run and replay both wrote, and those only one
+    /// of them wrote, per kind: `(kind, both, run only, replay only)`.
+    pub compared: Vec<(String, usize, usize, usize)>,
+}
+
+impl SoakReport {
+    /// The figures as Markdown.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "Soak: {} events of {} users over {} retentions of {:.0} days, at {:.0} events/s\n\n\
+             | event time | resident set | data directory |\n| --- | --- | --- |\n",
+            self.events, self.users, 3, self.retention_days, self.rate
+        );
+        for s in &self.at_retentions {
+            out.push_str(&format!(
+                "| {:.2} retentions | {:.0} MB | {:.1} MB |\n",
+                s.retentions,
+                s.rss_bytes as f64 / 1e6,
+                s.data_bytes as f64 / 1e6
+            ));
+        }
+        out.push_str("\n| output | in both | run only | replay only |\n| --- | --- | --- | --- |\n");
+        for (kind, both, run, replay) in &self.compared {
+            out.push_str(&format!("| {kind} | {both} | {run} | {replay} |\n"));
+        }
+        out
+    }
+}
+
+/// Generates the events: `events` over three retentions, ending two hours before now (so
+/// that the server's event time, once the stream is idle, passes them all).
+fn generate(config: &SoakConfig) -> anyhow::Result<(PathBuf, u64, u64)> {
+    let span = 3 * config.retention;
+    let now = chrono::Utc::now().timestamp_millis() as u64;
+    let start = now - 2 * 3_600_000 - span;
+    let generator = GeneratorConfig {
+        users: config.users,
+        events: config.events,
+        seed: 7,
+        start_ms: start,
+        span_ms: span,
+        ..GeneratorConfig::default()
+    };
+    let path = config.scratch.join("soak-events.ndjson");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    generate_parallel(&generator, 2, 200_000, |part| out.write_all(part))?;
+    out.flush()?;
+    Ok((path, start, span))
+}
+
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The server, and where it listens.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(config: &SoakConfig, data: &Path, definitions: &Path) -> anyhow::Result<Server> {
+        let retention = format!("{}ms", config.retention);
+        let mut child = Command::new(&config.binary)
+            .args(["run", "--listen", "127.0.0.1:0", "--workers", "2", "--max-body-bytes", "10000000"])
+            .args(["--segments", &definitions.join("segments.json").to_string_lossy()])
+            .args(["--journeys", &definitions.join("journeys.json").to_string_lossy()])
+            .args(["--retention-events", &retention, "--checkpoint-interval", "5s", "--max-batch-events", "5000"])
+            // The events are weeks old: event time follows them (less the allowed lateness, an
+            // hour) while they stream, the first batch coming before the idle timeout; once the
+            // stream ends, it follows the wall clock, past every event.
+            .args(["--idle-timeout", &format!("{}ms", config.idle.as_millis())])
+            // The generator's events are out of order by up to a minute: replay's default
+            // lateness (an hour) admits them all at their own times, and so does this.
+            .args(["--allowed-lateness", "1h"])
+            .arg("--data-dir")
+            .arg(data)
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", config.binary.display()))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines.next().context("the server stopped before listening")??;
+            if let Some(addr) = line.strip_prefix("journeyflow listening on ") {
+                break addr.trim().to_string();
+            }
+        };
+        // Keep reading stderr so the server never blocks on it.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Server { child, base })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the server exited with {status}");
+        Ok(())
+    }
+}
+
+/// Every record's id a set of NDJSON files holds, with its time.
+fn ids(files: &[PathBuf], until: u64) -> anyhow::Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for file in files {
+        for line in std::fs::read_to_string(file)?.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            if v["time"].as_u64().is_some_and(|t| t <= until) {
+                out.insert(v["id"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the soak.
+pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
+    std::fs::create_dir_all(&config.scratch)?;
+    let (events, start, span) = generate(config)?;
+    let definitions = config.scratch.join("definitions");
+    std::fs::create_dir_all(&definitions)?;
+    std::fs::write(definitions.join("segments.json"), SEGMENTS)?;
+    std::fs::write(definitions.join("journeys.json"), JOURNEYS)?;
+    let data = config.scratch.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    let server = Server::start(config, &data, &definitions)?;
+    let pid = server.child.id();
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let rate = config.events as f64 / config.seconds;
+    let lines: Vec<String> = std::fs::read_to_string(&events)?.lines().map(str::to_string).collect();
+    let began = Instant::now();
+    let mut samples = Vec::new();
+    let mut sampled = Instant::now() - Duration::from_secs(2);
+    let mut sent = 0usize;
+    let mut last_ts = start;
+    const BATCH: usize = 500;
+    while sent < lines.len() {
+        // Paced: the batch goes when its last event is due.
+        let due = Duration::from_secs_f64((sent + BATCH).min(lines.len()) as f64 / rate);
+        if let Some(wait) = due.checked_sub(began.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let batch = &lines[sent..(sent + BATCH).min(lines.len())];
+        let body = format!("{{\"batch\":[{}]}}", batch.join(","));
+        let answer = client
+            .post(format!("{}/v1/batch", server.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()?;
+        if answer.status().as_u16() == 429 || answer.status().as_u16() == 503 {
+            // Back-pressure: the same batch again shortly.
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        anyhow::ensure!(answer.status().is_success(), "a batch was refused: {}", answer.status());
+        if let Some(ts) =
+            batch.last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["timestamp"].as_u64())
+        {
+            last_ts = last_ts.max(ts);
+        }
+        sent += batch.len();
+        if sampled.elapsed() >= Duration::from_secs(1) || sent == lines.len() {
+            sampled = Instant::now();
+            samples.push(Sample {
+                wall_s: began.elapsed().as_secs_f64(),
+                events: sent as u64,
+                retentions: (last_ts - start) as f64 / config.retention as f64,
+                rss_bytes: rss(pid),
+                data_bytes: size(&data),
+            });
+        }
+    }
+    // Every output through the last event durable (event time follows the wall clock once
+    // the stream has been quiet for the idle timeout), then stop.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !journeyflow::durable::load(&data.join("out")).is_ok_and(|d| d > last_ts) {
+        anyhow::ensure!(Instant::now() < deadline, "the outputs were not durable past the last event in 10 minutes");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let until = last_ts;
+    server.stop()?;
+    // The same events through replay.
+    let replayed = config.scratch.join("replay");
+    let status = Command::new(&config.binary)
+        .args(["replay", "--events"])
+        .arg(&events)
+        .args(["--segments"])
+        .arg(definitions.join("segments.json"))
+        .args(["--journeys"])
+        .arg(definitions.join("journeys.json"))
+        .args(["--retention-events", &format!("{}ms", config.retention), "--out"])
+        .arg(&replayed)
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "replay failed: {status}");
+    let mut compared = Vec::new();
+    for kind in ["segment_changes", "journey_transitions", "journey_actions"] {
+        let live: Vec<PathBuf> = std::fs::read_dir(data.join("out"))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(kind)))
+            .collect();
+        let run = ids(&live, until)?;
+        let replay = ids(&[replayed.join(format!("{kind}.ndjson"))], until)?;
+        let both = run.intersection(&replay).count();
+        compared.push((kind.to_string(), both, run.len() - both, replay.len() - both));
+    }
+    let at_retentions =
+        (1..=3).filter_map(|k| samples.iter().rev().find(|s| s.retentions <= k as f64 + 1e-9).copied()).collect();
+    anyhow::ensure!(span == 3 * config.retention);
+    Ok(SoakReport {
+        events: config.events,
+        users: config.users,
+        retention_days: config.retention as f64 / DAY as f64,
+        rate,
+        samples,
+        at_retentions,
+        compared,
+    })
+}
