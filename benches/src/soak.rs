@@ -159,6 +159,9 @@ impl Server {
             // The generator's events are out of order by up to a minute: replay's default
             // lateness (an hour) admits them all at their own times, and so does this.
             .args(["--allowed-lateness", "1h"])
+            // Segments small against the stream, so that the ingest log's deletion behind
+            // checkpoints shows as it would over months.
+            .args(["--log-segment-bytes", "4194304"])
             .arg("--data-dir")
             .arg(data)
             .stderr(Stdio::piped())
