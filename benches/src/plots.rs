@@ -15,15 +15,16 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// Draws the legend (upper left) and writes the file.
+/// Draws the legend at `corner` and writes the file.
 fn finish<'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
     root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    corner: SeriesLabelPosition,
     path: &Path,
 ) -> anyhow::Result<()> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(corner)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
@@ -73,7 +74,7 @@ pub fn latency(report: &Report, path: &Path) -> anyhow::Result<()> {
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))).map_err(plot_error(path))?;
         }
     }
-    finish(&mut chart, &root, path)
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
 }
 
 /// `throughput.svg`: S1-S6 events/s against users (one line per shape), with the
@@ -139,15 +140,7 @@ pub fn throughput(report: &Report, path: &Path) -> anyhow::Result<()> {
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))).map_err(plot_error(path))?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error(path))?;
-    root.present().map_err(plot_error(path))?;
-    Ok(())
+    finish(&mut chart, &root, SeriesLabelPosition::UpperRight, path)
 }
 
 /// `soak.svg`: the server's resident set and data directory against event time, in
@@ -180,5 +173,5 @@ pub fn soak(report: &crate::soak::SoakReport, path: &Path) -> anyhow::Result<()>
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
-    finish(&mut chart, &root, path)
+    finish(&mut chart, &root, SeriesLabelPosition::UpperLeft, path)
 }
