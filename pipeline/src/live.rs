@@ -54,6 +54,11 @@ const CATCH_UP: Duration = Duration::from_millis(2);
 /// reads no more input.
 const MAX_BACKLOG: usize = 64 << 20;
 
+/// How long a round waits for the dataflows to catch up with the watermark before it goes on
+/// with its other duties (sequencing, answers, gossip, stopping): another worker's quiet input
+/// may hold them back until its idle timeout.
+const PATIENCE: Duration = Duration::from_millis(50);
+
 /// What the workers of a process share.
 pub struct Shared {
     /// The cluster this process belongs to.
@@ -209,7 +214,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         let open = shared.inputs_open.load(Ordering::Relaxed);
         // Outputs and checkpoint chunks waiting for a full disk hold the inputs back (they are
         // read later).
-        let room = sinks.backlog() + inputs.backlog() < MAX_BACKLOG;
+        // So do dataflows still behind the watermark the last round waited for.
+        let room = sinks.backlog() + inputs.backlog() < MAX_BACKLOG && programs.caught_up();
         let read = if open && room { inputs.read(&mut programs, shared, &mut sinks, &mut names)? } else { 0 };
         let progress = &shared.handle.progress;
         progress.events_processed.fetch_add(read, Ordering::Relaxed);
@@ -227,7 +233,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         // find the watermark moved past it.
         let target = target.filter(|_| open && room);
         let mut failed = None;
-        programs.advance(worker, target, |p, w, c| {
+        programs.advance_until(worker, target, Some(Instant::now() + PATIENCE), |p, w, c| {
             let at = Applied { shared, pending: &mut pending, plans: &mut plans };
             if let Err(e) = apply(p, w, c, at) {
                 failed.get_or_insert(e);

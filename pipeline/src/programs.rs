@@ -35,6 +35,7 @@ use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
@@ -157,6 +158,27 @@ impl JourneyProgram {
 }
 
 /// Stops a program's imports and drops its dataflow.
+/// How long a wait parks at most before it looks again (a message from another worker wakes it
+/// sooner).
+const PARK: Duration = Duration::from_millis(10);
+
+/// Steps `worker` while `busy()`, parked whenever no dataflow has work, until `deadline` (none:
+/// as long as it takes). Returns whether `busy()` cleared. Spinning instead kept a core busy
+/// for as long as a quiet input held the others back.
+fn wait_while(worker: &mut Worker, deadline: Option<Instant>, mut busy: impl FnMut() -> bool) -> bool {
+    while busy() {
+        let park = match deadline {
+            None => PARK,
+            Some(deadline) => match deadline.saturating_duration_since(Instant::now()) {
+                left if left.is_zero() => return false,
+                left => left.min(PARK),
+            },
+        };
+        worker.step_or_park(Some(park));
+    }
+    true
+}
+
 fn shut(worker: &mut Worker, mut buttons: Vec<Button>, dataflow: usize) {
     for button in &mut buttons {
         button.press();
@@ -235,6 +257,8 @@ pub struct Programs {
     commands: Rc<RefCell<Vec<(Time, u64, String)>>>,
     submitted: u64,
     hold: Option<Time>,
+    /// The watermark the last advance waited for the base dataflow to pass.
+    awaited: Time,
     late: u64,
     /// Each user's retained events on this worker.
     store: Store,
@@ -319,6 +343,7 @@ impl Programs {
             commands,
             submitted: 0,
             hold: None,
+            awaited: 0,
             late: 0,
             store,
             since: BTreeMap::new(),
@@ -476,7 +501,26 @@ impl Programs {
     /// dataflows catch up to the previous watermark, hands every command that became complete
     /// to `apply` (in `(time, seq)` order), and then lets every kept trace compact up to the
     /// control frontier.
-    pub fn advance<F>(&mut self, worker: &mut Worker, to: Option<Time>, mut apply: F)
+    pub fn advance<F>(&mut self, worker: &mut Worker, to: Option<Time>, apply: F)
+    where
+        F: FnMut(&mut Programs, &mut Worker, Sequenced),
+    {
+        self.advance_until(worker, to, None, apply);
+    }
+
+    /// [`Programs::advance`], waiting for the dataflows only until `deadline`: another worker
+    /// may hold them back for as long as its input is quiet (up to the idle timeout), and a
+    /// caller with other duties (sequencing, answering, stopping) must not wait that long. The
+    /// wait parks the thread when nothing is to be done. Returns whether the dataflows caught up;
+    /// until [`Programs::caught_up`], a caller should read no more input (the wait is what keeps
+    /// a worker from running ahead of the others).
+    pub fn advance_until<F>(
+        &mut self,
+        worker: &mut Worker,
+        to: Option<Time>,
+        deadline: Option<Instant>,
+        mut apply: F,
+    ) -> bool
     where
         F: FnMut(&mut Programs, &mut Worker, Sequenced),
     {
@@ -500,15 +544,16 @@ impl Programs {
         // Wait for the base dataflow only: a program being removed may already be gone on
         // another worker, and its copy here would then never complete.
         let probe = self.probe.clone();
-        worker.step_while(|| probe.less_than(&previous));
+        self.awaited = previous;
+        let mut caught_up = wait_while(worker, deadline, || probe.less_than(&previous));
         // Every worker moved its control input with its events: a command that arrived before
         // the previous watermark is complete once the control dataflow's progress catches up
         // with the base's. Wait for that, or a worker whose control progress lags would keep
         // the command pending, hold its journeys before it, and stall every worker's copies.
         let due = self.commands.borrow().iter().any(|c| c.0 < previous);
-        if due {
+        if due && caught_up {
             let control = self.control_probe.clone();
-            worker.step_while(|| control.less_than(&previous));
+            caught_up = wait_while(worker, deadline, || control.less_than(&previous));
         }
         let mut complete: Vec<(Time, u64, String)> = Vec::new();
         {
@@ -526,6 +571,12 @@ impl Programs {
         self.control_probe.with_frontier(|f| frontier.extend(f.iter().copied()));
         let through = frontier.first().copied().unwrap_or(previous).min(previous).min(self.hold.unwrap_or(Time::MAX));
         self.compact(through);
+        caught_up
+    }
+
+    /// Whether the dataflows caught up with the watermark the last advance waited for.
+    pub fn caught_up(&self) -> bool {
+        !self.probe.less_than(&self.awaited)
     }
 
     /// Steps every dataflow on this worker until the programs' outputs are complete up to the
@@ -533,14 +584,14 @@ impl Programs {
     /// [`Programs::advance`] (which waits for the base dataflow only) so that a round's outputs
     /// come out in that round, not whenever the worker is next idle. Returns whether they are
     /// complete.
-    pub fn catch_up(&mut self, worker: &mut Worker, deadline: std::time::Instant) -> bool {
+    pub fn catch_up(&mut self, worker: &mut Worker, deadline: Instant) -> bool {
         let watermark = self.watermark();
         loop {
             self.step(worker);
             if self.output_frontier() >= watermark {
                 return true;
             }
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return false;
             }
         }

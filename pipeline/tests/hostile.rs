@@ -267,6 +267,42 @@ fn a_change_not_decided_in_time_is_accepted_then_listed_once() {
     assert_eq!(server.stop().code(), Some(0));
 }
 
+/// A worker whose input is quiet holds event time back until its idle timeout, by design. The
+/// other workers used to wait for it in a spin: a core busy for the whole timeout, and, on
+/// worker 0, no catalog change sequenced, so an install answered `202 pending` after the
+/// change wait instead of `201`.
+#[test]
+fn a_quiet_partition_stalls_neither_the_control_api_nor_a_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(2, dir.path(), &["--idle-timeout", "10m", "--change-wait", "5s"]);
+    let client = Client::new();
+    // A user of partition 0, which worker 0 (the sequencer) reads; partition 1 stays quiet.
+    let user = (0..).map(|i| format!("quiet-{i}")).find(|u| journeyflow_types::Key::of(u).0 % 2 == 0).unwrap();
+    // Read, it moves worker 0's watermark, which the dataflows cannot pass while worker 1's
+    // input is quiet (nothing more is read meanwhile: the wait is flow control).
+    let event = json!({"event": "Visit", "userId": user, "timestamp": now_ms() - 10_000});
+    assert_eq!(client.post(server.url("/v1/track")).json(&event).send().unwrap().status(), StatusCode::OK);
+    wait_until("the event read", Duration::from_secs(30), || common::kafka::processed(&server) == 1);
+    let segment = json!({"id": "visitors", "condition": {"performed": {"event": "Visit"}}});
+    let r = client.post(server.url("/v1/segments")).json(&segment).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    // The workers wait parked: over two seconds, well under a core's worth of CPU.
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
+        // After the command's closing parenthesis: the state (field 3), then numbers; utime and
+        // stime are fields 14 and 15, in clock ticks (100 a second).
+        let fields: Vec<i64> =
+            stat.rsplit(')').next().unwrap().split_whitespace().skip(1).take(13).map(|f| f.parse().unwrap()).collect();
+        fields[10] + fields[11]
+    };
+    let (before, started) = (cpu(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = cpu() - before;
+    let wall = started.elapsed().as_secs_f64() * 100.0;
+    assert!((ticks as f64) < wall / 2.0, "{ticks} ticks of CPU in {wall:.0} ticks of wall time");
+    assert_eq!(server.stop().code(), Some(0));
+}
+
 /// A tmpfs of `bytes` mounted at `at` (the test runs as root, as `scripts/test.sh` does);
 /// unmounted when dropped. `None` when this process may not mount.
 struct Tmpfs(std::path::PathBuf);
