@@ -277,7 +277,7 @@ fn a_quiet_partition_stalls_neither_the_control_api_nor_a_core() {
     let server = Server::start_with(2, dir.path(), &["--idle-timeout", "10m", "--change-wait", "5s"]);
     let client = Client::new();
     // A user of partition 0, which worker 0 (the sequencer) reads; partition 1 stays quiet.
-    let user = (0..).map(|i| format!("quiet-{i}")).find(|u| journeyflow_types::Key::of(u).0 % 2 == 0).unwrap();
+    let user = (0..).map(|i| format!("quiet-{i}")).find(|u| journeyflow_types::Key::of(u).0.is_multiple_of(2)).unwrap();
     // Read, it moves worker 0's watermark, which the dataflows cannot pass while worker 1's
     // input is quiet (nothing more is read meanwhile: the wait is flow control).
     let event = json!({"event": "Visit", "userId": user, "timestamp": now_ms() - 10_000});
