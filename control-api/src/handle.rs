@@ -6,9 +6,10 @@
 //! key, the catalog, the engine's progress, and what became of changes answered `202`.
 
 use crate::catalog::{CatalogView, Change, Refusal};
+use crate::history::Histories;
 use journeyflow_types::{Key, KeyMap};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::mpsc;
@@ -191,19 +192,11 @@ pub struct EngineHandle {
     pub progress: Arc<Progress>,
     /// Journey reports (as `journey_stats.json` shows them), kept current by the workers.
     pub journey_reports: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
-    /// The latest transitions of each user in each journey (at most `HISTORY` each).
-    pub journey_users: Arc<Mutex<JourneyUsers>>,
-    /// The latest action records of each user, over every journey (at most `HISTORY` each).
-    pub user_actions: Arc<Mutex<HashMap<Arc<str>, VecDeque<serde_json::Value>>>>,
+    /// Each user's latest transitions in each journey and latest actions.
+    pub histories: Arc<Mutex<Histories>>,
     /// What became of changes answered before they were applied.
     pub outcomes: Arc<Outcomes>,
 }
-
-/// The latest transitions (as written) by `(journey, user id)`.
-pub type JourneyUsers = HashMap<(String, Arc<str>), VecDeque<serde_json::Value>>;
-
-/// How many transitions per user and journey are kept for the progress endpoint.
-pub const HISTORY: usize = 100;
 
 /// What a change came to within the wait a handler allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,8 +220,7 @@ impl EngineHandle {
             catalog: Arc::default(),
             progress: Arc::default(),
             journey_reports: Arc::default(),
-            journey_users: Arc::default(),
-            user_actions: Arc::default(),
+            histories: Arc::default(),
             outcomes: Arc::default(),
         };
         (handle, rx)

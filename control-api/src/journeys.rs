@@ -226,11 +226,8 @@ pub async fn user(
         Some(entry) => entry.definition.clone(),
         None => return Err(Problem::not_found(format!("no journey {id:?}"))),
     };
-    let history: Vec<Value> = {
-        let users = state.engine.journey_users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (id.clone(), std::sync::Arc::from(user_id.as_str()));
-        users.get(&key).map(|h| h.iter().cloned().collect()).unwrap_or_default()
-    };
+    let history =
+        state.engine.histories.lock().unwrap_or_else(std::sync::PoisonError::into_inner).transitions(&id, &user_id);
     if history.is_empty() {
         return Err(Problem::not_found(format!("user {user_id:?} has not entered journey {id:?}")));
     }
@@ -243,7 +240,14 @@ pub async fn user(
 /// `{"journey", "status", "outcome", "node", "since", "history"}`.
 pub fn standing(id: &str, definition: &Value, history: &[Value]) -> Value {
     let Some(last) = history.last() else { return json!({"journey": id, "history": []}) };
-    let (status, outcome, node) = match last["to"].as_str() {
+    let (status, outcome, node) = status(definition, last);
+    json!({"journey": id, "status": status, "outcome": outcome, "node": node, "since": last["time"], "history": history})
+}
+
+/// Where a user stands in a journey defined as `definition` after their transition `last`:
+/// `(status, outcome, node)`.
+pub fn status<'a>(definition: &Value, last: &'a Value) -> (&'static str, Option<&'static str>, &'a str) {
+    match last["to"].as_str() {
         Some(to) => {
             let kind = definition["nodes"][to].as_object().and_then(|n| n.keys().find(|k| *k != "next").cloned());
             match kind.as_deref() {
@@ -261,6 +265,5 @@ pub fn standing(id: &str, definition: &Value, history: &[Value]) -> Value {
                 _ => ("canceled", Some("canceled"), from),
             }
         }
-    };
-    json!({"journey": id, "status": status, "outcome": outcome, "node": node, "since": last["time"], "history": history})
+    }
 }

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod changes;
 pub mod config;
 pub mod handle;
+pub mod history;
 pub mod ingest;
 pub mod journeys;
 pub mod metrics;

@@ -11,7 +11,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Events per page by default, and at most.
 const PAGE: usize = 100;
@@ -165,20 +164,16 @@ pub async fn export(
         out.segments.extend(part.segments.into_iter().map(|(id, since)| json!({"id": id, "since": since})));
     }
     out.segments.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    let name: Arc<str> = Arc::from(user_id.as_str());
     let catalog = state.engine.catalog.get();
     {
-        let users = state.engine.journey_users.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let histories = state.engine.histories.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (id, entry) in &catalog.journeys {
-            if let Some(history) = users.get(&(id.clone(), name.clone())) {
-                let history: Vec<Value> = history.iter().cloned().collect();
+            let history = histories.transitions(id, &user_id);
+            if !history.is_empty() {
                 out.journeys.push(crate::journeys::standing(id, &entry.definition, &history));
             }
         }
-    }
-    {
-        let actions = state.engine.user_actions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        out.actions = actions.get(&name).map(|a| a.iter().cloned().collect()).unwrap_or_default();
+        out.actions = histories.actions(&user_id);
     }
     let nothing = out.retained_events == 0
         && out.traits.is_empty()

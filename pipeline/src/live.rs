@@ -27,7 +27,7 @@ use crate::sequencer::{Sequence, Sequencer, Waiting};
 use crate::sinks::{KafkaOutputs, Sinks};
 use journeyflow_connectors::kafka::Sink;
 use journeyflow_control_api::catalog::{Change, Lifecycle};
-use journeyflow_control_api::handle::{Answer, EngineHandle, Request, HISTORY};
+use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
@@ -505,19 +505,7 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
 
 /// Keeps a transition line among its user's latest in the journey (at most `HISTORY`).
 fn remember(shared: &Shared, journey: String, user: String, line: &str) -> anyhow::Result<()> {
-    let value: serde_json::Value = serde_json::from_str(line)?;
-    let keep = |history: &mut std::collections::VecDeque<serde_json::Value>| {
-        if history.len() == HISTORY {
-            history.pop_front();
-        }
-        history.push_back(value);
-    };
-    // An action record (it has an id) or a transition.
-    match line.contains("\"action_id\"") {
-        true => keep(lock(&shared.handle.user_actions).entry(user.into()).or_default()),
-        false => keep(lock(&shared.handle.journey_users).entry((journey, user.into())).or_default()),
-    }
-    Ok(())
+    Ok(lock(&shared.handle.histories).remember(&journey, &user, line)?)
 }
 
 /// Publishes each journey's report: every worker's share summed, once all count for the
@@ -653,7 +641,7 @@ fn apply_change(
                 programs.remove_journey(worker, &id)?;
             }
             lock(&shared.handle.journey_reports).remove(&id);
-            lock(&shared.handle.journey_users).retain(|(journey, _), _| *journey != id);
+            lock(&shared.handle.histories).forget_journey(&id);
             lock(&shared.journey_counts).remove(&id);
         }
         Change::JourneyCommand { id, command } => {
@@ -709,8 +697,16 @@ pub fn forget_deleted(shared: &Shared, erasures: &[crate::scrub::Erasure]) {
     if gone.is_empty() {
         return;
     }
-    lock(&shared.handle.journey_users).retain(|(_, id), _| !gone.contains_key(&Key::of(id)));
-    lock(&shared.handle.user_actions).retain(|id, _| !gone.contains_key(&Key::of(id)));
+    lock(&shared.handle.histories).forget_users(|id| gone.contains_key(&Key::of(id)));
+}
+
+/// Forgets the journey records the API keeps (on process 0) from before the event retention,
+/// but where users still inside a journey stand.
+pub fn forget_expired(shared: &Shared, retention: Option<Time>) {
+    let Some(retention) = retention else { return };
+    let watermark = shared.handle.progress.watermark.load(Ordering::Relaxed);
+    let catalog = shared.handle.catalog.get();
+    lock(&shared.handle.histories).forget_before(watermark.saturating_sub(retention), &catalog);
 }
 
 /// Makes the lowest worker output frontier durable: waits for Kafka to acknowledge every

@@ -387,6 +387,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let grace = args.retention.deleted_users.max(archived);
     let mut scrubber = crate::scrub::Scrubber::open(&args.data_dir, args.archive.as_deref(), grace)?;
     let scrub_shared = shared.clone();
+    let events_retention = args.retention.events;
     let scrub = std::thread::Builder::new().name("scrub".into()).spawn(move || {
         let mut complain = crate::throttle::Throttled::every(Duration::from_secs(60));
         let mut forgotten = 0;
@@ -396,6 +397,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             let durable = scrub_shared.cluster_durable();
             let due = applied[forgotten..].partition_point(|(_, at)| *at < durable);
             crate::live::forget_deleted(&scrub_shared, &applied[forgotten..forgotten + due]);
+            crate::live::forget_expired(&scrub_shared, events_retention);
             forgotten += due;
             match scrubber.step(&applied, scrub_shared.cluster_durable()) {
                 Ok(n) => scrub_shared.scrubbed.store(n as u64, Ordering::Relaxed),
