@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => cli::run::execute(a),
         Command::Generate(a) => cli::generate::execute(a),
         Command::ImportCdnow(a) => cli::import_cdnow::execute(a),
+        Command::DeleteUser(a) => cli::delete_user::execute(a).map(|_| ()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

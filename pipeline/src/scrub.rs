@@ -8,7 +8,7 @@
 //! Deletions are carried out in the order they were applied; those done are listed, by key
 //! and time, in `DATA_DIR/scrubbed.json`, so that a restart does not do them again.
 
-use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
 use journeyflow_connectors::files::write_atomic;
 use journeyflow_connectors::parquet_file::{read_batches, write_batches};
 use journeyflow_operators::Time;
@@ -76,11 +76,7 @@ impl Scrubber {
             if name.starts_with('.') || name == "control.ndjson" {
                 continue;
             }
-            if name.ends_with(".ndjson") {
-                blank_lines(&file, &users)?;
-            } else if name.ends_with(".parquet") {
-                drop_rows(&file, &users)?;
-            }
+            scrub_file(&file, &users, false)?;
         }
         self.done.extend(due.iter().copied());
         let listed: Vec<(String, Time)> = self.done.iter().map(|(u, at)| (u.to_string(), *at)).collect();
@@ -93,8 +89,31 @@ impl Scrubber {
     }
 }
 
+/// What scrubbing one file removed: NDJSON lines or Parquet rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Lines blanked or removed.
+    pub lines: usize,
+    /// Rows dropped.
+    pub rows: usize,
+}
+
+/// Removes the records of `users` (each timed at or before its time) from one file, by its
+/// kind: NDJSON lines are overwritten with spaces in place, or, with `compact`, the file is
+/// written again without them (for files nothing follows by offset); Parquet rows are dropped.
+/// Other files are left alone.
+pub fn scrub_file(path: &Path, users: &KeyMap<Time>, compact: bool) -> anyhow::Result<Removed> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    Ok(match name {
+        n if n.ends_with(".ndjson") && compact => Removed { lines: remove_lines(path, users)?, rows: 0 },
+        n if n.ends_with(".ndjson") => Removed { lines: blank_lines(path, users)?, rows: 0 },
+        n if n.ends_with(".parquet") => Removed { lines: 0, rows: drop_rows(path, users)? },
+        _ => Removed::default(),
+    })
+}
+
 /// Every regular file under `dir`, recursively.
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+pub fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -158,11 +177,12 @@ fn names(line: &[u8], users: &KeyMap<Time>) -> bool {
     })
 }
 
-/// Overwrites with spaces every whole line of `path` that is a deleted user's.
-fn blank_lines(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<()> {
+/// Overwrites with spaces every whole line of `path` that is a deleted user's; returns how
+/// many.
+fn blank_lines(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<usize> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
     };
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -182,38 +202,68 @@ fn blank_lines(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<()> {
         offset += n as u64;
     }
     if found.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    for (at, len) in found {
+    for &(at, len) in &found {
         file.write_all_at(&vec![b' '; len], at)?;
     }
     file.sync_data()?;
-    Ok(())
+    Ok(found.len())
 }
 
-/// Writes `path` (Parquet) again without the rows of deleted users: rows with a `line` (a
-/// checkpoint's events, timed by the `time` they entered at) or a `user_id` and a `time` (the
-/// archive).
-fn drop_rows(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<()> {
+/// Writes `path` (NDJSON, not being written) again without the deleted users' lines and
+/// without blank ones, atomically; returns how many of the users' lines went.
+fn remove_lines(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<usize> {
+    let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut kept: Vec<u8> = Vec::new();
+    let mut removed = 0;
+    for line in reader.split(b'\n') {
+        let line = line?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if deleted(&line, users) {
+            removed += 1;
+        } else {
+            kept.extend_from_slice(&line);
+            kept.push(b'\n');
+        }
+    }
+    if removed > 0 {
+        write_atomic(path, &kept)?;
+    }
+    Ok(removed)
+}
+
+/// Writes `path` (Parquet) again without the rows of deleted users; returns how many went.
+/// Rows with a `line` (a checkpoint's events, timed by the `time` they entered at), a
+/// `user_id` and a `time` (the archive), or a `userId` or `anonymousId` and a `timestamp`
+/// (an event file).
+fn drop_rows(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<usize> {
     let batches = read_batches(path)?;
-    let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(()) };
+    let Some(schema) = batches.first().map(RecordBatch::schema) else { return Ok(0) };
     let mut kept = Vec::with_capacity(batches.len());
     let mut dropped = 0;
     for batch in &batches {
         let column = |name: &str| batch.column_by_name(name);
+        let strings = |name: &str| column(name).and_then(|c| c.as_any().downcast_ref::<StringArray>());
         let times = column("time").and_then(|c| c.as_any().downcast_ref::<UInt64Array>());
-        let lines = column("line").and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let ids = column("user_id").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let stamps = column("timestamp").and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>());
+        let lines = strings("line");
+        let ids: Vec<&StringArray> = ["user_id", "userId", "anonymousId"].into_iter().filter_map(strings).collect();
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|row| {
                 let time = times.filter(|t| !t.is_null(row)).map(|t| t.value(row));
-                let user = match (lines, ids) {
-                    (Some(lines), _) => decode_record(lines.value(row).as_bytes()).ok().map(|(e, _)| e.user()),
-                    (None, Some(ids)) if !ids.is_null(row) => Some(Key::of(ids.value(row))),
-                    _ => None,
+                let time = time.or_else(|| stamps.filter(|t| !t.is_null(row)).map(|t| t.value(row).max(0) as Time));
+                let at = match lines {
+                    Some(lines) => {
+                        decode_record(lines.value(row).as_bytes()).ok().and_then(|(e, _)| users.get(&e.user()))
+                    }
+                    None => {
+                        ids.iter().filter(|ids| !ids.is_null(row)).find_map(|ids| users.get(&Key::of(ids.value(row))))
+                    }
                 };
-                let at = user.and_then(|u| users.get(&u));
                 Some(at.is_none_or(|at| time.is_some_and(|t| t > *at)))
             })
             .collect();
@@ -223,7 +273,7 @@ fn drop_rows(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<()> {
     if dropped > 0 {
         write_batches(path, &schema, &kept)?;
     }
-    Ok(())
+    Ok(dropped)
 }
 
 #[cfg(test)]

@@ -424,3 +424,102 @@ fn replay_deletes_users_as_the_deletions_file_says() {
     let error = format!("{:#}", execute(&args).unwrap_err());
     assert!(error.contains("deletions.ndjson:2"), "{error}");
 }
+
+/// `journeyflow delete-user` (the binary) with `args`; its stderr, after asserting success
+/// (or failure, when `ok` is false).
+fn delete_user(args: &[&std::ffi::OsStr], ok: bool) -> String {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_journeyflow")).arg("delete-user").args(args).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.success(), ok, "{said}");
+    said
+}
+
+/// Every line of every NDJSON output of `kind` in `out`, but blank ones.
+fn output_set(out: &Path, kind: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(out.join(format!("{kind}.ndjson"))).unwrap();
+    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+/// Every string of a Parquet file's text columns, quoted, one per line.
+fn parquet_strings(path: &Path) -> Vec<u8> {
+    use arrow::array::{Array, StringArray};
+    let mut out = Vec::new();
+    for batch in journeyflow_connectors::parquet_file::read_batches(path).unwrap() {
+        for column in batch.columns() {
+            let Some(strings) = column.as_any().downcast_ref::<StringArray>() else { continue };
+            for v in strings.iter().flatten() {
+                out.extend_from_slice(format!("{}\n", J::from(v)).as_bytes());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn delete_user_removes_a_user_from_event_output_and_parquet_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ndjson, parquet) = (dir.path().join("events.ndjson"), dir.path().join("events.parquet"));
+    generate("ndjson", &ndjson);
+    generate("parquet", &parquet);
+    let text = std::fs::read_to_string(&ndjson).unwrap();
+    let id = |l: &J| l.get("userId").or(l.get("anonymousId")).and_then(J::as_str).unwrap().to_string();
+    let user = id(&serde_json::from_str(text.lines().next().unwrap()).unwrap());
+    // Independently: the events without the user, and what a replay of them writes.
+    let without: String = text
+        .lines()
+        .filter(|l| {
+            let l: J = serde_json::from_str(l).unwrap();
+            l["userId"] != user.as_str() && l["anonymousId"] != user.as_str()
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(without.len() < text.len());
+    let never = dir.path().join("never.ndjson");
+    std::fs::write(&never, &without).unwrap();
+    let sample = repo("datasets/sample");
+    let replay = |events: &Path, out: &Path| {
+        let mut a = args(events, &sample.join("segments.json"), out, 2);
+        a.journeys = Some(sample.join("journeys.json"));
+        execute(&a).unwrap();
+    };
+    let (with_out, never_out) = (dir.path().join("out-with"), dir.path().join("out-never"));
+    replay(&ndjson, &with_out);
+    replay(&never, &never_out);
+    let theirs = |out: &Path| output_set(out, "segment_changes").iter().any(|l| l.contains(&format!("\"{user}\"")));
+    assert!(theirs(&with_out), "the user has outputs to delete");
+
+    // The event file compacted, the Parquet file and the output directory in place.
+    let said = delete_user(&["--user-id".as_ref(), user.as_ref(), "--compact".as_ref(), ndjson.as_os_str()], true);
+    assert!(said.contains("deleted 1 users"), "{said}");
+    assert_eq!(std::fs::read_to_string(&ndjson).unwrap(), without, "the compacted event file");
+    let users = dir.path().join("users.ndjson");
+    std::fs::write(&users, format!("{}\n", serde_json::json!({"user_id": user}))).unwrap();
+    delete_user(&["--users".as_ref(), users.as_os_str(), parquet.as_os_str(), with_out.as_os_str()], true);
+    for kind in ["segment_changes", "journey_transitions", "journey_actions"] {
+        assert_eq!(output_set(&with_out, kind), output_set(&never_out, kind), "{kind}: the others' records");
+    }
+    // No file names the user any more (Parquet read back as rows).
+    for file in common::outputs::walk(dir.path()) {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let bytes = match name {
+            n if n.ends_with(".parquet") => parquet_strings(&file),
+            n if n.ends_with(".ndjson") && n != "users.ndjson" => std::fs::read(&file).unwrap(),
+            _ => continue,
+        };
+        let found = String::from_utf8_lossy(&bytes).contains(&format!("\"{user}\""));
+        assert!(!found || file.starts_with(&never_out), "{} still names {user}", file.display());
+    }
+    // The scrubbed Parquet file replays as if the user had never been.
+    let parquet_out = dir.path().join("out-parquet");
+    replay(&parquet, &parquet_out);
+    for kind in ["segment_changes", "journey_transitions", "journey_actions"] {
+        assert_eq!(output_set(&parquet_out, kind), output_set(&never_out, kind), "{kind} from the scrubbed Parquet");
+    }
+    // A service's data directory is refused.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("control.ndjson"), "").unwrap();
+    let said = delete_user(&["--user-id".as_ref(), user.as_ref(), data.as_os_str()], false);
+    assert!(said.contains("DELETE /v1/users"), "{said}");
+}

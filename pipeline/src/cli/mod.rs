@@ -1,6 +1,7 @@
 //! The `journeyflow` command line: one module per subcommand, each with its clap
 //! arguments and an `execute` function the binary (and the tests) call.
 
+pub mod delete_user;
 pub mod generate;
 pub mod import_cdnow;
 pub mod replay;
@@ -28,6 +29,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Convert the CDNOW purchase history into Segment-spec events.
     ImportCdnow(import_cdnow::ImportCdnowArgs),
+    /// Remove users from event, output and archive files (a running service: `DELETE /v1/users/{id}`).
+    DeleteUser(delete_user::DeleteUserArgs),
 }
 
 /// An allowed lateness: a duration, or `unbounded` (`None`).
