@@ -2,14 +2,16 @@
 //! through `journeyflow run` over HTTP for three times the event retention in event time,
 //! compressed (event time advances much faster than the wall clock), while the server's
 //! resident memory and the size of its data directory are sampled every second; then the
-//! outputs it wrote are compared with `journeyflow replay` over the same events. Figures: each
+//! outputs it wrote (read as the logs grow: their old segments go with the output retention)
+//! are compared with `journeyflow replay` over the same events. Figures: each
 //! at one, two and three retentions' worth of events, and the curves (`soak.csv`, `soak.svg`).
 
 use crate::workload::{JOURNEYS, SEGMENTS};
 use anyhow::Context;
+use journeyflow_connectors::wal::Tail;
 use journeyflow_datasets::generator::{generate_parallel, GeneratorConfig};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -162,6 +164,8 @@ impl Server {
             // Segments small against the stream, so that the ingest log's deletion behind
             // checkpoints shows as it would over months.
             .args(["--log-segment-bytes", "4194304"])
+            // Output logs kept for one retention, in segments small enough to go as it passes.
+            .args(["--retention-outputs", &retention, "--output-segment-bytes", "1048576"])
             .arg("--data-dir")
             .arg(data)
             .stderr(Stdio::piped())
@@ -187,6 +191,56 @@ impl Server {
         Ok(())
     }
 }
+
+/// A reader of the server's output logs as they grow, as a consumer of the files would be:
+/// the logs' old segments go (output retention) while the soak runs.
+#[derive(Default)]
+struct Follower {
+    /// A tail per log (`out/<kind>-<worker>/`), opened once the log exists.
+    tails: BTreeMap<PathBuf, Tail>,
+    /// The records read, per kind: `(time, id)`.
+    read: BTreeMap<&'static str, Vec<(u64, String)>>,
+}
+
+impl Follower {
+    /// Reads what the logs under `out` hold past what was read.
+    fn follow(&mut self, out: &Path) -> anyhow::Result<()> {
+        for kind in KINDS {
+            for worker in 0.. {
+                let log = out.join(format!("{kind}-{worker}"));
+                if !log.is_dir() {
+                    break;
+                }
+                if !self.tails.contains_key(&log) {
+                    let first = journeyflow_connectors::wal::segments::bases(&log)?.first().copied().unwrap_or(0);
+                    self.tails.insert(log.clone(), Tail::open_partition(&log, first)?);
+                }
+                let tail = self.tails.get_mut(&log).context("opened above")?;
+                loop {
+                    let lines = tail.read(10_000)?;
+                    if lines.is_empty() {
+                        break;
+                    }
+                    for line in lines.iter().filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+                        let v: serde_json::Value = serde_json::from_slice(line)?;
+                        let (time, id) = (v["time"].as_u64().unwrap_or(0), v["id"].as_str().unwrap_or_default());
+                        self.read.entry(kind).or_default().push((time, id.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids of the records of `kind` read, timed through `until`.
+    fn ids(&self, kind: &str, until: u64) -> BTreeSet<String> {
+        let read = self.read.get(kind).map(Vec::as_slice).unwrap_or_default();
+        read.iter().filter(|(t, _)| *t <= until).map(|(_, id)| id.clone()).collect()
+    }
+}
+
+/// The output kinds compared.
+const KINDS: [&str; 3] = ["segment_changes", "journey_transitions", "journey_actions"];
 
 /// Every record's id a set of NDJSON files holds, with its time.
 fn ids(files: &[PathBuf], until: u64) -> anyhow::Result<BTreeSet<String>> {
@@ -222,6 +276,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
     let mut sampled = Instant::now() - Duration::from_secs(2);
     let mut sent = 0usize;
     let mut last_ts = start;
+    let mut follower = Follower::default();
     const BATCH: usize = 500;
     while sent < lines.len() {
         // Paced: the batch goes when its last event is due.
@@ -250,6 +305,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         sent += batch.len();
         if sampled.elapsed() >= Duration::from_secs(1) || sent == lines.len() {
             sampled = Instant::now();
+            follower.follow(&data.join("out"))?;
             samples.push(Sample {
                 wall_s: began.elapsed().as_secs_f64(),
                 events: sent as u64,
@@ -267,6 +323,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let until = last_ts;
+    follower.follow(&data.join("out"))?;
     server.stop()?;
     // The same events through replay.
     let replayed = config.scratch.join("replay");
@@ -283,13 +340,8 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         .status()?;
     anyhow::ensure!(status.success(), "replay failed: {status}");
     let mut compared = Vec::new();
-    for kind in ["segment_changes", "journey_transitions", "journey_actions"] {
-        let live: Vec<PathBuf> = std::fs::read_dir(data.join("out"))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(kind)))
-            .collect();
-        let run = ids(&live, until)?;
+    for kind in KINDS {
+        let run = follower.ids(kind, until);
         let replay = ids(&[replayed.join(format!("{kind}.ndjson"))], until)?;
         let both = run.intersection(&replay).count();
         compared.push((kind.to_string(), both, run.len() - both, replay.len() - both));

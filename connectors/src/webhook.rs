@@ -2,7 +2,7 @@
 //! to the URL configured for its channel, with its deterministic `action_id` as the
 //! `Idempotency-Key` header so a receiver can drop repeats.
 //!
-//! The action files the workers write (`journey_actions-<worker>.ndjson`) are the outbox:
+//! The action logs the workers write (`journey_actions-<worker>/`, segments) are the outbox:
 //! each channel has a thread that follows them as far as they are synced, picks its channel's
 //! sent actions, and hands them to that channel's delivery threads through a bounded queue; a
 //! cursor per channel and file (`webhook_cursor-<channel>.json`), written at start and then
@@ -63,12 +63,13 @@ impl Default for WebhookConfig {
     }
 }
 
-/// An action file to deliver from, and how far it is synced (what may be read).
+/// An action log to deliver from (a directory of segments, see [`crate::ndjson::Rolling`]),
+/// and how far it is synced (what may be read).
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    /// The file.
+    /// The log's directory.
     pub path: PathBuf,
-    /// Its synced length.
+    /// Its synced end offset.
     pub synced: Arc<AtomicU64>,
 }
 
@@ -160,11 +161,10 @@ impl Webhooks {
         let dead = Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&dead_path)?));
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WebhookStats::default());
-        // Each file whole (a line a crash cut short is cut off), and where it ends now.
+        // Each log whole (a line a crash cut short is cut off), and where it ends now.
         let mut ends = BTreeMap::new();
         for outbox in &outboxes {
-            let file = crate::ndjson::open_append(&outbox.path)?;
-            ends.insert(name_of(&outbox.path), file.metadata()?.len());
+            ends.insert(name_of(&outbox.path), crate::ndjson::log_end(&outbox.path)?);
         }
         let mut threads = Vec::new();
         for (channel, url) in &config.urls {
@@ -236,7 +236,8 @@ fn start_cursor(path: &Path, ends: &BTreeMap<String, u64>) -> std::io::Result<BT
     let from: BTreeMap<String, u64> = ends
         .iter()
         .map(|(name, end)| {
-            let at = match files.get(name) {
+            // A cursor saved when the outbox was one file (now its first segment).
+            let at = match files.get(name).or_else(|| files.get(&format!("{name}.ndjson"))) {
                 Some(at) if at <= end => *at,
                 Some(_) => 0,
                 None => *end,
@@ -270,7 +271,16 @@ impl Follower {
         let mut tails = Vec::with_capacity(self.outboxes.len());
         for (outbox, name) in self.outboxes.iter().zip(&names) {
             let from = self.from.get(name).copied().unwrap_or(0);
-            tails.push(Tail::open_at(&outbox.path, from)?.until(outbox.synced.clone()));
+            let tail = match Tail::open_partition(&outbox.path, from) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Its segments went (retention) before this channel delivered them.
+                    let first = crate::wal::segments::bases(&outbox.path)?.first().copied().unwrap_or(0);
+                    tracing::error!("{} from {first}: {e}", self.channel);
+                    Tail::open_partition(&outbox.path, first)?
+                }
+                tail => tail?,
+            };
+            tails.push(tail.until(outbox.synced.clone()));
         }
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(self.config.queue.max(1));
         let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, u64)>();
@@ -486,6 +496,7 @@ impl Deliverer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ndjson::Rolling;
     use std::io::{BufRead, BufReader, Read};
     use std::net::TcpListener;
 
@@ -552,22 +563,25 @@ mod tests {
         }
     }
 
-    /// An empty outbox file.
+    /// An empty outbox log (segments of 200 bytes, so that tests cross segments).
     fn outbox(dir: &Path) -> Outbox {
-        let path = dir.join("journey_actions-0.ndjson");
-        std::fs::write(&path, "").unwrap();
+        let path = dir.join("journey_actions-0");
+        drop(Rolling::open(&path, &dir.join("journey_actions-0.ndjson"), 200).unwrap());
         Outbox { path, synced: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Appends actions to an outbox, all synced.
     fn write(outbox: &Outbox, actions: &[(&str, &str, &str)]) {
-        let mut file = std::fs::OpenOptions::new().append(true).open(&outbox.path).unwrap();
+        let legacy = outbox.path.with_extension("ndjson");
+        let mut log = Rolling::open(&outbox.path, &legacy, 200).unwrap();
         for (id, channel, status) in actions {
             let action =
                 serde_json::json!({"action_id": id, "channel": channel, "status": status, "user_id": "u", "time": 10});
-            writeln!(file, "{action}").unwrap();
+            log.push(format!("{action}\n").as_bytes());
+            log.flush().unwrap();
         }
-        outbox.synced.store(std::fs::metadata(&outbox.path).unwrap().len(), Relaxed);
+        log.sync().unwrap();
+        outbox.synced.store(log.end(), Relaxed);
     }
 
     fn wait_for(what: &str, done: impl Fn() -> bool) {

@@ -66,7 +66,16 @@ pub struct Retention {
     /// outputs, the archive) once every output through the deletion is durable, ms: a grace
     /// for those reading the output files to see the deletion's own exits and cancellations.
     pub deleted_users: u64,
+    /// How long the output logs (segment changes, transitions, actions, dead letters) keep a
+    /// sealed segment once every record in it is durable and older than this, ms (`None`:
+    /// forever).
+    pub outputs: Option<u64>,
+    /// The size at which an output log seals its segment and begins the next.
+    pub output_segment_bytes: u64,
 }
+
+/// The default size of an output log's segment: 64 MiB.
+pub const DEFAULT_OUTPUT_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// The default grace before a deleted user's records are removed from the files: 1 hour.
 pub const DEFAULT_DELETED_USERS: u64 = 3_600_000;
@@ -77,6 +86,8 @@ impl Default for Retention {
             events: Some(crate::admission::DEFAULT_RETENTION),
             archive: None,
             deleted_users: DEFAULT_DELETED_USERS,
+            outputs: None,
+            output_segment_bytes: DEFAULT_OUTPUT_SEGMENT_BYTES,
         }
     }
 }
@@ -91,6 +102,10 @@ pub struct RetentionSection {
     pub archive: Option<String>,
     /// How long a deleted user's records stay in the files: `deleted_users = "1h"`.
     pub deleted_users: Option<String>,
+    /// How long the output logs keep records: `outputs = "30d"` or `"forever"`.
+    pub outputs: Option<String>,
+    /// `output_segment_bytes = 67108864`.
+    pub output_segment_bytes: Option<u64>,
 }
 
 /// A span of time something is kept for, in ms, or forever (`None`).
@@ -428,6 +443,12 @@ impl FileConfig {
                 self.retention.deleted_users,
                 d.retention.deleted_users,
             )?,
+            outputs: kept("retention.outputs", self.retention.outputs, d.retention.outputs)?,
+            output_segment_bytes: self
+                .retention
+                .output_segment_bytes
+                .unwrap_or(d.retention.output_segment_bytes)
+                .max(1),
         };
         let (w, dw) = (self.webhooks, d.webhooks);
         let (i, a, dh) = (&self.ingest, &self.api, &d.http);

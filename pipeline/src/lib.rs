@@ -16,6 +16,7 @@ pub mod inputs;
 pub mod journey_output;
 pub mod kafka_input;
 pub mod live;
+pub mod output_retention;
 pub mod profile;
 pub mod programs;
 pub mod record_id;

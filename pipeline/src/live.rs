@@ -90,6 +90,8 @@ pub struct Shared {
     pub wal_committed: Vec<Arc<AtomicU64>>,
     /// Where outputs go.
     pub out_dir: PathBuf,
+    /// The size at which an output log seals its segment.
+    pub output_segment_bytes: u64,
     /// Watermark and dedup settings.
     pub ingest: IngestConfig,
     /// An event timed more than this after it was received is dead-lettered (ms).
@@ -183,7 +185,8 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         actions: config.journey_actions.clone(),
     });
     let archives = shared.archive.as_ref().map(|(dir, every)| Archives::new(dir, index, peers, *every));
-    let mut sinks = Sinks::open(&shared.out_dir, index, kafka_out, archives, shared.skip_before)?;
+    let mut sinks =
+        Sinks::open(&shared.out_dir, index, shared.output_segment_bytes, kafka_out, archives, shared.skip_before)?;
     shared.actions_synced[local].store(sinks.actions_written(), Ordering::Release);
     if let (Some(manifest), Some((root, _))) = (restored, &shared.checkpoints) {
         let n = restore(manifest, root, local, locals, &mut programs, &mut sinks, &mut names)?;

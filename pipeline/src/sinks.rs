@@ -1,5 +1,5 @@
-//! Where one worker's outputs go: its NDJSON files under `out/` (the actions file is also the
-//! webhooks' outbox, followed as far as it is synced), the Kafka output topics (keyed by user
+//! Where one worker's outputs go: its NDJSON logs under `out/`, segmented (the actions log is
+//! also the webhooks' outbox, followed as far as it is synced), the Kafka output topics (keyed by user
 //! id) and the Parquet archive (with the accepted events). Every record carries its
 //! deterministic id.
 //! After a restart, records before the frontier the previous run made durable are not written
@@ -11,11 +11,17 @@ use crate::record_id::{Ids, WithId};
 use crate::segment_output::ChangeLine;
 use journeyflow_connectors::files::sync_dir;
 use journeyflow_connectors::kafka::Sink;
-use journeyflow_connectors::ndjson::Appender;
+use journeyflow_connectors::ndjson::Rolling;
 use journeyflow_operators::Time;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Worker `index`'s log of output `kind` (`segment_changes`, `journey_transitions`,
+/// `journey_actions`, `dead_letter`) in `dir`: a directory of segments.
+pub fn output_log(dir: &Path, kind: &str, index: usize) -> PathBuf {
+    dir.join(format!("{kind}-{index}"))
+}
 
 /// The Kafka side of the sinks: the producer and the topic per output.
 #[derive(Clone)]
@@ -32,13 +38,11 @@ pub struct KafkaOutputs {
 
 /// One worker's sinks.
 pub struct Sinks {
-    changes: Appender,
-    transitions: Appender,
-    actions: Appender,
+    changes: Rolling,
+    transitions: Rolling,
+    actions: Rolling,
     /// Input records that were not events: `{"source", "offset", "error", "line"}`.
-    dead_letters: Appender,
-    /// Bytes of the actions file written (synced once `sync` returns).
-    actions_len: u64,
+    dead_letters: Rolling,
     kafka: Option<KafkaOutputs>,
     archives: Option<Archives>,
     /// Through where the archive holds every record (`None`: no archive).
@@ -49,24 +53,28 @@ pub struct Sinks {
 }
 
 impl Sinks {
-    /// Worker `index`'s files in `dir` (appended to; a line a crash cut short is removed
-    /// first), the Kafka topics if any; records before `skip_before` are dropped.
+    /// Worker `index`'s logs in `dir` (appended to; a line a crash cut short is removed first;
+    /// segments sealed past `segment_bytes`), the Kafka topics if any; records before
+    /// `skip_before` are dropped.
     pub fn open(
         dir: &Path,
         index: usize,
+        segment_bytes: u64,
         kafka: Option<KafkaOutputs>,
         archives: Option<Archives>,
         skip_before: Time,
     ) -> std::io::Result<Sinks> {
         std::fs::create_dir_all(dir)?;
-        let open = |name: &str| Appender::open(&dir.join(format!("{name}-{index}.ndjson")));
+        let open = |name: &str| {
+            let log = output_log(dir, name, index);
+            Rolling::open(&log, &log.with_extension("ndjson"), segment_bytes)
+        };
         let actions = open("journey_actions")?;
         sync_dir(dir)?;
         Ok(Sinks {
             changes: open("segment_changes")?,
             transitions: open("journey_transitions")?,
             dead_letters: open("dead_letter")?,
-            actions_len: actions.file().metadata()?.len(),
             actions,
             kafka,
             archived: archives.as_ref().map(|_| skip_before),
@@ -120,7 +128,6 @@ impl Sinks {
         }
         let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.actions.as_str()));
         write(&mut self.line, &mut self.actions, &record, kafka, &line.user_id)?;
-        self.actions_len += self.line.len() as u64;
         self.archive("journey_actions", line.time);
         Ok(())
     }
@@ -137,9 +144,9 @@ impl Sinks {
         Ok(())
     }
 
-    /// Bytes of the actions file written so far: all synced once `sync` returns.
+    /// The actions log's offset after what was written so far: all synced once `sync` returns.
     pub fn actions_written(&self) -> u64 {
-        self.actions_len
+        self.actions.end()
     }
 
     /// Whether accepted events go to an archive.
@@ -209,7 +216,7 @@ impl Sinks {
 /// Writes one record as a line to `file` and, with Kafka, to its topic keyed by `user_id`.
 fn write<T: Serialize>(
     line: &mut Vec<u8>,
-    file: &mut Appender,
+    file: &mut Rolling,
     record: &WithId<'_, T>,
     kafka: Option<(&Sink, &str)>,
     user_id: &str,
@@ -231,11 +238,11 @@ mod tests {
     #[test]
     fn records_before_the_durable_frontier_are_not_written_again() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sinks = Sinks::open(dir.path(), 0, None, None, 10).unwrap();
+        let mut sinks = Sinks::open(dir.path(), 0, 1 << 20, None, None, 10).unwrap();
         sinks.change("s", "u", 1, 9, false).unwrap();
         sinks.change("s", "u", -1, 10, true).unwrap();
         sinks.flush().unwrap();
-        let text = std::fs::read_to_string(dir.path().join("segment_changes-0.ndjson")).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("segment_changes-0/00000000000000000000.ndjson")).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains("\"time\":10"), "{text}");
     }

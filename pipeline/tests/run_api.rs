@@ -603,42 +603,9 @@ fn a_new_version_takes_over_users_in_flight() {
     assert_eq!(server.stop().code(), Some(0));
 }
 
-/// A real webhook receiver on a socket: answers 503 to the first attempt of each idempotency
-/// key, then 200; records `(channel, key, body)` of each request.
-type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, J)>>>;
-
-fn webhook_receiver() -> (String, Seen) {
-    use axum::extract::{Path, State};
-    use axum::http::{HeaderMap, StatusCode as Code};
-    async fn hook(State(seen): State<Seen>, Path(channel): Path<String>, headers: HeaderMap, body: String) -> Code {
-        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let mut seen = seen.lock().unwrap();
-        let first = !seen.iter().any(|(_, k, _)| *k == key);
-        seen.push((channel, key, serde_json::from_str(&body).unwrap_or(J::Null)));
-        if first {
-            Code::SERVICE_UNAVAILABLE
-        } else {
-            Code::OK
-        }
-    }
-    let seen: Seen = Default::default();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let state = seen.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
-            let app = axum::Router::new().route("/hook/{channel}", axum::routing::post(hook)).with_state(state);
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), seen)
-}
-
 #[test]
 fn sent_actions_are_posted_to_the_channel_webhook_with_their_id_as_idempotency_key() {
-    let (hooks, seen) = webhook_receiver();
+    let (hooks, seen, _) = common::webhook::receiver();
     let dir = tempfile::tempdir().unwrap();
     let webhook = format!("email={hooks}/hook/email");
     let server = Server::start_with(2, dir.path(), &["--webhook", &webhook]);

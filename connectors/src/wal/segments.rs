@@ -31,14 +31,22 @@ fn legacy_path(dir: &Path, part: usize) -> PathBuf {
 /// partition) in as its first segment, so a log written before keeps its offsets.
 pub fn prepare(dir: &Path, part: usize) -> io::Result<PathBuf> {
     let at = part_dir(dir, part);
-    std::fs::create_dir_all(&at)?;
-    let legacy = legacy_path(dir, part);
-    if legacy.is_file() {
-        std::fs::rename(&legacy, segment_path(&at, 0))?;
-        sync_dir(&at)?;
-        sync_dir(dir)?;
-    }
+    adopt(&at, &legacy_path(dir, part))?;
     Ok(at)
+}
+
+/// Makes the segment directory `at`, moving the single file `legacy` (if it exists) in as its
+/// first segment, so that the offsets into it stay valid.
+pub fn adopt(at: &Path, legacy: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(at)?;
+    if legacy.is_file() {
+        std::fs::rename(legacy, segment_path(at, 0))?;
+        sync_dir(at)?;
+        if let Some(parent) = at.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// The offsets the segments of a partition directory start at, in order.

@@ -12,6 +12,7 @@ use crate::cluster::{Cluster, ClusterArgs};
 use crate::config::{FileConfig, KafkaConfig, LiveConfig, Retention, StartPosition};
 use crate::control_log::ControlLog;
 use crate::live::{make_durable, run_worker, Checkpointer, Shared};
+use crate::output_retention::OutputRetention;
 use crate::sequencer::Sequencer;
 use anyhow::Context;
 use journeyflow_connectors::kafka::Sink;
@@ -28,7 +29,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Arguments of `journeyflow run`: each overrides the config file, which overrides the
 /// defaults (see `LiveConfig`).
@@ -137,7 +138,17 @@ pub struct RunArgs {
     /// archive) once the deletion's outputs are durable [default: 1h].
     #[arg(long, env = "JOURNEYFLOW_RETENTION_DELETED_USERS", value_parser = super::parse_duration)]
     pub retention_deleted_users: Option<u64>,
+    /// How long the output logs keep a sealed segment once every record in it is durable and
+    /// older than this (in event time), or `forever` [default: forever].
+    #[arg(long, env = "JOURNEYFLOW_RETENTION_OUTPUTS", value_parser = crate::config::parse_kept)]
+    pub retention_outputs: Option<crate::config::Kept>,
+    /// The size at which an output log seals its segment and begins the next [default: 67108864].
+    #[arg(long, env = "JOURNEYFLOW_OUTPUT_SEGMENT_BYTES")]
+    pub output_segment_bytes: Option<u64>,
 }
+
+/// How often expired output segments are looked for.
+const OUTPUTS_EVERY: Duration = Duration::from_secs(5);
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -170,6 +181,8 @@ impl RunArgs {
             events: self.retention_events.map_or(base.retention.events, |k| k.0),
             archive: self.retention_archive.map_or(base.retention.archive, |k| k.0),
             deleted_users: self.retention_deleted_users.unwrap_or(base.retention.deleted_users),
+            outputs: self.retention_outputs.map_or(base.retention.outputs, |k| k.0),
+            output_segment_bytes: self.output_segment_bytes.unwrap_or(base.retention.output_segment_bytes).max(1),
         };
         http.limits.retention = retention.events;
         let api_token = match &self.api_token_file {
@@ -315,6 +328,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         wal_dir,
         wal_committed: (0..wal.partitions()).map(|p| wal.committed(p)).collect(),
         out_dir: out_dir.clone(),
+        output_segment_bytes: args.retention.output_segment_bytes,
         ingest: IngestConfig {
             allowed_lateness: Some(args.allowed_lateness),
             late_policy: LatePolicy::Clamp,
@@ -366,9 +380,19 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let mut checkpointer =
         durable_shared.checkpoints.clone().map(|(root, every)| Checkpointer::new(root, every, restore));
     let mut sweeper = args.archive.as_ref().zip(args.retention.archive).map(|(dir, keep)| Sweeper::new(dir, keep));
+    let mut outputs = args.retention.outputs.map(|keep| OutputRetention::new(&out_dir, keep));
+    let mut outputs_checked = Instant::now();
     let committer = std::thread::Builder::new().name("durable".into()).spawn(move || {
+        let mut complain = crate::throttle::Throttled::every(Duration::from_secs(60));
         while !durable_shared.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
+            if let Some(outputs) = outputs.as_mut().filter(|_| outputs_checked.elapsed() >= OUTPUTS_EVERY) {
+                outputs_checked = Instant::now();
+                let watermark = durable_shared.handle.progress.watermark.load(Ordering::Relaxed);
+                if let Err(e) = outputs.step(watermark, durable_shared.durable.load(Ordering::Relaxed)) {
+                    complain.warn(format_args!("expired output segments are not deleted yet: {e:#}"));
+                }
+            }
             if let Err(e) = make_durable(&durable_shared) {
                 tracing::warn!("outputs not made durable yet: {e:#}");
             }
@@ -579,13 +603,22 @@ async fn shutdown_signal() {
 /// The actions files the webhooks deliver from: this process's workers' (as far as each is
 /// synced), and any a run with more workers left (whole).
 fn outboxes(out_dir: &std::path::Path, cluster: &Cluster, synced: &[Arc<AtomicU64>]) -> anyhow::Result<Vec<Outbox>> {
-    let path = |w: usize| out_dir.join(format!("journey_actions-{w}.ndjson"));
+    let path = |w: usize| crate::sinks::output_log(out_dir, "journey_actions", w);
+    // Made now, with a first segment (an older single file, or empty): the webhooks start
+    // before the workers open them.
+    let adopt = |w: usize| {
+        journeyflow_connectors::ndjson::Rolling::open(&path(w), &path(w).with_extension("ndjson"), u64::MAX).map(drop)
+    };
     let ours = cluster.first_worker()..cluster.first_worker() + cluster.workers;
+    ours.clone().try_for_each(adopt)?;
     let mut out: Vec<Outbox> =
         ours.clone().zip(synced).map(|(w, s)| Outbox { path: path(w), synced: s.clone() }).collect();
+    // Logs of workers a run with more of them left, delivered to their ends.
     let mut w = ours.end;
-    while let Ok(meta) = std::fs::metadata(path(w)) {
-        out.push(Outbox { path: path(w), synced: Arc::new(AtomicU64::new(meta.len())) });
+    while path(w).is_dir() || path(w).with_extension("ndjson").is_file() {
+        adopt(w)?;
+        let end = journeyflow_connectors::ndjson::log_end(&path(w))?;
+        out.push(Outbox { path: path(w), synced: Arc::new(AtomicU64::new(end)) });
         w += 1;
     }
     Ok(out)

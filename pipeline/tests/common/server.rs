@@ -140,12 +140,18 @@ impl Server {
     }
 }
 
-/// Every output line of one kind (`journey_transitions`, `journey_actions`) a server wrote.
+/// Every output line of one kind (`journey_transitions`, `journey_actions`) a server wrote:
+/// each worker's log (`out/<kind>-<worker>/`, segments in order).
 pub fn output_lines(dir: &std::path::Path, kind: &str) -> Vec<J> {
     let mut out = Vec::new();
     for f in std::fs::read_dir(dir.join("out")).unwrap() {
-        let path = f.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with(kind) {
+        let log = f.unwrap().path();
+        if !log.is_dir() || !log.file_name().unwrap().to_string_lossy().starts_with(kind) {
+            continue;
+        }
+        let mut segments: Vec<_> = std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()).collect();
+        segments.sort();
+        for path in segments {
             let text = std::fs::read_to_string(path).unwrap();
             // Blank lines are records of deleted users.
             out.extend(text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str::<J>(l).unwrap()));
