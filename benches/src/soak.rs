@@ -72,6 +72,8 @@ pub struct SoakReport {
     /// Records through the last event that the run and replay both wrote, and those only one
     /// of them wrote, per kind: `(kind, both, run only, replay only)`.
     pub compared: Vec<(String, usize, usize, usize)>,
+    /// At the end, bytes of each entry of the data directory (`checkpoints`, `out`, ...).
+    pub data_parts: BTreeMap<String, u64>,
 }
 
 impl SoakReport {
@@ -90,6 +92,9 @@ impl SoakReport {
                 s.data_bytes as f64 / 1e6
             ));
         }
+        let parts: Vec<String> =
+            self.data_parts.iter().map(|(n, b)| format!("{n} {:.1} MB", *b as f64 / 1e6)).collect();
+        out.push_str(&format!("\nThe data directory at the end: {}.\n", parts.join(", ")));
         out.push_str("\n| output | in both | run only | replay only |\n| --- | --- | --- | --- |\n");
         for (kind, both, run, replay) in &self.compared {
             out.push_str(&format!("| {kind} | {both} | {run} | {replay} |\n"));
@@ -126,6 +131,15 @@ fn rss(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes of a file, or of the files under a directory.
+fn size_of(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => size(path),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
 }
 
 fn size(dir: &Path) -> u64 {
@@ -325,6 +339,10 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
     let until = last_ts;
     follower.follow(&data.join("out"))?;
     server.stop()?;
+    let data_parts = std::fs::read_dir(&data)?
+        .filter_map(Result::ok)
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), size_of(&e.path())))
+        .collect();
     // The same events through replay.
     let replayed = config.scratch.join("replay");
     let status = Command::new(&config.binary)
@@ -356,5 +374,6 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         samples,
         at_retentions,
         compared,
+        data_parts,
     })
 }

@@ -6,18 +6,11 @@
 mod common;
 
 use common::server::Server;
+use common::wait_until;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value as J};
-use std::time::{Duration, Instant};
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "after 60 s, still not: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn an_export_holds_what_is_known_about_a_user_and_pages_through_every_event() {
@@ -69,7 +62,7 @@ fn an_export_holds_what_is_known_about_a_user_and_pages_through_every_event() {
         assert_eq!(response.status(), StatusCode::OK, "{query}");
         response.json().unwrap()
     };
-    wait_for("ann's export shows her six events, both segments and her journey", || {
+    wait_until("ann's export shows her six events, both segments and her journey", Duration::from_secs(60), || {
         let response = client.get(server.url("/v1/users/ann")).send().unwrap();
         response.status() == StatusCode::OK && {
             let doc: J = response.json().unwrap();

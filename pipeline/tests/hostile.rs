@@ -8,6 +8,7 @@
 mod common;
 
 use common::server::{binary, output_lines, Server};
+use common::wait_until;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value as J};
@@ -19,15 +20,6 @@ use std::time::{Duration, Instant};
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-/// Waits for `ready` to hold, up to `limit`; panics with `what` otherwise.
-fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} (waited {limit:?})");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn nested_not(depth: usize) -> J {

@@ -8,20 +8,13 @@
 mod common;
 
 use common::server::{output_lines, Server};
+use common::wait_until;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value as J};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MARKER: &str = "pii-7f3a9c";
-
-fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn the_default_log_level_shows_no_event_content() {

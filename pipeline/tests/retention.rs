@@ -6,12 +6,14 @@
 mod common;
 
 use common::server::Server;
+use common::wait_until;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 const HOUR: u64 = 3_600_000;
+const MINUTE: Duration = Duration::from_secs(60);
 
 #[test]
 fn archive_hours_older_than_the_retention_behind_the_durable_frontier_go() {
@@ -58,14 +60,6 @@ fn bases(log: &std::path::Path) -> Vec<u64> {
         .collect();
     out.sort_unstable();
     out
-}
-
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -130,7 +124,7 @@ fn output_segments_past_the_retention_go_once_durable_and_delivered() {
     }
     let out = data.join("out");
     let (changes, actions) = (out.join("segment_changes-0"), out.join("journey_actions-0"));
-    wait_until("old segment changes deleted", || bases(&changes).first().is_some_and(|b| *b > 0));
+    wait_until("old segment changes deleted", MINUTE, || bases(&changes).first().is_some_and(|b| *b > 0));
     assert!(bases(&changes).len() > 1 || bases(&actions).len() > 1, "the logs began new segments");
     // The webhook refuses everything so far: no action segment may go.
     assert_eq!(bases(&actions).first(), Some(&0), "actions not delivered yet were deleted");
@@ -141,8 +135,8 @@ fn output_segments_past_the_retention_go_once_durable_and_delivered() {
         let users = seen.iter().filter_map(|(_, _, body)| body["user_id"].as_str().map(str::to_string));
         users.filter(|u| u != "tick").collect::<std::collections::BTreeSet<_>>().len()
     };
-    wait_until("every action delivered", || delivered() == times.len());
-    wait_until("delivered old actions deleted", || bases(&actions).first().is_some_and(|b| *b > 0));
+    wait_until("every action delivered", MINUTE, || delivered() == times.len());
+    wait_until("delivered old actions deleted", MINUTE, || bases(&actions).first().is_some_and(|b| *b > 0));
     // Records within the retention are all kept; older ones only in a segment with a newer one.
     for kind in ["segment_changes", "journey_actions"] {
         let kept = common::server::output_lines(&data, kind);
@@ -161,6 +155,6 @@ fn output_segments_past_the_retention_go_once_durable_and_delivered() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    wait_until("the late comer's email delivered", || delivered() == times.len() + 1);
+    wait_until("the late comer's email delivered", MINUTE, || delivered() == times.len() + 1);
     assert_eq!(server.stop().code(), Some(0));
 }

@@ -298,3 +298,12 @@ where
         .flat_map(|r| r.expect("a worker finished"))
         .collect()
 }
+
+/// Waits for `ready` to hold, looking every 50 ms, up to `limit`; panics with `what` otherwise.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "after {limit:?}, still not: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
