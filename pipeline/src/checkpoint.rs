@@ -1,10 +1,12 @@
 //! Checkpoints, under `DATA_DIR/checkpoints/<seq>/`: the events each worker read since the
 //! checkpoint before (as Parquet, each with the time it entered at) and, in `manifest.json`,
-//! every event file of the chain and the source positions they cover (ingest log offsets,
-//! Kafka offsets) with each partition's largest event time. A checkpoint is complete once
-//! its manifest exists. A restart enters the events of the newest complete checkpoint at
-//! their times and reads the sources from its positions: nothing below them is read again,
-//! so a topic may have lost those messages (retention shorter than the windows).
+//! every event file of the chain (with the latest time of its events) and the source positions
+//! they cover (ingest log offsets, Kafka offsets) with each partition's largest event time. A
+//! checkpoint is complete once its manifest exists. A restart enters the events of the newest
+//! complete checkpoint at their times and reads the sources from its positions: nothing below
+//! them is read again, so a topic may have lost those messages (retention shorter than the
+//! windows). A file whose events have all expired leaves the chain (see [`complete`]) and is
+//! deleted once a manifest without it is written.
 
 use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -52,6 +54,10 @@ pub struct Manifest {
     pub files: Vec<String>,
     /// The source positions the files cover.
     pub positions: Positions,
+    /// The latest time (entered at, or timestamp) of each file's events, where known: once
+    /// that has expired, the file leaves the chain (see [`complete`]).
+    #[serde(default)]
+    pub latest: BTreeMap<String, Time>,
 }
 
 /// What one worker wrote for a checkpoint.
@@ -59,6 +65,8 @@ pub struct Manifest {
 pub struct Part {
     /// Its event files, relative to the checkpoints directory.
     pub files: Vec<String>,
+    /// The latest time of each file's events.
+    pub latest: BTreeMap<String, Time>,
     /// Its sources' positions.
     pub positions: Positions,
 }
@@ -77,10 +85,13 @@ pub struct Recorder {
     times: UInt64Builder,
     lines: StringBuilder,
     n: usize,
+    /// The latest time (entered at, or timestamp) of the rows recorded since the last cut.
+    latest: Time,
     chunks: usize,
-    /// Chunks cut and not written yet: `(file name, rows)`.
-    unwritten: Vec<(String, RecordBatch)>,
+    /// Chunks cut and not written yet: `(file name, rows, latest time)`.
+    unwritten: Vec<(String, RecordBatch, Time)>,
     files: Vec<String>,
+    latests: BTreeMap<String, Time>,
 }
 
 impl Recorder {
@@ -93,9 +104,11 @@ impl Recorder {
             times: UInt64Builder::new(),
             lines: StringBuilder::new(),
             n: 0,
+            latest: 0,
             chunks: 0,
             unwritten: Vec::new(),
             files: Vec::new(),
+            latests: BTreeMap::new(),
         }
     }
 
@@ -106,13 +119,14 @@ impl Recorder {
 
     /// Bytes of chunks that could not be written yet (none while writes succeed).
     pub fn backlog(&self) -> usize {
-        self.unwritten.iter().map(|(_, batch)| batch.get_array_memory_size()).sum()
+        self.unwritten.iter().map(|(_, batch, _)| batch.get_array_memory_size()).sum()
     }
 
-    /// An event (its line as read) entered at `time`.
-    pub fn record(&mut self, time: Time, line: &str) -> anyhow::Result<()> {
+    /// An event (its line as read, its timestamp `ts`) entered at `time`.
+    pub fn record(&mut self, time: Time, ts: Time, line: &str) -> anyhow::Result<()> {
         self.times.append_value(time);
         self.lines.append_value(line);
+        self.latest = self.latest.max(time).max(ts);
         self.n += 1;
         if self.n >= CHUNK {
             self.cut()?;
@@ -132,17 +146,19 @@ impl Recorder {
         let name = format!("{}/events-{}-{}.parquet", self.seq, self.writer, self.chunks);
         let columns: Vec<arrow::array::ArrayRef> =
             vec![std::sync::Arc::new(self.times.finish()), std::sync::Arc::new(self.lines.finish())];
-        self.unwritten.push((name, RecordBatch::try_new(schema(), columns)?));
+        self.unwritten.push((name, RecordBatch::try_new(schema(), columns)?, self.latest));
         self.chunks += 1;
         self.n = 0;
+        self.latest = 0;
         Ok(())
     }
 
     /// Writes the chunks not written yet, in order; stops at the first that fails.
     fn write(&mut self) -> anyhow::Result<()> {
-        while let Some((name, batch)) = self.unwritten.first() {
+        while let Some((name, batch, latest)) = self.unwritten.first() {
             write_batches(&self.root.join(name), &schema(), std::slice::from_ref(batch))?;
             self.files.push(name.clone());
+            self.latests.insert(name.clone(), *latest);
             self.unwritten.remove(0);
         }
         Ok(())
@@ -154,7 +170,8 @@ impl Recorder {
     pub fn finish(&mut self, positions: Positions) -> anyhow::Result<Part> {
         self.cut()?;
         self.write()?;
-        let part = Part { files: std::mem::take(&mut self.files), positions };
+        let part =
+            Part { files: std::mem::take(&mut self.files), latest: std::mem::take(&mut self.latests), positions };
         self.seq += 1;
         self.chunks = 0;
         Ok(part)
@@ -195,22 +212,73 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Manifest>> {
     Ok(None)
 }
 
-/// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`.
-pub fn complete(root: &Path, seq: u64, previous: Option<&Manifest>, parts: Vec<Part>) -> anyhow::Result<Manifest> {
-    let mut manifest =
-        previous.cloned().unwrap_or(Manifest { seq, files: Vec::new(), positions: Positions::default() });
+/// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`, leaving out
+/// of the chain the files whose events are all before `expired` (their latest time known);
+/// returns it and the files left out (to delete once it is written).
+pub fn complete(
+    root: &Path,
+    seq: u64,
+    previous: Option<&Manifest>,
+    parts: Vec<Part>,
+    expired: Time,
+) -> anyhow::Result<(Manifest, Vec<String>)> {
+    let mut manifest = previous.cloned().unwrap_or(Manifest {
+        seq,
+        files: Vec::new(),
+        positions: Positions::default(),
+        latest: BTreeMap::new(),
+    });
     manifest.seq = seq;
     for part in parts {
         manifest.files.extend(part.files);
+        manifest.latest.extend(part.latest);
         manifest.positions.merge(part.positions);
     }
+    let gone = |file: &String| manifest.latest.get(file).is_some_and(|t| *t < expired);
+    let (dropped, kept): (Vec<String>, Vec<String>) = manifest.files.iter().cloned().partition(gone);
+    manifest.files = kept;
+    manifest.latest.retain(|file, _| !dropped.contains(file));
     let dir = root.join(seq.to_string());
     std::fs::create_dir_all(&dir)?;
     // The directory's and the event files' names, then the manifest naming them.
     sync_dir(root)?;
     sync_dir(&dir)?;
     write_atomic(&dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
-    Ok(manifest)
+    Ok((manifest, dropped))
+}
+
+/// After `manifest` is written: deletes the event files of checkpoints up to it that its
+/// chain no longer names (left out as expired, or left behind by a rewrite that raced with
+/// their leaving), the manifests before it (they name such files), and directories left
+/// empty. Returns how many files went.
+pub fn sweep(root: &Path, manifest: &Manifest) -> anyhow::Result<usize> {
+    let named: std::collections::BTreeSet<&str> = manifest.files.iter().map(String::as_str).collect();
+    let mut gone = 0;
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let Some(seq) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
+        if seq > manifest.seq {
+            continue;
+        }
+        for file in std::fs::read_dir(entry.path())? {
+            let file = file?;
+            let name = file.file_name().to_string_lossy().into_owned();
+            let relative = format!("{seq}/{name}");
+            let stale_manifest = name == "manifest.json" && seq < manifest.seq;
+            let stale_events = name.starts_with("events-") && !named.contains(relative.as_str());
+            if stale_manifest || stale_events {
+                std::fs::remove_file(file.path())?;
+                gone += usize::from(stale_events);
+            }
+        }
+        if seq < manifest.seq && std::fs::read_dir(entry.path())?.next().is_none() {
+            std::fs::remove_dir(entry.path())?;
+        }
+    }
+    if gone > 0 {
+        sync_dir(root)?;
+    }
+    Ok(gone)
 }
 
 /// The events of one checkpoint file: `(time, line)`.
@@ -236,16 +304,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut recorder = Recorder::new(root, 0, 1, 1);
-        recorder.record(5, "{\"a\":1}").unwrap();
+        recorder.record(5, 5, "{\"a\":1}").unwrap();
         let positions = Positions { wal: BTreeMap::from([(0, 8)]), ..Positions::default() };
         let part = recorder.finish(positions.clone()).unwrap();
         assert!(!root.join("1/manifest.json").exists(), "no manifest yet");
-        let first = complete(root, 1, None, vec![part]).unwrap();
-        recorder.record(9, "{\"a\":2}").unwrap();
+        let (first, _) = complete(root, 1, None, vec![part], 0).unwrap();
+        recorder.record(9, 9, "{\"a\":2}").unwrap();
         let later = Positions { wal: BTreeMap::from([(0, 16)]), ..Positions::default() };
-        let second = complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()]).unwrap();
+        let (second, _) = complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()], 0).unwrap();
         // A third, never completed, is removed.
-        recorder.record(11, "{\"a\":3}").unwrap();
+        recorder.record(11, 11, "{\"a\":3}").unwrap();
         recorder.finish(Positions::default()).unwrap();
         assert!(root.join("3").exists());
         assert_eq!(newest(root).unwrap(), Some(second.clone()));
@@ -256,12 +324,40 @@ mod tests {
     }
 
     #[test]
+    fn files_whose_events_all_expired_leave_the_chain_and_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut recorder = Recorder::new(root, 0, 1, 1);
+        let mut previous = None;
+        // Checkpoint 1: events at 5 and (late, entered at 12) 3; 2: at 9; 3: at 20.
+        for (seq, rows) in [(1, vec![(5, 5), (12, 3)]), (2, vec![(9, 9)]), (3, vec![(20, 20)])] {
+            for (time, ts) in rows {
+                recorder.record(time, ts, &format!("{{\"t\":{ts}}}")).unwrap();
+            }
+            let part = recorder.finish(Positions::default()).unwrap();
+            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], 10).unwrap();
+            // Checkpoint 1's file holds an event entered at 12: it stays; checkpoint 2's goes.
+            assert_eq!(dropped, if seq == 2 { vec!["2/events-0of1-0.parquet".to_string()] } else { vec![] });
+            previous = Some(manifest);
+        }
+        let manifest = previous.unwrap();
+        assert_eq!(manifest.files, vec!["1/events-0of1-0.parquet", "3/events-0of1-0.parquet"]);
+        // A file no manifest names (a rewrite that raced with its leaving) goes too.
+        std::fs::write(root.join("1/events-0of1-9.parquet"), b"").unwrap();
+        assert_eq!(sweep(root, &manifest).unwrap(), 2);
+        assert!(!root.join("2").exists() && !root.join("1/manifest.json").exists());
+        assert_eq!(newest(root).unwrap(), Some(manifest.clone()));
+        let all: Vec<Time> = manifest.files.iter().flat_map(|f| events(root, f).unwrap()).map(|(t, _)| t).collect();
+        assert_eq!(all, vec![5, 12, 20]);
+    }
+
+    #[test]
     fn a_manifest_that_cannot_be_read_is_reported_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let mut recorder = Recorder::new(root, 0, 1, 1);
-        recorder.record(5, "{\"a\":1}").unwrap();
-        let first = complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()]).unwrap();
+        recorder.record(5, 5, "{\"a\":1}").unwrap();
+        let (first, _) = complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()], 0).unwrap();
         std::fs::create_dir_all(root.join("2")).unwrap();
         std::fs::write(root.join("2/manifest.json"), b"{ not a manifest").unwrap();
         // A newer one never completed is removed; the unreadable one is named, not removed.

@@ -29,6 +29,8 @@ pub struct LiveConfig {
     pub allowed_lateness: u64,
     /// Quiet time after which event time follows the wall clock, ms.
     pub idle_timeout: u64,
+    /// How long after an event a repeat of its `messageId` is dropped, ms.
+    pub dedup_window: u64,
     /// How the HTTP server takes requests (sizes, skew, back-pressure, timeouts, limits).
     pub http: HttpConfig,
     /// Bearer token for control calls.
@@ -194,6 +196,7 @@ impl Default for LiveConfig {
             cluster: crate::cluster::Cluster::single(crate::cluster::default_workers()),
             allowed_lateness: 1_000,
             idle_timeout: 200,
+            dedup_window: 86_400_000,
             http: HttpConfig {
                 limits: Limits { retention: Retention::default().events, ..Limits::default() },
                 ..HttpConfig::default()
@@ -370,6 +373,8 @@ pub struct IngestSection {
     pub allowed_lateness: Option<String>,
     /// `idle_timeout = "200ms"`.
     pub idle_timeout: Option<String>,
+    /// `dedup_window = "24h"`.
+    pub dedup_window: Option<String>,
     /// `max_body_bytes = 4194304`.
     pub max_body_bytes: Option<usize>,
     /// `max_batch_events = 2500`.
@@ -497,6 +502,7 @@ impl FileConfig {
             cluster: crate::cluster::Cluster::single(self.workers.unwrap_or(d.workers)),
             allowed_lateness: duration("ingest.allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,
             idle_timeout: duration("ingest.idle_timeout", self.ingest.idle_timeout, d.idle_timeout)?,
+            dedup_window: duration("ingest.dedup_window", self.ingest.dedup_window, d.dedup_window)?,
             http,
             api_token,
             write_keys,

@@ -65,8 +65,8 @@ impl Entry<'_> {
                 return Ok(Err(e.to_string()));
             }
         };
-        let floor = self.marks.floor(w);
-        self.marks.saw(w, event.ts());
+        let (floor, ts) = (self.marks.floor(w), event.ts());
+        self.marks.saw(w, ts);
         self.users.push((event.user(), Arc::from(event.user_id())));
         let archived = self.sinks.archives_events().then(|| event.to_event());
         let Ok(time) = self.programs.offer_at_least(event, floor) else {
@@ -78,7 +78,7 @@ impl Entry<'_> {
         }
         if let Some(recorder) = &mut self.recorder {
             // Decoded, so UTF-8.
-            recorder.record(time, std::str::from_utf8(line).unwrap_or_default())?;
+            recorder.record(time, ts, std::str::from_utf8(line).unwrap_or_default())?;
         }
         Ok(Ok(Some(time)))
     }

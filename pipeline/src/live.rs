@@ -229,7 +229,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         progress.suppressed.fetch_add(suppressed - counted.2, Ordering::Relaxed);
         counted = (late, duplicates, suppressed);
         // A worker reading nothing follows the others.
-        let target = inputs.marks.target(now_ms()).or_else(|| {
+        let target = inputs.marks.target(now_ms(), highest(shared, index)).or_else(|| {
             (inputs.tails.is_empty() && inputs.kafka.is_none()).then(|| lowest(shared, Some(index))).flatten()
         });
         // Not while the inputs are closed or held back: what they have not read yet must not
@@ -322,6 +322,14 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             worker.step_or_park(Some(Duration::from_millis(5)));
         }
     }
+}
+
+/// The highest watermark among the other workers (than `except`): where a worker whose
+/// partitions are all quiet may go (following the lowest, two quiet workers held each other
+/// back).
+fn highest(shared: &Shared, except: usize) -> Option<Time> {
+    let others = shared.watermarks.iter().enumerate().filter(|(i, _)| *i != except);
+    others.map(|(_, w)| w.load(Ordering::Relaxed)).max()
 }
 
 /// The lowest watermark among workers (but `except`).
@@ -742,10 +750,14 @@ fn discard_ingest_log(shared: &Shared, manifest: &Manifest) {
 }
 
 /// Takes checkpoints: asks the workers for their parts every interval, and writes the
-/// manifest once all have given theirs.
+/// manifest once all have given theirs, leaving out of the chain the files whose events have
+/// all expired (see [`Checkpointer::expired_before`]).
 pub struct Checkpointer {
     root: PathBuf,
     every: Duration,
+    /// How long an event matters after its time (its retention, and the dedup window), if
+    /// not forever.
+    keep: Option<Time>,
     last: Instant,
     previous: Option<Manifest>,
     asked: Option<u64>,
@@ -754,9 +766,29 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Checkpoints after `previous` (the one the run started from), every `every`.
-    pub fn new(root: PathBuf, every: Duration, previous: Option<Manifest>) -> Checkpointer {
-        Checkpointer { root, every, last: Instant::now(), previous, asked: None, retry_at: None }
+    /// Checkpoints after `previous` (the one the run started from), every `every`; events
+    /// matter for `keep` after their time (`None`: forever, and the chain keeps every file).
+    pub fn new(root: PathBuf, every: Duration, keep: Option<Time>, previous: Option<Manifest>) -> Checkpointer {
+        Checkpointer { root, every, keep, last: Instant::now(), previous, asked: None, retry_at: None }
+    }
+
+    /// The time before which a file's events no longer matter to a restart: they expired
+    /// (`keep`) before every output still to be made durable, so that the restarted run
+    /// computes the same state from every time it writes outputs for; and before the first
+    /// publication of every journey that runs, whose users' states depend on everything the
+    /// journey saw (a journey's later versions take their users over, so one past its first
+    /// keeps every file).
+    fn expired_before(&self, shared: &Shared) -> Time {
+        let Some(keep) = self.keep else { return 0 };
+        let catalog = shared.handle.catalog.get();
+        let journeys = catalog
+            .journeys
+            .values()
+            .filter(|entry| entry.published())
+            .map(|entry| if entry.version == 1 { entry.published_at.unwrap_or(0) } else { 0 })
+            .min()
+            .unwrap_or(Time::MAX);
+        shared.cluster_durable().min(journeys).saturating_sub(keep)
     }
 
     /// Asks for the next checkpoint when due, and completes the one asked for once every
@@ -778,9 +810,16 @@ impl Checkpointer {
                     }
                     these
                 };
-                match crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts) {
-                    Ok(manifest) => {
+                let expired = self.expired_before(shared);
+                match crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts, expired) {
+                    Ok((manifest, dropped)) => {
                         tracing::info!("checkpoint {asked}: {} event files", manifest.files.len());
+                        if !dropped.is_empty() {
+                            match crate::checkpoint::sweep(&self.root, &manifest) {
+                                Ok(n) => tracing::info!("checkpoint {asked}: {n} expired event files deleted"),
+                                Err(e) => tracing::warn!("expired checkpoint files are not deleted yet: {e:#}"),
+                            }
+                        }
                         discard_ingest_log(shared, &manifest);
                         lock(&shared.checkpoint_parts).retain(|(s, _)| *s != asked);
                         self.previous = Some(manifest);

@@ -57,18 +57,22 @@ impl Watermarks {
         };
     }
 
-    /// Where the worker's watermark may go, with the wall clock at `now` (epoch ms): the lowest
-    /// watermark among partitions still delivering (when none is, the wall clock less the
-    /// lateness, down to a whole [`WALL_TICK`]); `None` while one of them has delivered nothing
-    /// yet, or when the worker reads no partition.
-    pub fn target(&self, now: Time) -> Option<Time> {
+    /// Where the worker's watermark may go, with the wall clock at `now` (epoch ms) and the
+    /// other workers' highest watermark at `others`: the lowest watermark among partitions
+    /// still delivering; when none is, the wall clock less the lateness (down to a whole
+    /// [`WALL_TICK`]), or the highest partition's watermark, or `others`, whichever is latest:
+    /// quiet partitions hold nobody back, also when event time runs ahead of the wall clock. `None` while one of them has delivered
+    /// nothing yet, or when the worker reads no partition.
+    pub fn target(&self, now: Time, others: Option<Time>) -> Option<Time> {
         let quiet = |p: &Partition| p.at_end_since.is_some_and(|t| t.elapsed() >= self.idle);
         let mut active = self.parts.iter().filter(|p| !quiet(p)).peekable();
         if active.peek().is_none() {
             // In whole ticks: a watermark that moved with every millisecond of an idle server
             // kept every dataflow busy, and the workers never parked (a quarter of a core).
             let wall = now.saturating_sub(self.lateness);
-            return (!self.parts.is_empty()).then(|| wall - wall % WALL_TICK);
+            // Nor does what they delivered wait for the one that delivered least.
+            let own = self.parts.iter().filter_map(|p| p.max_seen).max().map_or(0, |m| m.saturating_sub(self.lateness));
+            return (!self.parts.is_empty()).then(|| (wall - wall % WALL_TICK).max(own).max(others.unwrap_or(0)));
         }
         active.map(|p| p.max_seen.map(|m| m.saturating_sub(self.lateness))).min().flatten()
     }
@@ -81,19 +85,22 @@ mod tests {
     #[test]
     fn the_slowest_delivering_partition_holds_the_watermark_and_quiet_ones_do_not() {
         let mut w = Watermarks::new(2, 10, Duration::ZERO);
-        assert_eq!(w.target(1_000), None, "nothing read yet");
+        assert_eq!(w.target(1_000, None), None, "nothing read yet");
         w.saw(0, 100);
-        assert_eq!(w.target(1_000), None, "partition 1 delivered nothing yet");
+        assert_eq!(w.target(1_000, None), None, "partition 1 delivered nothing yet");
         w.saw(1, 50);
         w.saw(0, 90);
-        assert_eq!((w.target(1_000), w.floor(0), w.floor(1)), (Some(40), 90, 40));
+        assert_eq!((w.target(1_000, None), w.floor(0), w.floor(1)), (Some(40), 90, 40));
         w.at_end(1, Some(Instant::now()));
-        assert_eq!(w.target(1_000), Some(90), "partition 1 is read to its end and quiet");
+        assert_eq!(w.target(1_000, None), Some(90), "partition 1 is read to its end and quiet");
         w.at_end(0, Some(Instant::now()));
-        assert_eq!(w.target(1_000), Some(950), "all quiet: the wall clock, in whole ticks");
-        assert_eq!(w.target(1_059), Some(1_000));
+        assert_eq!(w.target(1_000, None), Some(950), "all quiet: the wall clock, in whole ticks");
+        assert_eq!(w.target(50, None), Some(90), "or the highest partition's watermark, if later");
+        assert_eq!(w.target(1_059, None), Some(1_000));
+        assert_eq!(w.target(1_000, Some(4_000)), Some(4_000), "all quiet: the other workers, if later");
+        assert_eq!(w.target(1_000, Some(10)), Some(950));
         w.saw(1, 60);
-        assert_eq!(w.target(1_000), Some(50));
+        assert_eq!(w.target(1_000, None), Some(50));
     }
 
     #[test]
@@ -101,7 +108,7 @@ mod tests {
         let mut w = Watermarks::new(1, 0, Duration::from_secs(3600));
         w.saw(0, 5);
         w.at_end(0, Some(Instant::now()));
-        assert_eq!(w.target(1_000), Some(5));
-        assert_eq!(Watermarks::new(0, 0, Duration::ZERO).target(1_000), None, "no partition");
+        assert_eq!(w.target(1_000, None), Some(5));
+        assert_eq!(Watermarks::new(0, 0, Duration::ZERO).target(1_000, None), None, "no partition");
     }
 }

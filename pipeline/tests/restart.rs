@@ -146,3 +146,80 @@ fn ingest_log_segments_behind_a_checkpoint_go_and_a_restart_still_loses_nothing(
         }
     }
 }
+
+/// With a short event retention (2 min) and dedup window (1 min), checkpoint files whose
+/// events have all expired before the durable frontier leave the chain and are deleted; killed
+/// and restarted from such a chain, the run writes what `journeyflow replay` writes over
+/// every event (which keeps them all).
+#[test]
+fn expired_checkpoint_files_go_and_a_restart_from_the_shorter_chain_writes_the_same() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let segments = scratch.path().join("segments.json");
+    let definitions = json!([
+        {"id": "recent", "condition": {"performed": {"event": "Visit", "within": "1m"}}},
+        {"id": "retained", "condition": {"performed": {"event": "Visit", "at_least": 2}}}]);
+    std::fs::write(&segments, definitions.to_string()).unwrap();
+    let flags = [
+        "--segments",
+        segments.to_str().unwrap(),
+        "--retention-events",
+        "2m",
+        "--dedup-window",
+        "1m",
+        "--allowed-lateness",
+        "5m",
+        "--checkpoint-interval",
+        "300ms",
+    ];
+    let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    // 100 visits of 7 users 30 s apart, from within the lateness (5 min) of the wall clock to
+    // within the future skew (1 h): event time runs ahead of the wall clock, so the run sees
+    // 50 minutes of it.
+    let visits: Vec<J> = (0..100u64)
+        .map(|i| {
+            json!({"type": "track", "event": "Visit", "userId": format!("u{}", i % 7), "messageId": format!("v{i}"),
+                "timestamp": now - 4 * 60_000 + i * 30_000})
+        })
+        .collect();
+    let mut sent: Vec<J> = Vec::new();
+    let first_checkpoint_gone = || !data.join("checkpoints/1").exists();
+    for (run, (workers, range)) in [(2, 0..50), (1, 50..100)].into_iter().enumerate() {
+        let server = Server::start_with(workers, &data, &flags);
+        // Two visits a call: a checkpoint file spans half a minute, so files expire finely (a
+        // cut that ignored the retention would leave out visits whose exits are still due).
+        for call in visits[range].chunks(2) {
+            assert!(send(&client, &server, call), "a call of run {run} refused");
+            sent.extend_from_slice(call);
+            let last = call.last().unwrap()["timestamp"].as_u64().unwrap();
+            wait_durable_past(&data, last - 5 * 60_000 - 1);
+        }
+        if run == 0 {
+            common::wait_until("the first checkpoint's files gone", Duration::from_secs(60), first_checkpoint_gone);
+            server.kill();
+        } else {
+            assert_eq!(server.stop().code(), Some(0));
+        }
+    }
+    // Through the last event's time less the lateness: what the run completed.
+    let as_of = now - 4 * 60_000 + 99 * 30_000 - 5 * 60_000 - 1;
+    let events = scratch.path().join("sent.ndjson");
+    std::fs::write(&events, sent.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
+    let out = scratch.path().join("replay");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        .args(["replay", "--events", events.to_str().unwrap(), "--segments", segments.to_str().unwrap()])
+        .args(["--retention-events", "2m", "--dedup-window", "1m", "--as-of", &as_of.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let expected: std::collections::BTreeSet<String> = std::fs::read_to_string(out.join("segment_changes.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<J>(l).unwrap().to_string())
+        .collect();
+    assert!(expected.len() > 50, "{} changes", expected.len());
+    assert_union_equals("segment_changes", &output_lines(&data, "segment_changes"), &expected, as_of);
+}

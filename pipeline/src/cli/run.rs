@@ -62,6 +62,9 @@ pub struct RunArgs {
     /// With no new events for this long, event time follows the wall clock [default: 200ms].
     #[arg(long, env = "JOURNEYFLOW_IDLE_TIMEOUT", value_parser = super::parse_duration)]
     pub idle_timeout: Option<u64>,
+    /// A repeat of an event's `messageId` within this long after it is dropped [default: 24h].
+    #[arg(long, env = "JOURNEYFLOW_DEDUP_WINDOW", value_parser = super::parse_duration)]
+    pub dedup_window: Option<u64>,
     /// Request bodies larger than this many bytes get 413 [default: 4194304].
     #[arg(long, env = "JOURNEYFLOW_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -202,6 +205,7 @@ impl RunArgs {
             workers: self.workers.unwrap_or(base.workers).max(1),
             allowed_lateness: self.allowed_lateness.unwrap_or(base.allowed_lateness),
             idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
+            dedup_window: self.dedup_window.unwrap_or(base.dedup_window),
             http,
             api_token,
             write_keys,
@@ -332,7 +336,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         ingest: IngestConfig {
             allowed_lateness: Some(args.allowed_lateness),
             late_policy: LatePolicy::Clamp,
-            dedup_window: 86_400_000,
+            dedup_window: args.dedup_window,
             retention: args.retention.events,
         },
         idle: Duration::from_millis(args.idle_timeout),
@@ -377,8 +381,11 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
 
     // Moves the durable output frontier as the workers sync their outputs.
     let durable_shared = shared.clone();
-    let mut checkpointer =
-        durable_shared.checkpoints.clone().map(|(root, every)| Checkpointer::new(root, every, restore));
+    let mut checkpointer = durable_shared.checkpoints.clone().map(|(root, every)| {
+        // An event matters to a restart for its retention, and for the dedup window.
+        let keep = args.retention.events.map(|events| events.max(args.dedup_window));
+        Checkpointer::new(root, every, keep, restore)
+    });
     let mut sweeper = args.archive.as_ref().zip(args.retention.archive).map(|(dir, keep)| Sweeper::new(dir, keep));
     let mut outputs = args.retention.outputs.map(|keep| OutputRetention::new(&out_dir, keep));
     let mut outputs_checked = Instant::now();
