@@ -150,7 +150,7 @@ pub struct RunArgs {
     pub output_segment_bytes: Option<u64>,
 }
 
-/// How often expired output segments are looked for.
+/// How often expired output segments, and the API's expired journey records, are looked for.
 const OUTPUTS_EVERY: Duration = Duration::from_secs(5);
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
@@ -419,6 +419,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let mut scrubber = crate::scrub::Scrubber::open(&args.data_dir, args.archive.as_deref(), grace)?;
     let scrub_shared = shared.clone();
     let events_retention = args.retention.events;
+    let mut expired_checked = Instant::now();
     let scrub = std::thread::Builder::new().name("scrub".into()).spawn(move || {
         let mut complain = crate::throttle::Throttled::every(Duration::from_secs(60));
         let mut forgotten = 0;
@@ -428,7 +429,11 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             let durable = scrub_shared.cluster_durable();
             let due = applied[forgotten..].partition_point(|(_, at)| *at < durable);
             crate::live::forget_deleted(&scrub_shared, &applied[forgotten..forgotten + due]);
-            crate::live::forget_expired(&scrub_shared, events_retention);
+            // A walk over every user's records: not every round.
+            if expired_checked.elapsed() >= OUTPUTS_EVERY {
+                expired_checked = Instant::now();
+                crate::live::forget_expired(&scrub_shared, events_retention);
+            }
             forgotten += due;
             match scrubber.step(&applied, scrub_shared.cluster_durable()) {
                 Ok(n) => scrub_shared.scrubbed.store(n as u64, Ordering::Relaxed),
