@@ -480,12 +480,13 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        let signalled = shutdown_signal().context("installing the SIGINT and SIGTERM handlers")?;
         eprintln!("journeyflow listening on http://{}", listener.local_addr()?);
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
         let stop = shared.clone();
         let stopping = async move {
             tokio::select! {
-                _ = shutdown_signal() => {}
+                _ = signalled => {}
                 // Another process of the cluster is stopping: so does this one.
                 _ = stop_requested(&stop) => {}
                 exited = exited_rx.recv() => {
@@ -597,19 +598,24 @@ impl Drop for ExitNotice {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled: a SIGTERM right after the server said it listens (before the
+/// accept loop first looked at the future) killed the process instead of stopping it.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let (mut term, mut interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+    };
+    Ok(async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = interrupt => {},
+            _ = interrupt.recv() => {},
             _ = term.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// The actions files the webhooks deliver from: this process's workers' (as far as each is
