@@ -221,7 +221,7 @@ impl Follower {
     fn follow(&mut self, out: &Path) -> anyhow::Result<()> {
         for kind in KINDS {
             for worker in 0.. {
-                let log = out.join(format!("{kind}-{worker}"));
+                let log = journeyflow::sinks::output_log(out, kind, worker);
                 if !log.is_dir() {
                     break;
                 }

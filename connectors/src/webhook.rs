@@ -168,7 +168,7 @@ impl Webhooks {
         }
         let mut threads = Vec::new();
         for (channel, url) in &config.urls {
-            let cursor_path = dir.join(format!("webhook_cursor-{}.json", file_safe(channel)));
+            let cursor_path = cursor_path(dir, channel);
             let from = start_cursor(&cursor_path, &ends)?;
             let follower = Follower {
                 channel: channel.clone(),
@@ -216,6 +216,30 @@ fn file_safe(channel: &str) -> String {
     let safe: String =
         channel.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     format!("{safe}-{:08x}", xxhash_rust::xxh3::xxh3_64(channel.as_bytes()) as u32)
+}
+
+/// The cursor file of `channel` in `dir`.
+fn cursor_path(dir: &Path, channel: &str) -> PathBuf {
+    dir.join(format!("{CURSOR_PREFIX}{}.json", file_safe(channel)))
+}
+
+/// How cursor files are named.
+const CURSOR_PREFIX: &str = "webhook_cursor-";
+
+/// Every channel's saved cursor in `dir` (outbox name → offset through which every action is
+/// delivered or given up on): what may go from the outboxes.
+pub fn saved_cursors(dir: &Path) -> std::io::Result<Vec<BTreeMap<String, u64>>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with(CURSOR_PREFIX) && name.ends_with(".json") {
+            let cursor: Cursor = serde_json::from_slice(&std::fs::read(&path)?)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+            out.push(cursor.files);
+        }
+    }
+    Ok(out)
 }
 
 /// Where a channel starts in each file: its saved cursor; a file it has no place in (or a

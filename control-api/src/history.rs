@@ -95,11 +95,10 @@ impl Histories {
             if last.time >= cutoff {
                 return true;
             }
-            let inside = catalog.journeys.get(&**journey).is_some_and(|entry| {
+            catalog.journeys.get(&**journey).is_some_and(|entry| {
                 let last: Value = serde_json::from_str(&last.line).unwrap_or_default();
                 matches!(crate::journeys::status(&entry.definition, &last).0, "waiting" | "running")
-            });
-            inside
+            })
         });
     }
 

@@ -328,19 +328,18 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
 /// partitions are all quiet may go (following the lowest, two quiet workers held each other
 /// back).
 fn highest(shared: &Shared, except: usize) -> Option<Time> {
-    let others = shared.watermarks.iter().enumerate().filter(|(i, _)| *i != except);
-    others.map(|(_, w)| w.load(Ordering::Relaxed)).max()
+    watermarks(shared, Some(except)).max()
 }
 
 /// The lowest watermark among workers (but `except`).
 fn lowest(shared: &Shared, except: Option<usize>) -> Option<Time> {
-    shared
-        .watermarks
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| Some(*i) != except)
-        .map(|(_, w)| w.load(Ordering::Relaxed))
-        .min()
+    watermarks(shared, except).min()
+}
+
+/// The workers' watermarks (but `except`'s).
+fn watermarks(shared: &Shared, except: Option<usize>) -> impl Iterator<Item = Time> + '_ {
+    let others = shared.watermarks.iter().enumerate().filter(move |(i, _)| Some(*i) != except);
+    others.map(|(_, w)| w.load(Ordering::Relaxed))
 }
 
 /// Answers membership queries whose time is complete (into `outbox`).

@@ -29,7 +29,7 @@ impl OutputRetention {
     /// an actions log, every webhook cursor); returns how many went.
     pub fn step(&mut self, watermark: Time, durable: Time) -> anyhow::Result<usize> {
         let horizon = watermark.saturating_sub(self.keep).min(durable);
-        let cursors = webhook_cursors(&self.dir)?;
+        let cursors = journeyflow_connectors::webhook::saved_cursors(&self.dir)?;
         let mut gone = 0;
         for log in logs(&self.dir)? {
             let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
@@ -92,25 +92,6 @@ fn latest_time(path: &Path) -> std::io::Result<Time> {
         }
     }
     Ok(latest)
-}
-
-/// Each webhook channel's saved cursor in `dir` (log name → offset delivered through).
-fn webhook_cursors(dir: &Path) -> anyhow::Result<Vec<BTreeMap<String, u64>>> {
-    #[derive(serde::Deserialize)]
-    struct Cursor {
-        files: BTreeMap<String, u64>,
-    }
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.starts_with("webhook_cursor-") && name.ends_with(".json") {
-            let cursor: Cursor = serde_json::from_slice(&std::fs::read(&path)?)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            out.push(cursor.files);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -23,6 +23,13 @@ pub fn output_log(dir: &Path, kind: &str, index: usize) -> PathBuf {
     dir.join(format!("{kind}-{index}"))
 }
 
+/// Opens that log to append (made with its first segment if new; the single file of an
+/// older layout, `<kind>-<index>.ndjson`, becomes that segment).
+pub fn open_output_log(dir: &Path, kind: &str, index: usize, segment_bytes: u64) -> std::io::Result<Rolling> {
+    let log = output_log(dir, kind, index);
+    Rolling::open(&log, &log.with_extension("ndjson"), segment_bytes)
+}
+
 /// The Kafka side of the sinks: the producer and the topic per output.
 #[derive(Clone)]
 pub struct KafkaOutputs {
@@ -65,10 +72,7 @@ impl Sinks {
         skip_before: Time,
     ) -> std::io::Result<Sinks> {
         std::fs::create_dir_all(dir)?;
-        let open = |name: &str| {
-            let log = output_log(dir, name, index);
-            Rolling::open(&log, &log.with_extension("ndjson"), segment_bytes)
-        };
+        let open = |kind: &str| open_output_log(dir, kind, index, segment_bytes);
         let actions = open("journey_actions")?;
         sync_dir(dir)?;
         Ok(Sinks {

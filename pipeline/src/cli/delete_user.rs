@@ -8,7 +8,6 @@ use crate::scrub::{scrub_file, walk, Removed};
 use anyhow::Context;
 use journeyflow_operators::Time;
 use journeyflow_types::{Key, KeyMap};
-use std::io::BufRead;
 use std::path::PathBuf;
 
 /// Arguments of `journeyflow delete-user`.
@@ -38,8 +37,8 @@ pub struct DeleteUserArgs {
 /// The most users one run deletes (each is looked up for every record).
 const MAX_USERS: usize = 1_000_000;
 
-/// Longest line of the `--users` file.
-const MAX_LINE: usize = 64 << 10;
+/// The largest `--users` file read.
+const MAX_USERS_BYTES: u64 = 64 << 20;
 
 /// Runs the command; returns what it removed.
 pub fn execute(args: &DeleteUserArgs) -> anyhow::Result<Removed> {
@@ -89,18 +88,6 @@ fn read_users(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     struct Line {
         user_id: String,
     }
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        let line = line?;
-        anyhow::ensure!(line.len() <= MAX_LINE, "{}:{}: a line over {MAX_LINE} bytes", path.display(), n + 1);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let Line { user_id } = serde_json::from_slice(&line)
-            .with_context(|| format!("{}:{}: expected {{\"user_id\": ...}}", path.display(), n + 1))?;
-        out.push(user_id);
-        anyhow::ensure!(out.len() <= MAX_USERS, "{}: more than {MAX_USERS} users", path.display());
-    }
-    Ok(out)
+    let lines: Vec<Line> = super::read_ndjson(path, MAX_USERS_BYTES, "{\"user_id\": ...}")?;
+    Ok(lines.into_iter().map(|l| l.user_id).collect())
 }

@@ -54,3 +54,25 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 pub fn parse_time(text: &str) -> Result<u64, String> {
     journeyflow_types::time::parse_instant_str(text)
 }
+
+/// The records of a small NDJSON file given on the command line (at most `max_bytes`), blank
+/// lines skipped; a line that is not a `T` is an error naming its place and what was
+/// `expected`.
+pub fn read_ndjson<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    max_bytes: u64,
+    expected: &str,
+) -> anyhow::Result<Vec<T>> {
+    use anyhow::Context;
+    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    anyhow::ensure!(size <= max_bytes, "{}: {size} bytes, more than {max_bytes}", path.display());
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| anyhow::anyhow!("{}:{}: expected {expected}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}

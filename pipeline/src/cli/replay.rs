@@ -93,19 +93,8 @@ struct DeletionLine {
 /// Reads a deletions file: `(time, user)` in file order; any line that is not one is an error
 /// naming it.
 pub fn read_deletions(path: &Path) -> anyhow::Result<Vec<(u64, journeyflow_types::Key)>> {
-    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    anyhow::ensure!(size <= MAX_DELETIONS_BYTES, "{}: {size} bytes, more than {MAX_DELETIONS_BYTES}", path.display());
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            let d: DeletionLine = serde_json::from_str(line).map_err(|e| {
-                anyhow::anyhow!("{}:{}: expected {{\"user_id\", \"time\"}}: {e}", path.display(), i + 1)
-            })?;
-            Ok((d.time, journeyflow_types::Key::of(&d.user_id)))
-        })
-        .collect()
+    let lines: Vec<DeletionLine> = super::read_ndjson(path, MAX_DELETIONS_BYTES, "{\"user_id\", \"time\"}")?;
+    Ok(lines.into_iter().map(|d| (d.time, journeyflow_types::Key::of(&d.user_id))).collect())
 }
 
 /// `summary.json` and the stderr summary.

@@ -624,9 +624,7 @@ fn outboxes(out_dir: &std::path::Path, cluster: &Cluster, synced: &[Arc<AtomicU6
     let path = |w: usize| crate::sinks::output_log(out_dir, "journey_actions", w);
     // Made now, with a first segment (an older single file, or empty): the webhooks start
     // before the workers open them.
-    let adopt = |w: usize| {
-        journeyflow_connectors::ndjson::Rolling::open(&path(w), &path(w).with_extension("ndjson"), u64::MAX).map(drop)
-    };
+    let adopt = |w: usize| crate::sinks::open_output_log(out_dir, "journey_actions", w, u64::MAX).map(drop);
     let ours = cluster.first_worker()..cluster.first_worker() + cluster.workers;
     ours.clone().try_for_each(adopt)?;
     let mut out: Vec<Outbox> =
