@@ -14,6 +14,7 @@ pub mod durable;
 pub mod entry;
 pub mod inputs;
 pub mod journey_output;
+pub mod journey_snapshot;
 pub mod kafka_input;
 pub mod live;
 pub mod output_retention;

@@ -16,6 +16,7 @@
 
 use crate::admission::{admit, IngestConfig, Refused};
 use crate::compile::Compiler;
+use crate::journey_snapshot::{JourneyState, Restore, Restored, Taken};
 use differential_dataflow::input::InputSession;
 use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
@@ -26,7 +27,7 @@ use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
-use journeyflow_operators::journey::{journey, Control, Start};
+use journeyflow_operators::journey::{journey, Control, Snapshots, Start};
 use journeyflow_operators::profiles::profiles;
 use journeyflow_operators::retain::{retain, Erase, Store};
 use journeyflow_operators::select::arrange_events;
@@ -131,6 +132,9 @@ struct SegmentProgram {
     uses: Vec<String>,
 }
 
+/// One worker's report counters of one journey version.
+type Counters = BTreeMap<Stat, isize>;
+
 /// An installed journey's dataflow, with its own lifecycle input (every worker enters the
 /// same commands at the same times).
 struct JourneyProgram {
@@ -143,8 +147,17 @@ struct JourneyProgram {
     probe: ProbeHandle<Time>,
     /// This worker's share of the journey's report counters.
     counts: Rc<RefCell<BTreeMap<Stat, isize>>>,
+    /// The counters through each snapshot's time asked for and not taken yet.
+    counts_through: Rc<RefCell<Vec<(Time, Counters)>>>,
     /// Where this version leaves its users for the next one.
     handover: Handover,
+    /// Its version.
+    version: u32,
+    /// Where the operator leaves its snapshots.
+    snapshots: Snapshots,
+    /// Restored from a snapshot as of this time: lifecycle commands through it are in the
+    /// status restored, and not entered again.
+    restored: Option<Time>,
 }
 
 impl JourneyProgram {
@@ -265,6 +278,10 @@ pub struct Programs {
     /// Since when each member of each installed segment (whose changes were taken here) has
     /// been one, by segment id.
     since: BTreeMap<String, journeyflow_types::KeyMap<Time>>,
+    /// Journey snapshots asked for and not taken yet: each time, with the versions running then.
+    snapshots_asked: Vec<(Time, Vec<(String, u32)>)>,
+    /// The journey states a restart starts from, taken as their versions are installed.
+    restore: Option<Restore>,
 }
 
 /// A command as every worker applies it: its text and the time it applies as of.
@@ -347,6 +364,8 @@ impl Programs {
             late: 0,
             store,
             since: BTreeMap::new(),
+            snapshots_asked: Vec::new(),
+            restore: None,
         }
     }
 
@@ -367,6 +386,21 @@ impl Programs {
     /// The control input's current time: a command submitted now applies at this time or later.
     pub fn control_time(&self) -> Time {
         *self.control.time()
+    }
+
+    /// Moves the input past `time`: after a restart from a journey snapshot as of `time`,
+    /// every event read enters later, as it did before.
+    pub fn start_after(&mut self, time: Time) {
+        if *self.input.time() <= time {
+            self.input.advance_to(time + 1);
+        }
+        // The control input goes with the events (what the control log entered before stays).
+        if *self.control.time() <= time {
+            self.control.advance_to(time + 1);
+        }
+        if *self.erasures.time() <= time {
+            self.erasures.advance_to(time + 1);
+        }
     }
 
     /// The input's current time: events before it are late.
@@ -790,6 +824,13 @@ impl Programs {
         Ok(())
     }
 
+    /// Restores journeys from a snapshot: each version it holds starts from its state when
+    /// the control log installs (or publishes) it; the versions it replaced do not run past
+    /// then. Call before any journey is installed.
+    pub fn restore_journeys(&mut self, restore: Restore) {
+        self.restore = Some(restore);
+    }
+
     /// Publishes a new version of an installed journey as of `at`: the running version handles
     /// everything through `at` and then hands its users over; the new one, built over the
     /// retained history like a first version, places them as `migration` says and runs from
@@ -803,14 +844,22 @@ impl Programs {
     ) -> Result<(), ProgramError> {
         let id = plan.id().to_string();
         let Some(old) = self.journeys.get(&id) else { return Err(ProgramError::UnknownJourney(id)) };
+        let restored =
+            self.restore.as_ref().is_some_and(|r| r.journeys.get(&id).is_some_and(|j| j.version == plan.version));
         let start = Start {
             status: Status::Ongoing,
             since: Some(at),
             retire: Handover::default(),
             takeover: Some((old.handover.clone(), migration)),
+            snapshots: Snapshots::default(),
         };
         let (_, program) = self.build_journey(worker, plan, at, start)?;
         let mut old = self.journeys.insert(id.clone(), program).expect("checked above");
+        if restored {
+            // The snapshot is of this version, its users taken over already: the old one goes.
+            Self::drop_journey(worker, old);
+            return Ok(());
+        }
         let at = old.command(Command::Retire, at);
         self.retiring.push(Retiring { id, at, program: old });
         Ok(())
@@ -835,11 +884,31 @@ impl Programs {
         }
         let outputs = Rc::new(RefCell::new(Vec::new()));
         let sink = outputs.clone();
-        let counts = Rc::new(RefCell::new(BTreeMap::new()));
+        let version = plan.version;
+        let restored = self.restore.as_mut().and_then(|r| r.take(&id, version).map(|j| (r.time, j)));
+        let (start, restored_at, users, counts) = match restored {
+            Some((time, Restored { status, users, counts, .. })) => {
+                let start = Start {
+                    status: status.unwrap_or(start.status),
+                    since: Some(time),
+                    takeover: None,
+                    snapshots: Snapshots::default(),
+                    ..start
+                };
+                (start, Some(time), users, counts)
+            }
+            None => (start, None, Vec::new(), BTreeMap::new()),
+        };
+        let snapshots = start.snapshots.clone();
+        let counts = Rc::new(RefCell::new(counts));
+        let counts_through = Rc::new(RefCell::new(Vec::<(Time, Counters)>::new()));
         let handover = start.retire.clone();
         let mut buttons = Vec::new();
         let mut control = InputSession::new();
         control.advance_to(at);
+        // A restored version's users, entered as of the snapshot's time once the dataflow is
+        // built (records sent while it is being built would be lost to its progress tracking).
+        let mut entered = InputSession::new();
         let dataflow = worker.next_dataflow_index();
         let probe = ProbeHandle::new();
         let base = Base { events: &mut self.events, universe: &mut self.universe, traits: &mut self.traits };
@@ -850,19 +919,45 @@ impl Programs {
             let deletions = import_deleted(deleted, scope, at, &mut buttons);
             let conditions = compiler.journey_conditions(&plan);
             let commands = control.to_collection(scope).inner;
+            let restored_users = entered.to_collection(scope).inner;
             let exits: Vec<bool> = (0..plan.nodes.len() as u32).map(|n| plan.is_exit(n)).collect();
             // The journey operator keeps what its plan finds relevant.
             let events = compiler.select(&plan.event_names(), |e| Some(e.clone()));
-            let records = journey(Rc::new(plan), 0, events, conditions, deletions, commands, start)
+            let records = journey(Rc::new(plan), 0, events, conditions, deletions, commands, restored_users, start)
                 .inspect(move |record| sink.borrow_mut().push(*record));
-            let totals = counts.clone();
+            let (totals, through) = (counts.clone(), counts_through.clone());
             stats(records, move |_, n| exits[n as usize])
                 .inner
-                .inspect(move |((_, stat), _, diff)| *totals.borrow_mut().entry(*stat).or_default() += diff)
+                .inspect(move |((_, stat), t, diff)| {
+                    *totals.borrow_mut().entry(*stat).or_default() += diff;
+                    for (_, upto) in through.borrow_mut().iter_mut().filter(|(s, _)| t <= s) {
+                        *upto.entry(*stat).or_default() += diff;
+                    }
+                })
                 .probe_with(&probe);
         });
-        let program =
-            JourneyProgram { dataflow, buttons, control, commands: 0, outputs, uses, probe, counts, handover };
+        if let Some(time) = restored_at {
+            entered.advance_to(time);
+            for (user, state) in users {
+                entered.update_at((user, state), time, 1);
+            }
+        }
+        entered.close();
+        let program = JourneyProgram {
+            dataflow,
+            buttons,
+            control,
+            commands: 0,
+            outputs,
+            uses,
+            probe,
+            counts,
+            counts_through,
+            handover,
+            version,
+            snapshots,
+            restored: restored_at,
+        };
         Ok((id, program))
     }
 
@@ -875,8 +970,75 @@ impl Programs {
             Some(p) => p,
             None => self.journeys.get_mut(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?,
         };
+        if program.restored.is_some_and(|s| at <= s) && command != Command::Retire {
+            return Ok(());
+        }
         program.command(command, at);
         Ok(())
+    }
+
+    /// Asks every running journey version for a snapshot of its state as of `at` (once every
+    /// input through `at` is done); see [`Programs::take_snapshots`].
+    pub fn snapshot_journeys(&mut self, at: Time) {
+        let ids: Vec<String> = self.journeys.keys().cloned().collect();
+        let mut listed = Vec::with_capacity(ids.len());
+        for id in ids {
+            // A version replaced as of `at` or later still runs through `at`.
+            let replaced = self.retiring.iter_mut().rev().find(|r| r.id == id && at <= r.at).map(|r| &mut r.program);
+            let Some(program) = replaced.or_else(|| self.journeys.get_mut(&id)) else { continue };
+            let at = program.command(Command::Snapshot, at);
+            // Every counter so far is of an earlier time: the operator has not done `at` yet.
+            let so_far = program.counts.borrow().clone();
+            program.counts_through.borrow_mut().push((at, so_far));
+            listed.push((id, program.version));
+        }
+        self.snapshots_asked.push((at, listed));
+    }
+
+    /// The snapshots asked for whose every journey is complete through their time, in order;
+    /// one whose journey went first is given up (`None`).
+    pub fn take_snapshots(&mut self) -> Vec<Taken> {
+        let mut out = Vec::new();
+        while let Some((time, listed)) = self.snapshots_asked.first() {
+            let time = *time;
+            let find = |id: &str, version: u32| {
+                let current = self.journeys.get(id).filter(|p| p.version == version);
+                let replaced = self.retiring.iter().filter(|r| r.id == id).map(|r| &r.program);
+                current.or_else(|| replaced.clone().find(|p| p.version == version))
+            };
+            let programs: Option<Vec<&JourneyProgram>> = listed.iter().map(|(id, v)| find(id, *v)).collect();
+            let ready =
+                |p: &&JourneyProgram| !p.probe.less_equal(&time) && p.snapshots.borrow().iter().any(|s| s.time == time);
+            let journeys = match programs {
+                Some(programs) if !programs.iter().all(ready) => break,
+                Some(programs) => Some(
+                    listed
+                        .iter()
+                        .zip(programs)
+                        .map(|((id, version), p)| {
+                            let mut snapshots = p.snapshots.borrow_mut();
+                            let at = snapshots.iter().position(|s| s.time == time).expect("checked ready");
+                            let snapshot = snapshots.remove(at);
+                            let mut through = p.counts_through.borrow_mut();
+                            let at = through.iter().position(|(s, _)| *s == time);
+                            let counts = at.map(|at| through.remove(at).1).unwrap_or_default();
+                            let (status, users) = (snapshot.status, snapshot.users);
+                            JourneyState { id: id.clone(), version: *version, status, users, counts }
+                        })
+                        .collect(),
+                ),
+                None => None,
+            };
+            if journeys.is_none() {
+                for p in self.journeys.values().chain(self.retiring.iter().map(|r| &r.program)) {
+                    p.snapshots.borrow_mut().retain(|s| s.time != time);
+                    p.counts_through.borrow_mut().retain(|(s, _)| *s != time);
+                }
+            }
+            self.snapshots_asked.remove(0);
+            out.push(Taken { time, journeys });
+        }
+        out
     }
 
     /// Drops the dataflows of replaced versions whose users were taken over and whose outputs

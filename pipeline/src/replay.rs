@@ -8,6 +8,7 @@ use crate::admission::IngestConfig;
 use crate::cluster::gather::{gather, share};
 use crate::cluster::Cluster;
 use crate::journey_output::{reports, ActionLine, JourneyNames, JourneyReport, TransitionLine};
+use crate::journey_snapshot::SnapshotRef;
 use crate::programs::{ProgramError, Programs};
 use journeyflow_connectors::ndjson::RawRecord;
 use journeyflow_operators::journey::plan::JourneyPlan;
@@ -17,6 +18,7 @@ use journeyflow_operators::Time;
 use journeyflow_types::{decode_record, Key, KeyMap, SegmentDefinition};
 use serde::{Deserialize, Serialize};
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -145,6 +147,11 @@ pub struct RunConfig {
     pub deletions: Vec<(Time, Key)>,
     /// Events timed more than this after the as-of time are counted as `far_future`.
     pub max_future_skew: Time,
+    /// Takes a snapshot of the journeys' states as of a time, written under a directory as a
+    /// checkpoint's is (see [`crate::journey_snapshot`]).
+    pub snapshot: Option<(PathBuf, Time)>,
+    /// Starts the journeys from a snapshot under a directory, as a restart does.
+    pub restore_journeys: Option<(PathBuf, SnapshotRef)>,
 }
 
 /// Counters over all workers.
@@ -291,7 +298,15 @@ where
     let guards = timely::execute(timely_config, move |worker| -> Result<_, String> {
         let config = &worker_config;
         let mut programs = Programs::new(worker, config.ingest);
+        if let Some((root, at)) = &config.restore_journeys {
+            let restore = crate::journey_snapshot::read(root, at, worker.index(), worker.peers())
+                .map_err(|e| format!("{e:#}"))?;
+            programs.restore_journeys(restore);
+        }
         install(&mut programs, worker, &defs, &worker_plans).map_err(|e| e.to_string())?;
+        if let Some((_, at)) = &config.snapshot {
+            programs.snapshot_journeys(*at);
+        }
         // Every worker enters the same commands: each journey's lifecycle input is its own.
         for (time, journey, command) in &config.commands {
             let plan = worker_plans
@@ -374,6 +389,14 @@ where
         };
         let as_of_or_start = as_of.unwrap_or(0);
         programs.run_to(worker, as_of_or_start);
+        if let Some((root, _)) = &config.snapshot {
+            for taken in programs.take_snapshots() {
+                let journeys = taken.journeys.unwrap_or_default();
+                let ids: KeyMap<Arc<str>> = KeyMap::default();
+                crate::journey_snapshot::write(root, taken.time, worker.index(), &journeys, &ids, &[])
+                    .map_err(|e| format!("{e:#}"))?;
+            }
+        }
         let output = take_outputs(&mut programs, &defs, &worker_plans, as_of_or_start);
         stats.engine =
             EngineStats { offered, late_clamped: programs.late(), late_rejected, duplicates: programs.duplicates() };

@@ -10,7 +10,7 @@ mod common;
 use common::journey_gen::{draft, journey, render, JITTER, LATENESS, SEGMENTS, T0};
 use common::journey_reference::{interpret, Cmd};
 use common::reference::{accepted, Reference};
-use common::{command_name, durations, ingest, run_journeys, Plan};
+use common::{command_name, durations, ingest, run_journeys, run_snapshotting, Plan, Snapshots};
 use journeyflow::admission::IngestConfig;
 use journeyflow_operators::journey::record::Command;
 use proptest::prelude::*;
@@ -155,13 +155,8 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
     J::Array(out)
 }
 
-fn check(c: &Case) -> Result<(), TestCaseError> {
-    let plan = Plan { workers: c.workers, worker_of: c.worker_of.clone(), boundary_after: c.boundary_after.clone() };
-    let journeys_text = J::Array(c.journeys.clone()).to_string();
-    let ingest = IngestConfig { retention: c.retention, ..ingest(Some(LATENESS), 86_400_000) };
-    let output = run_journeys(SEGMENTS, &journeys_text, &c.commands, &c.lines, &plan, ingest, None);
-    prop_assert!(output.dead_letters.is_empty());
-    let as_of = output.as_of.expect("events");
+/// The transitions and actions the interpreter gives for a case, through `as_of`.
+fn interpreted(c: &Case, as_of: u64) -> (Vec<J>, Vec<J>) {
     let segments: Vec<J> = serde_json::from_str(SEGMENTS).unwrap();
     let events = accepted(&c.lines, 86_400_000);
     let reference = Reference::new(&segments, &events).retained_for(c.retention);
@@ -174,7 +169,17 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         .iter()
         .map(|(t, j, cmd)| Cmd { time: *t, journey: *j as usize, command: command_name(*cmd) })
         .collect();
-    let (transitions, actions) = interpret(&c.journeys, &reference, &spans, &cmds, as_of, None);
+    interpret(&c.journeys, &reference, &spans, &cmds, as_of, None)
+}
+
+fn check(c: &Case) -> Result<(), TestCaseError> {
+    let plan = Plan { workers: c.workers, worker_of: c.worker_of.clone(), boundary_after: c.boundary_after.clone() };
+    let journeys_text = J::Array(c.journeys.clone()).to_string();
+    let ingest = IngestConfig { retention: c.retention, ..ingest(Some(LATENESS), 86_400_000) };
+    let output = run_journeys(SEGMENTS, &journeys_text, &c.commands, &c.lines, &plan, ingest, None);
+    prop_assert!(output.dead_letters.is_empty());
+    let as_of = output.as_of.expect("events");
+    let (transitions, actions) = interpreted(c, as_of);
     let got_t: Vec<J> = output.transitions.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
     let got_a: Vec<J> = output.actions.iter().map(|a| serde_json::to_value(a).unwrap()).collect();
     prop_assert_eq!(&got_t, &transitions, "transitions differ; journeys {}", journeys_text);
@@ -184,11 +189,63 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A run snapshots the journeys as of `minute`; a second run (on `workers` workers) starts
+/// them from that snapshot, as a restart from a checkpoint does: inputs through the snapshot's
+/// time only set condition memberships again. The first run's records through that time and
+/// the second's after it are the interpreter's, and the second run's reports (counters carried
+/// in the snapshot, and counted on) are counts of all of them.
+fn check_restored(c: &Case, minute: u64, workers: usize) -> Result<(), TestCaseError> {
+    let scratch = tempfile::tempdir().unwrap();
+    let at = T0 + minute * 60_000;
+    let plan = Plan { workers: c.workers, worker_of: c.worker_of.clone(), boundary_after: c.boundary_after.clone() };
+    let journeys_text = J::Array(c.journeys.clone()).to_string();
+    let ingest = IngestConfig { retention: c.retention, ..ingest(Some(LATENESS), 86_400_000) };
+    let take = Snapshots { take: Some((scratch.path().to_path_buf(), at)), restore: None };
+    let first = run_snapshotting(SEGMENTS, &journeys_text, &c.commands, &[], &c.lines, &plan, ingest, None, take);
+    let as_of = first.as_of.expect("events");
+    prop_assume!(at < as_of);
+    let files = (0..c.workers).map(|w| format!("journeys/{at}/{w}.ndjson")).collect();
+    let ids = c.journeys.iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
+    let snapshot = journeyflow::journey_snapshot::SnapshotRef { time: at, files, journeys: ids };
+    // The second run reads the same events the same way (the same admission), on its own workers.
+    let worker_of: Vec<usize> = c.worker_of.iter().map(|w| w % workers).collect();
+    let plan = Plan { workers, worker_of, boundary_after: c.boundary_after.clone() };
+    let restore = Snapshots { take: None, restore: Some((scratch.path().to_path_buf(), snapshot)) };
+    let second =
+        run_snapshotting(SEGMENTS, &journeys_text, &c.commands, &[], &c.lines, &plan, ingest, Some(as_of), restore);
+    let time = |r: &J| r["time"].as_u64().unwrap();
+    let (first_t, first_a, second_t, second_a) =
+        (json(&first.transitions), json(&first.actions), json(&second.transitions), json(&second.actions));
+    prop_assert!(second_t.iter().chain(&second_a).all(|r| time(r) > at), "the restored run redid what was done");
+    let joined = |a: &[J], b: &[J]| -> Vec<J> { a.iter().filter(|r| time(r) <= at).chain(b).cloned().collect() };
+    let (transitions, actions) = interpreted(c, as_of);
+    prop_assert_eq!(&joined(&first_t, &second_t), &transitions, "transitions differ; journeys {}", journeys_text);
+    prop_assert_eq!(&joined(&first_a, &second_a), &actions, "actions differ; journeys {}", journeys_text);
+    let stats = serde_json::to_value(&second.journey_stats).unwrap();
+    prop_assert_eq!(stats, counted(&c.journeys, &transitions, &actions));
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(records: &[T]) -> Vec<J> {
+    records.iter().map(|r| serde_json::to_value(r).unwrap()).collect()
+}
+
 proptest! {
     #![proptest_config(common::proptest_config(128, "tests/proptest-regressions/journeys_proptest.txt"))]
 
     #[test]
     fn journeys_equal_the_sequential_interpreter(c in case()) {
         check(&c)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(common::proptest_config(64, "tests/proptest-regressions/journeys_proptest.txt"))]
+
+    #[test]
+    fn journeys_restored_from_a_snapshot_equal_the_sequential_interpreter(
+        c in case(), minute in 0u64..300, workers in 1usize..3,
+    ) {
+        check_restored(&c, minute, workers)?;
     }
 }

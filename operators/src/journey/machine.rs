@@ -13,7 +13,7 @@ use journeyflow_types::{EventView, Key};
 use std::collections::VecDeque;
 
 /// Where a user is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Position {
     /// Node index.
     pub node: u32,
@@ -24,7 +24,7 @@ pub struct Position {
 }
 
 /// One user's state in one journey.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct UserState {
     /// Membership in the plan's conditions, one bit per index.
     pub member: u64,

@@ -19,6 +19,7 @@ use journeyflow_types::{Key, KeyMap, Migration, Placement};
 use machine::{Position, Step, UserState};
 use plan::JourneyPlan;
 use record::{Command, JourneyOutput, Reason, Status};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -27,10 +28,11 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::StreamVec;
 
-/// One input of a user, in processing order at equal times: a deletion, condition changes (by
-/// index), events (by timestamp, then `messageId`).
+/// One input of a user, in processing order at equal times: a state restored from a snapshot,
+/// a deletion, condition changes (by index), events (by timestamp, then `messageId`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Item {
+    Restored(Box<UserState>),
     Deleted,
     Condition(u32, isize),
     Event(SharedEvent),
@@ -38,6 +40,22 @@ enum Item {
 
 /// A lifecycle command for journey `journey`; `seq` orders commands given at one time.
 pub type Control = (u32, u64, Command);
+
+/// One version's state on one worker once every input through `time` is done: its status, and
+/// each user's state but for condition memberships (a restore computes those again from the
+/// history through `time`), in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The time it is as of.
+    pub time: Time,
+    /// The status then.
+    pub status: Status,
+    /// Users with anything to keep.
+    pub users: Vec<(Key, UserState)>,
+}
+
+/// Where an operator leaves the snapshots [`Command::Snapshot`] asks for.
+pub type Snapshots = Rc<RefCell<Vec<Snapshot>>>;
 
 /// How a journey operator starts.
 pub struct Start {
@@ -51,12 +69,14 @@ pub struct Start {
     /// For a new version: the previous version's handover, and how to place its users. They
     /// are taken over at `since`, after the history, before anything later moves.
     pub takeover: Option<(Handover, Migration)>,
+    /// Where it leaves its snapshots.
+    pub snapshots: Snapshots,
 }
 
 impl Start {
     /// A first version in `status`, installed as of `since` (if not from the beginning).
     pub fn new(status: Status, since: Option<Time>) -> Start {
-        Start { status, since, retire: Handover::default(), takeover: None }
+        Start { status, since, retire: Handover::default(), takeover: None, snapshots: Snapshots::default() }
     }
 }
 
@@ -64,7 +84,10 @@ impl Start {
 /// changes of `plan.conditions` (`(condition index, user)`, consolidated), obeying `control`
 /// (the same stream on every worker), starting as `start` says. A user in `deletions` at `T`
 /// (an insertion) is canceled at `T` if inside (reason `deleted`), their events at `T` are not
-/// read, and their state is forgotten but for the conditions' memberships.
+/// read, and their state is forgotten but for the conditions' memberships. A user in
+/// `restored` at `T` (at most `since`: a restart from a [`Snapshot`]) takes that state then,
+/// condition memberships aside.
+#[allow(clippy::too_many_arguments)]
 pub fn journey<'s>(
     plan: Rc<JourneyPlan>,
     index: u32,
@@ -72,6 +95,7 @@ pub fn journey<'s>(
     conditions: VecCollection<'s, Time, (u32, UserId)>,
     deletions: VecCollection<'s, Time, UserId>,
     control: StreamVec<'s, Time, (Control, Time, isize)>,
+    restored: StreamVec<'s, Time, ((Key, UserState), Time, isize)>,
     start: Start,
 ) -> StreamVec<'s, Time, JourneyOutput> {
     let relevant = plan.clone();
@@ -81,14 +105,15 @@ pub fn journey<'s>(
     });
     let changes = conditions.inner.map(|((i, user), t, r)| ((user, Item::Condition(i, r)), t, r));
     let deleted = deletions.inner.flat_map(|(user, t, r)| (r > 0).then_some(((user, Item::Deleted), t, 1)));
-    let items = events.concat(changes).concat(deleted);
+    let restored = restored.map(|((user, state), t, _)| ((user, Item::Restored(Box::new(state))), t, 1));
+    let items = events.concat(changes).concat(deleted).concat(restored);
     let exchange = Exchange::new(|((user, _), _, _): &((Key, Item), Time, isize)| user.0 as u64);
     type Out = timely::container::CapacityContainerBuilder<Vec<JourneyOutput>>;
     let name = format!("Journey({})", plan.id());
     let scope = items.scope();
     items.binary_frontier::<_, Out, _, _, _, _>(control, exchange, Pipeline, &name, move |initial_cap, info| {
         let activator = scope.activator_for(info.address);
-        let Start { status: initial, since, retire, mut takeover } = start;
+        let Start { status: initial, since, retire, mut takeover, snapshots } = start;
         let mut cap: Option<Capability<Time>> = Some(initial_cap);
         let mut status = initial;
         let mut retired = false;
@@ -100,6 +125,17 @@ pub fn journey<'s>(
         let mut pending: Vec<(Time, Key, Item)> = Vec::new();
         let mut commands: Vec<(Time, u64, Command)> = Vec::new();
         let mut out: Vec<JourneyOutput> = Vec::new();
+        // A snapshot asked for as of this time, taken once nothing at or before it is left.
+        let mut snapshot_due: Option<Time> = None;
+        let take = move |time: Time, status: Status, users: &KeyMap<UserState>| {
+            let mut kept: Vec<(Key, UserState)> = users
+                .iter()
+                .map(|(k, s)| (*k, UserState { member: 0, ..s.clone() }))
+                .filter(|(_, s)| !s.is_empty())
+                .collect();
+            kept.sort_unstable_by_key(|(k, _)| *k);
+            snapshots.borrow_mut().push(Snapshot { time, status, users: kept });
+        };
         move |(items, items_frontier), (control, control_frontier), output| {
             let mut hold = |c: Option<Capability<Time>>| {
                 if let Some(c) = c {
@@ -126,10 +162,11 @@ pub fn journey<'s>(
                     }
                 }
             });
-            // An ended version still hands over (to a successor that will be ended too).
+            // An ended version still hands over (to a successor that will be ended too), and
+            // leaves snapshots.
             if status == Status::Ended || retired {
                 pending.clear();
-                commands.retain(|c| c.2 == Command::Retire && !retired);
+                commands.retain(|c| matches!(c.2, Command::Retire | Command::Snapshot) && !retired);
             }
             pending.sort_unstable();
             commands.sort_unstable();
@@ -140,12 +177,16 @@ pub fn journey<'s>(
                 let next = earliest(
                     pending.get(done).map(|p| p.0),
                     commands.first().map(|c| c.0),
-                    timers.first().map(|t| t.0),
+                    next_timer(&timers, since),
                     end_at,
                     since.filter(|_| takeover.is_some()),
                     status,
                 );
                 let Some(time) = next.filter(complete) else { break };
+                if let Some(due) = snapshot_due.filter(|due| time > *due) {
+                    take(due, status, &users);
+                    snapshot_due = None;
+                }
                 let here = pending[done..].partition_point(|p| p.0 == time) + done;
                 // 0. Lifecycle: commands given at this time, then the scheduled end.
                 let (mut resumed, mut retiring) = (false, false);
@@ -155,6 +196,9 @@ pub fn journey<'s>(
                     status = status.after(command);
                     resumed |= before == Status::Paused && status == Status::Ongoing;
                     retiring |= command == Command::Retire;
+                    if command == Command::Snapshot {
+                        snapshot_due = Some(time);
+                    }
                 }
                 if end_at.is_some_and(|e| e <= time) {
                     end_at = None;
@@ -170,7 +214,7 @@ pub fn journey<'s>(
                 if status == Status::Ended {
                     cancel_all(&plan, index, time, &mut users, &mut timers, &mut out);
                     pending.clear();
-                    commands.retain(|c| c.2 == Command::Retire);
+                    commands.retain(|c| matches!(c.2, Command::Retire | Command::Snapshot));
                     done = 0;
                 } else {
                     if resumed && plan.exit_when.is_some() {
@@ -199,6 +243,11 @@ pub fn journey<'s>(
                     for user in keys.drain(..) {
                         let s = users.entry(user).or_default();
                         let (timer, before) = (s.timer(), s.member);
+                        while at < here && pending[at].1 == user {
+                            let Item::Restored(state) = &pending[at].2 else { break };
+                            *s = UserState { member: s.member, ..(**state).clone() };
+                            at += 1;
+                        }
                         let mut deleted = false;
                         while at < here && pending[at].1 == user && pending[at].2 == Item::Deleted {
                             deleted = true;
@@ -261,8 +310,12 @@ pub fn journey<'s>(
                         cancel_all(&plan, index, time, &mut users, &mut timers, &mut out);
                     }
                 }
-                // A retiring version leaves its users to the next one at the end of the time.
+                // A retiring version leaves its users to the next one at the end of the time
+                // (a snapshot then is of the users it leaves).
                 if retiring {
+                    if let Some(due) = snapshot_due.take() {
+                        take(due, status, &users);
+                    }
                     let mut left: Vec<(Key, UserState)> = users.drain().collect();
                     left.sort_unstable_by_key(|(k, _)| *k);
                     retire.leave(Left { plan: plan.clone(), status, users: left });
@@ -276,6 +329,11 @@ pub fn journey<'s>(
                     send = Some(held.delayed(&time));
                 }
             }
+            // Nothing at or before a snapshot's time is left once the loop stops short of a
+            // later time.
+            if let Some(due) = snapshot_due.take().filter(|_| !retired) {
+                take(due, status, &users);
+            }
             // Everything produced in this activation goes out in one message, under the earliest
             // time produced; each record carries its own time (one message per time would cost a
             // buffer per distinct time).
@@ -287,7 +345,7 @@ pub fn journey<'s>(
             let left = earliest(
                 pending.first().map(|p| p.0),
                 commands.first().map(|c| c.0),
-                timers.first().map(|t| t.0),
+                next_timer(&timers, since),
                 end_at,
                 since.filter(|_| takeover.is_some()),
                 status,
@@ -374,6 +432,15 @@ fn migrate(
         if s.is_empty() {
             users.remove(&user);
         }
+    }
+}
+
+/// The earliest timer after the history (through `since`): one at or before it (restored from
+/// a snapshot) moves nobody then, and fires with the first time after it.
+fn next_timer(timers: &BTreeSet<(Time, Key)>, since: Option<Time>) -> Option<Time> {
+    match since {
+        Some(s) => timers.range((s.saturating_add(1), Key(0))..).next().map(|t| t.0),
+        None => timers.first().map(|t| t.0),
     }
 }
 

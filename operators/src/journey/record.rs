@@ -151,6 +151,8 @@ pub enum Command {
     End,
     /// Hand every user over to the next version at the end of this time, and stop.
     Retire,
+    /// Leave a [`super::Snapshot`] of every user's state once this time is done (a checkpoint's).
+    Snapshot,
 }
 
 impl Status {

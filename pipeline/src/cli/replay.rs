@@ -173,6 +173,8 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
             None => Vec::new(),
         },
         max_future_skew: args.max_future_skew,
+        snapshot: None,
+        restore_journeys: None,
     };
     let started = Instant::now();
     let progress = Arc::new(Progress::default());

@@ -75,6 +75,32 @@ pub fn run_deleting(
     ingest: IngestConfig,
     as_of: Option<u64>,
 ) -> RunOutput {
+    let snapshots = Snapshots::default();
+    run_snapshotting(defs, journeys, commands, deletions, lines, plan, ingest, as_of, snapshots)
+}
+
+/// Journey snapshots for a run to take (under `.0`, as of `.1`) and to start from.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshots {
+    /// Take one.
+    pub take: Option<(std::path::PathBuf, u64)>,
+    /// Start from one.
+    pub restore: Option<(std::path::PathBuf, journeyflow::journey_snapshot::SnapshotRef)>,
+}
+
+/// As `run_deleting`, taking or starting from journey snapshots.
+#[allow(clippy::too_many_arguments)]
+pub fn run_snapshotting(
+    defs: &str,
+    journeys: &str,
+    commands: &[(u64, u32, Command)],
+    deletions: &[(u64, String)],
+    lines: &[String],
+    plan: &Plan,
+    ingest: IngestConfig,
+    as_of: Option<u64>,
+    snapshots: Snapshots,
+) -> RunOutput {
     let defs = parse_segments(defs).expect("valid definitions");
     let known = defs.iter().map(|d| d.id.clone()).collect();
     let plans: Vec<JourneyPlan> = parse_journeys(journeys, &known)
@@ -105,6 +131,8 @@ pub fn run_deleting(
         commands: commands.to_vec(),
         deletions: deletions.iter().map(|(t, u)| (*t, journeyflow_types::Key::of(u))).collect(),
         max_future_skew: 3_600_000,
+        snapshot: snapshots.take,
+        restore_journeys: snapshots.restore,
     };
     run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
         Ok(parts[index].clone().into_iter().map(Ok))
@@ -141,6 +169,7 @@ pub fn command_name(c: Command) -> &'static str {
         Command::Resume => "resume",
         Command::End => "end",
         Command::Retire => unreachable!("versions are given to the interpreter as upgrades"),
+        Command::Snapshot => unreachable!("snapshots are no lifecycle change"),
     }
 }
 

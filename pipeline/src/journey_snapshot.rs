@@ -1,0 +1,266 @@
+//! Journey state in checkpoints. A journey's users depend on everything it saw since its
+//! publication, long after those events expired; so that a checkpoint chain (and a restart)
+//! need not keep them, each journey version's per-user state and report counters are written
+//! as of a time `S` (every input through `S` done), under `checkpoints/journeys/<S>/`, one
+//! NDJSON file per worker of the process (and, on process 0, the API's latest journey records
+//! through `S`). A restart places each user back at `S`; the events through `S` only set the
+//! condition memberships again, as for a journey installed over history.
+
+use journeyflow_connectors::files::write_atomic;
+use journeyflow_operators::journey::machine::UserState;
+use journeyflow_operators::journey::record::Status;
+use journeyflow_operators::journey::stats::Stat;
+use journeyflow_operators::Time;
+use journeyflow_types::{Key, KeyMap};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The largest snapshot line read back (a user's state is far smaller).
+const MAX_LINE: usize = 1 << 20;
+
+/// One journey version's state on one worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JourneyState {
+    /// The journey id.
+    pub id: String,
+    /// The version.
+    pub version: u32,
+    /// Its status.
+    pub status: Status,
+    /// Users with anything to keep (condition memberships left out), in key order.
+    pub users: Vec<(Key, UserState)>,
+    /// The worker's share of the report counters through the time.
+    pub counts: BTreeMap<Stat, isize>,
+}
+
+/// A snapshot a worker took: every journey running at `time`, or `None` where one of them went
+/// before its state was complete (the snapshot is abandoned; a later one is taken).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// The time it is as of.
+    pub time: Time,
+    /// The journeys' states.
+    pub journeys: Option<Vec<JourneyState>>,
+}
+
+/// A complete snapshot, as a manifest names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    /// The time it is as of.
+    pub time: Time,
+    /// Its files, relative to the checkpoints directory.
+    pub files: Vec<String>,
+    /// The journeys it holds.
+    #[serde(default)]
+    pub journeys: Vec<String>,
+}
+
+/// One line of a snapshot file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Line {
+    /// A journey version's status and counters.
+    Journey { journey: String, version: u32, status: Status, counts: Vec<(Stat, isize)> },
+    /// One user's state under their key (as hex); `user_id` where known (the deletion scrub
+    /// finds the line by it).
+    User { journey: String, user: String, user_id: Option<String>, time: Time, state: UserState },
+    /// One of the API's latest journey records (a transition or an action line as written).
+    Record { journey: String, user_id: String, time: Time, line: String },
+}
+
+/// The directory of the snapshot as of `time`.
+pub fn dir(root: &Path, time: Time) -> PathBuf {
+    root.join("journeys").join(time.to_string())
+}
+
+/// Writes worker `local`'s states as of `time` (user ids from `names`) and, when given, the
+/// API's journey records `(journey, user id, time, line)` through `time`; returns the file's
+/// name relative to `root`.
+pub fn write(
+    root: &Path,
+    time: Time,
+    local: usize,
+    journeys: &[JourneyState],
+    names: &KeyMap<Arc<str>>,
+    records: &[(String, String, Time, String)],
+) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    let mut line = |l: &Line| -> anyhow::Result<()> {
+        serde_json::to_writer(&mut out, l)?;
+        out.push(b'\n');
+        Ok(())
+    };
+    for j in journeys {
+        let counts = j.counts.iter().filter(|(_, n)| **n != 0).map(|(s, n)| (*s, *n)).collect();
+        line(&Line::Journey { journey: j.id.clone(), version: j.version, status: j.status, counts })?;
+        for (user, state) in &j.users {
+            let user_id = names.get(user).map(|n| n.to_string());
+            let key = user.to_string();
+            line(&Line::User { journey: j.id.clone(), user: key, user_id, time, state: state.clone() })?;
+        }
+    }
+    for (journey, user_id, at, text) in records.iter().filter(|r| r.2 <= time) {
+        line(&Line::Record { journey: journey.clone(), user_id: user_id.clone(), time: *at, line: text.clone() })?;
+    }
+    let dir = dir(root, time);
+    std::fs::create_dir_all(&dir)?;
+    let name = format!("{local}.ndjson");
+    write_atomic(&dir.join(&name), &out)?;
+    journeyflow_connectors::files::sync_dir(&dir)?;
+    Ok(format!("journeys/{time}/{name}"))
+}
+
+/// A journey version as a snapshot left it, for one worker to restore.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Its version.
+    pub version: u32,
+    /// Its status.
+    pub status: Option<Status>,
+    /// The users this worker enters (the dataflow routes each to its owner).
+    pub users: Vec<(Key, UserState)>,
+    /// Report counters this worker starts from (the process's total, on its first worker).
+    pub counts: BTreeMap<Stat, isize>,
+}
+
+/// What one worker restores from a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restore {
+    /// The time it is as of.
+    pub time: Time,
+    /// By journey id.
+    pub journeys: BTreeMap<String, Restored>,
+    /// User ids by key, of the users this worker enters.
+    pub names: Vec<(Key, Arc<str>)>,
+    /// The API's journey records `(journey, user id, line)` (for the process's first worker).
+    pub records: Vec<(String, String, String)>,
+}
+
+impl Restore {
+    /// Takes journey `id`'s state if the snapshot holds `version` of it.
+    pub fn take(&mut self, id: &str, version: u32) -> Option<Restored> {
+        match self.journeys.get(id) {
+            Some(r) if r.version == version => self.journeys.remove(id),
+            _ => None,
+        }
+    }
+}
+
+/// Reads worker `local`'s share (of `locals`) of the snapshot `at`: its users are those of
+/// every `locals`-th line; the counters and the API's records go to the first worker. Blank
+/// lines (a scrubbed user) are skipped.
+pub fn read(root: &Path, at: &SnapshotRef, local: usize, locals: usize) -> anyhow::Result<Restore> {
+    let mut restore = Restore { time: at.time, ..Restore::default() };
+    let mut n = 0usize;
+    for file in &at.files {
+        let path = root.join(file);
+        let reader = std::io::BufReader::new(
+            std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("journey snapshot {}: {e}", path.display()))?,
+        );
+        for (i, line) in reader.split(b'\n').enumerate() {
+            let line = line?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            anyhow::ensure!(line.len() <= MAX_LINE, "journey snapshot {}: line {} is too long", path.display(), i + 1);
+            let parsed: Line = serde_json::from_slice(&line)
+                .map_err(|e| anyhow::anyhow!("journey snapshot {}: line {}: {e}", path.display(), i + 1))?;
+            match parsed {
+                Line::Journey { journey, version, status, counts } => {
+                    let r = restore.journeys.entry(journey).or_default();
+                    r.version = version;
+                    r.status = Some(status);
+                    if local == 0 {
+                        for (stat, count) in counts {
+                            *r.counts.entry(stat).or_default() += count;
+                        }
+                    }
+                }
+                Line::User { journey, user, user_id, state, .. } => {
+                    let user = Key::parse(&user).ok_or_else(|| {
+                        anyhow::anyhow!("journey snapshot {}: line {}: {user:?} is not a key", path.display(), i + 1)
+                    })?;
+                    n += 1;
+                    if n % locals == local {
+                        restore.journeys.entry(journey).or_default().users.push((user, state));
+                        if let Some(id) = user_id {
+                            restore.names.push((user, id.into()));
+                        }
+                    }
+                }
+                Line::Record { journey, user_id, line, .. } if local == 0 => {
+                    restore.records.push((journey, user_id, line))
+                }
+                Line::Record { .. } => {}
+            }
+        }
+    }
+    Ok(restore)
+}
+
+/// Deletes the snapshots other than `keep` (older ones a manifest no longer names, and newer
+/// ones never named: a restart takes another).
+pub fn sweep(root: &Path, keep: Option<Time>) -> anyhow::Result<()> {
+    let base = root.join("journeys");
+    let entries = match std::fs::read_dir(&base) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let time = entry.file_name().to_str().and_then(|n| n.parse::<Time>().ok());
+        if time.is_some_and(|t| Some(t) < keep) {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use journeyflow_operators::journey::machine::Position;
+
+    #[test]
+    fn a_snapshot_reads_back_split_among_workers_with_counts_once() {
+        let scratch = tempfile::tempdir().unwrap();
+        let state = |node| UserState {
+            at: Some(Position { node, since: 5, timer: Some(90) }),
+            entries: 1,
+            last_entry: Some(5),
+            ..UserState::default()
+        };
+        let users: Vec<(Key, UserState)> = (0..5).map(|i| (Key(i), state(i as u32))).collect();
+        let j = JourneyState {
+            id: "j".into(),
+            version: 2,
+            status: Status::Paused,
+            users: users.clone(),
+            counts: BTreeMap::from([(Stat::Entered, 5)]),
+        };
+        let names: KeyMap<Arc<str>> = [(Key(1), Arc::from("u1"))].into_iter().collect();
+        let records = vec![
+            ("j".to_string(), "u1".to_string(), 4, "{\"time\":4}".to_string()),
+            ("j".to_string(), "u1".to_string(), 11, "{\"time\":11}".to_string()),
+        ];
+        let file = write(scratch.path(), 10, 0, std::slice::from_ref(&j), &names, &records).unwrap();
+        let at = SnapshotRef { time: 10, files: vec![file], journeys: vec!["j".into()] };
+        let (a, b) = (read(scratch.path(), &at, 0, 2).unwrap(), read(scratch.path(), &at, 1, 2).unwrap());
+        let mut all = a.journeys["j"].users.clone();
+        all.extend(b.journeys["j"].users.clone());
+        all.sort();
+        assert_eq!(all, users);
+        assert_eq!((a.journeys["j"].version, a.journeys["j"].status), (2, Some(Status::Paused)));
+        assert_eq!(a.journeys["j"].counts[&Stat::Entered] + b.journeys["j"].counts.len() as isize, 5);
+        assert_eq!(a.records, vec![("j".to_string(), "u1".to_string(), "{\"time\":4}".to_string())]);
+        assert!(b.records.is_empty());
+        let mut restore = a;
+        assert!(restore.take("j", 1).is_none() && restore.take("j", 2).is_some());
+        sweep(scratch.path(), Some(11)).unwrap();
+        assert!(!dir(scratch.path(), 10).exists());
+    }
+}
