@@ -48,6 +48,9 @@ pub enum Request {
         /// Events in the page.
         limit: usize,
     },
+    /// A snapshot of every journey's state as of the request's time, for a checkpoint (the
+    /// engine's own request: the API never makes it).
+    SnapshotJourneys,
 }
 
 impl Request {
@@ -55,7 +58,7 @@ impl Request {
     pub fn answers(&self, workers: usize) -> usize {
         match self {
             Request::Members { .. } | Request::UserSegments { .. } | Request::UserProfile { .. } => workers,
-            Request::Change(_) | Request::Import(_) => 1,
+            Request::Change(_) | Request::Import(_) | Request::SnapshotJourneys => 1,
         }
     }
 }

@@ -46,6 +46,17 @@ fn parsed(history: &VecDeque<Kept>) -> Vec<Value> {
 }
 
 impl Histories {
+    /// Every record kept: `(journey, user id, time, line)` (an action's journey left empty).
+    pub fn records(&self) -> Vec<(String, String, u64, String)> {
+        let transitions = self.journeys.iter().flat_map(|((journey, user), kept)| {
+            kept.iter().map(|k| (journey.to_string(), user.to_string(), k.time, k.line.to_string()))
+        });
+        let actions = self.actions.iter().flat_map(|(user, kept)| {
+            kept.iter().map(|k| (String::new(), user.to_string(), k.time, k.line.to_string()))
+        });
+        transitions.chain(actions).collect()
+    }
+
     /// Keeps a journey record of `user` written as `line`: an action (it has an `action_id`)
     /// or a transition.
     pub fn remember(&mut self, journey: &str, user: &str, line: &str) -> Result<(), serde_json::Error> {

@@ -8,6 +8,7 @@
 //! windows). A file whose events have all expired leaves the chain (see [`complete`]) and is
 //! deleted once a manifest without it is written.
 
+use crate::journey_snapshot::SnapshotRef;
 use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use journeyflow_connectors::files::{sync_dir, write_atomic};
@@ -58,6 +59,10 @@ pub struct Manifest {
     /// that has expired, the file leaves the chain (see [`complete`]).
     #[serde(default)]
     pub latest: BTreeMap<String, Time>,
+    /// The journeys' states as of a time before every event read past the positions (see
+    /// [`crate::journey_snapshot`]), if one was taken.
+    #[serde(default)]
+    pub journeys: Option<SnapshotRef>,
 }
 
 /// What one worker wrote for a checkpoint.
@@ -69,6 +74,9 @@ pub struct Part {
     pub latest: BTreeMap<String, Time>,
     /// Its sources' positions.
     pub positions: Positions,
+    /// The worker's watermark when it took the positions: every event it reads later enters
+    /// at this time or later.
+    pub watermark: Time,
 }
 
 fn schema() -> SchemaRef {
@@ -170,8 +178,12 @@ impl Recorder {
     pub fn finish(&mut self, positions: Positions) -> anyhow::Result<Part> {
         self.cut()?;
         self.write()?;
-        let part =
-            Part { files: std::mem::take(&mut self.files), latest: std::mem::take(&mut self.latests), positions };
+        let part = Part {
+            files: std::mem::take(&mut self.files),
+            latest: std::mem::take(&mut self.latests),
+            positions,
+            watermark: 0,
+        };
         self.seq += 1;
         self.chunks = 0;
         Ok(part)
@@ -212,14 +224,16 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Manifest>> {
     Ok(None)
 }
 
-/// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`, leaving out
-/// of the chain the files whose events are all before `expired` (their latest time known);
-/// returns it and the files left out (to delete once it is written).
+/// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`, with the
+/// journey snapshot `journeys` (or the previous one's), leaving out of the chain the files
+/// whose events are all before `expired` (their latest time known); returns it and the files
+/// left out (to delete once it is written).
 pub fn complete(
     root: &Path,
     seq: u64,
     previous: Option<&Manifest>,
     parts: Vec<Part>,
+    journeys: Option<SnapshotRef>,
     expired: Time,
 ) -> anyhow::Result<(Manifest, Vec<String>)> {
     let mut manifest = previous.cloned().unwrap_or(Manifest {
@@ -227,8 +241,12 @@ pub fn complete(
         files: Vec::new(),
         positions: Positions::default(),
         latest: BTreeMap::new(),
+        journeys: None,
     });
     manifest.seq = seq;
+    if journeys.is_some() {
+        manifest.journeys = journeys;
+    }
     for part in parts {
         manifest.files.extend(part.files);
         manifest.latest.extend(part.latest);
@@ -308,10 +326,11 @@ mod tests {
         let positions = Positions { wal: BTreeMap::from([(0, 8)]), ..Positions::default() };
         let part = recorder.finish(positions.clone()).unwrap();
         assert!(!root.join("1/manifest.json").exists(), "no manifest yet");
-        let (first, _) = complete(root, 1, None, vec![part], 0).unwrap();
+        let (first, _) = complete(root, 1, None, vec![part], None, 0).unwrap();
         recorder.record(9, 9, "{\"a\":2}").unwrap();
         let later = Positions { wal: BTreeMap::from([(0, 16)]), ..Positions::default() };
-        let (second, _) = complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()], 0).unwrap();
+        let (second, _) =
+            complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()], None, 0).unwrap();
         // A third, never completed, is removed.
         recorder.record(11, 11, "{\"a\":3}").unwrap();
         recorder.finish(Positions::default()).unwrap();
@@ -335,7 +354,7 @@ mod tests {
                 recorder.record(time, ts, &format!("{{\"t\":{ts}}}")).unwrap();
             }
             let part = recorder.finish(Positions::default()).unwrap();
-            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], 10).unwrap();
+            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], None, 10).unwrap();
             // Checkpoint 1's file holds an event entered at 12: it stays; checkpoint 2's goes.
             assert_eq!(dropped, if seq == 2 { vec!["2/events-0of1-0.parquet".to_string()] } else { vec![] });
             previous = Some(manifest);
@@ -357,7 +376,8 @@ mod tests {
         let root = dir.path();
         let mut recorder = Recorder::new(root, 0, 1, 1);
         recorder.record(5, 5, "{\"a\":1}").unwrap();
-        let (first, _) = complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()], 0).unwrap();
+        let (first, _) =
+            complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()], None, 0).unwrap();
         std::fs::create_dir_all(root.join("2")).unwrap();
         std::fs::write(root.join("2/manifest.json"), b"{ not a manifest").unwrap();
         // A newer one never completed is removed; the unreadable one is named, not removed.

@@ -21,6 +21,7 @@ use crate::cluster::Cluster;
 use crate::config::KafkaConfig;
 use crate::inputs::{restore, Inputs};
 use crate::journey_output::{reports, ActionLine, JourneyNames, TransitionLine};
+use crate::journey_snapshot::{SnapshotRef, Taken};
 use crate::kafka_input::Origins;
 use crate::programs::{Programs, Sequenced};
 use crate::sequencer::{Sequence, Sequencer, Waiting};
@@ -120,6 +121,11 @@ pub struct Shared {
     pub checkpoint_request: AtomicU64,
     /// Workers' parts of checkpoints: `(seq, part)`.
     pub checkpoint_parts: Mutex<Vec<(u64, Part)>>,
+    /// How many journey snapshots were asked for (process 0's checkpointer asks, its worker 0
+    /// sequences them).
+    pub snapshot_request: AtomicU64,
+    /// Journey snapshots the local workers took: `(local worker, snapshot)`.
+    pub snapshot_parts: Mutex<Vec<(usize, Taken)>>,
     /// Each worker's share of each journey's report counters, with the version counted (by
     /// global index, as they last told).
     pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
@@ -176,7 +182,21 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     if let Some(sequencer) = &mut sequencer {
         sequencer.replay(&mut programs)?;
     }
+    let mut snapshots_sequenced = shared.snapshot_request.load(Ordering::Relaxed);
     let restored = shared.restore.as_ref();
+    // Journeys start from the checkpoint's snapshot, if it has one: what they did through its
+    // time is in it (and written), not done again.
+    let mut restored_through = None;
+    if let (Some(at), Some((root, _))) = (restored.and_then(|m| m.journeys.as_ref()), &shared.checkpoints) {
+        let restore = crate::journey_snapshot::read(root, at, local, locals)?;
+        names.note(&restore.names);
+        for (journey, user, line) in &restore.records {
+            remember(shared, journey.clone(), user.clone(), line)?;
+        }
+        tracing::info!("worker {index}: journeys as of {} from checkpoint {}", at.time, restored.map_or(0, |m| m.seq));
+        programs.restore_journeys(restore);
+        restored_through = Some(at.time);
+    }
     let mut inputs = Inputs::open(shared, (index, peers), (local, locals), restored)?;
     let kafka_out = shared.kafka.as_ref().map(|(config, _, sink)| KafkaOutputs {
         sink: sink.clone(),
@@ -191,6 +211,10 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     if let (Some(manifest), Some((root, _))) = (restored, &shared.checkpoints) {
         let n = restore(manifest, root, local, locals, &mut programs, &mut sinks, &mut names)?;
         tracing::info!("worker {index}: {n} events from checkpoint {}", manifest.seq);
+    }
+    // Every event read from here on entered after the snapshot's time before: so it does now.
+    if let Some(time) = restored_through {
+        programs.start_after(time);
     }
     let mut next_ticket: u64 = (index as u64) << TICKET_WORKER_SHIFT;
     let mut pending: Vec<(Time, u64, Query)> = Vec::new();
@@ -213,6 +237,11 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                 next_ticket
             };
             sequencer.take(&mut programs, register, peers)?;
+            let asked = shared.snapshot_request.load(Ordering::Relaxed);
+            if asked > snapshots_sequenced {
+                sequencer.snapshot(&mut programs)?;
+                snapshots_sequenced = asked;
+            }
         }
         let open = shared.inputs_open.load(Ordering::Relaxed);
         // Outputs and checkpoint chunks waiting for a full disk hold the inputs back (they are
@@ -257,8 +286,15 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             gossip.answer(ticket, answer);
         }
         let counts = write_outputs(&mut programs, shared, &plans, &mut sinks, &names, &mut held, &mut history)?;
-        // Each user's latest transitions, for the control API (which process 0 serves).
-        for (journey, user, line) in history.drain(..) {
+        for taken in programs.take_snapshots() {
+            lock(&shared.snapshot_parts).push((local, taken));
+        }
+        // Each user's latest transitions, for the control API (which process 0 serves); those
+        // through a restored snapshot's time came with it.
+        for (time, journey, user, line) in history.drain(..) {
+            if restored_through.is_some_and(|s| time <= s) {
+                continue;
+            }
             match shared.cluster.process {
                 0 => remember(shared, journey, user, &line)?,
                 _ => gossip.history(journey, user, line),
@@ -304,7 +340,10 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             let asked = shared.checkpoint_request.load(Ordering::Relaxed);
             if let Some(seq) = inputs.checkpoint().filter(|open| *open <= asked) {
                 match inputs.finish_checkpoint() {
-                    Ok(Some(part)) => lock(&shared.checkpoint_parts).push((seq, part)),
+                    Ok(Some(part)) => {
+                        let part = Part { watermark: programs.watermark(), ..part };
+                        lock(&shared.checkpoint_parts).push((seq, part))
+                    }
                     Ok(None) => {}
                     // Kept: the next sync tries again (with later positions).
                     Err(e) => complain.warn(format_args!("worker {index}: checkpoint {seq} is not written yet: {e:#}")),
@@ -394,7 +433,7 @@ fn journey_user(record: &JourneyOutput) -> Key {
 
 /// Writes the records the programs produced since the last call (and those held before),
 /// holding back each user's whose id has not arrived while names may still come for its time;
-/// adds each transition written to `history` as `(journey, user id, line)`; returns this
+/// adds each transition written to `history` as `(time, journey, user id, line)`; returns this
 /// worker's journey counters.
 fn write_outputs(
     programs: &mut Programs,
@@ -403,7 +442,7 @@ fn write_outputs(
     sinks: &mut Sinks,
     names: &Names,
     held: &mut Held,
-    history: &mut Vec<(String, String, String)>,
+    history: &mut Vec<(Time, String, String, String)>,
 ) -> anyhow::Result<crate::cluster::gossip::JourneyCounts> {
     let complete = names.complete();
     let registry = names.registry().read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -464,12 +503,12 @@ fn write_outputs(
                 JourneyOutput::Transition(t) => {
                     let line = TransitionLine::new(t, &versions[&t.version], name_of(&registry, &t.user));
                     sinks.transition(&line)?;
-                    history.push((id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
+                    history.push((t.time, id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
                 }
                 JourneyOutput::Action(a) => {
                     let line = ActionLine::new(a, &versions[&a.version], a.user, name_of(&registry, &a.user));
                     sinks.action(&line)?;
-                    history.push((id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
+                    history.push((a.time, id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
                 }
             }
         }
@@ -592,6 +631,7 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
         Request::UserProfile { user_id, after, limit } => {
             pending.push((command.time, ticket, Query::Profile(Key::of(&user_id), after, limit)))
         }
+        Request::SnapshotJourneys => programs.snapshot_journeys(command.time),
     }
     Ok(())
 }
@@ -762,13 +802,76 @@ pub struct Checkpointer {
     asked: Option<u64>,
     /// When a manifest that failed is tried again.
     retry_at: Option<Instant>,
+    /// Whether a journey snapshot is asked for (on process 0) and not written or given up.
+    snapshot_pending: bool,
+    /// Journey snapshots written and not in a manifest yet, oldest first.
+    snapshots: Vec<SnapshotRef>,
 }
 
 impl Checkpointer {
     /// Checkpoints after `previous` (the one the run started from), every `every`; events
     /// matter for `keep` after their time (`None`: forever, and the chain keeps every file).
     pub fn new(root: PathBuf, every: Duration, keep: Option<Time>, previous: Option<Manifest>) -> Checkpointer {
-        Checkpointer { root, every, keep, last: Instant::now(), previous, asked: None, retry_at: None }
+        Checkpointer {
+            root,
+            every,
+            keep,
+            last: Instant::now(),
+            previous,
+            asked: None,
+            retry_at: None,
+            snapshot_pending: false,
+            snapshots: Vec::new(),
+        }
+    }
+
+    /// Writes the journey snapshots every local worker has taken; forgets those given up.
+    fn write_snapshots(&mut self, shared: &Shared) {
+        let complete: Vec<(Time, Vec<(usize, Taken)>)> = {
+            let mut parts = lock(&shared.snapshot_parts);
+            let times: BTreeSet<Time> = parts.iter().map(|(_, t)| t.time).collect();
+            let mut complete = Vec::new();
+            for time in times {
+                if parts.iter().filter(|(_, t)| t.time == time).count() < shared.cluster.workers {
+                    continue;
+                }
+                let (these, rest): (Vec<_>, Vec<_>) = parts.drain(..).partition(|(_, t)| t.time == time);
+                *parts = rest;
+                complete.push((time, these));
+            }
+            complete
+        };
+        for (time, parts) in complete {
+            self.snapshot_pending = false;
+            if parts.iter().any(|(_, t)| t.journeys.is_none()) {
+                tracing::info!("journey snapshot as of {time} given up: a journey went first");
+                continue;
+            }
+            match self.write_snapshot(shared, time, parts) {
+                Ok(written) => self.snapshots.push(written),
+                Err(e) => tracing::warn!("journey snapshot as of {time} is not written: {e:#}"),
+            }
+        }
+    }
+
+    fn write_snapshot(&self, shared: &Shared, time: Time, parts: Vec<(usize, Taken)>) -> anyhow::Result<SnapshotRef> {
+        // Copied out, so that no lock is held while writing.
+        let names = shared.handle.names.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let records = match shared.cluster.process {
+            0 => lock(&shared.handle.histories).records(),
+            _ => Vec::new(),
+        };
+        let mut written = SnapshotRef { time, files: Vec::new(), journeys: Vec::new() };
+        for (local, taken) in parts {
+            let journeys = taken.journeys.unwrap_or_default();
+            written.journeys.extend(journeys.iter().map(|j| j.id.clone()));
+            let records: &[(String, String, Time, String)] = if local == 0 { &records } else { &[] };
+            written.files.push(crate::journey_snapshot::write(&self.root, time, local, &journeys, &names, records)?);
+        }
+        written.journeys.sort();
+        written.journeys.dedup();
+        written.files.sort();
+        Ok(written)
     }
 
     /// The time before which a file's events no longer matter to a restart: they expired
@@ -777,26 +880,42 @@ impl Checkpointer {
     /// publication of every journey that runs, whose users' states depend on everything the
     /// journey saw (a journey's later versions take their users over, so one past its first
     /// keeps every file).
-    fn expired_before(&self, shared: &Shared) -> Time {
+    ///
+    /// A journey in the manifest's snapshot `journeys` depends on nothing before its time but
+    /// the condition memberships then, which the retention covers.
+    fn expired_before(&self, shared: &Shared, journeys: Option<&SnapshotRef>) -> Time {
         let Some(keep) = self.keep else { return 0 };
         let catalog = shared.handle.catalog.get();
-        let journeys = catalog
+        let held = catalog
             .journeys
-            .values()
-            .filter(|entry| entry.published())
-            .map(|entry| if entry.version == 1 { entry.published_at.unwrap_or(0) } else { 0 })
+            .iter()
+            .filter(|(_, entry)| entry.published())
+            .map(|(id, entry)| match journeys {
+                Some(snapshot) if snapshot.journeys.contains(id) => snapshot.time,
+                _ if entry.version == 1 => entry.published_at.unwrap_or(0),
+                _ => 0,
+            })
             .min()
             .unwrap_or(Time::MAX);
-        shared.cluster_durable().min(journeys).saturating_sub(keep)
+        shared.cluster_durable().min(held).saturating_sub(keep)
     }
 
     /// Asks for the next checkpoint when due, and completes the one asked for once every
     /// worker gave its part. A manifest that cannot be written (a full disk) is tried again
     /// a few seconds later with the same parts: checkpointing goes on once it can.
+    ///
+    /// With each checkpoint asked for, process 0 asks for a journey snapshot (unless one is
+    /// still being taken); a manifest names the latest snapshot written whose time is before
+    /// every part's watermark (every event read past the positions entered after it).
     pub fn step(&mut self, shared: &Shared) {
+        self.write_snapshots(shared);
         let seq = self.previous.as_ref().map_or(1, |m| m.seq + 1);
         match self.asked {
             None if self.last.elapsed() >= self.every => {
+                if shared.cluster.process == 0 && !self.snapshot_pending {
+                    shared.snapshot_request.fetch_add(1, Ordering::Relaxed);
+                    self.snapshot_pending = true;
+                }
                 shared.checkpoint_request.store(seq, Ordering::Relaxed);
                 self.asked = Some(seq);
             }
@@ -809,8 +928,12 @@ impl Checkpointer {
                     }
                     these
                 };
-                let expired = self.expired_before(shared);
-                match crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts, expired) {
+                // And through which every output is durable: a restart makes none of them again.
+                let floor = parts.iter().map(|p| p.watermark).min().unwrap_or(0).min(shared.cluster_durable());
+                let journeys = self.snapshots.iter().rev().find(|s| s.time < floor).cloned();
+                let named = journeys.as_ref().or(self.previous.as_ref().and_then(|m| m.journeys.as_ref()));
+                let expired = self.expired_before(shared, named);
+                match crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts, journeys, expired) {
                     Ok((manifest, dropped)) => {
                         tracing::info!("checkpoint {asked}: {} event files", manifest.files.len());
                         if !dropped.is_empty() {
@@ -818,6 +941,12 @@ impl Checkpointer {
                                 Ok(n) => tracing::info!("checkpoint {asked}: {n} expired event files deleted"),
                                 Err(e) => tracing::warn!("expired checkpoint files are not deleted yet: {e:#}"),
                             }
+                        }
+                        // Snapshots older than the one named go (newer ones wait for a manifest).
+                        let kept = manifest.journeys.as_ref().map(|s| s.time);
+                        self.snapshots.retain(|s| Some(s.time) > kept);
+                        if let Err(e) = crate::journey_snapshot::sweep(&self.root, kept) {
+                            tracing::warn!("old journey snapshots are not deleted yet: {e:#}");
                         }
                         discard_ingest_log(shared, &manifest);
                         lock(&shared.checkpoint_parts).retain(|(s, _)| *s != asked);

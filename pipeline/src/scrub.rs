@@ -139,6 +139,8 @@ struct Named {
     #[serde(rename = "anonymousId")]
     anonymous_id: Option<String>,
     user_id: Option<String>,
+    /// A journey snapshot's user, by key (hex).
+    user: Option<String>,
     time: Option<Time>,
     /// A dead letter's copy of the refused line.
     record: Option<String>,
@@ -158,7 +160,8 @@ fn deleted(line: &[u8], users: &KeyMap<Time>) -> bool {
         named = *action;
     }
     let ids = [&named.user_id_camel, &named.anonymous_id, &named.user_id];
-    let at = ids.into_iter().flatten().find_map(|id| users.get(&Key::of(id)));
+    let by_key = named.user.as_deref().and_then(Key::parse).and_then(|key| users.get(&key));
+    let at = ids.into_iter().flatten().find_map(|id| users.get(&Key::of(id))).or(by_key);
     match (at, named.time) {
         (Some(at), Some(time)) => time <= *at,
         (Some(_), None) => true,
@@ -300,6 +303,8 @@ mod tests {
             json!({"source": "wal/0", "offset": 3, "reason": "bad", "record": "{\"userId\":\"ann\",\"type\":"})
                 .to_string(),
             json!({"error": "503", "action": {"action_id": "x", "user_id": "ann", "time": 40}}).to_string(),
+            // A journey snapshot's user whose id was not known: by key.
+            json!({"kind": "user", "journey": "j", "user": Key::of("ann").to_string(), "time": 30}).to_string(),
         ];
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect::<String>() + "{\"userId\":\"ann\"";
         std::fs::write(&path, &text).unwrap();
@@ -307,7 +312,7 @@ mod tests {
         let after = std::fs::read_to_string(&path).unwrap();
         assert_eq!(after.len(), text.len(), "offsets moved");
         let kept: Vec<&str> = after.lines().collect();
-        assert!([0, 2, 4, 5].iter().all(|i| kept[*i].trim().is_empty()), "{after}");
+        assert!([0, 2, 4, 5, 6].iter().all(|i| kept[*i].trim().is_empty()), "{after}");
         assert_eq!((kept[1], kept[3]), (lines[1].as_str(), lines[3].as_str()));
         // The line being written is left alone.
         assert!(after.ends_with("{\"userId\":\"ann\""));

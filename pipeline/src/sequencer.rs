@@ -110,6 +110,17 @@ impl Sequencer {
         Ok(())
     }
 
+    /// Enters a snapshot of every journey's state as of the control input's time, which follows
+    /// event time (see [`Programs::snapshot_journeys`]): not the wall clock, which event time
+    /// may be far behind (a backfill) and which a snapshot would then wait for. It may go before
+    /// a change decided earlier: every worker applies both in time order.
+    pub fn snapshot(&mut self, programs: &mut Programs) -> anyhow::Result<()> {
+        let time = programs.control_time();
+        let text = serde_json::to_string(&Sequence { ticket: 0, request: Request::SnapshotJourneys })?;
+        programs.submit_at(text, time);
+        Ok(())
+    }
+
     /// Takes every request waiting: decides changes at once, enters queries; `register`
     /// keeps a query's answer channel under a new ticket.
     pub fn take(

@@ -223,3 +223,105 @@ fn expired_checkpoint_files_go_and_a_restart_from_the_shorter_chain_writes_the_s
     assert!(expected.len() > 50, "{} changes", expected.len());
     assert_union_equals("segment_changes", &output_lines(&data, "segment_changes"), &expected, as_of);
 }
+
+/// A journey whose users re-enter (at most three times, six minutes apart) holds the state a
+/// retention of 2 minutes cannot rebuild: checkpoints carry each journey's user states as of a
+/// snapshot time, so the chain still drops the files that expired before it; killed and
+/// restarted from such a checkpoint, the run writes what `journeyflow replay` writes over
+/// every event (entries, waits, actions, and the entries refused after the third).
+#[test]
+fn a_journey_restarts_from_its_snapshot_after_the_chain_dropped_what_it_saw() {
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    let (segments, journeys) = (scratch.path().join("segments.json"), scratch.path().join("journeys.json"));
+    let definitions = json!([{"id": "recent", "condition": {"performed": {"event": "Visit", "within": "1m"}}}]);
+    std::fs::write(&segments, definitions.to_string()).unwrap();
+    let journey = json!([{"id": "nudge", "entry": {"event": {"event": "Visit"}},
+        "re_entry": {"mode": "after_exit", "max_times": 3, "cooldown": "6m"},
+        "start": "wait", "nodes": {
+            "wait": {"wait": {"duration": "2m"}, "next": "ping"},
+            "ping": {"action": {"channel": "email", "template": "nudge"}, "next": "done"},
+            "done": {"exit": {}}}}]);
+    std::fs::write(&journeys, journey.to_string()).unwrap();
+    let flags = [
+        "--segments",
+        segments.to_str().unwrap(),
+        "--journeys",
+        journeys.to_str().unwrap(),
+        "--retention-events",
+        "2m",
+        "--dedup-window",
+        "1m",
+        "--allowed-lateness",
+        "5m",
+        "--checkpoint-interval",
+        "300ms",
+    ];
+    let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let mut sent: Vec<J> = Vec::new();
+    let mut visits: Vec<J> = Vec::new();
+    let first_checkpoint_gone = || !data.join("checkpoints/1").exists();
+    let newest_has_journeys = || {
+        let root = data.join("checkpoints");
+        let newest = std::fs::read_dir(&root)
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max())
+            .ok()
+            .flatten();
+        newest
+            .and_then(|seq| std::fs::read(root.join(seq.to_string()).join("manifest.json")).ok())
+            .and_then(|bytes| serde_json::from_slice::<J>(&bytes).ok())
+            .is_some_and(|m| m["journeys"]["journeys"].as_array().is_some_and(|j| !j.is_empty()))
+    };
+    for (run, (workers, range)) in [(2, 0..60usize), (1, 60..120)].into_iter().enumerate() {
+        let server = Server::start_with(workers, &data, &flags);
+        if run == 0 {
+            // Every event after the journey's installation: it runs them all, as replay does.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            // 120 visits of 5 users 20 s apart (40 minutes of event time, ahead of the wall
+            // clock within the future skew), each user every 100 s: entries, waits, actions,
+            // re-entries after the cooldown, then (after the third) no more.
+            visits = (0..120u64)
+                .map(|i| {
+                    json!({"type": "track", "event": "Visit", "userId": format!("u{}", i % 5),
+                        "messageId": format!("v{i}"), "timestamp": now + 5_000 + i * 20_000})
+                })
+                .collect();
+        }
+        for call in visits[range].chunks(2) {
+            assert!(send(&client, &server, call), "a call of run {run} refused");
+            sent.extend_from_slice(call);
+            let last = call.last().unwrap()["timestamp"].as_u64().unwrap();
+            wait_durable_past(&data, last - 5 * 60_000 - 1);
+        }
+        if run == 0 {
+            common::wait_until("the first checkpoint's files gone", Duration::from_secs(60), first_checkpoint_gone);
+            common::wait_until("a checkpoint with the journey's states", Duration::from_secs(60), newest_has_journeys);
+            server.kill();
+        } else {
+            assert_eq!(server.stop().code(), Some(0));
+        }
+    }
+    let last = visits.last().unwrap()["timestamp"].as_u64().unwrap();
+    let as_of = last - 5 * 60_000 - 1;
+    let events = scratch.path().join("sent.ndjson");
+    std::fs::write(&events, sent.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
+    let out = scratch.path().join("replay");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        .args(["replay", "--events", events.to_str().unwrap(), "--segments", segments.to_str().unwrap()])
+        .args(["--journeys", journeys.to_str().unwrap()])
+        .args(["--retention-events", "2m", "--dedup-window", "1m", "--as-of", &as_of.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    for kind in KINDS {
+        let expected: std::collections::BTreeSet<String> = std::fs::read_to_string(out.join(format!("{kind}.ndjson")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<J>(l).unwrap().to_string())
+            .collect();
+        assert!(!expected.is_empty(), "replay wrote no {kind}");
+        assert_union_equals(kind, &output_lines(&data, kind), &expected, as_of);
+    }
+}

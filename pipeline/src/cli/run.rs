@@ -321,6 +321,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         restore: restore.clone(),
         checkpoint_request: AtomicU64::new(0),
         checkpoint_parts: Mutex::default(),
+        snapshot_request: AtomicU64::new(0),
+        snapshot_parts: Mutex::default(),
         tickets: Mutex::default(),
         stop: AtomicBool::new(false),
         inputs_open: AtomicBool::new(false),
