@@ -105,6 +105,7 @@ fn soak(cli: &Cli) -> anyhow::Result<()> {
         users: cli.soak_users,
         retention: cli.soak_retention_days * 86_400_000,
         seconds: cli.soak_seconds,
+        checkpoint_interval: std::time::Duration::from_secs(5),
         idle: std::time::Duration::from_secs(30),
         binary,
         scratch,
@@ -112,9 +113,10 @@ fn soak(cli: &Cli) -> anyhow::Result<()> {
     let report = journeyflow_benches::soak::run(&config)?;
     std::fs::create_dir_all(&cli.out)?;
     std::fs::write(cli.out.join("soak.json"), serde_json::to_string_pretty(&report)?)?;
-    let mut csv = String::from("wall_s,events,retentions,rss_bytes,data_bytes\n");
+    let mut csv = String::from("wall_s,events,retentions,rss_bytes,data_bytes,checkpoint_bytes\n");
     for s in &report.samples {
-        csv.push_str(&format!("{:.1},{},{:.4},{},{}\n", s.wall_s, s.events, s.retentions, s.rss_bytes, s.data_bytes));
+        let (events, rss, data, checkpoints) = (s.events, s.rss_bytes, s.data_bytes, s.checkpoint_bytes);
+        csv.push_str(&format!("{:.1},{events},{:.4},{rss},{data},{checkpoints}\n", s.wall_s, s.retentions));
     }
     std::fs::write(cli.out.join("soak.csv"), csv)?;
     let summary = report.summary();

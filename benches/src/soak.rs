@@ -30,6 +30,9 @@ pub struct SoakConfig {
     pub retention: u64,
     /// Wall-clock seconds the stream lasts.
     pub seconds: f64,
+    /// How often the server checkpoints (each checkpoint may drop what expired before the
+    /// journey snapshot of the one before: short against a retention's wall-clock time).
+    pub checkpoint_interval: Duration,
     /// The server's idle timeout: the first batch must come sooner, and event time follows the
     /// wall clock this long after the stream ends.
     pub idle: Duration,
@@ -52,6 +55,8 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// The data directory's size, bytes.
     pub data_bytes: u64,
+    /// Of which checkpoints (event files and journey snapshots), bytes.
+    pub checkpoint_bytes: u64,
 }
 
 /// What the soak found.
@@ -81,15 +86,16 @@ impl SoakReport {
     pub fn summary(&self) -> String {
         let mut out = format!(
             "Soak: {} events of {} users over {} retentions of {:.0} days, at {:.0} events/s\n\n\
-             | event time | resident set | data directory |\n| --- | --- | --- |\n",
+             | event time | resident set | data directory | of which checkpoints |\n| --- | --- | --- | --- |\n",
             self.events, self.users, 3, self.retention_days, self.rate
         );
         for s in &self.at_retentions {
             out.push_str(&format!(
-                "| {:.2} retentions | {:.0} MB | {:.1} MB |\n",
+                "| {:.2} retentions | {:.0} MB | {:.1} MB | {:.1} MB |\n",
                 s.retentions,
                 s.rss_bytes as f64 / 1e6,
-                s.data_bytes as f64 / 1e6
+                s.data_bytes as f64 / 1e6,
+                s.checkpoint_bytes as f64 / 1e6
             ));
         }
         let parts: Vec<String> =
@@ -167,7 +173,8 @@ impl Server {
             .args(["run", "--listen", "127.0.0.1:0", "--workers", "2", "--max-body-bytes", "10000000"])
             .args(["--segments", &definitions.join("segments.json").to_string_lossy()])
             .args(["--journeys", &definitions.join("journeys.json").to_string_lossy()])
-            .args(["--retention-events", &retention, "--checkpoint-interval", "5s", "--max-batch-events", "5000"])
+            .args(["--retention-events", &retention, "--max-batch-events", "5000"])
+            .args(["--checkpoint-interval", &format!("{}ms", config.checkpoint_interval.as_millis())])
             // The events are weeks old: event time follows them (less the allowed lateness, an
             // hour) while they stream, the first batch coming before the idle timeout; once the
             // stream ends, it follows the wall clock, past every event.
@@ -326,6 +333,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
                 retentions: (last_ts - start) as f64 / config.retention as f64,
                 rss_bytes: rss(pid),
                 data_bytes: size(&data),
+                checkpoint_bytes: size(&data.join("checkpoints")),
             });
         }
     }
