@@ -147,6 +147,43 @@ fn ingest_log_segments_behind_a_checkpoint_go_and_a_restart_still_loses_nothing(
     }
 }
 
+/// The flags of a run with a 2-minute event retention, a 1-minute dedup window, a 5-minute
+/// lateness and a checkpoint every 300 ms, over `definitions` (`--segments FILE` and so on).
+fn short_retention<'a>(definitions: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = definitions.to_vec();
+    flags.extend(["--retention-events", "2m", "--dedup-window", "1m", "--allowed-lateness", "5m"]);
+    flags.extend(["--checkpoint-interval", "300ms"]);
+    flags
+}
+
+/// What `journeyflow replay` writes over `sent` through `as_of` with the retention of
+/// [`short_retention`] and `definitions`: each kind's records, as JSON text.
+fn replay_short_retention(
+    scratch: &std::path::Path,
+    sent: &[J],
+    definitions: &[&str],
+    as_of: u64,
+) -> std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>> {
+    let events = scratch.join("sent.ndjson");
+    std::fs::write(&events, sent.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
+    let out = scratch.join("replay");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_journeyflow"))
+        .args(["replay", "--events", events.to_str().unwrap()])
+        .args(definitions)
+        .args(["--retention-events", "2m", "--dedup-window", "1m", "--as-of", &as_of.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let read = |kind: &str| {
+        // Without journeys, replay writes no journey files.
+        let text = std::fs::read_to_string(out.join(format!("{kind}.ndjson"))).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<J>(l).unwrap().to_string()).collect()
+    };
+    KINDS.iter().map(|kind| (*kind, read(kind))).collect()
+}
+
 /// With a short event retention (2 min) and dedup window (1 min), checkpoint files whose
 /// events have all expired before the durable frontier leave the chain and are deleted; killed
 /// and restarted from such a chain, the run writes what `journeyflow replay` writes over
@@ -160,18 +197,8 @@ fn expired_checkpoint_files_go_and_a_restart_from_the_shorter_chain_writes_the_s
         {"id": "recent", "condition": {"performed": {"event": "Visit", "within": "1m"}}},
         {"id": "retained", "condition": {"performed": {"event": "Visit", "at_least": 2}}}]);
     std::fs::write(&segments, definitions.to_string()).unwrap();
-    let flags = [
-        "--segments",
-        segments.to_str().unwrap(),
-        "--retention-events",
-        "2m",
-        "--dedup-window",
-        "1m",
-        "--allowed-lateness",
-        "5m",
-        "--checkpoint-interval",
-        "300ms",
-    ];
+    let definitions = ["--segments", segments.to_str().unwrap()];
+    let flags = short_retention(&definitions);
     let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
     // 100 visits of 7 users 30 s apart, from within the lateness (5 min) of the wall clock to
@@ -204,24 +231,9 @@ fn expired_checkpoint_files_go_and_a_restart_from_the_shorter_chain_writes_the_s
     }
     // Through the last event's time less the lateness: what the run completed.
     let as_of = now - 4 * 60_000 + 99 * 30_000 - 5 * 60_000 - 1;
-    let events = scratch.path().join("sent.ndjson");
-    std::fs::write(&events, sent.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
-    let out = scratch.path().join("replay");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_journeyflow"))
-        .args(["replay", "--events", events.to_str().unwrap(), "--segments", segments.to_str().unwrap()])
-        .args(["--retention-events", "2m", "--dedup-window", "1m", "--as-of", &as_of.to_string()])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    let expected: std::collections::BTreeSet<String> = std::fs::read_to_string(out.join("segment_changes.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<J>(l).unwrap().to_string())
-        .collect();
+    let expected = &replay_short_retention(scratch.path(), &sent, &definitions, as_of)["segment_changes"];
     assert!(expected.len() > 50, "{} changes", expected.len());
-    assert_union_equals("segment_changes", &output_lines(&data, "segment_changes"), &expected, as_of);
+    assert_union_equals("segment_changes", &output_lines(&data, "segment_changes"), expected, as_of);
 }
 
 /// A journey whose users re-enter (at most three times, six minutes apart) holds the state a
@@ -243,20 +255,8 @@ fn a_journey_restarts_from_its_snapshot_after_the_chain_dropped_what_it_saw() {
             "ping": {"action": {"channel": "email", "template": "nudge"}, "next": "done"},
             "done": {"exit": {}}}}]);
     std::fs::write(&journeys, journey.to_string()).unwrap();
-    let flags = [
-        "--segments",
-        segments.to_str().unwrap(),
-        "--journeys",
-        journeys.to_str().unwrap(),
-        "--retention-events",
-        "2m",
-        "--dedup-window",
-        "1m",
-        "--allowed-lateness",
-        "5m",
-        "--checkpoint-interval",
-        "300ms",
-    ];
+    let definitions = ["--segments", segments.to_str().unwrap(), "--journeys", journeys.to_str().unwrap()];
+    let flags = short_retention(&definitions);
     let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut sent: Vec<J> = Vec::new();
     let mut visits: Vec<J> = Vec::new();
@@ -303,25 +303,9 @@ fn a_journey_restarts_from_its_snapshot_after_the_chain_dropped_what_it_saw() {
     }
     let last = visits.last().unwrap()["timestamp"].as_u64().unwrap();
     let as_of = last - 5 * 60_000 - 1;
-    let events = scratch.path().join("sent.ndjson");
-    std::fs::write(&events, sent.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
-    let out = scratch.path().join("replay");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_journeyflow"))
-        .args(["replay", "--events", events.to_str().unwrap(), "--segments", segments.to_str().unwrap()])
-        .args(["--journeys", journeys.to_str().unwrap()])
-        .args(["--retention-events", "2m", "--dedup-window", "1m", "--as-of", &as_of.to_string()])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    for kind in KINDS {
-        let expected: std::collections::BTreeSet<String> = std::fs::read_to_string(out.join(format!("{kind}.ndjson")))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<J>(l).unwrap().to_string())
-            .collect();
+    let expected = replay_short_retention(scratch.path(), &sent, &definitions, as_of);
+    for (kind, expected) in &expected {
         assert!(!expected.is_empty(), "replay wrote no {kind}");
-        assert_union_equals(kind, &output_lines(&data, kind), &expected, as_of);
+        assert_union_equals(kind, &output_lines(&data, kind), expected, as_of);
     }
 }
