@@ -802,8 +802,9 @@ pub struct Checkpointer {
     asked: Option<u64>,
     /// When a manifest that failed is tried again.
     retry_at: Option<Instant>,
-    /// Whether a journey snapshot is asked for (on process 0) and not written or given up.
-    snapshot_pending: bool,
+    /// When the journey snapshot asked for (on process 0) and not written or given up yet was
+    /// asked for.
+    snapshot_pending: Option<Instant>,
     /// Journey snapshots written and not in a manifest yet, oldest first.
     snapshots: Vec<SnapshotRef>,
 }
@@ -820,7 +821,7 @@ impl Checkpointer {
             previous,
             asked: None,
             retry_at: None,
-            snapshot_pending: false,
+            snapshot_pending: None,
             snapshots: Vec::new(),
         }
     }
@@ -842,7 +843,7 @@ impl Checkpointer {
             complete
         };
         for (time, parts) in complete {
-            self.snapshot_pending = false;
+            self.snapshot_pending = None;
             if parts.iter().any(|(_, t)| t.journeys.is_none()) {
                 tracing::info!("journey snapshot as of {time} given up: a journey went first");
                 continue;
@@ -855,8 +856,13 @@ impl Checkpointer {
     }
 
     fn write_snapshot(&self, shared: &Shared, time: Time, parts: Vec<(usize, Taken)>) -> anyhow::Result<SnapshotRef> {
-        // Copied out, so that no lock is held while writing.
-        let names = shared.handle.names.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        // The ids of the users in it, and the API's records, copied out: no lock is held while
+        // writing.
+        let names: journeyflow_types::KeyMap<Arc<str>> = {
+            let registry = shared.handle.names.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let users = parts.iter().flat_map(|(_, t)| t.journeys.iter().flatten()).flat_map(|j| &j.users);
+            users.filter_map(|(user, _)| Some((*user, registry.get(user)?.clone()))).collect()
+        };
         let records = match shared.cluster.process {
             0 => lock(&shared.handle.histories).records(),
             _ => Vec::new(),
@@ -912,9 +918,11 @@ impl Checkpointer {
         let seq = self.previous.as_ref().map_or(1, |m| m.seq + 1);
         match self.asked {
             None if self.last.elapsed() >= self.every => {
-                if shared.cluster.process == 0 && !self.snapshot_pending {
+                // One that has not come in ten intervals (a minute at least) is asked again.
+                let patience = (self.every * 10).max(Duration::from_secs(60));
+                if shared.cluster.process == 0 && self.snapshot_pending.is_none_or(|at| at.elapsed() > patience) {
                     shared.snapshot_request.fetch_add(1, Ordering::Relaxed);
-                    self.snapshot_pending = true;
+                    self.snapshot_pending = Some(Instant::now());
                 }
                 shared.checkpoint_request.store(seq, Ordering::Relaxed);
                 self.asked = Some(seq);

@@ -5,6 +5,8 @@
 //! has passed it, so timers fire at their exact event time and output never depends on
 //! batching or worker count. The per-user rules live in [`machine`]. Output records carry
 //! their own event time; a message's timestamp is at most the times of the records in it.
+//! On a [`Command::Snapshot`] it leaves its users' states as of that time ([`Snapshot`]), and
+//! it can start from such states (a restart that no longer has the events behind them).
 
 pub mod handover;
 pub mod machine;
