@@ -140,12 +140,14 @@ pub struct Restore {
 }
 
 impl Restore {
+    /// Whether the snapshot holds `version` of journey `id` (not taken yet).
+    pub fn holds(&self, id: &str, version: u32) -> bool {
+        self.journeys.get(id).is_some_and(|r| r.version == version)
+    }
+
     /// Takes journey `id`'s state if the snapshot holds `version` of it.
     pub fn take(&mut self, id: &str, version: u32) -> Option<Restored> {
-        match self.journeys.get(id) {
-            Some(r) if r.version == version => self.journeys.remove(id),
-            _ => None,
-        }
+        self.holds(id, version).then(|| self.journeys.remove(id)).flatten()
     }
 }
 

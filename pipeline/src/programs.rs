@@ -146,7 +146,7 @@ struct JourneyProgram {
     uses: Vec<String>,
     probe: ProbeHandle<Time>,
     /// This worker's share of the journey's report counters.
-    counts: Rc<RefCell<BTreeMap<Stat, isize>>>,
+    counts: Rc<RefCell<Counters>>,
     /// The counters through each snapshot's time asked for and not taken yet.
     counts_through: Rc<RefCell<Vec<(Time, Counters)>>>,
     /// Where this version leaves its users for the next one.
@@ -161,6 +161,16 @@ struct JourneyProgram {
 }
 
 impl JourneyProgram {
+    /// Takes the operator's snapshot as of `time`, with the counters through it, if it is there.
+    fn take_snapshot(&self, id: &str, version: u32, time: Time) -> Option<JourneyState> {
+        let mut snapshots = self.snapshots.borrow_mut();
+        let at = snapshots.iter().position(|s| s.time == time)?;
+        let snapshot = snapshots.remove(at);
+        let mut through = self.counts_through.borrow_mut();
+        let counts = through.iter().position(|(s, _)| *s == time).map(|at| through.remove(at).1).unwrap_or_default();
+        Some(JourneyState { id: id.to_string(), version, status: snapshot.status, users: snapshot.users, counts })
+    }
+
     /// Enters a lifecycle command as of `at`, or as of the input's time if later; returns the time.
     fn command(&mut self, command: Command, at: Time) -> Time {
         self.commands += 1;
@@ -844,8 +854,7 @@ impl Programs {
     ) -> Result<(), ProgramError> {
         let id = plan.id().to_string();
         let Some(old) = self.journeys.get(&id) else { return Err(ProgramError::UnknownJourney(id)) };
-        let restored =
-            self.restore.as_ref().is_some_and(|r| r.journeys.get(&id).is_some_and(|j| j.version == plan.version));
+        let restored = self.restore.as_ref().is_some_and(|r| r.holds(&id, plan.version));
         let start = Start {
             status: Status::Ongoing,
             since: Some(at),
@@ -1009,26 +1018,13 @@ impl Programs {
             let programs: Option<Vec<&JourneyProgram>> = listed.iter().map(|(id, v)| find(id, *v)).collect();
             let ready =
                 |p: &&JourneyProgram| !p.probe.less_equal(&time) && p.snapshots.borrow().iter().any(|s| s.time == time);
-            let journeys = match programs {
-                Some(programs) if !programs.iter().all(ready) => break,
-                Some(programs) => Some(
-                    listed
-                        .iter()
-                        .zip(programs)
-                        .map(|((id, version), p)| {
-                            let mut snapshots = p.snapshots.borrow_mut();
-                            let at = snapshots.iter().position(|s| s.time == time).expect("checked ready");
-                            let snapshot = snapshots.remove(at);
-                            let mut through = p.counts_through.borrow_mut();
-                            let at = through.iter().position(|(s, _)| *s == time);
-                            let counts = at.map(|at| through.remove(at).1).unwrap_or_default();
-                            let (status, users) = (snapshot.status, snapshot.users);
-                            JourneyState { id: id.clone(), version: *version, status, users, counts }
-                        })
-                        .collect(),
-                ),
-                None => None,
-            };
+            if programs.as_ref().is_some_and(|programs| !programs.iter().all(ready)) {
+                break;
+            }
+            let journeys = programs.and_then(|programs| {
+                let states = listed.iter().zip(programs).map(|((id, version), p)| p.take_snapshot(id, *version, time));
+                states.collect::<Option<Vec<JourneyState>>>()
+            });
             if journeys.is_none() {
                 for p in self.journeys.values().chain(self.retiring.iter().map(|r| &r.program)) {
                     p.snapshots.borrow_mut().retain(|s| s.time != time);

@@ -184,6 +184,17 @@ fn replay_short_retention(
     KINDS.iter().map(|kind| (*kind, read(kind))).collect()
 }
 
+/// Sends `visits` two a call, each call once the outputs before its last visit less the
+/// lateness (5 min) are durable, adding them to `sent`.
+fn send_two_at_a_time(client: &Client, server: &Server, data: &std::path::Path, visits: &[J], sent: &mut Vec<J>) {
+    for call in visits.chunks(2) {
+        assert!(send(client, server, call), "a call refused");
+        sent.extend_from_slice(call);
+        let last = call.last().unwrap()["timestamp"].as_u64().unwrap();
+        wait_durable_past(data, last - 5 * 60_000 - 1);
+    }
+}
+
 /// With a short event retention (2 min) and dedup window (1 min), checkpoint files whose
 /// events have all expired before the durable frontier leave the chain and are deleted; killed
 /// and restarted from such a chain, the run writes what `journeyflow replay` writes over
@@ -216,12 +227,7 @@ fn expired_checkpoint_files_go_and_a_restart_from_the_shorter_chain_writes_the_s
         let server = Server::start_with(workers, &data, &flags);
         // Two visits a call: a checkpoint file spans half a minute, so files expire finely (a
         // cut that ignored the retention would leave out visits whose exits are still due).
-        for call in visits[range].chunks(2) {
-            assert!(send(&client, &server, call), "a call of run {run} refused");
-            sent.extend_from_slice(call);
-            let last = call.last().unwrap()["timestamp"].as_u64().unwrap();
-            wait_durable_past(&data, last - 5 * 60_000 - 1);
-        }
+        send_two_at_a_time(&client, &server, &data, &visits[range], &mut sent);
         if run == 0 {
             common::wait_until("the first checkpoint's files gone", Duration::from_secs(60), first_checkpoint_gone);
             server.kill();
@@ -287,12 +293,7 @@ fn a_journey_restarts_from_its_snapshot_after_the_chain_dropped_what_it_saw() {
                 })
                 .collect();
         }
-        for call in visits[range].chunks(2) {
-            assert!(send(&client, &server, call), "a call of run {run} refused");
-            sent.extend_from_slice(call);
-            let last = call.last().unwrap()["timestamp"].as_u64().unwrap();
-            wait_durable_past(&data, last - 5 * 60_000 - 1);
-        }
+        send_two_at_a_time(&client, &server, &data, &visits[range], &mut sent);
         if run == 0 {
             common::wait_until("the first checkpoint's files gone", Duration::from_secs(60), first_checkpoint_gone);
             common::wait_until("a checkpoint with the journey's states", Duration::from_secs(60), newest_has_journeys);
