@@ -4,8 +4,12 @@
 //! of definitions: the catalog the API shows is its fold, and a restart applies the changes
 //! again at the same times, so the programs, and so their outputs, come out as they did. An
 //! append that fails (a full disk) is cut off again, so the log always reads back whole.
+//!
+//! A compacted log (see [`crate::control_compaction`]) is written whole to a new file that
+//! replaces the old one; its first line says through which time it was compacted.
 
-use journeyflow_connectors::files::sync_parent;
+use crate::control_compaction::Compacted;
+use journeyflow_connectors::files::{sync_parent, write_atomic};
 use journeyflow_connectors::ndjson::open_append;
 use journeyflow_control_api::catalog::Change;
 use journeyflow_operators::Time;
@@ -24,9 +28,22 @@ pub struct Entry {
     pub change: Change,
 }
 
+/// The first line of a compacted log.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    /// The time through which the changes were compacted.
+    compacted_through: Time,
+}
+
 /// The log, open to append.
 pub struct ControlLog {
+    path: std::path::PathBuf,
     file: File,
+    /// What the file holds, read back or appended.
+    entries: Vec<Entry>,
+    /// The time through which it was compacted, if it was.
+    compacted_through: Option<Time>,
     /// Bytes of whole, synced entries.
     length: u64,
     /// A failed append could not be cut off yet: nothing is appended until it is.
@@ -44,14 +61,47 @@ impl ControlLog {
             sync_parent(&path)?;
         }
         let text = std::fs::read_to_string(&path)?;
-        let entries = text
-            .lines()
-            .enumerate()
-            .map(|(i, line)| {
-                serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
-            })
-            .collect::<anyhow::Result<Vec<Entry>>>()?;
-        Ok((ControlLog { file, length: text.len() as u64, dirty: false }, entries))
+        let (mut entries, mut compacted_through) = (Vec::new(), None);
+        for (i, line) in text.lines().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => match serde_json::from_str::<Header>(line) {
+                    Ok(header) if i == 0 => compacted_through = Some(header.compacted_through),
+                    _ => anyhow::bail!("{}:{}: {e}", path.display(), i + 1),
+                },
+            }
+        }
+        let length = text.len() as u64;
+        let log = ControlLog { path, file, entries: entries.clone(), compacted_through, length, dirty: false };
+        Ok((log, entries))
+    }
+
+    /// The time through which the log was compacted, if it was.
+    pub fn compacted_through(&self) -> Option<Time> {
+        self.compacted_through
+    }
+
+    /// The entries it holds, in order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Replaces the log with its compaction through `through` (written to a new file that
+    /// replaces the old one, so a crash leaves one or the other whole).
+    pub fn replace(&mut self, compacted: Compacted, through: Time) -> anyhow::Result<()> {
+        let mut text = serde_json::to_vec(&Header { compacted_through: through })?;
+        text.push(b'\n');
+        for entry in &compacted.entries {
+            serde_json::to_writer(&mut text, entry)?;
+            text.push(b'\n');
+        }
+        write_atomic(&self.path, &text)?;
+        self.file = open_append(&self.path)?;
+        self.length = text.len() as u64;
+        self.dirty = false;
+        self.entries = compacted.entries;
+        self.compacted_through = Some(through);
+        Ok(())
     }
 
     /// Appends an entry and syncs it to disk; on failure nothing of it stays in the log (or,
@@ -66,6 +116,7 @@ impl ControlLog {
         match self.file.write_all(&line).and_then(|()| self.file.sync_data()) {
             Ok(()) => {
                 self.length += line.len() as u64;
+                self.entries.push(entry.clone());
                 Ok(())
             }
             Err(e) => {
@@ -95,5 +146,22 @@ mod tests {
         log.append(&b).unwrap();
         drop(log);
         assert_eq!(ControlLog::open(dir.path()).unwrap().1, vec![a, b]);
+    }
+
+    #[test]
+    fn a_compacted_log_reads_back_with_its_time_and_takes_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = ControlLog::open(dir.path()).unwrap();
+        let pause = |time| Entry { time, change: Change::JourneyCommand { id: "j".into(), command: Lifecycle::Pause } };
+        log.append(&pause(1)).unwrap();
+        log.append(&pause(2)).unwrap();
+        let kept = vec![pause(2)];
+        log.replace(Compacted { entries: kept.clone(), dropped: 1, journeys: true }, 2).unwrap();
+        log.append(&pause(3)).unwrap();
+        assert_eq!(log.entries(), &[pause(2), pause(3)]);
+        drop(log);
+        let (log, entries) = ControlLog::open(dir.path()).unwrap();
+        assert_eq!(entries, vec![pause(2), pause(3)]);
+        assert_eq!(log.compacted_through(), Some(2));
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod compile;
 pub mod config;
+pub mod control_compaction;
 pub mod control_log;
 pub mod durable;
 pub mod entry;

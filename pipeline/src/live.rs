@@ -126,6 +126,10 @@ pub struct Shared {
     pub snapshot_request: AtomicU64,
     /// Journey snapshots the local workers took: `(local worker, snapshot)`.
     pub snapshot_parts: Mutex<Vec<(usize, Taken)>>,
+    /// The time through which the control log may be compacted, and whether the newest
+    /// checkpoint restores journeys from a snapshot at or after it (process 0's checkpointer
+    /// says, after each manifest; its worker 0 compacts).
+    pub control_compaction: Mutex<Option<(Time, bool)>>,
     /// Each worker's share of each journey's report counters, with the version counted (by
     /// global index, as they last told).
     pub journey_counts: Mutex<BTreeMap<String, Vec<(u32, Counters)>>>,
@@ -237,6 +241,9 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
                 next_ticket
             };
             sequencer.take(&mut programs, register, peers)?;
+            if let Some((through, snapshot)) = lock(&shared.control_compaction).take() {
+                sequencer.compact(through, snapshot);
+            }
             let asked = shared.snapshot_request.load(Ordering::Relaxed);
             if asked > snapshots_sequenced {
                 sequencer.snapshot(&mut programs)?;
@@ -957,6 +964,13 @@ impl Checkpointer {
                             tracing::warn!("old journey snapshots are not deleted yet: {e:#}");
                         }
                         discard_ingest_log(shared, &manifest);
+                        // Changes through the snapshot's time (and durable) need not be applied
+                        // again one by one: the control log may be compacted through then.
+                        if shared.cluster.process == 0 {
+                            let snapshot = manifest.journeys.as_ref().map(|s| s.time);
+                            let through = snapshot.unwrap_or(Time::MAX).min(floor.saturating_sub(1));
+                            *lock(&shared.control_compaction) = Some((through, snapshot.is_some()));
+                        }
                         lock(&shared.checkpoint_parts).retain(|(s, _)| *s != asked);
                         self.previous = Some(manifest);
                         self.asked = None;

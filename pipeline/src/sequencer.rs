@@ -60,6 +60,10 @@ fn erase(programs: &mut Programs, change: &Change, time: Time) -> anyhow::Result
     Ok(())
 }
 
+/// A compaction that leaves out this many changes is worth rewriting the log for (as is one
+/// that halves it).
+const COMPACT_AT_LEAST: usize = 16;
+
 /// A query waiting for its answers: where they go and how many are due.
 pub type Waiting = (tokio::sync::mpsc::UnboundedSender<Answer>, usize);
 
@@ -119,6 +123,26 @@ impl Sequencer {
         let text = serde_json::to_string(&Sequence { ticket: 0, request: Request::SnapshotJourneys })?;
         programs.submit_at(text, time);
         Ok(())
+    }
+
+    /// Compacts the control log through `through` (see [`crate::control_compaction`]) when
+    /// that leaves out enough of it. `snapshot` says whether the newest checkpoint restores the
+    /// journeys from a snapshot at or after `through`: without one, a log whose journeys were
+    /// published by then is kept whole (a restart runs them from their publication).
+    pub fn compact(&mut self, through: Time, snapshot: bool) {
+        if self.log.compacted_through().is_some_and(|done| done >= through) {
+            return;
+        }
+        let Some(compacted) = crate::control_compaction::compact(self.log.entries(), through) else { return };
+        let dropped = compacted.dropped;
+        let worth = dropped >= COMPACT_AT_LEAST || (dropped > 0 && dropped >= compacted.entries.len());
+        if !worth || (compacted.journeys && !snapshot) {
+            return;
+        }
+        match self.log.replace(compacted, through) {
+            Ok(()) => tracing::info!("control log compacted through {through}: {dropped} changes fewer"),
+            Err(e) => tracing::warn!("control log: not compacted yet: {e:#}"),
+        }
     }
 
     /// Takes every request waiting: decides changes at once, enters queries; `register`

@@ -242,11 +242,57 @@ fn expired_checkpoint_files_go_and_a_restart_from_the_shorter_chain_writes_the_s
     assert_union_equals("segment_changes", &output_lines(&data, "segment_changes"), expected, as_of);
 }
 
+/// Changes the catalog through the API, leaving one journey behind (`idle`, at version 2,
+/// paused, with a pending third version) and nothing else.
+fn churn_the_catalog(client: &Client, server: &Server) {
+    let call = |method: reqwest::Method, path: &str, body: Option<J>| {
+        let request = client.request(method.clone(), server.url(path));
+        let response = body.map_or(request.try_clone().unwrap(), |b| request.json(&b)).send().unwrap();
+        assert!(response.status().is_success(), "{method} {path}: {}", response.text().unwrap());
+    };
+    use reqwest::Method;
+    let segment =
+        |within: &str| json!({"id": "gone", "condition": {"performed": {"event": "Never", "within": within}}});
+    call(Method::POST, "/v1/segments", Some(segment("10s")));
+    for within in ["20s", "30s", "40s", "50s", "60s"] {
+        call(Method::PUT, "/v1/segments/gone", Some(segment(within)));
+    }
+    call(Method::DELETE, "/v1/segments/gone", None);
+    let journey = |id: &str, template: &str| {
+        json!({"id": id, "entry": {"event": {"event": "Never"}}, "start": "ping", "nodes": {
+            "ping": {"action": {"channel": "email", "template": template}, "next": "done"},
+            "done": {"exit": {}}}})
+    };
+    call(Method::POST, "/v1/journeys", Some(journey("temp", "t")));
+    call(Method::DELETE, "/v1/journeys/temp", None);
+    call(Method::POST, "/v1/journeys", Some(journey("idle", "draft0")));
+    for template in ["draft1", "draft2", "draft3"] {
+        call(Method::PUT, "/v1/journeys/idle", Some(journey("idle", template)));
+    }
+    call(Method::POST, "/v1/journeys/idle/publish", None);
+    call(Method::PUT, "/v1/journeys/idle", Some(journey("idle", "second")));
+    call(Method::POST, "/v1/journeys/idle/publish", None);
+    for action in ["pause", "resume", "pause", "resume", "pause"] {
+        call(Method::POST, &format!("/v1/journeys/idle/{action}"), None);
+    }
+    call(Method::PUT, "/v1/journeys/idle", Some(journey("idle", "third")));
+}
+
+/// The segments and journeys the API lists.
+fn read_catalog(client: &Client, server: &Server) -> (J, J) {
+    let get = |path: &str| client.get(server.url(path)).send().unwrap().json::<J>().unwrap();
+    (get("/v1/segments"), get("/v1/journeys"))
+}
+
 /// A journey whose users re-enter (at most three times, six minutes apart) holds the state a
 /// retention of 2 minutes cannot rebuild: checkpoints carry each journey's user states as of a
 /// snapshot time, so the chain still drops the files that expired before it; killed and
 /// restarted from such a checkpoint, the run writes what `journeyflow replay` writes over
 /// every event (entries, waits, actions, and the entries refused after the third).
+///
+/// Changes made through the API meanwhile (a journey drafted, revised, published twice and
+/// paused, a segment installed, replaced and removed, a draft removed) go from the control log
+/// once a snapshot is after them: the log is compacted, and the restart shows the same catalog.
 #[test]
 fn a_journey_restarts_from_its_snapshot_after_the_chain_dropped_what_it_saw() {
     let scratch = tempfile::tempdir().unwrap();
@@ -266,6 +312,7 @@ fn a_journey_restarts_from_its_snapshot_after_the_chain_dropped_what_it_saw() {
     let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let mut sent: Vec<J> = Vec::new();
     let mut visits: Vec<J> = Vec::new();
+    let mut catalog = None;
     let first_checkpoint_gone = || !data.join("checkpoints/1").exists();
     let newest_has_journeys = || {
         let root = data.join("checkpoints");
@@ -293,12 +340,22 @@ fn a_journey_restarts_from_its_snapshot_after_the_chain_dropped_what_it_saw() {
                 })
                 .collect();
         }
+        if run == 0 {
+            churn_the_catalog(&client, &server);
+        }
         send_two_at_a_time(&client, &server, &data, &visits[range], &mut sent);
         if run == 0 {
             common::wait_until("the first checkpoint's files gone", Duration::from_secs(60), first_checkpoint_gone);
             common::wait_until("a checkpoint with the journey's states", Duration::from_secs(60), newest_has_journeys);
+            let compacted = || {
+                let log = std::fs::read_to_string(data.join("control.ndjson")).unwrap_or_default();
+                log.starts_with(r#"{"compacted_through":"#) && !log.contains("\"gone\"")
+            };
+            common::wait_until("the control log compacted", Duration::from_secs(60), compacted);
+            catalog = Some(read_catalog(&client, &server));
             server.kill();
         } else {
+            assert_eq!(read_catalog(&client, &server), catalog.take().unwrap(), "the catalog after the restart");
             assert_eq!(server.stop().code(), Some(0));
         }
     }

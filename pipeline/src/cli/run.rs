@@ -270,7 +270,11 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let (control_log, logged) = ControlLog::open(&args.data_dir)?;
     let legacy_store = args.data_dir.join("definitions.json");
     // A fresh data directory: what is given at start applies from the beginning of time.
-    let fresh = logged.is_empty() && !legacy_store.exists();
+    let fresh = logged.is_empty() && control_log.compacted_through().is_none() && !legacy_store.exists();
+    // Journeys published by the time the log was compacted through start from a snapshot.
+    let compacted = control_log.compacted_through().filter(|through| {
+        logged.iter().any(|e| e.time <= *through && matches!(e.change, Change::InstallJourney { .. }))
+    });
     let sequencer = Sequencer::new(requests, control_log, logged, handle.catalog.clone(), args.http.limits);
     let catalog = sequencer.catalog().clone();
     let out_dir = args.data_dir.join("out");
@@ -279,6 +283,17 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let restore = crate::checkpoint::newest(&checkpoints)?;
     if let Some(m) = &restore {
         eprintln!("journeyflow: starting from checkpoint {} ({} event files)", m.seq, m.files.len());
+    }
+    if let Some(through) = compacted {
+        let snapshot = restore.as_ref().and_then(|m| m.journeys.as_ref()).map(|s| s.time);
+        if snapshot.is_none_or(|s| s < through) {
+            anyhow::bail!(
+                "the control log was compacted through {through}, and its journeys start from a checkpoint's \
+                 snapshot at or after then; the newest checkpoint has {}: restore the checkpoint directory \
+                 that was there",
+                snapshot.map_or("none".into(), |s| format!("one as of {s}"))
+            );
+        }
     }
     let kafka = match &args.kafka {
         Some(config) => {
@@ -323,6 +338,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         checkpoint_parts: Mutex::default(),
         snapshot_request: AtomicU64::new(0),
         snapshot_parts: Mutex::default(),
+        control_compaction: Mutex::default(),
         tickets: Mutex::default(),
         stop: AtomicBool::new(false),
         inputs_open: AtomicBool::new(false),
