@@ -7,7 +7,7 @@
 
 use crate::catalog::{CatalogView, Change, Refusal};
 use crate::history::Histories;
-use journeyflow_types::{Key, KeyMap};
+use journeyflow_types::Key;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,7 +188,7 @@ pub struct EngineHandle {
     requests: std::sync::mpsc::SyncSender<Ticket>,
     workers: usize,
     /// User ids by key, filled as events are read.
-    pub names: Arc<RwLock<KeyMap<Arc<str>>>>,
+    pub names: Arc<RwLock<crate::user_names::UserNames>>,
     /// The installed segments and the journeys, as worker 0 last published them.
     pub catalog: Arc<CatalogView>,
     /// Counters.

@@ -21,6 +21,7 @@ pub mod problem;
 pub mod profile;
 pub mod segments;
 pub mod serve;
+pub mod user_names;
 pub mod users;
 
 use axum::error_handling::HandleErrorLayer;

@@ -37,6 +37,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
             .set(lag as f64);
     }
     metrics::gauge!("journeyflow_dead_letters").set(progress.dead_letters.load(Ordering::Relaxed) as f64);
+    let user_ids = state.engine.names.read().map_or_else(|e| e.into_inner().len(), |n| n.len());
+    metrics::gauge!("journeyflow_user_ids").set(user_ids as f64);
     if let Ok(lags) = progress.kafka_lag.lock() {
         for ((topic, partition), lag) in lags.iter() {
             let labels =

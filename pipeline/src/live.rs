@@ -586,7 +586,7 @@ fn publish_reports(shared: &Shared, plans: &BTreeMap<String, Versions>) -> anyho
     Ok(())
 }
 
-fn name_of(registry: &journeyflow_types::KeyMap<Arc<str>>, user: &Key) -> Arc<str> {
+fn name_of(registry: &journeyflow_control_api::user_names::UserNames, user: &Key) -> Arc<str> {
     registry.get(user).cloned().unwrap_or_else(|| user.to_string().into())
 }
 
@@ -746,15 +746,24 @@ fn announce_deletion(shared: &Shared, user: Key, at: Time) -> anyhow::Result<()>
     Ok(())
 }
 
+/// How far past the retention a user's id is kept at most (a retention further at most), for
+/// outputs of the times just before a snapshot that are not written yet when the snapshot is.
+const NAMES_MARGIN: Time = 24 * 3_600_000;
+
 /// Forgets the latest transitions and actions the API keeps (on process 0) of the users
-/// deleted in `erasures`, once every output through their deletions is durable (so all of
-/// theirs were remembered first): the deletion's own cancellations go too.
+/// deleted in `erasures`, and their ids, once every output through their deletions is durable
+/// (so all of theirs were remembered and named first): the deletion's own cancellations go
+/// too.
 pub fn forget_deleted(shared: &Shared, erasures: &[crate::scrub::Erasure]) {
     let gone: journeyflow_types::KeyMap<()> = erasures.iter().map(|(user, _)| (*user, ())).collect();
     if gone.is_empty() {
         return;
     }
     lock(&shared.handle.histories).forget_users(|id| gone.contains_key(&Key::of(id)));
+    let mut names = shared.handle.names.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (user, _) in erasures {
+        names.remove(user);
+    }
 }
 
 /// Forgets the journey records the API keeps (on process 0) from before the event retention,
@@ -864,12 +873,19 @@ impl Checkpointer {
 
     fn write_snapshot(&self, shared: &Shared, time: Time, parts: Vec<(usize, Taken)>) -> anyhow::Result<SnapshotRef> {
         // The ids of the users in it, and the API's records, copied out: no lock is held while
-        // writing.
-        let names: journeyflow_types::KeyMap<Arc<str>> = {
-            let registry = shared.handle.names.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // writing. The users a journey holds stay named (their outputs may come from timers
+        // alone); once they are, a new generation of names may start (see `UserNames`).
+        let (names, gone) = {
+            let mut registry = shared.handle.names.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             let users = parts.iter().flat_map(|(_, t)| t.journeys.iter().flatten()).flat_map(|j| &j.users);
-            users.filter_map(|(user, _)| Some((*user, registry.get(user)?.clone()))).collect()
+            let names: journeyflow_types::KeyMap<Arc<str>> =
+                users.filter_map(|(user, _)| Some((*user, registry.refresh(user)?))).collect();
+            let gone = self.keep.and_then(|keep| registry.rotate(time, keep.saturating_add(keep.min(NAMES_MARGIN))));
+            (names, gone)
         };
+        if let Some(gone) = gone {
+            tracing::info!("user ids: {} not seen for a retention forgotten", gone.len());
+        }
         let records = match shared.cluster.process {
             0 => lock(&shared.handle.histories).records(),
             _ => Vec::new(),

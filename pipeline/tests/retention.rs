@@ -1,7 +1,8 @@
 //! Retention through the real binary: the archive keeps its hour partitions for
 //! `--retention-archive` behind the durable output frontier, and deletes older ones; the
 //! output logs begin new segments and delete sealed ones past `--retention-outputs` once
-//! durable and delivered by the webhooks.
+//! durable and delivered by the webhooks; user ids not seen for a retention are forgotten,
+//! except those a journey still holds.
 
 mod common;
 
@@ -157,4 +158,53 @@ fn output_segments_past_the_retention_go_once_durable_and_delivered() {
     assert_eq!(r.status(), StatusCode::OK);
     wait_until("the late comer's email delivered", MINUTE, || delivered() == times.len() + 1);
     assert_eq!(server.stop().code(), Some(0));
+}
+
+/// The number a `/metrics` gauge shows.
+fn gauge(client: &Client, server: &Server, name: &str) -> Option<f64> {
+    let text = client.get(server.url("/metrics")).send().ok()?.text().ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Fifty users seen once, and one who enters a journey that waits ten minutes: with a
+/// two-minute retention, the fifty ids are forgotten once event time is well past them, and
+/// the waiting user's id is kept until the action names them (without the journey's users
+/// kept named, the action would carry the user's key).
+#[test]
+fn user_ids_not_seen_for_a_retention_go_but_a_waiting_journey_keeps_its_users_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let journeys = dir.path().join("journeys.json");
+    let journey = json!([{"id": "later", "entry": {"event": {"event": "Join"}}, "start": "wait", "nodes": {
+        "wait": {"wait": {"duration": "10m"}, "next": "mail"},
+        "mail": {"action": {"channel": "email", "template": "hello"}, "next": "done"},
+        "done": {"exit": {}}}}]);
+    std::fs::write(&journeys, journey.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--journeys", journeys.to_str().unwrap(), "--retention-events", "2m", "--dedup-window", "1m"];
+    let flags = [&flags[..], &["--allowed-lateness", "1m", "--checkpoint-interval", "300ms"]].concat();
+    let server = Server::start_with(1, &data, &flags);
+    let client = Client::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let minute = 60_000;
+    let track =
+        |user: &str, event: &str, t: u64| json!({"type": "track", "event": event, "userId": user, "timestamp": t});
+    let mut first: Vec<_> = (0..50).map(|i| track(&format!("once-{i}"), "Visit", now)).collect();
+    first.push(track("waiting", "Join", now));
+    let send = |batch: Vec<serde_json::Value>, last: u64| {
+        let r = client.post(server.url("/v1/batch")).json(&json!({ "batch": batch })).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        common::outputs::wait_durable_past(&data, last - minute - 1);
+    };
+    send(first, now);
+    wait_until("the ids noted", MINUTE, || gauge(&client, &server, "journeyflow_user_ids") == Some(51.0));
+    // A clock ticking every 20 s of event time for 14 minutes: past the wait, and past the
+    // fifty by far more than twice the retention.
+    for k in 1..=42 {
+        let t = now + k * 20_000;
+        send(vec![track("clock", "Tick", t)], t);
+    }
+    wait_until("the fifty ids forgotten", MINUTE, || gauge(&client, &server, "journeyflow_user_ids") <= Some(2.0));
+    let actions = common::server::output_lines(&data, "journey_actions");
+    let users: Vec<&str> = actions.iter().filter_map(|a| a["user_id"].as_str()).collect();
+    assert_eq!(users, vec!["waiting"], "{actions:?}");
 }

@@ -4,8 +4,9 @@
 //! than the event's, into its process's registry; a record at time `t` whose id is unknown
 //! waits until the names are complete through `t`.
 
+use journeyflow_control_api::user_names::{Noted, UserNames};
 use journeyflow_operators::Time;
-use journeyflow_types::{Key, KeyMap};
+use journeyflow_types::Key;
 use std::sync::{Arc, RwLock};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -15,7 +16,7 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 use timely::worker::Worker;
 
 /// The registry every worker of a process writes into and reads from.
-pub type Registry = Arc<RwLock<KeyMap<Arc<str>>>>;
+pub type Registry = Arc<RwLock<UserNames>>;
 
 /// One worker's end of the names dataflow.
 pub struct Names {
@@ -42,7 +43,7 @@ impl Names {
                             input.for_each(|_, data| {
                                 let mut names = into.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                                 for (key, id) in data.drain(..) {
-                                    names.entry(key).or_insert_with(|| Arc::from(id));
+                                    names.note(key, &Arc::from(id));
                                 }
                             });
                         }
@@ -53,16 +54,15 @@ impl Names {
         Names { input, probe, registry }
     }
 
-    /// Keeps the ids this process's registry does not hold yet (at once: answers here need
-    /// them) and sends them to every process (one lock for the lot).
+    /// Keeps the ids this process's registry does not hold in its current generation (at
+    /// once: answers here need them) and sends them to every process (one lock for the lot).
     pub fn note(&mut self, users: &[(Key, Arc<str>)]) {
         if users.is_empty() {
             return;
         }
         let mut names = self.registry.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (key, id) in users {
-            if !names.contains_key(key) {
-                names.insert(*key, id.clone());
+            if names.note(*key, id) == Noted::Added {
                 self.input.send((*key, id.to_string()));
             }
         }
