@@ -59,6 +59,10 @@ pub struct Manifest {
     /// that has expired, the file leaves the chain (see [`complete`]).
     #[serde(default)]
     pub latest: BTreeMap<String, Time>,
+    /// The earliest time each file's events entered at, where known (a file partly expired is
+    /// merged again without its expired events: see [`crate::chain_merge`]).
+    #[serde(default)]
+    pub earliest: BTreeMap<String, Time>,
     /// The journeys' states as of a time before every event read past the positions (see
     /// [`crate::journey_snapshot`]), if one was taken.
     #[serde(default)]
@@ -72,6 +76,8 @@ pub struct Part {
     pub files: Vec<String>,
     /// The latest time of each file's events.
     pub latest: BTreeMap<String, Time>,
+    /// The earliest time each file's events entered at.
+    pub earliest: BTreeMap<String, Time>,
     /// Its sources' positions.
     pub positions: Positions,
     /// The worker's watermark when it took the positions: every event it reads later enters
@@ -79,7 +85,8 @@ pub struct Part {
     pub watermark: Time,
 }
 
-fn schema() -> SchemaRef {
+/// The schema of a checkpoint's event files.
+pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("time", DataType::UInt64, false), Field::new("line", DataType::Utf8, false)]))
 }
 
@@ -95,11 +102,14 @@ pub struct Recorder {
     n: usize,
     /// The latest time (entered at, or timestamp) of the rows recorded since the last cut.
     latest: Time,
+    /// The earliest time entered at of the rows recorded since the last cut.
+    earliest: Time,
     chunks: usize,
-    /// Chunks cut and not written yet: `(file name, rows, latest time)`.
-    unwritten: Vec<(String, RecordBatch, Time)>,
+    /// Chunks cut and not written yet: `(file name, rows, (earliest, latest) time)`.
+    unwritten: Vec<(String, RecordBatch, (Time, Time))>,
     files: Vec<String>,
     latests: BTreeMap<String, Time>,
+    earliests: BTreeMap<String, Time>,
 }
 
 impl Recorder {
@@ -113,10 +123,12 @@ impl Recorder {
             lines: StringBuilder::new(),
             n: 0,
             latest: 0,
+            earliest: Time::MAX,
             chunks: 0,
             unwritten: Vec::new(),
             files: Vec::new(),
             latests: BTreeMap::new(),
+            earliests: BTreeMap::new(),
         }
     }
 
@@ -135,6 +147,7 @@ impl Recorder {
         self.times.append_value(time);
         self.lines.append_value(line);
         self.latest = self.latest.max(time).max(ts);
+        self.earliest = self.earliest.min(time);
         self.n += 1;
         if self.n >= CHUNK {
             self.cut()?;
@@ -154,19 +167,21 @@ impl Recorder {
         let name = format!("{}/events-{}-{}.parquet", self.seq, self.writer, self.chunks);
         let columns: Vec<arrow::array::ArrayRef> =
             vec![std::sync::Arc::new(self.times.finish()), std::sync::Arc::new(self.lines.finish())];
-        self.unwritten.push((name, RecordBatch::try_new(schema(), columns)?, self.latest));
+        self.unwritten.push((name, RecordBatch::try_new(schema(), columns)?, (self.earliest, self.latest)));
         self.chunks += 1;
         self.n = 0;
         self.latest = 0;
+        self.earliest = Time::MAX;
         Ok(())
     }
 
     /// Writes the chunks not written yet, in order; stops at the first that fails.
     fn write(&mut self) -> anyhow::Result<()> {
-        while let Some((name, batch, latest)) = self.unwritten.first() {
+        while let Some((name, batch, (earliest, latest))) = self.unwritten.first() {
             write_batches(&self.root.join(name), &schema(), std::slice::from_ref(batch))?;
             self.files.push(name.clone());
             self.latests.insert(name.clone(), *latest);
+            self.earliests.insert(name.clone(), *earliest);
             self.unwritten.remove(0);
         }
         Ok(())
@@ -181,6 +196,7 @@ impl Recorder {
         let part = Part {
             files: std::mem::take(&mut self.files),
             latest: std::mem::take(&mut self.latests),
+            earliest: std::mem::take(&mut self.earliests),
             positions,
             watermark: 0,
         };
@@ -226,8 +242,9 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Manifest>> {
 
 /// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`, with the
 /// journey snapshot `journeys` (or the previous one's), leaving out of the chain the files
-/// whose events are all before `expired` (their latest time known); returns it and the files
-/// left out (to delete once it is written).
+/// whose events are all before `expired` (their latest time known) and, when `merging`,
+/// merging old files (see [`crate::chain_merge`]); returns it and the files left out (to
+/// delete once it is written).
 pub fn complete(
     root: &Path,
     seq: u64,
@@ -235,12 +252,14 @@ pub fn complete(
     parts: Vec<Part>,
     journeys: Option<SnapshotRef>,
     expired: Time,
+    merging: bool,
 ) -> anyhow::Result<(Manifest, Vec<String>)> {
     let mut manifest = previous.cloned().unwrap_or(Manifest {
         seq,
         files: Vec::new(),
         positions: Positions::default(),
         latest: BTreeMap::new(),
+        earliest: BTreeMap::new(),
         journeys: None,
     });
     manifest.seq = seq;
@@ -250,14 +269,24 @@ pub fn complete(
     for part in parts {
         manifest.files.extend(part.files);
         manifest.latest.extend(part.latest);
+        manifest.earliest.extend(part.earliest);
         manifest.positions.merge(part.positions);
     }
     let gone = |file: &String| manifest.latest.get(file).is_some_and(|t| *t < expired);
-    let (dropped, kept): (Vec<String>, Vec<String>) = manifest.files.iter().cloned().partition(gone);
+    let (mut dropped, kept): (Vec<String>, Vec<String>) = manifest.files.iter().cloned().partition(gone);
     manifest.files = kept;
-    manifest.latest.retain(|file, _| !dropped.contains(file));
     let dir = root.join(seq.to_string());
     std::fs::create_dir_all(&dir)?;
+    if merging {
+        match crate::chain_merge::merge(root, seq, &mut manifest, expired) {
+            Ok(merged) => dropped.extend(merged),
+            Err(e) => tracing::warn!("checkpoint {seq}: old files not merged: {e:#}"),
+        }
+    }
+    let named: std::collections::BTreeSet<&String> = manifest.files.iter().collect();
+    let (latest, earliest) = (&mut manifest.latest, &mut manifest.earliest);
+    latest.retain(|file, _| named.contains(file));
+    earliest.retain(|file, _| named.contains(file));
     // The directory's and the event files' names, then the manifest naming them.
     sync_dir(root)?;
     sync_dir(&dir)?;
@@ -326,11 +355,11 @@ mod tests {
         let positions = Positions { wal: BTreeMap::from([(0, 8)]), ..Positions::default() };
         let part = recorder.finish(positions.clone()).unwrap();
         assert!(!root.join("1/manifest.json").exists(), "no manifest yet");
-        let (first, _) = complete(root, 1, None, vec![part], None, 0).unwrap();
+        let (first, _) = complete(root, 1, None, vec![part], None, 0, false).unwrap();
         recorder.record(9, 9, "{\"a\":2}").unwrap();
         let later = Positions { wal: BTreeMap::from([(0, 16)]), ..Positions::default() };
         let (second, _) =
-            complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()], None, 0).unwrap();
+            complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()], None, 0, false).unwrap();
         // A third, never completed, is removed.
         recorder.record(11, 11, "{\"a\":3}").unwrap();
         recorder.finish(Positions::default()).unwrap();
@@ -354,7 +383,7 @@ mod tests {
                 recorder.record(time, ts, &format!("{{\"t\":{ts}}}")).unwrap();
             }
             let part = recorder.finish(Positions::default()).unwrap();
-            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], None, 10).unwrap();
+            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], None, 10, false).unwrap();
             // Checkpoint 1's file holds an event entered at 12: it stays; checkpoint 2's goes.
             assert_eq!(dropped, if seq == 2 { vec!["2/events-0of1-0.parquet".to_string()] } else { vec![] });
             previous = Some(manifest);
@@ -377,7 +406,7 @@ mod tests {
         let mut recorder = Recorder::new(root, 0, 1, 1);
         recorder.record(5, 5, "{\"a\":1}").unwrap();
         let (first, _) =
-            complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()], None, 0).unwrap();
+            complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()], None, 0, false).unwrap();
         std::fs::create_dir_all(root.join("2")).unwrap();
         std::fs::write(root.join("2/manifest.json"), b"{ not a manifest").unwrap();
         // A newer one never completed is removed; the unreadable one is named, not removed.

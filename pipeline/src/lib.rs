@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod archive;
 pub mod catalog_topic;
+pub mod chain_merge;
 pub mod checkpoint;
 pub mod cli;
 pub mod cluster;

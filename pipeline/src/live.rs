@@ -83,6 +83,9 @@ pub struct Shared {
     pub erasures: Mutex<Vec<crate::scrub::Erasure>>,
     /// How many of them are carried out in this process's files.
     pub scrubbed: AtomicU64,
+    /// Held while this process rewrites checkpoint files (the scrubber, a merge of the
+    /// chain): a merge never copies a file the scrubber has not finished with.
+    pub chain_files: Mutex<()>,
     /// The same, of each worker's process as it last told (process 0 reads them).
     pub scrubbeds: Vec<AtomicU64>,
     /// The ingest log's directory.
@@ -883,7 +886,7 @@ impl Checkpointer {
             let gone = self.keep.and_then(|keep| registry.rotate(time, keep.saturating_add(keep.min(NAMES_MARGIN))));
             (names, gone)
         };
-        if let Some(gone) = gone {
+        if let Some(gone) = gone.filter(|g| !g.is_empty()) {
             tracing::info!("user ids: {} not seen for a retention forgotten", gone.len());
         }
         let records = match shared.cluster.process {
@@ -964,7 +967,13 @@ impl Checkpointer {
                 let journeys = self.snapshots.iter().rev().find(|s| s.time < floor).cloned();
                 let named = journeys.as_ref().or(self.previous.as_ref().and_then(|m| m.journeys.as_ref()));
                 let expired = self.expired_before(shared, named);
-                match crate::checkpoint::complete(&self.root, asked, self.previous.as_ref(), parts, journeys, expired) {
+                // Old files are merged unless the scrubber is at work on them (next time, then).
+                let merging = shared.chain_files.try_lock().ok();
+                let (previous, root) = (self.previous.as_ref(), &self.root);
+                let completed =
+                    crate::checkpoint::complete(root, asked, previous, parts, journeys, expired, merging.is_some());
+                drop(merging);
+                match completed {
                     Ok((manifest, dropped)) => {
                         tracing::info!("checkpoint {asked}: {} event files", manifest.files.len());
                         if !dropped.is_empty() {

@@ -346,6 +346,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         durables: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         erasures: Mutex::new(Vec::new()),
         scrubbed: AtomicU64::new(0),
+        chain_files: Mutex::new(()),
         scrubbeds: (0..peers).map(|_| AtomicU64::new(0)).collect(),
         wal_dir,
         wal_committed: (0..wal.partitions()).map(|p| wal.committed(p)).collect(),
@@ -453,7 +454,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
                 crate::live::forget_expired(&scrub_shared, events_retention);
             }
             forgotten += due;
-            match scrubber.step(&applied, scrub_shared.cluster_durable()) {
+            let rewriting = crate::live::lock(&scrub_shared.chain_files);
+            let stepped = scrubber.step(&applied, scrub_shared.cluster_durable());
+            drop(rewriting);
+            match stepped {
                 Ok(n) => scrub_shared.scrubbed.store(n as u64, Ordering::Relaxed),
                 Err(e) => complain.warn(format_args!("deleted users are not removed from the files yet: {e:#}")),
             }
