@@ -59,11 +59,13 @@ struct Cli {
     /// Soak: distinct users.
     #[arg(long, default_value_t = 60_000)]
     soak_users: u64,
-    /// Soak: the event retention, days (the standard definitions need 30 or more).
-    #[arg(long, default_value_t = 30)]
+    /// Soak: the event retention, days (the standard definitions need 30 or more; the default
+    /// is the server's, under which the lapse segment's 30 days have turned over twice by the
+    /// end of the first retention).
+    #[arg(long, default_value_t = 90)]
     soak_retention_days: u64,
     /// Soak: wall-clock seconds the stream lasts.
-    #[arg(long, default_value_t = 180.0)]
+    #[arg(long, default_value_t = 360.0)]
     soak_seconds: f64,
     /// Soak: keep the events, the server's data directory and replay's outputs here (a
     /// temporary directory, removed afterwards, by default).
@@ -105,7 +107,9 @@ fn soak(cli: &Cli) -> anyhow::Result<()> {
         users: cli.soak_users,
         retention: cli.soak_retention_days * 86_400_000,
         seconds: cli.soak_seconds,
-        checkpoint_interval: std::time::Duration::from_secs(5),
+        // Two minutes of wall time stand for a retention (30 days): a checkpoint every 2 s is
+        // half a day of event time, a sliver of the retention as a minute is over months.
+        checkpoint_interval: std::time::Duration::from_secs(2),
         idle: std::time::Duration::from_secs(30),
         binary,
         scratch,

@@ -59,6 +59,23 @@ pub struct Sample {
     pub checkpoint_bytes: u64,
 }
 
+/// The median and the largest of each figure over the samples of the last fifth of retention
+/// `k`, timed as its last sample.
+fn window(samples: &[Sample], k: f64) -> Option<(Sample, Sample)> {
+    let within: Vec<&Sample> =
+        samples.iter().filter(|s| s.retentions > k - 0.2 + 1e-9 && s.retentions <= k + 1e-9).collect();
+    let last = **within.last()?;
+    let figure = |f: fn(&Sample) -> u64| {
+        let mut values: Vec<u64> = within.iter().map(|s| f(s)).collect();
+        values.sort_unstable();
+        (values[values.len() / 2], values[values.len() - 1])
+    };
+    let (rss, data, checkpoints) = (figure(|s| s.rss_bytes), figure(|s| s.data_bytes), figure(|s| s.checkpoint_bytes));
+    let median = Sample { rss_bytes: rss.0, data_bytes: data.0, checkpoint_bytes: checkpoints.0, ..last };
+    let peak = Sample { rss_bytes: rss.1, data_bytes: data.1, checkpoint_bytes: checkpoints.1, ..last };
+    Some((median, peak))
+}
+
 /// What the soak found.
 #[derive(Debug, Serialize)]
 pub struct SoakReport {
@@ -72,8 +89,12 @@ pub struct SoakReport {
     pub rate: f64,
     /// Every sample.
     pub samples: Vec<Sample>,
-    /// The last sample at or before one, two and three retentions of event time.
+    /// At one, two and three retentions of event time: the median of each figure over the
+    /// samples of the last fifth of that retention (one sample swings with each checkpoint,
+    /// snapshot and merge), timed as the window's last sample.
     pub at_retentions: Vec<Sample>,
+    /// The largest of each figure over the same windows.
+    pub peaks: Vec<Sample>,
     /// Records through the last event that the run and replay both wrote, and those only one
     /// of them wrote, per kind: `(kind, both, run only, replay only)`.
     pub compared: Vec<(String, usize, usize, usize)>,
@@ -86,16 +107,22 @@ impl SoakReport {
     pub fn summary(&self) -> String {
         let mut out = format!(
             "Soak: {} events of {} users over {} retentions of {:.0} days, at {:.0} events/s\n\n\
-             | event time | resident set | data directory | of which checkpoints |\n| --- | --- | --- | --- |\n",
+             Each figure is the median (and the largest) of the samples over the last fifth of \
+             each retention.\n\n\
+             | event time | resident set | (largest) | data directory | (largest) | of which checkpoints |\n\
+             | --- | --- | --- | --- | --- | --- |\n",
             self.events, self.users, 3, self.retention_days, self.rate
         );
-        for s in &self.at_retentions {
+        for (s, peak) in self.at_retentions.iter().zip(&self.peaks) {
+            let mb = |bytes: u64| bytes as f64 / 1e6;
             out.push_str(&format!(
-                "| {:.2} retentions | {:.0} MB | {:.1} MB | {:.1} MB |\n",
+                "| {:.2} retentions | {:.0} MB | {:.0} MB | {:.1} MB | {:.1} MB | {:.1} MB |\n",
                 s.retentions,
-                s.rss_bytes as f64 / 1e6,
-                s.data_bytes as f64 / 1e6,
-                s.checkpoint_bytes as f64 / 1e6
+                mb(s.rss_bytes),
+                mb(peak.rss_bytes),
+                mb(s.data_bytes),
+                mb(peak.data_bytes),
+                mb(s.checkpoint_bytes)
             ));
         }
         let parts: Vec<String> =
@@ -184,9 +211,9 @@ impl Server {
             .args(["--allowed-lateness", "1h"])
             // Segments small against the stream, so that the ingest log's deletion behind
             // checkpoints shows as it would over months.
-            .args(["--log-segment-bytes", "4194304"])
+            .args(["--log-segment-bytes", "1048576"])
             // Output logs kept for one retention, in segments small enough to go as it passes.
-            .args(["--retention-outputs", &retention, "--output-segment-bytes", "1048576"])
+            .args(["--retention-outputs", &retention, "--output-segment-bytes", "262144"])
             .arg("--data-dir")
             .arg(data)
             .stderr(Stdio::piped())
@@ -372,8 +399,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         let both = run.intersection(&replay).count();
         compared.push((kind.to_string(), both, run.len() - both, replay.len() - both));
     }
-    let at_retentions =
-        (1..=3).filter_map(|k| samples.iter().rev().find(|s| s.retentions <= k as f64 + 1e-9).copied()).collect();
+    let (at_retentions, peaks) = (1..=3).filter_map(|k| window(&samples, k as f64)).unzip();
     Ok(SoakReport {
         events: config.events,
         users: config.users,
@@ -381,6 +407,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         rate,
         samples,
         at_retentions,
+        peaks,
         compared,
         data_parts,
     })

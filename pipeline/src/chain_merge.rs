@@ -1,6 +1,7 @@
 //! Merging the checkpoint chain's old files, so that the chain holds about the retention's
-//! events in a bounded number of files: each worker's oldest file, once a quarter or more of
-//! its events expired, is written again without them (the small files after it merged in);
+//! events in a bounded number of files: each worker's oldest file, once the events of it that
+//! expired span the slack (a small part of the retention) or more, is written again without
+//! them (the small files after it merged in);
 //! otherwise a run of small files of one worker (checkpoints of a quiet stream) is merged into
 //! one. At most one merge per worker and checkpoint; merged files stay under
 //! [`MERGED_BYTES`]. A merged file takes the place of the first file it replaces, so the
@@ -9,13 +10,12 @@
 //! An event is dropped when it entered before `expired` (it entered at its timestamp or
 //! later): as with a whole file, it no longer matters to a restart.
 
-use crate::checkpoint::{events, schema, Manifest};
-use arrow::array::{RecordBatch, StringBuilder, UInt64Builder};
-use journeyflow_connectors::parquet_file::write_batches;
+use crate::checkpoint::{schema, Manifest};
+use arrow::array::{Array, BooleanArray, UInt64Array};
+use journeyflow_connectors::parquet_file::{read_batches, write_batches};
 use journeyflow_operators::Time;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 /// Merged files stay under this many bytes.
 pub const MERGED_BYTES: u64 = 16 << 20;
@@ -30,7 +30,7 @@ fn writer(file: &str) -> &str {
 }
 
 /// What to merge next: each worker's files to merge, in chain order.
-fn plan(manifest: &Manifest, size: impl Fn(&str) -> u64, expired: Time) -> Vec<Vec<String>> {
+fn plan(manifest: &Manifest, size: impl Fn(&str) -> u64, expired: Time, slack: Time) -> Vec<Vec<String>> {
     let mut by_writer: BTreeMap<&str, Vec<(&String, u64)>> = BTreeMap::new();
     for file in &manifest.files {
         by_writer.entry(writer(file)).or_default().push((file, size(file)));
@@ -38,15 +38,10 @@ fn plan(manifest: &Manifest, size: impl Fn(&str) -> u64, expired: Time) -> Vec<V
     let mut plans = Vec::new();
     for files in by_writer.values() {
         let Some((first, _)) = files.first() else { continue };
-        let expired_share = match (manifest.earliest.get(*first), manifest.latest.get(*first)) {
-            (Some(&earliest), Some(&latest)) if expired > earliest => {
-                (expired - earliest) as f64 / (latest.saturating_sub(earliest)).max(1) as f64
-            }
-            _ => 0.0,
-        };
-        // The run to merge starts at the oldest file when a quarter of it expired, otherwise
-        // at the first run of small files long enough.
-        let start = if expired_share >= 0.25 {
+        let stale = manifest.earliest.get(*first).is_some_and(|earliest| expired.saturating_sub(*earliest) >= slack);
+        // The run to merge starts at the oldest file when enough of it expired, otherwise at
+        // the first run of small files long enough.
+        let start = if stale {
             Some(0)
         } else {
             let mut run = 0;
@@ -70,7 +65,7 @@ fn plan(manifest: &Manifest, size: impl Fn(&str) -> u64, expired: Time) -> Vec<V
             total += bytes;
             chosen.push((*file).clone());
         }
-        if chosen.len() > 1 || expired_share >= 0.25 {
+        if chosen.len() > 1 || stale {
             plans.push(chosen);
         }
     }
@@ -78,27 +73,42 @@ fn plan(manifest: &Manifest, size: impl Fn(&str) -> u64, expired: Time) -> Vec<V
 }
 
 /// Merges what [`plan`] finds in `manifest`'s chain into new files of checkpoint `seq` (whose
-/// directory exists), replacing them in it; returns the files merged away (to delete once the
-/// manifest is written). A merge that fails leaves the chain as it was.
-pub fn merge(root: &Path, seq: u64, manifest: &mut Manifest, expired: Time) -> anyhow::Result<Vec<String>> {
+/// directory exists), replacing them in it: an oldest file is written again once its events
+/// that entered before `expired` span `slack`. Returns the files merged away (to delete once
+/// the manifest is written). A merge that fails leaves the chain as it was.
+pub fn merge(
+    root: &Path,
+    seq: u64,
+    manifest: &mut Manifest,
+    expired: Time,
+    slack: Time,
+) -> anyhow::Result<Vec<String>> {
     let size = |file: &str| std::fs::metadata(root.join(file)).map_or(0, |m| m.len());
     let mut gone = Vec::new();
-    for (k, files) in plan(manifest, size, expired).into_iter().enumerate() {
-        let (mut times, mut lines) = (UInt64Builder::new(), StringBuilder::new());
+    for (k, files) in plan(manifest, size, expired, slack).into_iter().enumerate() {
+        // Column batches, filtered as they are: no row is copied out on its own.
+        let mut batches = Vec::new();
         let (mut earliest, mut latest, mut rows) = (Time::MAX, 0, 0);
         for file in &files {
-            for (time, line) in events(root, file)?.into_iter().filter(|(time, _)| *time >= expired) {
-                times.append_value(time);
-                lines.append_value(line);
-                (earliest, latest, rows) = (earliest.min(time), latest.max(time), rows + 1);
+            for batch in read_batches(&root.join(file))? {
+                let Some(times) = batch.column(0).as_any().downcast_ref::<UInt64Array>() else {
+                    anyhow::bail!("{file}: not a checkpoint file (columns time, line)");
+                };
+                let keep: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t >= expired))).collect();
+                let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
+                if let Some(times) = kept.column(0).as_any().downcast_ref::<UInt64Array>() {
+                    earliest = earliest.min(times.values().iter().copied().min().unwrap_or(Time::MAX));
+                    latest = latest.max(times.values().iter().copied().max().unwrap_or(0));
+                }
+                rows += kept.num_rows();
+                batches.push(kept);
             }
         }
         let at = manifest.files.iter().position(|f| *f == files[0]).unwrap_or(manifest.files.len());
         manifest.files.retain(|f| !files.contains(f));
         if rows > 0 {
             let name = format!("{seq}/events-{}-m{k}.parquet", writer(&files[0]));
-            let columns: Vec<arrow::array::ArrayRef> = vec![Arc::new(times.finish()), Arc::new(lines.finish())];
-            write_batches(&root.join(&name), &schema(), &[RecordBatch::try_new(schema(), columns)?])?;
+            write_batches(&root.join(&name), &schema(), &batches)?;
             manifest.files.insert(at.min(manifest.files.len()), name.clone());
             manifest.latest.insert(name.clone(), latest);
             manifest.earliest.insert(name, earliest);
@@ -112,7 +122,7 @@ pub fn merge(root: &Path, seq: u64, manifest: &mut Manifest, expired: Time) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{complete, newest, sweep, Positions, Recorder};
+    use crate::checkpoint::{complete, events, newest, sweep, Positions, Recorder};
 
     fn manifest(files: &[(&str, Time, Time)]) -> Manifest {
         Manifest {
@@ -128,23 +138,24 @@ mod tests {
     #[test]
     fn a_partly_expired_oldest_file_and_runs_of_small_files_are_planned_per_worker() {
         let small = |_: &str| 1_000;
-        // Worker 0's oldest file is 30% expired; worker 1's is not, and has no run of eight.
+        // Worker 0's oldest file has 30 ms expired (the slack is 16); worker 1's has none, and
+        // no run of eight.
         let chain = manifest(&[
             ("1/events-0of2-0.parquet", 0, 100),
             ("1/events-1of2-0.parquet", 80, 100),
             ("2/events-0of2-0.parquet", 100, 200),
             ("2/events-1of2-0.parquet", 100, 200),
         ]);
-        let plans = plan(&chain, small, 30);
+        let plans = plan(&chain, small, 30, 16);
         assert_eq!(plans, vec![vec!["1/events-0of2-0.parquet".to_string(), "2/events-0of2-0.parquet".to_string()]]);
         // Nothing expired: eight small files in a row are merged, a big one stops the run.
         let files: Vec<String> = (0..10).map(|i| format!("{i}/events-0of1-0.parquet")).collect();
         let chain = manifest(&files.iter().map(|f| (f.as_str(), 0, 1)).collect::<Vec<_>>());
         let sized = |f: &str| if f.starts_with("9/") { MERGED_BYTES } else { 1_000 };
-        assert_eq!(plan(&chain, sized, 0), vec![files[..9].to_vec()]);
+        assert_eq!(plan(&chain, sized, 0, 16), vec![files[..9].to_vec()]);
         // Only seven small files: nothing to do.
         let chain = manifest(&files[..7].iter().map(|f| (f.as_str(), 0, 1)).collect::<Vec<_>>());
-        assert!(plan(&chain, small, 0).is_empty());
+        assert!(plan(&chain, small, 0, 16).is_empty());
     }
 
     #[test]
@@ -161,7 +172,8 @@ mod tests {
             let part = recorder.finish(Positions::default()).unwrap();
             // Nothing expires before the tenth: the eighth merges the first eight.
             let expired = if seq < 10 { 0 } else { 30 };
-            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], None, expired, true).unwrap();
+            let (manifest, dropped) =
+                complete(root, seq, previous.as_ref(), vec![part], None, expired, Some(16)).unwrap();
             if !dropped.is_empty() {
                 sweep(root, &manifest).unwrap();
             }
@@ -169,7 +181,7 @@ mod tests {
         }
         let manifest = previous.unwrap();
         let all: Vec<Time> = manifest.files.iter().flat_map(|f| events(root, f).unwrap()).map(|(t, _)| t).collect();
-        // The tenth wrote the merged file (over a quarter expired) again without the events
+        // The tenth wrote the merged file (20 ms of it expired) again without the events
         // before 30, with the two files after it.
         assert_eq!(all, (6..=21).map(|i| 5 * i).collect::<Vec<Time>>());
         assert_eq!(manifest.files, vec!["10/events-0of1-m0.parquet"]);

@@ -242,7 +242,7 @@ pub fn newest(root: &Path) -> anyhow::Result<Option<Manifest>> {
 
 /// Writes checkpoint `seq`'s manifest from every worker's part, after `previous`, with the
 /// journey snapshot `journeys` (or the previous one's), leaving out of the chain the files
-/// whose events are all before `expired` (their latest time known) and, when `merging`,
+/// whose events are all before `expired` (their latest time known) and, given a slack,
 /// merging old files (see [`crate::chain_merge`]); returns it and the files left out (to
 /// delete once it is written).
 pub fn complete(
@@ -252,7 +252,7 @@ pub fn complete(
     parts: Vec<Part>,
     journeys: Option<SnapshotRef>,
     expired: Time,
-    merging: bool,
+    merging: Option<Time>,
 ) -> anyhow::Result<(Manifest, Vec<String>)> {
     let mut manifest = previous.cloned().unwrap_or(Manifest {
         seq,
@@ -277,8 +277,8 @@ pub fn complete(
     manifest.files = kept;
     let dir = root.join(seq.to_string());
     std::fs::create_dir_all(&dir)?;
-    if merging {
-        match crate::chain_merge::merge(root, seq, &mut manifest, expired) {
+    if let Some(slack) = merging {
+        match crate::chain_merge::merge(root, seq, &mut manifest, expired, slack) {
             Ok(merged) => dropped.extend(merged),
             Err(e) => tracing::warn!("checkpoint {seq}: old files not merged: {e:#}"),
         }
@@ -355,11 +355,11 @@ mod tests {
         let positions = Positions { wal: BTreeMap::from([(0, 8)]), ..Positions::default() };
         let part = recorder.finish(positions.clone()).unwrap();
         assert!(!root.join("1/manifest.json").exists(), "no manifest yet");
-        let (first, _) = complete(root, 1, None, vec![part], None, 0, false).unwrap();
+        let (first, _) = complete(root, 1, None, vec![part], None, 0, None).unwrap();
         recorder.record(9, 9, "{\"a\":2}").unwrap();
         let later = Positions { wal: BTreeMap::from([(0, 16)]), ..Positions::default() };
         let (second, _) =
-            complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()], None, 0, false).unwrap();
+            complete(root, 2, Some(&first), vec![recorder.finish(later.clone()).unwrap()], None, 0, None).unwrap();
         // A third, never completed, is removed.
         recorder.record(11, 11, "{\"a\":3}").unwrap();
         recorder.finish(Positions::default()).unwrap();
@@ -383,7 +383,7 @@ mod tests {
                 recorder.record(time, ts, &format!("{{\"t\":{ts}}}")).unwrap();
             }
             let part = recorder.finish(Positions::default()).unwrap();
-            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], None, 10, false).unwrap();
+            let (manifest, dropped) = complete(root, seq, previous.as_ref(), vec![part], None, 10, None).unwrap();
             // Checkpoint 1's file holds an event entered at 12: it stays; checkpoint 2's goes.
             assert_eq!(dropped, if seq == 2 { vec!["2/events-0of1-0.parquet".to_string()] } else { vec![] });
             previous = Some(manifest);
@@ -406,7 +406,7 @@ mod tests {
         let mut recorder = Recorder::new(root, 0, 1, 1);
         recorder.record(5, 5, "{\"a\":1}").unwrap();
         let (first, _) =
-            complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()], None, 0, false).unwrap();
+            complete(root, 1, None, vec![recorder.finish(Positions::default()).unwrap()], None, 0, None).unwrap();
         std::fs::create_dir_all(root.join("2")).unwrap();
         std::fs::write(root.join("2/manifest.json"), b"{ not a manifest").unwrap();
         // A newer one never completed is removed; the unreadable one is named, not removed.

@@ -967,11 +967,12 @@ impl Checkpointer {
                 let journeys = self.snapshots.iter().rev().find(|s| s.time < floor).cloned();
                 let named = journeys.as_ref().or(self.previous.as_ref().and_then(|m| m.journeys.as_ref()));
                 let expired = self.expired_before(shared, named);
-                // Old files are merged unless the scrubber is at work on them (next time, then).
+                // Old files are merged unless the scrubber is at work on them (next time, then);
+                // one is written again once a 32nd of the retention of it expired.
                 let merging = shared.chain_files.try_lock().ok();
+                let slack = merging.as_ref().map(|_| self.keep.map_or(Time::MAX, |keep| keep / 32));
                 let (previous, root) = (self.previous.as_ref(), &self.root);
-                let completed =
-                    crate::checkpoint::complete(root, asked, previous, parts, journeys, expired, merging.is_some());
+                let completed = crate::checkpoint::complete(root, asked, previous, parts, journeys, expired, slack);
                 drop(merging);
                 match completed {
                     Ok((manifest, dropped)) => {

@@ -150,8 +150,11 @@ pub struct RunArgs {
     pub output_segment_bytes: Option<u64>,
 }
 
-/// How often expired output segments, and the API's expired journey records, are looked for.
-const OUTPUTS_EVERY: Duration = Duration::from_secs(5);
+/// How often expired output segments are looked for (a listing of the output logs).
+const OUTPUTS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the API's expired journey records are looked for (a walk over every user's).
+const RECORDS_EVERY: Duration = Duration::from_secs(5);
 
 fn parse_webhook(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -449,7 +452,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             let due = applied[forgotten..].partition_point(|(_, at)| *at < durable);
             crate::live::forget_deleted(&scrub_shared, &applied[forgotten..forgotten + due]);
             // A walk over every user's records: not every round.
-            if expired_checked.elapsed() >= OUTPUTS_EVERY {
+            if expired_checked.elapsed() >= RECORDS_EVERY {
                 expired_checked = Instant::now();
                 crate::live::forget_expired(&scrub_shared, events_retention);
             }
