@@ -59,10 +59,8 @@ struct Cli {
     /// Soak: distinct users.
     #[arg(long, default_value_t = 60_000)]
     soak_users: u64,
-    /// Soak: the event retention, days (the standard definitions need 30 or more; the default
-    /// is the server's, under which the lapse segment's 30 days have turned over twice by the
-    /// end of the first retention).
-    #[arg(long, default_value_t = 90)]
+    /// Soak: the event retention, days (the standard definitions need 30 or more).
+    #[arg(long, default_value_t = 30)]
     soak_retention_days: u64,
     /// Soak: wall-clock seconds the stream lasts.
     #[arg(long, default_value_t = 360.0)]

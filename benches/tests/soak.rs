@@ -50,6 +50,13 @@ fn a_soak_over_three_retentions_writes_what_replay_writes_in_bounded_checkpoints
         two.checkpoint_bytes,
         three.checkpoint_bytes
     );
+    // So does the data directory as a whole (output logs and the ingest log included).
+    assert!(
+        three.data_bytes as f64 <= 1.25 * two.data_bytes as f64,
+        "the data directory grew from {} bytes at two retentions to {} at three",
+        two.data_bytes,
+        three.data_bytes
+    );
     assert!(
         three.rss_bytes as f64 <= 1.5 * one.rss_bytes as f64,
         "the resident set grew from {} bytes at one retention to {} at three",

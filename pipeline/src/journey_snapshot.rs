@@ -2,11 +2,14 @@
 //! publication, long after those events expired; so that a checkpoint chain (and a restart)
 //! need not keep them, each journey version's per-user state and report counters are written
 //! as of a time `S` (every input through `S` done), under `checkpoints/journeys/<S>/`, one
-//! NDJSON file per worker of the process (and, on process 0, the API's latest journey records
-//! through `S`). A restart places each user back at `S`; the events through `S` only set the
+//! file per worker of the process (and, on process 0, the API's latest journey records
+//! through `S`): a Parquet file of one column, `line`, a JSON document each (an older
+//! version's NDJSON files are read too). A restart places each user back at `S`; the events through `S` only set the
 //! condition memberships again, as for a journey installed over history.
 
-use journeyflow_connectors::files::write_atomic;
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use journeyflow_connectors::parquet_file::{read_batches, write_batches};
 use journeyflow_operators::journey::machine::UserState;
 use journeyflow_operators::journey::record::Status;
 use journeyflow_operators::journey::stats::Stat;
@@ -87,10 +90,12 @@ pub fn write(
     names: &KeyMap<Arc<str>>,
     records: &[(String, String, Time, String)],
 ) -> anyhow::Result<String> {
-    let mut out = Vec::new();
+    let mut out = arrow::array::StringBuilder::new();
+    let mut text = Vec::new();
     let mut line = |l: &Line| -> anyhow::Result<()> {
-        serde_json::to_writer(&mut out, l)?;
-        out.push(b'\n');
+        text.clear();
+        serde_json::to_writer(&mut text, l)?;
+        out.append_value(std::str::from_utf8(&text)?);
         Ok(())
     };
     for j in journeys {
@@ -107,8 +112,9 @@ pub fn write(
     }
     let dir = dir(root, time);
     std::fs::create_dir_all(&dir)?;
-    let name = format!("{local}.ndjson");
-    write_atomic(&dir.join(&name), &out)?;
+    let name = format!("{local}.parquet");
+    let batch = RecordBatch::try_new(schema(), vec![Arc::new(out.finish())])?;
+    write_batches(&dir.join(&name), &schema(), &[batch])?;
     journeyflow_connectors::files::sync_dir(&dir)?;
     Ok(format!("journeys/{time}/{name}"))
 }
@@ -151,6 +157,27 @@ impl Restore {
     }
 }
 
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("line", DataType::Utf8, false)]))
+}
+
+/// The lines of a snapshot file: a Parquet file's `line` column, or an NDJSON file's lines.
+fn lines(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let context = |e: &dyn std::fmt::Display| anyhow::anyhow!("journey snapshot {}: {e}", path.display());
+    if path.extension().is_some_and(|x| x == "parquet") {
+        let mut out = Vec::new();
+        for batch in read_batches(path).map_err(|e| context(&e))? {
+            let Some(lines) = batch.column(0).as_any().downcast_ref::<StringArray>() else {
+                return Err(context(&"not a snapshot file (a column line)"));
+            };
+            out.extend(lines.iter().map(|l| l.unwrap_or_default().as_bytes().to_vec()));
+        }
+        return Ok(out);
+    }
+    let reader = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| context(&e))?);
+    reader.split(b'\n').map(|l| l.map_err(|e| context(&e))).collect()
+}
+
 /// Reads worker `local`'s share (of `locals`) of the snapshot `at`: its users are those of
 /// every `locals`-th line; the counters and the API's records go to the first worker. Blank
 /// lines (a scrubbed user) are skipped.
@@ -159,11 +186,7 @@ pub fn read(root: &Path, at: &SnapshotRef, local: usize, locals: usize) -> anyho
     let mut n = 0usize;
     for file in &at.files {
         let path = root.join(file);
-        let reader = std::io::BufReader::new(
-            std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("journey snapshot {}: {e}", path.display()))?,
-        );
-        for (i, line) in reader.split(b'\n').enumerate() {
-            let line = line?;
+        for (i, line) in lines(&path)?.into_iter().enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -264,5 +287,31 @@ mod tests {
         assert!(restore.take("j", 1).is_none() && restore.take("j", 2).is_some());
         sweep(scratch.path(), Some(11)).unwrap();
         assert!(!dir(scratch.path(), 10).exists());
+    }
+
+    #[test]
+    fn a_deleted_users_lines_leave_a_snapshot_file() {
+        let scratch = tempfile::tempdir().unwrap();
+        let (ann, bob) = (Key::of("ann"), Key::of("bob"));
+        let state = UserState { entries: 1, last_entry: Some(5), ..UserState::default() };
+        let j = JourneyState {
+            id: "j".into(),
+            version: 1,
+            status: Status::Ongoing,
+            users: vec![(ann, state.clone()), (bob, state)],
+            counts: BTreeMap::new(),
+        };
+        // Ann's id is not known here: her line is found by key.
+        let names: KeyMap<Arc<str>> = [(bob, Arc::from("bob"))].into_iter().collect();
+        let records = vec![("j".to_string(), "ann".to_string(), 4, "{\"user_id\":\"ann\",\"time\":4}".to_string())];
+        let file = write(scratch.path(), 10, 0, std::slice::from_ref(&j), &names, &records).unwrap();
+        let path = scratch.path().join(&file);
+        let deleted: KeyMap<Time> = [(ann, 20)].into_iter().collect();
+        let removed = crate::scrub::scrub_file(&path, &deleted, false).unwrap();
+        assert_eq!(removed.rows, 2, "her state and her record");
+        let at = SnapshotRef { time: 10, files: vec![file], journeys: vec!["j".into()] };
+        let restored = read(scratch.path(), &at, 0, 1).unwrap();
+        assert_eq!(restored.journeys["j"].users.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![bob]);
+        assert!(restored.records.is_empty());
     }
 }

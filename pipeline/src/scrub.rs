@@ -240,7 +240,8 @@ fn remove_lines(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<usize> {
 }
 
 /// Writes `path` (Parquet) again without the rows of deleted users; returns how many went.
-/// Rows with a `line` (a checkpoint's events, timed by the `time` they entered at), a
+/// Rows with a `line` (a checkpoint's events, timed by the `time` they entered at, or a journey
+/// snapshot's lines, as [`deleted`] reads them), a
 /// `user_id` and a `time` (the archive), or a `userId` or `anonymousId` and a `timestamp`
 /// (an event file).
 fn drop_rows(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<usize> {
@@ -260,9 +261,11 @@ fn drop_rows(path: &Path, users: &KeyMap<Time>) -> anyhow::Result<usize> {
                 let time = times.filter(|t| !t.is_null(row)).map(|t| t.value(row));
                 let time = time.or_else(|| stamps.filter(|t| !t.is_null(row)).map(|t| t.value(row).max(0) as Time));
                 let at = match lines {
-                    Some(lines) => {
-                        decode_record(lines.value(row).as_bytes()).ok().and_then(|(e, _)| users.get(&e.user()))
-                    }
+                    Some(lines) => match decode_record(lines.value(row).as_bytes()) {
+                        Ok((event, _)) => users.get(&event.user()),
+                        // A journey snapshot's line: its user (by key or id) and time.
+                        Err(_) => return Some(!deleted(lines.value(row).as_bytes(), users)),
+                    },
                     None => {
                         ids.iter().filter(|ids| !ids.is_null(row)).find_map(|ids| users.get(&Key::of(ids.value(row))))
                     }

@@ -204,7 +204,7 @@ fn check_restored(c: &Case, minute: u64, workers: usize) -> Result<(), TestCaseE
     let first = run_snapshotting(SEGMENTS, &journeys_text, &c.commands, &[], &c.lines, &plan, ingest, None, take);
     let as_of = first.as_of.expect("events");
     prop_assume!(at < as_of);
-    let files = (0..c.workers).map(|w| format!("journeys/{at}/{w}.ndjson")).collect();
+    let files = (0..c.workers).map(|w| format!("journeys/{at}/{w}.parquet")).collect();
     let ids = c.journeys.iter().map(|j| j["id"].as_str().unwrap().to_string()).collect();
     let snapshot = journeyflow::journey_snapshot::SnapshotRef { time: at, files, journeys: ids };
     // The second run reads the same events the same way (the same admission), on its own workers.
