@@ -4,7 +4,8 @@
 //! generation; a new generation starts only when the caller says (after a journey snapshot
 //! noted every user the journeys hold, and once event time passed the current generation's
 //! start by the retention), and the oldest one goes then. A name is kept at least a retention
-//! after it was last noted.
+//! after it was last noted. A deleted user's id goes once the deletion's outputs are written,
+//! unless the user was noted again after the deletion was applied.
 
 use journeyflow_types::{Key, KeyMap};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct UserNames {
     previous: KeyMap<Arc<str>>,
     /// The event time the current generation started at.
     started: u64,
+    /// Users deleted whose ids go once the deletion's outputs are written, unless noted again.
+    deleted: KeyMap<()>,
 }
 
 impl UserNames {
@@ -40,7 +43,9 @@ impl UserNames {
 
     /// Keeps `id` as `key`'s in the current generation.
     pub fn note(&mut self, key: Key, id: &Arc<str>) -> Noted {
-        if self.current.contains_key(&key) {
+        // A deleted user seen again is told to the other registries too (which may have noted
+        // the deletion).
+        if self.current.contains_key(&key) && (self.deleted.is_empty() || self.deleted.remove(&key).is_none()) {
             return Noted::Known;
         }
         let id = self.previous.remove(&key).unwrap_or_else(|| id.clone());
@@ -58,10 +63,18 @@ impl UserNames {
         Some(id)
     }
 
-    /// Forgets `key`'s id (a deleted user's).
-    pub fn remove(&mut self, key: &Key) {
-        self.current.remove(key);
-        self.previous.remove(key);
+    /// Notes that `key`'s user was deleted: [`UserNames::forget_deleted`] forgets the id unless
+    /// the user is noted again before.
+    pub fn mark_deleted(&mut self, key: Key) {
+        self.deleted.insert(key, ());
+    }
+
+    /// Forgets `key`'s id if its user was deleted and not noted since.
+    pub fn forget_deleted(&mut self, key: &Key) {
+        if self.deleted.remove(key).is_some() {
+            self.current.remove(key);
+            self.previous.remove(key);
+        }
     }
 
     /// Starts a new generation when event time `now` is `keep` past the current one's start;
@@ -121,8 +134,24 @@ mod tests {
             names.rotate(now, 10);
         }
         assert!(names.contains_key(&key(1)) && !names.contains_key(&key(2)));
-        names.remove(&key(1));
+        names.mark_deleted(key(1));
+        names.forget_deleted(&key(1));
         assert!(names.is_empty());
         assert_eq!(names.refresh(&key(1)), None);
+    }
+
+    #[test]
+    fn a_deleted_user_noted_again_keeps_their_id_and_is_told_again() {
+        let mut names = UserNames::default();
+        let ann: Arc<str> = Arc::from("ann");
+        names.note(key(1), &ann);
+        names.mark_deleted(key(1));
+        assert_eq!(names.note(key(1), &ann), Noted::Added, "told to the other registries");
+        names.forget_deleted(&key(1));
+        assert_eq!(names.get(&key(1)).map(|n| &**n), Some("ann"));
+        // Deleted and not seen again: forgotten.
+        names.mark_deleted(key(1));
+        names.forget_deleted(&key(1));
+        assert!(names.is_empty());
     }
 }

@@ -72,10 +72,44 @@ fn plan(manifest: &Manifest, size: impl Fn(&str) -> u64, expired: Time, slack: T
     plans
 }
 
+/// Writes `files`' events that entered at `expired` or later to `name`; returns how many, and
+/// their earliest and latest times (`None`, and no file, when none did).
+fn write_merged(
+    root: &Path,
+    files: &[String],
+    name: &str,
+    expired: Time,
+) -> anyhow::Result<Option<(usize, Time, Time)>> {
+    // Column batches, filtered as they are: no row is copied out on its own.
+    let mut batches = Vec::new();
+    let (mut earliest, mut latest, mut rows) = (Time::MAX, 0, 0);
+    for file in files {
+        for batch in read_batches(&root.join(file))? {
+            let Some(times) = batch.column(0).as_any().downcast_ref::<UInt64Array>() else {
+                anyhow::bail!("{file}: not a checkpoint file (columns time, line)");
+            };
+            let keep: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t >= expired))).collect();
+            let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
+            if let Some(times) = kept.column(0).as_any().downcast_ref::<UInt64Array>() {
+                earliest = earliest.min(times.values().iter().copied().min().unwrap_or(Time::MAX));
+                latest = latest.max(times.values().iter().copied().max().unwrap_or(0));
+            }
+            rows += kept.num_rows();
+            batches.push(kept);
+        }
+    }
+    if rows == 0 {
+        return Ok(None);
+    }
+    write_batches(&root.join(name), &schema(), &batches)?;
+    Ok(Some((rows, earliest, latest)))
+}
+
 /// Merges what [`plan`] finds in `manifest`'s chain into new files of checkpoint `seq` (whose
 /// directory exists), replacing them in it: an oldest file is written again once its events
 /// that entered before `expired` span `slack`. Returns the files merged away (to delete once
-/// the manifest is written). A merge that fails leaves the chain as it was.
+/// the manifest is written). A merge that fails leaves its files in the chain as they were,
+/// and the merges after it are not tried.
 pub fn merge(
     root: &Path,
     seq: u64,
@@ -86,33 +120,26 @@ pub fn merge(
     let size = |file: &str| std::fs::metadata(root.join(file)).map_or(0, |m| m.len());
     let mut gone = Vec::new();
     for (k, files) in plan(manifest, size, expired, slack).into_iter().enumerate() {
-        // Column batches, filtered as they are: no row is copied out on its own.
-        let mut batches = Vec::new();
-        let (mut earliest, mut latest, mut rows) = (Time::MAX, 0, 0);
-        for file in &files {
-            for batch in read_batches(&root.join(file))? {
-                let Some(times) = batch.column(0).as_any().downcast_ref::<UInt64Array>() else {
-                    anyhow::bail!("{file}: not a checkpoint file (columns time, line)");
-                };
-                let keep: BooleanArray = times.iter().map(|t| Some(t.is_some_and(|t| t >= expired))).collect();
-                let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
-                if let Some(times) = kept.column(0).as_any().downcast_ref::<UInt64Array>() {
-                    earliest = earliest.min(times.values().iter().copied().min().unwrap_or(Time::MAX));
-                    latest = latest.max(times.values().iter().copied().max().unwrap_or(0));
-                }
-                rows += kept.num_rows();
-                batches.push(kept);
+        let name = format!("{seq}/events-{}-m{k}.parquet", writer(&files[0]));
+        // Written first: the chain changes only once the merged file is whole.
+        let written = match write_merged(root, &files, &name, expired) {
+            Ok(written) => written,
+            Err(e) => {
+                tracing::warn!("checkpoint {seq}: chain files not merged (they stay as they are): {e:#}");
+                break;
             }
-        }
+        };
         let at = manifest.files.iter().position(|f| *f == files[0]).unwrap_or(manifest.files.len());
         manifest.files.retain(|f| !files.contains(f));
-        if rows > 0 {
-            let name = format!("{seq}/events-{}-m{k}.parquet", writer(&files[0]));
-            write_batches(&root.join(&name), &schema(), &batches)?;
-            manifest.files.insert(at.min(manifest.files.len()), name.clone());
-            manifest.latest.insert(name.clone(), latest);
-            manifest.earliest.insert(name, earliest);
-        }
+        let rows = match written {
+            Some((rows, earliest, latest)) => {
+                manifest.files.insert(at.min(manifest.files.len()), name.clone());
+                manifest.latest.insert(name.clone(), latest);
+                manifest.earliest.insert(name, earliest);
+                rows
+            }
+            None => 0,
+        };
         tracing::info!("checkpoint {seq}: {} chain files merged ({rows} events kept)", files.len());
         gone.extend(files);
     }

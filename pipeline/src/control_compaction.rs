@@ -41,7 +41,8 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
     let cut = entries.partition_point(|e| e.time <= through);
     let (head, tail) = entries.split_at(cut);
     let mut catalog = Catalog::default();
-    let mut segments: BTreeMap<String, Place> = BTreeMap::new();
+    // Each segment's latest definition that applied, and where.
+    let mut segments: BTreeMap<String, (Place, Value)> = BTreeMap::new();
     // Where each journey's running version was published.
     let mut journeys: BTreeMap<String, Place> = BTreeMap::new();
     let mut kept: Vec<(Place, Change)> = Vec::new();
@@ -54,7 +55,7 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
         let place = (entry.time, i, 0);
         match &entry.change {
             Change::InstallSegment { definition } | Change::ReplaceSegment { definition } => {
-                segments.extend(id_of(definition).map(|id| (id, place)));
+                segments.extend(id_of(definition).map(|id| (id, (place, definition.clone()))));
             }
             Change::RemoveSegment { .. } => {}
             Change::DraftJourney { .. } | Change::ReviseJourney { .. } => {}
@@ -68,21 +69,10 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
             Change::DeleteUser { .. } | Change::Unsuppress { .. } => kept.push((place, entry.change.clone())),
         }
     }
-    for (id, def) in &catalog.segments {
-        let definition = head.iter().rev().find_map(|e| match &e.change {
-            Change::InstallSegment { definition } | Change::ReplaceSegment { definition }
-                if id_of(definition).as_deref() == Some(id) =>
-            {
-                Some(definition.clone())
-            }
-            _ => None,
-        });
-        debug_assert!(definition.is_some(), "segment {} has no install", def.id);
-        kept.extend(
-            definition
-                .zip(segments.get(id).copied())
-                .map(|(definition, place)| (place, Change::InstallSegment { definition })),
-        );
+    for id in catalog.segments.keys() {
+        if let Some((place, definition)) = segments.get(id) {
+            kept.push((*place, Change::InstallSegment { definition: definition.clone() }));
+        }
     }
     // Drafts and pending versions run nothing and keep no time: they come after every
     // segment they may name (a draft's segments may be replaced after it was written).

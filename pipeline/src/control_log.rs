@@ -9,7 +9,7 @@
 //! replaces the old one; its first line says through which time it was compacted.
 
 use crate::control_compaction::Compacted;
-use journeyflow_connectors::files::{sync_parent, write_atomic};
+use journeyflow_connectors::files::sync_parent;
 use journeyflow_connectors::ndjson::open_append;
 use journeyflow_control_api::catalog::Change;
 use journeyflow_operators::Time;
@@ -95,12 +95,32 @@ impl ControlLog {
             serde_json::to_writer(&mut text, entry)?;
             text.push(b'\n');
         }
-        write_atomic(&self.path, &text)?;
-        self.file = open_append(&self.path)?;
+        // The new file is opened (and written) before it takes the log's name: no later append
+        // can go to a file that lost it.
+        let tmp = self.path.with_extension("ndjson.tmp");
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
+            file.write_all(&text)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            Ok::<File, std::io::Error>(file)
+        })();
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        };
+        self.file = file;
         self.length = text.len() as u64;
         self.dirty = false;
         self.entries = compacted.entries;
         self.compacted_through = Some(through);
+        // Either log reads back whole: the rename reaches the disk with the next sync.
+        if let Err(e) = sync_parent(&self.path) {
+            tracing::warn!("control log: its directory is not synced after the compaction: {e}");
+        }
         Ok(())
     }
 

@@ -717,6 +717,11 @@ fn apply_change(
             let key = Key::parse(&user).ok_or_else(|| anyhow::anyhow!("a deletion of {user:?}, not a key"))?;
             programs.note_deletion(key, at);
             if worker.index() == shared.cluster.first_worker() {
+                // Their id goes once the deletion's outputs are durable (unless they come back);
+                // one durable before this start has nothing left to name.
+                if at >= shared.skip_before {
+                    shared.handle.names.write().unwrap_or_else(std::sync::PoisonError::into_inner).mark_deleted(key);
+                }
                 lock(&shared.erasures).push((key, at));
                 if let Some(webhooks) = &shared.webhooks {
                     webhooks.forget(key, at);
@@ -765,7 +770,7 @@ pub fn forget_deleted(shared: &Shared, erasures: &[crate::scrub::Erasure]) {
     lock(&shared.handle.histories).forget_users(|id| gone.contains_key(&Key::of(id)));
     let mut names = shared.handle.names.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (user, _) in erasures {
-        names.remove(user);
+        names.forget_deleted(user);
     }
 }
 
@@ -990,11 +995,14 @@ impl Checkpointer {
                             tracing::warn!("old journey snapshots are not deleted yet: {e:#}");
                         }
                         discard_ingest_log(shared, &manifest);
-                        // Changes through the snapshot's time (and durable) need not be applied
-                        // again one by one: the control log may be compacted through then.
-                        if shared.cluster.process == 0 {
+                        // Changes before the snapshot's time (and durable) need not be applied
+                        // again one by one: the control log may be compacted through then. Not
+                        // at it: a version published at the snapshot's time is not in it yet
+                        // (the one it replaces is). Not in a cluster: each process restores
+                        // from its own newest checkpoint, whose snapshot may be older.
+                        if shared.cluster.processes == 1 {
                             let snapshot = manifest.journeys.as_ref().map(|s| s.time);
-                            let through = snapshot.unwrap_or(Time::MAX).min(floor.saturating_sub(1));
+                            let through = snapshot.unwrap_or(Time::MAX).min(floor).saturating_sub(1);
                             *lock(&shared.control_compaction) = Some((through, snapshot.is_some()));
                         }
                         lock(&shared.checkpoint_parts).retain(|(s, _)| *s != asked);
