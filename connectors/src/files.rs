@@ -20,6 +20,14 @@ pub fn sync_parent(path: &Path) -> std::io::Result<()> {
 
 /// Replaces `path` with `bytes` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_open(path, bytes)?;
+    sync_parent(path)
+}
+
+/// Replaces `path` with `bytes` atomically (the new file is synced, its directory is not) and
+/// returns the new file, open to write at its end: a handle that can never point to a file
+/// that lost the name.
+pub fn write_atomic_open(path: &Path, bytes: &[u8]) -> std::io::Result<std::fs::File> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
@@ -27,14 +35,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        Ok(file)
     })();
     if written.is_err() {
         // Nothing half-written is left behind (a full disk frees the space at once).
         let _ = std::fs::remove_file(&tmp);
     }
-    written?;
-    sync_parent(path)
+    written
 }
 
 /// Whether an I/O error means the disk (or a quota) is full.

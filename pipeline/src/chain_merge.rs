@@ -41,19 +41,9 @@ fn plan(manifest: &Manifest, size: impl Fn(&str) -> u64, expired: Time, slack: T
         let stale = manifest.earliest.get(*first).is_some_and(|earliest| expired.saturating_sub(*earliest) >= slack);
         // The run to merge starts at the oldest file when enough of it expired, otherwise at
         // the first run of small files long enough.
-        let start = if stale {
-            Some(0)
-        } else {
-            let mut run = 0;
-            let mut found = None;
-            for (i, (_, bytes)) in files.iter().enumerate() {
-                run = if *bytes < SMALL_BYTES { run + 1 } else { 0 };
-                if run == SMALL_RUN {
-                    found = Some(i + 1 - SMALL_RUN);
-                    break;
-                }
-            }
-            found
+        let start = match stale {
+            true => Some(0),
+            false => files.windows(SMALL_RUN).position(|run| run.iter().all(|(_, bytes)| *bytes < SMALL_BYTES)),
         };
         let Some(start) = start else { continue };
         // The first file, then small ones while they fit.
@@ -110,13 +100,7 @@ fn write_merged(
 /// that entered before `expired` span `slack`. Returns the files merged away (to delete once
 /// the manifest is written). A merge that fails leaves its files in the chain as they were,
 /// and the merges after it are not tried.
-pub fn merge(
-    root: &Path,
-    seq: u64,
-    manifest: &mut Manifest,
-    expired: Time,
-    slack: Time,
-) -> anyhow::Result<Vec<String>> {
+pub fn merge(root: &Path, seq: u64, manifest: &mut Manifest, expired: Time, slack: Time) -> Vec<String> {
     let size = |file: &str| std::fs::metadata(root.join(file)).map_or(0, |m| m.len());
     let mut gone = Vec::new();
     for (k, files) in plan(manifest, size, expired, slack).into_iter().enumerate() {
@@ -143,7 +127,7 @@ pub fn merge(
         tracing::info!("checkpoint {seq}: {} chain files merged ({rows} events kept)", files.len());
         gone.extend(files);
     }
-    Ok(gone)
+    gone
 }
 
 #[cfg(test)]

@@ -278,10 +278,7 @@ pub fn complete(
     let dir = root.join(seq.to_string());
     std::fs::create_dir_all(&dir)?;
     if let Some(slack) = merging {
-        match crate::chain_merge::merge(root, seq, &mut manifest, expired, slack) {
-            Ok(merged) => dropped.extend(merged),
-            Err(e) => tracing::warn!("checkpoint {seq}: old files not merged: {e:#}"),
-        }
+        dropped.extend(crate::chain_merge::merge(root, seq, &mut manifest, expired, slack));
     }
     let named: std::collections::BTreeSet<&String> = manifest.files.iter().collect();
     let (latest, earliest) = (&mut manifest.latest, &mut manifest.earliest);

@@ -35,8 +35,8 @@ fn id_of(definition: &Value) -> Option<String> {
 }
 
 /// Compacts `entries` (in log order, so in time order) through `through`. `None` when the
-/// compacted changes would not fold to the same catalog (which would be a bug here: the log
-/// is then kept as it is).
+/// compacted changes would not fold to the same catalog (a draft or pending version naming a
+/// segment removed since): the log is then kept as it is.
 pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
     let cut = entries.partition_point(|e| e.time <= through);
     let (head, tail) = entries.split_at(cut);
@@ -57,15 +57,17 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
             Change::InstallSegment { definition } | Change::ReplaceSegment { definition } => {
                 segments.extend(id_of(definition).map(|id| (id, (place, definition.clone()))));
             }
-            Change::RemoveSegment { .. } => {}
-            Change::DraftJourney { .. } | Change::ReviseJourney { .. } => {}
+            // The catalog keeps what these leave (drafts, pending versions, statuses).
+            Change::RemoveSegment { .. }
+            | Change::DraftJourney { .. }
+            | Change::ReviseJourney { .. }
+            | Change::JourneyCommand { .. } => {}
             Change::InstallJourney { definition, .. } | Change::PublishVersion { definition, .. } => {
                 journeys.extend(id_of(definition).map(|id| (id, place)));
             }
             Change::RemoveJourney { id } => {
                 journeys.remove(id);
             }
-            Change::JourneyCommand { .. } => {}
             Change::DeleteUser { .. } | Change::Unsuppress { .. } => kept.push((place, entry.change.clone())),
         }
     }

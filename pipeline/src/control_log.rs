@@ -9,7 +9,7 @@
 //! replaces the old one; its first line says through which time it was compacted.
 
 use crate::control_compaction::Compacted;
-use journeyflow_connectors::files::sync_parent;
+use journeyflow_connectors::files::{sync_parent, write_atomic_open};
 use journeyflow_connectors::ndjson::open_append;
 use journeyflow_control_api::catalog::Change;
 use journeyflow_operators::Time;
@@ -51,8 +51,8 @@ pub struct ControlLog {
 }
 
 impl ControlLog {
-    /// Opens the log in `dir` and reads what it holds.
-    pub fn open(dir: &Path) -> anyhow::Result<(ControlLog, Vec<Entry>)> {
+    /// Opens the log in `dir` and reads what it holds (see [`ControlLog::entries`]).
+    pub fn open(dir: &Path) -> anyhow::Result<ControlLog> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("control.ndjson");
         let existed = path.exists();
@@ -72,8 +72,7 @@ impl ControlLog {
             }
         }
         let length = text.len() as u64;
-        let log = ControlLog { path, file, entries: entries.clone(), compacted_through, length, dirty: false };
-        Ok((log, entries))
+        Ok(ControlLog { path, file, entries, compacted_through, length, dirty: false })
     }
 
     /// The time through which the log was compacted, if it was.
@@ -95,24 +94,8 @@ impl ControlLog {
             serde_json::to_writer(&mut text, entry)?;
             text.push(b'\n');
         }
-        // The new file is opened (and written) before it takes the log's name: no later append
-        // can go to a file that lost it.
-        let tmp = self.path.with_extension("ndjson.tmp");
-        let written = (|| {
-            let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&tmp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            Ok::<File, std::io::Error>(file)
-        })();
-        let file = match written {
-            Ok(file) => file,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.into());
-            }
-        };
-        self.file = file;
+        // Appends go to the new file, opened before it took the log's name.
+        self.file = write_atomic_open(&self.path, &text)?;
         self.length = text.len() as u64;
         self.dirty = false;
         self.entries = compacted.entries;
@@ -158,20 +141,20 @@ mod tests {
     #[test]
     fn entries_appended_are_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, entries) = ControlLog::open(dir.path()).unwrap();
-        assert!(entries.is_empty());
+        let mut log = ControlLog::open(dir.path()).unwrap();
+        assert!(log.entries().is_empty());
         let a = Entry { time: 5, change: Change::RemoveSegment { id: "a".into() } };
         let b = Entry { time: 7, change: Change::JourneyCommand { id: "j".into(), command: Lifecycle::Pause } };
         log.append(&a).unwrap();
         log.append(&b).unwrap();
         drop(log);
-        assert_eq!(ControlLog::open(dir.path()).unwrap().1, vec![a, b]);
+        assert_eq!(ControlLog::open(dir.path()).unwrap().entries(), vec![a, b]);
     }
 
     #[test]
     fn a_compacted_log_reads_back_with_its_time_and_takes_appends() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = ControlLog::open(dir.path()).unwrap();
+        let mut log = ControlLog::open(dir.path()).unwrap();
         let pause = |time| Entry { time, change: Change::JourneyCommand { id: "j".into(), command: Lifecycle::Pause } };
         log.append(&pause(1)).unwrap();
         log.append(&pause(2)).unwrap();
@@ -180,8 +163,8 @@ mod tests {
         log.append(&pause(3)).unwrap();
         assert_eq!(log.entries(), &[pause(2), pause(3)]);
         drop(log);
-        let (log, entries) = ControlLog::open(dir.path()).unwrap();
-        assert_eq!(entries, vec![pause(2), pause(3)]);
+        let log = ControlLog::open(dir.path()).unwrap();
+        assert_eq!(log.entries(), vec![pause(2), pause(3)]);
         assert_eq!(log.compacted_through(), Some(2));
     }
 }

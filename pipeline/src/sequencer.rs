@@ -42,6 +42,9 @@ pub struct Sequencer {
     /// The latest time a user was deleted or unsuppressed at: the next one goes after it, so
     /// that two at one time never depend on an order within the time.
     last_erasure: Option<Time>,
+    /// The log's length, how many of its entries were through the time, and whether a
+    /// snapshot was there, at the last compaction tried: until one changes, none is tried again.
+    compaction_tried: Option<(usize, usize, bool)>,
 }
 
 /// Enters a deletion or an unsuppression into the dataflow (worker 0's; every worker notes a
@@ -68,16 +71,10 @@ const COMPACT_AT_LEAST: usize = 16;
 pub type Waiting = (tokio::sync::mpsc::UnboundedSender<Answer>, usize);
 
 impl Sequencer {
-    /// The sequencer over a control log and what it held: the catalog is the fold of its
-    /// entries (ones that no longer pass their check are reported and left out), published to
-    /// `view`.
-    pub fn new(
-        requests: Receiver<Ticket>,
-        log: ControlLog,
-        entries: Vec<Entry>,
-        view: Arc<CatalogView>,
-        limits: Limits,
-    ) -> Sequencer {
+    /// The sequencer over a control log: the catalog is the fold of its entries (ones that no
+    /// longer pass their check are reported and left out), published to `view`.
+    pub fn new(requests: Receiver<Ticket>, log: ControlLog, view: Arc<CatalogView>, limits: Limits) -> Sequencer {
+        let entries = log.entries().to_vec();
         let mut catalog = Catalog::default();
         let mut replay = Vec::with_capacity(entries.len());
         let last = entries.iter().map(|e| e.time).max().unwrap_or(0);
@@ -96,7 +93,7 @@ impl Sequencer {
             }
         }
         view.set(catalog.clone());
-        Sequencer { requests, catalog, log, view, limits, replay, last, last_erasure }
+        Sequencer { requests, catalog, log, view, limits, replay, last, last_erasure, compaction_tried: None }
     }
 
     /// The catalog as the log left it.
@@ -133,7 +130,13 @@ impl Sequencer {
         if self.log.compacted_through().is_some_and(|done| done >= through) {
             return;
         }
-        let Some(compacted) = crate::control_compaction::compact(self.log.entries(), through) else { return };
+        let entries = self.log.entries();
+        let tried = (entries.len(), entries.partition_point(|e| e.time <= through), snapshot);
+        if self.compaction_tried == Some(tried) {
+            return;
+        }
+        self.compaction_tried = Some(tried);
+        let Some(compacted) = crate::control_compaction::compact(entries, through) else { return };
         let dropped = compacted.dropped;
         let worth = dropped >= COMPACT_AT_LEAST || (dropped > 0 && dropped >= compacted.entries.len());
         if !worth || (compacted.journeys && !snapshot) {

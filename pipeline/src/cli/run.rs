@@ -270,7 +270,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", wal_dir.display()))?,
     );
     let (handle, requests) = EngineHandle::new(peers);
-    let (control_log, logged) = ControlLog::open(&args.data_dir)?;
+    let control_log = ControlLog::open(&args.data_dir)?;
+    let logged = control_log.entries();
     let legacy_store = args.data_dir.join("definitions.json");
     // A fresh data directory: what is given at start applies from the beginning of time.
     let fresh = logged.is_empty() && control_log.compacted_through().is_none() && !legacy_store.exists();
@@ -278,7 +279,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let compacted = control_log.compacted_through().filter(|through| {
         logged.iter().any(|e| e.time <= *through && matches!(e.change, Change::InstallJourney { .. }))
     });
-    let sequencer = Sequencer::new(requests, control_log, logged, handle.catalog.clone(), args.http.limits);
+    let sequencer = Sequencer::new(requests, control_log, handle.catalog.clone(), args.http.limits);
     let catalog = sequencer.catalog().clone();
     let out_dir = args.data_dir.join("out");
     let skip_before = crate::durable::load(&out_dir)?;
