@@ -57,6 +57,8 @@ pub struct Sample {
     pub data_bytes: u64,
     /// Of which checkpoints (event files and journey snapshots), bytes.
     pub checkpoint_bytes: u64,
+    /// Of which journey snapshots (what the journeys remember of their users), bytes.
+    pub snapshot_bytes: u64,
 }
 
 /// The median and the largest of each figure over the samples of the last fifth of retention
@@ -71,8 +73,21 @@ fn window(samples: &[Sample], k: f64) -> Option<(Sample, Sample)> {
         (values[values.len() / 2], values[values.len() - 1])
     };
     let (rss, data, checkpoints) = (figure(|s| s.rss_bytes), figure(|s| s.data_bytes), figure(|s| s.checkpoint_bytes));
-    let median = Sample { rss_bytes: rss.0, data_bytes: data.0, checkpoint_bytes: checkpoints.0, ..last };
-    let peak = Sample { rss_bytes: rss.1, data_bytes: data.1, checkpoint_bytes: checkpoints.1, ..last };
+    let snapshots = figure(|s| s.snapshot_bytes);
+    let median = Sample {
+        rss_bytes: rss.0,
+        data_bytes: data.0,
+        checkpoint_bytes: checkpoints.0,
+        snapshot_bytes: snapshots.0,
+        ..last
+    };
+    let peak = Sample {
+        rss_bytes: rss.1,
+        data_bytes: data.1,
+        checkpoint_bytes: checkpoints.1,
+        snapshot_bytes: snapshots.1,
+        ..last
+    };
     Some((median, peak))
 }
 
@@ -361,6 +376,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
                 rss_bytes: rss(pid),
                 data_bytes: size(&data),
                 checkpoint_bytes: size(&data.join("checkpoints")),
+                snapshot_bytes: size(&data.join("checkpoints").join("journeys")),
             });
         }
     }

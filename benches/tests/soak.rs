@@ -2,12 +2,15 @@
 //! run` (the debug build the test suite built) over three retentions of event time, with the
 //! standard segments and journeys; every segment change, transition and action it wrote
 //! through the last event equals what `journeyflow replay` writes over the same events, with
-//! events expiring all along. Bounded: once a retention has passed, the checkpoints (the
-//! chain of event files and the journey snapshots) hold one retention's worth, so they are
-//! no larger after three retentions than after two (with journeys holding the chain from
-//! their publication, they grew with the stream); the resident set does not grow with the
-//! stream either. (Speed is not asserted, and the whole data directory is not: at this size
-//! one ingest log segment dominates it.)
+//! events expiring all along. Bounded: once a retention has passed, the chain of checkpoint
+//! event files holds one retention's worth, so it is no larger after three retentions than
+//! after two (with journeys holding the chain from their publication, it grew with the
+//! stream), and neither is the data directory; the resident set does not grow with the stream
+//! either. The journey snapshots are not held to it: the one a manifest names and a newer one
+//! not named yet are both on disk at times (measured: 97 KB at two retentions, 226 KB at
+//! three, two snapshots then, against a chain of 479 and 503 KB), and a journey remembers
+//! every user it took (bounded by the users, not the stream; see the README). (Speed is not
+//! asserted.)
 
 use journeyflow_benches::soak::{run, SoakConfig};
 use std::time::Duration;
@@ -43,12 +46,13 @@ fn a_soak_over_three_retentions_writes_what_replay_writes_in_bounded_checkpoints
     }
     let (one, two, three) = (&report.at_retentions[0], &report.at_retentions[1], &report.at_retentions[2]);
     assert!(one.checkpoint_bytes > 0, "no checkpoint after one retention");
-    // From two retentions on the chain holds one retention's worth (and a snapshot): flat.
+    // From two retentions on the chain holds one retention's worth: flat.
+    let chain = |s: &journeyflow_benches::soak::Sample| s.checkpoint_bytes.saturating_sub(s.snapshot_bytes);
     assert!(
-        three.checkpoint_bytes as f64 <= 1.25 * two.checkpoint_bytes as f64,
-        "checkpoints grew from {} bytes at two retentions to {} at three",
-        two.checkpoint_bytes,
-        three.checkpoint_bytes
+        chain(three) as f64 <= 1.25 * chain(two) as f64,
+        "the checkpoint chain grew from {} bytes at two retentions to {} at three",
+        chain(two),
+        chain(three)
     );
     // So does the data directory as a whole (output logs and the ingest log included).
     assert!(
