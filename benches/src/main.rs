@@ -109,6 +109,9 @@ fn soak(cli: &Cli) -> anyhow::Result<()> {
         // half a day of event time, a sliver of the retention as a minute is over months.
         checkpoint_interval: std::time::Duration::from_secs(2),
         idle: std::time::Duration::from_secs(30),
+        sample_every: std::time::Duration::from_secs(1),
+        // The last fifth: 24 samples.
+        window: 0.2,
         binary,
         scratch,
     };

@@ -1,7 +1,7 @@
 //! The soak benchmark: the standard workload (S1-S6, J1-J2) streamed at a constant rate
 //! through `journeyflow run` over HTTP for three times the event retention in event time,
 //! compressed (event time advances much faster than the wall clock), while the server's
-//! resident memory and the size of its data directory are sampled every second; then the
+//! resident memory and the size of its data directory are sampled all along; then the
 //! outputs it wrote (read as the logs grow: their old segments go with the output retention)
 //! are compared with `journeyflow replay` over the same events. Figures: each
 //! at one, two and three retentions' worth of events, and the curves (`soak.csv`, `soak.svg`).
@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const DAY: u64 = 86_400_000;
@@ -36,6 +38,11 @@ pub struct SoakConfig {
     /// The server's idle timeout: the first batch must come sooner, and event time follows the
     /// wall clock this long after the stream ends.
     pub idle: Duration,
+    /// How often the server is sampled.
+    pub sample_every: Duration,
+    /// The figures at each retention are taken over the samples of its last `window` (a
+    /// fraction of a retention).
+    pub window: f64,
     /// Where the `journeyflow` binary is.
     pub binary: PathBuf,
     /// Scratch space: events, the data directory, replay's outputs.
@@ -59,36 +66,46 @@ pub struct Sample {
     pub checkpoint_bytes: u64,
     /// Of which journey snapshots (what the journeys remember of their users), bytes.
     pub snapshot_bytes: u64,
+    /// Of which the chain of event files (and manifests): the rest, bytes.
+    pub chain_bytes: u64,
 }
 
-/// The median and the largest of each figure over the samples of the last fifth of retention
-/// `k`, timed as its last sample.
-fn window(samples: &[Sample], k: f64) -> Option<(Sample, Sample)> {
+/// The figures of one retention: over the samples of its last `window` (a fraction of a
+/// retention), timed as the last of them.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Figures {
+    /// The median of each figure.
+    pub median: Sample,
+    /// The largest of each.
+    pub peak: Sample,
+    /// The least of each: what is held when nothing lags (a checkpoint or a durable output
+    /// that comes late on a loaded machine holds event files longer, and event time, compressed,
+    /// moves days a second), which a leak raises too.
+    pub floor: Sample,
+    /// How many samples the figures are taken over.
+    pub samples: usize,
+}
+
+fn figures(samples: &[Sample], k: f64, window: f64) -> Option<Figures> {
     let within: Vec<&Sample> =
-        samples.iter().filter(|s| s.retentions > k - 0.2 + 1e-9 && s.retentions <= k + 1e-9).collect();
+        samples.iter().filter(|s| s.retentions > k - window + 1e-9 && s.retentions <= k + 1e-9).collect();
     let last = **within.last()?;
-    let figure = |f: fn(&Sample) -> u64| {
-        let mut values: Vec<u64> = within.iter().map(|s| f(s)).collect();
-        values.sort_unstable();
-        (values[values.len() / 2], values[values.len() - 1])
+    let at = |rank: fn(usize) -> usize| {
+        let figure = |f: fn(&Sample) -> u64| {
+            let mut values: Vec<u64> = within.iter().map(|s| f(s)).collect();
+            values.sort_unstable();
+            values[rank(values.len())]
+        };
+        Sample {
+            rss_bytes: figure(|s| s.rss_bytes),
+            data_bytes: figure(|s| s.data_bytes),
+            checkpoint_bytes: figure(|s| s.checkpoint_bytes),
+            snapshot_bytes: figure(|s| s.snapshot_bytes),
+            chain_bytes: figure(|s| s.chain_bytes),
+            ..last
+        }
     };
-    let (rss, data, checkpoints) = (figure(|s| s.rss_bytes), figure(|s| s.data_bytes), figure(|s| s.checkpoint_bytes));
-    let snapshots = figure(|s| s.snapshot_bytes);
-    let median = Sample {
-        rss_bytes: rss.0,
-        data_bytes: data.0,
-        checkpoint_bytes: checkpoints.0,
-        snapshot_bytes: snapshots.0,
-        ..last
-    };
-    let peak = Sample {
-        rss_bytes: rss.1,
-        data_bytes: data.1,
-        checkpoint_bytes: checkpoints.1,
-        snapshot_bytes: snapshots.1,
-        ..last
-    };
-    Some((median, peak))
+    Some(Figures { median: at(|n| n / 2), peak: at(|n| n - 1), floor: at(|_| 0), samples: within.len() })
 }
 
 /// What the soak found.
@@ -104,12 +121,11 @@ pub struct SoakReport {
     pub rate: f64,
     /// Every sample.
     pub samples: Vec<Sample>,
-    /// At one, two and three retentions of event time: the median of each figure over the
-    /// samples of the last fifth of that retention (one sample swings with each checkpoint,
-    /// snapshot and merge), timed as the window's last sample.
-    pub at_retentions: Vec<Sample>,
-    /// The largest of each figure over the same windows.
-    pub peaks: Vec<Sample>,
+    /// The fraction of a retention each retention's figures are taken over (its end).
+    pub window: f64,
+    /// At one, two and three retentions of event time: the figures over the samples of the
+    /// window that ends there (one sample swings with each checkpoint, snapshot and merge).
+    pub at_retentions: Vec<Figures>,
     /// Records through the last event that the run and replay both wrote, and those only one
     /// of them wrote, per kind: `(kind, both, run only, replay only)`.
     pub compared: Vec<(String, usize, usize, usize)>,
@@ -122,22 +138,34 @@ impl SoakReport {
     pub fn summary(&self) -> String {
         let mut out = format!(
             "Soak: {} events of {} users over {} retentions of {:.0} days, at {:.0} events/s\n\n\
-             Each figure is the median (and the largest) of the samples over the last fifth of \
-             each retention.\n\n\
-             | event time | resident set | (largest) | data directory | (largest) | of which checkpoints |\n\
-             | --- | --- | --- | --- | --- | --- |\n",
-            self.events, self.users, 3, self.retention_days, self.rate
+             Each figure is the median (and the least and the largest) of the samples over the \
+             last {:.0}% of each retention.\n\n\
+             | event time | samples | resident set | (least, largest) | data directory | (least, largest) | \
+             of which checkpoints | (least, largest) |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+            self.events,
+            self.users,
+            3,
+            self.retention_days,
+            self.rate,
+            self.window * 100.0
         );
-        for (s, peak) in self.at_retentions.iter().zip(&self.peaks) {
+        for f in &self.at_retentions {
             let mb = |bytes: u64| bytes as f64 / 1e6;
+            let (m, lo, hi) = (&f.median, &f.floor, &f.peak);
             out.push_str(&format!(
-                "| {:.2} retentions | {:.0} MB | {:.0} MB | {:.1} MB | {:.1} MB | {:.1} MB |\n",
-                s.retentions,
-                mb(s.rss_bytes),
-                mb(peak.rss_bytes),
-                mb(s.data_bytes),
-                mb(peak.data_bytes),
-                mb(s.checkpoint_bytes)
+                "| {:.2} retentions | {} | {:.0} MB | {:.0}, {:.0} MB | {:.1} MB | {:.1}, {:.1} MB | {:.1} MB | {:.1}, {:.1} MB |\n",
+                m.retentions,
+                f.samples,
+                mb(m.rss_bytes),
+                mb(lo.rss_bytes),
+                mb(hi.rss_bytes),
+                mb(m.data_bytes),
+                mb(lo.data_bytes),
+                mb(hi.data_bytes),
+                mb(m.checkpoint_bytes),
+                mb(lo.checkpoint_bytes),
+                mb(hi.checkpoint_bytes)
             ));
         }
         let parts: Vec<String> =
@@ -335,51 +363,80 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
     let rate = config.events as f64 / config.seconds;
     let lines: Vec<String> = std::fs::read_to_string(&events)?.lines().map(str::to_string).collect();
     let began = Instant::now();
-    let mut samples = Vec::new();
-    let mut sampled = Instant::now() - Duration::from_secs(2);
+    // Sampled on a thread of its own, so that a slow batch delays no sample.
+    let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(start)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (progress, stop, data, every) = (progress.clone(), stop.clone(), data.clone(), config.sample_every);
+        let retention = config.retention as f64;
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            loop {
+                // Read before the figures: a last sample once the stream has ended.
+                let stopped = stop.load(Ordering::SeqCst);
+                let checkpoints = data.join("checkpoints");
+                let (all, snapshots) = (size(&checkpoints), size(&checkpoints.join("journeys")));
+                let (sent, last_ts) = (progress.0.load(Ordering::SeqCst), progress.1.load(Ordering::SeqCst));
+                samples.push(Sample {
+                    wall_s: began.elapsed().as_secs_f64(),
+                    events: sent,
+                    retentions: (last_ts - start) as f64 / retention,
+                    rss_bytes: rss(pid),
+                    data_bytes: size(&data),
+                    checkpoint_bytes: all,
+                    snapshot_bytes: snapshots,
+                    chain_bytes: all.saturating_sub(snapshots),
+                });
+                if stopped {
+                    break samples;
+                }
+                std::thread::sleep(every);
+            }
+        })
+    };
+    let mut followed = Instant::now();
     let mut sent = 0usize;
     let mut last_ts = start;
     let mut follower = Follower::default();
     const BATCH: usize = 500;
-    while sent < lines.len() {
-        // Paced: the batch goes when its last event is due.
-        let due = Duration::from_secs_f64((sent + BATCH).min(lines.len()) as f64 / rate);
-        if let Some(wait) = due.checked_sub(began.elapsed()) {
-            std::thread::sleep(wait);
+    let streamed = (|| -> anyhow::Result<()> {
+        while sent < lines.len() {
+            // Paced: the batch goes when its last event is due.
+            let due = Duration::from_secs_f64((sent + BATCH).min(lines.len()) as f64 / rate);
+            if let Some(wait) = due.checked_sub(began.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let batch = &lines[sent..(sent + BATCH).min(lines.len())];
+            let body = format!("{{\"batch\":[{}]}}", batch.join(","));
+            let answer = client
+                .post(format!("{}/v1/batch", server.base))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()?;
+            if answer.status().as_u16() == 429 || answer.status().as_u16() == 503 {
+                // Back-pressure: the same batch again shortly.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            anyhow::ensure!(answer.status().is_success(), "a batch was refused: {}", answer.status());
+            if let Some(ts) =
+                batch.last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["timestamp"].as_u64())
+            {
+                last_ts = last_ts.max(ts);
+            }
+            sent += batch.len();
+            progress.0.store(sent as u64, Ordering::SeqCst);
+            progress.1.store(last_ts, Ordering::SeqCst);
+            if followed.elapsed() >= Duration::from_secs(1) {
+                followed = Instant::now();
+                follower.follow(&data.join("out"))?;
+            }
         }
-        let batch = &lines[sent..(sent + BATCH).min(lines.len())];
-        let body = format!("{{\"batch\":[{}]}}", batch.join(","));
-        let answer = client
-            .post(format!("{}/v1/batch", server.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()?;
-        if answer.status().as_u16() == 429 || answer.status().as_u16() == 503 {
-            // Back-pressure: the same batch again shortly.
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        anyhow::ensure!(answer.status().is_success(), "a batch was refused: {}", answer.status());
-        if let Some(ts) =
-            batch.last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["timestamp"].as_u64())
-        {
-            last_ts = last_ts.max(ts);
-        }
-        sent += batch.len();
-        if sampled.elapsed() >= Duration::from_secs(1) || sent == lines.len() {
-            sampled = Instant::now();
-            follower.follow(&data.join("out"))?;
-            samples.push(Sample {
-                wall_s: began.elapsed().as_secs_f64(),
-                events: sent as u64,
-                retentions: (last_ts - start) as f64 / config.retention as f64,
-                rss_bytes: rss(pid),
-                data_bytes: size(&data),
-                checkpoint_bytes: size(&data.join("checkpoints")),
-                snapshot_bytes: size(&data.join("checkpoints").join("journeys")),
-            });
-        }
-    }
+        Ok(())
+    })();
+    stop.store(true, Ordering::SeqCst);
+    let samples = sampler.join().map_err(|_| anyhow::anyhow!("the sampler panicked"))?;
+    streamed?;
     // Every output through the last event durable (event time follows the wall clock once
     // the stream has been quiet for the idle timeout), then stop.
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -415,15 +472,15 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
         let both = run.intersection(&replay).count();
         compared.push((kind.to_string(), both, run.len() - both, replay.len() - both));
     }
-    let (at_retentions, peaks) = (1..=3).filter_map(|k| window(&samples, k as f64)).unzip();
+    let at_retentions = (1..=3).filter_map(|k| figures(&samples, k as f64, config.window)).collect();
     Ok(SoakReport {
         events: config.events,
         users: config.users,
         retention_days: config.retention as f64 / DAY as f64,
         rate,
         samples,
+        window: config.window,
         at_retentions,
-        peaks,
         compared,
         data_parts,
     })

@@ -9,8 +9,10 @@
 //! either. The journey snapshots are not held to it: the one a manifest names and a newer one
 //! not named yet are both on disk at times (measured: 97 KB at two retentions, 226 KB at
 //! three, two snapshots then, against a chain of 479 and 503 KB), and a journey remembers
-//! every user it took (bounded by the users, not the stream; see the README). (Speed is not
-//! asserted.)
+//! every user it took (bounded by the users, not the stream; see the README). Sizes are taken
+//! at the least of forty samples: one sample in CI found the chain at 787 KB, held by a
+//! checkpoint that came late; the least over four seconds was 480-500 KB in every run here,
+//! loaded or not. (Speed is not asserted.)
 
 use journeyflow_benches::soak::{run, SoakConfig};
 use std::time::Duration;
@@ -34,6 +36,9 @@ fn a_soak_over_three_retentions_writes_what_replay_writes_in_bounded_checkpoints
         // input is quiet this long: longer than any stall of a loaded test machine, or every
         // event after the stall would be late.
         idle: Duration::from_secs(15),
+        // A retention is ten seconds: forty samples over the last four of each.
+        sample_every: Duration::from_millis(100),
+        window: 0.4,
         binary,
         scratch: scratch.path().to_path_buf(),
     };
@@ -45,26 +50,27 @@ fn a_soak_over_three_retentions_writes_what_replay_writes_in_bounded_checkpoints
         assert_eq!((*run_only, *replay_only), (0, 0), "{kind}: the run and replay differ");
     }
     let (one, two, three) = (&report.at_retentions[0], &report.at_retentions[1], &report.at_retentions[2]);
-    assert!(one.checkpoint_bytes > 0, "no checkpoint after one retention");
-    // From two retentions on the chain holds one retention's worth: flat.
-    let chain = |s: &journeyflow_benches::soak::Sample| s.checkpoint_bytes.saturating_sub(s.snapshot_bytes);
+    assert!(one.floor.chain_bytes > 0, "no checkpoint after one retention");
+    // From two retentions on the chain holds one retention's worth: flat. Taken at the least
+    // of each window: a checkpoint or a durable output late on a loaded machine holds files
+    // longer, and a second of wall time is three days of event time here.
     assert!(
-        chain(three) as f64 <= 1.25 * chain(two) as f64,
+        three.floor.chain_bytes as f64 <= 1.25 * two.floor.chain_bytes as f64,
         "the checkpoint chain grew from {} bytes at two retentions to {} at three",
-        chain(two),
-        chain(three)
+        two.floor.chain_bytes,
+        three.floor.chain_bytes
     );
     // So does the data directory as a whole (output logs and the ingest log included).
     assert!(
-        three.data_bytes as f64 <= 1.25 * two.data_bytes as f64,
+        three.floor.data_bytes as f64 <= 1.25 * two.floor.data_bytes as f64,
         "the data directory grew from {} bytes at two retentions to {} at three",
-        two.data_bytes,
-        three.data_bytes
+        two.floor.data_bytes,
+        three.floor.data_bytes
     );
     assert!(
-        three.rss_bytes as f64 <= 1.5 * one.rss_bytes as f64,
+        three.median.rss_bytes as f64 <= 1.5 * one.median.rss_bytes as f64,
         "the resident set grew from {} bytes at one retention to {} at three",
-        one.rss_bytes,
-        three.rss_bytes
+        one.median.rss_bytes,
+        three.median.rss_bytes
     );
 }
