@@ -195,10 +195,15 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     // time is in it (and written), not done again.
     let mut restored_through = None;
     if let (Some(at), Some((root, _))) = (restored.and_then(|m| m.journeys.as_ref()), &shared.checkpoints) {
-        let restore = crate::journey_snapshot::read(root, at, local, locals)?;
+        let mut restore = crate::journey_snapshot::read(root, at, local, locals)?;
         names.note(&restore.names);
-        for (journey, user, line) in &restore.records {
-            remember(shared, journey.clone(), user.clone(), line)?;
+        // The records of this process's users through the snapshot's time: kept here, and
+        // (from another process) sent to process 0, which serves them.
+        for (journey, user, line) in std::mem::take(&mut restore.records) {
+            remember(shared, journey.clone(), user.clone(), &line)?;
+            if shared.cluster.process != 0 {
+                gossip.history(journey, user, line);
+            }
         }
         tracing::info!("worker {index}: journeys as of {} from checkpoint {}", at.time, restored.map_or(0, |m| m.seq));
         programs.restore_journeys(restore);
@@ -299,16 +304,17 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         for taken in programs.take_snapshots() {
             lock(&shared.snapshot_parts).push((local, taken));
         }
-        // Each user's latest transitions, for the control API (which process 0 serves); those
-        // through a restored snapshot's time came with it.
+        // Each user's latest transitions, for the control API (which process 0 serves: the
+        // others send theirs there, and keep them for their own snapshots); those through a
+        // restored snapshot's time came with it.
         for (time, journey, user, line) in history.drain(..) {
             if restored_through.is_some_and(|s| time <= s) {
                 continue;
             }
-            match shared.cluster.process {
-                0 => remember(shared, journey, user, &line)?,
-                _ => gossip.history(journey, user, line),
+            if shared.cluster.process != 0 {
+                gossip.history(journey.clone(), user.clone(), line.clone());
             }
+            remember(shared, journey, user, &line)?;
         }
         if let Err(e) = sinks.flush() {
             complain.warn(format_args!("worker {index}: outputs wait for the disk: {e}"));
@@ -829,6 +835,9 @@ pub struct Checkpointer {
     /// When the journey snapshot asked for (on process 0) and not written or given up yet was
     /// asked for.
     snapshot_pending: Option<Instant>,
+    /// Journey snapshots every local worker took, waiting for their outputs to be durable,
+    /// oldest first.
+    taken: Vec<(Time, Vec<(usize, Taken)>)>,
     /// Journey snapshots written and not in a manifest yet, oldest first.
     snapshots: Vec<SnapshotRef>,
 }
@@ -846,32 +855,38 @@ impl Checkpointer {
             asked: None,
             retry_at: None,
             snapshot_pending: None,
+            taken: Vec::new(),
             snapshots: Vec::new(),
         }
     }
 
-    /// Writes the journey snapshots every local worker has taken; forgets those given up.
+    /// Writes the journey snapshots every local worker has taken once every output through
+    /// their time is durable; forgets those given up.
+    ///
+    /// Not before: the API's records of this process's users through a snapshot's time are
+    /// written with it (a restart makes none of them again), and until then some may not be
+    /// written yet (held back with their users' names, or taken after the snapshot was).
     fn write_snapshots(&mut self, shared: &Shared) {
-        let complete: Vec<(Time, Vec<(usize, Taken)>)> = {
+        {
             let mut parts = lock(&shared.snapshot_parts);
             let times: BTreeSet<Time> = parts.iter().map(|(_, t)| t.time).collect();
-            let mut complete = Vec::new();
             for time in times {
                 if parts.iter().filter(|(_, t)| t.time == time).count() < shared.cluster.workers {
                     continue;
                 }
                 let (these, rest): (Vec<_>, Vec<_>) = parts.drain(..).partition(|(_, t)| t.time == time);
                 *parts = rest;
-                complete.push((time, these));
+                self.snapshot_pending = None;
+                if these.iter().any(|(_, t)| t.journeys.is_none()) {
+                    tracing::info!("journey snapshot as of {time} given up: a journey went first");
+                    continue;
+                }
+                self.taken.push((time, these));
             }
-            complete
-        };
-        for (time, parts) in complete {
-            self.snapshot_pending = None;
-            if parts.iter().any(|(_, t)| t.journeys.is_none()) {
-                tracing::info!("journey snapshot as of {time} given up: a journey went first");
-                continue;
-            }
+        }
+        let durable = shared.durable.load(Ordering::Relaxed);
+        let ready = self.taken.partition_point(|(time, _)| *time < durable);
+        for (time, parts) in self.taken.drain(..ready).collect::<Vec<_>>() {
             match self.write_snapshot(shared, time, parts) {
                 Ok(written) => self.snapshots.push(written),
                 Err(e) => tracing::warn!("journey snapshot as of {time} is not written: {e:#}"),
@@ -894,10 +909,10 @@ impl Checkpointer {
         if let Some(gone) = gone.filter(|g| !g.is_empty()) {
             tracing::info!("user ids: {} not seen for a retention forgotten", gone.len());
         }
-        let records = match shared.cluster.process {
-            0 => lock(&shared.handle.histories).records(),
-            _ => Vec::new(),
-        };
+        // Each process's snapshot holds its own users' records (process 0 keeps everyone's):
+        // a restart restores them where the users' journeys restart from the same time.
+        let mut records = lock(&shared.handle.histories).records();
+        records.retain(|(_, user, _, _)| shared.cluster.owns(Key::of(user)));
         let mut written = SnapshotRef { time, files: Vec::new(), journeys: Vec::new() };
         for (local, taken) in parts {
             let journeys = taken.journeys.unwrap_or_default();

@@ -56,6 +56,13 @@ pub fn default_workers() -> usize {
 }
 
 impl Cluster {
+    /// Whether a worker of this process holds `user`'s state: the dataflows' operators
+    /// exchange users by their key (its low 64 bits) over every worker of the cluster, in
+    /// process order.
+    pub fn owns(&self, user: journeyflow_types::Key) -> bool {
+        ((user.0 as u64) % self.peers() as u64) as usize / self.workers == self.process
+    }
+
     /// A single process of `workers` threads.
     pub fn single(workers: usize) -> Cluster {
         Cluster { processes: 1, process: 0, workers: workers.max(1), addresses: Vec::new() }
@@ -145,6 +152,39 @@ pub fn read_hostfile(path: &Path) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use journeyflow_types::Key;
+
+    /// Each user is owned by the process of the worker timely's exchange sends its key to:
+    /// three and four workers (timely takes a remainder, or a mask for a power of two), seen
+    /// as processes of `per` workers each.
+    #[test]
+    fn a_user_is_owned_by_the_process_the_exchange_sends_it_to() {
+        use timely::dataflow::channels::pact::Exchange;
+        use timely::dataflow::operators::generic::operator::Operator;
+        use timely::dataflow::operators::vec::ToStream;
+        for (peers, per) in [(3, 1), (4, 2)] {
+            let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let into = received.clone();
+            timely::execute(timely::Config::process(peers), move |worker| {
+                let (index, into) = (worker.index(), into.clone());
+                worker.dataflow::<u64, _, _>(|scope| {
+                    let keys = (0..200u32).filter(move |_| index == 0).map(|i| Key::of(&format!("user-{i}")));
+                    keys.to_stream(scope).sink(Exchange::new(|k: &Key| k.0 as u64), "Owners", move |(input, _)| {
+                        input.for_each(|_, data| into.lock().unwrap().extend(data.drain(..).map(|k| (k, index))));
+                    });
+                });
+            })
+            .unwrap();
+            let received = received.lock().unwrap();
+            assert_eq!(received.len(), 200);
+            for (key, worker) in received.iter() {
+                for process in 0..peers / per {
+                    let cluster = Cluster { processes: peers / per, process, workers: per, addresses: Vec::new() };
+                    assert_eq!(cluster.owns(*key), worker / per == process, "{key:?} went to worker {worker}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_hostfile_gives_the_addresses_and_mistakes_are_named() {
