@@ -118,10 +118,11 @@ fn soak(cli: &Cli) -> anyhow::Result<()> {
     let report = journeyflow_benches::soak::run(&config)?;
     std::fs::create_dir_all(&cli.out)?;
     std::fs::write(cli.out.join("soak.json"), serde_json::to_string_pretty(&report)?)?;
-    let mut csv = String::from("wall_s,events,retentions,rss_bytes,data_bytes,checkpoint_bytes\n");
+    let mut csv = String::from("wall_s,events,retentions,rss_bytes,data_bytes,checkpoint_bytes,arranged_records\n");
     for s in &report.samples {
         let (events, rss, data, checkpoints) = (s.events, s.rss_bytes, s.data_bytes, s.checkpoint_bytes);
-        csv.push_str(&format!("{:.1},{events},{:.4},{rss},{data},{checkpoints}\n", s.wall_s, s.retentions));
+        let arranged = s.arranged_records;
+        csv.push_str(&format!("{:.1},{events},{:.4},{rss},{data},{checkpoints},{arranged}\n", s.wall_s, s.retentions));
     }
     std::fs::write(cli.out.join("soak.csv"), csv)?;
     let summary = report.summary();

@@ -68,6 +68,8 @@ pub struct Sample {
     pub snapshot_bytes: u64,
     /// Of which the chain of event files (and manifests): the rest, bytes.
     pub chain_bytes: u64,
+    /// Records the server's arrangements hold (its `journeyflow_arranged_records`).
+    pub arranged_records: u64,
 }
 
 /// The figures of one retention: over the samples of its last `window` (a fraction of a
@@ -102,6 +104,7 @@ fn figures(samples: &[Sample], k: f64, window: f64) -> Option<Figures> {
             checkpoint_bytes: figure(|s| s.checkpoint_bytes),
             snapshot_bytes: figure(|s| s.snapshot_bytes),
             chain_bytes: figure(|s| s.chain_bytes),
+            arranged_records: figure(|s| s.arranged_records),
             ..last
         }
     };
@@ -141,8 +144,8 @@ impl SoakReport {
              Each figure is the median (and the least and the largest) of the samples over the \
              last {:.0}% of each retention.\n\n\
              | event time | samples | resident set | (least, largest) | data directory | (least, largest) | \
-             of which checkpoints | (least, largest) |\n\
-             | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+             of which checkpoints | (least, largest) | arranged records |\n\
+             | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
             self.events,
             self.users,
             3,
@@ -154,7 +157,7 @@ impl SoakReport {
             let mb = |bytes: u64| bytes as f64 / 1e6;
             let (m, lo, hi) = (&f.median, &f.floor, &f.peak);
             out.push_str(&format!(
-                "| {:.2} retentions | {} | {:.0} MB | {:.0}, {:.0} MB | {:.1} MB | {:.1}, {:.1} MB | {:.1} MB | {:.1}, {:.1} MB |\n",
+                "| {:.2} retentions | {} | {:.0} MB | {:.0}, {:.0} MB | {:.1} MB | {:.1}, {:.1} MB | {:.1} MB | {:.1}, {:.1} MB | {} |\n",
                 m.retentions,
                 f.samples,
                 mb(m.rss_bytes),
@@ -165,7 +168,8 @@ impl SoakReport {
                 mb(hi.data_bytes),
                 mb(m.checkpoint_bytes),
                 mb(lo.checkpoint_bytes),
-                mb(hi.checkpoint_bytes)
+                mb(hi.checkpoint_bytes),
+                m.arranged_records
             ));
         }
         let parts: Vec<String> =
@@ -207,6 +211,14 @@ fn rss(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The server's `journeyflow_arranged_records` (0 if it cannot be read).
+fn arranged(client: &reqwest::blocking::Client, metrics: &str) -> u64 {
+    let Ok(text) = client.get(metrics).send().and_then(|r| r.text()) else { return 0 };
+    text.lines()
+        .find_map(|l| l.strip_prefix("journeyflow_arranged_records ")?.trim().parse::<f64>().ok())
+        .map_or(0, |n| n.max(0.0) as u64)
 }
 
 /// Bytes of a file, or of the files under a directory.
@@ -368,6 +380,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (progress, stop, data, every) = (progress.clone(), stop.clone(), data.clone(), config.sample_every);
+        let (client, metrics) = (client.clone(), format!("{}/metrics", server.base));
         let retention = config.retention as f64;
         std::thread::spawn(move || {
             let mut samples = Vec::new();
@@ -386,6 +399,7 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
                     checkpoint_bytes: all,
                     snapshot_bytes: snapshots,
                     chain_bytes: all.saturating_sub(snapshots),
+                    arranged_records: arranged(&client, &metrics),
                 });
                 if stopped {
                     break samples;

@@ -10,7 +10,7 @@ use crate::history::Histories;
 use journeyflow_types::Key;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::mpsc;
 
@@ -165,6 +165,10 @@ pub struct Progress {
     pub dead_letters: AtomicU64,
     /// Messages not read yet, per Kafka `(topic, partition)`.
     pub kafka_lag: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Records this process's arrangements hold (every worker's).
+    pub arranged_records: Arc<AtomicI64>,
+    /// Records waiting in this process's arrangements' batchers.
+    pub batched_records: Arc<AtomicI64>,
 }
 
 impl Progress {

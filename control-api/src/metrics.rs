@@ -2,8 +2,9 @@
 //! (ingest counts as it appends); gauges are read from the workers' progress when scraped:
 //! events processed, rejected, late (clamped to the watermark), duplicates, of suppressed
 //! users (dropped), the watermark and its lag behind the wall clock, each
-//! source's lag (bytes of each ingest log partition not read yet), each segment's size, and
-//! each journey's counts.
+//! source's lag (bytes of each ingest log partition not read yet), the records the
+//! arrangements hold and those waiting to be arranged, each segment's size, and each
+//! journey's counts.
 
 use crate::AppState;
 use axum::extract::State;
@@ -36,6 +37,8 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         metrics::gauge!("journeyflow_source_lag_bytes", "source" => "http", "partition" => part.to_string())
             .set(lag as f64);
     }
+    metrics::gauge!("journeyflow_arranged_records").set(progress.arranged_records.load(Ordering::Relaxed) as f64);
+    metrics::gauge!("journeyflow_batched_records").set(progress.batched_records.load(Ordering::Relaxed) as f64);
     metrics::gauge!("journeyflow_dead_letters").set(progress.dead_letters.load(Ordering::Relaxed) as f64);
     let user_ids = state.engine.names.read().map_or_else(|e| e.into_inner().len(), |n| n.len());
     metrics::gauge!("journeyflow_user_ids").set(user_ids as f64);

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod archive;
+pub mod arrangement_sizes;
 pub mod catalog_topic;
 pub mod chain_merge;
 pub mod checkpoint;

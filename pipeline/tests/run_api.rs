@@ -135,6 +135,8 @@ fn scenario(workers: usize) {
     assert_eq!(value("journeyflow_events_in_total"), Some(sent.len() as f64), "{text}");
     assert_eq!(value("journeyflow_segment_members{segment=\"pro\"}"), Some(pro.len() as f64), "{text}");
     assert!(value("journeyflow_watermark_lag_seconds").is_some(), "{text}");
+    // The arrangements hold at least every event sent (one copy in the events arrangement).
+    assert!(value("journeyflow_arranged_records").is_some_and(|n| n >= sent.len() as f64), "{text}");
     // Every event sent was read before the answers: no source lags.
     let lags: Vec<&str> =
         text.lines().filter(|l| l.starts_with("journeyflow_source_lag_bytes{source=\"http\"")).collect();

@@ -393,6 +393,8 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     remember_panics(cluster.is_distributed());
     let guards = timely::execute(cluster.timely(), move |worker| {
         let mut exit = ExitNotice { index: worker.index(), why: "panicked".into(), tx: exited_tx.clone() };
+        let progress = &worker_shared.handle.progress;
+        crate::arrangement_sizes::count(worker, progress.arranged_records.clone(), progress.batched_records.clone());
         let result = run_worker(worker, &worker_shared).map_err(|e| format!("{e:#}"));
         exit.why = match &result {
             Ok(()) => "stopped".into(),
