@@ -33,6 +33,8 @@ pub struct HttpConfig {
     pub control_concurrency: usize,
     /// Connections held at once; one more is closed at once.
     pub max_connections: usize,
+    /// Live streams (Server-Sent Events) open at once; one more gets 503.
+    pub max_streams: usize,
     /// Time a client has to send a request's headers (also the longest a kept-alive
     /// connection may idle).
     pub header_timeout: Duration,
@@ -56,6 +58,7 @@ impl Default for HttpConfig {
             concurrency: 512,
             control_concurrency: 64,
             max_connections: 4096,
+            max_streams: 64,
             header_timeout: Duration::from_secs(10),
             limits: Limits::default(),
             metrics_need_token: false,

@@ -169,6 +169,10 @@ pub struct Progress {
     pub arranged_records: Arc<AtomicI64>,
     /// Records waiting in this process's arrangements' batchers.
     pub batched_records: Arc<AtomicI64>,
+    /// Events this process's ingest accepted (appended to its log).
+    pub events_in: AtomicU64,
+    /// Set once the server is stopping: live streams end.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {

@@ -289,6 +289,7 @@ async fn accept(state: &AppState, body: Bytes, single: Option<&'static str>) -> 
         })?;
     }
     metrics::counter!("journeyflow_events_in_total").increment(accepted as u64);
+    state.engine.progress.events_in.fetch_add(accepted as u64, std::sync::atomic::Ordering::Relaxed);
     metrics::counter!("journeyflow_events_refused_total").increment(checked.rejected.len() as u64);
     Ok(Accepted { success: checked.rejected.is_empty(), accepted, rejected: checked.rejected })
 }

@@ -205,12 +205,17 @@ pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Res
     if !state.engine.catalog.get().journeys.contains_key(&id) {
         return Err(Problem::not_found(format!("no journey {id:?}")));
     }
+    Ok(Json(report(&state, &id)))
+}
+
+/// Journey `id`'s report as the workers last published it (zeros before their first).
+pub fn report(state: &AppState, id: &str) -> Value {
     let report =
-        state.engine.journey_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned();
-    Ok(Json(report.unwrap_or_else(|| {
+        state.engine.journey_reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
+    report.unwrap_or_else(|| {
         json!({"journey": id, "entered": 0, "in_progress": 0, "converted": 0,
         "exited": 0, "completed": 0, "canceled": 0, "nodes": {}})
-    })))
+    })
 }
 
 /// `GET /v1/journeys/{id}/users/{user_id}`: where a user stands (`waiting`, `running` = an

@@ -21,6 +21,7 @@ pub mod problem;
 pub mod profile;
 pub mod segments;
 pub mod serve;
+pub mod streams;
 pub mod user_names;
 pub mod users;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Renders `/metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The live streams' permits.
+    pub streams: Arc<streams::Streams>,
 }
 
 /// The ingest routes every process serves, behind the write key check on headers.
@@ -115,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/segments", post(segments::create).get(segments::list))
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
+        .route("/v1/segments/{id}/stream", get(streams::segment))
+        .route("/v1/streams/overview", get(streams::overview))
         .route("/v1/users/{user_id}", get(profile::export).delete(privacy::delete_user))
         .route("/v1/users/{user_id}/segments", get(users::segments))
         .route("/v1/deletions/{id}", get(privacy::deletion))
@@ -123,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/journeys", post(journeys::create).get(journeys::list))
         .route("/v1/journeys/{id}", get(journeys::get).put(journeys::replace).delete(journeys::delete))
         .route("/v1/journeys/{id}/stats", get(journeys::stats))
+        .route("/v1/journeys/{id}/stream", get(streams::journey))
         .route("/v1/journeys/{id}/users/{user_id}", get(journeys::user))
         .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))
         .route("/v1/requests/{id}", get(changes::outcome))
@@ -149,6 +155,7 @@ pub fn peer_router(state: AppState) -> Router {
         .route("/v1/requests/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/deletions/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/suppressions", axum::routing::any(elsewhere))
-        .route("/v1/suppressions/{*rest}", axum::routing::any(elsewhere));
+        .route("/v1/suppressions/{*rest}", axum::routing::any(elsewhere))
+        .route("/v1/streams/{*rest}", axum::routing::any(elsewhere));
     finish(routes, state)
 }

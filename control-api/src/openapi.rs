@@ -39,8 +39,11 @@ use utoipa::OpenApi;
         crate::journeys::stats,
         crate::journeys::user,
         crate::changes::outcome,
+        crate::streams::overview,
+        crate::streams::segment,
+        crate::streams::journey,
     ),
-    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"))
+    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "streams"))
 )]
 pub struct ApiDoc;
 
@@ -68,6 +71,7 @@ fn describe(c: &HttpConfig) -> String {
          | ingest requests at once | {} (503) |\n\
          | control requests at once | {} (503) |\n\
          | connections at once | {} (more are closed) |\n\
+         | live streams at once | {} (503) |\n\
          | time to send a request's headers | {} ms (the connection is closed) |\n\
          | wait for a change to be decided | {} ms (then 202) |\n\
          | wait for a membership answer | {} ms (503) |\n\
@@ -91,6 +95,7 @@ fn describe(c: &HttpConfig) -> String {
         c.concurrency,
         c.control_concurrency,
         c.max_connections,
+        c.max_streams,
         c.header_timeout.as_millis(),
         c.change_wait.as_millis(),
         c.query_wait.as_millis(),

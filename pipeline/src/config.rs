@@ -415,6 +415,8 @@ pub struct ApiSection {
     pub control_concurrency: Option<usize>,
     /// `max_connections = 4096`: connections held at once.
     pub max_connections: Option<usize>,
+    /// `max_streams = 64`: live streams (Server-Sent Events) open at once.
+    pub max_streams: Option<usize>,
     /// `header_timeout = "10s"`: time a client has to send a request's headers.
     pub header_timeout: Option<String>,
     /// `metrics_auth = true`: `/metrics` needs the API token.
@@ -469,6 +471,7 @@ impl FileConfig {
             concurrency: a.concurrency.unwrap_or(dh.concurrency),
             control_concurrency: a.control_concurrency.unwrap_or(dh.control_concurrency),
             max_connections: a.max_connections.unwrap_or(dh.max_connections),
+            max_streams: a.max_streams.unwrap_or(dh.max_streams),
             header_timeout: span("api.header_timeout", a.header_timeout.clone(), dh.header_timeout)?,
             // Validation refuses windows that reach back past the retention.
             limits: Limits { retention: retention.events, ..self.limits },
@@ -563,11 +566,19 @@ impl LiveConfig {
             ));
         }
         let h = &self.http;
-        if [h.max_batch_events, h.max_event_bytes, h.concurrency, h.control_concurrency, h.max_connections].contains(&0)
+        if [
+            h.max_batch_events,
+            h.max_event_bytes,
+            h.concurrency,
+            h.control_concurrency,
+            h.max_connections,
+            h.max_streams,
+        ]
+        .contains(&0)
         {
             out.push(
-                "ingest.max_batch_events, ingest.max_event_bytes, api.concurrency, api.control_concurrency and \
-                 api.max_connections must be at least 1"
+                "ingest.max_batch_events, ingest.max_event_bytes, api.concurrency, api.control_concurrency, \
+                 api.max_connections and api.max_streams must be at least 1"
                     .into(),
             );
         }

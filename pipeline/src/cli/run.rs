@@ -487,6 +487,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             answers: Arc::default(),
             metrics: Some(journeyflow_control_api::metrics::install()?),
             auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
+            streams: Arc::new(journeyflow_control_api::streams::Streams::new(args.http.max_streams)),
         };
         if leader {
             let changes = start_changes(args, &catalog, legacy)?;
@@ -512,7 +513,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
         eprintln!("journeyflow listening on http://{}", listener.local_addr()?);
         let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<String>();
         let stop = shared.clone();
+        let progress = handle.progress.clone();
         let stopping = async move {
+            // Live streams end with the server (they would hold its shutdown otherwise).
+            let _closing = Closing(progress);
             tokio::select! {
                 _ = signalled => {}
                 // Another process of the cluster is stopping: so does this one.
@@ -607,6 +611,15 @@ fn exit_error(index: usize, why: &str, distributed: bool) -> String {
 }
 
 /// Resolves once the workers are asked to stop (by another process of the cluster).
+/// Tells the live streams that the server is stopping, once dropped.
+struct Closing(Arc<journeyflow_control_api::handle::Progress>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.0.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
 async fn stop_requested(shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(50)).await;
