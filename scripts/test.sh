@@ -31,7 +31,16 @@ if ! "$venv/bin/python" -c 'import confluent_kafka, pyarrow, duckdb, schemathesi
   "$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka==2.16.1 pyarrow==26.0.1 duckdb==2.0.0 \
     schemathesis==4.32.5
 fi
+# The console's browser tests: Debian's Chromium, driven by Playwright for Python (which is
+# told where the browser is, and downloads none).
+type -P chromium >/dev/null || apt_install --no-install-recommends chromium
+if ! "$venv/bin/python" -c 'import playwright' >/dev/null 2>&1; then
+  "$venv/bin/pip" install -q --disable-pip-version-check playwright==1.65.2
+fi
 export JOURNEYFLOW_PYTHON="$PWD/$venv/bin/python"
+export JOURNEYFLOW_CHROMIUM="$(type -P chromium)"
+# The console's vendored libraries are the ones pinned (scripts/vendor-console.sh fetches them).
+(cd control-api/console/vendor && sha256sum --check --quiet SHA256SUMS)
 
 # tansu, a Kafka-protocol broker, built once into a cache outside the checkout (about 12
 # minutes on 2 cores), started on a free loopback port for the tests, stopped on exit.

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod changes;
 pub mod config;
+pub mod console;
 pub mod handle;
 pub mod history;
 pub mod ingest;
@@ -108,6 +109,8 @@ fn finish(others: Router<AppState>, state: AppState) -> Router {
         .merge(limited(others.merge(reading_routes(&state)), &config, config.control_concurrency))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(metrics::ready))
+        .route("/", get(console::page))
+        .route("/console/{*path}", get(console::file))
         .layer(axum::middleware::map_response(problem::as_problem))
         .with_state(state)
 }
