@@ -242,6 +242,19 @@ fn size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Bytes of the files under `dir`, and of those under its subdirectory `part`, in one walk.
+fn size_split(dir: &Path, part: &str) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    entries.filter_map(Result::ok).fold((0, 0), |(all, within), e| {
+        let bytes = match e.file_type() {
+            Ok(t) if t.is_dir() => size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        };
+        (all + bytes, within + if e.file_name() == part { bytes } else { 0 })
+    })
+}
+
 /// The server, and where it listens.
 struct Server {
     child: Child,
@@ -380,15 +393,17 @@ pub fn run(config: &SoakConfig) -> anyhow::Result<SoakReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (progress, stop, data, every) = (progress.clone(), stop.clone(), data.clone(), config.sample_every);
-        let (client, metrics) = (client.clone(), format!("{}/metrics", server.base));
+        // A sample waits for /metrics a second at most (an answer later is worth no sample).
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(1)).build()?;
+        let metrics = format!("{}/metrics", server.base);
         let retention = config.retention as f64;
         std::thread::spawn(move || {
             let mut samples = Vec::new();
             loop {
                 // Read before the figures: a last sample once the stream has ended.
                 let stopped = stop.load(Ordering::SeqCst);
-                let checkpoints = data.join("checkpoints");
-                let (all, snapshots) = (size(&checkpoints), size(&checkpoints.join("journeys")));
+                // One walk: the snapshots are a part of the same listing as the rest.
+                let (all, snapshots) = size_split(&data.join("checkpoints"), "journeys");
                 let (sent, last_ts) = (progress.0.load(Ordering::SeqCst), progress.1.load(Ordering::SeqCst));
                 samples.push(Sample {
                     wall_s: began.elapsed().as_secs_f64(),

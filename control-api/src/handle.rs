@@ -173,6 +173,8 @@ pub struct Progress {
     pub events_in: AtomicU64,
     /// Set once the server is stopping: live streams end.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The latest counts each other process of the cluster sent (on process 0).
+    pub peer_tallies: Mutex<BTreeMap<usize, crate::tally::Tally>>,
 }
 
 impl Progress {
@@ -207,6 +209,8 @@ pub struct EngineHandle {
     pub histories: Arc<Mutex<Histories>>,
     /// What became of changes answered before they were applied.
     pub outcomes: Arc<Outcomes>,
+    /// Output records as they are written, for the live streams.
+    pub tail: crate::tail::Tail,
 }
 
 /// What a change came to within the wait a handler allows.
@@ -233,6 +237,7 @@ impl EngineHandle {
             journey_reports: Arc::default(),
             histories: Arc::default(),
             outcomes: Arc::default(),
+            tail: crate::tail::Tail::default(),
         };
         (handle, rx)
     }

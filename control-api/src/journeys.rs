@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use journeyflow_types::{
-    validate_journey_with, validate_migration, JourneyDefinition, Limits, Migration, ValidationError,
+    validate_journey_with, validate_migration, JourneyDefinition, Limits, Migration, Node, Placement, ValidationError,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -35,7 +35,7 @@ fn current(state: &AppState, id: &str) -> Result<Value, Problem> {
 }
 
 /// Validates a definition against the catalog's segments (422 with every error).
-fn validated(catalog: &Catalog, body: &Value, limits: &Limits) -> Result<JourneyDefinition, Problem> {
+pub(crate) fn validated(catalog: &Catalog, body: &Value, limits: &Limits) -> Result<JourneyDefinition, Problem> {
     let known: BTreeSet<String> = catalog.segments.keys().cloned().collect();
     validate_journey_with(body, &known, limits).map_err(|e| Problem::invalid(e.0))
 }
@@ -271,4 +271,53 @@ pub fn status<'a>(definition: &Value, last: &'a Value) -> (&'static str, Option<
             }
         }
     }
+}
+
+/// `POST /v1/journeys/{id}/migration`: what publishing the journey's next version with the
+/// body's `migrate` object (as `publish` takes it) would do to the users in flight: for each
+/// node of the running version with users now, where they would go and how many they are
+/// (409 when it has no next version; 422 for a `migrate` object the publish would refuse).
+#[utoipa::path(post, path = "/v1/journeys/{id}/migration", tag = "journeys", params(("id" = String, Path, description = "journey id")),
+    request_body(content = serde_json::Value, description = "optional: the `migrate` object the publish would carry", example = json!({"migrate": {"node_map": {"wait": "mail"}, "default": "exit"}})),
+    responses((status = 200, description = "`{\"journey\", \"from_version\", \"to_version\", \"moves\": [{\"from\", \"users\", \"placement\": stay | move | exit, \"to\"}]}` (users: as the latest report counts them)", body = serde_json::Value),
+        crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn migration_preview(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, Problem> {
+    let catalog = state.engine.catalog.get();
+    let Some(entry) = catalog.journeys.get(&id) else { return Err(Problem::not_found(format!("no journey {id:?}"))) };
+    let Some(next) = entry.next.clone() else {
+        return Err(Problem::conflict(format!("journey {id:?} has no next version to publish")));
+    };
+    let report = report(&state, &id);
+    let (version, current) = (entry.version, entry.definition.clone());
+    let moves = tokio::task::spawn_blocking(move || {
+        let body =
+            if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { crate::problem::parse_json(&body)? };
+        let old = validated(&catalog, &current, &Limits::ceiling())?;
+        let new = validated(&catalog, &next, &Limits::ceiling())?;
+        let plan = migration(&body, &old, &new)?;
+        let nodes = report["nodes"].as_object().cloned().unwrap_or_default();
+        // Users at an exit node have finished: they are not in flight.
+        let moves: Vec<Value> = old
+            .nodes
+            .iter()
+            .filter(|(_, kind)| !matches!(kind, Node::Exit))
+            .filter_map(|(node, _)| {
+                let users = nodes.get(node).and_then(|n| n["current"].as_i64()).filter(|n| *n > 0)?;
+                let (placement, to) = match plan.place(&old, node, &new) {
+                    Placement::Stay(to) => ("stay", Some(to)),
+                    Placement::Move(to) => ("move", Some(to)),
+                    Placement::Exit => ("exit", None),
+                };
+                Some(json!({"from": node, "users": users, "placement": placement, "to": to}))
+            })
+            .collect();
+        Ok::<_, Problem>(moves)
+    })
+    .await
+    .map_err(|e| Problem::unavailable(format!("the request could not be handled: {e}")))??;
+    Ok(Json(json!({"journey": id, "from_version": version, "to_version": version + 1, "moves": moves})))
 }

@@ -20,11 +20,15 @@ pub mod openapi;
 pub mod privacy;
 pub mod problem;
 pub mod profile;
+pub mod pulse;
 pub mod segments;
 pub mod serve;
 pub mod streams;
+pub mod tail;
+pub mod tally;
 pub mod user_names;
 pub mod users;
+pub mod validate;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::http::StatusCode;
@@ -122,7 +126,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
         .route("/v1/segments/{id}/stream", get(streams::segment))
+        .route("/v1/segments/{id}/changes", get(streams::segment_changes))
+        .route("/v1/segment-sizes", get(streams::sizes))
         .route("/v1/streams/overview", get(streams::overview))
+        .route("/v1/streams/segments", get(streams::segments))
+        .route("/v1/streams/dead-letters", get(streams::dead_letters))
+        .route("/v1/validate/{kind}", post(validate::check))
         .route("/v1/users/{user_id}", get(profile::export).delete(privacy::delete_user))
         .route("/v1/users/{user_id}/segments", get(users::segments))
         .route("/v1/deletions/{id}", get(privacy::deletion))
@@ -132,6 +141,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/journeys/{id}", get(journeys::get).put(journeys::replace).delete(journeys::delete))
         .route("/v1/journeys/{id}/stats", get(journeys::stats))
         .route("/v1/journeys/{id}/stream", get(streams::journey))
+        .route("/v1/journeys/{id}/transitions", get(streams::journey_transitions))
+        .route("/v1/journeys/{id}/migration", post(journeys::migration_preview))
         .route("/v1/journeys/{id}/users/{user_id}", get(journeys::user))
         .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))
         .route("/v1/requests/{id}", get(changes::outcome))
@@ -159,6 +170,8 @@ pub fn peer_router(state: AppState) -> Router {
         .route("/v1/deletions/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/suppressions", axum::routing::any(elsewhere))
         .route("/v1/suppressions/{*rest}", axum::routing::any(elsewhere))
+        .route("/v1/segment-sizes", axum::routing::any(elsewhere))
+        .route("/v1/validate/{*rest}", axum::routing::any(elsewhere))
         .route("/v1/streams/{*rest}", axum::routing::any(elsewhere));
     finish(routes, state)
 }

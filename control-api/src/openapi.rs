@@ -39,11 +39,18 @@ use utoipa::OpenApi;
         crate::journeys::stats,
         crate::journeys::user,
         crate::changes::outcome,
+        crate::journeys::migration_preview,
+        crate::validate::check,
+        crate::streams::sizes,
         crate::streams::overview,
+        crate::streams::segments,
+        crate::streams::dead_letters,
         crate::streams::segment,
+        crate::streams::segment_changes,
         crate::streams::journey,
+        crate::streams::journey_transitions,
     ),
-    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "streams"))
+    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "validation"), (name = "streams"))
 )]
 pub struct ApiDoc;
 

@@ -60,6 +60,11 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The validation errors (of a 422).
+    pub fn errors(&self) -> &[ValidationError] {
+        &self.errors
+    }
 }
 
 impl From<CallError> for Problem {

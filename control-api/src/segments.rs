@@ -31,7 +31,12 @@ fn view(def: &SegmentDefinition) -> SegmentView {
 
 /// The definition as validation normalises it, with the catalog's segments but `except` as
 /// the ones it may refer to.
-fn normalised(body: Value, catalog: &Catalog, except: Option<&str>, limits: &Limits) -> Result<Value, Problem> {
+pub(crate) fn normalised(
+    body: Value,
+    catalog: &Catalog,
+    except: Option<&str>,
+    limits: &Limits,
+) -> Result<Value, Problem> {
     let known = catalog.segments.keys().filter(|k| Some(k.as_str()) != except).cloned().collect();
     let defs = validate_segments_with(&Value::Array(vec![body]), &known, limits)
         .map_err(|e| Problem::invalid(e.0.into_iter().map(relative).collect()))?;
@@ -127,6 +132,8 @@ pub struct Page {
     pub cursor: Option<String>,
     /// Page size (default 1000, at most 10000).
     pub limit: Option<usize>,
+    /// Only members whose user id starts with this (at most 256 bytes).
+    pub prefix: Option<String>,
 }
 
 /// One member.
@@ -145,9 +152,11 @@ pub struct Members {
     pub members: Vec<Member>,
     /// The cursor of the next page, if any.
     pub next_cursor: Option<String>,
+    /// How many members the listing has (those with the prefix, if one is given).
+    pub total: usize,
 }
 
-/// `GET /v1/segments/{id}/members?cursor=&limit=`. A first page is answered as of the time
+/// `GET /v1/segments/{id}/members?cursor=&limit=&prefix=`. A first page is answered as of the time
 /// the request is sequenced; its cursor (`<as_of>.<last user id>`) pages through that same
 /// answer while it is cached, so every page of a listing shows one moment.
 #[utoipa::path(get, path = "/v1/segments/{id}/members", tag = "segments",
@@ -164,6 +173,9 @@ pub async fn members(
     let limit = page.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
         return Err(Problem::bad_request("limit must be between 1 and 10000"));
+    }
+    if page.prefix.as_ref().is_some_and(|p| p.len() > 256) {
+        return Err(Problem::bad_request("prefix must be at most 256 bytes"));
     }
     let cursor = match &page.cursor {
         None => None,
@@ -182,13 +194,18 @@ pub async fn members(
             (as_of, ids)
         }
     };
-    let start = cursor.as_ref().map_or(0, |(_, last)| ids.partition_point(|u| u <= last));
-    let end = (start + limit).min(ids.len());
-    let next_cursor = (end < ids.len()).then(|| format!("{as_of}.{}", ids[end - 1]));
+    // The ids are sorted: those with the prefix are one run of them.
+    let prefix = page.prefix.as_deref().unwrap_or_default();
+    let first = ids.partition_point(|u| u.as_str() < prefix);
+    let past = ids.partition_point(|u| u.as_str() < prefix || u.starts_with(prefix));
+    let start = cursor.as_ref().map_or(first, |(_, last)| ids.partition_point(|u| u <= last).max(first));
+    let end = (start + limit).min(past).max(start);
+    let next_cursor = (end < past).then(|| format!("{as_of}.{}", ids[end - 1]));
     Ok(Json(Members {
         as_of,
         members: ids[start..end].iter().map(|u| Member { user_id: u.clone() }).collect(),
         next_cursor,
+        total: past - first,
     }))
 }
 

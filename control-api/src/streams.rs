@@ -1,34 +1,36 @@
-//! Server-Sent Events: live views of the engine for the console and for API users, each a
-//! JSON document sent when it changes (looked at every second; a comment every 15 s keeps a
-//! quiet connection open): the overview (events in and processed, the watermark and its lag,
-//! each source's lag, dead letters, what memory holds), a segment's size, a journey's report.
-//! Each stream holds one of `max_streams` permits for its life (more get 503 at once) and
-//! ends when the server stops or what it follows is removed (a last `removed` event).
+//! Server-Sent Events: live views of the engine for the console and for API users. The
+//! overview, the segments' sizes, a segment's size and a journey's report come from the
+//! heartbeat ([`crate::pulse`]) and are sent when they change; a segment's changes and a
+//! journey's transitions and actions come from the live tail ([`crate::tail`]) as they are
+//! written. A comment every 15 s keeps a quiet connection open. Each stream holds one of
+//! `max_streams` permits for its life (more get 503 at once) and ends when the server stops or
+//! what it follows is removed (a last `removed` event).
 
 use crate::problem::Problem;
+use crate::pulse::{Beat, Pulse};
+use crate::tail::{Item, Kind};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
+use axum::Json;
 use futures_util::stream::{self, Stream};
 use serde_json::{json, Value};
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
-/// How often a stream looks at what it follows.
-const EVERY: Duration = Duration::from_secs(1);
-
-/// The live streams' permits.
+/// The live streams' permits and the heartbeat they follow.
 pub struct Streams {
     permits: Arc<Semaphore>,
+    pulse: Pulse,
 }
 
 impl Streams {
-    /// At most `max` streams at once.
-    pub fn new(max: usize) -> Streams {
-        Streams { permits: Arc::new(Semaphore::new(max)) }
+    /// At most `max` streams at once, following `pulse`.
+    pub fn new(max: usize, pulse: Pulse) -> Streams {
+        Streams { permits: Arc::new(Semaphore::new(max)), pulse }
     }
 
     fn permit(&self) -> Result<OwnedSemaphorePermit, Problem> {
@@ -38,96 +40,121 @@ impl Streams {
     }
 }
 
-/// What a stream sends next: a document under an event name, or the end (what it followed is
-/// gone).
+/// What a stream sends next: a document under an event name (`key`: what must differ from the
+/// last one sent for it to go), nothing, or the end (what it followed is gone).
 enum Next {
-    Send(&'static str, Value),
+    Send { name: &'static str, document: Value, key: Value },
+    Nothing,
     Removed,
 }
 
 type Events = Sse<KeepAliveStream<std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>>>;
 
-/// A stream that looks at `look` every second and sends what it finds whenever it differs
-/// from what was sent last.
-fn follow(state: &AppState, look: impl FnMut(&AppState) -> Next + Send + 'static) -> Result<Events, Problem> {
+fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Events {
+    Sse::new(Box::pin(events) as _).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// A stream that looks at each beat and sends what `look` finds whenever its key differs from
+/// the last one sent.
+fn follow(state: &AppState, look: impl FnMut(&AppState, &Beat) -> Next + Send + 'static) -> Result<Events, Problem> {
     let permit = state.streams.permit()?;
-    let mut interval = tokio::time::interval(EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let start = (state.clone(), look, interval, None::<String>, false, permit);
-    let events = stream::unfold(start, |(state, mut look, mut interval, mut last, done, permit)| async move {
+    let start = (state.clone(), look, state.streams.pulse.beats(), None::<Value>, false, permit);
+    let events = stream::unfold(start, |(state, mut look, mut beats, mut last, done, permit)| async move {
         if done {
             return None;
         }
         loop {
-            interval.tick().await;
-            if state.engine.progress.stopping.load(Ordering::Relaxed) {
-                return None;
-            }
-            let (event, done) = match look(&state) {
-                Next::Send(name, document) => {
-                    let text = document.to_string();
-                    if last.as_ref() == Some(&text) {
+            // The heartbeat ends when the server stops: so does the stream.
+            beats.changed().await.ok()?;
+            let beat = beats.borrow_and_update().clone();
+            let (event, done) = match look(&state, &beat) {
+                Next::Send { name, document, key } => {
+                    if last.as_ref() == Some(&key) {
                         continue;
                     }
-                    last = Some(text.clone());
-                    (Event::default().event(name).data(text), false)
+                    last = Some(key);
+                    (Event::default().event(name).data(document.to_string()), false)
                 }
+                Next::Nothing => continue,
                 Next::Removed => (Event::default().event("removed").data("{}"), true),
             };
-            return Some((Ok(event), (state, look, interval, last, done, permit)));
+            return Some((Ok(event), (state, look, beats, last, done, permit)));
         }
     });
-    Ok(Sse::new(Box::pin(events) as _).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(sse(events))
 }
 
-/// The overview document.
-fn overview_now(state: &AppState) -> Value {
-    let progress = &state.engine.progress;
-    let watermark = state.engine.watermark();
-    let sources: Vec<Value> = progress
-        .log_lags(&state.wal)
-        .into_iter()
-        .enumerate()
-        .map(|(partition, lag)| json!({"source": "http", "partition": partition, "lag_bytes": lag}))
-        .chain(
-            progress
-                .kafka_lag
-                .lock()
-                .map(|lags| {
-                    lags.iter()
-                        .map(|((topic, partition), lag)| {
-                            json!({"source": "kafka", "topic": topic, "partition": partition, "lag_messages": lag})
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default(),
-        )
-        .collect();
-    let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
-    json!({
-        "time": journeyflow_types::time::now_ms(),
-        "events_in": load(&progress.events_in),
-        "events_processed": load(&progress.events_processed),
-        "rejected": load(&progress.rejected),
-        "late": load(&progress.late),
-        "duplicates": load(&progress.duplicates),
-        "suppressed": load(&progress.suppressed),
-        "dead_letters": load(&progress.dead_letters),
-        "watermark": watermark,
-        "watermark_lag_ms": journeyflow_types::time::now_ms().saturating_sub(watermark),
-        "durable": load(&progress.durable),
-        "sources": sources,
-        "arranged_records": progress.arranged_records.load(Ordering::Relaxed),
-        "user_ids": state.engine.names.read().map_or_else(|e| e.into_inner().len(), |n| n.len()),
-    })
+/// A stream of the tail's records `wanted` accepts; `gone` is asked at each beat whether what
+/// it follows was removed.
+fn tail(
+    state: &AppState,
+    wanted: impl Fn(&Item) -> bool + Send + Sync + 'static,
+    gone: impl Fn(&AppState) -> bool + Send + Sync + 'static,
+) -> Result<Events, Problem> {
+    struct Following<W, G> {
+        state: AppState,
+        reader: broadcast::Receiver<Arc<Item>>,
+        beats: watch::Receiver<Arc<Beat>>,
+        wanted: W,
+        gone: G,
+        done: bool,
+        _permit: OwnedSemaphorePermit,
+    }
+    let start = Following {
+        _permit: state.streams.permit()?,
+        reader: state.engine.tail.subscribe(),
+        beats: state.streams.pulse.beats(),
+        state: state.clone(),
+        wanted,
+        gone,
+        done: false,
+    };
+    let events = stream::unfold(start, |mut f| async move {
+        if f.done {
+            return None;
+        }
+        loop {
+            let event = tokio::select! {
+                beat = f.beats.changed() => {
+                    // The heartbeat ends when the server stops: so does the stream.
+                    beat.ok()?;
+                    if !(f.gone)(&f.state) {
+                        continue;
+                    }
+                    f.done = true;
+                    Event::default().event("removed").data("{}")
+                }
+                item = f.reader.recv() => match item {
+                    Ok(item) if (f.wanted)(&item) => Event::default().event(item.kind.event()).data(item.line.clone()),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => Event::default().event("lagged").data(json!({"missed": missed}).to_string()),
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            return Some((Ok(event), f));
+        }
+    });
+    Ok(sse(events))
 }
 
 /// `GET /v1/streams/overview`: the overview, every second (its `time` moves).
 #[utoipa::path(get, path = "/v1/streams/overview", tag = "streams",
-    responses((status = 200, description = "Server-Sent Events: `overview` events, each a JSON document: `time`, `events_in` (accepted by this process's ingest), `events_processed`, `rejected`, `late`, `duplicates`, `suppressed`, `dead_letters`, `watermark`, `watermark_lag_ms`, `durable`, `sources` (`{source: http, partition, lag_bytes}` or `{source: kafka, topic, partition, lag_messages}`), `arranged_records`, `user_ids`", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "Server-Sent Events: `overview` events, each a JSON document, summed over a cluster's processes: `time`, `events_in` (accepted by the ingest), `events_processed`, `rejected`, `late`, `duplicates`, `suppressed`, `dead_letters`, `watermark`, `watermark_lag_ms`, `durable`, `sources` (`{process, source: http, partition, lag_bytes}` or `{process, source: kafka, topic, partition, lag_messages}`), `arranged_records`, `user_ids`, `segments`, `journeys`, `processes`", content_type = "text/event-stream", body = String),
         crate::problem::ControlAnswers))]
 pub async fn overview(State(state): State<AppState>) -> Result<Events, Problem> {
-    follow(&state, |state| Next::Send("overview", overview_now(state)))
+    follow(&state, |_, beat| Next::Send { name: "overview", document: beat.overview.clone(), key: json!(beat.time) })
+}
+
+/// `GET /v1/streams/segments`: every installed segment's size whenever one changes.
+#[utoipa::path(get, path = "/v1/streams/segments", tag = "streams",
+    responses((status = 200, description = "Server-Sent Events: `sizes` events (`{\"sizes\": {segment id: members}, \"watermark\"}`) whenever a size changes or a segment comes or goes", content_type = "text/event-stream", body = String),
+        crate::problem::ControlAnswers))]
+pub async fn segments(State(state): State<AppState>) -> Result<Events, Problem> {
+    follow(&state, |_, beat| Next::Send {
+        name: "sizes",
+        document: json!({"sizes": beat.sizes, "watermark": beat.watermark}),
+        key: json!(beat.sizes),
+    })
 }
 
 /// `GET /v1/segments/{id}/stream`: the segment's size whenever it changes.
@@ -138,14 +165,34 @@ pub async fn segment(State(state): State<AppState>, Path(id): Path<String>) -> R
     if !state.engine.catalog.get().segments.contains_key(&id) {
         return Err(Problem::not_found(format!("no segment {id:?}")));
     }
-    follow(&state, move |state| {
+    follow(&state, move |state, beat| {
         if !state.engine.catalog.get().segments.contains_key(&id) {
             return Next::Removed;
         }
-        let sizes = state.engine.progress.segment_sizes.lock();
-        let size = sizes.map(|s| s.get(&id).copied().unwrap_or(0)).unwrap_or(0);
-        Next::Send("size", json!({"segment": id, "size": size, "watermark": state.engine.watermark()}))
+        // The heartbeat may not have seen a segment just installed.
+        let Some(size) = beat.sizes.get(&id) else { return Next::Nothing };
+        Next::Send {
+            name: "size",
+            document: json!({"segment": id, "size": size, "watermark": beat.watermark}),
+            key: json!(size),
+        }
     })
+}
+
+/// `GET /v1/segments/{id}/changes`: the segment's changes as they are written.
+#[utoipa::path(get, path = "/v1/segments/{id}/changes", tag = "streams", params(("id" = String, Path, description = "segment id")),
+    responses((status = 200, description = "Server-Sent Events: `change` events, each a record of the `segment_changes` output (`{\"id\", \"segment\", \"user_id\", \"change\", \"time\", \"reason\"?}`) as it is written; a view for people, not a delivery (use the outputs for that): `lagged` (`{\"missed\"}`) when a slow reader missed records, and in a cluster the other processes forward at most 50 records a second per worker. `removed` once the segment is, and the stream ends", content_type = "text/event-stream", body = String),
+        crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn segment_changes(State(state): State<AppState>, Path(id): Path<String>) -> Result<Events, Problem> {
+    if !state.engine.catalog.get().segments.contains_key(&id) {
+        return Err(Problem::not_found(format!("no segment {id:?}")));
+    }
+    let topic = id.clone();
+    tail(
+        &state,
+        move |item| item.kind == Kind::Change && item.topic == topic,
+        move |state| !state.engine.catalog.get().segments.contains_key(&id),
+    )
 }
 
 /// `GET /v1/journeys/{id}/stream`: the journey's report (as `/stats` answers it) whenever it
@@ -157,8 +204,61 @@ pub async fn journey(State(state): State<AppState>, Path(id): Path<String>) -> R
     if !state.engine.catalog.get().journeys.contains_key(&id) {
         return Err(Problem::not_found(format!("no journey {id:?}")));
     }
-    follow(&state, move |state| match state.engine.catalog.get().journeys.contains_key(&id) {
-        true => Next::Send("stats", crate::journeys::report(state, &id)),
+    follow(&state, move |state, _| match state.engine.catalog.get().journeys.contains_key(&id) {
+        true => {
+            let report = crate::journeys::report(state, &id);
+            Next::Send { name: "stats", key: report.clone(), document: report }
+        }
         false => Next::Removed,
     })
+}
+
+/// `GET /v1/journeys/{id}/transitions`: the journey's transitions and actions as they are
+/// written.
+#[utoipa::path(get, path = "/v1/journeys/{id}/transitions", tag = "streams", params(("id" = String, Path, description = "journey id")),
+    responses((status = 200, description = "Server-Sent Events: `transition` events (records of the `journey_transitions` output) and `action` events (of `journey_actions`) as they are written; a view for people, not a delivery: `lagged` (`{\"missed\"}`) when a slow reader missed records, and in a cluster the other processes forward at most 50 records a second per worker. `removed` once the journey is, and the stream ends", content_type = "text/event-stream", body = String),
+        crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn journey_transitions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Events, Problem> {
+    if !state.engine.catalog.get().journeys.contains_key(&id) {
+        return Err(Problem::not_found(format!("no journey {id:?}")));
+    }
+    let topic = id.clone();
+    tail(
+        &state,
+        move |item| matches!(item.kind, Kind::Transition | Kind::Action) && item.topic == topic,
+        move |state| !state.engine.catalog.get().journeys.contains_key(&id),
+    )
+}
+
+/// `GET /v1/streams/dead-letters`: input records that were not events, as they are written.
+#[utoipa::path(get, path = "/v1/streams/dead-letters", tag = "streams",
+    responses((status = 200, description = "Server-Sent Events: `dead_letter` events (`{\"source\", \"offset\", \"error\", \"bytes\", \"line\"}`, the line's first KiB) as they are written to the dead-letter output; a view, not a delivery: `lagged` (`{\"missed\"}`) when a slow reader missed records; in a cluster the other processes forward at most 50 records a second per worker", content_type = "text/event-stream", body = String),
+        crate::problem::ControlAnswers))]
+pub async fn dead_letters(State(state): State<AppState>) -> Result<Events, Problem> {
+    tail(&state, |item| item.kind == Kind::DeadLetter, |_| false)
+}
+
+/// The query of `GET /v1/segment-sizes`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct SizesQuery {
+    /// Hours back (at most 6; default 6).
+    pub hours: Option<u64>,
+    /// Only this segment.
+    pub segment: Option<String>,
+}
+
+/// `GET /v1/segment-sizes`: each segment's size over the last hours, as this server sampled
+/// it (kept in memory: a restart starts afresh).
+#[utoipa::path(get, path = "/v1/segment-sizes", tag = "segments", params(SizesQuery),
+    responses((status = 200, description = "`{\"from\", \"sizes\": {segment id: [[wall time ms, members], ...]}}`: a point when the size changed (ten seconds apart at least) and one a minute when it did not; the latest size closes each series", body = serde_json::Value),
+        (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), crate::problem::ControlAnswers))]
+pub async fn sizes(State(state): State<AppState>, Query(query): Query<SizesQuery>) -> Result<Json<Value>, Problem> {
+    let hours = query.hours.unwrap_or(6);
+    if hours == 0 || hours > 6 {
+        return Err(Problem::bad_request("hours must be between 1 and 6"));
+    }
+    let from = journeyflow_types::time::now_ms().saturating_sub(hours * 3600 * 1000);
+    let only = query.segment;
+    let sizes = state.streams.pulse.sizes_since(from, |id| only.as_deref().is_none_or(|o| o == id));
+    Ok(Json(json!({"from": from, "sizes": sizes})))
 }

@@ -70,8 +70,18 @@ enum Line {
     /// One user's state under their key (as hex); `user_id` where known (the deletion scrub
     /// finds the line by it).
     User { journey: String, user: String, user_id: Option<String>, time: Time, state: UserState },
-    /// One of the API's latest journey records (a transition or an action line as written).
-    Record { journey: String, user_id: String, time: Time, line: String },
+    /// One of the API's latest journey records (a transition or an action line as written),
+    /// of the user with key `user` (as hex; snapshots before it named the user by `user_id`
+    /// alone, which is kept where known, for the deletion scrub).
+    Record {
+        journey: String,
+        #[serde(default)]
+        user: Option<String>,
+        #[serde(default)]
+        user_id: Option<String>,
+        time: Time,
+        line: String,
+    },
 }
 
 /// The directory of the snapshot as of `time`.
@@ -80,7 +90,7 @@ pub fn dir(root: &Path, time: Time) -> PathBuf {
 }
 
 /// Writes worker `local`'s states as of `time` (user ids from `names`) and, when given, the
-/// API's journey records `(journey, user id, time, line)` through `time`; returns the file's
+/// API's journey records `(journey, user, time, line)` through `time`; returns the file's
 /// name relative to `root`.
 pub fn write(
     root: &Path,
@@ -88,7 +98,7 @@ pub fn write(
     local: usize,
     journeys: &[JourneyState],
     names: &KeyMap<Arc<str>>,
-    records: &[(String, String, Time, String)],
+    records: &[(String, Key, Time, String)],
 ) -> anyhow::Result<String> {
     let mut out = arrow::array::StringBuilder::new();
     let mut text = Vec::new();
@@ -107,8 +117,10 @@ pub fn write(
             line(&Line::User { journey: j.id.clone(), user: key, user_id, time, state: state.clone() })?;
         }
     }
-    for (journey, user_id, at, text) in records.iter().filter(|r| r.2 <= time) {
-        line(&Line::Record { journey: journey.clone(), user_id: user_id.clone(), time: *at, line: text.clone() })?;
+    for (journey, user, at, text) in records.iter().filter(|r| r.2 <= time) {
+        let (journey, line_text, time) = (journey.clone(), text.clone(), *at);
+        let user_id = names.get(user).map(|n| n.to_string());
+        line(&Line::Record { journey, user: Some(user.to_string()), user_id, time, line: line_text })?;
     }
     let dir = dir(root, time);
     std::fs::create_dir_all(&dir)?;
@@ -141,8 +153,8 @@ pub struct Restore {
     pub journeys: BTreeMap<String, Restored>,
     /// User ids by key, of the users this worker enters.
     pub names: Vec<(Key, Arc<str>)>,
-    /// The API's journey records `(journey, user id, line)` (for the process's first worker).
-    pub records: Vec<(String, String, String)>,
+    /// The API's journey records `(journey, user, line)` (for the process's first worker).
+    pub records: Vec<(String, Key, String)>,
 }
 
 impl Restore {
@@ -216,8 +228,12 @@ pub fn read(root: &Path, at: &SnapshotRef, local: usize, locals: usize) -> anyho
                         }
                     }
                 }
-                Line::Record { journey, user_id, line, .. } if local == 0 => {
-                    restore.records.push((journey, user_id, line))
+                Line::Record { journey, user, user_id, line, .. } if local == 0 => {
+                    let key = user.as_deref().and_then(Key::parse).or(user_id.as_deref().map(Key::of));
+                    let key = key.ok_or_else(|| {
+                        anyhow::anyhow!("journey snapshot {}: line {}: a record of no user", path.display(), i + 1)
+                    })?;
+                    restore.records.push((journey, key, line))
                 }
                 Line::Record { .. } => {}
             }
@@ -269,8 +285,8 @@ mod tests {
         };
         let names: KeyMap<Arc<str>> = [(Key(1), Arc::from("u1"))].into_iter().collect();
         let records = vec![
-            ("j".to_string(), "u1".to_string(), 4, "{\"time\":4}".to_string()),
-            ("j".to_string(), "u1".to_string(), 11, "{\"time\":11}".to_string()),
+            ("j".to_string(), Key(1), 4, "{\"time\":4}".to_string()),
+            ("j".to_string(), Key(1), 11, "{\"time\":11}".to_string()),
         ];
         let file = write(scratch.path(), 10, 0, std::slice::from_ref(&j), &names, &records).unwrap();
         let at = SnapshotRef { time: 10, files: vec![file], journeys: vec!["j".into()] };
@@ -281,7 +297,7 @@ mod tests {
         assert_eq!(all, users);
         assert_eq!((a.journeys["j"].version, a.journeys["j"].status), (2, Some(Status::Paused)));
         assert_eq!(a.journeys["j"].counts[&Stat::Entered] + b.journeys["j"].counts.len() as isize, 5);
-        assert_eq!(a.records, vec![("j".to_string(), "u1".to_string(), "{\"time\":4}".to_string())]);
+        assert_eq!(a.records, vec![("j".to_string(), Key(1), "{\"time\":4}".to_string())]);
         assert!(b.records.is_empty());
         let mut restore = a;
         assert!(restore.take("j", 1).is_none() && restore.take("j", 2).is_some());
@@ -301,9 +317,11 @@ mod tests {
             users: vec![(ann, state.clone()), (bob, state)],
             counts: BTreeMap::new(),
         };
-        // Ann's id is not known here: her line is found by key.
+        // Ann's id is not known here (her record names her by key): her lines are found by key.
         let names: KeyMap<Arc<str>> = [(bob, Arc::from("bob"))].into_iter().collect();
-        let records = vec![("j".to_string(), "ann".to_string(), 4, "{\"user_id\":\"ann\",\"time\":4}".to_string())];
+        let hex = ann.to_string();
+        let line = format!("{{\"user_id\":\"{hex}\",\"time\":4}}");
+        let records = vec![("j".to_string(), ann, 4, line)];
         let file = write(scratch.path(), 10, 0, std::slice::from_ref(&j), &names, &records).unwrap();
         let path = scratch.path().join(&file);
         let deleted: KeyMap<Time> = [(ann, 20)].into_iter().collect();

@@ -25,7 +25,7 @@ use crate::journey_snapshot::{SnapshotRef, Taken};
 use crate::kafka_input::Origins;
 use crate::programs::{Programs, Sequenced};
 use crate::sequencer::{Sequence, Sequencer, Waiting};
-use crate::sinks::{KafkaOutputs, Sinks};
+use crate::sinks::{KafkaOutputs, Sinks, TailOut};
 use journeyflow_connectors::kafka::Sink;
 use journeyflow_control_api::catalog::{Change, Lifecycle};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
@@ -47,6 +47,8 @@ pub type Counters = BTreeMap<(u32, Stat), isize>;
 
 /// How often a worker syncs its files and publishes how far its outputs are written.
 const SYNC_EVERY: Duration = Duration::from_millis(200);
+/// How often a cluster's other processes send process 0 their counts.
+const TALLY_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a round may step the programs after advancing before it reads input again.
 const CATCH_UP: Duration = Duration::from_millis(2);
@@ -200,7 +202,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         // The records of this process's users through the snapshot's time: kept here, and
         // (from another process) sent to process 0, which serves them.
         for (journey, user, line) in std::mem::take(&mut restore.records) {
-            remember(shared, journey.clone(), user.clone(), &line)?;
+            remember(shared, &journey, user, &line)?;
             if shared.cluster.process != 0 {
                 gossip.history(journey, user, line);
             }
@@ -219,6 +221,10 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let archives = shared.archive.as_ref().map(|(dir, every)| Archives::new(dir, index, peers, *every));
     let mut sinks =
         Sinks::open(&shared.out_dir, index, shared.output_segment_bytes, kafka_out, archives, shared.skip_before)?;
+    sinks.tail_to(match shared.cluster.process {
+        0 => TailOut::Local(shared.handle.tail.clone()),
+        _ => TailOut::Forward { allowance: Default::default(), pending: Vec::new() },
+    });
     shared.actions_synced[local].store(sinks.actions_written(), Ordering::Release);
     if let (Some(manifest), Some((root, _))) = (restored, &shared.checkpoints) {
         let n = restore(manifest, root, local, locals, &mut programs, &mut sinks, &mut names)?;
@@ -233,6 +239,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut plans: BTreeMap<String, Versions> = BTreeMap::new();
     let mut counted: (u64, u64, u64) = (0, 0, 0);
     let mut synced = Instant::now();
+    let mut tallied = Instant::now();
     let mut draining = false;
     let mut held = Held::default();
     let mut outbox = Vec::new();
@@ -311,15 +318,22 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             if restored_through.is_some_and(|s| time <= s) {
                 continue;
             }
+            remember(shared, &journey, user, &line)?;
             if shared.cluster.process != 0 {
-                gossip.history(journey.clone(), user.clone(), line.clone());
+                gossip.history(journey, user, line);
             }
-            remember(shared, journey, user, &line)?;
         }
         if let Err(e) = sinks.flush() {
             complain.warn(format_args!("worker {index}: outputs wait for the disk: {e}"));
         }
         shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
+        if shared.cluster.process != 0 {
+            gossip.tail(sinks.forwarded());
+            if local == 0 && tallied.elapsed() >= TALLY_EVERY {
+                gossip.tally(shared.cluster.process, tally(shared));
+                tallied = Instant::now();
+            }
+        }
         gossip.status(gossip::Status {
             worker: index,
             watermark: programs.watermark(),
@@ -458,7 +472,7 @@ fn write_outputs(
     sinks: &mut Sinks,
     names: &Names,
     held: &mut Held,
-    history: &mut Vec<(Time, String, String, String)>,
+    history: &mut Vec<(Time, String, Key, String)>,
 ) -> anyhow::Result<crate::cluster::gossip::JourneyCounts> {
     let complete = names.complete();
     let registry = names.registry().read().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -519,12 +533,12 @@ fn write_outputs(
                 JourneyOutput::Transition(t) => {
                     let line = TransitionLine::new(t, &versions[&t.version], name_of(&registry, &t.user));
                     sinks.transition(&line)?;
-                    history.push((t.time, id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
+                    history.push((t.time, id.clone(), t.user, serde_json::to_string(&line)?));
                 }
                 JourneyOutput::Action(a) => {
                     let line = ActionLine::new(a, &versions[&a.version], a.user, name_of(&registry, &a.user));
                     sinks.action(&line)?;
-                    history.push((a.time, id.clone(), line.user_id.to_string(), serde_json::to_string(&line)?));
+                    history.push((a.time, id.clone(), a.user, serde_json::to_string(&line)?));
                 }
             }
         }
@@ -542,7 +556,7 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
     for message in gossip.take() {
         match message {
             Message::Answer(ticket, answer) => reply(shared, ticket, answer),
-            Message::History(journey, user, line) => remember(shared, journey, user, &line)?,
+            Message::History(journey, user, line) => remember(shared, &journey, user, &line)?,
             Message::Status(status) if first => {
                 let w = status.worker;
                 shared.watermarks[w].fetch_max(status.watermark, Ordering::Relaxed);
@@ -563,14 +577,18 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
                 }
             }
             Message::Status(_) => {}
+            Message::Tally(process, tally) => {
+                lock(&shared.handle.progress.peer_tallies).insert(process, tally);
+            }
+            Message::Tail(item) => shared.handle.tail.send(item),
         }
     }
     Ok(counted)
 }
 
 /// Keeps a transition line among its user's latest in the journey (at most `HISTORY`).
-fn remember(shared: &Shared, journey: String, user: String, line: &str) -> anyhow::Result<()> {
-    Ok(lock(&shared.handle.histories).remember(&journey, &user, line)?)
+fn remember(shared: &Shared, journey: &str, user: Key, line: &str) -> anyhow::Result<()> {
+    Ok(lock(&shared.handle.histories).remember(journey, user, line)?)
 }
 
 /// Publishes each journey's report: every worker's share summed, once all count for the
@@ -593,6 +611,18 @@ fn publish_reports(shared: &Shared, plans: &BTreeMap<String, Versions>) -> anyho
         }
     }
     Ok(())
+}
+
+/// This process's counts, for process 0's overview.
+fn tally(shared: &Shared) -> journeyflow_control_api::tally::Tally {
+    let progress = &shared.handle.progress;
+    let log_lags = {
+        let read = lock(&progress.log_read);
+        let committed = shared.wal_committed.iter().map(|c| c.load(Ordering::Acquire));
+        committed.enumerate().map(|(p, c)| c.saturating_sub(read.get(&p).copied().unwrap_or(0))).collect()
+    };
+    let user_ids = shared.handle.names.read().map_or_else(|e| e.into_inner().len(), |n| n.len());
+    journeyflow_control_api::tally::Tally::of(progress, log_lags, shared.cluster.process, user_ids)
 }
 
 fn name_of(registry: &journeyflow_control_api::user_names::UserNames, user: &Key) -> Arc<str> {
@@ -773,7 +803,7 @@ pub fn forget_deleted(shared: &Shared, erasures: &[crate::scrub::Erasure]) {
     if gone.is_empty() {
         return;
     }
-    lock(&shared.handle.histories).forget_users(|id| gone.contains_key(&Key::of(id)));
+    lock(&shared.handle.histories).forget_users(|user| gone.contains_key(&user));
     let mut names = shared.handle.names.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     for (user, _) in erasures {
         names.forget_deleted(user);
@@ -835,9 +865,9 @@ pub struct Checkpointer {
     /// When the journey snapshot asked for (on process 0) and not written or given up yet was
     /// asked for.
     snapshot_pending: Option<Instant>,
-    /// Journey snapshots every local worker took, waiting for their outputs to be durable,
-    /// oldest first.
-    taken: Vec<(Time, Vec<(usize, Taken)>)>,
+    /// The journey snapshot every local worker took, waiting for its outputs to be durable
+    /// (one at most).
+    taken: Option<(Time, Vec<(usize, Taken)>)>,
     /// Journey snapshots written and not in a manifest yet, oldest first.
     snapshots: Vec<SnapshotRef>,
 }
@@ -855,7 +885,7 @@ impl Checkpointer {
             asked: None,
             retry_at: None,
             snapshot_pending: None,
-            taken: Vec::new(),
+            taken: None,
             snapshots: Vec::new(),
         }
     }
@@ -881,12 +911,17 @@ impl Checkpointer {
                     tracing::info!("journey snapshot as of {time} given up: a journey went first");
                     continue;
                 }
-                self.taken.push((time, these));
+                // One waits at most (each holds every journey's users): while outputs are slow
+                // to be durable, newer ones are let go, and the one waiting is written first.
+                if self.taken.is_some() {
+                    tracing::debug!("journey snapshot as of {time} let go: an older one waits for its outputs");
+                    continue;
+                }
+                self.taken = Some((time, these));
             }
         }
         let durable = shared.durable.load(Ordering::Relaxed);
-        let ready = self.taken.partition_point(|(time, _)| *time < durable);
-        for (time, parts) in self.taken.drain(..ready).collect::<Vec<_>>() {
+        if let Some((time, parts)) = self.taken.take_if(|(time, _)| *time < durable) {
             match self.write_snapshot(shared, time, parts) {
                 Ok(written) => self.snapshots.push(written),
                 Err(e) => tracing::warn!("journey snapshot as of {time} is not written: {e:#}"),
@@ -912,12 +947,12 @@ impl Checkpointer {
         // Each process's snapshot holds its own users' records (process 0 keeps everyone's):
         // a restart restores them where the users' journeys restart from the same time.
         let mut records = lock(&shared.handle.histories).records();
-        records.retain(|(_, user, _, _)| shared.cluster.owns(Key::of(user)));
+        records.retain(|(_, user, _, _)| shared.cluster.owns(*user));
         let mut written = SnapshotRef { time, files: Vec::new(), journeys: Vec::new() };
         for (local, taken) in parts {
             let journeys = taken.journeys.unwrap_or_default();
             written.journeys.extend(journeys.iter().map(|j| j.id.clone()));
-            let records: &[(String, String, Time, String)] = if local == 0 { &records } else { &[] };
+            let records: &[(String, Key, Time, String)] = if local == 0 { &records } else { &[] };
             written.files.push(crate::journey_snapshot::write(&self.root, time, local, &journeys, &names, records)?);
         }
         written.journeys.sort();
@@ -957,7 +992,7 @@ impl Checkpointer {
     /// a few seconds later with the same parts: checkpointing goes on once it can.
     ///
     /// With each checkpoint asked for, process 0 asks for a journey snapshot (unless one is
-    /// still being taken); a manifest names the latest snapshot written whose time is before
+    /// still being taken or waits to be written); a manifest names the latest snapshot written whose time is before
     /// every part's watermark (every event read past the positions entered after it).
     pub fn step(&mut self, shared: &Shared) {
         self.write_snapshots(shared);
@@ -966,7 +1001,8 @@ impl Checkpointer {
             None if self.last.elapsed() >= self.every => {
                 // One that has not come in ten intervals (a minute at least) is asked again.
                 let patience = (self.every * 10).max(Duration::from_secs(60));
-                if shared.cluster.process == 0 && self.snapshot_pending.is_none_or(|at| at.elapsed() > patience) {
+                let idle = self.taken.is_none() && self.snapshot_pending.is_none_or(|at| at.elapsed() > patience);
+                if shared.cluster.process == 0 && idle {
                     shared.snapshot_request.fetch_add(1, Ordering::Relaxed);
                     self.snapshot_pending = Some(Instant::now());
                 }

@@ -12,6 +12,7 @@ use crate::segment_output::ChangeLine;
 use journeyflow_connectors::files::sync_dir;
 use journeyflow_connectors::kafka::Sink;
 use journeyflow_connectors::ndjson::Rolling;
+use journeyflow_control_api::tail::{Allowance, Item, Kind, Tail};
 use journeyflow_operators::Time;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,20 @@ pub struct KafkaOutputs {
     pub actions: String,
 }
 
+/// Where a worker's records go for the live streams: into its process's tail (process 0,
+/// while a stream reads it), or, a few a second, to be forwarded to process 0's.
+pub enum TailOut {
+    /// Process 0's tail.
+    Local(Tail),
+    /// Records to forward, as the allowance lets them go.
+    Forward {
+        /// How many may still go this second.
+        allowance: Allowance,
+        /// Those to forward at the worker's next step.
+        pending: Vec<Item>,
+    },
+}
+
 /// One worker's sinks.
 pub struct Sinks {
     changes: Rolling,
@@ -57,6 +72,7 @@ pub struct Sinks {
     skip_before: Time,
     ids: Ids,
     line: Vec<u8>,
+    tail: Option<TailOut>,
 }
 
 impl Sinks {
@@ -86,7 +102,40 @@ impl Sinks {
             skip_before,
             ids: Ids::default(),
             line: Vec::new(),
+            tail: None,
         })
+    }
+
+    /// Sends the records written from now on to the live streams through `out` too.
+    pub fn tail_to(&mut self, out: TailOut) {
+        self.tail = Some(out);
+    }
+
+    /// The records to forward to process 0's tail (see [`TailOut::Forward`]).
+    pub fn forwarded(&mut self) -> Vec<Item> {
+        match &mut self.tail {
+            Some(TailOut::Forward { pending, .. }) => std::mem::take(pending),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The record just written (in `line`) for the live streams, if they take it.
+    fn tail_record(&mut self, kind: Kind, topic: &str) {
+        let wanted = match &mut self.tail {
+            None => false,
+            Some(TailOut::Local(tail)) => tail.wanted(),
+            Some(TailOut::Forward { allowance, .. }) => allowance.take(journeyflow_types::time::now_ms()),
+        };
+        if !wanted {
+            return;
+        }
+        let line = String::from_utf8_lossy(self.line.strip_suffix(b"\n").unwrap_or(&self.line)).into_owned();
+        let item = Item { kind, topic: topic.to_string(), line };
+        match &mut self.tail {
+            Some(TailOut::Local(tail)) => tail.send(item),
+            Some(TailOut::Forward { pending, .. }) => pending.push(item),
+            None => {}
+        }
     }
 
     /// Starts a batch: records equal in every field are numbered within it.
@@ -108,6 +157,7 @@ impl Sinks {
         if time >= self.skip_before {
             let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.changes.as_str()));
             write(&mut self.line, &mut self.changes, &record, kafka, user_id)?;
+            self.tail_record(Kind::Change, segment);
             self.archive("segment_changes", time);
         }
         Ok(())
@@ -119,6 +169,7 @@ impl Sinks {
         if line.time >= self.skip_before {
             let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.transitions.as_str()));
             write(&mut self.line, &mut self.transitions, &record, kafka, &line.user_id)?;
+            self.tail_record(Kind::Transition, &line.journey);
             self.archive("journey_transitions", line.time);
         }
         Ok(())
@@ -132,6 +183,7 @@ impl Sinks {
         }
         let kafka = self.kafka.as_ref().map(|k| (&*k.sink, k.actions.as_str()));
         write(&mut self.line, &mut self.actions, &record, kafka, &line.user_id)?;
+        self.tail_record(Kind::Action, &line.journey);
         self.archive("journey_actions", line.time);
         Ok(())
     }
@@ -142,9 +194,11 @@ impl Sinks {
         let kept = &record[..record.len().min(1024)];
         let line = serde_json::json!({"source": source, "offset": offset, "error": error,
             "bytes": record.len(), "line": String::from_utf8_lossy(kept)});
-        let mut bytes = serde_json::to_vec(&line)?;
-        bytes.push(b'\n');
-        self.dead_letters.push(&bytes);
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &line)?;
+        self.line.push(b'\n');
+        self.dead_letters.push(&self.line);
+        self.tail_record(Kind::DeadLetter, source);
         Ok(())
     }
 

@@ -137,20 +137,7 @@ fn start_cluster(dir: &Path, processes: usize, extra: &[&str]) -> Vec<Server> {
 }
 
 fn members(client: &Client, server: &Server, id: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = server.url(&format!("/v1/segments/{id}/members?limit=1000"));
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let page: J = client.get(url).send().unwrap().error_for_status().unwrap().json().unwrap();
-        out.extend(page["members"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap().to_string()));
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return out,
-        }
-    }
+    common::server::members(client, server, id, 1000, None).1
 }
 
 /// The events every process's ingest log accepted, as one file.
@@ -220,6 +207,18 @@ fn two_processes_take_events_on_both_and_answer_for_the_cluster_like_replay() {
         }
     }
     assert_histories(&client, &servers[0], &scratch.path().join("replay"), expected.as_of);
+    // Process 0's live overview and segment sizes are the cluster's: both processes' counts.
+    let taken: u64 = std::fs::read_to_string(&events).unwrap().lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    let mut overview = common::sse::Events::open(&client, &servers[0].url("/v1/streams/overview"), None);
+    overview.until("overview", |o| o["events_in"] == taken && o["events_processed"] == taken && o["processes"] == 2);
+    // The sizes a member listing has (each listed when a sizes event came: time may move them).
+    let mut sizes = common::sse::Events::open(&client, &servers[0].url("/v1/streams/segments"), None);
+    sizes.until("sizes", |d| {
+        let sized = d["sizes"].as_object().unwrap();
+        sized.values().any(|n| n.as_u64() > Some(0))
+            && sized.iter().all(|(id, n)| n.as_u64() == Some(members(&client, &servers[0], id).len() as u64))
+    });
+    drop((overview, sizes));
     // Stopping one process stops the cluster cleanly.
     let mut servers = servers.into_iter();
     let (first, second) = (servers.next().unwrap(), servers.next().unwrap());
@@ -321,7 +320,9 @@ fn a_killed_process_takes_the_cluster_down_and_the_restarted_cluster_loses_nothi
     // times is then restored by one process and made again by none, or by both.
     let named = |id: usize| named_snapshot(&scratch.path().join(format!("data-{id}")));
     let apart = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < apart && !matches!((named(0), named(1)), (Some(a), Some(b)) if a != b) {
+    // Not past half of the events either: the kill must come before everything is read.
+    let early = |servers: &[Server]| read(servers).iter().sum::<u64>() < n / 2;
+    while Instant::now() < apart && early(&servers) && !matches!((named(0), named(1)), (Some(a), Some(b)) if a != b) {
         std::thread::sleep(Duration::from_millis(1));
     }
     eprintln!("killed with snapshots {:?} and {:?} named", named(0), named(1));

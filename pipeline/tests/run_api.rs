@@ -39,25 +39,7 @@ fn events(seed: u64, n: u64) -> Vec<J> {
 }
 
 fn members(client: &Client, server: &Server, id: &str) -> (u64, BTreeSet<String>) {
-    let mut out = BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    let mut as_of = None;
-    loop {
-        let mut url = server.url(&format!("/v1/segments/{id}/members?limit=5"));
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let page: J = client.get(url).send().unwrap().error_for_status().unwrap().json().unwrap();
-        let t = page["as_of"].as_u64().unwrap();
-        // Every page of one listing is the same answer.
-        assert!(as_of.is_none_or(|a| a == t), "pages of one listing as of {as_of:?} and {t}");
-        as_of = Some(t);
-        out.extend(page["members"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap().to_string()));
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return (as_of.unwrap(), out),
-        }
-    }
+    common::server::members(client, server, id, 5, None)
 }
 
 const SEGMENTS: [&str; 3] = [

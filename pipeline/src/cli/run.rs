@@ -394,7 +394,10 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     let guards = timely::execute(cluster.timely(), move |worker| {
         let mut exit = ExitNotice { index: worker.index(), why: "panicked".into(), tx: exited_tx.clone() };
         let progress = &worker_shared.handle.progress;
-        crate::arrangement_sizes::count(worker, progress.arranged_records.clone(), progress.batched_records.clone());
+        if !crate::arrangement_sizes::count(worker, progress.arranged_records.clone(), progress.batched_records.clone())
+        {
+            tracing::warn!("worker {}: no logging registry: arranged records are not counted", worker.index());
+        }
         let result = run_worker(worker, &worker_shared).map_err(|e| format!("{e:#}"));
         exit.why = match &result {
             Ok(()) => "stopped".into(),
@@ -480,6 +483,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async {
+        let pulse = journeyflow_control_api::pulse::Pulse::start(handle.clone(), wal.clone());
         let state = AppState {
             engine: handle.clone(),
             wal,
@@ -487,7 +491,7 @@ pub fn execute(args: &RunArgs) -> anyhow::Result<()> {
             answers: Arc::default(),
             metrics: Some(journeyflow_control_api::metrics::install()?),
             auth: Arc::new(Auth { api_token: args.api_token.clone(), write_keys: args.write_keys.clone() }),
-            streams: Arc::new(journeyflow_control_api::streams::Streams::new(args.http.max_streams)),
+            streams: Arc::new(journeyflow_control_api::streams::Streams::new(args.http.max_streams, pulse)),
         };
         if leader {
             let changes = start_changes(args, &catalog, legacy)?;
@@ -610,7 +614,6 @@ fn exit_error(index: usize, why: &str, distributed: bool) -> String {
     }
 }
 
-/// Resolves once the workers are asked to stop (by another process of the cluster).
 /// Tells the live streams that the server is stopping, once dropped.
 struct Closing(Arc<journeyflow_control_api::handle::Progress>);
 
@@ -620,6 +623,7 @@ impl Drop for Closing {
     }
 }
 
+/// Resolves once the workers are asked to stop (by another process of the cluster).
 async fn stop_requested(shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -52,8 +52,12 @@ pub enum Message {
     Status(Status),
     /// An answer to the request with this ticket.
     Answer(u64, Answer),
-    /// A transition line `(journey, user id, line)` for process 0's per-user history.
-    History(String, String, String),
+    /// A journey record `(journey, user, line)` for process 0's per-user history.
+    History(String, journeyflow_types::Key, String),
+    /// A process's counts, for process 0's overview.
+    Tally(usize, journeyflow_control_api::tally::Tally),
+    /// An output record for process 0's live tail.
+    Tail(journeyflow_control_api::tail::Item),
 }
 
 /// One worker's end of the gossip dataflow.
@@ -103,10 +107,24 @@ impl Gossip {
         self.sent = true;
     }
 
-    /// Sends a transition line to worker 0, which keeps each user's latest.
-    pub fn history(&mut self, journey: String, user: String, line: String) {
+    /// Sends a journey record to worker 0, which keeps each user's latest.
+    pub fn history(&mut self, journey: String, user: journeyflow_types::Key, line: String) {
         self.input.send((0, Message::History(journey, user, line)));
         self.sent = true;
+    }
+
+    /// Sends process `process`'s counts to worker 0.
+    pub fn tally(&mut self, process: usize, tally: journeyflow_control_api::tally::Tally) {
+        self.input.send((0, Message::Tally(process, tally)));
+        self.sent = true;
+    }
+
+    /// Sends output records to worker 0, for its process's live tail.
+    pub fn tail(&mut self, items: impl IntoIterator<Item = journeyflow_control_api::tail::Item>) {
+        for item in items {
+            self.input.send((0, Message::Tail(item)));
+            self.sent = true;
+        }
     }
 
     /// Pushes out what was sent, and hands over what arrived since the last call.

@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod outputs;
 pub mod reference;
 pub mod server;
+pub mod sse;
 pub mod webhook;
 
 use journeyflow::admission::{IngestConfig, LatePolicy};

@@ -159,3 +159,65 @@ pub fn output_lines(dir: &std::path::Path, kind: &str) -> Vec<J> {
     }
     out
 }
+
+/// Every member of segment `id` through the paged listing (`limit` a page, with `token` if
+/// given), checking that every page is of one answer: `(as_of, user ids)`.
+pub fn members(
+    client: &reqwest::blocking::Client,
+    server: &Server,
+    id: &str,
+    limit: usize,
+    token: Option<&str>,
+) -> (u64, std::collections::BTreeSet<String>) {
+    let mut out = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut as_of = None;
+    loop {
+        let mut url = server.url(&format!("/v1/segments/{id}/members?limit={limit}"));
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let mut request = client.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let page: J = request.send().unwrap().error_for_status().unwrap().json().unwrap();
+        let t = page["as_of"].as_u64().unwrap();
+        assert!(as_of.is_none_or(|a| a == t), "pages of one listing as of {as_of:?} and {t}");
+        as_of = Some(t);
+        out.extend(page["members"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return (t, out),
+        }
+    }
+}
+
+/// A server with the bundled sample's segments and journeys, the API token `token`, the write
+/// key `wk`, and the flags `extra`, on `workers` workers, its data in `data`.
+pub fn sample_server(workers: usize, data: &std::path::Path, token: &str, extra: &[&str]) -> Server {
+    let sample = super::repo("datasets/sample");
+    let (segments, journeys) = (sample.join("segments.json"), sample.join("journeys.json"));
+    let mut flags = vec!["--api-token", token, "--write-key", "wk"];
+    flags.extend(["--segments", segments.to_str().unwrap(), "--journeys", journeys.to_str().unwrap()]);
+    flags.extend(extra);
+    Server::start_with(workers, data, &flags)
+}
+
+/// Sends the bundled sample's events (its malformed lines left out) through `/v1/batch` with
+/// the write key `wk`; returns how many were accepted.
+pub fn send_sample(client: &reqwest::blocking::Client, server: &Server) -> u64 {
+    let events: Vec<J> = std::fs::read_to_string(super::repo("datasets/sample/events.ndjson"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut accepted = 0;
+    for chunk in events.chunks(300) {
+        let batch = serde_json::json!({ "batch": chunk });
+        let r = client.post(server.url("/v1/batch")).basic_auth("wk", None::<&str>).json(&batch).send().unwrap();
+        let answer: J = r.error_for_status().unwrap().json().unwrap();
+        accepted += answer["accepted"].as_u64().unwrap();
+    }
+    accepted
+}
