@@ -1,7 +1,16 @@
-// The console's shell: asks for the API token when the server wants one, then shows the
-// page the location names (the overview for now), and says whether its stream is live.
+// The console's shell: asks for the API token when the server wants one, shows the page the
+// location's hash names (#overview, #segments[/id], #users[/id], #journeys[/id],
+// #editor/segment|journey[/id]), marks it in the navigation, and says whether its streams are
+// live.
 import { get, setToken, hasToken, forgetToken, Unauthorized } from '/console/api.js';
+import { message } from '/console/ui.js';
 import * as overview from '/console/overview.js';
+import * as segments from '/console/segments.js';
+import * as segment from '/console/segment.js';
+import * as users from '/console/users.js';
+import * as journeys from '/console/journeys.js';
+import * as journey from '/console/journey.js';
+import * as editor from '/console/editor.js';
 
 const main = document.getElementById('main');
 const connection = document.getElementById('connection');
@@ -11,13 +20,45 @@ let current = null;
 function onState(text) {
   connection.textContent = text;
   connection.dataset.state = text;
-  if (text === 'the API token is missing or wrong') askToken('The token was not accepted.');
 }
 
-function askToken(message) {
+function askToken(text) {
   forgetToken();
-  document.getElementById('token-error').textContent = message || '';
+  document.getElementById('token-error').textContent = text || '';
   if (!dialog.open) dialog.showModal();
+}
+
+/** The page for a hash: `[module, section, params]`. */
+function route(hash) {
+  const [section, ...rest] = hash.replace(/^#/, '').split('/').map(decodeURIComponent);
+  switch (section) {
+    case 'segments': return rest.length ? [segment, 'segments', rest] : [segments, 'segments', []];
+    case 'users': return [users, 'users', rest];
+    case 'journeys': return rest.length ? [journey, 'journeys', rest] : [journeys, 'journeys', []];
+    case 'editor': return [editor, 'editor', rest];
+    default: return [overview, 'overview', []];
+  }
+}
+
+/** Shows the page the hash names (moving the focus to it when `focus`: after a navigation). */
+function render(focus) {
+  current?.abort();
+  current = new AbortController();
+  const signal = current.signal;
+  const [page, section, params] = route(location.hash);
+  for (const link of document.querySelectorAll('header nav a')) {
+    if (link.dataset.section === section) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  main.replaceChildren();
+  onState('');
+  const failed = (e) => {
+    if (e instanceof Unauthorized) askToken('The token was not accepted.');
+    else onState(message(e));
+  };
+  const guarded = (text) => (text === 'the API token is missing or wrong' ? askToken('The token was not accepted.') : onState(text));
+  Promise.resolve(page.show(main, { onState: guarded, signal, params })).catch(failed);
+  if (focus) main.focus({ preventScroll: true });
 }
 
 document.getElementById('token-form').addEventListener('submit', () => {
@@ -32,11 +73,10 @@ async function start() {
     await get('/v1/segments');
   } catch (e) {
     if (e instanceof Unauthorized) return askToken(given ? 'The token was not accepted.' : '');
-    onState(e.message);
+    onState(message(e));
   }
-  current?.abort();
-  current = new AbortController();
-  overview.show(main, onState, current.signal);
+  render(false);
 }
 
+window.addEventListener('hashchange', () => render(true));
 start();

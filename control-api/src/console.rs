@@ -19,7 +19,15 @@ const FILES: &[(&str, &[u8])] = files![
     "index.html",
     "app.js",
     "api.js",
+    "ui.js",
     "overview.js",
+    "segments.js",
+    "segment.js",
+    "users.js",
+    "journeys.js",
+    "journey.js",
+    "graph.js",
+    "editor.js",
     "style.css",
     "vendor/dagre-3.1.3/dagre.esm.js",
     "vendor/dagre-3.1.3/dagre.esm.js.LEGAL.txt",
@@ -70,15 +78,17 @@ pub async fn page(headers: HeaderMap) -> Response {
     // Everything the page loads comes from this server; nothing may frame it.
     answer.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
     );
     answer
 }
 
-/// `GET /console/{*path}`: one of the console's files.
+/// `GET /console/{*path}`: one of the console's files (the page itself only at `/`, with its
+/// content security policy).
 pub async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    if path == "index.html" {
+        return crate::problem::Problem::not_found("the console's page is at /").into_response();
+    }
     serve(&path, &headers)
 }
 

@@ -32,7 +32,7 @@ def count(text):
 
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+    browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
     page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -1,0 +1,119 @@
+// The editor: a segment or a journey as JSON, checked by the server as one types
+// (POST /v1/validate/{kind}, every error at its JSON path), a journey's graph redrawn from
+// what is written, and install, replace or remove through the same endpoints as any client.
+import { get, call } from '/console/api.js';
+import { escape, path, message } from '/console/ui.js';
+import { draw, rules } from '/console/graph.js';
+
+const PAUSE = 300; // ms after the last keystroke before checking
+
+const EXAMPLES = {
+  segment: { id: 'recent_buyer', condition: { performed: { event: 'Order Completed', within: '30d' } } },
+  journey: {
+    id: 'welcome', entry: { event: 'Signed Up' }, start: 'wait',
+    nodes: {
+      wait: { wait: { duration: '1d' }, next: 'mail' },
+      mail: { action: { channel: 'email', template: 'welcome' }, next: 'done' },
+      done: { exit: {} },
+    },
+  },
+};
+
+/** Shows the editor for `params` (`[kind]` for a new one, `[kind, id]` for an installed one). */
+export async function show(main, { signal, params }) {
+  const kind = params[0] === 'journey' ? 'journey' : 'segment';
+  const id = params[1] || null;
+  const plural = `${kind}s`;
+  main.innerHTML = `
+    <h1>${id ? `Edit ${kind} <span class="id">${escape(id)}</span>` : `New ${kind}`}</h1>
+    <p>${kind === 'segment' ? '<a href="#editor/journey">Write a journey instead</a>' : '<a href="#editor/segment">Write a segment instead</a>'}</p>
+    <div class="editor">
+      <div>
+        <label for="definition-text">Definition (JSON)</label>
+        <textarea id="definition-text" rows="24" spellcheck="false" aria-describedby="validation"></textarea>
+        <div class="buttons">
+          <button type="button" id="save">${id ? (kind === 'journey' ? 'Save (a draft, or the next version)' : 'Replace') : (kind === 'journey' ? 'Save as a draft' : 'Install')}</button>
+          ${id ? '<button type="button" id="remove" class="danger">Remove</button>' : ''}
+        </div>
+        <p id="editor-status" role="status" aria-live="polite"></p>
+      </div>
+      <div>
+        <h2>Checks</h2>
+        <ul id="validation" class="validation" aria-live="polite"></ul>
+        ${kind === 'journey' ? '<h2>Preview</h2><ul id="preview-rules" class="rules"></ul><div id="preview" class="graph-box"></div>' : ''}
+      </div>
+    </div>`;
+  const text = main.querySelector('#definition-text');
+  const status = main.querySelector('#editor-status');
+  const list = main.querySelector('#validation');
+  if (id) {
+    try {
+      const current = await get(path`/v1/${plural}/${id}`);
+      if (signal.aborted) return;
+      const definition = kind === 'journey' && current.next_version ? current.next_version.definition : current.definition;
+      text.value = JSON.stringify(definition, null, 2);
+    } catch (e) {
+      status.textContent = message(e);
+      return;
+    }
+  } else {
+    text.value = JSON.stringify(EXAMPLES[kind], null, 2);
+  }
+
+  let timer = null, asked = 0;
+  const check = async () => {
+    const mine = ++asked;
+    let definition;
+    try {
+      definition = JSON.parse(text.value);
+    } catch (e) {
+      list.innerHTML = `<li class="error"><code>$</code> not JSON: ${escape(e.message)}</li>`;
+      return;
+    }
+    if (kind === 'journey') {
+      main.querySelector('#preview-rules').innerHTML = rules(definition).map((r) => `<li>${escape(r)}</li>`).join('');
+      draw(main.querySelector('#preview'), definition);
+    }
+    try {
+      const answer = await call('POST', path`/v1/validate/${kind}`, text.value);
+      if (mine !== asked || signal.aborted) return;
+      list.innerHTML = answer.valid
+        ? '<li class="ok">Valid.</li>'
+        : answer.errors.map((e) => `<li class="error" data-path="${escape(e.path)}"><code>${escape(e.path)}</code> ${escape(e.message)}</li>`).join('');
+    } catch (e) {
+      if (mine === asked) list.innerHTML = `<li class="error">${escape(message(e))}</li>`;
+    }
+  };
+  text.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(check, PAUSE);
+  }, { signal });
+  signal.addEventListener('abort', () => clearTimeout(timer));
+  check();
+
+  main.querySelector('#save').addEventListener('click', async () => {
+    status.textContent = 'Saving…';
+    try {
+      const written = JSON.parse(text.value);
+      const answer = id ? await call('PUT', path`/v1/${plural}/${id}`, text.value) : await call('POST', `/v1/${plural}`, text.value);
+      const saved = answer?.id ?? written.id;
+      if (answer?.status === 'pending') {
+        status.textContent = `Accepted, not applied yet: see ${answer.location}.`;
+        return;
+      }
+      status.textContent = 'Saved.';
+      location.hash = path`#${plural}/${saved}`;
+    } catch (e) {
+      status.textContent = `Not saved: ${message(e)}`;
+    }
+  }, { signal });
+  main.querySelector('#remove')?.addEventListener('click', async () => {
+    if (!confirm(`Remove ${kind} ${id}?`)) return;
+    try {
+      await call('DELETE', path`/v1/${plural}/${id}`);
+      location.hash = `#${plural}`;
+    } catch (e) {
+      status.textContent = `Not removed: ${message(e)}`;
+    }
+  }, { signal });
+}

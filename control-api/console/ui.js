@@ -1,0 +1,81 @@
+// What the console's pages share: formatting, escaping, figures, and charts of a series over
+// time (uPlot), sized to their box and coloured by the page's light or dark theme.
+import uPlot from '/console/vendor/uplot-1.6.32/uPlot.esm.js';
+
+export const number = new Intl.NumberFormat();
+
+/** Text made safe to put into HTML. */
+export function escape(text) {
+  return String(text ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A figure: a label over a value (filled in later by its id). */
+export function cell(label, id) {
+  return `<div class="figure"><span class="label">${escape(label)}</span><span class="value" id="${id}">–</span></div>`;
+}
+
+/** A duration in ms, for people. */
+export function ago(ms) {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 120000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms < 7200000) return `${Math.round(ms / 60000)} min`;
+  if (ms < 172800000) return `${Math.round(ms / 3600000)} h`;
+  return `${Math.round(ms / 86400000)} d`;
+}
+
+/** An instant (ms since the epoch), in UTC. */
+export function instant(ms) {
+  if (ms === null || ms === undefined) return '–';
+  return new Date(ms).toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
+}
+
+/** A theme colour (a CSS custom property of the root). */
+export function colour(name, fallback) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+}
+
+/** A path of the API with its ids encoded. */
+export function path(strings, ...ids) {
+  return strings.reduce((out, s, i) => out + s + (i < ids.length ? encodeURIComponent(ids[i]) : ''), '');
+}
+
+/** The message of an error for a page (a refusal's validation errors joined in). */
+export function message(e) {
+  return e.errors && e.errors.length ? `${e.message}: ${e.errors.map((x) => `${x.path} ${x.message}`).join('; ')}` : e.message;
+}
+
+/**
+ * A line chart of `series` (`[[x seconds...], [y...], ...]`, one label each) in `box`, its x
+ * axis a time; `small` for a sparkline (no axes, no legend). Resizes with the window until
+ * `signal` aborts. Returns the uPlot.
+ */
+export function chart(box, labels, series, { height = 200, small = false, range, signal } = {}) {
+  const strokes = [colour('--accent', '#1d4ed8'), colour('--second', '#15803d')];
+  const width = () => Math.max(box.clientWidth, small ? 80 : 280);
+  const plot = new uPlot({
+    width: width(),
+    height,
+    legend: { show: !small },
+    cursor: { show: !small },
+    series: [{}, ...labels.map((label, i) => ({ label, stroke: strokes[i % strokes.length], width: small ? 1.5 : 2 }))],
+    scales: { x: { time: true, ...(range ? { range } : {}) } },
+    axes: small ? [{ show: false }, { show: false }] : [{ stroke: colour('--muted', '#4b5563') }, { size: 60, stroke: colour('--muted', '#4b5563') }],
+  }, series, box);
+  if (signal) window.addEventListener('resize', () => plot.setSize({ width: width(), height }), { signal });
+  return plot;
+}
+
+/** A chart's x range: at least `span` seconds (a single point does not span years). */
+export function atLeast(span) {
+  return (u, min, max) => {
+    const end = max ?? Date.now() / 1000;
+    const start = min ?? end - span;
+    return end - start < span ? [end - span, end] : [start, end];
+  };
+}
+
+/** Shows `text` (an error, or nothing) in the page's status line `element`. */
+export function say(element, text, kind = 'error') {
+  element.textContent = text || '';
+  element.className = text ? kind : '';
+}

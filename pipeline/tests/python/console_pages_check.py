@@ -1,0 +1,211 @@
+"""The console's pages in headless Chromium (Debian's, by path; Playwright downloads nothing),
+against a server holding the bundled sample: the segment list shows every segment with the
+size the API reports, and a sparkline; a segment's page shows its definition, its size and its
+members, searchable; a journey's page draws every node of J1 and J2 with the counts /stats
+reports, and follows new events without a reload; pause and resume work from the page (and
+the buttons the status forbids are disabled); a user's page shows their segments and journey;
+the editor shows a validation error at its JSON path, previews a journey's graph as it is
+typed, and installs a good definition, which then appears in the list. Nothing breaks the
+page's content security policy. Writes screenshots into the directory given.
+
+Usage: console_pages_check.py BASE_URL TOKEN WRITE_KEY EVENTS_FILE SCREENSHOT_DIR
+"""
+
+import base64
+import json
+import os
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+from playwright.sync_api import expect, sync_playwright
+
+base, token, write_key, events_file, shots = sys.argv[1:6]
+chromium = os.environ["JOURNEYFLOW_CHROMIUM"]
+expect.set_options(timeout=30_000)
+DEADLINE = 30.0
+
+
+def api(path, method="GET", body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("content-type", "application/json")
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
+
+
+def post_batch(events):
+    body = json.dumps({"batch": events}).encode()
+    request = urllib.request.Request(f"{base}/v1/batch", data=body, method="POST")
+    request.add_header("content-type", "application/json")
+    request.add_header("authorization", "Basic " + base64.b64encode(f"{write_key}:".encode()).decode())
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)["accepted"]
+
+
+def quoted(text):
+    return urllib.parse.quote(text, safe="")
+
+
+def eventually(check, what):
+    """Waits until `check()` returns a true value (within the deadline); returns it."""
+    end = time.monotonic() + DEADLINE
+    last = None
+    while time.monotonic() < end:
+        try:
+            result = check()
+            if result:
+                return result
+        except AssertionError as e:
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {DEADLINE} s ({last})")
+
+
+def count(text):
+    return int(text.replace(",", "").replace("\u202f", "").replace("\xa0", ""))
+
+
+def segment_size(segment):
+    return api(f"/v1/segments/{quoted(segment)}/members?limit=1")["total"]
+
+
+sample = [json.loads(line) for line in open(events_file) if line.strip().startswith("{") and line.strip().endswith("}")]
+latest = max(e["timestamp"] for e in sample if isinstance(e.get("timestamp"), int))
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+    errors, policy = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: policy.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("dialog", lambda d: d.accept())
+    page.goto(base + "/#segments")
+    page.fill("#token", token)
+    page.keyboard.press("Enter")
+    expect(page.locator("#token-dialog")).to_be_hidden()
+
+    # The segment list: every sample segment, with the size the API reports, and a sparkline.
+    segments = [s["id"] for s in api("/v1/segments")]
+    assert len(segments) == 6, segments
+    for s in segments:
+        row = page.locator(f'#segments tr[data-segment="{s}"]')
+        eventually(lambda: count(row.locator(".size").inner_text()) == segment_size(s) or None,
+                   f"segment {s}'s size on the page equals the API's")
+        expect(row.locator(".spark canvas")).to_have_count(1)
+    nav = page.locator('header nav a[data-section="segments"]')
+    expect(nav).to_have_attribute("aria-current", "page")
+
+    # A segment's page: definition, size, members (paged), a search by the start of an id.
+    biggest = max(segments, key=segment_size)
+    page.click(f'#segments tr[data-segment="{biggest}"] a')
+    expect(page.locator("h1 .id")).to_have_text(biggest)
+    expect(page.locator("#definition")).to_contain_text(f'"id": "{biggest}"')
+    size = segment_size(biggest)
+    expect(page.locator("#size")).to_have_text(f"{size:,}")
+    expect(page.locator("#members li")).to_have_count(min(size, 50))
+    expect(page.locator("#size-chart canvas")).to_have_count(1)
+    page.screenshot(path=os.path.join(shots, "console-segment.png"), full_page=True)
+    first = page.locator("#members li").first.inner_text()
+    prefix = first[:2]
+    page.fill("#member-prefix", prefix)
+    page.click("#member-search button")
+    with_prefix = api(f"/v1/segments/{quoted(biggest)}/members?limit=10000&prefix={quoted(prefix)}")
+    expect(page.locator("#members-count")).to_contain_text(f"{with_prefix['total']:,} member(s)")
+    shown = page.locator("#members li").all_inner_texts()
+    assert shown and all(u.startswith(prefix) for u in shown), shown
+
+    # A journey's page draws every node, with the counts /stats reports.
+    def graph_matches(journey):
+        stats = api(f"/v1/journeys/{journey}/stats")
+        for node, counts in stats["nodes"].items():
+            shown = page.locator(f'#graph [data-node="{node}"] .node-counts')
+            assert shown.count() == 1, f"node {node} is not drawn"
+            pair = (int(shown.get_attribute("data-current")), int(shown.get_attribute("data-entered")))
+            assert pair == (counts["current"], counts["entered"]), f"{journey}.{node}: {pair} on the page, {counts} reported"
+            said = f"{counts['current']} finished" if counts["kind"] == "exit" else f"{counts['current']} here · {counts['entered']} passed"
+            assert shown.text_content() == said, f"{journey}.{node} says {shown.text_content()!r}, not {said!r}"
+        assert page.locator("#entered").inner_text() == f"{stats['entered']:,}", "entered"
+        return stats
+
+    for journey in ["j1_abandoned_cart", "j2_win_back"]:
+        page.goto(f"{base}/#journeys/{journey}")
+        definition = api(f"/v1/journeys/{journey}")["definition"]
+        expect(page.locator("#graph [data-node]")).to_have_count(len(definition["nodes"]))
+        for node in definition["nodes"]:
+            expect(page.locator(f'#graph [data-node="{node}"]')).to_be_visible()
+        eventually(lambda: graph_matches(journey), f"{journey}'s counts on the page equal /stats")
+    expect(page.locator("#rules")).to_contain_text("Goal: performs Order Completed")
+    page.screenshot(path=os.path.join(shots, "console-journey.png"), full_page=True)
+
+    # New events while J1's page is open: its counts move without a reload.
+    page.goto(f"{base}/#journeys/j1_abandoned_cart")
+    before = eventually(lambda: graph_matches("j1_abandoned_cart"), "J1's counts before")
+    page.evaluate("window.__unchanged = true")
+    newcomers = [{"type": "track", "event": "Cart Viewed", "userId": f"console-new-{i}", "messageId": f"console-cart-{i}",
+                  "timestamp": latest + 60_000 + i} for i in range(3)]
+    assert post_batch(newcomers) == 3
+    eventually(lambda: graph_matches("j1_abandoned_cart")["entered"] >= before["entered"] + 3,
+               "J1's page shows the three new entries")
+    assert page.evaluate("window.__unchanged") is True, "the page was reloaded"
+    expect(page.locator("#transitions tbody")).to_contain_text("console-new-")
+
+    # Pause and resume from the page; what the status forbids is disabled.
+    expect(page.locator("#status")).to_have_text("ongoing")
+    expect(page.locator('[data-action="resume"]')).to_be_disabled()
+    page.click('[data-action="pause"]')
+    expect(page.locator("#status")).to_have_text("paused")
+    assert api("/v1/journeys/j1_abandoned_cart")["status"] == "paused"
+    expect(page.locator('[data-action="pause"]')).to_be_disabled()
+    page.click('[data-action="resume"]')
+    expect(page.locator("#status")).to_have_text("ongoing")
+    assert api("/v1/journeys/j1_abandoned_cart")["status"] == "ongoing"
+
+    # A user's page: the journey they are in, and their segments.
+    page.goto(f"{base}/#users/console-new-0")
+    expect(page.locator("#user-journeys")).to_contain_text("j1_abandoned_cart")
+    member = api(f"/v1/segments/{quoted(biggest)}/members?limit=1")["members"][0]["user_id"]
+    page.goto(f"{base}/#users/{quoted(member)}")
+    expect(page.locator("#user-segments")).to_contain_text(biggest)
+    expect(page.locator("#retained")).not_to_have_text("–")
+
+    # The editor: an error at its path, a journey previewed as typed, a good segment installed.
+    page.goto(f"{base}/#editor/segment")
+    page.fill("#definition-text", json.dumps({"id": "console_made", "condition": {"performed": {"event": "Order Completed", "within": "forever"}}}))
+    error = page.locator("#validation li.error").first
+    expect(error).to_have_attribute("data-path", "$.condition.performed.within")
+    good = {"id": "console_made", "condition": {"performed": {"event": "Order Completed", "within": "30d"}}}
+    page.fill("#definition-text", json.dumps(good))
+    expect(page.locator("#validation li.ok")).to_have_text("Valid.")
+    page.click("#save")
+    expect(page.locator("h1 .id")).to_have_text("console_made")
+    page.goto(f"{base}/#segments")
+    expect(page.locator('#segments tr[data-segment="console_made"]')).to_be_visible()
+    page.goto(f"{base}/#editor/journey")
+    expect(page.locator("#preview [data-node]")).to_have_count(3)
+    journey = {"id": "console_j", "entry": {"event": "Signed Up"}, "start": "a",
+               "nodes": {"a": {"wait": {"duration": "1h"}, "next": "b"}, "b": {"split": {"branches": [
+                   {"percent": 50, "next": "c"}, {"percent": 50, "next": "d"}]}},
+                   "c": {"exit": {}}, "d": {"exit": {}}}}
+    page.fill("#definition-text", json.dumps(journey))
+    expect(page.locator("#preview [data-node]")).to_have_count(4)
+    expect(page.locator("#validation li.ok")).to_have_text("Valid.")
+
+    # A phone's width: the pages fit (a journey's graph is shrunk to the screen).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for where in ["#journeys/j2_win_back", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
+        page.goto(f"{base}/{where}")
+        expect(page.locator("main h1")).to_be_visible()
+        try:
+            page.wait_for_function("document.documentElement.scrollWidth <= 390", timeout=10_000)
+        except Exception:
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            raise AssertionError(f"{where} stays {wide} px wide at 390")
+
+    assert not policy, f"content security policy violations: {policy}"
+    assert not errors, f"errors in the page: {errors}"
+    browser.close()
+print("console pages: ok")
