@@ -52,12 +52,13 @@ function render(focus) {
   }
   main.replaceChildren();
   onState('');
-  const failed = (e) => {
+  // A page's streams say how they are (`onState`) and why they stopped (`onError`).
+  const onError = (e) => {
+    if (signal.aborted) return;
     if (e instanceof Unauthorized) askToken('The token was not accepted.');
     else onState(message(e));
   };
-  const guarded = (text) => (text === 'the API token is missing or wrong' ? askToken('The token was not accepted.') : onState(text));
-  Promise.resolve(page.show(main, { onState: guarded, signal, params })).catch(failed);
+  Promise.resolve(page.show(main, { onState, onError, signal, params })).catch(onError);
   if (focus) main.focus({ preventScroll: true });
 }
 

@@ -10,7 +10,7 @@ import { draw, rules } from '/console/graph.js';
 const LATEST = 20; // transitions shown
 
 /** Shows journey `params[0]` in `main` until `signal` aborts. */
-export async function show(main, { onState, signal, params }) {
+export async function show(main, { onState, onError, signal, params }) {
   const id = params[0];
   main.innerHTML = `
     <h1>Journey <span class="id">${escape(id)}</span></h1>
@@ -153,7 +153,7 @@ export async function show(main, { onState, signal, params }) {
     report = r;
     renderReport();
     if (statusChanged) load().catch(() => {});
-  }, onState, signal).catch((e) => onState(message(e)));
+  }, onState, signal).catch(onError);
   const latest = [];
   follow(path`/v1/journeys/${id}/transitions`, (name, t) => {
     if (name !== 'transition' && name !== 'action') return;

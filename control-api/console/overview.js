@@ -8,7 +8,7 @@ const KEEP = 300; // seconds of rates drawn
 const LATEST = 5; // dead letters shown
 
 /** Shows the overview in `main` until `signal` aborts. */
-export function show(main, { onState, signal }) {
+export function show(main, { onState, onError, signal }) {
   main.innerHTML = `
     <h1>Overview</h1>
     <section class="figures" aria-label="Throughput">
@@ -72,7 +72,7 @@ export function show(main, { onState, signal }) {
       ? `<tr><td>HTTP ingest log</td><td>${s.process}</td><td>${s.partition}</td><td>${number.format(s.lag_bytes)} bytes</td></tr>`
       : `<tr><td>Kafka ${escape(s.topic)}</td><td>${s.process}</td><td>${s.partition}</td><td>${number.format(s.lag_messages)} messages</td></tr>`)
       .join('') || '<tr><td colspan="4">none</td></tr>';
-  }, onState, signal).catch((e) => onState(e.message));
+  }, onState, signal).catch(onError);
 
   const dead = [];
   follow('/v1/streams/dead-letters', (name, d) => {

@@ -8,7 +8,7 @@ const PAGE = 50; // members a page
 const LATEST = 20; // changes shown
 
 /** Shows segment `params[0]` in `main` until `signal` aborts. */
-export async function show(main, { onState, signal, params }) {
+export async function show(main, { onState, onError, signal, params }) {
   const id = params[0];
   main.innerHTML = `
     <h1>Segment <span class="id">${escape(id)}</span></h1>
@@ -64,7 +64,7 @@ export async function show(main, { onState, signal, params }) {
     series[0].push(Date.now() / 1000);
     series[1].push(d.size);
     sizes.setData(series);
-  }, onState, signal).catch((e) => onState(message(e)));
+  }, onState, signal).catch(onError);
 
   const changes = [];
   follow(path`/v1/segments/${id}/changes`, (name, c) => {

@@ -4,7 +4,7 @@ import { get, follow } from '/console/api.js';
 import { escape, number, chart, path, message } from '/console/ui.js';
 
 /** Shows the segment list in `main` until `signal` aborts. */
-export async function show(main, { onState, signal }) {
+export async function show(main, { onState, onError, signal }) {
   main.innerHTML = `
     <h1>Segments</h1>
     <p><a href="#editor/segment">New segment</a></p>
@@ -46,5 +46,5 @@ export async function show(main, { onState, signal }) {
       r.series[1].push(size);
       r.spark.setData(r.series);
     }
-  }, onState, signal).catch((e) => onState(message(e)));
+  }, onState, signal).catch(onError);
 }

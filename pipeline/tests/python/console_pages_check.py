@@ -194,6 +194,21 @@ with sync_playwright() as p:
     expect(page.locator("#preview [data-node]")).to_have_count(4)
     expect(page.locator("#validation li.ok")).to_have_text("Valid.")
 
+    # Dark: the page follows the system's scheme (a dark background, light text).
+    page.emulate_media(color_scheme="dark")
+    page.goto(f"{base}/#journeys/j2_win_back")
+    expect(page.locator("#graph [data-node]")).to_have_count(5)
+    background, text = page.evaluate(
+        "[getComputedStyle(document.documentElement).backgroundColor, getComputedStyle(document.body).color]")
+
+    def luminance(rgb):
+        r, g, b = [int(x) for x in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    assert luminance(background) < 60 < 180 < luminance(text), f"dark: {background} under {text}"
+    page.screenshot(path=os.path.join(shots, "console-journey-dark.png"))
+    page.emulate_media(color_scheme="light")
+
     # A phone's width: the pages fit (a journey's graph is shrunk to the screen).
     page.set_viewport_size({"width": 390, "height": 844})
     for where in ["#journeys/j2_win_back", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
