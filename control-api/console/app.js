@@ -30,7 +30,13 @@ function askToken(text) {
 
 /** The page for a hash: `[module, section, params]`. */
 function route(hash) {
-  const [section, ...rest] = hash.replace(/^#/, '').split('/').map(decodeURIComponent);
+  let parts;
+  try {
+    parts = hash.replace(/^#/, '').split('/').map(decodeURIComponent);
+  } catch {
+    parts = []; // a malformed hash: the overview
+  }
+  const [section, ...rest] = parts;
   switch (section) {
     case 'segments': return rest.length ? [segment, 'segments', rest] : [segments, 'segments', []];
     case 'users': return [users, 'users', rest];
@@ -79,5 +85,12 @@ async function start() {
   render(false);
 }
 
+// The skip link moves the focus to the content, and leaves the page as it is.
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
+// The token is needed: the dialog cannot be dismissed without one.
+dialog.addEventListener('cancel', (e) => e.preventDefault());
 window.addEventListener('hashchange', () => render(true));
 start();

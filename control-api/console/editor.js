@@ -1,7 +1,7 @@
 // The editor: a segment or a journey as JSON, checked by the server as one types
 // (POST /v1/validate/{kind}, every error at its JSON path), a journey's graph redrawn from
 // what is written, and install, replace or remove through the same endpoints as any client.
-import { get, call } from '/console/api.js';
+import { get, call, Unauthorized } from '/console/api.js';
 import { escape, path, message } from '/console/ui.js';
 import { draw, rules } from '/console/graph.js';
 
@@ -20,7 +20,7 @@ const EXAMPLES = {
 };
 
 /** Shows the editor for `params` (`[kind]` for a new one, `[kind, id]` for an installed one). */
-export async function show(main, { signal, params }) {
+export async function show(main, { signal, params, onError }) {
   const kind = params[0] === 'journey' ? 'journey' : 'segment';
   const id = params[1] || null;
   const plural = `${kind}s`;
@@ -53,7 +53,8 @@ export async function show(main, { signal, params }) {
       const definition = kind === 'journey' && current.next_version ? current.next_version.definition : current.definition;
       text.value = JSON.stringify(definition, null, 2);
     } catch (e) {
-      status.textContent = message(e);
+      if (e instanceof Unauthorized) onError(e);
+      else if (!signal.aborted) status.textContent = message(e);
       return;
     }
   } else {
@@ -70,15 +71,20 @@ export async function show(main, { signal, params }) {
       list.innerHTML = `<li class="error"><code>$</code> not JSON: ${escape(e.message)}</li>`;
       return;
     }
+    list.innerHTML = '<li>Checking…</li>';
     if (kind === 'journey') {
-      main.querySelector('#preview-rules').innerHTML = rules(definition).map((r) => `<li>${escape(r)}</li>`).join('');
-      draw(main.querySelector('#preview'), definition);
+      try {
+        main.querySelector('#preview-rules').innerHTML = rules(definition).map((r) => `<li>${escape(r)}</li>`).join('');
+        draw(main.querySelector('#preview'), definition);
+      } catch (e) {
+        main.querySelector('#preview').textContent = `No preview: ${e.message}`;
+      }
     }
     try {
       const answer = await call('POST', path`/v1/validate/${kind}`, text.value);
       if (mine !== asked || signal.aborted) return;
       list.innerHTML = answer.valid
-        ? '<li class="ok">Valid.</li>'
+        ? (answer.conflict ? `<li class="error">Valid, but it cannot be saved now: ${escape(answer.conflict)}</li>` : '<li class="ok">Valid.</li>')
         : answer.errors.map((e) => `<li class="error" data-path="${escape(e.path)}"><code>${escape(e.path)}</code> ${escape(e.message)}</li>`).join('');
     } catch (e) {
       if (mine === asked) list.innerHTML = `<li class="error">${escape(message(e))}</li>`;
@@ -91,12 +97,15 @@ export async function show(main, { signal, params }) {
   signal.addEventListener('abort', () => clearTimeout(timer));
   check();
 
-  main.querySelector('#save').addEventListener('click', async () => {
+  const save = main.querySelector('#save');
+  save.addEventListener('click', async () => {
     status.textContent = 'Saving…';
+    save.disabled = true;
     try {
       const written = JSON.parse(text.value);
       const answer = id ? await call('PUT', path`/v1/${plural}/${id}`, text.value) : await call('POST', `/v1/${plural}`, text.value);
       const saved = answer?.id ?? written.id;
+      if (signal.aborted) return;
       if (answer?.status === 'pending') {
         status.textContent = `Accepted, not applied yet: see ${answer.location}.`;
         return;
@@ -104,16 +113,18 @@ export async function show(main, { signal, params }) {
       status.textContent = 'Saved.';
       location.hash = path`#${plural}/${saved}`;
     } catch (e) {
-      status.textContent = `Not saved: ${message(e)}`;
+      if (!signal.aborted) status.textContent = `Not saved: ${message(e)}`;
+    } finally {
+      save.disabled = false;
     }
   }, { signal });
   main.querySelector('#remove')?.addEventListener('click', async () => {
     if (!confirm(`Remove ${kind} ${id}?`)) return;
     try {
       await call('DELETE', path`/v1/${plural}/${id}`);
-      location.hash = `#${plural}`;
+      if (!signal.aborted) location.hash = `#${plural}`;
     } catch (e) {
-      status.textContent = `Not removed: ${message(e)}`;
+      if (!signal.aborted) status.textContent = `Not removed: ${message(e)}`;
     }
   }, { signal });
 }

@@ -7,6 +7,7 @@ import dagre from '/console/vendor/dagre-3.1.3/dagre.esm.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const WIDTH = 170, HEIGHT = 64;
+const ENTRY = '\u0000entry'; // no node id can be this (ids are [a-z0-9_-])
 
 /** The kind of a node as written (`wait`, `wait_until`, ...), or `?`. */
 function kindOf(node) {
@@ -70,14 +71,15 @@ export function rules(definition) {
  * `/stats` document) if given. Returns the SVG element.
  */
 export function draw(box, definition, report) {
-  const nodes = (definition && typeof definition.nodes === 'object' && definition.nodes) || {};
+  const nodes = (definition && typeof definition.nodes === 'object' && !Array.isArray(definition.nodes) && definition.nodes) || {};
+  const has = (id) => typeof id === 'string' && Object.hasOwn(nodes, id);
   const counts = report?.nodes || {};
   const g = new dagre.graphlib.Graph({ multigraph: true });
   g.setGraph({ rankdir: 'TB', nodesep: 40, ranksep: 60, edgesep: 20, marginx: 10, marginy: 10 });
   g.setDefaultEdgeLabel(() => ({}));
-  g.setNode('__entry', { width: 110, height: 34 });
+  g.setNode(ENTRY, { width: 110, height: 34 });
   for (const id of Object.keys(nodes)) g.setNode(id, { width: WIDTH, height: HEIGHT });
-  if (definition?.start && nodes[definition.start]) g.setEdge('__entry', definition.start, { width: 10, height: 10, label: '' }, 'entry');
+  if (has(definition?.start)) g.setEdge(ENTRY, definition.start, { width: 10, height: 10, label: '' }, 'entry');
   // Users arriving at a node with one way in came that way: the share each way out took is
   // known for those.
   const incoming = {};
@@ -87,7 +89,7 @@ export function draw(box, definition, report) {
     const out = exits(node);
     const left = counts[id]?.exited;
     out.forEach(([to, label], i) => {
-      if (typeof to !== 'string' || !nodes[to]) return;
+      if (!has(to)) return;
       let text = label;
       if ((kind === 'branch' || kind === 'split' || kind === 'wait_until') && left > 0 && incoming[to] === 1 && counts[to]) {
         text += ` · ${Math.round((100 * counts[to].entered) / left)}% took it`;
@@ -111,7 +113,7 @@ export function draw(box, definition, report) {
     svg.append(element('path', { d, class: 'edge', 'marker-end': 'url(#arrow)' }));
     if (edge.label) svg.append(element('text', { x: edge.x, y: edge.y + 4, class: 'edge-label', 'text-anchor': 'middle' }, edge.label));
   }
-  const entry = g.node('__entry');
+  const entry = g.node(ENTRY);
   const start = element('g', { class: 'entry', transform: `translate(${entry.x - 55},${entry.y - 17})` });
   start.append(element('rect', { width: 110, height: 34, rx: 17 }), element('text', { x: 55, y: 22, 'text-anchor': 'middle' }, 'entry'));
   svg.append(start);

@@ -3,7 +3,7 @@
 // the server says no with 409 as for any API call, and the page shows why); its versions, and
 // for a pending version the migration (a node map) with how many users each mapping would
 // move; and its latest transitions and actions as they are written.
-import { get, call, follow } from '/console/api.js';
+import { get, call, follow, Unauthorized } from '/console/api.js';
 import { escape, number, path, message, cell, instant } from '/console/ui.js';
 import { draw, rules } from '/console/graph.js';
 
@@ -33,6 +33,8 @@ export async function show(main, { onState, onError, signal, params }) {
       <h2 id="graph-title">Graph</h2>
       <ul id="rules" class="rules"></ul>
       <div id="graph" class="graph-box"></div>
+      <table id="nodes"><caption>Users at each node</caption><thead><tr><th scope="col">node</th><th scope="col">kind</th>
+        <th scope="col">here now</th><th scope="col">passed</th><th scope="col">actions</th></tr></thead><tbody></tbody></table>
     </section>
     <section id="next" aria-labelledby="next-title" hidden>
       <h2 id="next-title">Next version</h2>
@@ -87,6 +89,9 @@ export async function show(main, { onState, onError, signal, params }) {
       set(key, number.format(report[field] ?? 0));
     }
     if (journey) draw(main.querySelector('#graph'), journey.definition, report);
+    main.querySelector('#nodes tbody').innerHTML = Object.entries(report.nodes || {}).map(([node, n]) =>
+      `<tr><th scope="row">${escape(node)}</th><td>${escape(n.kind)}</td><td>${number.format(n.current)}</td>
+        <td>${number.format(n.entered)}</td><td>${escape(Object.entries(n.actions || {}).map(([s, k]) => `${s}: ${k}`).join(', '))}</td></tr>`).join('');
   };
   const load = async () => {
     const got = await get(path`/v1/journeys/${id}`);
@@ -95,7 +100,11 @@ export async function show(main, { onState, onError, signal, params }) {
     render();
     if (journey.next_version) preview();
   };
+  // Only the latest preview is shown, a moment after the last keystroke.
+  let previews = 0, pause = null;
+  signal.addEventListener('abort', () => clearTimeout(pause));
   const preview = async () => {
+    const mine = ++previews;
     const moves = main.querySelector('#moves tbody');
     let migrate;
     try {
@@ -106,15 +115,18 @@ export async function show(main, { onState, onError, signal, params }) {
     }
     try {
       const plan = await call('POST', path`/v1/journeys/${id}/migration`, migrate === null ? {} : { migrate });
-      if (signal.aborted) return;
+      if (signal.aborted || mine !== previews) return;
       moves.innerHTML = plan.moves.map((m) => `<tr><td>${escape(m.from)}</td><td>${number.format(m.users)}</td>
         <td>${escape(m.placement)}</td><td>${escape(m.to ?? 'out of the journey')}</td></tr>`).join('')
         || '<tr><td colspan="4">No user is in flight.</td></tr>';
     } catch (e) {
-      moves.innerHTML = `<tr><td colspan="4">${escape(message(e))}</td></tr>`;
+      if (!signal.aborted && mine === previews) moves.innerHTML = `<tr><td colspan="4">${escape(message(e))}</td></tr>`;
     }
   };
-  main.querySelector('#migrate').addEventListener('input', preview, { signal });
+  main.querySelector('#migrate').addEventListener('input', () => {
+    clearTimeout(pause);
+    pause = setTimeout(preview, 300);
+  }, { signal });
   for (const b of main.querySelectorAll('[data-action]')) {
     b.addEventListener('click', async () => {
       const action = b.dataset.action;
@@ -142,7 +154,8 @@ export async function show(main, { onState, onError, signal, params }) {
   try {
     await load();
   } catch (e) {
-    if (!signal.aborted) status.textContent = message(e);
+    if (e instanceof Unauthorized) onError(e);
+    else if (!signal.aborted) status.textContent = message(e);
     return;
   }
   if (signal.aborted) return;

@@ -1,12 +1,12 @@
 // The journeys: each with its status, version and report counts (entered, in progress,
 // converted, completed), read again every five seconds.
-import { get } from '/console/api.js';
+import { get, Unauthorized } from '/console/api.js';
 import { escape, number, path, message } from '/console/ui.js';
 
 const EVERY = 5000;
 
 /** Shows the journey list in `main` until `signal` aborts. */
-export async function show(main, { signal }) {
+export async function show(main, { signal, onError }) {
   main.innerHTML = `
     <h1>Journeys</h1>
     <p><a href="#editor/journey">New journey</a></p>
@@ -30,10 +30,16 @@ export async function show(main, { signal }) {
       }).join('') || '<tr><td colspan="7">No journey yet: <a href="#editor/journey">make one</a>.</td></tr>';
       status.textContent = '';
     } catch (e) {
-      status.textContent = message(e);
+      if (e instanceof Unauthorized) onError(e);
+      else if (!signal.aborted) status.textContent = message(e);
     }
   };
-  await refresh();
-  const timer = setInterval(refresh, EVERY);
-  signal.addEventListener('abort', () => clearInterval(timer));
+  // Read again five seconds after each reading ends (never two at once), until the page goes.
+  let timer = null;
+  signal.addEventListener('abort', () => clearTimeout(timer));
+  const again = async () => {
+    await refresh();
+    if (!signal.aborted) timer = setTimeout(again, EVERY);
+  };
+  again();
 }

@@ -1,11 +1,12 @@
 // One segment: its definition, its size over the last hours (drawn, extended live), its
 // latest enters and exits as they are written (/v1/segments/{id}/changes), and its members,
 // paged and searchable by the start of a user id.
-import { get, follow } from '/console/api.js';
+import { get, follow, Unauthorized } from '/console/api.js';
 import { escape, number, chart, atLeast, instant, path, message, cell } from '/console/ui.js';
 
 const PAGE = 50; // members a page
 const LATEST = 20; // changes shown
+const KEEP = 2000; // points the chart keeps
 
 /** Shows segment `params[0]` in `main` until `signal` aborts. */
 export async function show(main, { onState, onError, signal, params }) {
@@ -44,7 +45,8 @@ export async function show(main, { onState, onError, signal, params }) {
   try {
     [segment, history] = await Promise.all([get(path`/v1/segments/${id}`), get(path`/v1/segment-sizes?hours=6&segment=${id}`)]);
   } catch (e) {
-    if (!signal.aborted) status.textContent = message(e);
+    if (e instanceof Unauthorized) onError(e);
+    else if (!signal.aborted) status.textContent = message(e);
     return;
   }
   if (signal.aborted) return;
@@ -61,8 +63,9 @@ export async function show(main, { onState, onError, signal, params }) {
     if (name === 'removed') { status.textContent = 'This segment was removed.'; return; }
     if (name !== 'size') return;
     showSize(d.size, d.watermark);
-    series[0].push(Date.now() / 1000);
+    series[0].push(d.time / 1000);
     series[1].push(d.size);
+    if (series[0].length > KEEP) { series[0].shift(); series[1].shift(); }
     sizes.setData(series);
   }, onState, signal).catch(onError);
 
@@ -78,15 +81,19 @@ export async function show(main, { onState, onError, signal, params }) {
 
   const list = main.querySelector('#members');
   const more = main.querySelector('#members-more');
-  let cursor = null, prefix = '';
+  let cursor = null, prefix = '', asked = 0;
+  // Only the latest request's answer is shown (a search may overtake a page still loading).
   const page = async (first) => {
+    const mine = ++asked;
+    more.disabled = true;
     if (first) { list.innerHTML = ''; cursor = null; }
     let query = `?limit=${PAGE}`;
     if (prefix) query += `&prefix=${encodeURIComponent(prefix)}`;
     if (cursor) query += `&cursor=${encodeURIComponent(cursor)}`;
     try {
       const answer = await get(path`/v1/segments/${id}/members` + query);
-      if (signal.aborted) return;
+      if (signal.aborted || mine !== asked) return;
+      more.disabled = false;
       for (const m of answer.members) {
         const item = document.createElement('li');
         item.innerHTML = `<a href="${path`#users/${m.user_id}`}">${escape(m.user_id)}</a>`;

@@ -1,7 +1,9 @@
 // The segments: each installed segment with its size, live from /v1/streams/segments, and a
 // sparkline of its size over the last hours (/v1/segment-sizes, then extended live).
-import { get, follow } from '/console/api.js';
+import { get, follow, Unauthorized } from '/console/api.js';
 import { escape, number, chart, path, message } from '/console/ui.js';
+
+const KEEP = 1000; // points a sparkline keeps
 
 /** Shows the segment list in `main` until `signal` aborts. */
 export async function show(main, { onState, onError, signal }) {
@@ -16,7 +18,8 @@ export async function show(main, { onState, onError, signal }) {
   try {
     [segments, history] = await Promise.all([get('/v1/segments'), get('/v1/segment-sizes?hours=6')]);
   } catch (e) {
-    if (!signal.aborted) status.textContent = message(e);
+    if (e instanceof Unauthorized) onError(e);
+    else if (!signal.aborted) status.textContent = message(e);
     return;
   }
   if (signal.aborted) return;
@@ -37,13 +40,15 @@ export async function show(main, { onState, onError, signal }) {
   }
   follow('/v1/streams/segments', (name, d) => {
     if (name !== 'sizes') return;
-    const now = Date.now() / 1000;
+    // The server's clock, so that points follow those of the history.
+    const now = d.time / 1000;
     for (const [id, size] of Object.entries(d.sizes)) {
       const r = rows.get(id);
       if (!r) continue;
       r.row.querySelector('.size').textContent = number.format(size);
       r.series[0].push(now);
       r.series[1].push(size);
+      if (r.series[0].length > KEEP) { r.series[0].shift(); r.series[1].shift(); }
       r.spark.setData(r.series);
     }
   }, onState, signal).catch(onError);

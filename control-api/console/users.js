@@ -1,7 +1,7 @@
 // A user, looked up by id: their traits (with when each was set), first and last seen, events
 // by name and the retained events (paged), the segments they are in (since when), and their
 // journeys (status, node, history) and actions; from GET /v1/users/{id}.
-import { get } from '/console/api.js';
+import { get, Unauthorized } from '/console/api.js';
 import { escape, number, instant, path, message, cell } from '/console/ui.js';
 
 const PAGE = 50; // events a page
@@ -18,7 +18,7 @@ function brief(value) {
 }
 
 /** Shows the user lookup, and user `params[0]` if given, in `main`. */
-export async function show(main, { params, signal }) {
+export async function show(main, { params, signal, onError }) {
   const id = params[0] || '';
   main.innerHTML = `
     <h1>Users</h1>
@@ -39,6 +39,7 @@ export async function show(main, { params, signal }) {
   try {
     user = await get(path`/v1/users/${id}` + `?limit=${PAGE}`);
   } catch (e) {
+    if (e instanceof Unauthorized) return onError(e);
     if (!signal.aborted) status.textContent = e.status === 404 ? `Nothing is held about “${id}”.` : message(e);
     return;
   }

@@ -276,7 +276,9 @@ pub fn status<'a>(definition: &Value, last: &'a Value) -> (&'static str, Option<
 /// `POST /v1/journeys/{id}/migration`: what publishing the journey's next version with the
 /// body's `migrate` object (as `publish` takes it) would do to the users in flight: for each
 /// node of the running version with users now, where they would go and how many they are
-/// (409 when it has no next version; 422 for a `migrate` object the publish would refuse).
+/// (409 when it has no next version or its status forbids the publish; 422 for a `migrate`
+/// object or a next version the publish would refuse; 503 while the report is still of the
+/// version before).
 #[utoipa::path(post, path = "/v1/journeys/{id}/migration", tag = "journeys", params(("id" = String, Path, description = "journey id")),
     request_body(content = serde_json::Value, description = "optional: the `migrate` object the publish would carry", example = json!({"migrate": {"node_map": {"wait": "mail"}, "default": "exit"}})),
     responses((status = 200, description = "`{\"journey\", \"from_version\", \"to_version\", \"moves\": [{\"from\", \"users\", \"placement\": stay | move | exit, \"to\"}]}` (users: as the latest report counts them)", body = serde_json::Value),
@@ -291,14 +293,24 @@ pub async fn migration_preview(
     let Some(next) = entry.next.clone() else {
         return Err(Problem::conflict(format!("journey {id:?} has no next version to publish")));
     };
+    // The users counted must be the running version's (the report lags a publish a moment).
     let report = report(&state, &id);
-    let (version, current) = (entry.version, entry.definition.clone());
+    let version = entry.version;
+    if report["version"].as_u64() != Some(u64::from(version)) {
+        return Err(Problem::unavailable(format!("journey {id:?}'s report is not of version {version} yet")));
+    }
+    let (current, limits, journey) = (entry.definition.clone(), state.config.limits, id.clone());
     let moves = tokio::task::spawn_blocking(move || {
         let body =
             if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { crate::problem::parse_json(&body)? };
+        // The checks the publish makes (status, limits, the migrate object), and its migration.
+        let Change::PublishVersion { migrate: plan, .. } =
+            lifecycle_change(&catalog, &journey, "publish", &body, &limits)?
+        else {
+            return Err(Problem::conflict(format!("journey {journey:?} has no users in flight to migrate")));
+        };
         let old = validated(&catalog, &current, &Limits::ceiling())?;
-        let new = validated(&catalog, &next, &Limits::ceiling())?;
-        let plan = migration(&body, &old, &new)?;
+        let new = validated(&catalog, &next, &limits)?;
         let nodes = report["nodes"].as_object().cloned().unwrap_or_default();
         // Users at an exit node have finished: they are not in flight.
         let moves: Vec<Value> = old

@@ -1,8 +1,8 @@
 //! The live streams' heartbeat: one task looks at the engine once a second and publishes what
 //! the streams send (the overview, the segments' sizes, summed over the cluster) through a
 //! watch channel, so that many open streams cost one look; it also keeps each segment's size
-//! over the last hours (a point when it changed, ten seconds apart at least, and one a minute
-//! when it did not), for the console's sparklines and charts. The task ends when the server
+//! over the last hours (a point a minute: 360 a segment at most), for the console's
+//! sparklines and charts. The task ends when the server
 //! stops, and with it every stream.
 
 use crate::handle::EngineHandle;
@@ -19,10 +19,8 @@ use tokio::sync::watch;
 const EVERY: Duration = Duration::from_secs(1);
 /// How long sizes are kept.
 pub const KEEP_MS: u64 = 6 * 3600 * 1000;
-/// A size that did not change is kept once a minute.
-const STEADY_MS: u64 = 60_000;
-/// A size that changed is kept ten seconds after the last point at the soonest.
-const CHANGED_MS: u64 = 10_000;
+/// A size is kept once a minute.
+const EVERY_MS: u64 = 60_000;
 
 /// What the engine showed at one look.
 #[derive(Debug, Default)]
@@ -50,12 +48,7 @@ impl SizeHistory {
         self.points.retain(|id, _| sizes.contains_key(id));
         for (id, size) in sizes {
             let points = self.points.entry(id.clone()).or_default();
-            let due = match points.back() {
-                None => true,
-                Some((at, last)) if last != size => now >= at + CHANGED_MS,
-                Some((at, _)) => now >= at + STEADY_MS,
-            };
-            if due {
+            if points.back().is_none_or(|(at, _)| now >= at + EVERY_MS) {
                 points.push_back((now, *size));
             }
             while points.front().is_some_and(|(at, _)| at + KEEP_MS < now) {
@@ -105,6 +98,8 @@ impl Pulse {
                 if engine.progress.stopping.load(Ordering::Relaxed) {
                     break;
                 }
+                // Topics no stream follows any longer cost the workers nothing from now on.
+                engine.tail.prune();
                 let beat = look(&engine, &wal);
                 kept.lock().unwrap_or_else(PoisonError::into_inner).record(beat.time, &beat.sizes);
                 if tx.send(Arc::new(beat)).is_err() {
@@ -175,20 +170,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_are_kept_when_they_change_ten_seconds_apart_and_a_minute_apart_when_steady() {
+    fn sizes_are_kept_once_a_minute_for_six_hours() {
         let mut h = SizeHistory::default();
         let sizes = |n: i64| BTreeMap::from([("s".to_string(), n)]);
         h.record(0, &sizes(1));
-        h.record(5_000, &sizes(2)); // changed, too soon
-        h.record(10_000, &sizes(2)); // changed, ten seconds on
-        h.record(30_000, &sizes(2)); // steady
-        h.record(70_000, &sizes(2)); // steady, a minute on
-        let all = h.since(0, 70_000, &sizes(2), |_| true);
-        assert_eq!(all["s"], json!([[0, 1], [10_000, 2], [70_000, 2]]));
-        // The latest size closes the series; old points go; so does a removed segment.
-        assert_eq!(h.since(20_000, 75_000, &sizes(3), |_| true)["s"], json!([[70_000, 2], [75_000, 3]]));
-        h.record(KEEP_MS + 20_000, &sizes(2));
-        assert_eq!(h.since(0, KEEP_MS + 20_000, &sizes(2), |_| true)["s"], json!([[70_000, 2], [KEEP_MS + 20_000, 2]]));
+        h.record(30_000, &sizes(2)); // too soon
+        h.record(60_000, &sizes(2));
+        h.record(70_000, &sizes(3)); // too soon
+        let all = h.since(0, 70_000, &sizes(3), |_| true);
+        // The latest size closes the series.
+        assert_eq!(all["s"], json!([[0, 1], [60_000, 2], [70_000, 3]]));
+        assert_eq!(h.since(20_000, 75_000, &sizes(2), |_| true)["s"], json!([[60_000, 2], [75_000, 2]]));
+        // Old points go; so does a removed segment.
+        h.record(KEEP_MS + 30_000, &sizes(2));
+        assert_eq!(h.since(0, KEEP_MS + 30_000, &sizes(2), |_| true)["s"], json!([[60_000, 2], [KEEP_MS + 30_000, 2]]));
+        for minute in 0..400 {
+            h.record(KEEP_MS + 30_000 + minute * 60_000, &sizes(minute as i64));
+        }
+        assert!(h.points["s"].len() <= (KEEP_MS / 60_000) as usize + 1);
         h.record(KEEP_MS + 90_000, &BTreeMap::new());
         assert_eq!(h.since(0, 0, &BTreeMap::new(), |_| true), json!({}));
     }

@@ -8,12 +8,12 @@
 
 use crate::problem::Problem;
 use crate::pulse::{Beat, Pulse};
-use crate::tail::{Item, Kind};
+use crate::tail::{Item, Topic};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use axum::Json;
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::{json, Value};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -84,57 +84,54 @@ fn follow(state: &AppState, look: impl FnMut(&AppState, &Beat) -> Next + Send + 
     Ok(sse(events))
 }
 
-/// A stream of the tail's records `wanted` accepts; `gone` is asked at each beat whether what
+/// A stream of `topic`'s records from the tail; `gone` is asked at each beat whether what
 /// it follows was removed.
 fn tail(
     state: &AppState,
-    wanted: impl Fn(&Item) -> bool + Send + Sync + 'static,
+    topic: Topic,
     gone: impl Fn(&AppState) -> bool + Send + Sync + 'static,
 ) -> Result<Events, Problem> {
-    struct Following<W, G> {
+    struct Following<G> {
         state: AppState,
         reader: broadcast::Receiver<Arc<Item>>,
         beats: watch::Receiver<Arc<Beat>>,
-        wanted: W,
         gone: G,
         done: bool,
         _permit: OwnedSemaphorePermit,
     }
     let start = Following {
         _permit: state.streams.permit()?,
-        reader: state.engine.tail.subscribe(),
+        reader: state.engine.tail.subscribe(topic),
         beats: state.streams.pulse.beats(),
         state: state.clone(),
-        wanted,
         gone,
         done: false,
     };
-    let events = stream::unfold(start, |mut f| async move {
+    let lagged = |missed: u64| Event::default().event("lagged").data(json!({"missed": missed}).to_string());
+    let events = stream::unfold(start, move |mut f| async move {
         if f.done {
             return None;
         }
-        loop {
-            let event = tokio::select! {
-                beat = f.beats.changed() => {
-                    // The heartbeat ends when the server stops: so does the stream.
-                    beat.ok()?;
-                    if !(f.gone)(&f.state) {
-                        continue;
-                    }
-                    f.done = true;
-                    Event::default().event("removed").data("{}")
+        let event = tokio::select! {
+            beat = f.beats.changed() => {
+                // The heartbeat ends when the server stops: so does the stream.
+                beat.ok()?;
+                if !(f.gone)(&f.state) {
+                    return Some((None, f));
                 }
-                item = f.reader.recv() => match item {
-                    Ok(item) if (f.wanted)(&item) => Event::default().event(item.kind.event()).data(item.line.clone()),
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(missed)) => Event::default().event("lagged").data(json!({"missed": missed}).to_string()),
-                    Err(RecvError::Closed) => return None,
-                },
-            };
-            return Some((Ok(event), f));
-        }
+                f.done = true;
+                Event::default().event("removed").data("{}")
+            }
+            item = f.reader.recv() => match item {
+                Ok(item) if item.missed > 0 => lagged(item.missed),
+                Ok(item) => Event::default().event(item.kind.event()).data(item.line.clone()),
+                Err(RecvError::Lagged(missed)) => lagged(missed),
+                Err(RecvError::Closed) => return None,
+            },
+        };
+        Some((Some(event), f))
     });
-    Ok(sse(events))
+    Ok(sse(events.filter_map(|event| async move { event.map(Ok) })))
 }
 
 /// `GET /v1/streams/overview`: the overview, every second (its `time` moves).
@@ -147,19 +144,19 @@ pub async fn overview(State(state): State<AppState>) -> Result<Events, Problem> 
 
 /// `GET /v1/streams/segments`: every installed segment's size whenever one changes.
 #[utoipa::path(get, path = "/v1/streams/segments", tag = "streams",
-    responses((status = 200, description = "Server-Sent Events: `sizes` events (`{\"sizes\": {segment id: members}, \"watermark\"}`) whenever a size changes or a segment comes or goes", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "Server-Sent Events: `sizes` events (`{\"time\", \"sizes\": {segment id: members}, \"watermark\"}`, `time` the server's wall clock) whenever a size changes or a segment comes or goes", content_type = "text/event-stream", body = String),
         crate::problem::ControlAnswers))]
 pub async fn segments(State(state): State<AppState>) -> Result<Events, Problem> {
     follow(&state, |_, beat| Next::Send {
         name: "sizes",
-        document: json!({"sizes": beat.sizes, "watermark": beat.watermark}),
+        document: json!({"time": beat.time, "sizes": beat.sizes, "watermark": beat.watermark}),
         key: json!(beat.sizes),
     })
 }
 
 /// `GET /v1/segments/{id}/stream`: the segment's size whenever it changes.
 #[utoipa::path(get, path = "/v1/segments/{id}/stream", tag = "streams", params(("id" = String, Path, description = "segment id")),
-    responses((status = 200, description = "Server-Sent Events: `size` events (`{\"segment\", \"size\", \"watermark\"}`) whenever the size changes; `removed` once the segment is, and the stream ends", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "Server-Sent Events: `size` events (`{\"time\", \"segment\", \"size\", \"watermark\"}`) whenever the size changes; `removed` once the segment is, and the stream ends", content_type = "text/event-stream", body = String),
         crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn segment(State(state): State<AppState>, Path(id): Path<String>) -> Result<Events, Problem> {
     if !state.engine.catalog.get().segments.contains_key(&id) {
@@ -173,7 +170,7 @@ pub async fn segment(State(state): State<AppState>, Path(id): Path<String>) -> R
         let Some(size) = beat.sizes.get(&id) else { return Next::Nothing };
         Next::Send {
             name: "size",
-            document: json!({"segment": id, "size": size, "watermark": beat.watermark}),
+            document: json!({"time": beat.time, "segment": id, "size": size, "watermark": beat.watermark}),
             key: json!(size),
         }
     })
@@ -181,18 +178,14 @@ pub async fn segment(State(state): State<AppState>, Path(id): Path<String>) -> R
 
 /// `GET /v1/segments/{id}/changes`: the segment's changes as they are written.
 #[utoipa::path(get, path = "/v1/segments/{id}/changes", tag = "streams", params(("id" = String, Path, description = "segment id")),
-    responses((status = 200, description = "Server-Sent Events: `change` events, each a record of the `segment_changes` output (`{\"id\", \"segment\", \"user_id\", \"change\", \"time\", \"reason\"?}`) as it is written; a view for people, not a delivery (use the outputs for that): `lagged` (`{\"missed\"}`) when a slow reader missed records, and in a cluster the other processes forward at most 50 records a second per worker. `removed` once the segment is, and the stream ends", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "Server-Sent Events: `change` events, each a record of the `segment_changes` output (`{\"id\", \"segment\", \"user_id\", \"change\", \"time\", \"reason\"?}`) as it is written; a view for people, not a delivery (use the outputs for that): `lagged` (`{\"missed\"}`) when records were left out: a reader slower than the topic's last 1,024 records, or, in a cluster, records over the 50 a second per worker the other processes forward. `removed` once the segment is, and the stream ends", content_type = "text/event-stream", body = String),
         crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn segment_changes(State(state): State<AppState>, Path(id): Path<String>) -> Result<Events, Problem> {
     if !state.engine.catalog.get().segments.contains_key(&id) {
         return Err(Problem::not_found(format!("no segment {id:?}")));
     }
-    let topic = id.clone();
-    tail(
-        &state,
-        move |item| item.kind == Kind::Change && item.topic == topic,
-        move |state| !state.engine.catalog.get().segments.contains_key(&id),
-    )
+    let topic = Topic::Segment(id.clone());
+    tail(&state, topic, move |state| !state.engine.catalog.get().segments.contains_key(&id))
 }
 
 /// `GET /v1/journeys/{id}/stream`: the journey's report (as `/stats` answers it) whenever it
@@ -216,26 +209,22 @@ pub async fn journey(State(state): State<AppState>, Path(id): Path<String>) -> R
 /// `GET /v1/journeys/{id}/transitions`: the journey's transitions and actions as they are
 /// written.
 #[utoipa::path(get, path = "/v1/journeys/{id}/transitions", tag = "streams", params(("id" = String, Path, description = "journey id")),
-    responses((status = 200, description = "Server-Sent Events: `transition` events (records of the `journey_transitions` output) and `action` events (of `journey_actions`) as they are written; a view for people, not a delivery: `lagged` (`{\"missed\"}`) when a slow reader missed records, and in a cluster the other processes forward at most 50 records a second per worker. `removed` once the journey is, and the stream ends", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "Server-Sent Events: `transition` events (records of the `journey_transitions` output) and `action` events (of `journey_actions`) as they are written; a view for people, not a delivery: `lagged` (`{\"missed\"}`) when records were left out: a reader slower than the topic's last 1,024 records, or, in a cluster, records over the 50 a second per worker the other processes forward. `removed` once the journey is, and the stream ends", content_type = "text/event-stream", body = String),
         crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn journey_transitions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Events, Problem> {
     if !state.engine.catalog.get().journeys.contains_key(&id) {
         return Err(Problem::not_found(format!("no journey {id:?}")));
     }
-    let topic = id.clone();
-    tail(
-        &state,
-        move |item| matches!(item.kind, Kind::Transition | Kind::Action) && item.topic == topic,
-        move |state| !state.engine.catalog.get().journeys.contains_key(&id),
-    )
+    let topic = Topic::Journey(id.clone());
+    tail(&state, topic, move |state| !state.engine.catalog.get().journeys.contains_key(&id))
 }
 
 /// `GET /v1/streams/dead-letters`: input records that were not events, as they are written.
 #[utoipa::path(get, path = "/v1/streams/dead-letters", tag = "streams",
-    responses((status = 200, description = "Server-Sent Events: `dead_letter` events (`{\"source\", \"offset\", \"error\", \"bytes\", \"line\"}`, the line's first KiB) as they are written to the dead-letter output; a view, not a delivery: `lagged` (`{\"missed\"}`) when a slow reader missed records; in a cluster the other processes forward at most 50 records a second per worker", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "Server-Sent Events: `dead_letter` events (`{\"source\", \"offset\", \"error\", \"bytes\", \"line\"}`, the line's first KiB) as they are written to the dead-letter output; a view, not a delivery: `lagged` (`{\"missed\"}`) when records were left out: a reader slower than the last 1,024, or, in a cluster, records over the 50 a second per worker the other processes forward", content_type = "text/event-stream", body = String),
         crate::problem::ControlAnswers))]
 pub async fn dead_letters(State(state): State<AppState>) -> Result<Events, Problem> {
-    tail(&state, |item| item.kind == Kind::DeadLetter, |_| false)
+    tail(&state, Topic::DeadLetters, |_| false)
 }
 
 /// The query of `GET /v1/segment-sizes`.
@@ -250,7 +239,7 @@ pub struct SizesQuery {
 /// `GET /v1/segment-sizes`: each segment's size over the last hours, as this server sampled
 /// it (kept in memory: a restart starts afresh).
 #[utoipa::path(get, path = "/v1/segment-sizes", tag = "segments", params(SizesQuery),
-    responses((status = 200, description = "`{\"from\", \"sizes\": {segment id: [[wall time ms, members], ...]}}`: a point when the size changed (ten seconds apart at least) and one a minute when it did not; the latest size closes each series", body = serde_json::Value),
+    responses((status = 200, description = "`{\"from\", \"sizes\": {segment id: [[wall time ms, members], ...]}}`: a point a minute; the latest size closes each series", body = serde_json::Value),
         (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), crate::problem::ControlAnswers))]
 pub async fn sizes(State(state): State<AppState>, Query(query): Query<SizesQuery>) -> Result<Json<Value>, Problem> {
     let hours = query.hours.unwrap_or(6);

@@ -43,7 +43,7 @@ pub struct Tally {
     pub dead_letters: u64,
     /// Records its arrangements hold.
     pub arranged_records: i64,
-    /// User ids it holds.
+    /// User ids it holds (every process holds every id: the cluster shares them).
     pub user_ids: u64,
     /// Its users' share of each segment.
     pub segment_sizes: BTreeMap<String, i64>,
@@ -90,7 +90,7 @@ impl Tally {
         }
     }
 
-    /// Adds `other`'s counts to these.
+    /// Adds `other`'s counts to these (but the user ids, which every process holds alike).
     pub fn add(&mut self, other: &Tally) {
         self.events_in += other.events_in;
         self.events_processed += other.events_processed;
@@ -100,7 +100,6 @@ impl Tally {
         self.suppressed += other.suppressed;
         self.dead_letters += other.dead_letters;
         self.arranged_records += other.arranged_records;
-        self.user_ids += other.user_ids;
         for (id, size) in &other.segment_sizes {
             *self.segment_sizes.entry(id.clone()).or_default() += size;
         }
@@ -124,10 +123,12 @@ mod tests {
     #[test]
     fn a_cluster_tally_sums_every_process_once() {
         let progress = Progress::default();
-        let own = Tally { events_in: 3, segment_sizes: BTreeMap::from([("s".into(), 2)]), ..Tally::default() };
+        let own =
+            Tally { events_in: 3, user_ids: 5, segment_sizes: BTreeMap::from([("s".into(), 2)]), ..Tally::default() };
         let other = Tally {
             events_in: 4,
             arranged_records: 9,
+            user_ids: 5,
             segment_sizes: BTreeMap::from([("s".into(), 5), ("t".into(), 1)]),
             sources: vec![SourceLag { process: 1, source: "http".into(), topic: String::new(), partition: 0, lag: 7 }],
             ..Tally::default()
@@ -137,6 +138,7 @@ mod tests {
         progress.peer_tallies.lock().unwrap().insert(1, other);
         let sum = cluster(&progress, own);
         assert_eq!((sum.events_in, sum.arranged_records, sum.sources.len()), (7, 9, 1));
+        assert_eq!(sum.user_ids, 5, "user ids are this process's count: every process holds them all");
         assert_eq!(sum.segment_sizes, BTreeMap::from([("s".into(), 7), ("t".into(), 1)]));
     }
 }

@@ -1,7 +1,8 @@
 //! Checking a definition without installing it, as the console's editor does while one types:
-//! the same validation an install runs, answered as a document (every error with its JSON
-//! path) rather than as a refusal.
+//! the same checks an install runs (the definition, the catalog's limits, conflicts),
+//! answered as a document (every error with its JSON path) rather than as a refusal.
 
+use crate::catalog::{Change, Refusal};
 use crate::problem::{parse_json, Problem};
 use crate::AppState;
 use axum::body::Bytes;
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 #[utoipa::path(post, path = "/v1/validate/{kind}", tag = "validation",
     params(("kind" = String, Path, description = "`segment` or `journey`")),
     request_body(content = serde_json::Value, description = "a definition, as it would be installed", example = json!({"id": "recent_buyer", "condition": {"performed": {"event": "Order Completed", "within": "30d"}}})),
-    responses((status = 200, description = "`{\"valid\": bool, \"errors\": [{\"path\", \"message\"}]}`: the errors an install would answer with 422 (a segment is checked as a replacement when the id is installed)", body = serde_json::Value),
+    responses((status = 200, description = "`{\"valid\": bool, \"errors\": [{\"path\", \"message\"}], \"conflict\": null | why}`: the errors an install would answer with 422, and why it would answer 409 (a segment whose id is installed is checked as a replacement, a journey whose id exists as its next version)", body = serde_json::Value),
         (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json", description = "the body is not JSON"),
         (status = 413, body = crate::problem::ProblemDoc, content_type = "application/problem+json", description = "the body is larger than the body limit"),
         crate::problem::NotFound, crate::problem::ControlAnswers))]
@@ -28,24 +29,41 @@ pub async fn check(
     }
     let catalog = state.engine.catalog.get();
     let limits = state.config.limits;
+    // The change an install (or, for an id in use, a replacement) would make, checked as the
+    // install checks it: the definition's errors, the catalog's limits, and conflicts.
     let checked = tokio::task::spawn_blocking(move || {
         let value = parse_json(&body)?;
-        match kind.as_str() {
+        let id = value.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_default();
+        let change = match kind.as_str() {
             "segment" => {
-                let id = value.get("id").and_then(Value::as_str).filter(|id| catalog.segments.contains_key(*id));
-                let id = id.map(str::to_string);
-                crate::segments::normalised(value, &catalog, id.as_deref(), &limits).map(|_| ())
+                let exists = catalog.segments.contains_key(&id);
+                let definition = crate::segments::normalised(value, &catalog, exists.then_some(id.as_str()), &limits)?;
+                match exists {
+                    true => Change::ReplaceSegment { definition },
+                    false => Change::InstallSegment { definition },
+                }
             }
-            _ => crate::journeys::validated(&catalog, &value, &limits).map(|_| ()),
-        }
+            _ => {
+                crate::journeys::validated(&catalog, &value, &limits)?;
+                match catalog.journeys.contains_key(&id) {
+                    true => Change::ReviseJourney { definition: value },
+                    false => Change::DraftJourney { definition: value },
+                }
+            }
+        };
+        Ok::<_, Problem>(catalog.check(&change, &limits))
     })
     .await
     .map_err(|e| Problem::unavailable(format!("the request could not be handled: {e}")))?;
-    match checked {
-        Ok(()) => Ok(Json(json!({"valid": true, "errors": []}))),
-        Err(p) if p.status() == StatusCode::UNPROCESSABLE_ENTITY => {
-            Ok(Json(json!({"valid": false, "errors": p.errors()})))
+    Ok(Json(match checked {
+        Ok(Ok(())) => json!({"valid": true, "errors": [], "conflict": null}),
+        Ok(Err(Refusal::Invalid(errors))) => json!({"valid": false, "errors": errors, "conflict": null}),
+        Ok(Err(Refusal::Conflict(why) | Refusal::NotFound(why))) => {
+            json!({"valid": true, "errors": [], "conflict": why})
         }
-        Err(p) => Err(p),
-    }
+        Err(p) if p.status() == StatusCode::UNPROCESSABLE_ENTITY => {
+            json!({"valid": false, "errors": p.errors(), "conflict": null})
+        }
+        Err(p) => return Err(p),
+    }))
 }

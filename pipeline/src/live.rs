@@ -223,7 +223,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
         Sinks::open(&shared.out_dir, index, shared.output_segment_bytes, kafka_out, archives, shared.skip_before)?;
     sinks.tail_to(match shared.cluster.process {
         0 => TailOut::Local(shared.handle.tail.clone()),
-        _ => TailOut::Forward { allowance: Default::default(), pending: Vec::new() },
+        _ => TailOut::Forward { tail: shared.handle.tail.clone(), allowance: Default::default(), pending: Vec::new() },
     });
     shared.actions_synced[local].store(sinks.actions_written(), Ordering::Release);
     if let (Some(manifest), Some((root, _))) = (restored, &shared.checkpoints) {
@@ -240,6 +240,7 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
     let mut counted: (u64, u64, u64) = (0, 0, 0);
     let mut synced = Instant::now();
     let mut tallied = Instant::now();
+    let mut followed = BTreeSet::new();
     let mut draining = false;
     let mut held = Held::default();
     let mut outbox = Vec::new();
@@ -327,10 +328,21 @@ pub fn run_worker(worker: &mut Worker, shared: &Shared) -> anyhow::Result<()> {
             complain.warn(format_args!("worker {index}: outputs wait for the disk: {e}"));
         }
         shared.watermarks[index].store(programs.watermark(), Ordering::Relaxed);
-        if shared.cluster.process != 0 {
+        // In a cluster, the other processes send process 0 their counts and the records its
+        // live streams follow, and process 0 tells them which those are.
+        if shared.cluster.is_distributed() {
             gossip.tail(sinks.forwarded());
             if local == 0 && tallied.elapsed() >= TALLY_EVERY {
-                gossip.tally(shared.cluster.process, tally(shared));
+                match shared.cluster.process {
+                    0 => {
+                        let now = shared.handle.tail.prune();
+                        if now != followed {
+                            gossip.follow(&now);
+                            followed = now;
+                        }
+                    }
+                    process => gossip.tally(process, tally(shared)),
+                }
                 tallied = Instant::now();
             }
         }
@@ -581,6 +593,8 @@ fn listen(gossip: &mut Gossip, shared: &Shared, first: bool) -> anyhow::Result<b
                 lock(&shared.handle.progress.peer_tallies).insert(process, tally);
             }
             Message::Tail(item) => shared.handle.tail.send(item),
+            Message::Follow(topics) if shared.cluster.process != 0 => shared.handle.tail.follow_remote(topics),
+            Message::Follow(_) => {}
         }
     }
     Ok(counted)

@@ -12,7 +12,7 @@ use crate::segment_output::ChangeLine;
 use journeyflow_connectors::files::sync_dir;
 use journeyflow_connectors::kafka::Sink;
 use journeyflow_connectors::ndjson::Rolling;
-use journeyflow_control_api::tail::{Allowance, Item, Kind, Tail};
+use journeyflow_control_api::tail::{Allowance, Item, Kind, Tail, Topic};
 use journeyflow_operators::Time;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -44,13 +44,15 @@ pub struct KafkaOutputs {
     pub actions: String,
 }
 
-/// Where a worker's records go for the live streams: into its process's tail (process 0,
-/// while a stream reads it), or, a few a second, to be forwarded to process 0's.
+/// Where a worker's records go for the live streams: into its process's tail (process 0),
+/// or, a few a second, to be forwarded to process 0's.
 pub enum TailOut {
     /// Process 0's tail.
     Local(Tail),
     /// Records to forward, as the allowance lets them go.
     Forward {
+        /// This process's tail, which knows the topics process 0's streams follow.
+        tail: Tail,
         /// How many may still go this second.
         allowance: Allowance,
         /// Those to forward at the worker's next step.
@@ -111,29 +113,41 @@ impl Sinks {
         self.tail = Some(out);
     }
 
-    /// The records to forward to process 0's tail (see [`TailOut::Forward`]).
+    /// The records to forward to process 0's tail (see [`TailOut::Forward`]), and how many
+    /// of each topic were left out.
     pub fn forwarded(&mut self) -> Vec<Item> {
         match &mut self.tail {
-            Some(TailOut::Forward { pending, .. }) => std::mem::take(pending),
+            Some(TailOut::Forward { allowance, pending, .. }) => {
+                let mut out = std::mem::take(pending);
+                out.extend(allowance.left_out());
+                out
+            }
             _ => Vec::new(),
         }
     }
 
-    /// The record just written (in `line`) for the live streams, if they take it.
+    /// The record just written (in `line`) for the live streams, if one follows its topic.
     fn tail_record(&mut self, kind: Kind, topic: &str) {
-        let wanted = match &mut self.tail {
-            None => false,
-            Some(TailOut::Local(tail)) => tail.wanted(),
-            Some(TailOut::Forward { allowance, .. }) => allowance.take(journeyflow_types::time::now_ms()),
+        let tail = match &self.tail {
+            Some(TailOut::Local(tail) | TailOut::Forward { tail, .. }) if tail.any() => tail,
+            _ => return,
         };
-        if !wanted {
+        let topic = match kind {
+            Kind::Change => Topic::Segment(topic.to_string()),
+            Kind::Transition | Kind::Action => Topic::Journey(topic.to_string()),
+            Kind::DeadLetter => Topic::DeadLetters,
+        };
+        if !tail.wants(&topic) {
             return;
         }
         let line = String::from_utf8_lossy(self.line.strip_suffix(b"\n").unwrap_or(&self.line)).into_owned();
-        let item = Item { kind, topic: topic.to_string(), line };
+        let item = Item { kind, topic, line, missed: 0 };
         match &mut self.tail {
             Some(TailOut::Local(tail)) => tail.send(item),
-            Some(TailOut::Forward { pending, .. }) => pending.push(item),
+            Some(TailOut::Forward { allowance, pending, .. }) => {
+                let now = journeyflow_types::time::now_ms();
+                pending.extend(allowance.take(&item.topic, now).then_some(item));
+            }
             None => {}
         }
     }

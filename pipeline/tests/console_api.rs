@@ -126,7 +126,16 @@ fn the_consoles_endpoints_answer_what_the_engine_holds() {
         "/v1/validate/segment",
         r#"{"id": "x", "condition": {"performed": {"event": "A", "within": "1d"}}}"#,
     );
-    assert_eq!(answer, json!({"valid": true, "errors": []}));
+    assert_eq!(answer, json!({"valid": true, "errors": [], "conflict": null}));
+    // A segment in use by a journey: its replacement would be refused, and the check says so.
+    let (_, answer) = post(
+        &client,
+        &server,
+        "/v1/validate/segment",
+        r#"{"id": "s3_lapsed_buyer", "condition": {"performed": {"event": "A", "within": "1d"}}}"#,
+    );
+    assert_eq!(answer["valid"], true, "{answer}");
+    assert!(answer["conflict"].as_str().is_some_and(|why| why.contains("j2_win_back")), "{answer}");
     let broken = json!({"id": "j", "entry": {"event": "A"}, "start": "a", "nodes": {"a": {"wait": {"duration": "1h"}, "next": "nowhere"}}});
     let (_, answer) = post(&client, &server, "/v1/validate/journey", &broken.to_string());
     assert_eq!(answer["valid"], false, "{answer}");

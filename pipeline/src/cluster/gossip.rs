@@ -58,6 +58,8 @@ pub enum Message {
     Tally(usize, journeyflow_control_api::tally::Tally),
     /// An output record for process 0's live tail.
     Tail(journeyflow_control_api::tail::Item),
+    /// The topics process 0's live streams follow.
+    Follow(std::collections::BTreeSet<journeyflow_control_api::tail::Topic>),
 }
 
 /// One worker's end of the gossip dataflow.
@@ -125,6 +127,14 @@ impl Gossip {
             self.input.send((0, Message::Tail(item)));
             self.sent = true;
         }
+    }
+
+    /// Tells every process's first worker which topics process 0's live streams follow.
+    pub fn follow(&mut self, topics: &std::collections::BTreeSet<journeyflow_control_api::tail::Topic>) {
+        for first in &self.firsts {
+            self.input.send((*first, Message::Follow(topics.clone())));
+        }
+        self.sent = true;
     }
 
     /// Pushes out what was sent, and hands over what arrived since the last call.

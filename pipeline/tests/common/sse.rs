@@ -1,13 +1,18 @@
 //! A reader of Server-Sent Events streams, as an API user reads them: each event's name and
-//! JSON document as they come.
+//! JSON document as they come, within a deadline (a server's keep-alive comments come every
+//! 15 s, so a read never waits much past it).
 
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use serde_json::Value as J;
 use std::io::{BufRead, BufReader, Lines};
+use std::time::{Duration, Instant};
+
+/// How long a stream is read for, at most.
+const DEADLINE: Duration = Duration::from_secs(90);
 
 /// The events of one stream.
-pub struct Events(Lines<BufReader<Response>>);
+pub struct Events(Lines<BufReader<Response>>, Instant);
 
 impl Events {
     /// Opens the stream at `url` (with the API token, if given): 200 with `text/event-stream`.
@@ -20,7 +25,7 @@ impl Events {
         assert_eq!(r.status(), StatusCode::OK, "{url}");
         let kind = r.headers()["content-type"].to_str().unwrap().to_string();
         assert!(kind.starts_with("text/event-stream"), "{url}: {kind}");
-        Events(BufReader::new(r).lines())
+        Events(BufReader::new(r).lines(), Instant::now() + DEADLINE)
     }
 
     /// The next event `(name, document)`; `None` once the stream ends (the client's read
@@ -28,6 +33,7 @@ impl Events {
     pub fn next(&mut self) -> Option<(String, J)> {
         let (mut name, mut data) = (String::new(), String::new());
         for line in &mut self.0 {
+            assert!(Instant::now() < self.1, "a stream read for {DEADLINE:?} without finding what was wanted");
             let line = line.ok()?;
             if line.is_empty() {
                 if !data.is_empty() {

@@ -75,6 +75,11 @@ with sync_playwright() as p:
     # Keyboard: the first Tab reaches the skip link.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
+    # It moves the focus to the content and leaves the page where it is.
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    expect(page.locator("#events-in")).to_be_visible()
+    assert page.evaluate("location.hash") in ("", "#overview"), page.evaluate("location.hash")
     # A phone's width: nothing wider than the screen.
     page.set_viewport_size({"width": 390, "height": 844})
     expect(page.locator("#events-in")).to_be_visible()

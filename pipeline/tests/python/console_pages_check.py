@@ -59,7 +59,7 @@ def eventually(check, what):
             result = check()
             if result:
                 return result
-        except AssertionError as e:
+        except (AssertionError, ValueError) as e:
             last = e
         time.sleep(0.2)
     raise AssertionError(f"{what}: not within {DEADLINE} s ({last})")
@@ -114,7 +114,7 @@ with sync_playwright() as p:
     page.fill("#member-prefix", prefix)
     page.click("#member-search button")
     with_prefix = api(f"/v1/segments/{quoted(biggest)}/members?limit=10000&prefix={quoted(prefix)}")
-    expect(page.locator("#members-count")).to_contain_text(f"{with_prefix['total']:,} member(s)")
+    expect(page.locator("#members-count")).to_contain_text(f"{with_prefix['total']:,} member(s) whose id starts with “{prefix}”")
     shown = page.locator("#members li").all_inner_texts()
     assert shown and all(u.startswith(prefix) for u in shown), shown
 
