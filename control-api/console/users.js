@@ -1,5 +1,5 @@
 // A user, looked up by id: their traits (with when each was set), first and last seen, events
-// by name and the retained events (paged), the segments they are in (since when), and their
+// by name and the retained events (newest first, paged), the segments they are in (since when), and their
 // journeys (status, node, history) and actions; from GET /v1/users/{id}.
 import { get, Unauthorized } from '/console/api.js';
 import { escape, number, instant, path, message, cell } from '/console/ui.js';
@@ -37,7 +37,7 @@ export async function show(main, { params, signal, onError }) {
   const status = main.querySelector('#user-status');
   let user;
   try {
-    user = await get(path`/v1/users/${id}` + `?limit=${PAGE}`);
+    user = await get(path`/v1/users/${id}` + `?limit=${PAGE}&order=desc`);
   } catch (e) {
     if (e instanceof Unauthorized) return onError(e);
     if (!signal.aborted) status.textContent = e.status === 404 ? `Nothing is held about “${id}”.` : message(e);
@@ -72,7 +72,7 @@ export async function show(main, { params, signal, onError }) {
       ${table(['trait', 'value', 'set at'], traits, 'none')}</section>
     <section aria-labelledby="counts-title"><h2 id="counts-title">Events by name</h2>
       ${table(['event', 'count'], counts, 'none retained')}</section>
-    <section aria-labelledby="events-title"><h2 id="events-title">Retained events, oldest first</h2>
+    <section aria-labelledby="events-title"><h2 id="events-title">Recent events</h2>
       <table id="user-events"><thead><tr><th scope="col">time</th><th scope="col">event</th><th scope="col">properties</th></tr></thead>
       <tbody>${events(user.events)}</tbody></table>
       <button id="events-more" type="button" ${user.next_cursor ? '' : 'hidden'}>More</button></section>`;
@@ -85,7 +85,7 @@ export async function show(main, { params, signal, onError }) {
   const more = main.querySelector('#events-more');
   more.addEventListener('click', async () => {
     try {
-      const page = await get(path`/v1/users/${id}` + `?limit=${PAGE}&cursor=${encodeURIComponent(cursor)}`);
+      const page = await get(path`/v1/users/${id}` + `?limit=${PAGE}&order=desc&cursor=${encodeURIComponent(cursor)}`);
       if (signal.aborted) return;
       main.querySelector('#user-events tbody').insertAdjacentHTML('beforeend', events(page.events));
       cursor = page.next_cursor;

@@ -43,10 +43,8 @@ pub enum Request {
     UserProfile {
         /// The user id.
         user_id: String,
-        /// The `(timestamp, messageId)` of the event before the page.
-        after: Option<(u64, String)>,
-        /// Events in the page.
-        limit: usize,
+        /// Which of their events.
+        events: crate::profile::EventsWanted,
     },
     /// A snapshot of every journey's state as of the request's time, for a checkpoint (the
     /// engine's own request: the API never makes it).

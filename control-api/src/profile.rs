@@ -42,10 +42,23 @@ pub struct ProfilePart {
 /// Paging of the events.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct EventPage {
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (of the same order).
     pub cursor: Option<String>,
     /// Events per page (default 100, at most 1000).
     pub limit: Option<usize>,
+    /// `asc` (oldest first, the default) or `desc` (newest first).
+    pub order: Option<String>,
+}
+
+/// The page of a user's events a worker is asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsWanted {
+    /// The `(timestamp, messageId)` of the event before the page, in its order.
+    pub after: Option<(u64, String)>,
+    /// Events in the page.
+    pub limit: usize,
+    /// Newest first (else oldest first).
+    pub newest_first: bool,
 }
 
 /// The cursor after an event: hex of `[timestamp, messageId]`.
@@ -81,8 +94,8 @@ pub struct UserExport {
     pub event_counts: BTreeMap<String, u64>,
     /// Retained events in all.
     pub retained_events: u64,
-    /// This page of the retained events, oldest first (properties and traits as flattened,
-    /// dotted keys).
+    /// This page of the retained events, oldest first (or newest first, as asked; properties
+    /// and traits as flattened, dotted keys).
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<Value>,
     /// Where the next page starts, if any.
@@ -119,7 +132,13 @@ pub async fn export(
         Some(text) => Some(parse_cursor(text).ok_or_else(|| Problem::bad_request("malformed cursor"))?),
         None => None,
     };
-    let request = Request::UserProfile { user_id: user_id.clone(), after, limit };
+    let newest_first = match page.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return Err(Problem::bad_request(format!("order must be asc or desc, not {other:?}"))),
+    };
+    let events = EventsWanted { after, limit, newest_first };
+    let request = Request::UserProfile { user_id: user_id.clone(), events };
     let answers = state.engine.call(request, state.config.query_wait).await?;
     let mut out = UserExport {
         user_id: user_id.clone(),

@@ -172,7 +172,7 @@ enum Query {
     Members(String),
     User(Key),
     /// A user's export: events after a `(timestamp, messageId)`, at most so many.
-    Profile(Key, Option<(Time, String)>, usize),
+    Profile(Key, journeyflow_control_api::profile::EventsWanted),
 }
 
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
@@ -431,8 +431,9 @@ fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox
             Query::Members(id) if !programs.has_segment(id) => Some(Answer::Failed(format!("no segment {id:?}"))),
             Query::Members(id) => programs.members_at(id, time).map(|m| Answer::Members(time, m)),
             Query::User(user) => programs.user_segments_at(*user, time).map(|s| Answer::Segments(time, s)),
-            Query::Profile(user, after, limit) => crate::profile::part(programs, *user, time, after.as_ref(), *limit)
-                .map(|p| Answer::Profile(time, Box::new(p))),
+            Query::Profile(user, wanted) => {
+                crate::profile::part(programs, *user, time, wanted).map(|p| Answer::Profile(time, Box::new(p)))
+            }
         };
         match answer {
             Some(answer) => outbox.push((ticket, answer)),
@@ -688,8 +689,8 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
         }
         Request::Members { id } => pending.push((command.time, ticket, Query::Members(id))),
         Request::UserSegments { user_id } => pending.push((command.time, ticket, Query::User(Key::of(&user_id)))),
-        Request::UserProfile { user_id, after, limit } => {
-            pending.push((command.time, ticket, Query::Profile(Key::of(&user_id), after, limit)))
+        Request::UserProfile { user_id, events } => {
+            pending.push((command.time, ticket, Query::Profile(Key::of(&user_id), events)))
         }
         Request::SnapshotJourneys => programs.snapshot_journeys(command.time),
     }

@@ -1,23 +1,17 @@
 //! A worker's share of a user's export (`GET /v1/users/{user_id}`): the user's retained events
-//! (paged by `(timestamp, messageId)`), their counts by name, first and last seen, when each
+//! (paged by `(timestamp, messageId)`, either way), their counts by name, first and last seen, when each
 //! trait got its value, the traits and the segment memberships this worker holds.
 
 use crate::programs::Programs;
-use journeyflow_control_api::profile::ProfilePart;
+use journeyflow_control_api::profile::{EventsWanted, ProfilePart};
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::Kind;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 /// This worker's share of `user`'s export as of `time` (`None` until it is complete through
-/// `time`): events after `after`, at most `limit` of them.
-pub fn part(
-    programs: &mut Programs,
-    user: UserId,
-    time: Time,
-    after: Option<&(Time, String)>,
-    limit: usize,
-) -> Option<ProfilePart> {
+/// `time`): the page of events `wanted` asks for.
+pub fn part(programs: &mut Programs, user: UserId, time: Time, wanted: &EventsWanted) -> Option<ProfilePart> {
     let segments = programs.user_memberships_at(user, time)?;
     let traits = programs.traits_at(user, time)?;
     let events: Vec<SharedEvent> = programs.retained(user).into_iter().filter(|e| e.ts() <= time).collect();
@@ -44,11 +38,22 @@ pub fn part(
         }
     }
     out.traits_set = set;
-    let from = match after {
-        Some((ts, id)) => ordered.partition_point(|e| (e.ts(), e.message_id()) <= (*ts, id.as_str())),
+    // The page starts after the cursor in the order asked for.
+    if wanted.newest_first {
+        ordered.reverse();
+    }
+    let from = match &wanted.after {
+        Some((ts, id)) => ordered.partition_point(|e| {
+            let (key, cursor) = ((e.ts(), e.message_id()), (*ts, id.as_str()));
+            if wanted.newest_first {
+                key >= cursor
+            } else {
+                key <= cursor
+            }
+        }),
         None => 0,
     };
-    let page = &ordered[from..ordered.len().min(from + limit)];
+    let page = &ordered[from..ordered.len().min(from + wanted.limit)];
     out.events = page.iter().map(|e| render(e)).collect();
     if from + page.len() < ordered.len() {
         out.next = page.last().map(|e| (e.ts(), e.message_id().to_string()));

@@ -105,7 +105,20 @@ fn an_export_holds_what_is_known_about_a_user_and_pages_through_every_event() {
         }
     }
     assert_eq!(seen, (0..6).map(|i| format!("ann-{i}")).collect::<Vec<_>>());
+    // Newest first, three at a time: the same events the other way round.
+    let mut seen = Vec::new();
+    let mut query = "?limit=3&order=desc".to_string();
+    loop {
+        let page = export(&query);
+        seen.extend(page["events"].as_array().unwrap().iter().map(|e| e["messageId"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=3&order=desc&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..6).rev().map(|i| format!("ann-{i}")).collect::<Vec<_>>());
     for (query, status) in [
+        ("/v1/users/ann?order=sideways", StatusCode::BAD_REQUEST),
         ("/v1/users/nobody", StatusCode::NOT_FOUND),
         ("/v1/users/ann?limit=0", StatusCode::BAD_REQUEST),
         ("/v1/users/ann?cursor=zz", StatusCode::BAD_REQUEST),

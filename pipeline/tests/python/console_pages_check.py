@@ -171,6 +171,9 @@ with sync_playwright() as p:
     page.goto(f"{base}/#users/{quoted(member)}")
     expect(page.locator("#user-segments")).to_contain_text(biggest)
     expect(page.locator("#retained")).not_to_have_text("–")
+    # Their recent events, newest first.
+    times = page.locator("#user-events tbody tr td:first-child").all_inner_texts()
+    assert len(times) > 1 and times == sorted(times, reverse=True), times
 
     # The editor: an error at its path, a journey previewed as typed, a good segment installed.
     page.goto(f"{base}/#editor/segment")
