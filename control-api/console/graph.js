@@ -39,6 +39,10 @@ function describeEntry(entry) {
   if (entry.event) return `performs ${describeEvent(entry.event)}`;
   if (entry.segment_enter) return `enters segment ${entry.segment_enter}`;
   if (entry.segment_exit) return `leaves segment ${entry.segment_exit}`;
+  if (entry.segment && entry.every) {
+    return `members of segment ${entry.segment}, every ${entry.every === '1w' ? 'week' : 'day'} at ${entry.at} (${entry.tz || 'UTC'})`;
+  }
+  if (entry.segment) return `members of segment ${entry.segment} at ${new Date(entry.at).toISOString()}`;
   return JSON.stringify(entry);
 }
 

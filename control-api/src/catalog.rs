@@ -516,7 +516,7 @@ fn journey_id(definition: &Value) -> Option<String> {
 fn journey_segments(definition: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let entry = &definition["entry"];
-    for key in ["segment_enter", "segment_exit"] {
+    for key in ["segment_enter", "segment_exit", "segment"] {
         if let Some(id) = entry.get(key).and_then(Value::as_str) {
             out.insert(id.to_string());
         }
@@ -607,6 +607,14 @@ mod tests {
         assert!(c.check(&remove, &Limits::default()).is_ok());
         applied(&mut c, Change::InstallJourney { definition: journey("j", "a"), version: 1 }, 6).unwrap();
         assert!(matches!(c.check(&remove, &Limits::default()), Err(Refusal::Conflict(m)) if m.contains("journey j")));
+        // A scheduled entry holds its segment too.
+        applied(&mut c, Change::InstallSegment { definition: seg("d", json!({"performed": {"event": "Z"}})) }, 7)
+            .unwrap();
+        let scheduled = json!({"id": "k", "entry": {"segment": "d", "every": "1d", "at": "09:00"}, "start": "e",
+                               "nodes": {"e": {"exit": {}}}});
+        applied(&mut c, Change::InstallJourney { definition: scheduled, version: 1 }, 8).unwrap();
+        let remove_d = Change::RemoveSegment { id: "d".into() };
+        assert!(matches!(c.check(&remove_d, &Limits::default()), Err(Refusal::Conflict(m)) if m.contains("journey k")));
         let missing = Change::RemoveSegment { id: "zz".into() };
         assert!(matches!(c.check(&missing, &Limits::default()), Err(Refusal::NotFound(_))));
         let over = Limits { segments: 1, ..Limits::default() };

@@ -490,3 +490,83 @@ fn a_deleted_user_is_canceled_loses_a_held_action_and_comes_back_as_new() {
     // Canceled in the report, as a user inside when the journey ends is.
     assert_eq!(out.journey_stats[0].canceled, 1);
 }
+
+fn identify(user: &str, plan: &str, ts: u64, id: &str) -> String {
+    json!({"type": "identify", "userId": user, "messageId": id, "timestamp": ts, "traits": {"plan": plan}}).to_string()
+}
+
+fn instant(text: &str) -> u64 {
+    journeyflow_types::time::parse_instant_str(text).unwrap()
+}
+
+#[test]
+fn a_daily_campaign_at_nine_in_paris_keeps_nine_across_the_change_to_summer_time() {
+    let segments = r#"[{"id": "pro", "condition": {"trait": {"name": "plan", "op": "eq", "value": "pro"}}}]"#;
+    let journeys = json!([{"id": "daily", "re_entry": {"mode": "always"}, "start": "a",
+        "entry": {"segment": "pro", "every": "1d", "at": "09:00", "tz": "Europe/Paris",
+                  "starting": "2025-03-28T00:00:00Z", "until": "2025-04-01T00:00:00Z"},
+        "nodes": {"a": {"exit": {}}}}]);
+    // Ann is pro from 27 March; Bob from 09:30 in Paris on 30 March (07:30 UTC, summer time
+    // since 02:00 that night), after that day's campaign; Cid stops being pro on the 29th at
+    // noon. Zed's event moves time past the end.
+    let lines = vec![
+        identify("ann", "pro", instant("2025-03-27T12:00:00Z"), "a1"),
+        identify("cid", "pro", instant("2025-03-27T12:00:00Z"), "c1"),
+        identify("cid", "free", instant("2025-03-29T11:00:00Z"), "c2"),
+        identify("bob", "pro", instant("2025-03-30T07:30:00Z"), "b1"),
+        track("zed", "Y", instant("2025-04-03T00:00:00Z"), "z1"),
+    ];
+    let out = run(segments, journeys, &[], &lines);
+    // 09:00 in Paris: 08:00 UTC in winter time (28, 29 March), 07:00 UTC in summer time.
+    let (d28, d29, d30, d31) = (
+        instant("2025-03-28T08:00:00Z"),
+        instant("2025-03-29T08:00:00Z"),
+        instant("2025-03-30T07:00:00Z"),
+        instant("2025-03-31T07:00:00Z"),
+    );
+    let entered = |user, t| mv(user, None, Some("a"), t, "scheduled");
+    assert_eq!(
+        moves(&out),
+        vec![
+            entered("ann", d28),
+            entered("cid", d28),
+            entered("ann", d29),
+            entered("cid", d29),
+            entered("ann", d30),
+            entered("ann", d31),
+            entered("bob", d31),
+        ]
+    );
+    assert_eq!(out.journey_stats[0].entered, 7);
+}
+
+#[test]
+fn a_one_time_campaign_admits_the_members_then_and_a_pause_skips_an_occurrence() {
+    let segments = r#"[{"id": "pro", "condition": {"trait": {"name": "plan", "op": "eq", "value": "pro"}}}]"#;
+    let journeys = json!([
+        {"id": "once", "start": "a", "entry": {"segment": "pro", "at": T0 + 2 * H}, "nodes": {"a": {"exit": {}}}},
+        {"id": "daily", "start": "a", "re_entry": {"mode": "always"},
+         "entry": {"segment": "pro", "every": "1d", "at": "06:00"}, "nodes": {"a": {"exit": {}}}}]);
+    let lines = vec![
+        identify("ann", "pro", T0 + H, "a1"),
+        identify("bob", "pro", T0 + 3 * H, "b1"),
+        track("zed", "Y", T0 + 3 * D, "z1"),
+    ];
+    // The daily one is paused over the second day's 06:00 and resumed after it.
+    let commands = [(T0 + D, 1, Command::Pause), (T0 + D + 12 * H, 1, Command::Resume)];
+    let text = journeys.to_string();
+    let lateness = ingest(Some(D), D);
+    let out = run_journeys(segments, &text, &commands, &lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
+    let entered = |user, t| mv(user, None, Some("a"), t, "scheduled");
+    // Bob became pro after the one-time campaign: he is in the daily ones only.
+    assert_eq!(
+        moves(&out),
+        vec![
+            entered("ann", T0 + 2 * H),
+            entered("ann", T0 + 6 * H),
+            entered("bob", T0 + 6 * H),
+            entered("ann", T0 + 2 * D + 6 * H),
+            entered("bob", T0 + 2 * D + 6 * H),
+        ]
+    );
+}

@@ -96,7 +96,7 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
         let mut nodes: BTreeMap<String, (i64, i64, BTreeMap<String, i64>)> = BTreeMap::new();
         for t in transitions.iter().filter(|t| t["journey"] == id) {
             let reason = t["reason"].as_str().unwrap();
-            *c.entry("entered").or_default() += i64::from(reason == "entry");
+            *c.entry("entered").or_default() += i64::from(reason == "entry" || reason == "scheduled");
             match (t["from"].as_str(), t["to"].as_str()) {
                 (from, Some(to)) => {
                     nodes.entry(to.into()).or_default().0 += 1;

@@ -37,7 +37,8 @@ pub struct JourneyDefinition {
     pub source: serde_json::Value,
 }
 
-/// What brings a user into a journey; the entry time is the event's or the change's time.
+/// What brings a user into a journey; the entry time is the event's or the change's time, or
+/// the scheduled occurrence's.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
     /// Performing a matching event.
@@ -46,6 +47,73 @@ pub enum Entry {
     SegmentEnter(String),
     /// Leaving the segment.
     SegmentExit(String),
+    /// At each occurrence, every member of the segment then.
+    Scheduled {
+        /// The segment.
+        segment: String,
+        /// When.
+        occurrences: Occurrences,
+    },
+}
+
+/// When a scheduled entry lets a segment's members in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Occurrences {
+    /// Once, at this instant (epoch ms).
+    Once(u64),
+    /// Every `days` days (1 or 7) at a local time of day.
+    Every {
+        /// 1 (daily) or 7 (weekly: on the local weekday of `starting`).
+        days: u32,
+        /// Minutes after local midnight.
+        minute: u32,
+        /// The time zone.
+        tz: chrono_tz::Tz,
+        /// None before this instant (required when weekly).
+        starting: Option<u64>,
+        /// None at or after this instant.
+        until: Option<u64>,
+    },
+}
+
+impl Occurrences {
+    /// The first occurrence at or after `t` (epoch ms), if any. A local time that does not
+    /// exist that day (a daylight-saving gap) is taken one hour later; an ambiguous one at its
+    /// earlier instant.
+    pub fn first_from(&self, t: u64) -> Option<u64> {
+        use chrono::{Duration as D, NaiveTime, TimeZone};
+        let (days, minute, tz, starting, until) = match self {
+            Occurrences::Once(at) => return (*at >= t).then_some(*at),
+            Occurrences::Every { days, minute, tz, starting, until } => (*days, *minute, tz, *starting, *until),
+        };
+        let from = t.max(starting.unwrap_or(0));
+        let local_date = |ms: u64| {
+            let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)?;
+            Some(utc.with_timezone(tz).date_naive())
+        };
+        let resolve = |date: chrono::NaiveDate| {
+            let local = date.and_time(NaiveTime::MIN) + D::minutes(i64::from(minute));
+            let at = tz
+                .from_local_datetime(&local)
+                .earliest()
+                .or_else(|| tz.from_local_datetime(&(local + D::hours(1))).earliest())?;
+            u64::try_from(at.timestamp_millis()).ok()
+        };
+        // Weekly occurrences fall on the local weekday of `starting`.
+        let anchor = match starting {
+            Some(s) => local_date(s)?,
+            None => local_date(0)?,
+        };
+        let mut date = local_date(from)?.pred_opt()?;
+        for _ in 0..(days + 3) {
+            let on_day = (date - anchor).num_days().rem_euclid(i64::from(days)) == 0;
+            if let Some(at) = resolve(date).filter(|at| on_day && *at >= from) {
+                return until.is_none_or(|u| at < u).then_some(at);
+            }
+            date = date.succ_opt()?;
+        }
+        None
+    }
 }
 
 /// One node of the graph.
@@ -281,6 +349,41 @@ mod tests {
 
     fn at(s: &str) -> u64 {
         parse_instant_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_daily_occurrence_keeps_its_local_time_across_daylight_saving_changes() {
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        let daily = Occurrences::Every { days: 1, minute: 9 * 60, tz: paris, starting: None, until: None };
+        // Winter (UTC+1), the day of the change to summer time (UTC+2), and after it.
+        assert_eq!(daily.first_from(at("2025-03-29T00:00:00Z")), Some(at("2025-03-29T08:00:00Z")));
+        assert_eq!(daily.first_from(at("2025-03-29T08:00:00.001Z")), Some(at("2025-03-30T07:00:00Z")));
+        assert_eq!(daily.first_from(at("2025-03-30T07:00:00Z")), Some(at("2025-03-30T07:00:00Z")));
+        // Back to winter time on 26 October.
+        assert_eq!(daily.first_from(at("2025-10-25T07:00:01Z")), Some(at("2025-10-26T08:00:00Z")));
+        // 02:30 does not exist on 30 March (taken at 03:30 summer time); on 26 October it is
+        // ambiguous (taken at its first instant).
+        let night = Occurrences::Every { days: 1, minute: 150, tz: paris, starting: None, until: None };
+        assert_eq!(night.first_from(at("2025-03-29T02:00:00Z")), Some(at("2025-03-30T01:30:00Z")));
+        assert_eq!(night.first_from(at("2025-10-25T02:00:00Z")), Some(at("2025-10-26T00:30:00Z")));
+    }
+
+    #[test]
+    fn weekly_occurrences_fall_on_the_weekday_of_starting_until_the_end() {
+        // Starting on a Wednesday at noon UTC: 09:00 that Wednesday has passed.
+        let weekly = Occurrences::Every {
+            days: 7,
+            minute: 9 * 60,
+            tz: chrono_tz::UTC,
+            starting: Some(at("2025-01-01T12:00:00Z")),
+            until: Some(at("2025-01-22T09:00:00Z")),
+        };
+        assert_eq!(weekly.first_from(0), Some(at("2025-01-08T09:00:00Z")));
+        assert_eq!(weekly.first_from(at("2025-01-08T09:00:00.001Z")), Some(at("2025-01-15T09:00:00Z")));
+        assert_eq!(weekly.first_from(at("2025-01-15T09:00:00.001Z")), None, "until is not included");
+        let once = Occurrences::Once(at("2025-02-01T09:00:00Z"));
+        assert_eq!(once.first_from(0), Some(at("2025-02-01T09:00:00Z")));
+        assert_eq!(once.first_from(at("2025-02-01T09:00:00.001Z")), None);
     }
 
     #[test]

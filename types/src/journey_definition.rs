@@ -6,7 +6,8 @@
 use crate::condition::{Condition, EventFilter};
 use crate::definition::{valid_id, Checker, ValidationError, ValidationErrors};
 use crate::journey::{
-    Action, Case, Entry, FrequencyCap, JourneyDefinition, Node, QuietHours, ReEntry, ReEntryMode, Schedule, SplitBranch,
+    Action, Case, Entry, FrequencyCap, JourneyDefinition, Node, Occurrences, QuietHours, ReEntry, ReEntryMode,
+    Schedule, SplitBranch,
 };
 use crate::limits::{json_depth, Limits, MAX_PAYLOAD_DEPTH};
 use crate::time::{json_kind, parse_instant};
@@ -182,13 +183,17 @@ fn segment_ref(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<Strin
 }
 
 fn entry(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<Entry> {
-    let o = cx.object(path, v, &["event", "where", "segment_enter", "segment_exit"])?;
+    const SCHEDULE: [&str; 5] = ["at", "every", "tz", "starting", "until"];
+    let allowed = ["event", "where", "segment_enter", "segment_exit", "segment"];
+    let o = cx.object(path, v, &[&allowed[..], &SCHEDULE[..]].concat())?;
     let kinds: Vec<&str> =
-        ["event", "segment_enter", "segment_exit"].into_iter().filter(|k| o.contains_key(*k)).collect();
+        ["event", "segment_enter", "segment_exit", "segment"].into_iter().filter(|k| o.contains_key(*k)).collect();
     if kinds.len() != 1 {
         cx.error(
             path,
-            format!("an entry needs exactly one of \"event\", \"segment_enter\", \"segment_exit\", found {kinds:?}"),
+            format!(
+                "an entry needs exactly one of \"event\", \"segment_enter\", \"segment_exit\", \"segment\" (scheduled), found {kinds:?}"
+            ),
         );
         return None;
     }
@@ -196,12 +201,85 @@ fn entry(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) ->
         cx.error(&format!("{path}.where"), "\"where\" applies to event entries only");
         return None;
     }
+    if kinds[0] != "segment" {
+        if let Some(key) = SCHEDULE.iter().find(|k| o.contains_key(**k)) {
+            cx.error(&format!("{path}.{key}"), "applies to scheduled entries (\"segment\") only");
+            return None;
+        }
+    }
     match kinds[0] {
         "event" => event_filter(cx, path, v).map(Entry::Event),
         "segment_enter" => {
             segment_ref(cx, &format!("{path}.segment_enter"), &o["segment_enter"], segments).map(Entry::SegmentEnter)
         }
-        _ => segment_ref(cx, &format!("{path}.segment_exit"), &o["segment_exit"], segments).map(Entry::SegmentExit),
+        "segment_exit" => {
+            segment_ref(cx, &format!("{path}.segment_exit"), &o["segment_exit"], segments).map(Entry::SegmentExit)
+        }
+        _ => {
+            let segment = segment_ref(cx, &format!("{path}.segment"), &o["segment"], segments);
+            let occurrences = occurrences(cx, path, o);
+            Some(Entry::Scheduled { segment: segment?, occurrences: occurrences? })
+        }
+    }
+}
+
+/// A scheduled entry's occurrences: `at` an instant (once), or `every` (`1d`, `1w`) with `at` a
+/// local time of day, `tz`, `starting` (required weekly: its weekday is kept) and `until`.
+fn occurrences(cx: &mut Checker, path: &str, o: &Obj) -> Option<Occurrences> {
+    let instant = |cx: &mut Checker, key: &str| -> Result<Option<u64>, ()> {
+        o.get(key).map(|t| parse_instant(t).map_err(|e| cx.error(&format!("{path}.{key}"), e))).transpose()
+    };
+    let Some(every) = o.get("every") else {
+        for key in ["tz", "starting", "until"].into_iter().filter(|k| o.contains_key(*k)) {
+            cx.error(&format!("{path}.{key}"), "applies to recurring entries (with \"every\") only");
+        }
+        if !o.contains_key("at") {
+            cx.error(path, "a scheduled entry needs \"at\" (an instant, or a time of day with \"every\")");
+            return None;
+        }
+        return instant(cx, "at").ok().flatten().map(Occurrences::Once);
+    };
+    let days = match every.as_str() {
+        Some("1d") => Some(1),
+        Some("1w") => Some(7),
+        _ => {
+            cx.error(&format!("{path}.every"), format!("expected \"1d\" or \"1w\", found {every}"));
+            None
+        }
+    };
+    let minute = match o.contains_key("at") {
+        true => clock(cx, path, o, "at"),
+        false => {
+            cx.error(path, "a recurring entry needs \"at\", a time of day as \"HH:MM\"");
+            None
+        }
+    };
+    let tz = time_zone(cx, path, o);
+    let (starting, until) = (instant(cx, "starting").ok()?, instant(cx, "until").ok()?);
+    if days == Some(7) && starting.is_none() {
+        cx.error(path, "a weekly entry needs \"starting\" (its local weekday is the entries' day)");
+        return None;
+    }
+    if let (Some(s), Some(u)) = (starting, until) {
+        if u <= s {
+            cx.error(&format!("{path}.until"), "must be after starting");
+            return None;
+        }
+    }
+    Some(Occurrences::Every { days: days?, minute: minute?, tz: tz?, starting, until })
+}
+
+/// The `tz` of `o` (UTC when not given): an IANA name.
+fn time_zone(cx: &mut Checker, path: &str, o: &Obj) -> Option<chrono_tz::Tz> {
+    match cx.opt_string(path, o, "tz") {
+        None => Some(chrono_tz::UTC),
+        Some(name) => name.parse::<chrono_tz::Tz>().ok().or_else(|| {
+            cx.error(
+                &format!("{path}.tz"),
+                format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\")"),
+            );
+            None
+        }),
     }
 }
 
@@ -499,16 +577,7 @@ fn quiet_hours(cx: &mut Checker, path: &str, v: &Json) -> Option<QuietHours> {
     let o = cx.object(path, v, &["start", "end", "tz"])?;
     let start = clock(cx, path, o, "start");
     let end = clock(cx, path, o, "end");
-    let tz = match cx.opt_string(path, o, "tz") {
-        None => Some(chrono_tz::UTC),
-        Some(name) => name.parse::<chrono_tz::Tz>().ok().or_else(|| {
-            cx.error(
-                &format!("{path}.tz"),
-                format!("unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\")"),
-            );
-            None
-        }),
-    };
+    let tz = time_zone(cx, path, o);
     let (start_minute, end_minute) = (start?, end?);
     if start_minute == end_minute {
         cx.error(path, "start and end must differ");
@@ -663,6 +732,46 @@ mod tests {
         let nested =
             text.replace(r#""entry": {"event": "Cart Viewed"}"#, r#""entry": {"event": {"event": "Cart Viewed"}}"#);
         assert_eq!(parse_journeys(&nested, &segs()).unwrap()[0].entry, defs[0].entry);
+    }
+
+    #[test]
+    fn scheduled_entries_parse_and_their_mistakes_are_named() {
+        let journey = |entry: &str| {
+            format!(r#"[{{"id": "j", "entry": {entry}, "start": "a", "nodes": {{"a": {{"exit": {{}}}}}}}}]"#)
+        };
+        let once = parse_journeys(&journey(r#"{"segment": "lapsed", "at": "2025-02-01T09:00:00Z"}"#), &segs()).unwrap();
+        let at = crate::time::parse_instant_str("2025-02-01T09:00:00Z").unwrap();
+        assert_eq!(once[0].entry, Entry::Scheduled { segment: "lapsed".into(), occurrences: Occurrences::Once(at) });
+        let daily = journey(r#"{"segment": "lapsed", "every": "1d", "at": "09:00", "tz": "Europe/Paris"}"#);
+        let Entry::Scheduled { occurrences: Occurrences::Every { days, minute, .. }, .. } =
+            &parse_journeys(&daily, &segs()).unwrap()[0].entry
+        else {
+            panic!("not recurring");
+        };
+        assert_eq!((*days, *minute), (1, 540));
+        for (entry, path, message) in [
+            (r#"{"segment": "lapsed", "every": "1d"}"#, "$[0].entry", "needs \"at\""),
+            (r#"{"segment": "lapsed", "every": "2d", "at": "09:00"}"#, "$[0].entry.every", "\"1d\" or \"1w\""),
+            (r#"{"segment": "lapsed", "every": "1w", "at": "09:00"}"#, "$[0].entry", "needs \"starting\""),
+            (r#"{"segment": "lapsed", "every": "1d", "at": "9am"}"#, "$[0].entry.at", "HH:MM"),
+            (
+                r#"{"segment": "lapsed", "every": "1d", "at": "09:00", "tz": "Mars/Base"}"#,
+                "$[0].entry.tz",
+                "unknown time zone",
+            ),
+            (r#"{"segment": "lapsed", "at": "2025-02-01T09:00:00Z", "tz": "UTC"}"#, "$[0].entry.tz", "recurring"),
+            (r#"{"segment": "lapsed"}"#, "$[0].entry", "needs \"at\""),
+            (r#"{"segment": "nowhere", "at": "2025-02-01T09:00:00Z"}"#, "$[0].entry.segment", "unknown segment"),
+            (r#"{"event": "X", "every": "1d"}"#, "$[0].entry.every", "scheduled entries"),
+            (
+                r#"{"segment": "lapsed", "every": "1d", "at": "09:00", "starting": "2025-02-01T00:00:00Z", "until": "2025-01-01T00:00:00Z"}"#,
+                "$[0].entry.until",
+                "after starting",
+            ),
+        ] {
+            let found = errors(&journey(entry));
+            assert!(found.iter().any(|(p, m)| p == path && m.contains(message)), "{entry}: {found:?}");
+        }
     }
 
     #[test]

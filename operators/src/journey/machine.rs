@@ -2,7 +2,8 @@
 //! operator decides *when* (complete times, canonical order) and calls these to decide *what*.
 //!
 //! At one time, for one user, in this order: the user's condition changes (the exit rule,
-//! then a segment entry), then their due timer, then their events by `messageId`. An event
+//! then a segment entry), then a scheduled entry's occurrence, then their due timer, then
+//! their events by `messageId`. An event
 //! does at most one thing: convert (goal), else move a `wait_until`, else enter.
 
 use super::plan::{JourneyPlan, PlanEntry, PlanNode};
@@ -111,13 +112,14 @@ impl Step<'_> {
         if let PlanEntry::Segment { condition, on_enter } = self.plan.entry {
             let was = before & (1 << condition) != 0;
             if was != s.holds(condition) && s.holds(condition) == on_enter {
-                self.try_enter(s);
+                self.try_enter(s, Reason::Entry);
             }
         }
     }
 
-    /// Enters the user if the schedule, the exit rule and the re-entry rules allow it.
-    pub fn try_enter(&mut self, s: &mut UserState) {
+    /// Enters the user (for `reason`: an entry, or a scheduled one) if the schedule, the exit
+    /// rule and the re-entry rules allow it.
+    pub fn try_enter(&mut self, s: &mut UserState, reason: Reason) {
         let schedule = self.plan.schedule();
         if schedule.start_at.is_some_and(|t| self.time < t) || schedule.end_at.is_some_and(|t| self.time >= t) {
             return;
@@ -140,7 +142,16 @@ impl Step<'_> {
         s.entries += 1;
         s.last_entry = Some(self.time);
         let from = s.at.take().map(|p| p.node);
-        self.arrive(s, from, self.plan.start, Reason::Entry);
+        self.arrive(s, from, self.plan.start, reason);
+    }
+
+    /// A scheduled entry's occurrence now: a member of its segment tries to enter.
+    pub fn occurrence(&mut self, s: &mut UserState) {
+        if let PlanEntry::Scheduled { condition, .. } = self.plan.entry {
+            if s.holds(condition) {
+                self.try_enter(s, Reason::Scheduled);
+            }
+        }
     }
 
     /// Places a user taken over from a previous version (where they were at node `from` of
@@ -255,7 +266,7 @@ impl Step<'_> {
             }
         }
         if matches!(&self.plan.entry, PlanEntry::Event(f) if f.matches(e)) {
-            self.try_enter(s);
+            self.try_enter(s, Reason::Entry);
         }
     }
 }

@@ -19,7 +19,7 @@ use differential_dataflow::VecCollection;
 use handover::{Handover, Left};
 use journeyflow_types::{Key, KeyMap, Migration, Placement};
 use machine::{Position, Step, UserState};
-use plan::JourneyPlan;
+use plan::{JourneyPlan, PlanEntry};
 use record::{Command, JourneyOutput, Reason, Status};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -129,6 +129,14 @@ pub fn journey<'s>(
         let mut out: Vec<JourneyOutput> = Vec::new();
         // A snapshot asked for as of this time, taken once nothing at or before it is left.
         let mut snapshot_due: Option<Time> = None;
+        // A scheduled entry's next occurrence: counted from the first time this operator looks
+        // at (no member of the segment is known here before it).
+        let occurrences = match &plan.entry {
+            PlanEntry::Scheduled { occurrences, condition } => Some((occurrences.clone(), *condition)),
+            _ => None,
+        };
+        let mut occurrence: Option<Time> = None;
+        let mut occurrences_started = false;
         let take = move |time: Time, status: Status, users: &KeyMap<UserState>| {
             let mut kept: Vec<(Key, UserState)> = users
                 .iter()
@@ -179,12 +187,19 @@ pub fn journey<'s>(
                 let next = earliest(
                     pending.get(done).map(|p| p.0),
                     commands.first().map(|c| c.0),
-                    next_timer(&timers, since),
+                    next_timer(&timers, since).into_iter().chain(occurrence).min(),
                     end_at,
                     since.filter(|_| takeover.is_some()),
                     status,
                 );
                 let Some(time) = next.filter(complete) else { break };
+                // Occurrences before this time were not for an ongoing journey (paused, or
+                // history): none is made up later.
+                if let Some((schedule, _)) = &occurrences {
+                    if !occurrences_started || occurrence.is_some_and(|o| o < time) {
+                        (occurrence, occurrences_started) = (schedule.first_from(time), true);
+                    }
+                }
                 if let Some(due) = snapshot_due.filter(|due| time > *due) {
                     take(due, status, &users);
                     snapshot_due = None;
@@ -232,15 +247,20 @@ pub fn journey<'s>(
                             }
                         }
                     }
-                    // Users with inputs at this time, and users whose timers are due.
+                    // History (at or before `since`) sets condition states but moves nobody.
+                    let moving = status == Status::Ongoing && since.is_none_or(|s| time > s);
+                    let scheduled = occurrence == Some(time) && moving;
+                    // Users with inputs at this time, users whose timers are due, and at an
+                    // occurrence the members of the scheduled entry's segment.
                     keys.extend(pending[done..here].iter().map(|p| p.1));
                     if status == Status::Ongoing {
                         keys.extend(timers.range(..=(time, Key(u128::MAX))).map(|(_, k)| *k));
                     }
+                    if let Some((_, condition)) = occurrences.as_ref().filter(|_| scheduled) {
+                        keys.extend(users.iter().filter(|(_, s)| s.member & (1 << condition) != 0).map(|(k, _)| *k));
+                    }
                     keys.sort_unstable();
                     keys.dedup();
-                    // History (at or before `since`) sets condition states but moves nobody.
-                    let moving = status == Status::Ongoing && since.is_none_or(|s| time > s);
                     let mut at = done;
                     for user in keys.drain(..) {
                         let s = users.entry(user).or_default();
@@ -273,6 +293,9 @@ pub fn journey<'s>(
                             if moving && at > first {
                                 step.conditions_changed(s, before);
                             }
+                            if scheduled {
+                                step.occurrence(s);
+                            }
                             if moving && s.timer().is_some_and(|due| due <= time) {
                                 step.fire(s);
                             }
@@ -296,6 +319,9 @@ pub fn journey<'s>(
                         }
                     }
                     done = here;
+                }
+                if let Some((schedule, _)) = occurrences.as_ref().filter(|_| occurrence == Some(time)) {
+                    occurrence = schedule.first_from(time.saturating_add(1));
                 }
                 // A new version takes the previous one's users over once its history is read.
                 if takeover.is_some() && since == Some(time) {
@@ -347,7 +373,7 @@ pub fn journey<'s>(
             let left = earliest(
                 pending.first().map(|p| p.0),
                 commands.first().map(|c| c.0),
-                next_timer(&timers, since),
+                next_timer(&timers, since).into_iter().chain(occurrence).min(),
                 end_at,
                 since.filter(|_| takeover.is_some()),
                 status,

@@ -2,7 +2,9 @@
 //! shares as cumulative bounds. The conditions listed here are compiled to membership
 //! collections by the pipeline and arrive at the operator as `(index, user)` changes.
 
-use journeyflow_types::journey::{Entry, FrequencyCap, JourneyDefinition, Node, QuietHours, ReEntry, Schedule};
+use journeyflow_types::journey::{
+    Entry, FrequencyCap, JourneyDefinition, Node, Occurrences, QuietHours, ReEntry, Schedule,
+};
 use journeyflow_types::{Condition, EventFilter, EventView};
 use std::collections::BTreeMap;
 
@@ -17,6 +19,13 @@ pub enum PlanEntry {
         condition: u32,
         /// Enter (true) or exit (false) triggers.
         on_enter: bool,
+    },
+    /// At each occurrence, every member of condition `condition` then.
+    Scheduled {
+        /// The condition index.
+        condition: u32,
+        /// When.
+        occurrences: Occurrences,
     },
 }
 
@@ -102,6 +111,10 @@ impl JourneyPlan {
             Entry::SegmentExit(s) => {
                 PlanEntry::Segment { condition: add(Condition::InSegment(s.clone())), on_enter: false }
             }
+            Entry::Scheduled { segment, occurrences } => PlanEntry::Scheduled {
+                condition: add(Condition::InSegment(segment.clone())),
+                occurrences: occurrences.clone(),
+            },
         };
         let nodes = definition
             .nodes

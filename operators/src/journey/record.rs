@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum Reason {
     /// Entered (from outside, or restarting under `always` re-entry).
     Entry,
+    /// Entered at an occurrence of a scheduled entry.
+    Scheduled,
     /// A wait ended, or an action was sent.
     Next,
     /// The awaited event came.
@@ -39,6 +41,7 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::Entry => f.write_str("entry"),
+            Reason::Scheduled => f.write_str("scheduled"),
             Reason::Next => f.write_str("next"),
             Reason::Event => f.write_str("event"),
             Reason::Timeout => f.write_str("timeout"),

@@ -64,7 +64,7 @@ pub fn stats<'s>(
                     t.journey
                 }
                 JourneyOutput::Transition(t) => {
-                    if t.reason == Reason::Entry {
+                    if matches!(t.reason, Reason::Entry | Reason::Scheduled) {
                         counts.push((Stat::Entered, 1));
                     }
                     if let Some(from) = t.from {

@@ -1,5 +1,5 @@
 //! Random events and random journeys for the property tests: users, event names and two
-//! segments to refer to; journeys over every node kind with goals, exit rules, re-entry,
+//! segments to refer to; journeys over every node kind with event, segment and scheduled entries, goals, exit rules, re-entry,
 //! schedules, quiet hours and caps, shaped so every node reaches an exit; and how a worker of
 //! the live engine is fed such a stream in random batches.
 
@@ -177,6 +177,10 @@ pub fn journey(id: &'static str) -> impl Strategy<Value = J> {
             json!({"segment_enter": "sa"}),
             json!({"segment_exit": "sa"}),
             json!({"segment_enter": "sp"}),
+            // Scheduled: once, and daily (the events span five hours from midnight).
+            json!({"segment": "sa", "at": T0 + 90 * 60_000}),
+            json!({"segment": "sp", "every": "1d", "at": "02:10"}),
+            json!({"segment": "sa", "every": "1d", "at": "00:45", "starting": T0 + 30 * 60_000, "until": T0 + 280 * 60_000}),
         ]),
         prop::option::of(prop::sample::select(vec![json!({"event": "C"}), json!({"event": "B"})])),
         prop::option::weighted(0.3, condition()),

@@ -7,10 +7,11 @@
 //!   (event time plus a duration from the definitions), a lifecycle command, the schedule
 //!   end, the user's timer;
 //! - at one moment: lifecycle first (an end cancels; a resume applies the exit rule), then
-//!   the exit rule and a segment entry, then the due timer, then events by `messageId`, each
-//!   event doing at most one of: goal, awaited event, entry.
+//!   the exit rule and a segment entry, then a scheduled entry's occurrence (the segment's
+//!   members then try to enter), then the due timer, then events by `messageId`, each event
+//!   doing at most one of: goal, awaited event, entry.
 //!
-//! Quiet hours are supported in UTC only.
+//! Quiet hours and schedules are supported in UTC only.
 
 use super::reference::{duration, filter_matches, RefEvent, Reference};
 use serde_json::{json, Value as J};
@@ -62,6 +63,31 @@ fn quiet_release(q: &J, t: u64) -> Option<u64> {
     } else {
         (tod < e).then_some(midnight + e)
     }
+}
+
+/// A scheduled entry's segment condition and its occurrences within `(from, to)` (a day on
+/// either side), in UTC: once at `at`, or every day (week) at `at` o'clock, from `starting`
+/// (whose day of the week a weekly one keeps), before `until`.
+fn scheduled_of(j: &J, (from, to): (u64, u64)) -> Option<(J, BTreeSet<u64>)> {
+    const DAY: u64 = 86_400_000;
+    let entry = &j["entry"];
+    let segment = entry.get("segment")?;
+    assert!(entry.get("tz").is_none_or(|tz| tz == "UTC"), "the reference supports UTC schedules only");
+    let cond = json!({"in_segment": segment});
+    let Some(every) = entry.get("every") else {
+        return Some((cond, BTreeSet::from([entry["at"].as_u64().unwrap()])));
+    };
+    let period = if every == "1w" { 7 } else { 1 };
+    let starting = entry.get("starting").and_then(J::as_u64);
+    let until = entry.get("until").and_then(J::as_u64);
+    let anchor = starting.map_or(0, |s| s / DAY);
+    let times = (from / DAY).saturating_sub(1)..=to / DAY + 1;
+    let times = times
+        .filter(|day| *day >= anchor && (day - anchor).is_multiple_of(period))
+        .map(|day| day * DAY + clock(&entry["at"]))
+        .filter(|t| starting.is_none_or(|s| *t >= s) && until.is_none_or(|u| *t < u))
+        .collect();
+    Some((cond, times))
 }
 
 fn split_point(journey: &str, node: &str, user: &str) -> u64 {
@@ -227,7 +253,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn try_enter(&mut self, t: u64) {
+    fn try_enter(&mut self, t: u64, reason: &str) {
         let schedule = self.j.get("schedule");
         let bound = |k: &str| schedule.and_then(|s| s.get(k)).and_then(J::as_u64);
         if bound("start_at").is_some_and(|s| t < s) || bound("end_at").is_some_and(|e| t >= e) {
@@ -255,7 +281,7 @@ impl<'a> Walk<'a> {
         self.last_entry = Some(t);
         let from = self.at.take().map(|a| a.0);
         let start = self.j["start"].as_str().unwrap().to_string();
-        self.arrive(from, &start, t, "entry".into());
+        self.arrive(from, &start, t, reason.into());
     }
 
     /// The next version takes over at `t`: the user is placed, then its exit rule applies.
@@ -318,7 +344,7 @@ impl<'a> Walk<'a> {
         }
         let entry = &self.j["entry"];
         if entry.get("event").is_some() && filter_matches(filter_of(entry), e) {
-            self.try_enter(t);
+            self.try_enter(t, "entry");
         }
     }
 }
@@ -363,6 +389,8 @@ pub fn interpret_versions(
         for (user, evs) in &reference.by_user {
             let mut entry_seg = entry_of(j);
             let mut end_at = end_of(j);
+            let span = (evs.first().map_or(0, |e| e.ts), as_of);
+            let mut scheduled = scheduled_of(j, span);
             let mut upgrading = upgrade.filter(|u| u.at <= as_of);
             let mut w = Walk {
                 j,
@@ -386,6 +414,8 @@ pub fn interpret_versions(
                 }
             }
             moments.extend(cmds.iter().map(|c| c.time));
+            moments.extend(scheduled.iter().flat_map(|(_, times)| times.iter().copied()));
+            moments.extend(upgrade.and_then(|u| scheduled_of(&u.next, span)).into_iter().flat_map(|(_, times)| times));
             moments.extend(end_at);
             moments.extend(upgrade.and_then(|u| end_of(&u.next)));
             moments.extend(since);
@@ -403,6 +433,7 @@ pub fn interpret_versions(
                         w.migrate(&u.next, &u.migrate, u.at);
                     }
                     entry_seg = entry_of(&u.next);
+                    scheduled = scheduled_of(&u.next, span);
                     end_at = end_of(&u.next);
                     seg_before = entry_seg.as_ref().is_some_and(|(c, _)| w.cond(c, u.at));
                     continue;
@@ -445,7 +476,13 @@ pub fn interpret_versions(
                     w.leave(t, "exit_when");
                 }
                 if triggered {
-                    w.try_enter(t);
+                    w.try_enter(t, "entry");
+                }
+                // 1b. A scheduled entry's occurrence: the segment's members then.
+                if let Some((c, times)) = &scheduled {
+                    if times.contains(&t) && w.cond(c, t) {
+                        w.try_enter(t, "scheduled");
+                    }
                 }
                 // 2. The due timer.
                 if w.at.as_ref().and_then(|a| a.2).is_some_and(|due| due <= t) {
