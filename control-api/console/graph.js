@@ -20,6 +20,7 @@ export function exits(node) {
   const body = node?.[kind] || {};
   switch (kind) {
     case 'wait': return [[node.next, `after ${body.duration ?? '?'}`]];
+    case 'wait_until_time': return [[node.next, `at ${body.at ?? '?'}`]];
     case 'action': return [[node.next, '']];
     case 'wait_until': return [[body.on_event, `event ${describeEvent(body.event)}`], [body.on_timeout, `timeout ${body.timeout ?? '?'}`]];
     case 'branch': return [...(body.cases || []).map((c, i) => [c?.next, `case ${i + 1}`]), [body.else, 'else']];
@@ -49,6 +50,7 @@ function describeEntry(entry) {
 function detail(kind, body) {
   switch (kind) {
     case 'wait': return `wait ${body?.duration ?? ''}`;
+    case 'wait_until_time': return `until ${body?.at ?? ''} ${body?.tz ?? 'UTC'}`;
     case 'wait_until': return `wait for ${describeEvent(body?.event)}`;
     case 'action': return `${body?.channel ?? 'action'}${body?.template ? `: ${body.template}` : ''}`;
     default: return kind;

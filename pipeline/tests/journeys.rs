@@ -570,3 +570,31 @@ fn a_one_time_campaign_admits_the_members_then_and_a_pause_skips_an_occurrence()
         ]
     );
 }
+
+#[test]
+fn a_wait_until_nine_in_paris_lands_on_nine_across_both_daylight_saving_changes() {
+    let journeys = json!([{"id": "nine", "entry": {"event": "X"}, "start": "wait", "re_entry": {"mode": "always"},
+        "nodes": {"wait": {"wait_until_time": {"at": "09:00", "tz": "Europe/Paris"}, "next": "mail"},
+                  "mail": {"action": {"channel": "email"}, "next": "done"}, "done": {"exit": {}}}}]);
+    let (ann, bob, cid) = (
+        instant("2025-03-29T20:00:00Z"), // 21:00 in winter time: to 09:00 summer time (07:00 UTC)
+        instant("2025-03-30T07:00:00Z"), // exactly 09:00: the next one, a day later
+        instant("2025-10-25T22:00:00Z"), // midnight in summer time: to 09:00 winter time (08:00 UTC)
+    );
+    let lines = vec![
+        track("ann", "X", ann, "a1"),
+        track("bob", "X", bob, "b1"),
+        track("cid", "X", cid, "c1"),
+        track("zed", "Y", instant("2025-10-28T00:00:00Z"), "z1"),
+    ];
+    let out = run("[]", journeys, &[], &lines);
+    assert_eq!(
+        acts(&out),
+        vec![
+            act("ann", "mail", instant("2025-03-30T07:00:00Z"), "sent"),
+            act("bob", "mail", instant("2025-03-31T07:00:00Z"), "sent"),
+            act("cid", "mail", instant("2025-10-26T08:00:00Z"), "sent"),
+        ]
+    );
+    assert!(moves(&out).contains(&mv("ann", Some("wait"), Some("mail"), instant("2025-03-30T07:00:00Z"), "next")));
+}

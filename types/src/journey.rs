@@ -76,6 +76,16 @@ pub enum Occurrences {
     },
 }
 
+impl Node {
+    /// For a [`Node::WaitUntilTime`] reached at `t`: when the user goes on (the next such local
+    /// time strictly after `t`: one arriving exactly then waits a day).
+    pub fn wait_until_time(&self, t: u64) -> Option<u64> {
+        let Node::WaitUntilTime { minute, tz, .. } = self else { return None };
+        let daily = Occurrences::Every { days: 1, minute: *minute, tz: *tz, starting: None, until: None };
+        daily.first_from(t.saturating_add(1))
+    }
+}
+
 impl Occurrences {
     /// The first occurrence at or after `t` (epoch ms), if any. A local time that does not
     /// exist that day (a daylight-saving gap) is taken one hour later; an ambiguous one at its
@@ -137,6 +147,16 @@ pub enum Node {
         /// Where to go when it does not.
         on_timeout: String,
     },
+    /// Stay until the next local time of day `minute` in `tz` after arriving, then go to
+    /// `next`.
+    WaitUntilTime {
+        /// Minutes after local midnight.
+        minute: u32,
+        /// The time zone.
+        tz: chrono_tz::Tz,
+        /// Where to go then.
+        next: String,
+    },
     /// The first case whose condition holds for the user at this time, else `otherwise`.
     Branch {
         /// Tried in order.
@@ -164,7 +184,7 @@ impl Node {
     /// The node ids this node can move to, in the order they are written.
     pub fn targets(&self) -> Vec<&str> {
         match self {
-            Node::Wait { next, .. } | Node::Action { next, .. } => vec![next],
+            Node::Wait { next, .. } | Node::WaitUntilTime { next, .. } | Node::Action { next, .. } => vec![next],
             Node::WaitUntil { on_event, on_timeout, .. } => vec![on_event, on_timeout],
             Node::Branch { cases, otherwise } => {
                 cases.iter().map(|c| c.next.as_str()).chain(std::iter::once(otherwise.as_str())).collect()
@@ -176,7 +196,7 @@ impl Node {
 
     /// Whether users stay at this node until a timer or an event (rather than passing through at once).
     pub fn waits(&self) -> bool {
-        matches!(self, Node::Wait { .. } | Node::WaitUntil { .. })
+        matches!(self, Node::Wait { .. } | Node::WaitUntil { .. } | Node::WaitUntilTime { .. })
     }
 
     /// The node kind as written in definitions.
@@ -184,6 +204,7 @@ impl Node {
         match self {
             Node::Wait { .. } => "wait",
             Node::WaitUntil { .. } => "wait_until",
+            Node::WaitUntilTime { .. } => "wait_until_time",
             Node::Branch { .. } => "branch",
             Node::Split { .. } => "split",
             Node::Action { .. } => "action",

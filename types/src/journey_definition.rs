@@ -352,10 +352,10 @@ fn target_paths(path: &str, body: &Json) -> Vec<(String, String)> {
     out
 }
 
-const NODE_KINDS: [&str; 6] = ["wait", "wait_until", "branch", "split", "action", "exit"];
+const NODE_KINDS: [&str; 7] = ["wait", "wait_until", "wait_until_time", "branch", "split", "action", "exit"];
 
 fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<Node> {
-    let o = cx.object(path, v, &["wait", "wait_until", "branch", "split", "action", "exit", "next"])?;
+    let o = cx.object(path, v, &[&NODE_KINDS[..], &["next"]].concat())?;
     let kinds: Vec<&str> = NODE_KINDS.into_iter().filter(|k| o.contains_key(*k)).collect();
     if kinds.len() != 1 {
         cx.error(path, format!("a node needs exactly one of {}, found {kinds:?}", NODE_KINDS.join(", ")));
@@ -364,7 +364,7 @@ fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> 
     let kind = kinds[0];
     let body = &o[kind];
     let p = format!("{path}.{kind}");
-    let takes_next = matches!(kind, "wait" | "action");
+    let takes_next = matches!(kind, "wait" | "wait_until_time" | "action");
     if takes_next != o.contains_key("next") {
         if takes_next {
             cx.error(path, format!("missing field \"next\" (a {kind} node says where to go next)"));
@@ -382,6 +382,12 @@ fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> 
             let w = cx.object(&p, body, &["duration"])?;
             let duration = positive_duration(cx, &p, w, "duration");
             Some(Node::Wait { duration: duration?, next: next? })
+        }
+        "wait_until_time" => {
+            let w = cx.object(&p, body, &["at", "tz"])?;
+            let minute = clock(cx, &p, w, "at");
+            let tz = time_zone(cx, &p, w);
+            Some(Node::WaitUntilTime { minute: minute?, tz: tz?, next: next? })
         }
         "wait_until" => {
             let w = cx.object(&p, body, &["event", "where", "timeout", "on_event", "on_timeout"])?;
@@ -735,7 +741,7 @@ mod tests {
     }
 
     #[test]
-    fn scheduled_entries_parse_and_their_mistakes_are_named() {
+    fn scheduled_entries_and_waits_until_a_time_parse_and_their_mistakes_are_named() {
         let journey = |entry: &str| {
             format!(r#"[{{"id": "j", "entry": {entry}, "start": "a", "nodes": {{"a": {{"exit": {{}}}}}}}}]"#)
         };
@@ -771,6 +777,31 @@ mod tests {
         ] {
             let found = errors(&journey(entry));
             assert!(found.iter().any(|(p, m)| p == path && m.contains(message)), "{entry}: {found:?}");
+        }
+        // A wait until a time of day: its clock, zone and next are checked too.
+        let waits = |node: &str| {
+            format!(
+                r#"[{{"id": "j", "entry": {{"event": "X"}}, "start": "w", "nodes": {{"w": {node}, "e": {{"exit": {{}}}}}}}}]"#
+            )
+        };
+        let ok = waits(r#"{"wait_until_time": {"at": "09:00", "tz": "Europe/Paris"}, "next": "e"}"#);
+        assert!(parse_journeys(&ok, &segs()).unwrap()[0].nodes["w"].waits());
+        for (node, path, message) in [
+            (r#"{"wait_until_time": {"at": "25:00"}, "next": "e"}"#, "$[0].nodes.w.wait_until_time.at", "HH:MM"),
+            (
+                r#"{"wait_until_time": {"at": "09:00", "tz": "Nowhere"}, "next": "e"}"#,
+                "$[0].nodes.w.wait_until_time.tz",
+                "unknown time zone",
+            ),
+            (r#"{"wait_until_time": {"at": "09:00"}}"#, "$[0].nodes.w", "missing field \"next\""),
+            (
+                r#"{"wait_until_time": {"at": "09:00", "offset": "1h"}, "next": "e"}"#,
+                "$[0].nodes.w.wait_until_time.offset",
+                "unknown",
+            ),
+        ] {
+            let found = errors(&waits(node));
+            assert!(found.iter().any(|(p, m)| p == path && m.contains(message)), "{node}: {found:?}");
         }
     }
 

@@ -177,6 +177,11 @@ impl Step<'_> {
                     s.at = stay(self.time.saturating_add(*timeout));
                     return;
                 }
+                PlanNode::WaitUntilTime { at, .. } => {
+                    // A zone's local times all exist within a day and a half: there is one.
+                    s.at = stay(at.wait_until_time(self.time).unwrap_or(Time::MAX));
+                    return;
+                }
                 PlanNode::Exit => {
                     s.at = None;
                     return;
@@ -241,7 +246,9 @@ impl Step<'_> {
     pub fn fire(&mut self, s: &mut UserState) {
         let Some(p) = s.at else { return };
         match &self.plan.nodes[p.node as usize] {
-            PlanNode::Wait { next, .. } => self.arrive(s, Some(p.node), *next, Reason::Next),
+            PlanNode::Wait { next, .. } | PlanNode::WaitUntilTime { next, .. } => {
+                self.arrive(s, Some(p.node), *next, Reason::Next)
+            }
             PlanNode::WaitUntil { on_timeout, .. } => self.arrive(s, Some(p.node), *on_timeout, Reason::Timeout),
             PlanNode::Action { next } => {
                 self.send(s, p.node, p.since);

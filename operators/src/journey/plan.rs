@@ -50,6 +50,13 @@ pub enum PlanNode {
         /// Node index.
         on_timeout: u32,
     },
+    /// Stay until a local time of day (`at`, the node as defined, says when), then go on.
+    WaitUntilTime {
+        /// The node as defined.
+        at: Node,
+        /// Node index.
+        next: u32,
+    },
     /// `(condition index, next node)` per case.
     Branch {
         /// Cases in order.
@@ -121,6 +128,7 @@ impl JourneyPlan {
             .values()
             .map(|node| match node {
                 Node::Wait { duration, next } => PlanNode::Wait { duration: duration.0, next: at(next) },
+                Node::WaitUntilTime { next, .. } => PlanNode::WaitUntilTime { at: node.clone(), next: at(next) },
                 Node::WaitUntil { event, timeout, on_event, on_timeout } => PlanNode::WaitUntil {
                     event: event.clone(),
                     timeout: timeout.0,

@@ -82,6 +82,7 @@ pub fn wait_duration() -> impl Strategy<Value = &'static str> {
 #[derive(Clone, Debug)]
 pub enum Shape {
     Wait(&'static str),
+    WaitUntilTime(&'static str),
     WaitUntil(usize, &'static str),
     Branch(Vec<J>),
     Split(u32),
@@ -92,6 +93,7 @@ pub enum Shape {
 pub fn shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
         3 => wait_duration().prop_map(Shape::Wait),
+        1 => prop::sample::select(vec!["00:20", "01:30", "03:00", "04:45"]).prop_map(Shape::WaitUntilTime),
         3 => (1..NAMES.len(), wait_duration()).prop_map(|(n, d)| Shape::WaitUntil(n, d)),
         2 => prop::collection::vec(condition(), 1..3).prop_map(Shape::Branch),
         2 => (1u32..100).prop_map(Shape::Split),
@@ -111,6 +113,7 @@ pub fn graph(shapes: &[Shape], picks: &[usize]) -> serde_json::Map<String, J> {
     for (i, s) in shapes.iter().enumerate() {
         let node = match s {
             Shape::Wait(d) => json!({"wait": {"duration": d}, "next": forward(i)}),
+            Shape::WaitUntilTime(at) => json!({"wait_until_time": {"at": at}, "next": forward(i)}),
             Shape::WaitUntil(n, d) => {
                 let back = format!("n{}", picks[i % picks.len()] % k);
                 json!({"wait_until": {"event": NAMES[*n], "timeout": d, "on_event": back, "on_timeout": forward(i)}})

@@ -214,6 +214,15 @@ impl<'a> Walk<'a> {
                     self.at = Some((node, t, Some(t + duration(body.get("timeout")).unwrap())));
                     return;
                 }
+                "wait_until_time" => {
+                    // The next `at` o'clock (UTC) strictly after now.
+                    const DAY: u64 = 86_400_000;
+                    assert!(body.get("tz").is_none_or(|tz| tz == "UTC"), "the reference supports UTC only");
+                    let today = t - t % DAY + clock(&body["at"]);
+                    let due = if today > t { today } else { today + DAY };
+                    self.at = Some((node, t, Some(due)));
+                    return;
+                }
                 "exit" => {
                     self.at = None;
                     return;
