@@ -73,7 +73,7 @@ pub struct TransitionLine {
     pub to: Option<Arc<str>>,
     /// Event time, epoch ms.
     pub time: Time,
-    /// Written as `entry`, `next`, `event`, `timeout`, `case:<i>`, `else`, `split:<i>`, `goal`,
+    /// Written as `entry`, `scheduled`, `next`, `event`, `timeout`, `case:<i>`, `else`, `split:<i>`, `goal`,
     /// `exit_when`, `ended` or `migrated` (placed by a new version: `from` is a node of the
     /// version before).
     #[serde(serialize_with = "display")]

@@ -88,26 +88,32 @@ impl Node {
 
 impl Occurrences {
     /// The first occurrence at or after `t` (epoch ms), if any. A local time that does not
-    /// exist that day (a daylight-saving gap) is taken one hour later; an ambiguous one at its
-    /// earlier instant.
+    /// exist that day (a daylight-saving gap) is read with the offset in force before the gap
+    /// (it lands as far past the gap's start: 02:30 in a 02:00-03:00 gap is 03:30); an
+    /// ambiguous one is taken at its earlier instant. Instants outside what the calendar can
+    /// hold have none.
     pub fn first_from(&self, t: u64) -> Option<u64> {
-        use chrono::{Duration as D, NaiveTime, TimeZone};
+        use chrono::{Duration as D, NaiveTime, Offset, TimeZone};
         let (days, minute, tz, starting, until) = match self {
             Occurrences::Once(at) => return (*at >= t).then_some(*at),
             Occurrences::Every { days, minute, tz, starting, until } => (*days, *minute, tz, *starting, *until),
         };
         let from = t.max(starting.unwrap_or(0));
+        // Checked all the way: a date past the calendar's end is no date, not a panic.
         let local_date = |ms: u64| {
-            let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)?;
-            Some(utc.with_timezone(tz).date_naive())
+            let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)?.naive_utc();
+            Some(utc.checked_add_offset(tz.offset_from_utc_datetime(&utc).fix())?.date())
         };
         let resolve = |date: chrono::NaiveDate| {
-            let local = date.and_time(NaiveTime::MIN) + D::minutes(i64::from(minute));
-            let at = tz
-                .from_local_datetime(&local)
-                .earliest()
-                .or_else(|| tz.from_local_datetime(&(local + D::hours(1))).earliest())?;
-            u64::try_from(at.timestamp_millis()).ok()
+            let local = date.and_time(NaiveTime::MIN).checked_add_signed(D::minutes(i64::from(minute)))?;
+            let at = match tz.from_local_datetime(&local).earliest() {
+                Some(at) => at.naive_utc(),
+                None => {
+                    let before = tz.offset_from_utc_datetime(&local.checked_sub_signed(D::days(1))?).fix();
+                    local.checked_sub_offset(before)?
+                }
+            };
+            u64::try_from(at.and_utc().timestamp_millis()).ok()
         };
         // Weekly occurrences fall on the local weekday of `starting`.
         let anchor = match starting {
@@ -297,9 +303,9 @@ impl QuietHours {
     /// A local end time that does not exist (a daylight-saving gap) is moved one hour later; an
     /// ambiguous one takes its earlier instant.
     pub fn release(&self, t: u64) -> Option<u64> {
-        use chrono::{Duration as D, NaiveTime, TimeZone};
-        let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(t).ok()?)?;
-        let local = utc.with_timezone(&self.tz).naive_local();
+        use chrono::{Duration as D, NaiveTime, Offset, TimeZone};
+        let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(t).ok()?)?.naive_utc();
+        let local = utc.checked_add_offset(self.tz.offset_from_utc_datetime(&utc).fix())?;
         let minute_of_day = |m: u32| m * 60_000;
         let ms_of_day = local.time().signed_duration_since(NaiveTime::MIN).num_milliseconds() as u32;
         let (start, end) = (minute_of_day(self.start_minute), minute_of_day(self.end_minute));
@@ -316,7 +322,7 @@ impl QuietHours {
         } else {
             return None;
         };
-        let end_local = end_day.and_time(NaiveTime::MIN) + D::minutes(i64::from(self.end_minute));
+        let end_local = end_day.and_time(NaiveTime::MIN).checked_add_signed(D::minutes(i64::from(self.end_minute)))?;
         let resolved = self
             .tz
             .from_local_datetime(&end_local)
@@ -387,6 +393,35 @@ mod tests {
         let night = Occurrences::Every { days: 1, minute: 150, tz: paris, starting: None, until: None };
         assert_eq!(night.first_from(at("2025-03-29T02:00:00Z")), Some(at("2025-03-30T01:30:00Z")));
         assert_eq!(night.first_from(at("2025-10-25T02:00:00Z")), Some(at("2025-10-26T00:30:00Z")));
+    }
+
+    #[test]
+    fn times_past_the_calendar_have_no_occurrence_and_no_panic() {
+        let tokyo: chrono_tz::Tz = "Asia/Tokyo".parse().unwrap();
+        let daily =
+            Occurrences::Every { days: 1, minute: 540, tz: tokyo, starting: Some(8_210_298_412_799_999), until: None };
+        assert_eq!(daily.first_from(0), None);
+        assert_eq!(daily.first_from(u64::MAX), None);
+        let quiet = QuietHours { start_minute: 0, end_minute: 60, tz: tokyo };
+        assert_eq!(quiet.release(8_210_298_412_799_999), None);
+        let wait = Node::WaitUntilTime { minute: 540, tz: tokyo, next: "n".into() };
+        assert_eq!(wait.wait_until_time(8_210_298_412_799_999), None);
+    }
+
+    #[test]
+    fn a_gap_longer_than_an_hour_is_crossed_with_the_offset_before_it() {
+        // Troll (Antarctica) goes from UTC+0 to UTC+2 at 01:00 UTC on the last Sunday of March:
+        // 02:00 local that day does not exist, and is read as 02:00 UTC+0 (04:00 local).
+        let troll: chrono_tz::Tz = "Antarctica/Troll".parse().unwrap();
+        let weekly = Occurrences::Every {
+            days: 7,
+            minute: 120,
+            tz: troll,
+            starting: Some(at("2025-03-23T00:00:00Z")),
+            until: None,
+        };
+        assert_eq!(weekly.first_from(at("2025-03-24T00:00:00Z")), Some(at("2025-03-30T02:00:00Z")));
+        assert_eq!(weekly.first_from(at("2025-03-30T02:00:00.001Z")), Some(at("2025-04-06T00:00:00Z")));
     }
 
     #[test]

@@ -226,8 +226,17 @@ fn entry(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) ->
 /// A scheduled entry's occurrences: `at` an instant (once), or `every` (`1d`, `1w`) with `at` a
 /// local time of day, `tz`, `starting` (required weekly: its weekday is kept) and `until`.
 fn occurrences(cx: &mut Checker, path: &str, o: &Obj) -> Option<Occurrences> {
+    // Up to the year 9999: past it the calendar (and so the zone's rules) has no date.
+    const LAST: u64 = 253_402_300_799_999;
     let instant = |cx: &mut Checker, key: &str| -> Result<Option<u64>, ()> {
-        o.get(key).map(|t| parse_instant(t).map_err(|e| cx.error(&format!("{path}.{key}"), e))).transpose()
+        let parsed = o.get(key).map(|t| parse_instant(t).map_err(|e| cx.error(&format!("{path}.{key}"), e)));
+        match parsed.transpose()? {
+            Some(t) if t > LAST => {
+                cx.error(&format!("{path}.{key}"), "must be before the year 10000");
+                Err(())
+            }
+            t => Ok(t),
+        }
     };
     let Some(every) = o.get("every") else {
         for key in ["tz", "starting", "until"].into_iter().filter(|k| o.contains_key(*k)) {
@@ -569,7 +578,7 @@ fn schedule(cx: &mut Checker, path: &str, v: &Json) -> Option<Schedule> {
 fn clock(cx: &mut Checker, path: &str, o: &Obj, key: &str) -> Option<u32> {
     let text = cx.string(path, o, key)?;
     let parsed = text.split_once(':').and_then(|(h, m)| {
-        let ok = h.len() == 2 && m.len() == 2;
+        let ok = h.len() == 2 && m.len() == 2 && (h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit());
         let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
         (ok && h < 24 && m < 60).then_some(h * 60 + m)
     });
@@ -770,6 +779,11 @@ mod tests {
             (r#"{"segment": "nowhere", "at": "2025-02-01T09:00:00Z"}"#, "$[0].entry.segment", "unknown segment"),
             (r#"{"event": "X", "every": "1d"}"#, "$[0].entry.every", "scheduled entries"),
             (
+                r#"{"segment": "lapsed", "every": "1d", "at": "09:00", "tz": "Asia/Tokyo", "starting": "8210298412799999"}"#,
+                "$[0].entry.starting",
+                "year 10000",
+            ),
+            (
                 r#"{"segment": "lapsed", "every": "1d", "at": "09:00", "starting": "2025-02-01T00:00:00Z", "until": "2025-01-01T00:00:00Z"}"#,
                 "$[0].entry.until",
                 "after starting",
@@ -788,6 +802,7 @@ mod tests {
         assert!(parse_journeys(&ok, &segs()).unwrap()[0].nodes["w"].waits());
         for (node, path, message) in [
             (r#"{"wait_until_time": {"at": "25:00"}, "next": "e"}"#, "$[0].nodes.w.wait_until_time.at", "HH:MM"),
+            (r#"{"wait_until_time": {"at": "+9:05"}, "next": "e"}"#, "$[0].nodes.w.wait_until_time.at", "HH:MM"),
             (
                 r#"{"wait_until_time": {"at": "09:00", "tz": "Nowhere"}, "next": "e"}"#,
                 "$[0].nodes.w.wait_until_time.tz",

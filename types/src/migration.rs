@@ -38,7 +38,7 @@ pub enum Placement<'a> {
 
 impl Migration {
     /// Where a user at `old_node` (a node of `old`) goes in `new`, in this order: the node map;
-    /// the node of the same id if it is of the same kind and holds users (wait, wait_until,
+    /// the node of the same id if it is of the same kind and holds users (wait, wait_until, wait_until_time,
     /// action); the node of the same id of another kind (the user arrives at it); the default.
     pub fn place<'a>(
         &'a self,

@@ -234,19 +234,6 @@ pub fn journey<'s>(
                     commands.retain(|c| matches!(c.2, Command::Retire | Command::Snapshot));
                     done = 0;
                 } else {
-                    if resumed && plan.exit_when.is_some() {
-                        keys.extend(users.iter().filter(|(_, s)| s.at.is_some()).map(|(k, _)| *k));
-                        keys.sort_unstable();
-                        for user in keys.drain(..) {
-                            let s = users.get_mut(&user).expect("listed");
-                            let timer = s.timer();
-                            let mut step = Step { plan: &plan, journey: index, user, time, out: &mut out };
-                            if step.exit_rule_holds(s) {
-                                step.leave(s, Reason::ExitWhen);
-                                timers.remove(&(timer.expect("a user inside waits on a timer"), user));
-                            }
-                        }
-                    }
                     // History (at or before `since`) sets condition states but moves nobody.
                     let moving = status == Status::Ongoing && since.is_none_or(|s| time > s);
                     let scheduled = occurrence == Some(time) && moving;
@@ -258,6 +245,12 @@ pub fn journey<'s>(
                     }
                     if let Some((_, condition)) = occurrences.as_ref().filter(|_| scheduled) {
                         keys.extend(users.iter().filter(|(_, s)| s.member & (1 << condition) != 0).map(|(k, _)| *k));
+                    }
+                    // A resume applies the exit rule to everyone inside (with this time's
+                    // condition changes, as every exit rule is).
+                    let recheck = resumed && plan.exit_when.is_some();
+                    if recheck {
+                        keys.extend(users.iter().filter(|(_, s)| s.at.is_some()).map(|(k, _)| *k));
                     }
                     keys.sort_unstable();
                     keys.dedup();
@@ -290,7 +283,7 @@ pub fn journey<'s>(
                             step.leave(s, Reason::Deleted);
                             *s = UserState { member: s.member, ..UserState::default() };
                         } else {
-                            if moving && at > first {
+                            if moving && (at > first || recheck) {
                                 step.conditions_changed(s, before);
                             }
                             if scheduled {

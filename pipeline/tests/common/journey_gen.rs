@@ -184,6 +184,8 @@ pub fn journey(id: &'static str) -> impl Strategy<Value = J> {
             json!({"segment": "sa", "at": T0 + 90 * 60_000}),
             json!({"segment": "sp", "every": "1d", "at": "02:10"}),
             json!({"segment": "sa", "every": "1d", "at": "00:45", "starting": T0 + 30 * 60_000, "until": T0 + 280 * 60_000}),
+            // Weekly from a week before, on the same weekday.
+            json!({"segment": "sp", "every": "1w", "at": "03:20", "starting": T0 - 7 * 86_400_000}),
         ]),
         prop::option::of(prop::sample::select(vec![json!({"event": "C"}), json!({"event": "B"})])),
         prop::option::weighted(0.3, condition()),

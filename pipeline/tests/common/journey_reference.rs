@@ -128,7 +128,7 @@ fn place(old: &J, new: &J, migrate: &J, node: &str) -> Option<(String, bool)> {
         return Some((to.to_string(), false));
     }
     if let Some(kind) = kind_of(new, node) {
-        let holds = ["wait", "wait_until", "action"].contains(&kind.as_str());
+        let holds = ["wait", "wait_until", "wait_until_time", "action"].contains(&kind.as_str());
         return Some((node.to_string(), holds && kind_of(old, node) == Some(kind)));
     }
     let default = migrate.get("default").and_then(J::as_str).unwrap_or("exit");
