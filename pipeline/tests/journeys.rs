@@ -598,3 +598,36 @@ fn a_wait_until_nine_in_paris_lands_on_nine_across_both_daylight_saving_changes(
     );
     assert!(moves(&out).contains(&mv("ann", Some("wait"), Some("mail"), instant("2025-03-30T07:00:00Z"), "next")));
 }
+
+#[test]
+fn a_resume_applies_the_exit_rule_with_the_condition_changes_at_its_time() {
+    let segments = r#"[{"id": "free", "condition": {"trait": {"name": "plan", "op": "eq", "value": "free"}}}]"#;
+    let journeys = json!([{"id": "j", "entry": {"event": "X"}, "start": "wait",
+        "exit_when": {"in_segment": "free"},
+        "nodes": {"wait": {"wait": {"duration": "1d"}, "next": "done"}, "done": {"exit": {}}}}]);
+    // Ann and Bob enter; while the journey is paused both turn free (the exit rule holds), and
+    // at the very time of the resume Ann turns pro again: only Bob leaves then.
+    let lines = vec![
+        track("ann", "X", T0, "a1"),
+        track("bob", "X", T0, "b1"),
+        identify("ann", "free", T0 + H, "a2"),
+        identify("bob", "free", T0 + H, "b2"),
+        identify("ann", "pro", T0 + 2 * H, "a3"),
+        track("zed", "Y", T0 + 2 * D, "z1"),
+    ];
+    let commands = [(T0 + 30 * M, 0, Command::Pause), (T0 + 2 * H, 0, Command::Resume)];
+    let text = journeys.to_string();
+    let lateness = ingest(Some(D), D);
+    let one = run_journeys(segments, &text, &commands, &lines, &Plan::simple(lines.len(), 1, 3), lateness, None);
+    let two = run_journeys(segments, &text, &commands, &lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
+    assert_eq!(one.transitions, two.transitions, "1 and 2 workers disagree");
+    assert_eq!(
+        moves(&one),
+        vec![
+            mv("ann", None, Some("wait"), T0, "entry"),
+            mv("bob", None, Some("wait"), T0, "entry"),
+            mv("bob", Some("wait"), None, T0 + 2 * H, "exit_when"),
+            mv("ann", Some("wait"), Some("done"), T0 + D, "next"),
+        ]
+    );
+}
