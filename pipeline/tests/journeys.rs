@@ -554,9 +554,7 @@ fn a_one_time_campaign_admits_the_members_then_and_a_pause_skips_an_occurrence()
     ];
     // The daily one is paused over the second day's 06:00 and resumed after it.
     let commands = [(T0 + D, 1, Command::Pause), (T0 + D + 12 * H, 1, Command::Resume)];
-    let text = journeys.to_string();
-    let lateness = ingest(Some(D), D);
-    let out = run_journeys(segments, &text, &commands, &lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
+    let out = run(segments, journeys, &commands, &lines);
     let entered = |user, t| mv(user, None, Some("a"), t, "scheduled");
     // Bob became pro after the one-time campaign: he is in the daily ones only.
     assert_eq!(
@@ -616,13 +614,9 @@ fn a_resume_applies_the_exit_rule_with_the_condition_changes_at_its_time() {
         track("zed", "Y", T0 + 2 * D, "z1"),
     ];
     let commands = [(T0 + 30 * M, 0, Command::Pause), (T0 + 2 * H, 0, Command::Resume)];
-    let text = journeys.to_string();
-    let lateness = ingest(Some(D), D);
-    let one = run_journeys(segments, &text, &commands, &lines, &Plan::simple(lines.len(), 1, 3), lateness, None);
-    let two = run_journeys(segments, &text, &commands, &lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
-    assert_eq!(one.transitions, two.transitions, "1 and 2 workers disagree");
+    let out = run(segments, journeys, &commands, &lines);
     assert_eq!(
-        moves(&one),
+        moves(&out),
         vec![
             mv("ann", None, Some("wait"), T0, "entry"),
             mv("bob", None, Some("wait"), T0, "entry"),
