@@ -55,7 +55,7 @@ export async function show(main, { params, signal, onError }) {
       `<li>${instant(h.time)}: ${escape(h.from ?? 'entry')} → ${escape(h.to ?? 'out')} (${escape(h.reason)})</li>`).join('')}</ol></details></td></tr>`);
   const actions = user.actions.map((a) => `<tr><td>${instant(a.time)}</td><td>${escape(a.journey)}</td><td>${escape(a.node)}</td>
     <td>${escape(a.channel ?? '')}</td><td>${escape(a.status ?? '')}</td></tr>`);
-  const events = (list) => list.map((e) => `<tr><td>${instant(Date.parse(e.timestamp) || e.timestamp)}</td>
+  const events = (list) => list.map((e) => `<tr><td>${instant(e.timestamp)}</td>
     <td>${escape(e.event || e.type)}</td><td><code>${escape(brief(e.properties || e.traits || {}))}</code></td></tr>`).join('');
   main.querySelector('#user').innerHTML = `
     <h2 class="id">${escape(user.user_id)}</h2>

@@ -178,10 +178,13 @@ pub struct Progress {
 impl Progress {
     /// Bytes of each ingest log partition synced but not read by the workers yet.
     pub fn log_lags(&self, wal: &journeyflow_connectors::wal::Wal) -> Vec<u64> {
+        self.lags_behind((0..wal.partitions()).map(|p| wal.committed(p).load(Ordering::Acquire)))
+    }
+
+    /// Bytes of each partition synced (`committed`, by partition) but not read yet.
+    pub fn lags_behind(&self, committed: impl Iterator<Item = u64>) -> Vec<u64> {
         let read = self.log_read.lock().unwrap_or_else(PoisonError::into_inner);
-        (0..wal.partitions())
-            .map(|p| wal.committed(p).load(Ordering::Acquire).saturating_sub(read.get(&p).copied().unwrap_or(0)))
-            .collect()
+        committed.enumerate().map(|(p, c)| c.saturating_sub(read.get(&p).copied().unwrap_or(0))).collect()
     }
 
     /// Bytes of the ingest log synced but not read by the workers yet.

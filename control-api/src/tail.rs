@@ -56,6 +56,27 @@ pub enum Topic {
     DeadLetters,
 }
 
+impl Topic {
+    /// The topic a record of `kind` about `name` (a segment or journey id) belongs to.
+    pub fn of(kind: Kind, name: &str) -> Topic {
+        match kind {
+            Kind::Change => Topic::Segment(name.to_string()),
+            Kind::Transition | Kind::Action => Topic::Journey(name.to_string()),
+            Kind::DeadLetter => Topic::DeadLetters,
+        }
+    }
+
+    /// Whether a record of `kind` about `name` belongs to this topic (no topic made to ask).
+    fn holds(&self, kind: Kind, name: &str) -> bool {
+        match (self, kind) {
+            (Topic::Segment(s), Kind::Change) => s == name,
+            (Topic::Journey(j), Kind::Transition | Kind::Action) => j == name,
+            (Topic::DeadLetters, Kind::DeadLetter) => true,
+            _ => false,
+        }
+    }
+}
+
 /// One record as written (its `line`, with its `id`), or, with `missed` > 0, how many records
 /// of the topic were left out on the way.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,18 +108,16 @@ pub struct Tail {
 }
 
 impl Tail {
-    /// Whether a stream follows any topic (cheap: the workers ask it of every record).
-    pub fn any(&self) -> bool {
-        self.any.load(Ordering::Relaxed)
-    }
-
-    /// Whether a stream follows `topic` (records of it are made only then).
-    pub fn wants(&self, topic: &Topic) -> bool {
+    /// Whether a stream follows the topic of a record of `kind` about `name` (records are made
+    /// only then). The followed topics are few (a stream each at most): they are looked through,
+    /// and no topic is made for a record nobody follows.
+    pub fn wants(&self, kind: Kind, name: &str) -> bool {
         if !self.any.load(Ordering::Relaxed) {
             return false;
         }
         let channels = self.channels.read().unwrap_or_else(PoisonError::into_inner);
-        channels.local.get(topic).is_some_and(|s| s.receiver_count() > 0) || channels.remote.contains(topic)
+        channels.local.iter().any(|(t, s)| t.holds(kind, name) && s.receiver_count() > 0)
+            || channels.remote.iter().any(|t| t.holds(kind, name))
     }
 
     /// Sends a record to the streams of its topic (none: it goes).
@@ -191,10 +210,11 @@ mod tests {
     async fn a_topic_is_wanted_while_followed_and_a_slow_reader_is_told_how_many_it_missed() {
         let tail = Tail::default();
         let (s, quiet) = (Topic::Segment("s".into()), Topic::Segment("quiet".into()));
-        assert!(!tail.wants(&s));
+        assert!(!tail.wants(Kind::Change, "s"));
         let mut reader = tail.subscribe(s.clone());
         let mut other = tail.subscribe(quiet.clone());
-        assert!(tail.wants(&s) && !tail.wants(&Topic::DeadLetters));
+        assert!(tail.wants(Kind::Change, "s") && !tail.wants(Kind::DeadLetter, ""));
+        assert!(!tail.wants(Kind::Transition, "s"), "a journey named as the segment is another topic");
         for i in 0..CAPACITY + 3 {
             tail.send(item(&s, &i.to_string()));
         }
@@ -205,8 +225,8 @@ mod tests {
         assert_eq!(other.recv().await.unwrap().line, "mine");
         drop((reader, other));
         assert!(tail.prune().is_empty());
-        assert!(!tail.wants(&s));
+        assert!(!tail.wants(Kind::Change, "s"));
         tail.follow_remote(BTreeSet::from([quiet.clone()]));
-        assert!(tail.wants(&quiet) && !tail.wants(&s));
+        assert!(tail.wants(Kind::Change, "quiet") && !tail.wants(Kind::Change, "s"));
     }
 }

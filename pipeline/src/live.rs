@@ -631,11 +631,7 @@ fn publish_reports(shared: &Shared, plans: &BTreeMap<String, Versions>) -> anyho
 /// This process's counts, for process 0's overview.
 fn tally(shared: &Shared) -> journeyflow_control_api::tally::Tally {
     let progress = &shared.handle.progress;
-    let log_lags = {
-        let read = lock(&progress.log_read);
-        let committed = shared.wal_committed.iter().map(|c| c.load(Ordering::Acquire));
-        committed.enumerate().map(|(p, c)| c.saturating_sub(read.get(&p).copied().unwrap_or(0))).collect()
-    };
+    let log_lags = progress.lags_behind(shared.wal_committed.iter().map(|c| c.load(Ordering::Acquire)));
     let user_ids = shared.handle.names.read().map_or_else(|e| e.into_inner().len(), |n| n.len());
     journeyflow_control_api::tally::Tally::of(progress, log_lags, shared.cluster.process, user_ids)
 }

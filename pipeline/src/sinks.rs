@@ -128,18 +128,11 @@ impl Sinks {
 
     /// The record just written (in `line`) for the live streams, if one follows its topic.
     fn tail_record(&mut self, kind: Kind, topic: &str) {
-        let tail = match &self.tail {
-            Some(TailOut::Local(tail) | TailOut::Forward { tail, .. }) if tail.any() => tail,
+        match &self.tail {
+            Some(TailOut::Local(tail) | TailOut::Forward { tail, .. }) if tail.wants(kind, topic) => {}
             _ => return,
-        };
-        let topic = match kind {
-            Kind::Change => Topic::Segment(topic.to_string()),
-            Kind::Transition | Kind::Action => Topic::Journey(topic.to_string()),
-            Kind::DeadLetter => Topic::DeadLetters,
-        };
-        if !tail.wants(&topic) {
-            return;
         }
+        let topic = Topic::of(kind, topic);
         let line = String::from_utf8_lossy(self.line.strip_suffix(b"\n").unwrap_or(&self.line)).into_owned();
         let item = Item { kind, topic, line, missed: 0 };
         match &mut self.tail {

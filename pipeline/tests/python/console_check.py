@@ -9,26 +9,13 @@ Usage: console_check.py BASE_URL TOKEN WRITE_KEY EVENTS_SENT EVENTS_FILE SCREENS
 import json
 import os
 import sys
-import urllib.request
 
+from console_common import assert_fits, post_batch
 from playwright.sync_api import expect, sync_playwright
 
 base, token, write_key, sent, events_file, shots = sys.argv[1:7]
 chromium = os.environ["JOURNEYFLOW_CHROMIUM"]
 expect.set_options(timeout=30_000)
-
-
-def post_batch(events):
-    body = json.dumps({"batch": events}).encode()
-    request = urllib.request.Request(f"{base}/v1/batch", data=body, method="POST")
-    request.add_header("content-type", "application/json")
-    request.add_header("authorization", "Basic " + __import__("base64").b64encode(f"{write_key}:".encode()).decode())
-    with urllib.request.urlopen(request) as answer:
-        return json.load(answer)["accepted"]
-
-
-def count(text):
-    return int(text.replace(",", "").replace("\u202f", "").replace("\xa0", ""))
 
 
 with sync_playwright() as p:
@@ -64,7 +51,7 @@ with sync_playwright() as p:
     more = more[:50]
     for i, e in enumerate(more):
         e["messageId"] = f"console-more-{i}"
-    accepted = post_batch(more)
+    accepted = post_batch(base, write_key, more)
     expect(page.locator("#events-in")).to_have_text(f"{int(sent) + accepted:,}")
     expect(page.locator("#in-rate")).not_to_have_text("–")
     page.screenshot(path=os.path.join(shots, "console-overview.png"), full_page=True)
@@ -83,11 +70,7 @@ with sync_playwright() as p:
     # A phone's width: nothing wider than the screen.
     page.set_viewport_size({"width": 390, "height": 844})
     expect(page.locator("#events-in")).to_be_visible()
-    try:
-        page.wait_for_function("document.documentElement.scrollWidth <= 390", timeout=10_000)
-    except Exception:
-        wide = page.evaluate("document.documentElement.scrollWidth")
-        raise AssertionError(f"the page stays {wide} px wide at 390")
+    assert_fits(page, 390, "the overview")
     page.screenshot(path=os.path.join(shots, "console-overview-phone.png"), full_page=True)
     assert not errors, f"errors in the page: {errors}"
     browser.close()

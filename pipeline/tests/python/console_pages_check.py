@@ -11,7 +11,6 @@ page's content security policy. Writes screenshots into the directory given.
 Usage: console_pages_check.py BASE_URL TOKEN WRITE_KEY EVENTS_FILE SCREENSHOT_DIR
 """
 
-import base64
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 
+from console_common import assert_fits, count, post_batch
 from playwright.sync_api import expect, sync_playwright
 
 base, token, write_key, events_file, shots = sys.argv[1:6]
@@ -35,15 +35,6 @@ def api(path, method="GET", body=None):
         request.add_header("content-type", "application/json")
     with urllib.request.urlopen(request) as answer:
         return json.load(answer)
-
-
-def post_batch(events):
-    body = json.dumps({"batch": events}).encode()
-    request = urllib.request.Request(f"{base}/v1/batch", data=body, method="POST")
-    request.add_header("content-type", "application/json")
-    request.add_header("authorization", "Basic " + base64.b64encode(f"{write_key}:".encode()).decode())
-    with urllib.request.urlopen(request) as answer:
-        return json.load(answer)["accepted"]
 
 
 def quoted(text):
@@ -63,10 +54,6 @@ def eventually(check, what):
             last = e
         time.sleep(0.2)
     raise AssertionError(f"{what}: not within {DEADLINE} s ({last})")
-
-
-def count(text):
-    return int(text.replace(",", "").replace("\u202f", "").replace("\xa0", ""))
 
 
 def segment_size(segment):
@@ -147,7 +134,7 @@ with sync_playwright() as p:
     page.evaluate("window.__unchanged = true")
     newcomers = [{"type": "track", "event": "Cart Viewed", "userId": f"console-new-{i}", "messageId": f"console-cart-{i}",
                   "timestamp": latest + 60_000 + i} for i in range(3)]
-    assert post_batch(newcomers) == 3
+    assert post_batch(base, write_key, newcomers) == 3
     eventually(lambda: graph_matches("j1_abandoned_cart")["entered"] >= before["entered"] + 3,
                "J1's page shows the three new entries")
     assert page.evaluate("window.__unchanged") is True, "the page was reloaded"
@@ -217,11 +204,7 @@ with sync_playwright() as p:
     for where in ["#journeys/j2_win_back", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
         page.goto(f"{base}/{where}")
         expect(page.locator("main h1")).to_be_visible()
-        try:
-            page.wait_for_function("document.documentElement.scrollWidth <= 390", timeout=10_000)
-        except Exception:
-            wide = page.evaluate("document.documentElement.scrollWidth")
-            raise AssertionError(f"{where} stays {wide} px wide at 390")
+        assert_fits(page, 390, where)
 
     assert not policy, f"content security policy violations: {policy}"
     assert not errors, f"errors in the page: {errors}"
