@@ -11,7 +11,7 @@ const ENTRY = '\u0000entry'; // no node id can be this (ids are [a-z0-9_-])
 
 /** The kind of a node as written (`wait`, `wait_until`, ...), or `?`. */
 function kindOf(node) {
-  return Object.keys(node || {}).find((k) => k !== 'next') || '?';
+  return Object.keys(node || {}).find((k) => k !== 'next' && k !== 'if_missing') || '?';
 }
 
 /** The ways out of a node: `[target, label]`. */
@@ -20,7 +20,11 @@ export function exits(node) {
   const body = node?.[kind] || {};
   switch (kind) {
     case 'wait': return [[node.next, `after ${body.duration ?? '?'}`]];
-    case 'wait_until_time': return [[node.next, `at ${body.at ?? '?'}`]];
+    case 'wait_until_time':
+      if (body.trait !== undefined) {
+        return [[node.next, `at ${body.trait}${body.offset ? ` ${body.offset}` : ''}`], [node.if_missing, 'no time']];
+      }
+      return [[node.next, `at ${body.at ?? '?'}`]];
     case 'action': return [[node.next, '']];
     case 'wait_until': return [[body.on_event, `event ${describeEvent(body.event)}`], [body.on_timeout, `timeout ${body.timeout ?? '?'}`]];
     case 'branch': return [...(body.cases || []).map((c, i) => [c?.next, `case ${i + 1}`]), [body.else, 'else']];
@@ -50,7 +54,9 @@ function describeEntry(entry) {
 function detail(kind, body) {
   switch (kind) {
     case 'wait': return `wait ${body?.duration ?? ''}`;
-    case 'wait_until_time': return `until ${body?.at ?? ''} ${body?.tz ?? 'UTC'}`;
+    case 'wait_until_time':
+      if (body?.trait !== undefined) return `until trait ${body.trait}${body.offset ? ` ${body.offset}` : ''}`;
+      return `until ${body?.at ?? ''} ${body?.tz_trait ? `user's ${body.tz_trait}, else ` : ''}${body?.tz ?? 'UTC'}`;
     case 'wait_until': return `wait for ${describeEvent(body?.event)}`;
     case 'action': return `${body?.channel ?? 'action'}${body?.template ? `: ${body.template}` : ''}`;
     default: return kind;

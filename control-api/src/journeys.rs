@@ -42,7 +42,7 @@ pub(crate) fn validated(catalog: &Catalog, body: &Value, limits: &Limits) -> Res
 
 /// `POST /v1/journeys`: validates a journey and keeps it as a draft.
 #[utoipa::path(post, path = "/v1/journeys", tag = "journeys",
-    request_body(content = serde_json::Value, description = "a journey definition, kept as a draft", example = json!({"id": "welcome", "entry": {"event": "Signup"}, "start": "mail", "nodes": {"mail": {"action": {"channel": "email", "template": "welcome"}, "next": "done"}, "done": {"exit": {}}}})),
+    request_body(content = serde_json::Value, description = "a journey definition, kept as a draft: `id`, `entry`, `start`, `nodes` and the optional rules of the README's Journeys section. Strings of an action's `payload` may hold minijinja placeholders over `traits`, `event`, `journey` and `node`, rendered when the action is sent (`failed_missing_data` when a value is missing); `wait_until_time` waits until a local time (`at`, `tz`, `tz_trait`) or a trait's time (`trait`, `offset`, with `if_missing`)", example = json!({"id": "welcome", "entry": {"event": "Signup"}, "start": "nine", "nodes": {"nine": {"wait_until_time": {"at": "09:00", "tz_trait": "timezone"}, "next": "mail"}, "mail": {"action": {"channel": "email", "template": "welcome", "payload": {"to": "{{ traits.email }}", "name": "{{ traits.first_name | default('there') }}", "plan": "{{ event.properties.plan }}"}}, "next": "done"}, "done": {"exit": {}}}})),
     responses((status = 201, body = serde_json::Value), crate::problem::ChangeAnswers, crate::problem::ChangeRefusals, crate::problem::ControlAnswers))]
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     let (change, _) = prepare(&state, body, |body, _, _| Ok(Change::DraftJourney { definition: body })).await?;
@@ -254,7 +254,9 @@ pub fn standing(id: &str, definition: &Value, history: &[Value]) -> Value {
 pub fn status<'a>(definition: &Value, last: &'a Value) -> (&'static str, Option<&'static str>, &'a str) {
     match last["to"].as_str() {
         Some(to) => {
-            let kind = definition["nodes"][to].as_object().and_then(|n| n.keys().find(|k| *k != "next").cloned());
+            let kind = definition["nodes"][to]
+                .as_object()
+                .and_then(|n| n.keys().find(|k| *k != "next" && *k != "if_missing").cloned());
             match kind.as_deref() {
                 Some("exit") => ("ended", Some("completed"), to),
                 Some("action") => ("running", None, to),

@@ -65,6 +65,7 @@ pub fn output_schema(kind: &str) -> SchemaRef {
             ("payload", Utf8, true),
             ("time", UInt64, false),
             ("status", Utf8, false),
+            ("error", Utf8, true),
         ]),
         other => panic!("no archive kind {other}"),
     }

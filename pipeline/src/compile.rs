@@ -11,6 +11,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::select::{select, EventsTrace};
 use journeyflow_operators::sequence::{sequence, SequenceEvent, SequenceSpec};
 use journeyflow_operators::{aggregate, complement, intersect, union, window_count, SharedEvent, Time, UserId, Users};
+use journeyflow_types::template::TraitUse;
 use journeyflow_types::{Condition, EventFilter, Value, ValueRef};
 use std::collections::HashMap;
 
@@ -71,6 +72,17 @@ impl<'s> Compiler<'s> {
         F: Fn(&Value) -> bool + 'static,
     {
         self.traits.clone().flat_map_ref(move |(user, key), value| (*key == name && keep(value)).then_some(*user))
+    }
+
+    /// The values of the traits `read` names, per `(user, key)` (none when nothing is read;
+    /// the keys are tested in place, only those read are copied).
+    pub fn traits_read(&self, read: Option<TraitUse>) -> VecCollection<'s, Time, ((UserId, String), Value)> {
+        let Some(read) = read else {
+            return self.select(&[], |_| None);
+        };
+        self.traits
+            .clone()
+            .flat_map_ref(move |(user, key), value| read.reads(key).then(|| ((*user, key.clone()), value.clone())))
     }
 
     /// An empty set of users in this dataflow.

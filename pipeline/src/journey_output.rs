@@ -2,10 +2,11 @@
 //! ids, node names and user ids in place of the engine's indices and keys.
 
 use journeyflow_operators::journey::plan::JourneyPlan;
-use journeyflow_operators::journey::record::{ActionRecord, Reason, Transition};
+use journeyflow_operators::journey::record::{ActionRecord, Reason, Rendered, Transition};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
 use journeyflow_types::journey::{action_id, Node};
+use journeyflow_types::template::has_templates;
 use journeyflow_types::Key;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -117,12 +118,16 @@ pub struct ActionLine {
     pub channel: Arc<str>,
     /// Template.
     pub template: Option<Arc<str>>,
-    /// Payload.
+    /// Payload: with templates, rendered when sent and `null` otherwise.
     pub payload: Option<Arc<serde_json::Value>>,
     /// Event time of this record.
     pub time: Time,
-    /// `sent`, `suppressed_by_cap`, `held_quiet_hours`.
+    /// `sent`, `suppressed_by_cap`, `held_quiet_hours`, `failed_missing_data` or
+    /// `failed_render`.
     pub status: &'static str,
+    /// Why it failed: the path of the missing value, or the template engine's message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Arc<str>>,
 }
 
 impl ActionLine {
@@ -131,6 +136,12 @@ impl ActionLine {
         let node = &names.nodes[a.node as usize];
         let (channel, template, payload) =
             names.actions[a.node as usize].clone().expect("action records come from action nodes");
+        let (payload, error) = match &a.rendered {
+            None if payload.as_deref().is_some_and(has_templates) => (None, None),
+            None => (payload, None),
+            Some(Rendered::Payload(text)) => (serde_json::from_str(text).ok().map(Arc::new), None),
+            Some(Rendered::Error(why)) => (None, Some(why.clone())),
+        };
         ActionLine {
             action_id: action_id(&names.journey, a.version, user, node, a.reached),
             journey: names.journey.clone(),
@@ -142,6 +153,7 @@ impl ActionLine {
             payload,
             time: a.time,
             status: a.status.name(),
+            error,
         }
     }
 }

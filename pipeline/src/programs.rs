@@ -932,8 +932,10 @@ impl Programs {
             let exits: Vec<bool> = (0..plan.nodes.len() as u32).map(|n| plan.is_exit(n)).collect();
             // The journey operator keeps what its plan finds relevant.
             let events = compiler.select(&plan.event_names(), |e| Some(e.clone()));
-            let records = journey(Rc::new(plan), 0, events, conditions, deletions, commands, restored_users, start)
-                .inspect(move |record| sink.borrow_mut().push(*record));
+            let traits = compiler.traits_read(plan.traits.clone());
+            let records =
+                journey(Rc::new(plan), 0, events, conditions, traits, deletions, commands, restored_users, start)
+                    .inspect(move |record| sink.borrow_mut().push(record.clone()));
             let (totals, through) = (counts.clone(), counts_through.clone());
             stats(records, move |_, n| exits[n as usize])
                 .inner

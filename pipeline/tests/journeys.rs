@@ -4,70 +4,11 @@
 
 mod common;
 
-use common::{ingest, run_deleting, run_journeys, Plan};
+use common::scenario::{act, acts, identify, instant, moves, mv, run, track, Move, D, H, M, T0};
+use common::{ingest, run_deleting, Plan};
 use journeyflow::replay::RunOutput;
 use journeyflow_operators::journey::record::Command;
 use serde_json::{json, Value as J};
-
-/// 2024-01-01T00:00:00Z.
-const T0: u64 = 1_704_067_200_000;
-const M: u64 = 60_000;
-const H: u64 = 3_600_000;
-const D: u64 = 86_400_000;
-
-fn track(user: &str, event: &str, ts: u64, id: &str) -> String {
-    json!({"type": "track", "event": event, "userId": user, "messageId": id, "timestamp": ts}).to_string()
-}
-
-/// Runs with 1 and with 2 workers, checks they agree, returns the 1-worker output.
-fn run(segments: &str, journeys: J, commands: &[(u64, u32, Command)], lines: &[String]) -> RunOutput {
-    let text = journeys.to_string();
-    let lateness = ingest(Some(D), D);
-    let one = run_journeys(segments, &text, commands, lines, &Plan::simple(lines.len(), 1, 3), lateness, None);
-    let two = run_journeys(segments, &text, commands, lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
-    assert_eq!(one.transitions, two.transitions, "1 and 2 workers disagree");
-    assert_eq!(one.actions, two.actions, "1 and 2 workers disagree");
-    assert_eq!(one.journey_stats, two.journey_stats, "1 and 2 workers disagree");
-    one
-}
-
-/// `(user, from, to, time, reason)`.
-type Move = (String, Option<String>, Option<String>, u64, String);
-
-/// Every transition as a `Move`.
-fn moves(out: &RunOutput) -> Vec<Move> {
-    out.transitions
-        .iter()
-        .map(|t| {
-            (
-                t.user_id.to_string(),
-                t.from.as_deref().map(String::from),
-                t.to.as_deref().map(String::from),
-                t.time,
-                t.reason.to_string(),
-            )
-        })
-        .collect()
-}
-
-fn mv(
-    user: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    time: u64,
-    reason: &str,
-) -> (String, Option<String>, Option<String>, u64, String) {
-    (user.into(), from.map(String::from), to.map(String::from), time, reason.into())
-}
-
-/// `(user, node, time, status)` of every action record.
-fn acts(out: &RunOutput) -> Vec<(String, String, u64, String)> {
-    out.actions.iter().map(|a| (a.user_id.to_string(), a.node.to_string(), a.time, a.status.to_string())).collect()
-}
-
-fn act(user: &str, node: &str, time: u64, status: &str) -> (String, String, u64, String) {
-    (user.into(), node.into(), time, status.into())
-}
 
 fn abandoned_cart() -> J {
     json!([{"id": "cart", "entry": {"event": "Cart Viewed"}, "start": "wait", "nodes": {
@@ -489,14 +430,6 @@ fn a_deleted_user_is_canceled_loses_a_held_action_and_comes_back_as_new() {
     );
     // Canceled in the report, as a user inside when the journey ends is.
     assert_eq!(out.journey_stats[0].canceled, 1);
-}
-
-fn identify(user: &str, plan: &str, ts: u64, id: &str) -> String {
-    json!({"type": "identify", "userId": user, "messageId": id, "timestamp": ts, "traits": {"plan": plan}}).to_string()
-}
-
-fn instant(text: &str) -> u64 {
-    journeyflow_types::time::parse_instant_str(text).unwrap()
 }
 
 #[test]

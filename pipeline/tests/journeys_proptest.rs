@@ -138,7 +138,7 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
             .iter()
             .map(|(k, n)| {
                 let (entered, exited, acts) = nodes.get(k).cloned().unwrap_or_default();
-                let kind = n.as_object().unwrap().keys().find(|x| *x != "next").unwrap().clone();
+                let kind = n.as_object().unwrap().keys().find(|x| *x != "next" && *x != "if_missing").unwrap().clone();
                 let mut r = json!({"kind": kind, "entered": entered, "current": entered - exited, "exited": exited});
                 if !acts.is_empty() {
                     r["actions"] = json!(acts);

@@ -23,6 +23,18 @@ pub enum Kind {
     Screen,
 }
 
+impl Kind {
+    /// The call's `type` as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Track => "track",
+            Kind::Identify => "identify",
+            Kind::Page => "page",
+            Kind::Screen => "screen",
+        }
+    }
+}
+
 /// One accepted event. Field order is the canonical processing order: `(ts, message_id)`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Event {

@@ -76,13 +76,81 @@ pub enum Occurrences {
     },
 }
 
-impl Node {
-    /// For a [`Node::WaitUntilTime`] reached at `t`: when the user goes on (the next such local
-    /// time strictly after `t`: one arriving exactly then waits a day).
-    pub fn wait_until_time(&self, t: u64) -> Option<u64> {
-        let Node::WaitUntilTime { minute, tz, .. } = self else { return None };
-        let daily = Occurrences::Every { days: 1, minute: *minute, tz: *tz, starting: None, until: None };
-        daily.first_from(t.saturating_add(1))
+/// Until when a [`Node::WaitUntilTime`] holds a user.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Until {
+    /// The next local time of day after arriving.
+    Clock {
+        /// Minutes after local midnight.
+        minute: u32,
+        /// The time zone when `tz_trait` gives none.
+        tz: chrono_tz::Tz,
+        /// A trait naming the user's time zone (an IANA name), read at arrival.
+        tz_trait: Option<String>,
+    },
+    /// The instant a trait holds (epoch ms, or an RFC 3339 date-time or `YYYY-MM-DD` date in
+    /// UTC), moved by `offset_ms` (negative: before it), read at arrival.
+    Trait {
+        /// The trait's key (a dot path).
+        name: String,
+        /// Added to the trait's instant.
+        offset_ms: i64,
+    },
+}
+
+/// An instant a trait value names: epoch ms (a whole number, not negative), an RFC 3339
+/// date-time, or a `YYYY-MM-DD` date (midnight UTC).
+pub fn instant_of(v: &crate::Value) -> Option<u64> {
+    match v {
+        crate::Value::Num(n) if n.0.fract() == 0.0 && n.0 >= 0.0 && n.0 <= 253_402_300_799_999.0 => Some(n.0 as u64),
+        crate::Value::Str(s) => {
+            let ms = match chrono::DateTime::parse_from_rfc3339(s) {
+                Ok(at) => at.timestamp_millis(),
+                Err(_) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()?
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp_millis(),
+            };
+            u64::try_from(ms).ok()
+        }
+        _ => None,
+    }
+}
+
+impl Until {
+    /// The traits read at arrival, if any.
+    pub fn trait_read(&self) -> Option<&str> {
+        match self {
+            Until::Clock { tz_trait, .. } => tz_trait.as_deref(),
+            Until::Trait { name, .. } => Some(name),
+        }
+    }
+
+    /// For a user arriving at `t` whose trait (the one [`Until::trait_read`] names) is
+    /// `value`: when they go on. A clock's next local time is strictly after `t` (one arriving
+    /// exactly then waits a day), in the trait's zone when it names one, else in `tz`. A
+    /// trait's instant may be at or before `t` (they go on at once). `None`: the trait holds
+    /// no instant (the user goes to `if_missing`).
+    pub fn due(&self, t: u64, value: Option<&crate::Value>) -> Option<u64> {
+        match self {
+            Until::Clock { minute, tz, .. } => {
+                let named = match value {
+                    Some(crate::Value::Str(s)) => s.parse::<chrono_tz::Tz>().ok(),
+                    _ => None,
+                };
+                let tz = named.unwrap_or(*tz);
+                let daily = Occurrences::Every { days: 1, minute: *minute, tz, starting: None, until: None };
+                // A zone's local times all exist within a day and a half: there is one, but
+                // past the calendar's end.
+                Some(daily.first_from(t.saturating_add(1)).unwrap_or(u64::MAX))
+            }
+            Until::Trait { offset_ms, .. } => {
+                let at = instant_of(value?)?;
+                let due = i64::try_from(at).ok()?.checked_add(*offset_ms)?;
+                Some(u64::try_from(due).unwrap_or(0))
+            }
+        }
     }
 }
 
@@ -153,15 +221,14 @@ pub enum Node {
         /// Where to go when it does not.
         on_timeout: String,
     },
-    /// Stay until the next local time of day `minute` in `tz` after arriving, then go to
-    /// `next`.
+    /// Stay until a time ([`Until`]), then go to `next`; without that time, to `if_missing`.
     WaitUntilTime {
-        /// Minutes after local midnight.
-        minute: u32,
-        /// The time zone.
-        tz: chrono_tz::Tz,
+        /// Until when.
+        until: Until,
         /// Where to go then.
         next: String,
+        /// Where to go when the trait holds no instant (required for [`Until::Trait`]).
+        if_missing: Option<String>,
     },
     /// The first case whose condition holds for the user at this time, else `otherwise`.
     Branch {
@@ -190,7 +257,10 @@ impl Node {
     /// The node ids this node can move to, in the order they are written.
     pub fn targets(&self) -> Vec<&str> {
         match self {
-            Node::Wait { next, .. } | Node::WaitUntilTime { next, .. } | Node::Action { next, .. } => vec![next],
+            Node::Wait { next, .. } | Node::Action { next, .. } => vec![next],
+            Node::WaitUntilTime { next, if_missing, .. } => {
+                std::iter::once(next).chain(if_missing).map(|s| s.as_str()).collect()
+            }
             Node::WaitUntil { on_event, on_timeout, .. } => vec![on_event, on_timeout],
             Node::Branch { cases, otherwise } => {
                 cases.iter().map(|c| c.next.as_str()).chain(std::iter::once(otherwise.as_str())).collect()
@@ -404,8 +474,34 @@ mod tests {
         assert_eq!(daily.first_from(u64::MAX), None);
         let quiet = QuietHours { start_minute: 0, end_minute: 60, tz: tokyo };
         assert_eq!(quiet.release(8_210_298_412_799_999), None);
-        let wait = Node::WaitUntilTime { minute: 540, tz: tokyo, next: "n".into() };
-        assert_eq!(wait.wait_until_time(8_210_298_412_799_999), None);
+        let wait = Until::Clock { minute: 540, tz: tokyo, tz_trait: None };
+        assert_eq!(wait.due(8_210_298_412_799_999, None), Some(u64::MAX));
+    }
+
+    #[test]
+    fn a_clock_reads_the_zone_a_trait_names_and_a_trait_instant_moves_by_its_offset() {
+        use crate::Value;
+        let clock = Until::Clock { minute: 540, tz: chrono_tz::UTC, tz_trait: Some("timezone".into()) };
+        let t = at("2025-03-29T12:00:00Z");
+        let paris = Value::Str("Europe/Paris".into());
+        // The day after, Paris is on summer time: 09:00 is 07:00 UTC.
+        assert_eq!(clock.due(t, Some(&paris)), Some(at("2025-03-30T07:00:00Z")));
+        // No zone, or not one: the node's own.
+        assert_eq!(clock.due(t, None), Some(at("2025-03-30T09:00:00Z")));
+        assert_eq!(clock.due(t, Some(&Value::Str("Mars/Olympus".into()))), Some(at("2025-03-30T09:00:00Z")));
+        let trial = Until::Trait { name: "trial_ends_at".into(), offset_ms: -3 * 86_400_000 };
+        let ends = Value::Str("2025-04-10T00:00:00Z".into());
+        assert_eq!(trial.due(t, Some(&ends)), Some(at("2025-04-07T00:00:00Z")));
+        assert_eq!(trial.due(t, Some(&Value::Str("2025-04-10".into()))), Some(at("2025-04-07T00:00:00Z")));
+        let ms = Value::Num(crate::Num(at("2025-04-10T00:00:00Z") as f64));
+        assert_eq!(trial.due(t, Some(&ms)), Some(at("2025-04-07T00:00:00Z")));
+        assert_eq!(trial.due(t, Some(&Value::Num(crate::Num(1.0)))), Some(0));
+        for bad in
+            [Value::Str("soon".into()), Value::Num(crate::Num(-5.0)), Value::Num(crate::Num(1.5)), Value::Bool(true)]
+        {
+            assert_eq!(trial.due(t, Some(&bad)), None, "{bad:?}");
+        }
+        assert_eq!(trial.due(t, None), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::condition::{Condition, EventFilter};
 use crate::definition::{valid_id, Checker, ValidationError, ValidationErrors};
 use crate::journey::{
     Action, Case, Entry, FrequencyCap, JourneyDefinition, Node, Occurrences, QuietHours, ReEntry, ReEntryMode,
-    Schedule, SplitBranch,
+    Schedule, SplitBranch, Until,
 };
 use crate::limits::{json_depth, Limits, MAX_PAYLOAD_DEPTH};
 use crate::time::{json_kind, parse_instant};
@@ -292,6 +292,16 @@ fn time_zone(cx: &mut Checker, path: &str, o: &Obj) -> Option<chrono_tz::Tz> {
     }
 }
 
+/// A duration with an optional sign (`"-3d"`, `"12h"`), in milliseconds.
+fn signed_duration(text: &str) -> Result<i64, String> {
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    // At most 100 years: well inside an i64.
+    Ok(sign * crate::Duration::parse(rest)?.0 as i64)
+}
+
 fn nodes(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<BTreeMap<String, Node>> {
     let Some(o) = v.as_object() else {
         cx.error(path, format!("expected an object of nodes by id, found {}", json_kind(v)));
@@ -341,6 +351,7 @@ fn target_paths(path: &str, body: &Json) -> Vec<(String, String)> {
         }
     };
     push(body.get("next"), format!("{path}.next"));
+    push(body.get("if_missing"), format!("{path}.if_missing"));
     if let Some(w) = body.get("wait_until") {
         push(w.get("on_event"), format!("{path}.wait_until.on_event"));
         push(w.get("on_timeout"), format!("{path}.wait_until.on_timeout"));
@@ -364,7 +375,7 @@ fn target_paths(path: &str, body: &Json) -> Vec<(String, String)> {
 const NODE_KINDS: [&str; 7] = ["wait", "wait_until", "wait_until_time", "branch", "split", "action", "exit"];
 
 fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<Node> {
-    let o = cx.object(path, v, &[&NODE_KINDS[..], &["next"]].concat())?;
+    let o = cx.object(path, v, &[&NODE_KINDS[..], &["next", "if_missing"]].concat())?;
     let kinds: Vec<&str> = NODE_KINDS.into_iter().filter(|k| o.contains_key(*k)).collect();
     if kinds.len() != 1 {
         cx.error(path, format!("a node needs exactly one of {}, found {kinds:?}", NODE_KINDS.join(", ")));
@@ -374,6 +385,10 @@ fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> 
     let body = &o[kind];
     let p = format!("{path}.{kind}");
     let takes_next = matches!(kind, "wait" | "wait_until_time" | "action");
+    if kind != "wait_until_time" && o.contains_key("if_missing") {
+        cx.error(&format!("{path}.if_missing"), "only a wait until a trait's time has users without the time");
+        return None;
+    }
     if takes_next != o.contains_key("next") {
         if takes_next {
             cx.error(path, format!("missing field \"next\" (a {kind} node says where to go next)"));
@@ -393,10 +408,49 @@ fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> 
             Some(Node::Wait { duration: duration?, next: next? })
         }
         "wait_until_time" => {
-            let w = cx.object(&p, body, &["at", "tz"])?;
-            let minute = clock(cx, &p, w, "at");
-            let tz = time_zone(cx, &p, w);
-            Some(Node::WaitUntilTime { minute: minute?, tz: tz?, next: next? })
+            let w = cx.object(&p, body, &["at", "tz", "tz_trait", "trait", "offset"])?;
+            let if_missing = cx.opt_string(path, o, "if_missing");
+            let until = if w.contains_key("trait") {
+                for key in ["at", "tz", "tz_trait"].into_iter().filter(|k| w.contains_key(*k)) {
+                    cx.error(&format!("{p}.{key}"), "a wait until a trait's time takes \"trait\" and \"offset\" only");
+                }
+                if if_missing.is_none() {
+                    cx.error(path, "missing field \"if_missing\" (where users go when the trait holds no time)");
+                }
+                let name = cx.string(&p, w, "trait");
+                let offset_ms = match w.get("offset") {
+                    None => Some(0),
+                    Some(Json::String(text)) => {
+                        signed_duration(text).map_err(|m| cx.error(&format!("{p}.offset"), m)).ok()
+                    }
+                    Some(other) => {
+                        cx.error(
+                            &format!("{p}.offset"),
+                            format!("expected a duration such as \"-3d\", found {}", json_kind(other)),
+                        );
+                        None
+                    }
+                };
+                Until::Trait { name: name?, offset_ms: offset_ms? }
+            } else {
+                if w.contains_key("offset") {
+                    cx.error(&format!("{p}.offset"), "an offset goes with \"trait\" (a wait until a trait's time)");
+                }
+                if o.contains_key("if_missing") {
+                    cx.error(
+                        &format!("{path}.if_missing"),
+                        "only a wait until a trait's time has users without the time",
+                    );
+                }
+                let minute = clock(cx, &p, w, "at");
+                let tz = time_zone(cx, &p, w);
+                let tz_trait = match w.get("tz_trait") {
+                    None => None,
+                    Some(_) => Some(cx.string(&p, w, "tz_trait")?),
+                };
+                Until::Clock { minute: minute?, tz: tz?, tz_trait }
+            };
+            Some(Node::WaitUntilTime { until, next: next?, if_missing })
         }
         "wait_until" => {
             let w = cx.object(&p, body, &["event", "where", "timeout", "on_event", "on_timeout"])?;
@@ -508,6 +562,14 @@ fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> 
                         &format!("{path}.action.payload"),
                         format!("nests more than {MAX_PAYLOAD_DEPTH} levels deep"),
                     );
+                    return None;
+                }
+                let errors = crate::template::check(p, &format!("{path}.action.payload"));
+                let failed = !errors.is_empty();
+                for (at, message) in errors {
+                    cx.error(&at, message);
+                }
+                if failed {
                     return None;
                 }
             }
@@ -655,7 +717,11 @@ fn graph(cx: &mut Checker, path: &str, start: &str, nodes: &BTreeMap<String, Nod
     }
     // Cycles through pass-through nodes only: the strongly connected components (Tarjan's,
     // without recursion) of the graph of pass-through nodes, reported at their first node.
-    let passes: Vec<bool> = nodes.values().map(|n| !n.waits()).collect();
+    // A wait until a trait's time lets users through at once when that time has passed.
+    let passes: Vec<bool> = nodes
+        .values()
+        .map(|n| !n.waits() || matches!(n, Node::WaitUntilTime { until: Until::Trait { .. }, .. }))
+        .collect();
     let through = |i: usize| edges[i].iter().copied().filter(|t| passes[*t]).collect::<Vec<usize>>();
     let mut order = vec![usize::MAX; ids.len()];
     let mut low = vec![0; ids.len()];
@@ -800,6 +866,22 @@ mod tests {
         };
         let ok = waits(r#"{"wait_until_time": {"at": "09:00", "tz": "Europe/Paris"}, "next": "e"}"#);
         assert!(parse_journeys(&ok, &segs()).unwrap()[0].nodes["w"].waits());
+        let trial = waits(
+            r#"{"wait_until_time": {"trait": "trial_ends_at", "offset": "-3d"}, "next": "e", "if_missing": "e"}"#,
+        );
+        let Node::WaitUntilTime { until, if_missing, .. } = &parse_journeys(&trial, &segs()).unwrap()[0].nodes["w"]
+        else {
+            panic!("not a wait until a time");
+        };
+        assert_eq!(*until, Until::Trait { name: "trial_ends_at".into(), offset_ms: -3 * 86_400_000 });
+        assert_eq!(if_missing.as_deref(), Some("e"));
+        let local = waits(r#"{"wait_until_time": {"at": "09:00", "tz_trait": "timezone"}, "next": "e"}"#);
+        let Node::WaitUntilTime { until: Until::Clock { tz_trait, .. }, .. } =
+            &parse_journeys(&local, &segs()).unwrap()[0].nodes["w"]
+        else {
+            panic!("not a clock");
+        };
+        assert_eq!(tz_trait.as_deref(), Some("timezone"));
         for (node, path, message) in [
             (r#"{"wait_until_time": {"at": "25:00"}, "next": "e"}"#, "$[0].nodes.w.wait_until_time.at", "HH:MM"),
             (r#"{"wait_until_time": {"at": "+9:05"}, "next": "e"}"#, "$[0].nodes.w.wait_until_time.at", "HH:MM"),
@@ -812,7 +894,53 @@ mod tests {
             (
                 r#"{"wait_until_time": {"at": "09:00", "offset": "1h"}, "next": "e"}"#,
                 "$[0].nodes.w.wait_until_time.offset",
-                "unknown",
+                "goes with \"trait\"",
+            ),
+            (
+                r#"{"wait_until_time": {"at": "09:00", "tz_trait": ""}, "next": "e"}"#,
+                "$[0].nodes.w.wait_until_time.tz_trait",
+                "must not be empty",
+            ),
+            (r#"{"wait_until_time": {"trait": "ends"}, "next": "e"}"#, "$[0].nodes.w", "missing field \"if_missing\""),
+            (
+                r#"{"wait_until_time": {"trait": "ends", "offset": "-3x"}, "next": "e", "if_missing": "e"}"#,
+                "$[0].nodes.w.wait_until_time.offset",
+                "unit",
+            ),
+            (
+                r#"{"wait_until_time": {"trait": "ends", "at": "09:00"}, "next": "e", "if_missing": "e"}"#,
+                "$[0].nodes.w.wait_until_time.at",
+                "\"trait\" and \"offset\" only",
+            ),
+            (
+                r#"{"wait_until_time": {"trait": "ends"}, "next": "e", "if_missing": "nowhere"}"#,
+                "$[0].nodes.w.if_missing",
+                "nowhere",
+            ),
+            (
+                r#"{"wait_until_time": {"at": "09:00"}, "next": "e", "if_missing": "e"}"#,
+                "$[0].nodes.w.if_missing",
+                "only a wait",
+            ),
+            (
+                r#"{"wait_until_time": {"trait": "ends"}, "next": "w", "if_missing": "e"}"#,
+                "$[0].nodes.w",
+                "cycle without a wait",
+            ),
+            (
+                r#"{"wait": {"duration": "1d"}, "next": "e", "if_missing": "e"}"#,
+                "$[0].nodes.w.if_missing",
+                "only a wait",
+            ),
+            (
+                r#"{"action": {"channel": "sms", "payload": {"to": ["{{ traits.phone }}", "{{ who }}"]}}, "next": "e"}"#,
+                "$[0].nodes.w.action.payload.to[1]",
+                "unknown name \"who\"",
+            ),
+            (
+                r#"{"action": {"channel": "sms", "payload": {"text": "Hi {{ traits.name "}}, "next": "e"}"#,
+                "$[0].nodes.w.action.payload.text",
+                "not a valid template",
             ),
         ] {
             let found = errors(&waits(node));

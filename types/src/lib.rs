@@ -14,6 +14,7 @@ pub mod limits;
 pub mod migration;
 pub mod record;
 pub mod shards;
+pub mod template;
 pub mod time;
 pub mod value;
 pub mod value_ref;

@@ -7,11 +7,13 @@
 //! does at most one thing: convert (goal), else move a `wait_until`, else enter.
 
 use super::plan::{JourneyPlan, PlanEntry, PlanNode};
-use super::record::{ActionRecord, ActionStatus, JourneyOutput, Reason, Transition};
-use crate::Time;
+use super::record::{ActionRecord, ActionStatus, JourneyOutput, Reason, Rendered, Transition};
+use crate::{SharedEvent, Time};
 use journeyflow_types::journey::{split_point, ReEntryMode};
-use journeyflow_types::{EventView, Key};
-use std::collections::VecDeque;
+use journeyflow_types::template::{self, RenderError};
+use journeyflow_types::{Key, Value};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Where a user is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -37,12 +39,35 @@ pub struct UserState {
     pub last_entry: Option<Time>,
     /// Times of sent actions still inside the frequency-cap window.
     pub sent: VecDeque<Time>,
+    /// The traits the plan reads (dot path to value), as of now: like `member`, kept up by
+    /// their changes and never part of a snapshot.
+    #[serde(skip)]
+    pub traits: BTreeMap<String, Value>,
+    /// The event behind the entry, or the last awaited event, when templates read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<SharedEvent>,
 }
 
 impl UserState {
     /// Whether the state holds nothing worth keeping.
     pub fn is_empty(&self) -> bool {
-        self.member == 0 && self.at.is_none() && self.entries == 0 && self.sent.is_empty()
+        self.member == 0 && self.traits.is_empty() && self.at.is_none() && self.entries == 0 && self.sent.is_empty()
+    }
+
+    /// Takes `state` (restored, or forgotten) but for what the inputs keep up: condition
+    /// memberships and traits.
+    pub fn replace(&mut self, state: UserState) {
+        let (member, traits) = (self.member, std::mem::take(&mut self.traits));
+        *self = UserState { member, traits, ..state };
+    }
+
+    /// Applies a change of a trait's value.
+    pub fn apply_trait(&mut self, key: &str, value: &Value, diff: isize) {
+        if diff > 0 {
+            self.traits.insert(key.to_string(), value.clone());
+        } else if diff < 0 && self.traits.get(key) == Some(value) {
+            self.traits.remove(key);
+        }
     }
 
     /// Applies a change of membership in condition `index`.
@@ -93,6 +118,7 @@ impl Step<'_> {
 
     /// Takes the user out of the journey, if inside.
     pub fn leave(&mut self, s: &mut UserState, reason: Reason) {
+        s.cause = None;
         if let Some(p) = s.at.take() {
             self.transition(Some(p.node), None, reason);
         }
@@ -112,14 +138,14 @@ impl Step<'_> {
         if let PlanEntry::Segment { condition, on_enter } = self.plan.entry {
             let was = before & (1 << condition) != 0;
             if was != s.holds(condition) && s.holds(condition) == on_enter {
-                self.try_enter(s, Reason::Entry);
+                self.try_enter(s, Reason::Entry, None);
             }
         }
     }
 
-    /// Enters the user (for `reason`: an entry, or a scheduled one) if the schedule, the exit
-    /// rule and the re-entry rules allow it.
-    pub fn try_enter(&mut self, s: &mut UserState, reason: Reason) {
+    /// Enters the user (for `reason`: an entry, or a scheduled one; `cause`: the event that
+    /// brought them, if one did) if the schedule, the exit rule and the re-entry rules allow it.
+    pub fn try_enter(&mut self, s: &mut UserState, reason: Reason, cause: Option<&SharedEvent>) {
         let schedule = self.plan.schedule();
         if schedule.start_at.is_some_and(|t| self.time < t) || schedule.end_at.is_some_and(|t| self.time >= t) {
             return;
@@ -141,6 +167,7 @@ impl Step<'_> {
         }
         s.entries += 1;
         s.last_entry = Some(self.time);
+        s.cause = cause.filter(|_| self.plan.keeps_event).cloned();
         let from = s.at.take().map(|p| p.node);
         self.arrive(s, from, self.plan.start, reason);
     }
@@ -149,7 +176,7 @@ impl Step<'_> {
     pub fn occurrence(&mut self, s: &mut UserState) {
         if let PlanEntry::Scheduled { condition, .. } = self.plan.entry {
             if s.holds(condition) {
-                self.try_enter(s, Reason::Scheduled);
+                self.try_enter(s, Reason::Scheduled, None);
             }
         }
     }
@@ -177,13 +204,20 @@ impl Step<'_> {
                     s.at = stay(self.time.saturating_add(*timeout));
                     return;
                 }
-                PlanNode::WaitUntilTime { at, .. } => {
-                    // A zone's local times all exist within a day and a half: there is one.
-                    s.at = stay(at.wait_until_time(self.time).unwrap_or(Time::MAX));
-                    return;
+                PlanNode::WaitUntilTime { until, next, if_missing } => {
+                    let value = until.trait_read().and_then(|k| s.traits.get(k));
+                    match (until.due(self.time, value), if_missing) {
+                        (Some(due), _) if due > self.time => {
+                            s.at = stay(due);
+                            return;
+                        }
+                        (Some(_), _) | (None, None) => (*next, Reason::Next),
+                        (None, Some(missing)) => (*missing, Reason::Missing),
+                    }
                 }
                 PlanNode::Exit => {
                     s.at = None;
+                    s.cause = None;
                     return;
                 }
                 PlanNode::Branch { cases, otherwise } => {
@@ -197,9 +231,9 @@ impl Step<'_> {
                     let i = bounds.iter().position(|(upper, _)| point < *upper).unwrap_or(bounds.len() - 1);
                     (bounds[i].1, Reason::Split(i as u32))
                 }
-                PlanNode::Action { next } => {
+                PlanNode::Action { next, .. } => {
                     if let Some(release) = self.plan.quiet_hours().and_then(|q| q.release(self.time)) {
-                        self.action(node, self.time, ActionStatus::HeldQuietHours);
+                        self.action(node, self.time, ActionStatus::HeldQuietHours, None);
                         s.at = stay(release);
                         return;
                     }
@@ -211,7 +245,7 @@ impl Step<'_> {
         }
     }
 
-    fn action(&mut self, node: u32, reached: Time, status: ActionStatus) {
+    fn action(&mut self, node: u32, reached: Time, status: ActionStatus, rendered: Option<Rendered>) {
         self.out.push(JourneyOutput::Action(ActionRecord {
             journey: self.journey,
             version: self.plan.version,
@@ -220,26 +254,53 @@ impl Step<'_> {
             reached,
             time: self.time,
             status,
+            rendered,
         }));
     }
 
-    /// Sends the action of `node` (reached at `reached`) now, unless the frequency cap forbids it.
-    fn send(&mut self, s: &mut UserState, node: u32, reached: Time) {
-        let status = match self.plan.frequency_cap() {
-            None => ActionStatus::Sent,
-            Some(cap) => {
-                while s.sent.front().is_some_and(|t| t.saturating_add(cap.per.0) <= self.time) {
-                    s.sent.pop_front();
-                }
-                if s.sent.len() as u64 >= cap.max_actions {
-                    ActionStatus::SuppressedByCap
-                } else {
-                    s.sent.push_back(self.time);
-                    ActionStatus::Sent
-                }
-            }
+    /// What templates see now: the user's traits, the event behind the entry or the last
+    /// awaited event, the journey and the node.
+    fn context(&self, s: &UserState, node: u32) -> Json {
+        let mut cx = serde_json::Map::new();
+        let traits = s.traits.iter().map(|(k, v)| (k.as_str(), template::json_of(v)));
+        cx.insert("traits".into(), template::unflatten(traits));
+        if let Some(e) = &s.cause {
+            cx.insert("event".into(), template::event_json(e));
+        }
+        cx.insert("journey".into(), serde_json::json!({"id": self.plan.id(), "version": self.plan.version}));
+        cx.insert("node".into(), Json::String(self.plan.node_ids[node as usize].clone()));
+        Json::Object(cx)
+    }
+
+    /// The status and rendered payload of an action of `node` that may be sent now.
+    fn render(&self, s: &UserState, node: u32) -> (ActionStatus, Option<Rendered>) {
+        let PlanNode::Action { templates: Some(payload), .. } = &self.plan.nodes[node as usize] else {
+            return (ActionStatus::Sent, None);
         };
-        self.action(node, reached, status);
+        match template::render(payload, &self.context(s, node)) {
+            Ok(json) => (ActionStatus::Sent, Some(Rendered::Payload(json.to_string().into()))),
+            Err(RenderError::Missing(path)) => (ActionStatus::FailedMissingData, Some(Rendered::Error(path.into()))),
+            Err(RenderError::Failed(why)) => (ActionStatus::FailedRender, Some(Rendered::Error(why.into()))),
+        }
+    }
+
+    /// Sends the action of `node` (reached at `reached`) now, unless the frequency cap forbids
+    /// it or its payload cannot be rendered (an action not sent does not count to the cap).
+    fn send(&mut self, s: &mut UserState, node: u32, reached: Time) {
+        let cap = self.plan.frequency_cap();
+        if let Some(cap) = cap {
+            while s.sent.front().is_some_and(|t| t.saturating_add(cap.per.0) <= self.time) {
+                s.sent.pop_front();
+            }
+            if s.sent.len() as u64 >= cap.max_actions {
+                return self.action(node, reached, ActionStatus::SuppressedByCap, None);
+            }
+        }
+        let (status, rendered) = self.render(s, node);
+        if status == ActionStatus::Sent && cap.is_some() {
+            s.sent.push_back(self.time);
+        }
+        self.action(node, reached, status, rendered);
     }
 
     /// Fires the user's timer (due at or before now).
@@ -250,7 +311,7 @@ impl Step<'_> {
                 self.arrive(s, Some(p.node), *next, Reason::Next)
             }
             PlanNode::WaitUntil { on_timeout, .. } => self.arrive(s, Some(p.node), *on_timeout, Reason::Timeout),
-            PlanNode::Action { next } => {
+            PlanNode::Action { next, .. } => {
                 self.send(s, p.node, p.since);
                 self.arrive(s, Some(p.node), *next, Reason::Next);
             }
@@ -259,7 +320,7 @@ impl Step<'_> {
     }
 
     /// One event: goal, else an awaited event, else an entry.
-    pub fn event(&mut self, s: &mut UserState, e: &impl EventView) {
+    pub fn event(&mut self, s: &mut UserState, e: &SharedEvent) {
         if let Some(p) = s.at {
             if self.plan.goal().is_some_and(|g| g.matches(e)) {
                 self.leave(s, Reason::Goal);
@@ -267,13 +328,16 @@ impl Step<'_> {
             }
             if let PlanNode::WaitUntil { event, on_event, .. } = &self.plan.nodes[p.node as usize] {
                 if event.matches(e) {
+                    if self.plan.keeps_event {
+                        s.cause = Some(e.clone());
+                    }
                     self.arrive(s, Some(p.node), *on_event, Reason::Event);
                     return;
                 }
             }
         }
         if matches!(&self.plan.entry, PlanEntry::Event(f) if f.matches(e)) {
-            self.try_enter(s, Reason::Entry);
+            self.try_enter(s, Reason::Entry, Some(e));
         }
     }
 }

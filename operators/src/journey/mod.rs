@@ -17,7 +17,7 @@ pub mod stats;
 use crate::{SharedEvent, Time, UserId};
 use differential_dataflow::VecCollection;
 use handover::{Handover, Left};
-use journeyflow_types::{Key, KeyMap, Migration, Placement};
+use journeyflow_types::{Key, KeyMap, Migration, Placement, Value};
 use machine::{Position, Step, UserState};
 use plan::{JourneyPlan, PlanEntry};
 use record::{Command, JourneyOutput, Reason, Status};
@@ -31,12 +31,14 @@ use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::StreamVec;
 
 /// One input of a user, in processing order at equal times: a state restored from a snapshot,
-/// a deletion, condition changes (by index), events (by timestamp, then `messageId`).
+/// a deletion, condition changes (by index), trait changes, events (by timestamp, then
+/// `messageId`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Item {
     Restored(Box<UserState>),
     Deleted,
     Condition(u32, isize),
+    Trait(String, Value, isize),
     Event(SharedEvent),
 }
 
@@ -82,8 +84,9 @@ impl Start {
     }
 }
 
-/// Runs journey `index` (compiled as `plan`) over deduplicated events and the membership
-/// changes of `plan.conditions` (`(condition index, user)`, consolidated), obeying `control`
+/// Runs journey `index` (compiled as `plan`) over deduplicated events, the membership
+/// changes of `plan.conditions` (`(condition index, user)`, consolidated) and the changes of
+/// the users' traits the plan reads (`((user, key), value)`: others are dropped), obeying `control`
 /// (the same stream on every worker), starting as `start` says. A user in `deletions` at `T`
 /// (an insertion) is canceled at `T` if inside (reason `deleted`), their events at `T` are not
 /// read, and their state is forgotten but for the conditions' memberships. A user in
@@ -95,6 +98,7 @@ pub fn journey<'s>(
     index: u32,
     events: VecCollection<'s, Time, SharedEvent>,
     conditions: VecCollection<'s, Time, (u32, UserId)>,
+    traits: VecCollection<'s, Time, ((UserId, String), Value)>,
     deletions: VecCollection<'s, Time, UserId>,
     control: StreamVec<'s, Time, (Control, Time, isize)>,
     restored: StreamVec<'s, Time, ((Key, UserState), Time, isize)>,
@@ -106,9 +110,14 @@ pub fn journey<'s>(
         std::iter::repeat_n(((e.user(), Item::Event(e)), t, 1), copies)
     });
     let changes = conditions.inner.map(|((i, user), t, r)| ((user, Item::Condition(i, r)), t, r));
+    let reads = plan.clone();
+    let traits = traits.inner.flat_map(move |(((user, key), value), t, r)| {
+        let read = reads.traits.as_ref().is_some_and(|u| u.reads(&key));
+        read.then_some(((user, Item::Trait(key, value, r)), t, r))
+    });
     let deleted = deletions.inner.flat_map(|(user, t, r)| (r > 0).then_some(((user, Item::Deleted), t, 1)));
     let restored = restored.map(|((user, state), t, _)| ((user, Item::Restored(Box::new(state))), t, 1));
-    let items = events.concat(changes).concat(deleted).concat(restored);
+    let items = events.concat(changes).concat(traits).concat(deleted).concat(restored);
     let exchange = Exchange::new(|((user, _), _, _): &((Key, Item), Time, isize)| user.0 as u64);
     type Out = timely::container::CapacityContainerBuilder<Vec<JourneyOutput>>;
     let name = format!("Journey({})", plan.id());
@@ -140,7 +149,7 @@ pub fn journey<'s>(
         let take = move |time: Time, status: Status, users: &KeyMap<UserState>| {
             let mut kept: Vec<(Key, UserState)> = users
                 .iter()
-                .map(|(k, s)| (*k, UserState { member: 0, ..s.clone() }))
+                .map(|(k, s)| (*k, UserState { member: 0, traits: Default::default(), ..s.clone() }))
                 .filter(|(_, s)| !s.is_empty())
                 .collect();
             kept.sort_unstable_by_key(|(k, _)| *k);
@@ -157,10 +166,11 @@ pub fn journey<'s>(
             items.for_each(|c, data| {
                 hold(c.retain_least(0));
                 for ((user, item), t, r) in data.drain(..) {
-                    if let Item::Condition(i, _) = item {
-                        pending.push((t, user, Item::Condition(i, r)));
-                    } else if r > 0 {
-                        pending.push((t, user, item));
+                    match item {
+                        Item::Condition(i, _) => pending.push((t, user, Item::Condition(i, r))),
+                        Item::Trait(key, value, _) => pending.push((t, user, Item::Trait(key, value, r))),
+                        item if r > 0 => pending.push((t, user, item)),
+                        _ => {}
                     }
                 }
             });
@@ -260,7 +270,7 @@ pub fn journey<'s>(
                         let (timer, before) = (s.timer(), s.member);
                         while at < here && pending[at].1 == user {
                             let Item::Restored(state) = &pending[at].2 else { break };
-                            *s = UserState { member: s.member, ..(**state).clone() };
+                            s.replace((**state).clone());
                             at += 1;
                         }
                         let mut deleted = false;
@@ -275,15 +285,30 @@ pub fn journey<'s>(
                             }
                             at += 1;
                         }
+                        let conditions_changed = at > first;
+                        // Changes of one value at one time are summed first: a value set and
+                        // removed before this operator's start arrive together.
+                        while at < here && pending[at].1 == user {
+                            let Item::Trait(key, value, _) = &pending[at].2 else { break };
+                            let mut net = 0;
+                            while let Some((_, u, Item::Trait(k, v, r))) = pending.get(at).filter(|_| at < here) {
+                                if u != &user || k != key || v != value {
+                                    break;
+                                }
+                                net += r;
+                                at += 1;
+                            }
+                            s.apply_trait(key, value, net);
+                        }
                         let mut step = Step { plan: &plan, journey: index, user, time, out: &mut out };
                         if deleted {
                             // Out (in any status: the person is gone, not moved), held actions
                             // dropped, entries and caps forgotten; their events at this time
                             // went with them.
                             step.leave(s, Reason::Deleted);
-                            *s = UserState { member: s.member, ..UserState::default() };
+                            s.replace(UserState::default());
                         } else {
-                            if moving && (at > first || recheck) {
+                            if moving && (conditions_changed || recheck) {
                                 step.conditions_changed(s, before);
                             }
                             if scheduled {
@@ -432,6 +457,7 @@ fn migrate(
         s.entries = was.entries;
         s.last_entry = was.last_entry;
         s.sent = was.sent;
+        s.cause = was.cause.filter(|_| plan.keeps_event);
         if let Some(p) = was.at {
             let mut step = Step { plan, journey: index, user, time, out };
             match places[p.node as usize] {

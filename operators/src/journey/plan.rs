@@ -3,10 +3,12 @@
 //! collections by the pipeline and arrive at the operator as `(index, user)` changes.
 
 use journeyflow_types::journey::{
-    Entry, FrequencyCap, JourneyDefinition, Node, Occurrences, QuietHours, ReEntry, Schedule,
+    Action, Entry, FrequencyCap, JourneyDefinition, Node, Occurrences, QuietHours, ReEntry, Schedule, Until,
 };
+use journeyflow_types::template::{self, TraitUse};
 use journeyflow_types::{Condition, EventFilter, EventView};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What brings a user in, by condition index for segment entries.
 #[derive(Clone, Debug)]
@@ -50,12 +52,14 @@ pub enum PlanNode {
         /// Node index.
         on_timeout: u32,
     },
-    /// Stay until a local time of day (`at`, the node as defined, says when), then go on.
+    /// Stay until a time (a local time of day, or a trait's time), then go on.
     WaitUntilTime {
-        /// The node as defined.
-        at: Node,
+        /// Until when.
+        until: Until,
         /// Node index.
         next: u32,
+        /// Node index, where users go when the trait holds no time.
+        if_missing: Option<u32>,
     },
     /// `(condition index, next node)` per case.
     Branch {
@@ -73,6 +77,8 @@ pub enum PlanNode {
     Action {
         /// Node index.
         next: u32,
+        /// The payload, when it holds templates (rendered when sent).
+        templates: Option<Arc<serde_json::Value>>,
     },
     /// Done.
     Exit,
@@ -97,6 +103,10 @@ pub struct JourneyPlan {
     pub conditions: Vec<Condition>,
     /// Index of the exit rule's condition.
     pub exit_when: Option<u32>,
+    /// The traits the plan reads (templates, waits), whose changes the operator is given.
+    pub traits: Option<TraitUse>,
+    /// Whether templates read the event behind an entry or an awaited event (kept per user).
+    pub keeps_event: bool,
 }
 
 impl JourneyPlan {
@@ -128,7 +138,11 @@ impl JourneyPlan {
             .values()
             .map(|node| match node {
                 Node::Wait { duration, next } => PlanNode::Wait { duration: duration.0, next: at(next) },
-                Node::WaitUntilTime { next, .. } => PlanNode::WaitUntilTime { at: node.clone(), next: at(next) },
+                Node::WaitUntilTime { until, next, if_missing } => PlanNode::WaitUntilTime {
+                    until: until.clone(),
+                    next: at(next),
+                    if_missing: if_missing.as_deref().map(at),
+                },
                 Node::WaitUntil { event, timeout, on_event, on_timeout } => PlanNode::WaitUntil {
                     event: event.clone(),
                     timeout: timeout.0,
@@ -150,12 +164,32 @@ impl JourneyPlan {
                         .collect();
                     PlanNode::Split { bounds }
                 }
-                Node::Action { next, .. } => PlanNode::Action { next: at(next) },
+                Node::Action { next, action } => PlanNode::Action {
+                    next: at(next),
+                    templates: action.payload.as_ref().filter(|p| template::has_templates(p)).cloned().map(Arc::new),
+                },
                 Node::Exit => PlanNode::Exit,
             })
             .collect();
         let exit_when = definition.exit_when.clone().map(&mut add);
+        let (mut traits, mut keeps_event) = (None, false);
+        for node in definition.nodes.values() {
+            match node {
+                Node::Action { action: Action { payload: Some(p), .. }, .. } => {
+                    let uses = template::uses(p);
+                    traits = TraitUse::union(traits, uses.traits);
+                    keeps_event |= uses.event;
+                }
+                Node::WaitUntilTime { until, .. } => {
+                    let read = until.trait_read().map(|t| TraitUse::Paths([t.to_string()].into()));
+                    traits = TraitUse::union(traits, read);
+                }
+                _ => {}
+            }
+        }
         JourneyPlan {
+            traits,
+            keeps_event,
             version,
             entry,
             start: at(&definition.start),

@@ -4,6 +4,7 @@
 use crate::Time;
 use journeyflow_types::Key;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Why a user moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -35,6 +36,8 @@ pub enum Reason {
     Migrated(u32),
     /// The user was deleted.
     Deleted,
+    /// A wait until a trait's time found no time in the trait.
+    Missing,
 }
 
 impl std::fmt::Display for Reason {
@@ -53,6 +56,7 @@ impl std::fmt::Display for Reason {
             Reason::Ended => f.write_str("ended"),
             Reason::Migrated(_) => f.write_str("migrated"),
             Reason::Deleted => f.write_str("deleted"),
+            Reason::Missing => f.write_str("missing"),
         }
     }
 }
@@ -85,6 +89,10 @@ pub enum ActionStatus {
     SuppressedByCap,
     /// Inside quiet hours: it will be sent (or suppressed) when they end.
     HeldQuietHours,
+    /// Its payload reads a value the user does not have: not sent.
+    FailedMissingData,
+    /// Its payload could not be rendered for another reason (a type error, out of fuel).
+    FailedRender,
 }
 
 impl ActionStatus {
@@ -94,12 +102,23 @@ impl ActionStatus {
             ActionStatus::Sent => "sent",
             ActionStatus::SuppressedByCap => "suppressed_by_cap",
             ActionStatus::HeldQuietHours => "held_quiet_hours",
+            ActionStatus::FailedMissingData => "failed_missing_data",
+            ActionStatus::FailedRender => "failed_render",
         }
     }
 }
 
+/// What an action's templates became (only for payloads with templates, when sent or failed).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Rendered {
+    /// The payload, rendered, as JSON text.
+    Payload(Arc<str>),
+    /// Why it could not be: the missing value's path, or the template engine's message.
+    Error(Arc<str>),
+}
+
 /// One action record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ActionRecord {
     /// Journey index in the engine.
     pub journey: u32,
@@ -115,10 +134,12 @@ pub struct ActionRecord {
     pub time: Time,
     /// What happened.
     pub status: ActionStatus,
+    /// The payload rendered, or why not.
+    pub rendered: Option<Rendered>,
 }
 
 /// A journey operator's output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum JourneyOutput {
     /// A move.
     Transition(Transition),

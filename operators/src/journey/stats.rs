@@ -45,7 +45,7 @@ pub fn stats<'s>(
     outputs
         .flat_map(move |record| {
             let mut counts: Vec<(Stat, isize)> = Vec::new();
-            let journey = match record {
+            let journey = match &record {
                 JourneyOutput::Action(a) => {
                     counts.push((Stat::NodeActions(a.node, a.status), 1));
                     a.journey
@@ -94,7 +94,7 @@ pub fn stats<'s>(
                     t.journey
                 }
             };
-            let time = match record {
+            let time = match &record {
                 JourneyOutput::Action(a) => a.time,
                 JourneyOutput::Transition(t) => t.time,
             };

@@ -23,16 +23,35 @@ pub const SEGMENTS: &str = r#"[
 #[derive(Clone, Debug)]
 pub enum Draft {
     Track { user: usize, name: usize },
-    Identify { user: usize, pro: bool },
+    Identify { user: usize, pro: bool, more: usize },
     Copy { back: usize },
 }
 
 pub fn draft() -> impl Strategy<Value = Draft> {
     prop_oneof![
         7 => (0..USERS.len(), 0..NAMES.len()).prop_map(|(user, name)| Draft::Track { user, name }),
-        2 => (0..USERS.len(), prop::bool::ANY).prop_map(|(user, pro)| Draft::Identify { user, pro }),
+        2 => (0..USERS.len(), prop::bool::ANY, 0..MORE_TRAITS).prop_map(|(user, pro, more)| Draft::Identify { user, pro, more }),
         1 => (1..4usize).prop_map(|back| Draft::Copy { back }),
     ]
+}
+
+/// How many sets of traits beside `plan` an identify may carry.
+const MORE_TRAITS: usize = 8;
+
+/// Traits beside `plan` for templates and waits: names set and removed, time zones (one not
+/// a zone), instants as epoch ms, date-times and dates (and one not an instant).
+fn more_traits(more: usize, i: usize) -> J {
+    let ends = T0 + (i as u64 * 37 % 300) * 60_000;
+    match more {
+        1 => json!({"name": "Ada", "tz": "Europe/Paris"}),
+        2 => json!({"name": null, "tz": "America/New_York", "ends_at": ends}),
+        3 => json!({"age": 36, "ends_at": "2024-01-01T03:00:00Z"}),
+        4 => json!({"tz": "Nowhere/Bad", "age": 2.5, "name": "Bo"}),
+        5 => json!({"ends_at": "soon", "tz": null}),
+        6 => json!({"ends_at": "2024-01-01", "name": "Cy"}),
+        7 => json!({"ends_at": null, "age": null}),
+        _ => json!({}),
+    }
 }
 
 /// Lines in arrival order, five minutes apart with up to two minutes of jitter.
@@ -42,10 +61,16 @@ pub fn render(drafts: &[Draft], jitters: &[u64]) -> Vec<String> {
         let ts = T0 + STEP * i as u64 + jitters[i % jitters.len()] % JITTER;
         let v = match d {
             Draft::Track { user, name } => {
-                json!({"type": "track", "event": NAMES[*name], "userId": USERS[*user], "messageId": format!("m{i}"), "timestamp": ts})
+                let mut e = json!({"type": "track", "event": NAMES[*name], "userId": USERS[*user], "messageId": format!("m{i}"), "timestamp": ts});
+                if i % 3 != 0 {
+                    e["properties"] = json!({"sku": format!("p{}", i % 4), "price": i % 5});
+                }
+                e
             }
-            Draft::Identify { user, pro } => {
-                json!({"type": "identify", "userId": USERS[*user], "messageId": format!("m{i}"), "timestamp": ts, "traits": {"plan": if *pro { "pro" } else { "free" }}})
+            Draft::Identify { user, pro, more } => {
+                let mut traits = more_traits(*more, i);
+                traits["plan"] = json!(if *pro { "pro" } else { "free" });
+                json!({"type": "identify", "userId": USERS[*user], "messageId": format!("m{i}"), "timestamp": ts, "traits": traits})
             }
             // A copy of a recent event (a copy of an old copy would be late).
             Draft::Copy { back }
@@ -82,22 +107,43 @@ pub fn wait_duration() -> impl Strategy<Value = &'static str> {
 #[derive(Clone, Debug)]
 pub enum Shape {
     Wait(&'static str),
-    WaitUntilTime(&'static str),
+    WaitUntilTime(&'static str, bool),
+    WaitUntilTrait(Option<&'static str>),
     WaitUntil(usize, &'static str),
     Branch(Vec<J>),
     Split(u32),
-    Action(usize),
+    Action(usize, usize),
     Exit,
+}
+
+/// Action payloads: none, plain, and templates over traits (some defaulted), the event behind
+/// the entry or the awaited one, the journey and the node.
+pub fn payload(p: usize, i: usize) -> Option<J> {
+    match p {
+        0 => None,
+        1 => Some(json!({"n": i})),
+        2 => Some(json!({"to": "{{ traits.name }}", "at": "{{ journey.id }}/{{ node }} v{{ journey.version }}"})),
+        3 => Some(
+            json!({"hi": "{{ traits.name | default('friend') }}", "age": "{{ traits.age }}", "plan": "{{ traits.plan }}"}),
+        ),
+        4 => Some(json!({"sku": "{{ event.properties.sku }}", "what": ["{{ event.event }}", "{{ event.timestamp }}"]})),
+        5 => Some(
+            json!({"price": "{{ event.properties.price | default(0) }}", "m": "{{ event.messageId }}", "tz": "{{ traits.tz }}"}),
+        ),
+        _ => Some(json!({"all": "{{ traits | tojson }}"})),
+    }
 }
 
 pub fn shape() -> impl Strategy<Value = Shape> {
     prop_oneof![
         3 => wait_duration().prop_map(Shape::Wait),
-        1 => prop::sample::select(vec!["00:20", "01:30", "03:00", "04:45"]).prop_map(Shape::WaitUntilTime),
+        1 => (prop::sample::select(vec!["00:20", "01:30", "03:00", "04:45", "08:10"]), prop::bool::ANY)
+            .prop_map(|(at, zoned)| Shape::WaitUntilTime(at, zoned)),
+        1 => prop::option::of(prop::sample::select(vec!["-30m", "+1h", "-2h", "10m"])).prop_map(Shape::WaitUntilTrait),
         3 => (1..NAMES.len(), wait_duration()).prop_map(|(n, d)| Shape::WaitUntil(n, d)),
         2 => prop::collection::vec(condition(), 1..3).prop_map(Shape::Branch),
         2 => (1u32..100).prop_map(Shape::Split),
-        3 => (0..3usize).prop_map(Shape::Action),
+        3 => (0..3usize, 0..7usize).prop_map(|(c, p)| Shape::Action(c, p)),
         1 => Just(Shape::Exit),
     ]
 }
@@ -113,7 +159,17 @@ pub fn graph(shapes: &[Shape], picks: &[usize]) -> serde_json::Map<String, J> {
     for (i, s) in shapes.iter().enumerate() {
         let node = match s {
             Shape::Wait(d) => json!({"wait": {"duration": d}, "next": forward(i)}),
-            Shape::WaitUntilTime(at) => json!({"wait_until_time": {"at": at}, "next": forward(i)}),
+            Shape::WaitUntilTime(at, false) => json!({"wait_until_time": {"at": at}, "next": forward(i)}),
+            Shape::WaitUntilTime(at, true) => {
+                json!({"wait_until_time": {"at": at, "tz_trait": "tz"}, "next": forward(i)})
+            }
+            Shape::WaitUntilTrait(offset) => {
+                let mut until = json!({"trait": "ends_at"});
+                if let Some(o) = offset {
+                    until["offset"] = json!(o);
+                }
+                json!({"wait_until_time": until, "next": forward(i), "if_missing": forward(i)})
+            }
             Shape::WaitUntil(n, d) => {
                 let back = format!("n{}", picks[i % picks.len()] % k);
                 json!({"wait_until": {"event": NAMES[*n], "timeout": d, "on_event": back, "on_timeout": forward(i)}})
@@ -125,14 +181,14 @@ pub fn graph(shapes: &[Shape], picks: &[usize]) -> serde_json::Map<String, J> {
             Shape::Split(p) => json!({"split": {"branches": [
                 {"percent": *p as f64 / 4.0 + 0.25, "next": forward(i)},
                 {"percent": 100.0 - (*p as f64 / 4.0 + 0.25), "next": forward(i)}]}}),
-            Shape::Action(c) => {
+            Shape::Action(c, p) => {
                 let channel = ["email", "sms", "webhook"][*c];
                 let mut a = json!({"channel": channel});
                 if *c != 2 {
                     a["template"] = json!(format!("t{c}"));
                 }
-                if *c == 1 {
-                    a["payload"] = json!({"n": i});
+                if let Some(p) = payload(*p, i) {
+                    a["payload"] = p;
                 }
                 json!({"action": a, "next": forward(i)})
             }
@@ -161,7 +217,7 @@ pub fn collect_targets(v: &J, out: &mut Vec<String>) {
     if let J::Object(o) = v {
         for (k, x) in o {
             match (k.as_str(), x) {
-                ("next" | "else" | "on_event" | "on_timeout", J::String(s)) => out.push(s.clone()),
+                ("next" | "else" | "on_event" | "on_timeout" | "if_missing", J::String(s)) => out.push(s.clone()),
                 _ => collect_targets(x, out),
             }
         }

@@ -11,7 +11,9 @@
 //!   members then try to enter), then the due timer, then events by `messageId`, each event
 //!   doing at most one of: goal, awaited event, entry.
 //!
-//! Quiet hours and schedules are supported in UTC only.
+//! Quiet hours and schedules are supported in UTC only; waits until a time of day read the
+//! user's time zone from a trait (with chrono-tz). Action payloads are rendered with
+//! minijinja (the template language users write), the context built here from the raw events.
 
 use super::reference::{duration, filter_matches, RefEvent, Reference};
 use serde_json::{json, Value as J};
@@ -110,6 +112,130 @@ fn action_id(journey: &str, version: u32, user: &str, node: &str, reached: u64) 
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
 }
 
+/// The documented placeholder rules, written again: a string holding `{{`, `{%` or `{#` is a
+/// template; one that is a single `{{ expression }}` becomes the expression's value; a
+/// missing value is named by the first path in the template's text that does not resolve.
+/// A rendering's failure: `(status, error)`.
+type Failure = (&'static str, String);
+
+fn render_payload(payload: &J, cx: &J) -> Result<J, Failure> {
+    fn is_template(s: &str) -> bool {
+        s.contains("{{") || s.contains("{%") || s.contains("{#")
+    }
+    fn first_missing(s: &str, cx: &J) -> Option<String> {
+        let bytes = s.as_bytes();
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
+        let mut i = 0;
+        while i < bytes.len() {
+            if word(bytes[i]) && (i == 0 || !word(bytes[i - 1])) {
+                let end = (i..bytes.len()).find(|j| !word(bytes[*j])).unwrap_or(bytes.len());
+                let path = s[i..end].trim_end_matches('.');
+                let root = path.split('.').next().unwrap();
+                if ["traits", "event", "context", "journey", "node"].contains(&root) {
+                    let mut at = cx;
+                    let resolved = path.split('.').all(|part| match at.get(part) {
+                        Some(x) => {
+                            at = x;
+                            true
+                        }
+                        None => false,
+                    });
+                    if !resolved {
+                        return Some(path.to_string());
+                    }
+                }
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+        None
+    }
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let render_one = |s: &str| -> Result<J, Failure> {
+        let missing = || ("failed_missing_data", first_missing(s, cx).expect("a missing path"));
+        let failed = |e: minijinja::Error| match e.kind() {
+            minijinja::ErrorKind::UndefinedError => missing(),
+            _ => ("failed_render", e.to_string()),
+        };
+        let trimmed = s.trim();
+        let lone = trimmed
+            .strip_prefix("{{")
+            .and_then(|x| x.strip_suffix("}}"))
+            .filter(|x| !x.contains("{{") && !x.contains("}}") && !x.contains("{%") && !x.contains("{#"));
+        match lone {
+            Some(expr) => {
+                let expr = expr.trim_start_matches('-').trim_end_matches('-');
+                let v = env.compile_expression(expr).unwrap().eval(cx).map_err(failed)?;
+                if v.is_undefined() {
+                    return Err(missing());
+                }
+                Ok(serde_json::to_value(&v).unwrap())
+            }
+            None => env.render_str(s, cx).map(J::String).map_err(failed),
+        }
+    };
+    fn walk(v: &J, f: &dyn Fn(&str) -> Result<J, Failure>) -> Result<J, Failure> {
+        Ok(match v {
+            J::String(s) if is_template(s) => f(s)?,
+            J::Array(xs) => J::Array(xs.iter().map(|x| walk(x, f)).collect::<Result<_, _>>()?),
+            J::Object(m) => J::Object(m.iter().map(|(k, x)| Ok((k.clone(), walk(x, f)?))).collect::<Result<_, _>>()?),
+            other => other.clone(),
+        })
+    }
+    walk(payload, &render_one)
+}
+
+fn has_template(v: &J) -> bool {
+    match v {
+        J::String(s) => s.contains("{{") || s.contains("{%") || s.contains("{#"),
+        J::Array(xs) => xs.iter().any(has_template),
+        J::Object(m) => m.values().any(has_template),
+        _ => false,
+    }
+}
+
+/// The next `minute` o'clock strictly after `t` in the zone a trait names, else `tz`.
+fn next_local(t: u64, minute: u64, zone: Option<&J>, tz: Option<&J>) -> u64 {
+    use chrono::TimeZone;
+    let named = zone.and_then(J::as_str).and_then(|z| z.parse::<chrono_tz::Tz>().ok());
+    let tz: chrono_tz::Tz = named.unwrap_or_else(|| tz.and_then(J::as_str).unwrap_or("UTC").parse().unwrap());
+    let now = chrono::DateTime::from_timestamp_millis(t as i64).unwrap().with_timezone(&tz);
+    let day = now.date_naive();
+    (-1..3)
+        .map(|d| day + chrono::Duration::days(d))
+        .map(|d| d.and_hms_opt(0, 0, 0).unwrap() + chrono::Duration::minutes(minute as i64))
+        .map(|local| {
+            tz.from_local_datetime(&local).earliest().expect("no gap at these times").timestamp_millis() as u64
+        })
+        .find(|at| *at > t)
+        .unwrap()
+}
+
+/// The instant a trait value names: epoch ms, an RFC 3339 date-time or a `YYYY-MM-DD` date.
+fn trait_instant(v: Option<&J>) -> Option<u64> {
+    match v? {
+        J::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+        J::String(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(at) => u64::try_from(at.timestamp_millis()).ok(),
+            Err(_) => {
+                let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+                u64::try_from(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis()).ok()
+            }
+        },
+        _ => None,
+    }
+}
+
+fn signed_ms(v: Option<&J>) -> i64 {
+    let Some(text) = v.and_then(J::as_str) else { return 0 };
+    match text.strip_prefix('-') {
+        Some(rest) => -(duration(Some(&J::String(rest.into()))).unwrap() as i64),
+        None => duration(Some(&J::String(text.trim_start_matches('+').into()))).unwrap() as i64,
+    }
+}
+
 /// A new version published at `at`: its definition and the publish request's `migrate`.
 #[derive(Clone, Debug)]
 pub struct Upgrade {
@@ -119,7 +245,9 @@ pub struct Upgrade {
 }
 
 fn kind_of(j: &J, node: &str) -> Option<String> {
-    j["nodes"].get(node).map(|n| n.as_object().unwrap().keys().find(|k| *k != "next").unwrap().clone())
+    j["nodes"]
+        .get(node)
+        .map(|n| n.as_object().unwrap().keys().find(|k| *k != "next" && *k != "if_missing").unwrap().clone())
 }
 
 /// Where a user at `node` of `old` goes in `new`: `(node, stays)`, or `None` to leave.
@@ -149,6 +277,8 @@ struct Walk<'a> {
     entries: u64,
     last_entry: Option<u64>,
     sent: Vec<u64>,
+    /// The event behind the entry or the last awaited event, as templates see it.
+    cause: Option<J>,
     transitions: Vec<J>,
     actions: Vec<J>,
 }
@@ -168,35 +298,64 @@ impl<'a> Walk<'a> {
     }
 
     fn leave(&mut self, t: u64, reason: &str) {
+        self.cause = None;
         if let Some((node, _, _)) = self.at.take() {
             self.move_(Some(&node), None, t, reason.to_string());
         }
     }
 
-    fn action(&mut self, node: &str, reached: u64, t: u64, status: &str) {
+    /// An action record; `rendered` is the payload as sent, or why it could not be.
+    fn action(&mut self, node: &str, reached: u64, t: u64, status: &str, rendered: Option<Result<J, String>>) {
         let a = &self.j["nodes"][node]["action"];
-        self.actions.push(json!({"action_id": action_id(self.id, self.version as u32, self.user, node, reached), "journey": self.id,
+        let defined = a.get("payload").cloned().unwrap_or(J::Null);
+        let (payload, error) = match rendered {
+            None if has_template(&defined) => (J::Null, None),
+            None => (defined, None),
+            Some(Ok(p)) => (p, None),
+            Some(Err(why)) => (J::Null, Some(why)),
+        };
+        let mut line = json!({"action_id": action_id(self.id, self.version as u32, self.user, node, reached), "journey": self.id,
             "version": self.version, "node": node, "user_id": self.user, "channel": a["channel"],
-            "template": a.get("template").cloned().unwrap_or(J::Null), "payload": a.get("payload").cloned().unwrap_or(J::Null),
-            "time": t, "status": status}));
+            "template": a.get("template").cloned().unwrap_or(J::Null), "payload": payload,
+            "time": t, "status": status});
+        if let Some(e) = error {
+            line["error"] = J::String(e);
+        }
+        self.actions.push(line);
+    }
+
+    /// What templates see at `t` at `node`.
+    fn context(&self, node: &str, t: u64) -> J {
+        let mut cx = json!({"traits": self.reference.traits(self.evs, t), "journey": {"id": self.id, "version": self.version},
+            "node": node});
+        if let Some(e) = &self.cause {
+            cx["event"] = e.clone();
+        }
+        cx
     }
 
     fn send(&mut self, node: &str, reached: u64, t: u64) {
-        let status = match self.j.get("frequency_cap") {
-            None => "sent",
-            Some(cap) => {
-                let per = duration(cap.get("per")).unwrap();
-                let max = cap["max_actions"].as_u64().unwrap();
-                let recent = self.sent.iter().filter(|s| **s + per > t).count() as u64;
-                if recent >= max {
-                    "suppressed_by_cap"
-                } else {
-                    self.sent.push(t);
-                    "sent"
-                }
+        if let Some(cap) = self.j.get("frequency_cap") {
+            let per = duration(cap.get("per")).unwrap();
+            let max = cap["max_actions"].as_u64().unwrap();
+            let recent = self.sent.iter().filter(|s| **s + per > t).count() as u64;
+            if recent >= max {
+                return self.action(node, reached, t, "suppressed_by_cap", None);
             }
+        }
+        let payload = self.j["nodes"][node]["action"].get("payload").cloned().unwrap_or(J::Null);
+        let (status, rendered) = if has_template(&payload) {
+            match render_payload(&payload, &self.context(node, t)) {
+                Ok(p) => ("sent", Some(Ok(p))),
+                Err((status, why)) => (status, Some(Err(why))),
+            }
+        } else {
+            ("sent", None)
         };
-        self.action(node, reached, t, status);
+        if status == "sent" && self.j.get("frequency_cap").is_some() {
+            self.sent.push(t);
+        }
+        self.action(node, reached, t, status, rendered);
     }
 
     fn arrive(&mut self, from: Option<String>, node: &str, t: u64, reason: String) {
@@ -204,7 +363,7 @@ impl<'a> Walk<'a> {
         loop {
             self.move_(from.as_deref(), Some(&node), t, reason.clone());
             let n = &self.j["nodes"][&node];
-            let (kind, body) = n.as_object().unwrap().iter().find(|(k, _)| *k != "next").unwrap();
+            let (kind, body) = n.as_object().unwrap().iter().find(|(k, _)| *k != "next" && *k != "if_missing").unwrap();
             let (next, why) = match kind.as_str() {
                 "wait" => {
                     self.at = Some((node, t, Some(t + duration(body.get("duration")).unwrap())));
@@ -215,16 +374,33 @@ impl<'a> Walk<'a> {
                     return;
                 }
                 "wait_until_time" => {
-                    // The next `at` o'clock (UTC) strictly after now.
-                    const DAY: u64 = 86_400_000;
-                    assert!(body.get("tz").is_none_or(|tz| tz == "UTC"), "the reference supports UTC only");
-                    let today = t - t % DAY + clock(&body["at"]);
-                    let due = if today > t { today } else { today + DAY };
-                    self.at = Some((node, t, Some(due)));
-                    return;
+                    let traits = self.reference.traits(self.evs, t);
+                    let read = |name: &J| name.as_str().and_then(|n| traits.get(n)).cloned();
+                    match body.get("trait") {
+                        // The next `at` o'clock strictly after now, in the user's zone.
+                        None => {
+                            let zone = body.get("tz_trait").and_then(read);
+                            let due = next_local(t, clock(&body["at"]) / 60_000, zone.as_ref(), body.get("tz"));
+                            self.at = Some((node, t, Some(due)));
+                            return;
+                        }
+                        // The trait's time moved by the offset; passed: on at once.
+                        Some(name) => match trait_instant(read(name).as_ref()) {
+                            Some(at) => {
+                                let due = (at as i64 + signed_ms(body.get("offset"))).max(0) as u64;
+                                if due > t {
+                                    self.at = Some((node, t, Some(due)));
+                                    return;
+                                }
+                                (n["next"].as_str().unwrap().to_string(), "next".to_string())
+                            }
+                            None => (n["if_missing"].as_str().unwrap().to_string(), "missing".to_string()),
+                        },
+                    }
                 }
                 "exit" => {
                     self.at = None;
+                    self.cause = None;
                     return;
                 }
                 "branch" => {
@@ -249,7 +425,7 @@ impl<'a> Walk<'a> {
                 }
                 "action" => {
                     if let Some(release) = self.j.get("quiet_hours").and_then(|q| quiet_release(q, t)) {
-                        self.action(&node, t, t, "held_quiet_hours");
+                        self.action(&node, t, t, "held_quiet_hours", None);
                         self.at = Some((node, t, Some(release)));
                         return;
                     }
@@ -262,7 +438,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn try_enter(&mut self, t: u64, reason: &str) {
+    fn try_enter(&mut self, t: u64, reason: &str, cause: Option<&RefEvent>) {
         let schedule = self.j.get("schedule");
         let bound = |k: &str| schedule.and_then(|s| s.get(k)).and_then(J::as_u64);
         if bound("start_at").is_some_and(|s| t < s) || bound("end_at").is_some_and(|e| t >= e) {
@@ -288,6 +464,7 @@ impl<'a> Walk<'a> {
         }
         self.entries += 1;
         self.last_entry = Some(t);
+        self.cause = cause.map(event_json);
         let from = self.at.take().map(|a| a.0);
         let start = self.j["start"].as_str().unwrap().to_string();
         self.arrive(from, &start, t, reason.into());
@@ -346,6 +523,7 @@ impl<'a> Walk<'a> {
             }
             if let Some(w) = self.j["nodes"][&node].get("wait_until") {
                 if filter_matches(filter_of(w), e) {
+                    self.cause = Some(event_json(e));
                     self.arrive(Some(node), w["on_event"].as_str().unwrap(), t, "event".into());
                     return;
                 }
@@ -353,9 +531,15 @@ impl<'a> Walk<'a> {
         }
         let entry = &self.j["entry"];
         if entry.get("event").is_some() && filter_matches(filter_of(entry), e) {
-            self.try_enter(t, "entry");
+            self.try_enter(t, "entry", Some(e));
         }
     }
+}
+
+/// An event as templates see it.
+fn event_json(e: &RefEvent) -> J {
+    let props = if e.fields.is_object() { e.fields.clone() } else { json!({}) };
+    json!({"type": e.kind, "event": e.name, "messageId": e.msg, "timestamp": e.ts, "properties": props})
 }
 
 /// Runs every journey for every user up to `as_of`; returns `(transitions, actions)` as the
@@ -413,6 +597,7 @@ pub fn interpret_versions(
                 entries: 0,
                 last_entry: None,
                 sent: Vec::new(),
+                cause: None,
                 transitions: Vec::new(),
                 actions: Vec::new(),
             };
@@ -485,12 +670,12 @@ pub fn interpret_versions(
                     w.leave(t, "exit_when");
                 }
                 if triggered {
-                    w.try_enter(t, "entry");
+                    w.try_enter(t, "entry", None);
                 }
                 // 1b. A scheduled entry's occurrence: the segment's members then.
                 if let Some((c, times)) = &scheduled {
                     if times.contains(&t) && w.cond(c, t) {
-                        w.try_enter(t, "scheduled");
+                        w.try_enter(t, "scheduled", None);
                     }
                 }
                 // 2. The due timer.

@@ -9,6 +9,7 @@ pub mod journey_reference;
 pub mod kafka;
 pub mod outputs;
 pub mod reference;
+pub mod scenario;
 pub mod server;
 pub mod sse;
 pub mod webhook;

@@ -189,6 +189,36 @@ impl<'a> Reference<'a> {
         upto.split_off(start)
     }
 
+    /// A user's merged traits at `t`, nested as sent: each identify of the current profile, in
+    /// order, sets the leaves it carries (`null` removes one).
+    pub fn traits(&self, evs: &[RefEvent], t: u64) -> J {
+        fn merge(into: &mut serde_json::Map<String, J>, from: &J) {
+            let Some(from) = from.as_object() else { return };
+            for (k, v) in from {
+                match v {
+                    J::Null => {
+                        into.remove(k);
+                    }
+                    J::Object(_) => {
+                        let inner = into.entry(k.clone()).or_insert_with(|| J::Object(Default::default()));
+                        if !inner.is_object() {
+                            *inner = J::Object(Default::default());
+                        }
+                        merge(inner.as_object_mut().unwrap(), v);
+                    }
+                    other => {
+                        into.insert(k.clone(), other.clone());
+                    }
+                }
+            }
+        }
+        let mut traits = serde_json::Map::new();
+        for e in self.profile(evs, t).into_iter().filter(|e| e.kind == "identify") {
+            merge(&mut traits, &e.fields);
+        }
+        J::Object(traits)
+    }
+
     pub fn holds(&self, c: &J, evs: &[RefEvent], t: u64) -> bool {
         let (kind, body) = c.as_object().unwrap().iter().next().unwrap();
         let upto: Vec<&RefEvent> = evs.iter().filter(|e| self.counts(e, t)).collect();
