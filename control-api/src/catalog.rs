@@ -7,6 +7,7 @@
 //! snapshots ([`CatalogView`]) that it publishes after each change, and a restart folds the
 //! log again.
 
+use journeyflow_types::entries::parse_entry;
 use journeyflow_types::{
     validate_journey_with, validate_segments_with, Limits, Migration, SegmentDefinition, ValidationError,
 };
@@ -91,6 +92,16 @@ pub enum Change {
         /// The user's key, as 32 hex digits.
         user: String,
     },
+    /// Let users into an ongoing journey as of the change's time (an entry from outside).
+    EnterJourney {
+        /// Journey id.
+        id: String,
+        /// User ids, in order.
+        users: Vec<String>,
+        /// What the journey's templates read as `context`: an object.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<Value>,
+    },
 }
 
 /// A user's deletion, as the catalog keeps it.
@@ -148,7 +159,8 @@ impl Change {
             | Change::RemoveJourney { .. }
             | Change::JourneyCommand { .. }
             | Change::DeleteUser { .. }
-            | Change::Unsuppress { .. } => None,
+            | Change::Unsuppress { .. }
+            | Change::EnterJourney { .. } => None,
         }
     }
 
@@ -415,6 +427,18 @@ impl Catalog {
                 true => Ok(()),
                 false => Err(Refusal::NotFound("the user is not suppressed".into())),
             },
+            Change::EnterJourney { id, users, context } => {
+                let mut request = serde_json::json!({"users": users});
+                if let Some(c) = context {
+                    request["context"] = c.clone();
+                }
+                parse_entry(&request, "$", &[], limits).map_err(Refusal::Invalid)?;
+                let entry = self.entry(id)?;
+                match entry.status == status::ONGOING {
+                    true => Ok(()),
+                    false => Err(Refusal::Conflict(format!("journey {id:?} is {}: nobody can enter it", entry.status))),
+                }
+            }
         }
     }
 
@@ -498,6 +522,8 @@ impl Catalog {
             Change::Unsuppress { user } => {
                 self.suppressed.remove(user);
             }
+            // Entries change what runs, not the catalog.
+            Change::EnterJourney { .. } => {}
         }
     }
 }

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use journeyflow_types::entries::parse_entry;
 use journeyflow_types::{
     validate_journey_with, validate_migration, JourneyDefinition, Limits, Migration, Node, Placement, ValidationError,
 };
@@ -193,6 +194,33 @@ pub async fn lifecycle(
             let now = current(&state, &id)?;
             Json(json!({"id": id, "status": now["status"], "version": now["version"], "at": at})).into_response()
         }
+        Err(accepted) => accepted,
+    })
+}
+
+/// `POST /v1/journeys/{id}/entries`: `{"users": [...], "context"?: {...}}` lets the users into
+/// the ongoing journey as of the request's sequenced time (each tries as an entry does,
+/// re-entry rules and the exit rule applying; transitions with reason `api`). The context is
+/// what the journey's action templates read as `context`. `202` with the time once decided:
+/// the transitions follow as the engine reaches it. 409 when the journey is not ongoing, 422
+/// for an empty or oversized request (at most 1,000 users, a 16 KiB context).
+#[utoipa::path(post, path = "/v1/journeys/{id}/entries", tag = "journeys", params(("id" = String, Path, description = "journey id")),
+    request_body(content = serde_json::Value, description = "`{\"users\": [user id, ...], \"context\"?: object}`", example = json!({"users": ["u1", "u2"], "context": {"coupon": "SPRING24"}})),
+    responses((status = 202, description = "`{\"journey\", \"time\", \"users\"}`: the users enter as of `time`; or, when not decided within the change wait, `{\"request\", \"status\": \"pending\", \"location\"}`", body = serde_json::Value),
+        crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn enter(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
+    let journey = id.clone();
+    let (change, _) = prepare(&state, body, move |value, _, limits| {
+        let request = parse_entry(&value, "$", &[], limits).map_err(Problem::invalid)?;
+        Ok(Change::EnterJourney { id: journey, users: request.users, context: request.context })
+    })
+    .await?;
+    let users = match &change {
+        Change::EnterJourney { users, .. } => users.len(),
+        _ => 0,
+    };
+    Ok(match submit(&state, change).await? {
+        Ok(at) => (StatusCode::ACCEPTED, Json(json!({"journey": id, "time": at, "users": users}))).into_response(),
         Err(accepted) => accepted,
     })
 }

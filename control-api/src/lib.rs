@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/journeys/{id}/stream", get(streams::journey))
         .route("/v1/journeys/{id}/transitions", get(streams::journey_transitions))
         .route("/v1/journeys/{id}/migration", post(journeys::migration_preview))
+        .route("/v1/journeys/{id}/entries", post(journeys::enter))
         .route("/v1/journeys/{id}/users/{user_id}", get(journeys::user))
         .route("/v1/journeys/{id}/{action}", post(journeys::lifecycle))
         .route("/v1/requests/{id}", get(changes::outcome))

@@ -40,6 +40,7 @@ use utoipa::OpenApi;
         crate::journeys::user,
         crate::changes::outcome,
         crate::journeys::migration_preview,
+        crate::journeys::enter,
         crate::validate::check,
         crate::streams::sizes,
         crate::streams::overview,

@@ -69,6 +69,8 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
                 journeys.remove(id);
             }
             Change::DeleteUser { .. } | Change::Unsuppress { .. } => kept.push((place, entry.change.clone())),
+            // What entries did is in the journey snapshot the compaction is behind.
+            Change::EnterJourney { .. } => {}
         }
     }
     for id in catalog.segments.keys() {

@@ -779,6 +779,19 @@ fn apply_change(
             }
         }
         Change::Unsuppress { .. } => {}
+        Change::EnterJourney { id, users, context } => {
+            let keys: Vec<Key> = users.iter().map(|u| Key::of(u)).collect();
+            let context = context.map(|c| Arc::from(c.to_string()));
+            // One worker of the cluster enters them (the journey's exchange takes each to its
+            // owner); each process names them for its outputs.
+            programs.enter_journey(&id, &keys, context, at, worker.index() == 0)?;
+            if worker.index() == shared.cluster.first_worker() {
+                let mut names = shared.handle.names.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (key, user) in keys.iter().zip(&users) {
+                    names.note(*key, &Arc::from(user.as_str()));
+                }
+            }
+        }
     }
     Ok(())
 }

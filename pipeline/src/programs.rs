@@ -27,7 +27,7 @@ use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
-use journeyflow_operators::journey::{journey, Control, Snapshots, Start};
+use journeyflow_operators::journey::{journey, Control, Entry, Snapshots, Start};
 use journeyflow_operators::profiles::profiles;
 use journeyflow_operators::retain::{retain, Erase, Store};
 use journeyflow_operators::select::arrange_events;
@@ -36,6 +36,7 @@ use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -142,6 +143,11 @@ struct JourneyProgram {
     buttons: Vec<Button>,
     control: InputSession<Time, Control, isize>,
     commands: u64,
+    /// Entries from outside: entered on one worker only, advanced on every worker with
+    /// `control`.
+    entries: InputSession<Time, Entry, isize>,
+    /// Entries entered so far here (their sequence numbers).
+    entered: u64,
     outputs: Rc<RefCell<Vec<JourneyOutput>>>,
     uses: Vec<String>,
     probe: ProbeHandle<Time>,
@@ -177,6 +183,18 @@ impl JourneyProgram {
         let at = at.max(*self.control.time());
         self.control.update_at((0, self.commands, command), at, 1);
         at
+    }
+
+    /// Moves both lifecycle-time inputs (commands and entries) to `time`.
+    fn follow(&mut self, time: Time) {
+        if time > *self.control.time() {
+            self.control.advance_to(time);
+        }
+        if time > *self.entries.time() {
+            self.entries.advance_to(time);
+        }
+        self.control.flush();
+        self.entries.flush();
     }
 }
 
@@ -656,10 +674,7 @@ impl Programs {
             known = known.min(first);
         }
         for journey in self.journeys.values_mut().chain(self.retiring.iter_mut().map(|r| &mut r.program)) {
-            if known > *journey.control.time() {
-                journey.control.advance_to(known);
-            }
-            journey.control.flush();
+            journey.follow(known);
         }
     }
 
@@ -915,6 +930,8 @@ impl Programs {
         let mut buttons = Vec::new();
         let mut control = InputSession::new();
         control.advance_to(at);
+        let mut entries = InputSession::new();
+        entries.advance_to(at);
         // A restored version's users, entered as of the snapshot's time once the dataflow is
         // built (records sent while it is being built would be lost to its progress tracking).
         let mut entered = InputSession::new();
@@ -933,9 +950,20 @@ impl Programs {
             // The journey operator keeps what its plan finds relevant.
             let events = compiler.select(&plan.event_names(), |e| Some(e.clone()));
             let traits = compiler.traits_read(plan.traits.clone());
-            let records =
-                journey(Rc::new(plan), 0, events, conditions, traits, deletions, commands, restored_users, start)
-                    .inspect(move |record| sink.borrow_mut().push(record.clone()));
+            let from_outside = entries.to_collection(scope);
+            let records = journey(
+                Rc::new(plan),
+                0,
+                events,
+                conditions,
+                traits,
+                from_outside,
+                deletions,
+                commands,
+                restored_users,
+                start,
+            )
+            .inspect(move |record| sink.borrow_mut().push(record.clone()));
             let (totals, through) = (counts.clone(), counts_through.clone());
             stats(records, move |_, n| exits[n as usize])
                 .inner
@@ -959,6 +987,8 @@ impl Programs {
             buttons,
             control,
             commands: 0,
+            entries,
+            entered: 0,
             outputs,
             uses,
             probe,
@@ -985,6 +1015,34 @@ impl Programs {
             return Ok(());
         }
         program.command(command, at);
+        Ok(())
+    }
+
+    /// Lets `users` into journey `id` as of `at` (an entry from outside, with the `context` its
+    /// templates read), in the version running then; only `enter` (one worker) enters them,
+    /// the others only check. Every worker must give the same entries at the same times.
+    pub fn enter_journey(
+        &mut self,
+        id: &str,
+        users: &[UserId],
+        context: Option<Arc<str>>,
+        at: Time,
+        enter: bool,
+    ) -> Result<(), ProgramError> {
+        let replaced = self.retiring.iter_mut().rev().find(|r| r.id == id && at <= r.at).map(|r| &mut r.program);
+        let program = match replaced {
+            Some(p) => p,
+            None => self.journeys.get_mut(id).ok_or_else(|| ProgramError::UnknownJourney(id.to_string()))?,
+        };
+        // Entries through a restored snapshot's time are in its users' states.
+        if !enter || program.restored.is_some_and(|s| at <= s) {
+            return Ok(());
+        }
+        let at = at.max(*program.entries.time());
+        for user in users {
+            program.entered += 1;
+            program.entries.update_at((*user, program.entered, context.clone()), at, 1);
+        }
         Ok(())
     }
 

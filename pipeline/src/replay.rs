@@ -130,6 +130,19 @@ pub struct DeadLetter {
     pub record: Option<String>,
 }
 
+/// Users entering a journey from outside as of a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JourneyEntries {
+    /// When.
+    pub time: Time,
+    /// The journey's id.
+    pub journey: String,
+    /// Their ids.
+    pub users: Vec<String>,
+    /// What the journey's templates read as `context` (JSON text of an object).
+    pub context: Option<Arc<str>>,
+}
+
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -145,6 +158,9 @@ pub struct RunConfig {
     pub commands: Vec<(Time, u32, Command)>,
     /// Users deleted, each as of a time (see [`Programs::delete_user`]).
     pub deletions: Vec<(Time, Key)>,
+    /// Entries from outside, applied at their times in this order (see
+    /// [`Programs::enter_journey`]).
+    pub entries: Vec<JourneyEntries>,
     /// Events timed more than this after the as-of time are counted as `far_future`.
     pub max_future_skew: Time,
     /// Takes a snapshot of the journeys' states as of a time, written under a directory as a
@@ -321,11 +337,22 @@ where
             }
             programs.note_deletion(*user, *time);
         }
+        let mut names = Names::default();
+        // Every worker checks the entries; worker 0 enters them (and names their users).
+        for e in &config.entries {
+            let keys: Vec<Key> = e.users.iter().map(|u| Key::of(u)).collect();
+            let first = worker.index() == 0;
+            programs.enter_journey(&e.journey, &keys, e.context.clone(), e.time, first).map_err(|e| e.to_string())?;
+            if first {
+                for (key, id) in keys.iter().zip(&e.users) {
+                    names.note(*key, id);
+                }
+            }
+        }
         let mut offered = 0;
         let mut late_rejected = 0;
         let mut dead = Vec::new();
         let mut stats = RunStats::default();
-        let mut names = Names::default();
         let outcome = (|| -> io::Result<()> {
             for item in part(worker.index(), worker.peers())? {
                 let record = match item? {

@@ -7,11 +7,12 @@
 
 mod common;
 
-use common::journey_gen::{draft, journey, render, JITTER, LATENESS, SEGMENTS, T0};
-use common::journey_reference::{interpret, Cmd};
+use common::journey_gen::{api_entries, draft, journey, render, JITTER, LATENESS, SEGMENTS, T0};
+use common::journey_reference::{interpret_entering, ApiEntry, Cmd};
 use common::reference::{accepted, Reference};
-use common::{command_name, durations, ingest, run_journeys, run_snapshotting, Plan, Snapshots};
+use common::{command_name, durations, ingest, run_entering, run_snapshotting, Plan, Snapshots};
 use journeyflow::admission::IngestConfig;
+use journeyflow::replay::JourneyEntries;
 use journeyflow_operators::journey::record::Command;
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
@@ -45,6 +46,8 @@ struct Case {
     boundary_after: Vec<bool>,
     /// How long events count (at least the longest window, 1 h), or forever.
     retention: Option<u64>,
+    /// Entries from outside.
+    entries: Vec<JourneyEntries>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -56,20 +59,30 @@ fn case() -> impl Strategy<Value = Case> {
         commands(),
         1usize..3,
         prop::option::weighted(0.5, 3_600_000u64..14_400_000),
+        api_entries(),
     )
-        .prop_flat_map(|(drafts, jitters, ja, jb, commands, workers, retention)| {
+        .prop_flat_map(|(drafts, jitters, ja, jb, commands, workers, retention, entries)| {
             let lines = render(&drafts, &jitters);
             let n = lines.len();
+            let entries: Vec<JourneyEntries> = entries
+                .into_iter()
+                .map(|(minute, j, users, context)| JourneyEntries {
+                    time: T0 + minute * 60_000,
+                    journey: ["ja", "jb"][j].to_string(),
+                    users,
+                    context: context.map(|c| c.to_string().into()),
+                })
+                .collect();
             (
                 Just(lines),
                 Just(vec![ja, jb]),
                 Just(commands),
-                Just((workers, retention)),
+                Just((workers, retention, entries)),
                 prop::collection::vec(0..workers, n),
                 prop::collection::vec(prop::bool::weighted(0.3), n),
             )
         })
-        .prop_map(|(lines, journeys, commands, (workers, retention), worker_of, boundary_after)| Case {
+        .prop_map(|(lines, journeys, commands, (workers, retention, entries), worker_of, boundary_after)| Case {
             lines,
             journeys,
             commands,
@@ -77,6 +90,7 @@ fn case() -> impl Strategy<Value = Case> {
             worker_of,
             boundary_after,
             retention,
+            entries,
         })
 }
 
@@ -96,7 +110,7 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
         let mut nodes: BTreeMap<String, (i64, i64, BTreeMap<String, i64>)> = BTreeMap::new();
         for t in transitions.iter().filter(|t| t["journey"] == id) {
             let reason = t["reason"].as_str().unwrap();
-            *c.entry("entered").or_default() += i64::from(reason == "entry" || reason == "scheduled");
+            *c.entry("entered").or_default() += i64::from(["entry", "scheduled", "api"].contains(&reason));
             match (t["from"].as_str(), t["to"].as_str()) {
                 (from, Some(to)) => {
                     nodes.entry(to.into()).or_default().0 += 1;
@@ -169,14 +183,24 @@ fn interpreted(c: &Case, as_of: u64) -> (Vec<J>, Vec<J>) {
         .iter()
         .map(|(t, j, cmd)| Cmd { time: *t, journey: *j as usize, command: command_name(*cmd) })
         .collect();
-    interpret(&c.journeys, &reference, &spans, &cmds, as_of, None)
+    let entries: Vec<ApiEntry> = c
+        .entries
+        .iter()
+        .map(|e| ApiEntry {
+            time: e.time,
+            journey: if e.journey == "ja" { 0 } else { 1 },
+            users: e.users.clone(),
+            context: e.context.as_deref().map(|c| serde_json::from_str(c).unwrap()),
+        })
+        .collect();
+    interpret_entering(&c.journeys, &entries, &reference, &spans, &cmds, as_of)
 }
 
 fn check(c: &Case) -> Result<(), TestCaseError> {
     let plan = Plan { workers: c.workers, worker_of: c.worker_of.clone(), boundary_after: c.boundary_after.clone() };
     let journeys_text = J::Array(c.journeys.clone()).to_string();
     let ingest = IngestConfig { retention: c.retention, ..ingest(Some(LATENESS), 86_400_000) };
-    let output = run_journeys(SEGMENTS, &journeys_text, &c.commands, &c.lines, &plan, ingest, None);
+    let output = run_entering(SEGMENTS, &journeys_text, &c.commands, &c.entries, &c.lines, &plan, ingest, None);
     prop_assert!(output.dead_letters.is_empty());
     let as_of = output.as_of.expect("events");
     let (transitions, actions) = interpreted(c, as_of);
@@ -201,7 +225,8 @@ fn check_restored(c: &Case, minute: u64, workers: usize) -> Result<(), TestCaseE
     let journeys_text = J::Array(c.journeys.clone()).to_string();
     let ingest = IngestConfig { retention: c.retention, ..ingest(Some(LATENESS), 86_400_000) };
     let take = Snapshots { take: Some((scratch.path().to_path_buf(), at)), restore: None };
-    let first = run_snapshotting(SEGMENTS, &journeys_text, &c.commands, &[], &c.lines, &plan, ingest, None, take);
+    let first =
+        run_snapshotting(SEGMENTS, &journeys_text, &c.commands, &[], &c.entries, &c.lines, &plan, ingest, None, take);
     let as_of = first.as_of.expect("events");
     prop_assume!(at < as_of);
     let files = (0..c.workers).map(|w| format!("journeys/{at}/{w}.parquet")).collect();
@@ -211,8 +236,18 @@ fn check_restored(c: &Case, minute: u64, workers: usize) -> Result<(), TestCaseE
     let worker_of: Vec<usize> = c.worker_of.iter().map(|w| w % workers).collect();
     let plan = Plan { workers, worker_of, boundary_after: c.boundary_after.clone() };
     let restore = Snapshots { take: None, restore: Some((scratch.path().to_path_buf(), snapshot)) };
-    let second =
-        run_snapshotting(SEGMENTS, &journeys_text, &c.commands, &[], &c.lines, &plan, ingest, Some(as_of), restore);
+    let second = run_snapshotting(
+        SEGMENTS,
+        &journeys_text,
+        &c.commands,
+        &[],
+        &c.entries,
+        &c.lines,
+        &plan,
+        ingest,
+        Some(as_of),
+        restore,
+    );
     let time = |r: &J| r["time"].as_u64().unwrap();
     let (first_t, first_a, second_t, second_a) =
         (json(&first.transitions), json(&first.actions), json(&second.transitions), json(&second.actions));

@@ -1,12 +1,15 @@
 //! Hand-checked scenarios of what journeys read from users: action payloads rendered from
-//! traits and the entry's event at the action's time, actions that fail for missing data,
+//! traits and the entry's event at the action's time, entries from outside with their
+//! context, actions that fail for missing data,
 //! waits until a local time in each user's own time zone (across a daylight-saving change),
 //! and waits until a time a trait holds. Each expectation is worked out from the documented
 //! rules; each runs on one and on two workers, which must agree.
 
 mod common;
 
-use common::scenario::{act, acts, instant, moves, mv, run, track, D, H, M, T0};
+use common::scenario::{act, acts, instant, moves, mv, run, run_with_entries, track, D, H, M, T0};
+use journeyflow::replay::JourneyEntries;
+use journeyflow_operators::journey::record::Command;
 use serde_json::{json, Value as J};
 
 fn identify(user: &str, traits: J, ts: u64, id: &str) -> String {
@@ -202,4 +205,70 @@ fn a_wait_until_three_days_before_a_trial_ends_reads_the_trait_at_arrival() {
             mv("eve", Some("before"), Some("ask"), T0 + H, "missing"),
         ]
     );
+}
+
+fn entries(time: u64, users: &[&str], context: Option<J>) -> JourneyEntries {
+    JourneyEntries {
+        time,
+        journey: "promo".into(),
+        users: users.iter().map(|u| u.to_string()).collect(),
+        context: context.map(|c| c.to_string().into()),
+    }
+}
+
+#[test]
+fn entries_from_outside_follow_the_re_entry_rules_and_carry_their_context_to_the_actions() {
+    let journeys = json!([{"id": "promo", "entry": {"event": "Signup"}, "start": "mail",
+        "re_entry": {"mode": "after_exit"},
+        "nodes": {
+            "mail": {"action": {"channel": "email", "payload": {"coupon": "{{ context.coupon }}",
+                "name": "{{ traits.name | default('friend') }}"}}, "next": "wait"},
+            "wait": {"wait": {"duration": "1h"}, "next": "done"},
+            "done": {"exit": {}}}}]);
+    let lines = vec![
+        identify("ann", json!({"name": "Ann"}), T0, "a1"),
+        // Cy comes in by an event: no context, so his action misses its coupon.
+        track("cy", "Signup", T0 + 30 * M, "c1"),
+        track("zed", "Tick", T0 + 5 * H, "z1"),
+    ];
+    let given = vec![
+        // Ann, and Bob who has sent no event at all.
+        entries(T0 + 10 * M, &["ann", "bob"], Some(json!({"coupon": "SPRING"}))),
+        // Ann is inside: under after_exit she cannot enter again.
+        entries(T0 + 20 * M, &["ann"], Some(json!({"coupon": "SUMMER"}))),
+        // Out since 01:10: she enters again, named twice (the second mention finds her inside).
+        entries(T0 + 2 * H, &["ann", "ann"], Some(json!({"coupon": "AUTUMN"}))),
+        // Paused at 03:00: nobody enters.
+        entries(T0 + 3 * H + M, &["dee"], None),
+    ];
+    let out = run_with_entries("[]", journeys, &[(T0 + 3 * H, 0, Command::Pause)], &given, &lines);
+    let mut entered: Vec<(String, u64, String)> =
+        moves(&out).into_iter().filter(|m| m.1.is_none()).map(|m| (m.0, m.3, m.4)).collect();
+    entered.sort();
+    assert_eq!(
+        entered,
+        vec![
+            ("ann".into(), T0 + 10 * M, "api".into()),
+            ("ann".into(), T0 + 2 * H, "api".into()),
+            ("bob".into(), T0 + 10 * M, "api".into()),
+            ("cy".into(), T0 + 30 * M, "entry".into()),
+        ]
+    );
+    let sent: Vec<(String, u64, Option<J>, Option<String>)> = out
+        .actions
+        .iter()
+        .map(|a| (a.user_id.to_string(), a.time, a.payload.as_deref().cloned(), a.error.as_deref().map(String::from)))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            ("ann".into(), T0 + 10 * M, Some(json!({"coupon": "SPRING", "name": "Ann"})), None),
+            ("bob".into(), T0 + 10 * M, Some(json!({"coupon": "SPRING", "name": "friend"})), None),
+            ("cy".into(), T0 + 30 * M, None, Some("context.coupon".into())),
+            ("ann".into(), T0 + 2 * H, Some(json!({"coupon": "AUTUMN", "name": "Ann"})), None),
+        ]
+    );
+    assert_eq!(out.journey_stats[0].entered, 4);
+    // Bob is named in the outputs by his id, though no event of his was ever seen.
+    assert!(out.transitions.iter().any(|t| &*t.user_id == "bob"));
 }

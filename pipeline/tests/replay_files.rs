@@ -34,6 +34,7 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         batch_size: 500,
         cluster: Default::default(),
         deletions: None,
+        entries: None,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod condition;
 pub mod definition;
 pub mod duration;
+pub mod entries;
 pub mod event;
 pub mod flatten;
 pub mod journey;

@@ -19,13 +19,61 @@ pub const ROOTS: [&str; 5] = ["traits", "event", "context", "journey", "node"];
 /// Instructions one rendering may run: a template looping without end fails, not hangs.
 const FUEL: u64 = 20_000;
 
-static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+/// Bytes one rendered payload may hold (as JSON text): larger ones fail to render.
+pub const MAX_RENDERED_BYTES: usize = 256 << 10;
+
+/// The widest indentation `tojson` takes (its builtin takes any, and allocates it).
+const MAX_INDENT: usize = 8;
+
+/// The deepest nesting [`unflatten`] builds: deeper dot paths stay flat at that depth.
+const MAX_NESTING: usize = 16;
+
+/// The engine's environment: strict about undefined values.
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| environment(UndefinedBehavior::Strict));
+
+/// The same, lenient: a dry run at validation finds unknown filters, tests and functions
+/// without any user's data.
+static DRY: LazyLock<Environment<'static>> = LazyLock::new(|| environment(UndefinedBehavior::Chainable));
+
+fn environment(undefined: UndefinedBehavior) -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_undefined_behavior(undefined);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(32);
+    // `indent` allocates any width it is given; `tojson` only a narrow one.
+    env.remove_filter("indent");
+    env.add_filter(
+        "tojson",
+        |v: &minijinja::Value, indent: Option<minijinja::Value>, args: minijinja::value::Kwargs| {
+            let named: Option<minijinja::Value> = args.get("indent")?;
+            for width in indent.iter().chain(named.iter()) {
+                if width.as_usize().is_some_and(|w| w > MAX_INDENT) {
+                    let why = format!("tojson indents at most {MAX_INDENT} spaces");
+                    return Err(minijinja::Error::new(ErrorKind::InvalidOperation, why));
+                }
+            }
+            minijinja::filters::tojson(v, indent.or(named), args)
+        },
+    );
     env
-});
+}
+
+/// An output that refuses to grow past [`MAX_RENDERED_BYTES`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(format!("renders more than {MAX_RENDERED_BYTES} bytes")));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Which traits templates read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,10 +152,34 @@ fn strings<'a>(v: &'a Json, path: String, out: &mut Vec<(String, &'a str)>) {
         }
         Json::Object(m) => {
             for (k, x) in m {
-                strings(x, format!("{path}.{k}"), out);
+                let plain = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                match plain {
+                    true => strings(x, format!("{path}.{k}"), out),
+                    false => strings(x, format!("{path}[{}]", Json::String(k.clone())), out),
+                }
             }
         }
         _ => {}
+    }
+}
+
+/// What a dry run (no data, undefined values allowed) of a template says is wrong with it,
+/// whatever the data: an unknown filter, test, function or method, or an include.
+fn dry_run(s: &str) -> Option<String> {
+    let cx = minijinja::Value::from_serialize(serde_json::json!({}));
+    let result = match lone_expression(s) {
+        Some(e) => DRY.compile_expression(e).and_then(|x| x.eval(&cx)).map(|_| ()),
+        None => DRY.render_str(s, &cx).map(|_| ()),
+    };
+    let e = result.err()?;
+    match e.kind() {
+        ErrorKind::UnknownFilter
+        | ErrorKind::UnknownTest
+        | ErrorKind::UnknownFunction
+        | ErrorKind::UnknownMethod
+        | ErrorKind::TemplateNotFound
+        | ErrorKind::BadInclude => Some(e.detail().map_or_else(|| e.to_string(), |d| format!("{}: {d}", e.kind()))),
+        _ => None,
     }
 }
 
@@ -147,6 +219,9 @@ pub fn check(payload: &Json, path: &str) -> Vec<(String, String)> {
                             format!("unknown name {root:?} in a placeholder (it can read {})", ROOTS.join(", ")),
                         ));
                     }
+                }
+                if let Some(why) = dry_run(s) {
+                    errors.push((p, format!("not a valid template: {why}")));
                 }
             }
         }
@@ -190,16 +265,19 @@ fn resolves(cx: &Json, path: &str) -> bool {
 }
 
 fn render_string(s: &str, cx: &Json) -> Result<Json, RenderError> {
-    let missing = |e: Option<minijinja::Error>| {
+    // Every undefined value is missing data: named by the first path in the text that does not
+    // resolve, else by the placeholder the engine points at.
+    let missing = |e: Option<&minijinja::Error>| {
         let first = variables(s).unwrap_or_default().into_iter().find(|v| !resolves(cx, v));
-        match (first, e) {
-            (Some(path), _) => RenderError::Missing(path),
-            (None, Some(e)) => RenderError::Failed(e.to_string()),
-            (None, None) => RenderError::Missing(s.trim().to_string()),
-        }
+        let pointed = e.and_then(|e| e.range()).and_then(|r| s.get(r)).map(|t| t.trim().to_string());
+        RenderError::Missing(first.or(pointed).unwrap_or_else(|| s.trim().to_string()))
     };
     let fail = |e: minijinja::Error| match e.kind() {
-        ErrorKind::UndefinedError => missing(Some(e)),
+        ErrorKind::UndefinedError => missing(Some(&e)),
+        // Only the capped output fails to write.
+        ErrorKind::WriteFailure => {
+            RenderError::Failed(format!("the template renders more than {MAX_RENDERED_BYTES} bytes"))
+        }
         _ => RenderError::Failed(e.to_string()),
     };
     let root = minijinja::Value::from_serialize(cx);
@@ -209,19 +287,37 @@ fn render_string(s: &str, cx: &Json) -> Result<Json, RenderError> {
             if value.is_undefined() {
                 return Err(missing(None));
             }
-            serde_json::to_value(&value).map_err(|e| RenderError::Failed(e.to_string()))
+            let json = serde_json::to_value(&value).map_err(|e| RenderError::Failed(e.to_string()))?;
+            match json.to_string().len() > MAX_RENDERED_BYTES {
+                true => Err(RenderError::Failed(format!("renders more than {MAX_RENDERED_BYTES} bytes"))),
+                false => Ok(json),
+            }
         }
-        None => ENV.render_str(s, &root).map(Json::String).map_err(fail),
+        None => {
+            let mut out = Capped(Vec::new());
+            let template = ENV.template_from_str(s).map_err(fail)?;
+            template.render_captured_to(&root, &mut out).map(drop).map_err(fail)?;
+            String::from_utf8(out.0).map(Json::String).map_err(|e| RenderError::Failed(e.to_string()))
+        }
     }
 }
 
-/// Renders every template of `payload` against `cx` (an object holding the [`ROOTS`] known).
+/// Renders every template of `payload` against `cx` (an object holding the [`ROOTS`] known);
+/// the payload rendered holds at most [`MAX_RENDERED_BYTES`] as JSON text.
 pub fn render(payload: &Json, cx: &Json) -> Result<Json, RenderError> {
+    let out = render_value(payload, cx)?;
+    match out.to_string().len() > MAX_RENDERED_BYTES {
+        true => Err(RenderError::Failed(format!("the payload renders more than {MAX_RENDERED_BYTES} bytes"))),
+        false => Ok(out),
+    }
+}
+
+fn render_value(payload: &Json, cx: &Json) -> Result<Json, RenderError> {
     Ok(match payload {
         Json::String(s) if is_template(s) => render_string(s, cx)?,
-        Json::Array(items) => Json::Array(items.iter().map(|x| render(x, cx)).collect::<Result<_, _>>()?),
+        Json::Array(items) => Json::Array(items.iter().map(|x| render_value(x, cx)).collect::<Result<_, _>>()?),
         Json::Object(m) => {
-            Json::Object(m.iter().map(|(k, x)| Ok((k.clone(), render(x, cx)?))).collect::<Result<_, _>>()?)
+            Json::Object(m.iter().map(|(k, x)| Ok((k.clone(), render_value(x, cx)?))).collect::<Result<_, _>>()?)
         }
         other => other.clone(),
     })
@@ -237,7 +333,8 @@ pub fn json_of(v: &Value) -> Json {
 }
 
 /// Flattened `(dot path, value)` pairs as nested objects (`address.city` is
-/// `{"address": {"city": ..}}`); a path under one already holding a value keeps its dots.
+/// `{"address": {"city": ..}}`); a path under one already holding a value keeps its dots, as
+/// does one with an empty part, and nesting stops 16 levels deep.
 pub fn unflatten<'a>(pairs: impl IntoIterator<Item = (&'a str, Json)>) -> Json {
     fn place(at: &mut Map<String, Json>, parts: &[&str], value: Json) -> Result<(), Json> {
         let [first, rest @ ..] = parts else { return Err(value) };
@@ -252,7 +349,11 @@ pub fn unflatten<'a>(pairs: impl IntoIterator<Item = (&'a str, Json)>) -> Json {
     }
     let mut root = Map::new();
     for (path, value) in pairs {
-        let parts: Vec<&str> = path.split('.').collect();
+        // Nested at most MAX_NESTING deep: the rest of a longer path is one key there.
+        let mut parts: Vec<&str> = path.splitn(MAX_NESTING, '.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            parts = vec![path];
+        }
         if let Err(value) = place(&mut root, &parts, value) {
             root.insert(path.to_string(), value);
         }
@@ -320,6 +421,35 @@ mod tests {
         assert!(errors[0].1.contains("unknown name \"user\""));
         assert_eq!(errors[1].0, "$.p.b");
         assert!(errors[1].1.contains("not a valid template"));
+    }
+
+    #[test]
+    fn unknown_filters_and_wide_output_are_refused() {
+        let errors =
+            check(&json!({"a b": "{{ traits.x | shout }}", "c": "{{ traits.y | indent(1000000000000) }}"}), "$");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].0, "$[\"a b\"]");
+        assert!(errors[0].1.contains("shout"), "{errors:?}");
+        let wide = render(&json!("{{ traits | tojson(indent=1000000000000) }}"), &cx());
+        assert!(matches!(wide, Err(RenderError::Failed(m)) if m.contains("indents at most")));
+        let big = render(&json!("{% for i in range(100) %}{{ 'x' * 10000 }}{% endfor %}"), &cx());
+        assert!(matches!(&big, Err(RenderError::Failed(m)) if m.contains("bytes")), "{big:?}");
+        assert_eq!(
+            render(&json!("{{ traits | tojson(indent=2) }}"), &cx()).map(|v| v.as_str().unwrap().contains('\n')),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn a_key_with_thousands_of_dots_nests_at_most_sixteen_deep() {
+        let key = vec!["a"; 5000].join(".");
+        let out = unflatten([(key.as_str(), json!(1))]);
+        let mut at = &out;
+        for _ in 0..15 {
+            at = &at["a"];
+        }
+        assert_eq!(at.as_object().unwrap().keys().next().unwrap().len(), vec!["a"; 4985].join(".").len());
+        assert_eq!(unflatten([("a..b", json!(1))]), json!({"a..b": 1}));
     }
 
     #[test]

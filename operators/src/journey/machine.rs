@@ -2,8 +2,8 @@
 //! operator decides *when* (complete times, canonical order) and calls these to decide *what*.
 //!
 //! At one time, for one user, in this order: the user's condition changes (the exit rule,
-//! then a segment entry), then a scheduled entry's occurrence, then their due timer, then
-//! their events by `messageId`. An event
+//! then a segment entry), then a scheduled entry's occurrence, then entries from outside (in
+//! the order they were sequenced), then their due timer, then their events by `messageId`. An event
 //! does at most one thing: convert (goal), else move a `wait_until`, else enter.
 
 use super::plan::{JourneyPlan, PlanEntry, PlanNode};
@@ -14,6 +14,10 @@ use journeyflow_types::template::{self, RenderError};
 use journeyflow_types::{Key, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// The largest event kept for templates (encoded): a larger one reads as no event.
+pub const MAX_KEPT_EVENT_BYTES: usize = 64 << 10;
 
 /// Where a user is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -46,6 +50,9 @@ pub struct UserState {
     /// The event behind the entry, or the last awaited event, when templates read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<SharedEvent>,
+    /// An API entry's context (JSON text), when templates read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Arc<str>>,
 }
 
 impl UserState {
@@ -118,7 +125,7 @@ impl Step<'_> {
 
     /// Takes the user out of the journey, if inside.
     pub fn leave(&mut self, s: &mut UserState, reason: Reason) {
-        s.cause = None;
+        (s.cause, s.context) = (None, None);
         if let Some(p) = s.at.take() {
             self.transition(Some(p.node), None, reason);
         }
@@ -138,14 +145,21 @@ impl Step<'_> {
         if let PlanEntry::Segment { condition, on_enter } = self.plan.entry {
             let was = before & (1 << condition) != 0;
             if was != s.holds(condition) && s.holds(condition) == on_enter {
-                self.try_enter(s, Reason::Entry, None);
+                self.try_enter(s, Reason::Entry, None, None);
             }
         }
     }
 
-    /// Enters the user (for `reason`: an entry, or a scheduled one; `cause`: the event that
-    /// brought them, if one did) if the schedule, the exit rule and the re-entry rules allow it.
-    pub fn try_enter(&mut self, s: &mut UserState, reason: Reason, cause: Option<&SharedEvent>) {
+    /// Enters the user (for `reason`: an entry, a scheduled or an API one; `cause`: the event
+    /// that brought them, if one did; `context`: an API entry's) if the schedule, the exit
+    /// rule and the re-entry rules allow it.
+    pub fn try_enter(
+        &mut self,
+        s: &mut UserState,
+        reason: Reason,
+        cause: Option<&SharedEvent>,
+        context: Option<&Arc<str>>,
+    ) {
         let schedule = self.plan.schedule();
         if schedule.start_at.is_some_and(|t| self.time < t) || schedule.end_at.is_some_and(|t| self.time >= t) {
             return;
@@ -167,7 +181,8 @@ impl Step<'_> {
         }
         s.entries += 1;
         s.last_entry = Some(self.time);
-        s.cause = cause.filter(|_| self.plan.keeps_event).cloned();
+        s.cause = cause.filter(|e| self.keeps(e)).cloned();
+        s.context = context.filter(|_| self.plan.keeps_context).cloned();
         let from = s.at.take().map(|p| p.node);
         self.arrive(s, from, self.plan.start, reason);
     }
@@ -176,9 +191,20 @@ impl Step<'_> {
     pub fn occurrence(&mut self, s: &mut UserState) {
         if let PlanEntry::Scheduled { condition, .. } = self.plan.entry {
             if s.holds(condition) {
-                self.try_enter(s, Reason::Scheduled, None);
+                self.try_enter(s, Reason::Scheduled, None, None);
             }
         }
+    }
+
+    /// Whether the event behind an entry (or an awaited one) is kept for templates: when they
+    /// read it, and it is at most [`MAX_KEPT_EVENT_BYTES`].
+    fn keeps(&self, e: &SharedEvent) -> bool {
+        self.plan.keeps_event && e.encoded_len() <= MAX_KEPT_EVENT_BYTES
+    }
+
+    /// An entry from outside now, with its context.
+    pub fn api_entry(&mut self, s: &mut UserState, context: Option<&Arc<str>>) {
+        self.try_enter(s, Reason::Api, None, context);
     }
 
     /// Places a user taken over from a previous version (where they were at node `from` of
@@ -216,8 +242,7 @@ impl Step<'_> {
                     }
                 }
                 PlanNode::Exit => {
-                    s.at = None;
-                    s.cause = None;
+                    (s.at, s.cause, s.context) = (None, None, None);
                     return;
                 }
                 PlanNode::Branch { cases, otherwise } => {
@@ -266,6 +291,9 @@ impl Step<'_> {
         cx.insert("traits".into(), template::unflatten(traits));
         if let Some(e) = &s.cause {
             cx.insert("event".into(), template::event_json(e));
+        }
+        if let Some(c) = s.context.as_deref().and_then(|c| serde_json::from_str(c).ok()) {
+            cx.insert("context".into(), c);
         }
         cx.insert("journey".into(), serde_json::json!({"id": self.plan.id(), "version": self.plan.version}));
         cx.insert("node".into(), Json::String(self.plan.node_ids[node as usize].clone()));
@@ -328,16 +356,14 @@ impl Step<'_> {
             }
             if let PlanNode::WaitUntil { event, on_event, .. } = &self.plan.nodes[p.node as usize] {
                 if event.matches(e) {
-                    if self.plan.keeps_event {
-                        s.cause = Some(e.clone());
-                    }
+                    s.cause = Some(e.clone()).filter(|e| self.keeps(e));
                     self.arrive(s, Some(p.node), *on_event, Reason::Event);
                     return;
                 }
             }
         }
         if matches!(&self.plan.entry, PlanEntry::Event(f) if f.matches(e)) {
-            self.try_enter(s, Reason::Entry, Some(e));
+            self.try_enter(s, Reason::Entry, Some(e), None);
         }
     }
 }

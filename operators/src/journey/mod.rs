@@ -24,6 +24,7 @@ use record::{Command, JourneyOutput, Reason, Status};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
@@ -31,19 +32,24 @@ use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::StreamVec;
 
 /// One input of a user, in processing order at equal times: a state restored from a snapshot,
-/// a deletion, condition changes (by index), trait changes, events (by timestamp, then
-/// `messageId`).
+/// a deletion, condition changes (by index), trait changes, entries from outside (by their
+/// sequence number), events (by timestamp, then `messageId`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Item {
     Restored(Box<UserState>),
     Deleted,
     Condition(u32, isize),
     Trait(String, Value, isize),
+    Entered(u64, Option<Arc<str>>),
     Event(SharedEvent),
 }
 
 /// A lifecycle command for journey `journey`; `seq` orders commands given at one time.
 pub type Control = (u32, u64, Command);
+
+/// An entry from outside: the user, a sequence number ordering entries at one time, and the
+/// context (JSON text) its templates read.
+pub type Entry = (UserId, u64, Option<Arc<str>>);
 
 /// One version's state on one worker once every input through `time` is done: its status, and
 /// each user's state but for condition memberships (a restore computes those again from the
@@ -86,8 +92,9 @@ impl Start {
 
 /// Runs journey `index` (compiled as `plan`) over deduplicated events, the membership
 /// changes of `plan.conditions` (`(condition index, user)`, consolidated) and the changes of
-/// the users' traits the plan reads (`((user, key), value)`: others are dropped), obeying `control`
-/// (the same stream on every worker), starting as `start` says. A user in `deletions` at `T`
+/// the users' traits the plan reads (`((user, key), value)`: others are dropped), letting in
+/// the users of `entries` (entries from outside) at their times, obeying `control` (the same
+/// stream on every worker), starting as `start` says. A user in `deletions` at `T`
 /// (an insertion) is canceled at `T` if inside (reason `deleted`), their events at `T` are not
 /// read, and their state is forgotten but for the conditions' memberships. A user in
 /// `restored` at `T` (at most `since`: a restart from a [`Snapshot`]) takes that state then,
@@ -99,6 +106,7 @@ pub fn journey<'s>(
     events: VecCollection<'s, Time, SharedEvent>,
     conditions: VecCollection<'s, Time, (u32, UserId)>,
     traits: VecCollection<'s, Time, ((UserId, String), Value)>,
+    entries: VecCollection<'s, Time, Entry>,
     deletions: VecCollection<'s, Time, UserId>,
     control: StreamVec<'s, Time, (Control, Time, isize)>,
     restored: StreamVec<'s, Time, ((Key, UserState), Time, isize)>,
@@ -117,7 +125,10 @@ pub fn journey<'s>(
     });
     let deleted = deletions.inner.flat_map(|(user, t, r)| (r > 0).then_some(((user, Item::Deleted), t, 1)));
     let restored = restored.map(|((user, state), t, _)| ((user, Item::Restored(Box::new(state))), t, 1));
-    let items = events.concat(changes).concat(traits).concat(deleted).concat(restored);
+    let entries = entries.inner.flat_map(|((user, seq, context), t, r)| {
+        std::iter::repeat_n(((user, Item::Entered(seq, context)), t, 1), r.max(0) as usize)
+    });
+    let items = events.concat(changes).concat(traits).concat(entries).concat(deleted).concat(restored);
     let exchange = Exchange::new(|((user, _), _, _): &((Key, Item), Time, isize)| user.0 as u64);
     type Out = timely::container::CapacityContainerBuilder<Vec<JourneyOutput>>;
     let name = format!("Journey({})", plan.id());
@@ -314,6 +325,14 @@ pub fn journey<'s>(
                             if scheduled {
                                 step.occurrence(s);
                             }
+                            while let Some((_, _, Item::Entered(_, context))) =
+                                pending.get(at).filter(|p| at < here && p.1 == user)
+                            {
+                                if moving {
+                                    step.api_entry(s, context.as_ref());
+                                }
+                                at += 1;
+                            }
                             if moving && s.timer().is_some_and(|due| due <= time) {
                                 step.fire(s);
                             }
@@ -458,6 +477,7 @@ fn migrate(
         s.last_entry = was.last_entry;
         s.sent = was.sent;
         s.cause = was.cause.filter(|_| plan.keeps_event);
+        s.context = was.context.filter(|_| plan.keeps_context);
         if let Some(p) = was.at {
             let mut step = Step { plan, journey: index, user, time, out };
             match places[p.node as usize] {

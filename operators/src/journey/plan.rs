@@ -107,6 +107,8 @@ pub struct JourneyPlan {
     pub traits: Option<TraitUse>,
     /// Whether templates read the event behind an entry or an awaited event (kept per user).
     pub keeps_event: bool,
+    /// Whether templates read an API entry's context (kept per user).
+    pub keeps_context: bool,
 }
 
 impl JourneyPlan {
@@ -172,13 +174,14 @@ impl JourneyPlan {
             })
             .collect();
         let exit_when = definition.exit_when.clone().map(&mut add);
-        let (mut traits, mut keeps_event) = (None, false);
+        let (mut traits, mut keeps_event, mut keeps_context) = (None, false, false);
         for node in definition.nodes.values() {
             match node {
                 Node::Action { action: Action { payload: Some(p), .. }, .. } => {
                     let uses = template::uses(p);
                     traits = TraitUse::union(traits, uses.traits);
                     keeps_event |= uses.event;
+                    keeps_context |= uses.context;
                 }
                 Node::WaitUntilTime { until, .. } => {
                     let read = until.trait_read().map(|t| TraitUse::Paths([t.to_string()].into()));
@@ -190,6 +193,7 @@ impl JourneyPlan {
         JourneyPlan {
             traits,
             keeps_event,
+            keeps_context,
             version,
             entry,
             start: at(&definition.start),

@@ -13,6 +13,8 @@ pub enum Reason {
     Entry,
     /// Entered at an occurrence of a scheduled entry.
     Scheduled,
+    /// Entered by a request from outside (`POST /v1/journeys/{id}/entries`, a replay's entries).
+    Api,
     /// A wait ended, or an action was sent.
     Next,
     /// The awaited event came.
@@ -45,6 +47,7 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::Entry => f.write_str("entry"),
             Reason::Scheduled => f.write_str("scheduled"),
+            Reason::Api => f.write_str("api"),
             Reason::Next => f.write_str("next"),
             Reason::Event => f.write_str("event"),
             Reason::Timeout => f.write_str("timeout"),

@@ -64,7 +64,7 @@ pub fn stats<'s>(
                     t.journey
                 }
                 JourneyOutput::Transition(t) => {
-                    if matches!(t.reason, Reason::Entry | Reason::Scheduled) {
+                    if matches!(t.reason, Reason::Entry | Reason::Scheduled | Reason::Api) {
                         counts.push((Stat::Entered, 1));
                     }
                     if let Some(from) = t.from {

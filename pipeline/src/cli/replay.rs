@@ -7,12 +7,13 @@
 use crate::admission::{IngestConfig, LatePolicy};
 use crate::cluster::{Cluster, ClusterArgs, ClusterSection};
 use crate::record_id::Ids;
-use crate::replay::{run, Progress, RunConfig, RunOutput, SourceItem};
+use crate::replay::{run, JourneyEntries, Progress, RunConfig, RunOutput, SourceItem};
 use crate::segment_output::ChangeLine;
 use anyhow::Context;
 use journeyflow_connectors::event_parquet::PartRows;
 use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader, RawRecord};
 use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_types::entries::parse_entry;
 use journeyflow_types::{parse_journeys_with, parse_segments_with, Limits, SegmentDefinition};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -77,6 +78,39 @@ pub struct ReplayArgs {
     /// `deleted`; their journeys cancel them), as `DELETE /v1/users/{id}` does in `run`.
     #[arg(long)]
     pub deletions: Option<PathBuf>,
+    /// Entries from outside: NDJSON lines `{"journey": id, "time": <epoch ms or RFC 3339>,
+    /// "users": [...], "context"?: {...}}`: the users enter the journey then (reason `api`), as
+    /// `POST /v1/journeys/{id}/entries` makes them in `run`.
+    #[arg(long)]
+    pub entries: Option<PathBuf>,
+}
+
+/// The largest entries file read.
+const MAX_ENTRIES_BYTES: u64 = 64 << 20;
+
+/// Reads an entries file for `plans`: each line checked as the API checks a request, its
+/// journey one of the replay's; any mistake is an error naming the line and the JSON path.
+pub fn read_entries(path: &Path, plans: &[JourneyPlan], limits: &Limits) -> anyhow::Result<Vec<JourneyEntries>> {
+    let lines: Vec<serde_json::Value> =
+        super::read_ndjson(path, MAX_ENTRIES_BYTES, "{\"journey\", \"time\", \"users\", \"context\"?}")?;
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let fail = |p: &str, m: &str| anyhow::anyhow!("{}: entry {}: {p}: {m}", path.display(), i + 1);
+        let request = parse_entry(line, "$", &["journey", "time"], limits).map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+            anyhow::anyhow!("{}: entry {}: {}", path.display(), i + 1, text.join("; "))
+        })?;
+        let journey =
+            line.get("journey").and_then(|j| j.as_str()).ok_or_else(|| fail("$.journey", "expected a journey id"))?;
+        if !plans.iter().any(|p| p.id() == journey) {
+            return Err(fail("$.journey", &format!("no journey {journey:?} in the journeys file")));
+        }
+        let time = line.get("time").ok_or_else(|| fail("$", "missing field \"time\""))?;
+        let time = journeyflow_types::time::parse_instant(time).map_err(|m| fail("$.time", &m))?;
+        let context = request.context.map(|c| Arc::from(c.to_string()));
+        out.push(JourneyEntries { time, journey: journey.to_string(), users: request.users, context });
+    }
+    Ok(out)
 }
 
 /// The largest deletions file read.
@@ -170,6 +204,10 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         commands: Vec::new(),
         deletions: match &args.deletions {
             Some(path) => read_deletions(path)?,
+            None => Vec::new(),
+        },
+        entries: match &args.entries {
+            Some(path) => read_entries(path, &plans, &limits)?,
             None => Vec::new(),
         },
         max_future_skew: args.max_future_skew,

@@ -143,7 +143,7 @@ pub fn shape() -> impl Strategy<Value = Shape> {
         3 => (1..NAMES.len(), wait_duration()).prop_map(|(n, d)| Shape::WaitUntil(n, d)),
         2 => prop::collection::vec(condition(), 1..3).prop_map(Shape::Branch),
         2 => (1u32..100).prop_map(Shape::Split),
-        3 => (0..3usize, 0..7usize).prop_map(|(c, p)| Shape::Action(c, p)),
+        3 => (0..3usize, 0..8usize).prop_map(|(c, p)| Shape::Action(c, p)),
         1 => Just(Shape::Exit),
     ]
 }
@@ -292,6 +292,18 @@ pub fn journey(id: &'static str) -> impl Strategy<Value = J> {
             }
             j
         })
+}
+
+/// Entries from outside: `(minute, journey index, users, context)`, users possibly repeated
+/// and possibly never seen in the events.
+pub fn api_entries() -> impl Strategy<Value = Vec<(u64, usize, Vec<String>, Option<J>)>> {
+    let user = prop::sample::select(vec!["u0", "u1", "u2", "u3", "u9"]).prop_map(String::from);
+    let context = prop::option::of(prop::sample::select(vec![
+        json!({"coupon": "C1"}),
+        json!({"coupon": "C2", "source": "crm"}),
+        json!({"source": "crm"}),
+    ]));
+    prop::collection::vec((0u64..300, 0usize..2, prop::collection::vec(user, 1..4), context), 0..4)
 }
 
 /// A stream dealt to workers: worker `worker_of[i]` offers line `i`, and every worker moves its

@@ -8,7 +8,8 @@
 //!   end, the user's timer;
 //! - at one moment: lifecycle first (an end cancels; a resume applies the exit rule), then
 //!   the exit rule and a segment entry, then a scheduled entry's occurrence (the segment's
-//!   members then try to enter), then the due timer, then events by `messageId`, each event
+//!   members then try to enter), then entries from outside (in request order), then the due
+//!   timer, then events by `messageId`, each event
 //!   doing at most one of: goal, awaited event, entry.
 //!
 //! Quiet hours and schedules are supported in UTC only; waits until a time of day read the
@@ -17,7 +18,7 @@
 
 use super::reference::{duration, filter_matches, RefEvent, Reference};
 use serde_json::{json, Value as J};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A lifecycle command: `publish`, `pause`, `resume` or `end`.
 #[derive(Clone, Debug)]
@@ -187,6 +188,32 @@ fn render_payload(payload: &J, cx: &J) -> Result<J, Failure> {
     walk(payload, &render_one)
 }
 
+/// Whether a journey's action templates read `root` (`event`, `context`): a placeholder
+/// naming it, found by scanning their text.
+fn reads(j: &J, root: &str) -> bool {
+    fn texts<'a>(v: &'a J, out: &mut Vec<&'a str>) {
+        match v {
+            J::String(s) if has_template(v) => out.push(s),
+            J::Array(xs) => xs.iter().for_each(|x| texts(x, out)),
+            J::Object(m) => m.values().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for n in j["nodes"].as_object().unwrap().values() {
+        if let Some(p) = n.get("action").and_then(|a| a.get("payload")) {
+            texts(p, &mut found);
+        }
+    }
+    found.iter().any(|s| {
+        s.match_indices(root).any(|(i, _)| {
+            let before = s[..i].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+            let after = s[i + root.len()..].chars().next().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            before && after
+        })
+    })
+}
+
 fn has_template(v: &J) -> bool {
     match v {
         J::String(s) => s.contains("{{") || s.contains("{%") || s.contains("{#"),
@@ -216,7 +243,11 @@ fn next_local(t: u64, minute: u64, zone: Option<&J>, tz: Option<&J>) -> u64 {
 /// The instant a trait value names: epoch ms, an RFC 3339 date-time or a `YYYY-MM-DD` date.
 fn trait_instant(v: Option<&J>) -> Option<u64> {
     match v? {
-        J::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+        // Up to the end of year 9999, as the engine reads them.
+        J::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            .filter(|ms| *ms <= 253_402_300_799_999),
         J::String(s) => match chrono::DateTime::parse_from_rfc3339(s) {
             Ok(at) => u64::try_from(at.timestamp_millis()).ok(),
             Err(_) => {
@@ -279,6 +310,8 @@ struct Walk<'a> {
     sent: Vec<u64>,
     /// The event behind the entry or the last awaited event, as templates see it.
     cause: Option<J>,
+    /// The context of an entry from outside.
+    context: Option<J>,
     transitions: Vec<J>,
     actions: Vec<J>,
 }
@@ -298,7 +331,7 @@ impl<'a> Walk<'a> {
     }
 
     fn leave(&mut self, t: u64, reason: &str) {
-        self.cause = None;
+        (self.cause, self.context) = (None, None);
         if let Some((node, _, _)) = self.at.take() {
             self.move_(Some(&node), None, t, reason.to_string());
         }
@@ -330,6 +363,9 @@ impl<'a> Walk<'a> {
             "node": node});
         if let Some(e) = &self.cause {
             cx["event"] = e.clone();
+        }
+        if let Some(c) = &self.context {
+            cx["context"] = c.clone();
         }
         cx
     }
@@ -399,8 +435,7 @@ impl<'a> Walk<'a> {
                     }
                 }
                 "exit" => {
-                    self.at = None;
-                    self.cause = None;
+                    (self.at, self.cause, self.context) = (None, None, None);
                     return;
                 }
                 "branch" => {
@@ -438,7 +473,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn try_enter(&mut self, t: u64, reason: &str, cause: Option<&RefEvent>) {
+    fn try_enter(&mut self, t: u64, reason: &str, cause: Option<&RefEvent>, context: Option<&J>) {
         let schedule = self.j.get("schedule");
         let bound = |k: &str| schedule.and_then(|s| s.get(k)).and_then(J::as_u64);
         if bound("start_at").is_some_and(|s| t < s) || bound("end_at").is_some_and(|e| t >= e) {
@@ -464,7 +499,9 @@ impl<'a> Walk<'a> {
         }
         self.entries += 1;
         self.last_entry = Some(t);
-        self.cause = cause.map(event_json);
+        // Kept only by a version whose templates read them (what a migration carries over).
+        self.cause = cause.map(event_json).filter(|_| reads(self.j, "event"));
+        self.context = context.cloned().filter(|_| reads(self.j, "context"));
         let from = self.at.take().map(|a| a.0);
         let start = self.j["start"].as_str().unwrap().to_string();
         self.arrive(from, &start, t, reason.into());
@@ -474,6 +511,9 @@ impl<'a> Walk<'a> {
     fn migrate(&mut self, next: &'a J, migrate: &J, t: u64) {
         let old = self.j;
         self.j = next;
+        // The next version keeps what its own templates read.
+        self.cause = self.cause.take().filter(|_| reads(next, "event"));
+        self.context = self.context.take().filter(|_| reads(next, "context"));
         self.version += 1;
         let Some((node, since, timer)) = self.at.take() else {
             let end = next.get("schedule").and_then(|s| s.get("end_at")).and_then(J::as_u64);
@@ -523,7 +563,7 @@ impl<'a> Walk<'a> {
             }
             if let Some(w) = self.j["nodes"][&node].get("wait_until") {
                 if filter_matches(filter_of(w), e) {
-                    self.cause = Some(event_json(e));
+                    self.cause = Some(event_json(e)).filter(|_| reads(self.j, "event"));
                     self.arrive(Some(node), w["on_event"].as_str().unwrap(), t, "event".into());
                     return;
                 }
@@ -531,7 +571,7 @@ impl<'a> Walk<'a> {
         }
         let entry = &self.j["entry"];
         if entry.get("event").is_some() && filter_matches(filter_of(entry), e) {
-            self.try_enter(t, "entry", Some(e));
+            self.try_enter(t, "entry", Some(e), None);
         }
     }
 }
@@ -567,6 +607,41 @@ pub fn interpret_versions(
     as_of: u64,
     since: Option<u64>,
 ) -> (Vec<J>, Vec<J>) {
+    interpret_all(journeys, upgrades, &[], reference, spans, commands, as_of, since)
+}
+
+/// As [`interpret`], with entries from outside.
+pub fn interpret_entering(
+    journeys: &[J],
+    entries: &[ApiEntry],
+    reference: &Reference,
+    spans: &BTreeSet<u64>,
+    commands: &[Cmd],
+    as_of: u64,
+) -> (Vec<J>, Vec<J>) {
+    interpret_all(journeys, &vec![None; journeys.len()], entries, reference, spans, commands, as_of, None)
+}
+
+/// Users let into journey `journey` at `time` from outside, with a context.
+#[derive(Clone, Debug)]
+pub struct ApiEntry {
+    pub time: u64,
+    pub journey: usize,
+    pub users: Vec<String>,
+    pub context: Option<J>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn interpret_all(
+    journeys: &[J],
+    upgrades: &[Option<Upgrade>],
+    entries: &[ApiEntry],
+    reference: &Reference,
+    spans: &BTreeSet<u64>,
+    commands: &[Cmd],
+    as_of: u64,
+    since: Option<u64>,
+) -> (Vec<J>, Vec<J>) {
     let mut transitions: Vec<(u64, usize, String, J)> = Vec::new();
     let mut actions: Vec<(u64, usize, String, J)> = Vec::new();
     for (ji, j) in journeys.iter().enumerate() {
@@ -579,7 +654,12 @@ pub fn interpret_versions(
                 .find_map(|k| j["entry"].get(*k).map(|s| (json!({"in_segment": s}), *k == "segment_enter")))
         };
         let upgrade = upgrades[ji].as_ref();
-        for (user, evs) in &reference.by_user {
+        // Users with events, and users only ever named by an entry from outside.
+        let mut users: BTreeMap<&String, &[RefEvent]> = reference.by_user.iter().map(|(u, e)| (u, &e[..])).collect();
+        for u in entries.iter().flat_map(|e| &e.users) {
+            users.entry(u).or_insert(&[]);
+        }
+        for (user, evs) in users {
             let mut entry_seg = entry_of(j);
             let mut end_at = end_of(j);
             let span = (evs.first().map_or(0, |e| e.ts), as_of);
@@ -598,6 +678,7 @@ pub fn interpret_versions(
                 last_entry: None,
                 sent: Vec::new(),
                 cause: None,
+                context: None,
                 transitions: Vec::new(),
                 actions: Vec::new(),
             };
@@ -608,6 +689,13 @@ pub fn interpret_versions(
                 }
             }
             moments.extend(cmds.iter().map(|c| c.time));
+            // This user's entries from outside, in request order (once per mention).
+            let mine: Vec<&ApiEntry> = entries
+                .iter()
+                .filter(|e| e.journey == ji)
+                .flat_map(|e| e.users.iter().filter(|u| *u == user).map(move |_| e))
+                .collect();
+            moments.extend(mine.iter().map(|e| e.time));
             moments.extend(scheduled.iter().flat_map(|(_, times)| times.iter().copied()));
             moments.extend(upgrade.and_then(|u| scheduled_of(&u.next, span)).into_iter().flat_map(|(_, times)| times));
             moments.extend(end_at);
@@ -670,13 +758,17 @@ pub fn interpret_versions(
                     w.leave(t, "exit_when");
                 }
                 if triggered {
-                    w.try_enter(t, "entry", None);
+                    w.try_enter(t, "entry", None, None);
                 }
                 // 1b. A scheduled entry's occurrence: the segment's members then.
                 if let Some((c, times)) = &scheduled {
                     if times.contains(&t) && w.cond(c, t) {
-                        w.try_enter(t, "scheduled", None);
+                        w.try_enter(t, "scheduled", None, None);
                     }
+                }
+                // 1c. Entries from outside, in request order.
+                for e in mine.iter().filter(|e| e.time == t) {
+                    w.try_enter(t, "api", None, e.context.as_ref());
                 }
                 // 2. The due timer.
                 if w.at.as_ref().and_then(|a| a.2).is_some_and(|due| due <= t) {

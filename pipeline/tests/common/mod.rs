@@ -16,7 +16,7 @@ pub mod webhook;
 
 use journeyflow::admission::{IngestConfig, LatePolicy};
 use journeyflow::cluster::Cluster;
-use journeyflow::replay::{run, Change, Progress, RunConfig, RunOutput, SourceItem};
+use journeyflow::replay::{run, Change, JourneyEntries, Progress, RunConfig, RunOutput, SourceItem};
 use journeyflow_connectors::ndjson::RawRecord;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::Command;
@@ -78,7 +78,22 @@ pub fn run_deleting(
     as_of: Option<u64>,
 ) -> RunOutput {
     let snapshots = Snapshots::default();
-    run_snapshotting(defs, journeys, commands, deletions, lines, plan, ingest, as_of, snapshots)
+    run_snapshotting(defs, journeys, commands, deletions, &[], lines, plan, ingest, as_of, snapshots)
+}
+
+/// As `run_journeys`, with entries from outside.
+#[allow(clippy::too_many_arguments)]
+pub fn run_entering(
+    defs: &str,
+    journeys: &str,
+    commands: &[(u64, u32, Command)],
+    entries: &[JourneyEntries],
+    lines: &[String],
+    plan: &Plan,
+    ingest: IngestConfig,
+    as_of: Option<u64>,
+) -> RunOutput {
+    run_snapshotting(defs, journeys, commands, &[], entries, lines, plan, ingest, as_of, Snapshots::default())
 }
 
 /// Journey snapshots for a run to take (under `.0`, as of `.1`) and to start from.
@@ -97,6 +112,7 @@ pub fn run_snapshotting(
     journeys: &str,
     commands: &[(u64, u32, Command)],
     deletions: &[(u64, String)],
+    entries: &[JourneyEntries],
     lines: &[String],
     plan: &Plan,
     ingest: IngestConfig,
@@ -132,6 +148,7 @@ pub fn run_snapshotting(
         max_record_bytes: 1 << 20,
         commands: commands.to_vec(),
         deletions: deletions.iter().map(|(t, u)| (*t, journeyflow_types::Key::of(u))).collect(),
+        entries: entries.to_vec(),
         max_future_skew: 3_600_000,
         snapshot: snapshots.take,
         restore_journeys: snapshots.restore,

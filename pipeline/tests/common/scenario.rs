@@ -1,8 +1,8 @@
 //! Helpers of the hand-computed journey scenarios: events written by hand, a run on one and
 //! two workers that must agree, and the records reduced to tuples easy to write expectations in.
 
-use super::{ingest, run_journeys, Plan};
-use journeyflow::replay::RunOutput;
+use super::{ingest, run_entering, Plan};
+use journeyflow::replay::{JourneyEntries, RunOutput};
 use journeyflow_operators::journey::record::Command;
 use serde_json::{json, Value as J};
 
@@ -18,10 +18,21 @@ pub fn track(user: &str, event: &str, ts: u64, id: &str) -> String {
 
 /// Runs with 1 and with 2 workers, checks they agree, returns the 1-worker output.
 pub fn run(segments: &str, journeys: J, commands: &[(u64, u32, Command)], lines: &[String]) -> RunOutput {
+    run_with_entries(segments, journeys, commands, &[], lines)
+}
+
+/// As [`run`], with entries from outside.
+pub fn run_with_entries(
+    segments: &str,
+    journeys: J,
+    commands: &[(u64, u32, Command)],
+    entries: &[JourneyEntries],
+    lines: &[String],
+) -> RunOutput {
     let text = journeys.to_string();
     let lateness = ingest(Some(D), D);
-    let one = run_journeys(segments, &text, commands, lines, &Plan::simple(lines.len(), 1, 3), lateness, None);
-    let two = run_journeys(segments, &text, commands, lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
+    let one = run_entering(segments, &text, commands, entries, lines, &Plan::simple(lines.len(), 1, 3), lateness, None);
+    let two = run_entering(segments, &text, commands, entries, lines, &Plan::simple(lines.len(), 2, 2), lateness, None);
     assert_eq!(one.transitions, two.transitions, "1 and 2 workers disagree");
     assert_eq!(one.actions, two.actions, "1 and 2 workers disagree");
     assert_eq!(one.journey_stats, two.journey_stats, "1 and 2 workers disagree");
