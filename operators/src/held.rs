@@ -36,6 +36,17 @@ impl<D: Ord> Held<D> {
     /// Takes the records whose time the frontier has passed, sorted by `(time, record)`, with
     /// a capability to send them under; keeps holding the rest.
     pub fn take_complete(&mut self, frontier: &MutableAntichain<Time>) -> Option<Complete<D>> {
+        self.take_when(|t| !frontier.less_equal(t))
+    }
+
+    /// The earliest time held, if any.
+    pub fn earliest(&self) -> Option<Time> {
+        self.pending.iter().map(|(t, _)| *t).min()
+    }
+
+    /// [`Held::take_complete`] for an operator whose times are complete by `complete` (its
+    /// inputs' frontiers together): a time no later than a complete one is complete.
+    pub fn take_when(&mut self, complete: impl Fn(&Time) -> bool) -> Option<Complete<D>> {
         if self.pending.is_empty() {
             // Nothing held (an empty message may have brought a capability): release it.
             self.cap = None;
@@ -43,7 +54,7 @@ impl<D: Ord> Held<D> {
         }
         let cap = self.cap.as_ref()?;
         self.pending.sort_unstable();
-        let complete = self.pending.partition_point(|(t, _)| !frontier.less_equal(t));
+        let complete = self.pending.partition_point(|(t, _)| complete(t));
         if complete == 0 {
             // Hold no earlier than needed, or this operator's output frontier lags its input.
             let earliest = self.pending[0].0;

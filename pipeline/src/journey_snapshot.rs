@@ -11,6 +11,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use journeyflow_connectors::parquet_file::{read_batches, write_batches};
 use journeyflow_operators::journey::machine::UserState;
+use journeyflow_operators::journey::quota::QuotaState;
 use journeyflow_operators::journey::record::Status;
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
@@ -37,6 +38,8 @@ pub struct JourneyState {
     pub users: Vec<(Key, UserState)>,
     /// The worker's share of the report counters through the time.
     pub counts: BTreeMap<Stat, isize>,
+    /// What the journey's quota has counted (on the worker counting it).
+    pub quota: Option<QuotaState>,
 }
 
 /// A snapshot a worker took: every journey running at `time`, or `None` where one of them went
@@ -66,7 +69,14 @@ pub struct SnapshotRef {
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Line {
     /// A journey version's status and counters.
-    Journey { journey: String, version: u32, status: Status, counts: Vec<(Stat, isize)> },
+    Journey {
+        journey: String,
+        version: u32,
+        status: Status,
+        counts: Vec<(Stat, isize)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quota: Option<QuotaState>,
+    },
     /// One user's state under their key (as hex); `user_id` where known (the deletion scrub
     /// finds the line by it).
     User { journey: String, user: String, user_id: Option<String>, time: Time, state: UserState },
@@ -110,7 +120,8 @@ pub fn write(
     };
     for j in journeys {
         let counts = j.counts.iter().filter(|(_, n)| **n != 0).map(|(s, n)| (*s, *n)).collect();
-        line(&Line::Journey { journey: j.id.clone(), version: j.version, status: j.status, counts })?;
+        let quota = j.quota.clone();
+        line(&Line::Journey { journey: j.id.clone(), version: j.version, status: j.status, counts, quota })?;
         for (user, state) in &j.users {
             let user_id = names.get(user).map(|n| n.to_string());
             let key = user.to_string();
@@ -142,6 +153,8 @@ pub struct Restored {
     pub users: Vec<(Key, UserState)>,
     /// Report counters this worker starts from (the process's total, on its first worker).
     pub counts: BTreeMap<Stat, isize>,
+    /// What the quota had counted (on the first worker, which counts it again).
+    pub quota: Option<QuotaState>,
 }
 
 /// What one worker restores from a snapshot.
@@ -206,7 +219,7 @@ pub fn read(root: &Path, at: &SnapshotRef, local: usize, locals: usize) -> anyho
             let parsed: Line = serde_json::from_slice(&line)
                 .map_err(|e| anyhow::anyhow!("journey snapshot {}: line {}: {e}", path.display(), i + 1))?;
             match parsed {
-                Line::Journey { journey, version, status, counts } => {
+                Line::Journey { journey, version, status, counts, quota } => {
                     let r = restore.journeys.entry(journey).or_default();
                     r.version = version;
                     r.status = Some(status);
@@ -214,6 +227,7 @@ pub fn read(root: &Path, at: &SnapshotRef, local: usize, locals: usize) -> anyho
                         for (stat, count) in counts {
                             *r.counts.entry(stat).or_default() += count;
                         }
+                        r.quota = r.quota.take().or(quota);
                     }
                 }
                 Line::User { journey, user, user_id, state, .. } => {
@@ -282,6 +296,7 @@ mod tests {
             status: Status::Paused,
             users: users.clone(),
             counts: BTreeMap::from([(Stat::Entered, 5)]),
+            quota: Some(QuotaState { recent: [3, 4].into(), total: 7 }),
         };
         let names: KeyMap<Arc<str>> = [(Key(1), Arc::from("u1"))].into_iter().collect();
         let records = vec![
@@ -297,6 +312,9 @@ mod tests {
         assert_eq!(all, users);
         assert_eq!((a.journeys["j"].version, a.journeys["j"].status), (2, Some(Status::Paused)));
         assert_eq!(a.journeys["j"].counts[&Stat::Entered] + b.journeys["j"].counts.len() as isize, 5);
+        // The quota's count goes to the first worker, which counts it again.
+        assert_eq!(a.journeys["j"].quota, Some(QuotaState { recent: [3, 4].into(), total: 7 }));
+        assert_eq!(b.journeys["j"].quota, None);
         assert_eq!(a.records, vec![("j".to_string(), Key(1), "{\"time\":4}".to_string())]);
         assert!(b.records.is_empty());
         let mut restore = a;
@@ -316,6 +334,7 @@ mod tests {
             status: Status::Ongoing,
             users: vec![(ann, state.clone()), (bob, state)],
             counts: BTreeMap::new(),
+            quota: None,
         };
         // Ann's id is not known here (her record names her by key): her lines are found by key.
         let names: KeyMap<Arc<str>> = [(bob, Arc::from("bob"))].into_iter().collect();

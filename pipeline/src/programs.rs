@@ -25,6 +25,7 @@ use differential_dataflow::trace::TraceReader;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::journey::quota::{quota, QuotaState};
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::{stats, Stat};
 use journeyflow_operators::journey::{journey, Control, Entry, Snapshots, Start};
@@ -174,7 +175,14 @@ impl JourneyProgram {
         let snapshot = snapshots.remove(at);
         let mut through = self.counts_through.borrow_mut();
         let counts = through.iter().position(|(s, _)| *s == time).map(|at| through.remove(at).1).unwrap_or_default();
-        Some(JourneyState { id: id.to_string(), version, status: snapshot.status, users: snapshot.users, counts })
+        Some(JourneyState {
+            id: id.to_string(),
+            version,
+            status: snapshot.status,
+            users: snapshot.users,
+            counts,
+            quota: snapshot.quota,
+        })
     }
 
     /// Enters a lifecycle command as of `at`, or as of the input's time if later; returns the time.
@@ -910,8 +918,8 @@ impl Programs {
         let sink = outputs.clone();
         let version = plan.version;
         let restored = self.restore.as_mut().and_then(|r| r.take(&id, version).map(|j| (r.time, j)));
-        let (start, restored_at, users, counts) = match restored {
-            Some((time, Restored { status, users, counts, .. })) => {
+        let (start, restored_at, users, counts, counted) = match restored {
+            Some((time, Restored { status, users, counts, quota, .. })) => {
                 let start = Start {
                     status: status.unwrap_or(start.status),
                     since: Some(time),
@@ -919,9 +927,9 @@ impl Programs {
                     snapshots: Snapshots::default(),
                     ..start
                 };
-                (start, Some(time), users, counts)
+                (start, Some(time), users, counts, quota.unwrap_or_default())
             }
-            None => (start, None, Vec::new(), BTreeMap::new()),
+            None => (start, None, Vec::new(), BTreeMap::new(), QuotaState::default()),
         };
         let snapshots = start.snapshots.clone();
         let counts = Rc::new(RefCell::new(counts));
@@ -951,19 +959,22 @@ impl Programs {
             let events = compiler.select(&plan.event_names(), |e| Some(e.clone()));
             let traits = compiler.traits_read(plan.traits.clone());
             let from_outside = entries.to_collection(scope);
+            let plan = Rc::new(plan);
+            let left = start.snapshots.clone();
             let records = journey(
-                Rc::new(plan),
+                plan.clone(),
                 0,
                 events,
                 conditions,
                 traits,
                 from_outside,
                 deletions,
-                commands,
+                commands.clone(),
                 restored_users,
                 start,
-            )
-            .inspect(move |record| sink.borrow_mut().push(record.clone()));
+            );
+            let records = quota(plan, 0, records, commands, counted, left)
+                .inspect(move |record| sink.borrow_mut().push(record.clone()));
             let (totals, through) = (counts.clone(), counts_through.clone());
             stats(records, move |_, n| exits[n as usize])
                 .inner

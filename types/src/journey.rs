@@ -33,6 +33,8 @@ pub struct JourneyDefinition {
     pub quiet_hours: Option<QuietHours>,
     /// At most this many actions per user in a trailing window.
     pub frequency_cap: Option<FrequencyCap>,
+    /// At most this many sent actions over the whole journey (all users).
+    pub quota: Option<Quota>,
     /// The definition as written.
     pub source: serde_json::Value,
 }
@@ -409,6 +411,18 @@ pub struct FrequencyCap {
     pub max_actions: u64,
     /// The window (positive).
     pub per: Duration,
+}
+
+/// A journey's quota: at most `max_actions` sent actions over all its users (of `channel`
+/// only, if given), in all (`per` absent) or in any trailing `per`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// The quota (at least 1).
+    pub max_actions: u64,
+    /// The window (positive), if any.
+    pub per: Option<Duration>,
+    /// The channel counted, if not all.
+    pub channel: Option<String>,
 }
 
 /// Where a user falls in a split, in basis points `[0, 10000)`: XXH3-64 of the journey id, a

@@ -6,7 +6,7 @@
 use crate::condition::{Condition, EventFilter};
 use crate::definition::{valid_id, Checker, ValidationError, ValidationErrors};
 use crate::journey::{
-    Action, Case, Entry, FrequencyCap, JourneyDefinition, Node, Occurrences, QuietHours, ReEntry, ReEntryMode,
+    Action, Case, Entry, FrequencyCap, JourneyDefinition, Node, Occurrences, QuietHours, Quota, ReEntry, ReEntryMode,
     Schedule, SplitBranch, Until,
 };
 use crate::limits::{json_depth, Limits, MAX_PAYLOAD_DEPTH};
@@ -73,7 +73,7 @@ pub fn validate_journey_with(
     }
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "id",
     "name",
     "entry",
@@ -85,6 +85,7 @@ const FIELDS: [&str; 11] = [
     "schedule",
     "quiet_hours",
     "frequency_cap",
+    "quota",
 ];
 
 fn journey(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> Option<JourneyDefinition> {
@@ -106,6 +107,7 @@ fn journey(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) 
         o.get("schedule").map_or(Some(Schedule::default()), |s| schedule(cx, &format!("{path}.schedule"), s));
     let quiet_hours = o.get("quiet_hours").map(|q| quiet_hours(cx, &format!("{path}.quiet_hours"), q));
     let frequency_cap = o.get("frequency_cap").map(|f| frequency_cap(cx, &format!("{path}.frequency_cap"), f));
+    let quota = o.get("quota").map(|q| quota(cx, &format!("{path}.quota"), q));
 
     let nodes = nodes?;
     let start = start?;
@@ -138,6 +140,7 @@ fn journey(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) 
         schedule: schedule?,
         quiet_hours: quiet_hours.map(|q| q.ok_or(())).transpose().ok()?,
         frequency_cap: frequency_cap.map(|f| f.ok_or(())).transpose().ok()?,
+        quota: quota.map(|q| q.ok_or(())).transpose().ok()?,
         source: v.clone(),
     })
 }
@@ -663,9 +666,24 @@ fn quiet_hours(cx: &mut Checker, path: &str, v: &Json) -> Option<QuietHours> {
     Some(QuietHours { start_minute, end_minute, tz: tz? })
 }
 
-fn frequency_cap(cx: &mut Checker, path: &str, v: &Json) -> Option<FrequencyCap> {
-    let o = cx.object(path, v, &["max_actions", "per"])?;
-    let max_actions = match cx.opt_count(path, o, "max_actions") {
+fn quota(cx: &mut Checker, path: &str, v: &Json) -> Option<Quota> {
+    let o = cx.object(path, v, &["max_actions", "per", "channel"])?;
+    let max_actions = at_least_one(cx, path, o);
+    let per = match o.contains_key("per") {
+        true => Some(positive_duration(cx, path, o, "per")?),
+        false => None,
+    };
+    let channel = cx.opt_string(path, o, "channel");
+    if channel.as_deref() == Some("") {
+        cx.error(&format!("{path}.channel"), "must not be empty");
+        return None;
+    }
+    Some(Quota { max_actions: max_actions?, per, channel })
+}
+
+/// `max_actions`: a whole number of at least 1.
+fn at_least_one(cx: &mut Checker, path: &str, o: &Obj) -> Option<u64> {
+    match cx.opt_count(path, o, "max_actions") {
         Ok(Some(n)) if n >= 1 => Some(n),
         Ok(Some(_)) => {
             cx.error(&format!("{path}.max_actions"), "must be at least 1");
@@ -676,7 +694,12 @@ fn frequency_cap(cx: &mut Checker, path: &str, v: &Json) -> Option<FrequencyCap>
             None
         }
         Err(_) => None,
-    };
+    }
+}
+
+fn frequency_cap(cx: &mut Checker, path: &str, v: &Json) -> Option<FrequencyCap> {
+    let o = cx.object(path, v, &["max_actions", "per"])?;
+    let max_actions = at_least_one(cx, path, o);
     let per = positive_duration(cx, path, o, "per");
     Some(FrequencyCap { max_actions: max_actions?, per: per? })
 }
@@ -961,6 +984,7 @@ mod tests {
           "re_entry": {"mode": "sometimes"},
           "quiet_hours": {"start": "25:00", "end": "08:00", "tz": "Mars/Base"},
           "frequency_cap": {"max_actions": 0, "per": "1d"},
+          "quota": {"max_actions": 0, "per": "0s", "channel": ""},
           "schedule": {"start_at": "2024-02-01T00:00:00Z", "end_at": "2024-01-01T00:00:00Z"}}]"#;
         let errs = errors(text);
         let expect = [
@@ -973,6 +997,8 @@ mod tests {
             ("$[0].quiet_hours.start", "not a time of day"),
             ("$[0].quiet_hours.tz", "unknown time zone"),
             ("$[0].frequency_cap.max_actions", "at least 1"),
+            ("$[0].quota.max_actions", "at least 1"),
+            ("$[0].quota.per", ""),
             ("$[0].schedule.end_at", "after start_at"),
         ];
         for (path, msg) in expect {

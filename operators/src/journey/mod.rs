@@ -11,6 +11,7 @@
 pub mod handover;
 pub mod machine;
 pub mod plan;
+pub mod quota;
 pub mod record;
 pub mod stats;
 
@@ -62,6 +63,8 @@ pub struct Snapshot {
     pub status: Status,
     /// Users with anything to keep.
     pub users: Vec<(Key, UserState)>,
+    /// What the quota has counted (left by the quota's operator, on the worker counting it).
+    pub quota: Option<quota::QuotaState>,
 }
 
 /// Where an operator leaves the snapshots [`Command::Snapshot`] asks for.
@@ -164,7 +167,7 @@ pub fn journey<'s>(
                 .filter(|(_, s)| !s.is_empty())
                 .collect();
             kept.sort_unstable_by_key(|(k, _)| *k);
-            snapshots.borrow_mut().push(Snapshot { time, status, users: kept });
+            snapshots.borrow_mut().push(Snapshot { time, status, users: kept, quota: None });
         };
         move |(items, items_frontier), (control, control_frontier), output| {
             let mut hold = |c: Option<Capability<Time>>| {

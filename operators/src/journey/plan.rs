@@ -210,6 +210,14 @@ impl JourneyPlan {
         self.node_ids.binary_search_by(|n| n.as_str().cmp(id)).expect("a node of the plan") as u32
     }
 
+    /// The channel of action node `node` (none for other nodes).
+    pub fn channel(&self, node: u32) -> Option<&str> {
+        match self.definition.nodes.get(self.node_ids.get(node as usize)?)? {
+            Node::Action { action, .. } => Some(&action.channel),
+            _ => None,
+        }
+    }
+
     /// The journey id.
     pub fn id(&self) -> &str {
         &self.definition.id

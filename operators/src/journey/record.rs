@@ -96,6 +96,8 @@ pub enum ActionStatus {
     FailedMissingData,
     /// Its payload could not be rendered for another reason (a type error, out of fuel).
     FailedRender,
+    /// Over the journey's quota: not sent.
+    SuppressedByQuota,
 }
 
 impl ActionStatus {
@@ -107,6 +109,7 @@ impl ActionStatus {
             ActionStatus::HeldQuietHours => "held_quiet_hours",
             ActionStatus::FailedMissingData => "failed_missing_data",
             ActionStatus::FailedRender => "failed_render",
+            ActionStatus::SuppressedByQuota => "suppressed_by_quota",
         }
     }
 }

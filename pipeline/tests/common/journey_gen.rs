@@ -1,6 +1,6 @@
 //! Random events and random journeys for the property tests: users, event names and two
 //! segments to refer to; journeys over every node kind with event, segment and scheduled entries, goals, exit rules, re-entry,
-//! schedules, quiet hours and caps, shaped so every node reaches an exit; and how a worker of
+//! schedules, quiet hours, caps and quotas, shaped so every node reaches an exit; and how a worker of
 //! the live engine is fed such a stream in random batches.
 
 use proptest::prelude::*;
@@ -251,9 +251,19 @@ pub fn journey(id: &'static str) -> impl Strategy<Value = J> {
             0.4,
             prop::sample::select(vec![("01:00", "02:00"), ("00:30", "01:10"), ("02:00", "00:40")]),
         ),
-        prop::option::weighted(0.4, (1u64..3, prop::sample::select(vec!["30m", "1h", "3h"]))),
+        (
+            prop::option::weighted(0.4, (1u64..3, prop::sample::select(vec!["30m", "1h", "3h"]))),
+            prop::option::weighted(
+                0.35,
+                (
+                    1u64..4,
+                    prop::option::of(prop::sample::select(vec!["20m", "1h", "2h"])),
+                    prop::option::weighted(0.3, Just("sms")),
+                ),
+            ),
+        ),
     )
-        .prop_map(move |(shapes, picks, entry, goal, exit_when, re_entry, (start, end), quiet, cap)| {
+        .prop_map(move |(shapes, picks, entry, goal, exit_when, re_entry, (start, end), quiet, (cap, quota))| {
             let mut j = json!({"id": id, "entry": entry, "start": "n0", "nodes": graph(&shapes, &picks)});
             if let Some(g) = goal {
                 j["goal"] = g;
@@ -289,6 +299,16 @@ pub fn journey(id: &'static str) -> impl Strategy<Value = J> {
             }
             if let Some((max, per)) = cap {
                 j["frequency_cap"] = json!({"max_actions": max, "per": per});
+            }
+            if let Some((max, per, channel)) = quota {
+                let mut q = json!({"max_actions": max});
+                if let Some(per) = per {
+                    q["per"] = json!(per);
+                }
+                if let Some(c) = channel {
+                    q["channel"] = json!(c);
+                }
+                j["quota"] = q;
             }
             j
         })

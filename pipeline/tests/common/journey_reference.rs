@@ -576,6 +576,38 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// A quota of `def` (version `version`) applied to action lines: a sent one (of its channel)
+/// finding `max_actions` sends let through within the trailing `per` (or at all) before it,
+/// in `(time, action_id)` order, is `suppressed_by_quota` instead, its payload unwritten.
+fn apply_quota<'a>(def: &J, version: u64, actions: impl Iterator<Item = &'a mut J>) {
+    let Some(q) = def.get("quota") else { return };
+    let max = q["max_actions"].as_u64().unwrap() as usize;
+    let per = duration(q.get("per"));
+    let id = def["id"].as_str().unwrap();
+    let mut mine: Vec<&mut J> = actions
+        .filter(|a| a["journey"] == id && a["version"] == version && a["status"] == "sent")
+        .filter(|a| q.get("channel").is_none_or(|c| a["channel"] == *c))
+        .collect();
+    mine.sort_by(|a, b| {
+        (a["time"].as_u64(), a["action_id"].as_str()).cmp(&(b["time"].as_u64(), b["action_id"].as_str()))
+    });
+    let mut passed: Vec<u64> = Vec::new();
+    for a in mine {
+        let t = a["time"].as_u64().unwrap();
+        let counted = passed.iter().filter(|s| per.is_none_or(|p| **s + p > t)).count();
+        if counted >= max {
+            a["status"] = json!("suppressed_by_quota");
+            if has_template(&a["payload"])
+                || def["nodes"][a["node"].as_str().unwrap()]["action"].get("payload").is_some_and(has_template)
+            {
+                a["payload"] = J::Null;
+            }
+        } else {
+            passed.push(t);
+        }
+    }
+}
+
 /// An event as templates see it.
 fn event_json(e: &RefEvent) -> J {
     let props = if e.fields.is_object() { e.fields.clone() } else { json!({}) };
@@ -787,6 +819,13 @@ fn interpret_all(
             for a in w.actions {
                 actions.push((a["time"].as_u64().unwrap(), ji, user.clone(), a));
             }
+        }
+    }
+    // Each version's quota over all its users' sent actions, in (time, action_id) order.
+    for (ji, j) in journeys.iter().enumerate() {
+        let versions = std::iter::once((1, j)).chain(upgrades[ji].as_ref().map(|u| (2, &u.next)));
+        for (version, def) in versions {
+            apply_quota(def, version, actions.iter_mut().map(|a| &mut a.3));
         }
     }
     // Stable: each user's records keep the order they happened in.
