@@ -113,11 +113,11 @@ impl Bench {
         for (id, names) in self.journeys.iter().zip(&self.names) {
             for record in self.programs.take_journey_outputs(id) {
                 if self.keep_journey_lines {
-                    self.journey_lines.push(line_key(&record, names));
+                    self.journey_lines.extend(line_key(&record, names));
                 }
                 match record {
                     JourneyOutput::Transition(t) if self.keep_outputs => self.outputs.push((t.user, t.time)),
-                    JourneyOutput::Transition(_) => {}
+                    JourneyOutput::Transition(_) | JourneyOutput::Conversion(_) => {}
                     JourneyOutput::Action(_) => self.actions += 1,
                 }
             }
@@ -324,20 +324,22 @@ pub fn paced(
 }
 
 /// `(time, is an action, key of its line)` of a journey record: the line `replay` writes
-/// (without its id), with the user named by their key (as [`journey_line_key`] names them).
-fn line_key(record: &JourneyOutput, names: &JourneyNames) -> (Time, bool, Key) {
-    let value = match record {
-        JourneyOutput::Transition(t) => serde_json::to_value(TransitionLine::new(t, names, t.user.to_string().into())),
-        JourneyOutput::Action(a) => serde_json::to_value(ActionLine::new(a, names, a.user, a.user.to_string().into())),
-    };
-    let (time, action) = match record {
-        JourneyOutput::Transition(t) => (t.time, false),
-        JourneyOutput::Action(a) => (a.time, true),
+/// (without its id), with the user named by their key (as [`journey_line_key`] names them);
+/// none for a conversion, which has no line.
+fn line_key(record: &JourneyOutput, names: &JourneyNames) -> Option<(Time, bool, Key)> {
+    let (value, time, action) = match record {
+        JourneyOutput::Transition(t) => {
+            (serde_json::to_value(TransitionLine::new(t, names, t.user.to_string().into())), t.time, false)
+        }
+        JourneyOutput::Action(a) => {
+            (serde_json::to_value(ActionLine::new(a, names, a.user, a.user.to_string().into())), a.time, true)
+        }
+        JourneyOutput::Conversion(_) => return None,
     };
     // Strings, numbers and JSON values only: turning them into a JSON value does not fail. If
     // it ever did, the line's key would match no reference line and the check would say so.
     let text = value.map_or_else(|e| format!("unserializable journey line: {e}"), |v| v.to_string());
-    (time, action, Key::of(&text))
+    Some((time, action, Key::of(&text)))
 }
 
 /// The key of a journey line of a reference evaluator (a JSON object whose `user_id` is the

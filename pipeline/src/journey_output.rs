@@ -172,6 +172,76 @@ pub struct NodeReport {
     /// Action records by status (action nodes only).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub actions: BTreeMap<&'static str, i64>,
+    /// Conversions of users who were here.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub converted: i64,
+    /// What they were worth (with a goal `value`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_value: Option<Micros>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// An amount in millionths, written as a decimal number (exact sums, whatever the order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Micros(pub i64);
+
+impl Serialize for Micros {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0 as f64 / 1e6)
+    }
+}
+
+/// The 95% Wilson score interval of `successes` out of `trials` (none without trials).
+pub fn wilson(successes: i64, trials: i64) -> Option<(f64, f64)> {
+    if trials <= 0 {
+        return None;
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let (n, p) = (trials as f64, successes as f64 / trials as f64);
+    let z2 = Z * Z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
+    // At 0 or all of them the bound is exactly 0 or 1 (rounding would leave it a hair off).
+    let lo = if successes == 0 { 0.0 } else { (centre - half).max(0.0) };
+    let hi = if successes >= trials { 1.0 } else { (centre + half).min(1.0) };
+    Some((lo, hi))
+}
+
+/// One branch of a split, for A/B results: users who took it (each time they did), those of
+/// them who converted in the same entry, the rate with its 95% Wilson interval, and the value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BranchReport {
+    /// Its index.
+    pub branch: u32,
+    /// Where it leads.
+    pub next: String,
+    /// Took it.
+    pub entered: i64,
+    /// Converted after taking it.
+    pub converted: i64,
+    /// What those conversions were worth (with a goal `value`).
+    pub converted_value: Option<Micros>,
+}
+
+impl Serialize for BranchReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("branch", &self.branch)?;
+        m.serialize_entry("next", &self.next)?;
+        m.serialize_entry("entered", &self.entered)?;
+        m.serialize_entry("converted", &self.converted)?;
+        let rate = (self.entered > 0).then(|| self.converted as f64 / self.entered as f64);
+        m.serialize_entry("conversion_rate", &rate)?;
+        m.serialize_entry("interval_95", &wilson(self.converted, self.entered).map(|(lo, hi)| [lo, hi]))?;
+        if let Some(v) = self.converted_value {
+            m.serialize_entry("converted_value", &v)?;
+        }
+        m.end()
+    }
 }
 
 /// One journey's report, an element of `journey_stats.json`.
@@ -199,6 +269,12 @@ pub struct JourneyReport {
     pub migrated_out: i64,
     /// Per node id.
     pub nodes: BTreeMap<String, NodeReport>,
+    /// What conversions were worth (with a goal `value`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub converted_value: Option<Micros>,
+    /// Per split node id, its branches side by side (A/B results).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub splits: BTreeMap<String, Vec<BranchReport>>,
 }
 
 /// Reports for every plan from summed counters `((journey, stat), value)`.
@@ -218,6 +294,24 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
                     .collect(),
                 ..JourneyReport::default()
             };
+            let valued = plan.definition.goal_value.is_some();
+            if valued {
+                report.converted_value = Some(Micros(0));
+                for n in report.nodes.values_mut() {
+                    n.converted_value = Some(Micros(0));
+                }
+            }
+            for (id, node) in &plan.definition.nodes {
+                if let Node::Split { branches } = node {
+                    let branches = branches.iter().enumerate().map(|(i, b)| BranchReport {
+                        branch: i as u32,
+                        next: b.next.clone(),
+                        converted_value: valued.then_some(Micros(0)),
+                        ..BranchReport::default()
+                    });
+                    report.splits.insert(id.clone(), branches.collect());
+                }
+            }
             for ((_, stat), value) in
                 counters.range((j as u32, Stat::Entered)..).take_while(|((k, _), _)| *k == j as u32)
             {
@@ -236,6 +330,20 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
                     Stat::NodeExited(n) => report.nodes.get_mut(node(n)).expect("node").exited = value,
                     Stat::NodeActions(n, status) => {
                         report.nodes.get_mut(node(n)).expect("node").actions.insert(status.name(), value);
+                    }
+                    Stat::ConvertedValue => report.converted_value = Some(Micros(value)),
+                    Stat::NodeConverted(n) => report.nodes.get_mut(node(n)).expect("node").converted = value,
+                    Stat::NodeConvertedValue(n) => {
+                        report.nodes.get_mut(node(n)).expect("node").converted_value = Some(Micros(value))
+                    }
+                    Stat::SplitEntered(n, b) | Stat::SplitConverted(n, b) | Stat::SplitValue(n, b) => {
+                        let branches = report.splits.get_mut(node(n)).expect("a split node");
+                        let branch = &mut branches[*b as usize];
+                        match stat {
+                            Stat::SplitEntered(..) => branch.entered = value,
+                            Stat::SplitConverted(..) => branch.converted = value,
+                            _ => branch.converted_value = Some(Micros(value)),
+                        }
                     }
                 }
             }
@@ -308,4 +416,38 @@ pub fn progress(plans: &[JourneyPlan], transitions: &[TransitionLine]) -> Vec<Pr
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_intervals_match_published_values() {
+        // 8 of 10: 0.4902 to 0.9433 (Wilson 1927, as tabulated by Newcombe 1998).
+        let (lo, hi) = wilson(8, 10).unwrap();
+        assert!((lo - 0.4902).abs() < 5e-5 && (hi - 0.9433).abs() < 5e-5, "{lo} {hi}");
+        // 0 of 10 keeps its lower bound at 0; all of them, the upper at 1.
+        let (lo, hi) = wilson(0, 10).unwrap();
+        assert!(lo == 0.0 && (hi - 0.2775).abs() < 5e-5, "{lo} {hi}");
+        assert_eq!(wilson(10, 10).map(|(_, hi)| hi), Some(1.0));
+        assert_eq!(wilson(0, 0), None);
+    }
+
+    #[test]
+    fn a_branch_reports_its_rate_and_interval_and_money_is_written_as_a_decimal() {
+        let b = BranchReport {
+            branch: 1,
+            next: "b".into(),
+            entered: 10,
+            converted: 8,
+            converted_value: Some(Micros(12_340_000)),
+        };
+        let v = serde_json::to_value(&b).unwrap();
+        assert_eq!(v["conversion_rate"], 0.8);
+        assert_eq!(v["converted_value"], 12.34);
+        assert_eq!(v["interval_95"].as_array().unwrap().len(), 2);
+        let empty = serde_json::to_value(BranchReport::default()).unwrap();
+        assert!(empty["conversion_rate"].is_null() && empty["interval_95"].is_null());
+    }
 }

@@ -461,17 +461,11 @@ impl Held {
 }
 
 fn journey_time(record: &JourneyOutput) -> Time {
-    match record {
-        JourneyOutput::Transition(t) => t.time,
-        JourneyOutput::Action(a) => a.time,
-    }
+    record.time()
 }
 
 fn journey_user(record: &JourneyOutput) -> Key {
-    match record {
-        JourneyOutput::Transition(t) => t.user,
-        JourneyOutput::Action(a) => a.user,
-    }
+    record.user()
 }
 
 /// Writes the records the programs produced since the last call (and those held before),
@@ -553,6 +547,8 @@ fn write_outputs(
                     sinks.action(&line)?;
                     history.push((a.time, id.clone(), a.user, serde_json::to_string(&line)?));
                 }
+                // Counted in the reports; no output line.
+                JourneyOutput::Conversion(_) => {}
             }
         }
     }

@@ -973,8 +973,12 @@ impl Programs {
                 restored_users,
                 start,
             );
-            let records = quota(plan, 0, records, commands, counted, left)
-                .inspect(move |record| sink.borrow_mut().push(record.clone()));
+            // Conversions are counted in the reports; only moves and actions are written.
+            let records = quota(plan, 0, records, commands, counted, left).inspect(move |record| {
+                if !matches!(record, JourneyOutput::Conversion(_)) {
+                    sink.borrow_mut().push(record.clone())
+                }
+            });
             let (totals, through) = (counts.clone(), counts_through.clone());
             stats(records, move |_, n| exits[n as usize])
                 .inner

@@ -285,6 +285,10 @@ fn take_outputs(
                     a.journey = journey;
                     a.time
                 }
+                JourneyOutput::Conversion(c) => {
+                    c.journey = journey;
+                    c.time
+                }
             };
             if time <= as_of {
                 out.journeys.push(record);
@@ -496,6 +500,7 @@ where
         journey_records.sort_by_cached_key(|r| match r {
             JourneyOutput::Transition(t) => (t.time, t.journey, id(&t.user)),
             JourneyOutput::Action(a) => (a.time, a.journey, id(&a.user)),
+            JourneyOutput::Conversion(c) => (c.time, c.journey, id(&c.user)),
         });
         let journey_names: Vec<JourneyNames> = plans.iter().map(JourneyNames::new).collect();
         for record in &journey_records {
@@ -506,6 +511,8 @@ where
                 JourneyOutput::Action(a) => {
                     out.actions.push(ActionLine::new(a, &journey_names[a.journey as usize], a.user, id(&a.user)))
                 }
+                // Counted in the reports; no output line.
+                JourneyOutput::Conversion(_) => {}
             }
         }
         out.journey_stats = reports(&plans, &counters);

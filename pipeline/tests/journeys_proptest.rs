@@ -8,7 +8,7 @@
 mod common;
 
 use common::journey_gen::{api_entries, draft, journey, render, JITTER, LATENESS, SEGMENTS, T0};
-use common::journey_reference::{interpret_entering, ApiEntry, Cmd};
+use common::journey_reference::{interpret_entering, without_notes, ApiEntry, Cmd};
 use common::reference::{accepted, Reference};
 use common::{command_name, durations, ingest, run_entering, run_snapshotting, Plan, Snapshots};
 use journeyflow::admission::IngestConfig;
@@ -99,6 +99,7 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
     let mut out = Vec::new();
     for j in journeys {
         let id = j["id"].as_str().unwrap();
+        let valued = j["goal"].get("value").is_some();
         let exits: BTreeSet<&str> = j["nodes"]
             .as_object()
             .unwrap()
@@ -108,8 +109,25 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
             .collect();
         let mut c: BTreeMap<&str, i64> = BTreeMap::new();
         let mut nodes: BTreeMap<String, (i64, i64, BTreeMap<String, i64>)> = BTreeMap::new();
+        // Conversions per node and per split branch: (count, value in millionths).
+        let mut converted_at: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut branches: BTreeMap<(String, u64), (i64, i64, i64)> = BTreeMap::new();
+        let mut value = 0i64;
         for t in transitions.iter().filter(|t| t["journey"] == id) {
             let reason = t["reason"].as_str().unwrap();
+            if let (Some(b), Some(from)) = (reason.strip_prefix("split:"), t["from"].as_str()) {
+                branches.entry((from.to_string(), b.parse().unwrap())).or_default().0 += 1;
+            }
+            if reason == "goal" {
+                let v = t["_value"].as_i64().unwrap();
+                value += v;
+                let at = converted_at.entry(t["from"].as_str().unwrap().to_string()).or_default();
+                (at.0, at.1) = (at.0 + 1, at.1 + v);
+                for s in t["_splits"].as_array().unwrap() {
+                    let b = branches.entry((s[0].as_str().unwrap().to_string(), s[1].as_u64().unwrap())).or_default();
+                    (b.1, b.2) = (b.1 + 1, b.2 + v);
+                }
+            }
             *c.entry("entered").or_default() += i64::from(["entry", "scheduled", "api"].contains(&reason));
             match (t["from"].as_str(), t["to"].as_str()) {
                 (from, Some(to)) => {
@@ -157,14 +175,45 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
                 if !acts.is_empty() {
                     r["actions"] = json!(acts);
                 }
+                let (n, v) = converted_at.get(k).copied().unwrap_or_default();
+                if n != 0 {
+                    r["converted"] = json!(n);
+                }
+                if valued {
+                    r["converted_value"] = json!(v as f64 / 1e6);
+                }
                 (k.clone(), r)
             })
             .collect();
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
-        out.push(json!({"journey": id, "version": 1, "entered": get("entered"), "in_progress": get("in_progress"),
+        let mut report = json!({"journey": id, "version": 1, "entered": get("entered"), "in_progress": get("in_progress"),
             "converted": get("converted"), "exited": get("exited"), "completed": get("completed"), "canceled": get("canceled"),
             "migrated_in": 0, "migrated_out": 0,
-            "nodes": node_reports}));
+            "nodes": node_reports});
+        if valued {
+            report["converted_value"] = json!(value as f64 / 1e6);
+        }
+        let splits: serde_json::Map<String, J> = j["nodes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, n)| Some((k, n.get("split")?["branches"].as_array()?)))
+            .map(|(k, bs)| {
+                let rows = bs.iter().enumerate().map(|(i, b)| {
+                    let (entered, converted, v) = branches.get(&(k.clone(), i as u64)).copied().unwrap_or_default();
+                    let mut row = json!({"branch": i, "next": b["next"], "entered": entered, "converted": converted});
+                    if valued {
+                        row["converted_value"] = json!(v as f64 / 1e6);
+                    }
+                    row
+                });
+                (k.clone(), J::Array(rows.collect()))
+            })
+            .collect();
+        if !splits.is_empty() {
+            report["splits"] = J::Object(splits);
+        }
+        out.push(report);
     }
     J::Array(out)
 }
@@ -203,14 +252,37 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     let output = run_entering(SEGMENTS, &journeys_text, &c.commands, &c.entries, &c.lines, &plan, ingest, None);
     prop_assert!(output.dead_letters.is_empty());
     let as_of = output.as_of.expect("events");
-    let (transitions, actions) = interpreted(c, as_of);
+    let (noted, actions) = interpreted(c, as_of);
+    let transitions = without_notes(noted.clone());
     let got_t: Vec<J> = output.transitions.iter().map(|t| serde_json::to_value(t).unwrap()).collect();
     let got_a: Vec<J> = output.actions.iter().map(|a| serde_json::to_value(a).unwrap()).collect();
     prop_assert_eq!(&got_t, &transitions, "transitions differ; journeys {}", journeys_text);
     prop_assert_eq!(&got_a, &actions, "actions differ; journeys {}", journeys_text);
-    let stats = serde_json::to_value(&output.journey_stats).unwrap();
-    prop_assert_eq!(stats, counted(&c.journeys, &transitions, &actions));
+    let stats = reported(&output.journey_stats);
+    prop_assert_eq!(stats, counted(&c.journeys, &noted, &actions));
     Ok(())
+}
+
+/// The reports as JSON, each split branch's rate and interval checked and taken off (they
+/// follow from its counts).
+fn reported(reports: &[journeyflow::journey_output::JourneyReport]) -> J {
+    let mut stats = serde_json::to_value(reports).unwrap();
+    for r in stats.as_array_mut().unwrap() {
+        for branches in r.get_mut("splits").and_then(J::as_object_mut).into_iter().flat_map(|s| s.values_mut()) {
+            for b in branches.as_array_mut().unwrap() {
+                let b = b.as_object_mut().unwrap();
+                let (rate, interval) = (b.remove("conversion_rate").unwrap(), b.remove("interval_95").unwrap());
+                match rate.as_f64() {
+                    Some(rate) => {
+                        let (lo, hi) = (interval[0].as_f64().unwrap(), interval[1].as_f64().unwrap());
+                        assert!(lo <= rate && rate <= hi && 0.0 <= lo && hi <= 1.0, "{rate} outside {interval}");
+                    }
+                    None => assert!(interval.is_null() && b["entered"] == 0),
+                }
+            }
+        }
+    }
+    stats
 }
 
 /// A run snapshots the journeys as of `minute`; a second run (on `workers` workers) starts
@@ -253,11 +325,12 @@ fn check_restored(c: &Case, minute: u64, workers: usize) -> Result<(), TestCaseE
         (json(&first.transitions), json(&first.actions), json(&second.transitions), json(&second.actions));
     prop_assert!(second_t.iter().chain(&second_a).all(|r| time(r) > at), "the restored run redid what was done");
     let joined = |a: &[J], b: &[J]| -> Vec<J> { a.iter().filter(|r| time(r) <= at).chain(b).cloned().collect() };
-    let (transitions, actions) = interpreted(c, as_of);
+    let (noted, actions) = interpreted(c, as_of);
+    let transitions = without_notes(noted.clone());
     prop_assert_eq!(&joined(&first_t, &second_t), &transitions, "transitions differ; journeys {}", journeys_text);
     prop_assert_eq!(&joined(&first_a, &second_a), &actions, "actions differ; journeys {}", journeys_text);
-    let stats = serde_json::to_value(&second.journey_stats).unwrap();
-    prop_assert_eq!(stats, counted(&c.journeys, &transitions, &actions));
+    let stats = reported(&second.journey_stats);
+    prop_assert_eq!(stats, counted(&c.journeys, &noted, &actions));
     Ok(())
 }
 

@@ -313,18 +313,9 @@ fn journeys_midstream(workers: usize) {
     let names: BTreeMap<Key, Arc<str>> =
         events.iter().map(|e| (Key::of(&e.user), Arc::from(e.user.as_str()))).collect();
     let journey_names: Vec<JourneyNames> = plans.iter().map(JourneyNames::new).collect();
-    let mut records: Vec<(usize, JourneyOutput)> = outputs
-        .into_iter()
-        .flatten()
-        .filter(|(_, o)| match o {
-            JourneyOutput::Transition(t) => t.time <= end,
-            JourneyOutput::Action(a) => a.time <= end,
-        })
-        .collect();
-    records.sort_by_cached_key(|(j, o)| match o {
-        JourneyOutput::Transition(t) => (t.time, *j, names[&t.user].clone()),
-        JourneyOutput::Action(a) => (a.time, *j, names[&a.user].clone()),
-    });
+    let mut records: Vec<(usize, JourneyOutput)> =
+        outputs.into_iter().flatten().filter(|(_, o)| o.time() <= end).collect();
+    records.sort_by_cached_key(|(j, o)| (o.time(), *j, names[&o.user()].clone()));
     let mut transitions = Vec::new();
     let mut actions = Vec::new();
     for (j, o) in &records {
@@ -335,6 +326,7 @@ fn journeys_midstream(workers: usize) {
             JourneyOutput::Action(a) => actions.push(
                 serde_json::to_value(ActionLine::new(a, &journey_names[*j], a.user, names[&a.user].clone())).unwrap(),
             ),
+            JourneyOutput::Conversion(_) => {}
         }
     }
     let seg_json: Vec<J> = serde_json::from_str(&seg_text).unwrap();

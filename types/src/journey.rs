@@ -23,6 +23,8 @@ pub struct JourneyDefinition {
     pub nodes: BTreeMap<String, Node>,
     /// Performing this while in the journey converts the user, wherever they are.
     pub goal: Option<EventFilter>,
+    /// The goal event's property (a dot path) whose number is the conversion's value.
+    pub goal_value: Option<String>,
     /// A user for whom this holds leaves (and is not let in while it holds).
     pub exit_when: Option<Condition>,
     /// Whether and when a user may enter again.

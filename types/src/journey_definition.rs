@@ -100,7 +100,13 @@ fn journey(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) 
     let entry = required(cx, path, o, "entry").and_then(|e| entry(cx, &format!("{path}.entry"), e, segments));
     let start = cx.string(path, o, "start");
     let nodes = required(cx, path, o, "nodes").and_then(|n| nodes(cx, &format!("{path}.nodes"), n, segments));
-    let goal = o.get("goal").map(|g| event_filter(cx, &format!("{path}.goal"), g));
+    let (goal, goal_value) = match o.get("goal") {
+        Some(g) => {
+            let (g, value) = goal(cx, &format!("{path}.goal"), g);
+            (Some(g), value)
+        }
+        None => (None, None),
+    };
     let exit_when = o.get("exit_when").map(|c| condition(cx, &format!("{path}.exit_when"), c, segments));
     let re_entry = o.get("re_entry").map_or(Some(ReEntry::default()), |r| re_entry(cx, &format!("{path}.re_entry"), r));
     let schedule =
@@ -135,6 +141,7 @@ fn journey(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) 
         start,
         nodes,
         goal: goal.map(|g| g.ok_or(())).transpose().ok()?,
+        goal_value,
         exit_when,
         re_entry: re_entry?,
         schedule: schedule?,
@@ -166,6 +173,25 @@ fn condition(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>
 }
 
 /// An event filter written either as `{"event": "Name", "where"?: [...]}` or `{"event": {"event": "Name", ...}}`.
+/// A goal: an event filter, with `value` (the property whose number a conversion is worth)
+/// beside its fields.
+fn goal(cx: &mut Checker, path: &str, v: &Json) -> (Option<EventFilter>, Option<String>) {
+    let Some(o) = v.as_object().filter(|o| o.contains_key("value")) else { return (event_filter(cx, path, v), None) };
+    let value = match &o["value"] {
+        Json::String(p) if !p.is_empty() && p.len() <= cx.limits().string_bytes => Some(p.clone()),
+        _ => {
+            cx.error(
+                &format!("{path}.value"),
+                "expected the name of a property of the goal event, such as \"revenue\"",
+            );
+            None
+        }
+    };
+    let mut filter = o.clone();
+    filter.remove("value");
+    (event_filter(cx, path, &Json::Object(filter)), value)
+}
+
 fn event_filter(cx: &mut Checker, path: &str, v: &Json) -> Option<EventFilter> {
     match v.get("event") {
         Some(inner @ Json::Object(_)) => {

@@ -7,7 +7,7 @@
 //! does at most one thing: convert (goal), else move a `wait_until`, else enter.
 
 use super::plan::{JourneyPlan, PlanEntry, PlanNode};
-use super::record::{ActionRecord, ActionStatus, JourneyOutput, Reason, Rendered, Transition};
+use super::record::{ActionRecord, ActionStatus, Conversion, JourneyOutput, Reason, Rendered, Transition};
 use crate::{SharedEvent, Time};
 use journeyflow_types::journey::{split_point, ReEntryMode};
 use journeyflow_types::template::{self, RenderError};
@@ -15,6 +15,11 @@ use journeyflow_types::{Key, Value};
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+/// A number in millionths, rounded (saturating: a value past ±9.2e12 is held at the bound).
+pub fn micros(v: f64) -> i64 {
+    (v * 1e6).round() as i64
+}
 
 /// The largest event kept for templates (encoded): a larger one reads as no event.
 pub const MAX_KEPT_EVENT_BYTES: usize = 64 << 10;
@@ -53,6 +58,10 @@ pub struct UserState {
     /// An API entry's context (JSON text), when templates read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Arc<str>>,
+    /// The split branches `(node, branch)` taken since entering (one per split node: a user
+    /// always falls in the same branch of one), for the reports' A/B results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub splits: Vec<(u32, u32)>,
 }
 
 impl UserState {
@@ -126,6 +135,7 @@ impl Step<'_> {
     /// Takes the user out of the journey, if inside.
     pub fn leave(&mut self, s: &mut UserState, reason: Reason) {
         (s.cause, s.context) = (None, None);
+        s.splits.clear();
         if let Some(p) = s.at.take() {
             self.transition(Some(p.node), None, reason);
         }
@@ -181,6 +191,7 @@ impl Step<'_> {
         }
         s.entries += 1;
         s.last_entry = Some(self.time);
+        s.splits.clear();
         s.cause = cause.filter(|e| self.keeps(e)).cloned();
         s.context = context.filter(|_| self.plan.keeps_context).cloned();
         let from = s.at.take().map(|p| p.node);
@@ -194,6 +205,21 @@ impl Step<'_> {
                 self.try_enter(s, Reason::Scheduled, None, None);
             }
         }
+    }
+
+    /// Records a conversion of the user at `node` by goal event `e`.
+    fn convert(&mut self, s: &UserState, node: u32, e: &SharedEvent) {
+        let value =
+            self.plan.definition.goal_value.as_deref().and_then(|p| e.prop(p)).and_then(|v| v.to_value().as_f64());
+        self.out.push(JourneyOutput::Conversion(Conversion {
+            journey: self.journey,
+            version: self.plan.version,
+            user: self.user,
+            node,
+            time: self.time,
+            value: value.map_or(0, micros),
+            splits: s.splits.as_slice().into(),
+        }));
     }
 
     /// Whether the event behind an entry (or an awaited one) is kept for templates: when they
@@ -243,6 +269,7 @@ impl Step<'_> {
                 }
                 PlanNode::Exit => {
                     (s.at, s.cause, s.context) = (None, None, None);
+                    s.splits.clear();
                     return;
                 }
                 PlanNode::Branch { cases, otherwise } => {
@@ -254,6 +281,9 @@ impl Step<'_> {
                 PlanNode::Split { bounds } => {
                     let point = split_point(self.plan.id(), &self.plan.node_ids[node as usize], self.user);
                     let i = bounds.iter().position(|(upper, _)| point < *upper).unwrap_or(bounds.len() - 1);
+                    if !s.splits.iter().any(|(n, _)| *n == node) {
+                        s.splits.push((node, i as u32));
+                    }
                     (bounds[i].1, Reason::Split(i as u32))
                 }
                 PlanNode::Action { next, .. } => {
@@ -351,6 +381,7 @@ impl Step<'_> {
     pub fn event(&mut self, s: &mut UserState, e: &SharedEvent) {
         if let Some(p) = s.at {
             if self.plan.goal().is_some_and(|g| g.matches(e)) {
+                self.convert(s, p.node, e);
                 self.leave(s, Reason::Goal);
                 return;
             }

@@ -78,7 +78,7 @@ pub fn quota<'s>(
             let node = &names.node_ids[a.node as usize];
             Some((action_id(names.id(), a.version, a.user, node, a.reached), a))
         }
-        JourneyOutput::Transition(_) => None,
+        JourneyOutput::Transition(_) | JourneyOutput::Conversion(_) => None,
     });
     let one = Exchange::new(move |_: &(String, ActionRecord)| u64::from(index));
     type Out = timely::container::CapacityContainerBuilder<Vec<JourneyOutput>>;

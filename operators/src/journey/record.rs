@@ -144,6 +144,25 @@ pub struct ActionRecord {
     pub rendered: Option<Rendered>,
 }
 
+/// A conversion: a user inside performed the goal (their `goal` transition comes with it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Conversion {
+    /// Journey index in the engine.
+    pub journey: u32,
+    /// Journey version.
+    pub version: u32,
+    /// The user.
+    pub user: Key,
+    /// The node the user was at.
+    pub node: u32,
+    /// When.
+    pub time: Time,
+    /// What it is worth, in millionths (the goal's `value` property; 0 without one).
+    pub value: i64,
+    /// The split branches `(node, branch)` the user took since entering.
+    pub splits: Arc<[(u32, u32)]>,
+}
+
 /// A journey operator's output.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum JourneyOutput {
@@ -151,6 +170,28 @@ pub enum JourneyOutput {
     Transition(Transition),
     /// An action.
     Action(ActionRecord),
+    /// A conversion, for the reports.
+    Conversion(Conversion),
+}
+
+impl JourneyOutput {
+    /// When it happened.
+    pub fn time(&self) -> Time {
+        match self {
+            JourneyOutput::Transition(t) => t.time,
+            JourneyOutput::Action(a) => a.time,
+            JourneyOutput::Conversion(c) => c.time,
+        }
+    }
+
+    /// Whose it is.
+    pub fn user(&self) -> Key {
+        match self {
+            JourneyOutput::Transition(t) => t.user,
+            JourneyOutput::Action(a) => a.user,
+            JourneyOutput::Conversion(c) => c.user,
+        }
+    }
 }
 
 /// A journey's lifecycle status.

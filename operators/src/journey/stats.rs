@@ -1,6 +1,7 @@
-//! Journey reports as a collection: transitions and actions become counts per journey and
-//! per node (entered, exited, and from them "currently there"; converted, exited, completed,
-//! canceled; actions by status), maintained incrementally and readable at any complete time.
+//! Journey reports as a collection: transitions, actions and conversions become counts per
+//! journey and per node (entered, exited, and from them "currently there"; converted, exited,
+//! completed, canceled; actions by status; conversions and their value; per split branch,
+//! who took it and converted), maintained incrementally and readable at any complete time.
 
 use super::record::{ActionStatus, JourneyOutput, Reason};
 use crate::Time;
@@ -35,6 +36,18 @@ pub enum Stat {
     NodeExited(u32),
     /// Action records at a node, by status.
     NodeActions(u32, ActionStatus),
+    /// What conversions were worth, in millionths (the counter's value).
+    ConvertedValue,
+    /// Conversions of users at a node.
+    NodeConverted(u32),
+    /// What conversions of users at a node were worth, in millionths.
+    NodeConvertedValue(u32),
+    /// Users who took branch `.1` of split node `.0` (each time they took it).
+    SplitEntered(u32, u32),
+    /// Conversions after taking branch `.1` of split node `.0` in the same entry.
+    SplitConverted(u32, u32),
+    /// What those were worth, in millionths.
+    SplitValue(u32, u32),
 }
 
 /// Counters per `(journey index, stat)`. `is_exit(journey, node)` says which nodes are exits.
@@ -49,6 +62,19 @@ pub fn stats<'s>(
                 JourneyOutput::Action(a) => {
                     counts.push((Stat::NodeActions(a.node, a.status), 1));
                     a.journey
+                }
+                JourneyOutput::Conversion(c) => {
+                    counts.push((Stat::NodeConverted(c.node), 1));
+                    let value = c.value as isize;
+                    counts.extend([(Stat::ConvertedValue, value), (Stat::NodeConvertedValue(c.node), value)]);
+                    for (node, branch) in c.splits.iter() {
+                        counts.extend([
+                            (Stat::SplitConverted(*node, *branch), 1),
+                            (Stat::SplitValue(*node, *branch), value),
+                        ]);
+                    }
+                    counts.retain(|(_, diff)| *diff != 0);
+                    c.journey
                 }
                 JourneyOutput::Transition(t) if matches!(t.reason, Reason::Migrated(_)) => {
                     // `from` is a node of the previous version: only where the user is now counts.
@@ -66,6 +92,9 @@ pub fn stats<'s>(
                 JourneyOutput::Transition(t) => {
                     if matches!(t.reason, Reason::Entry | Reason::Scheduled | Reason::Api) {
                         counts.push((Stat::Entered, 1));
+                    }
+                    if let (Reason::Split(branch), Some(node)) = (t.reason, t.from) {
+                        counts.push((Stat::SplitEntered(node, branch), 1));
                     }
                     if let Some(from) = t.from {
                         counts.push((Stat::NodeExited(from), 1));
@@ -94,10 +123,7 @@ pub fn stats<'s>(
                     t.journey
                 }
             };
-            let time = match &record {
-                JourneyOutput::Action(a) => a.time,
-                JourneyOutput::Transition(t) => t.time,
-            };
+            let time = record.time();
             counts.into_iter().map(move |(stat, diff)| ((journey, stat), time, diff))
         })
         .as_collection()

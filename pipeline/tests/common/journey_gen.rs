@@ -243,7 +243,12 @@ pub fn journey(id: &'static str) -> impl Strategy<Value = J> {
             // Weekly from a week before, on the same weekday.
             json!({"segment": "sp", "every": "1w", "at": "03:20", "starting": T0 - 7 * 86_400_000}),
         ]),
-        prop::option::of(prop::sample::select(vec![json!({"event": "C"}), json!({"event": "B"})])),
+        prop::option::of(prop::sample::select(vec![
+            json!({"event": "C"}),
+            json!({"event": "B"}),
+            json!({"event": "B", "value": "price"}),
+            json!({"event": {"event": "C"}, "value": "price"}),
+        ])),
         prop::option::weighted(0.3, condition()),
         prop::option::of((0..3usize, prop::option::of(1u64..4), prop::option::of(wait_duration()))),
         (prop::option::weighted(0.25, 0u64..100), prop::option::weighted(0.25, 100u64..300)),

@@ -16,7 +16,7 @@
 //! user's time zone from a trait (with chrono-tz). Action payloads are rendered with
 //! minijinja (the template language users write), the context built here from the raw events.
 
-use super::reference::{duration, filter_matches, RefEvent, Reference};
+use super::reference::{duration, filter_matches, lookup, RefEvent, Reference};
 use serde_json::{json, Value as J};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -312,6 +312,8 @@ struct Walk<'a> {
     cause: Option<J>,
     /// The context of an entry from outside.
     context: Option<J>,
+    /// Split branches `(node, branch)` taken since entering.
+    splits: Vec<(String, u64)>,
     transitions: Vec<J>,
     actions: Vec<J>,
 }
@@ -332,6 +334,7 @@ impl<'a> Walk<'a> {
 
     fn leave(&mut self, t: u64, reason: &str) {
         (self.cause, self.context) = (None, None);
+        self.splits.clear();
         if let Some((node, _, _)) = self.at.take() {
             self.move_(Some(&node), None, t, reason.to_string());
         }
@@ -436,6 +439,7 @@ impl<'a> Walk<'a> {
                 }
                 "exit" => {
                     (self.at, self.cause, self.context) = (None, None, None);
+                    self.splits.clear();
                     return;
                 }
                 "branch" => {
@@ -456,6 +460,9 @@ impl<'a> Walk<'a> {
                             point < upper
                         })
                         .unwrap();
+                    if !self.splits.iter().any(|(n, _)| *n == node) {
+                        self.splits.push((node.clone(), i as u64));
+                    }
                     (branches[i]["next"].as_str().unwrap().to_string(), format!("split:{i}"))
                 }
                 "action" => {
@@ -499,6 +506,7 @@ impl<'a> Walk<'a> {
         }
         self.entries += 1;
         self.last_entry = Some(t);
+        self.splits.clear();
         // Kept only by a version whose templates read them (what a migration carries over).
         self.cause = cause.map(event_json).filter(|_| reads(self.j, "event"));
         self.context = context.cloned().filter(|_| reads(self.j, "context"));
@@ -558,7 +566,16 @@ impl<'a> Walk<'a> {
     fn event(&mut self, e: &RefEvent, t: u64) {
         if let Some((node, _, _)) = self.at.clone() {
             if self.j.get("goal").is_some_and(|g| filter_matches(filter_of(g), e)) {
+                // The goal transition carries, for the reports only, what the conversion was
+                // worth (in millionths) and the split branches taken.
+                let path = self.j["goal"].get("value").and_then(J::as_str);
+                let value =
+                    path.and_then(|p| lookup(&e.fields, p)).and_then(J::as_f64).map_or(0, |v| (v * 1e6).round() as i64);
+                let splits: Vec<J> = self.splits.iter().map(|(n, b)| json!([n, b])).collect();
                 self.leave(t, "goal");
+                let last = self.transitions.last_mut().unwrap();
+                last["_value"] = json!(value);
+                last["_splits"] = J::Array(splits);
                 return;
             }
             if let Some(w) = self.j["nodes"][&node].get("wait_until") {
@@ -639,10 +656,25 @@ pub fn interpret_versions(
     as_of: u64,
     since: Option<u64>,
 ) -> (Vec<J>, Vec<J>) {
-    interpret_all(journeys, upgrades, &[], reference, spans, commands, as_of, since)
+    let (transitions, actions) = interpret_all(journeys, upgrades, &[], reference, spans, commands, as_of, since);
+    (without_notes(transitions), actions)
 }
 
-/// As [`interpret`], with entries from outside.
+/// Transitions as the engine writes them: goal transitions without the notes (`_value`,
+/// `_splits`) the interpreter adds for the reports.
+pub fn without_notes(mut transitions: Vec<J>) -> Vec<J> {
+    for t in &mut transitions {
+        if let Some(o) = t.as_object_mut() {
+            o.remove("_value");
+            o.remove("_splits");
+        }
+    }
+    transitions
+}
+
+/// As [`interpret`], with entries from outside; goal transitions carry notes for the reports
+/// (`_value`: the conversion's worth in millionths, `_splits`: `[node, branch]` taken), which
+/// [`without_notes`] takes off.
 pub fn interpret_entering(
     journeys: &[J],
     entries: &[ApiEntry],
@@ -711,6 +743,7 @@ fn interpret_all(
                 sent: Vec::new(),
                 cause: None,
                 context: None,
+                splits: Vec::new(),
                 transitions: Vec::new(),
                 actions: Vec::new(),
             };

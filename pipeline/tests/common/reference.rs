@@ -51,7 +51,7 @@ pub fn accepted(lines: &[String], window: u64) -> Vec<RefEvent> {
     out
 }
 
-fn lookup<'a>(fields: &'a J, path: &str) -> Option<&'a J> {
+pub fn lookup<'a>(fields: &'a J, path: &str) -> Option<&'a J> {
     let mut cur = fields;
     for part in path.split('.') {
         cur = cur.get(part)?;
