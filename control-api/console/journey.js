@@ -2,12 +2,15 @@
 // /v1/journeys/{id}/stream; its report; the lifecycle buttons (publish, pause, resume, end:
 // the server says no with 409 as for any API call, and the page shows why); its versions, and
 // for a pending version the migration (a node map) with how many users each mapping would
-// move; and its latest transitions and actions as they are written.
+// move; its split branches side by side (A/B results: conversions, rate with its 95% interval,
+// value); and its latest transitions and actions as they are written.
 import { get, call, follow, Unauthorized } from '/console/api.js';
 import { escape, number, path, message, cell, instant } from '/console/ui.js';
 import { draw, rules } from '/console/graph.js';
 
 const LATEST = 20; // transitions shown
+const percent = new Intl.NumberFormat(undefined, { style: 'percent', maximumFractionDigits: 1 });
+const amount = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 
 /** Shows journey `params[0]` in `main` until `signal` aborts. */
 export async function show(main, { onState, onError, signal, params }) {
@@ -28,6 +31,7 @@ export async function show(main, { onState, onError, signal, params }) {
     <section class="figures" aria-label="Report">
       ${cell('entered', 'entered')}${cell('in progress', 'in-progress')}${cell('converted', 'converted')}
       ${cell('exited by rule', 'exited')}${cell('completed', 'completed')}${cell('canceled', 'canceled')}
+      <span id="value-cell" hidden>${cell('converted value', 'converted-value')}</span>
     </section>
     <section aria-labelledby="graph-title">
       <h2 id="graph-title">Graph</h2>
@@ -35,6 +39,11 @@ export async function show(main, { onState, onError, signal, params }) {
       <div id="graph" class="graph-box"></div>
       <table id="nodes"><caption>Users at each node</caption><thead><tr><th scope="col">node</th><th scope="col">kind</th>
         <th scope="col">here now</th><th scope="col">passed</th><th scope="col">actions</th></tr></thead><tbody></tbody></table>
+    </section>
+    <section id="splits-section" aria-labelledby="splits-title" hidden>
+      <h2 id="splits-title">Split results</h2>
+      <p>Users who took each branch, and of them those who converted in the same entry, with the 95% Wilson interval of the rate.</p>
+      <div id="splits"></div>
     </section>
     <section id="next" aria-labelledby="next-title" hidden>
       <h2 id="next-title">Next version</h2>
@@ -88,6 +97,21 @@ export async function show(main, { onState, onError, signal, params }) {
       ['exited', 'exited'], ['completed', 'completed'], ['canceled', 'canceled']]) {
       set(key, number.format(report[field] ?? 0));
     }
+    const valued = report.converted_value !== undefined;
+    main.querySelector('#value-cell').hidden = !valued;
+    if (valued) set('converted-value', amount.format(report.converted_value));
+    const splits = Object.entries(report.splits || {});
+    main.querySelector('#splits-section').hidden = splits.length === 0;
+    main.querySelector('#splits').innerHTML = splits.map(([node, branches]) => `
+      <table class="split" data-split="${escape(node)}"><caption>Split ${escape(node)}</caption>
+        <thead><tr><th scope="col">branch</th><th scope="col">users</th><th scope="col">converted</th>
+          <th scope="col">rate</th><th scope="col">95% interval</th>${valued ? '<th scope="col">value</th>' : ''}</tr></thead>
+        <tbody>${branches.map((b) => `<tr data-branch="${b.branch}"><th scope="row">${b.branch + 1} → ${escape(b.next)}</th>
+          <td>${number.format(b.entered)}</td><td>${number.format(b.converted)}</td>
+          <td>${b.conversion_rate === null ? '–' : percent.format(b.conversion_rate)}</td>
+          <td>${b.interval_95 === null ? '–' : `${percent.format(b.interval_95[0])} – ${percent.format(b.interval_95[1])}`}</td>
+          ${valued ? `<td>${amount.format(b.converted_value ?? 0)}</td>` : ''}</tr>`).join('')}</tbody>
+      </table>`).join('');
     if (journey) draw(main.querySelector('#graph'), journey.definition, report);
     main.querySelector('#nodes tbody').innerHTML = Object.entries(report.nodes || {}).map(([node, n]) =>
       `<tr><th scope="row">${escape(node)}</th><td>${escape(n.kind)}</td><td>${number.format(n.current)}</td>

@@ -226,7 +226,9 @@ pub async fn enter(State(state): State<AppState>, Path(id): Path<String>, body: 
 }
 
 /// `GET /v1/journeys/{id}/stats`: per journey entered, in progress, converted, exited,
-/// completed, canceled; per node entered, current, exited, actions by status.
+/// completed, canceled (and `converted_value` with a goal `value`); per node entered, current,
+/// exited, converted, actions by status; per split node its branches side by side (`splits`:
+/// entered, converted, `conversion_rate`, `interval_95` (95% Wilson), `converted_value`).
 #[utoipa::path(get, path = "/v1/journeys/{id}/stats", tag = "journeys", params(("id" = String, Path, description = "journey id")),
     responses((status = 200, body = serde_json::Value), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {

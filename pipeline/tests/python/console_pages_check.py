@@ -151,6 +151,39 @@ with sync_playwright() as p:
     expect(page.locator("#status")).to_have_text("ongoing")
     assert api("/v1/journeys/j1_abandoned_cart")["status"] == "ongoing"
 
+    # A/B results: a split journey with a valued goal; its page shows each branch as /stats does.
+    ab = {"id": "console_ab", "entry": {"event": "AB Visit"}, "goal": {"event": "AB Order", "value": "revenue"},
+          "start": "s", "nodes": {
+              "s": {"split": {"branches": [{"percent": 50, "next": "a"}, {"percent": 50, "next": "b"}]}},
+              "a": {"wait": {"duration": "1d"}, "next": "e"}, "b": {"wait": {"duration": "1d"}, "next": "e"},
+              "e": {"exit": {}}}}
+    api("/v1/journeys", "POST", ab)
+    published = api("/v1/journeys/console_ab/publish", "POST", {})["at"]
+    start = max(latest, published) + 1
+    visits = [{"type": "track", "event": "AB Visit", "userId": f"ab-{i}", "messageId": f"ab-visit-{i}",
+               "timestamp": start + i} for i in range(12)]
+    orders = [{"type": "track", "event": "AB Order", "userId": f"ab-{i}", "messageId": f"ab-order-{i}",
+               "timestamp": start + 1_000 + i, "properties": {"revenue": i + 0.5}} for i in range(0, 12, 2)]
+    assert post_batch(base, write_key, visits + orders) == 18
+    page.goto(f"{base}/#journeys/console_ab")
+
+    def splits_match():
+        stats = api("/v1/journeys/console_ab/stats")
+        if stats["converted"] < 6:
+            return None
+        rows = page.locator('table[data-split="s"] tbody tr')
+        assert rows.count() == 2, "two branches"
+        for b in stats["splits"]["s"]:
+            cells = rows.nth(b["branch"]).locator("td").all_inner_texts()
+            assert [count(cells[0]), count(cells[1])] == [b["entered"], b["converted"]], f"{cells} for {b}"
+            assert (cells[3] == "–") == (b["interval_95"] is None), cells
+        return stats
+
+    stats = eventually(splits_match, "the split's branches on the page equal /stats")
+    assert stats["converted_value"] == sum(i + 0.5 for i in range(0, 12, 2)), stats
+    expect(page.locator("#converted-value")).to_have_text("33")
+    expect(page.locator("#splits-section")).to_be_visible()
+
     # A user's page: the journey they are in, and their segments.
     page.goto(f"{base}/#users/console-new-0")
     expect(page.locator("#user-journeys")).to_contain_text("j1_abandoned_cart")
