@@ -96,7 +96,8 @@ pub enum Change {
     EnterJourney {
         /// Journey id.
         id: String,
-        /// User ids, in order.
+        /// The users' keys, as 32 hex digits, in order (no id is logged: a deleted user's stays
+        /// nowhere).
         users: Vec<String>,
         /// What the journey's templates read as `context`: an object.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -427,6 +428,9 @@ impl Catalog {
                 true => Ok(()),
                 false => Err(Refusal::NotFound("the user is not suppressed".into())),
             },
+            Change::EnterJourney { users, .. } if !users.iter().all(|u| is_key(u)) => {
+                Err(invalid("$.users", "expected keys of 32 hex digits"))
+            }
             Change::EnterJourney { id, users, context } => {
                 let mut request = serde_json::json!({"users": users});
                 if let Some(c) = context {

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use journeyflow_types::entries::parse_entry;
+use journeyflow_types::Key;
 use journeyflow_types::{
     validate_journey_with, validate_migration, JourneyDefinition, Limits, Migration, Node, Placement, ValidationError,
 };
@@ -210,15 +211,24 @@ pub async fn lifecycle(
         crate::problem::ChangeRefusals, crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn enter(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, Problem> {
     let journey = id.clone();
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let given = ids.clone();
     let (change, _) = prepare(&state, body, move |value, _, limits| {
         let request = parse_entry(&value, "$", &[], limits).map_err(Problem::invalid)?;
-        Ok(Change::EnterJourney { id: journey, users: request.users, context: request.context })
+        let keys = request.users.iter().map(|u| Key::of(u).to_string()).collect();
+        *given.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = request.users;
+        Ok(Change::EnterJourney { id: journey, users: keys, context: request.context })
     })
     .await?;
-    let users = match &change {
-        Change::EnterJourney { users, .. } => users.len(),
-        _ => 0,
-    };
+    let ids = std::mem::take(&mut *ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let users = ids.len();
+    // The log holds their keys only; this process names them for its outputs.
+    {
+        let mut names = state.engine.names.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for user in ids {
+            names.note(Key::of(&user), &std::sync::Arc::from(user.as_str()));
+        }
+    }
     Ok(match submit(&state, change).await? {
         Ok(at) => (StatusCode::ACCEPTED, Json(json!({"journey": id, "time": at, "users": users}))).into_response(),
         Err(accepted) => accepted,

@@ -22,8 +22,9 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The largest snapshot line read back (a user's state is far smaller).
-const MAX_LINE: usize = 1 << 20;
+/// The largest snapshot line written and read back (a user's state is far smaller; a
+/// journey's line holds its quota's window, at most 100,000 times).
+const MAX_LINE: usize = 4 << 20;
 
 /// One journey version's state on one worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +116,7 @@ pub fn write(
     let mut line = |l: &Line| -> anyhow::Result<()> {
         text.clear();
         serde_json::to_writer(&mut text, l)?;
+        anyhow::ensure!(text.len() <= MAX_LINE, "a snapshot line of {} bytes, more than can be read back", text.len());
         out.append_value(std::str::from_utf8(&text)?);
         Ok(())
     };

@@ -776,17 +776,14 @@ fn apply_change(
         }
         Change::Unsuppress { .. } => {}
         Change::EnterJourney { id, users, context } => {
-            let keys: Vec<Key> = users.iter().map(|u| Key::of(u)).collect();
+            let keys = users
+                .iter()
+                .map(|u| Key::parse(u).ok_or_else(|| anyhow::anyhow!("an entry of {u:?}, not a key")))
+                .collect::<anyhow::Result<Vec<Key>>>()?;
             let context = context.map(|c| Arc::from(c.to_string()));
             // One worker of the cluster enters them (the journey's exchange takes each to its
-            // owner); each process names them for its outputs.
+            // owner); the API named them when it took the request.
             programs.enter_journey(&id, &keys, context, at, worker.index() == 0)?;
-            if worker.index() == shared.cluster.first_worker() {
-                let mut names = shared.handle.names.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for (key, user) in keys.iter().zip(&users) {
-                    names.note(*key, &Arc::from(user.as_str()));
-                }
-            }
         }
     }
     Ok(())

@@ -699,6 +699,11 @@ fn quota(cx: &mut Checker, path: &str, v: &Json) -> Option<Quota> {
         true => Some(positive_duration(cx, path, o, "per")?),
         false => None,
     };
+    // A windowed quota remembers each send in its window (in the journey's snapshots).
+    if per.is_some() && max_actions.is_some_and(|m| m > MAX_WINDOWED_QUOTA) {
+        cx.error(&format!("{path}.max_actions"), format!("a quota with \"per\" counts at most {MAX_WINDOWED_QUOTA}"));
+        return None;
+    }
     let channel = cx.opt_string(path, o, "channel");
     if channel.as_deref() == Some("") {
         cx.error(&format!("{path}.channel"), "must not be empty");
@@ -706,6 +711,9 @@ fn quota(cx: &mut Checker, path: &str, v: &Json) -> Option<Quota> {
     }
     Some(Quota { max_actions: max_actions?, per, channel })
 }
+
+/// The largest quota over a trailing window.
+pub const MAX_WINDOWED_QUOTA: u64 = 100_000;
 
 /// `max_actions`: a whole number of at least 1.
 fn at_least_one(cx: &mut Checker, path: &str, o: &Obj) -> Option<u64> {

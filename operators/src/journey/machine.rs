@@ -16,9 +16,16 @@ use serde_json::Value as Json;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-/// A number in millionths, rounded (saturating: a value past ±9.2e12 is held at the bound).
+/// The largest conversion value counted: a larger one (or one not finite) counts as none, so
+/// that sums of millionths stay far from overflowing.
+pub const MAX_VALUE: f64 = 1e9;
+
+/// A value in millionths, rounded; 0 for a value beyond [`MAX_VALUE`] either way.
 pub fn micros(v: f64) -> i64 {
-    (v * 1e6).round() as i64
+    match v.is_finite() && v.abs() <= MAX_VALUE {
+        true => (v * 1e6).round() as i64,
+        false => 0,
+    }
 }
 
 /// The largest event kept for templates (encoded): a larger one reads as no event.

@@ -4,7 +4,7 @@
 //! until their time is complete, and goes through them in `(time, action_id)` order: a sent
 //! action over the quota becomes `suppressed_by_quota` (not sent, its payload not written).
 //! The order is total and known to users, so which actions pass never depends on workers or
-//! batches. Transitions pass by untouched. The recent sends it counts are left in the
+//! batches; then they go back to the worker owning their user. Transitions pass by untouched. The recent sends it counts are left in the
 //! version's snapshots and restored from them; a new version counts afresh.
 
 use super::plan::JourneyPlan;
@@ -18,7 +18,7 @@ use std::rc::Rc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Map, Partition};
-use timely::dataflow::operators::Concat;
+use timely::dataflow::operators::{Concat, Exchange as _};
 use timely::dataflow::StreamVec;
 
 /// What a quota has counted: the times of the sends it let pass within the trailing window
@@ -114,7 +114,12 @@ pub fn quota<'s>(
             let leave = |asked: &mut Vec<Time>, state: &QuotaState, before: Time| {
                 while asked.first().is_some_and(|s| *s < before) {
                     let time = asked.remove(0);
-                    if let Some(s) = snapshots.borrow_mut().iter_mut().find(|s| s.time == time) {
+                    // The journey operator on this worker left its snapshot before its output
+                    // frontier passed `time`, so before this operator sees that time complete.
+                    let mut left = snapshots.borrow_mut();
+                    let found = left.iter_mut().find(|s| s.time == time);
+                    debug_assert!(found.is_some(), "no journey snapshot as of {time} for the quota");
+                    if let Some(s) = found {
                         s.quota = Some(state.clone());
                     }
                 }
@@ -141,5 +146,8 @@ pub fn quota<'s>(
             }
         }
     });
-    transitions.concat(passed)
+    // Back to the worker owning each user (the journey operator's), where its records are
+    // written and remembered.
+    let owned = passed.exchange(|r: &JourneyOutput| r.user().0 as u64);
+    transitions.concat(owned)
 }

@@ -569,8 +569,11 @@ impl<'a> Walk<'a> {
                 // The goal transition carries, for the reports only, what the conversion was
                 // worth (in millionths) and the split branches taken.
                 let path = self.j["goal"].get("value").and_then(J::as_str);
-                let value =
-                    path.and_then(|p| lookup(&e.fields, p)).and_then(J::as_f64).map_or(0, |v| (v * 1e6).round() as i64);
+                let value = path
+                    .and_then(|p| lookup(&e.fields, p))
+                    .and_then(J::as_f64)
+                    .filter(|v| v.abs() <= 1e9)
+                    .map_or(0, |v| (v * 1e6).round() as i64);
                 let splits: Vec<J> = self.splits.iter().map(|(n, b)| json!([n, b])).collect();
                 self.leave(t, "goal");
                 let last = self.transitions.last_mut().unwrap();
