@@ -49,13 +49,40 @@ pub enum Request {
     /// A snapshot of every journey's state as of the request's time, for a checkpoint (the
     /// engine's own request: the API never makes it).
     SnapshotJourneys,
+    /// A journey's per-hour counts for the hours starting in `[from, to)`.
+    JourneyHours {
+        /// Journey id.
+        id: String,
+        /// The first hour (epoch ms, an hour's start).
+        from: Time,
+        /// The end (exclusive).
+        to: Time,
+    },
+}
+
+/// One per-hour count of a journey: `field` (`entered`, `converted`, `exited`, `completed`,
+/// `canceled`, `converted_value` in millionths, or an action status) of the journey, or of
+/// `node` when given, in the hour starting at `hour`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourCount {
+    /// The hour's start, epoch ms.
+    pub hour: Time,
+    /// The node, for a node's count.
+    pub node: Option<String>,
+    /// What is counted.
+    pub field: String,
+    /// How many (or millionths, for a value).
+    pub value: i64,
 }
 
 impl Request {
     /// How many answers the request gets: one per worker for membership, else one.
     pub fn answers(&self, workers: usize) -> usize {
         match self {
-            Request::Members { .. } | Request::UserSegments { .. } | Request::UserProfile { .. } => workers,
+            Request::Members { .. }
+            | Request::UserSegments { .. }
+            | Request::UserProfile { .. }
+            | Request::JourneyHours { .. } => workers,
             Request::Change(_) | Request::Import(_) | Request::SnapshotJourneys => 1,
         }
     }
@@ -74,6 +101,8 @@ pub enum Answer {
     Segments(Time, Vec<String>),
     /// One worker's share of what is held about a user as of a time.
     Profile(Time, Box<crate::profile::ProfilePart>),
+    /// One worker's share of a journey's per-hour counts, counted at least through a time.
+    Hours(Time, Vec<HourCount>),
     /// The request could not be answered (nothing was applied).
     Failed(String),
 }

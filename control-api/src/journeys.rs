@@ -6,10 +6,11 @@
 
 use crate::catalog::{status, Catalog, Change, JourneyEntry, Lifecycle};
 use crate::changes::{prepare, submit};
+use crate::handle::{Answer, Request};
 use crate::problem::Problem;
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -235,17 +236,130 @@ pub async fn enter(State(state): State<AppState>, Path(id): Path<String>, body: 
     })
 }
 
+/// The query of `GET /v1/journeys/{id}/stats` for per-hour counts.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct StatsQuery {
+    /// The first hour (RFC 3339 or epoch ms; rounded down to its hour). With `to` or `step`,
+    /// the answer is per bucket; default: a day before `to`.
+    pub from: Option<String>,
+    /// The end, exclusive (rounded up to an hour); default: now.
+    pub to: Option<String>,
+    /// Bucket width: whole hours (`1h`, `6h`, `1d`, `1w`); default `1h`.
+    pub step: Option<String>,
+}
+
+/// Buckets one answer may hold.
+const MAX_BUCKETS: u64 = 10_000;
+
+const HOUR: u64 = 3_600_000;
+
 /// `GET /v1/journeys/{id}/stats`: per journey entered, in progress, converted, exited,
 /// completed, canceled (and `converted_value` with a goal `value`); per node entered, current,
 /// exited, converted, actions by status; per split node its branches side by side (`splits`:
 /// entered, converted, `conversion_rate`, `interval_95` (95% Wilson), `converted_value`).
-#[utoipa::path(get, path = "/v1/journeys/{id}/stats", tag = "journeys", params(("id" = String, Path, description = "journey id")),
-    responses((status = 200, body = serde_json::Value), crate::problem::NotFound, crate::problem::ControlAnswers))]
-pub async fn stats(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    if !state.engine.catalog.get().journeys.contains_key(&id) {
+/// With `from`, `to` or `step`: the counts per bucket of the running version instead, kept per
+/// hour by the engine (`{"journey", "as_of", "from", "to", "step", "buckets": [{"start",
+/// "entered", "converted", "exited", "completed", "canceled", "converted_value", "nodes": {id:
+/// {"entered", "exited", "converted", "actions": {status: n}}}}]}`, every bucket and node
+/// present).
+#[utoipa::path(get, path = "/v1/journeys/{id}/stats", tag = "journeys", params(("id" = String, Path, description = "journey id"), StatsQuery),
+    responses((status = 200, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"),
+        crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn stats(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<StatsQuery>,
+) -> Result<Json<Value>, Problem> {
+    let Some(entry) = state.engine.catalog.get().journeys.get(&id).cloned() else {
         return Err(Problem::not_found(format!("no journey {id:?}")));
+    };
+    if query.from.is_none() && query.to.is_none() && query.step.is_none() {
+        return Ok(Json(report(&state, &id)));
     }
-    Ok(Json(report(&state, &id)))
+    let instant = |name: &str, v: &str| {
+        journeyflow_types::time::parse_instant_str(v).map_err(|e| Problem::bad_request(format!("{name}: {e}")))
+    };
+    let to = match &query.to {
+        Some(t) => instant("to", t)?,
+        None => journeyflow_types::time::now_ms(),
+    };
+    let to = to.div_ceil(HOUR).saturating_mul(HOUR);
+    let from = match &query.from {
+        Some(f) => instant("from", f)?,
+        None => to.saturating_sub(24 * HOUR),
+    };
+    let from = from - from % HOUR;
+    let step = match &query.step {
+        Some(text) => {
+            journeyflow_types::Duration::parse(text).map_err(|e| Problem::bad_request(format!("step: {e}")))?.0
+        }
+        None => HOUR,
+    };
+    if step == 0 || step % HOUR != 0 {
+        return Err(Problem::bad_request("step must be whole hours (1h, 6h, 1d, ...)"));
+    }
+    if from >= to {
+        return Err(Problem::bad_request("from must be before to"));
+    }
+    let buckets = (to - from).div_ceil(step);
+    if buckets > MAX_BUCKETS {
+        return Err(Problem::bad_request(format!(
+            "{buckets} buckets, more than {MAX_BUCKETS}: a wider step or a shorter range"
+        )));
+    }
+    let request = Request::JourneyHours { id: id.clone(), from, to };
+    let answers = state.engine.call(request, state.config.query_wait).await?;
+    let mut as_of = 0;
+    let mut counts = Vec::new();
+    for answer in answers {
+        match answer {
+            Answer::Hours(t, share) => {
+                as_of = t;
+                counts.extend(share);
+            }
+            Answer::Failed(why) => return Err(Problem::conflict(why)),
+            other => return Err(Problem::unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+    let nodes: Vec<String> =
+        entry.definition["nodes"].as_object().map(|n| n.keys().cloned().collect()).unwrap_or_default();
+    let valued = entry.definition["goal"].get("value").is_some();
+    let mut out: Vec<Value> = (0..buckets)
+        .map(|b| {
+            let mut bucket = json!({"start": from + b * step, "entered": 0, "converted": 0, "exited": 0,
+                "completed": 0, "canceled": 0,
+                "nodes": nodes.iter().map(|n| (n.clone(), json!({"entered": 0, "exited": 0, "converted": 0, "actions": {}})))
+                    .collect::<serde_json::Map<String, Value>>()});
+            if valued {
+                bucket["converted_value"] = json!(0.0);
+            }
+            bucket
+        })
+        .collect();
+    let mut values = vec![0i64; out.len()];
+    for c in counts {
+        let b = ((c.hour.saturating_sub(from)) / step) as usize;
+        let Some(bucket) = out.get_mut(b) else { continue };
+        match (&c.node, c.field.as_str()) {
+            (None, "converted_value") => values[b] += c.value,
+            (None, field) => bucket[field] = json!(bucket[field].as_i64().unwrap_or(0) + c.value),
+            (Some(node), field) => {
+                let Some(n) = bucket["nodes"].get_mut(node) else { continue };
+                let slot = match field {
+                    "entered" | "exited" | "converted" => &mut n[field],
+                    status => &mut n["actions"][status],
+                };
+                *slot = json!(slot.as_i64().unwrap_or(0) + c.value);
+            }
+        }
+    }
+    if valued {
+        for (bucket, micros) in out.iter_mut().zip(values) {
+            bucket["converted_value"] = json!(micros as f64 / 1e6);
+        }
+    }
+    let step_text = journeyflow_types::Duration(step).to_string();
+    Ok(Json(json!({"journey": id, "as_of": as_of, "from": from, "to": to, "step": step_text, "buckets": out})))
 }
 
 /// Journey `id`'s report as the workers last published it (zeros before their first).

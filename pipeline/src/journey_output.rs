@@ -1,9 +1,10 @@
 //! Journey outputs as written by sinks: transitions, actions and per-journey reports with
 //! ids, node names and user ids in place of the engine's indices and keys.
 
+use journeyflow_control_api::handle::HourCount;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{ActionRecord, Reason, Rendered, Transition};
-use journeyflow_operators::journey::stats::Stat;
+use journeyflow_operators::journey::stats::{Flow, Stat};
 use journeyflow_operators::Time;
 use journeyflow_types::journey::{action_id, Node};
 use journeyflow_types::template::has_templates;
@@ -336,6 +337,8 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
                     Stat::NodeConvertedValue(n) => {
                         report.nodes.get_mut(node(n)).expect("node").converted_value = Some(Micros(value))
                     }
+                    // Served by the hour (see [`hour_counts`]).
+                    Stat::Hourly(..) => {}
                     Stat::SplitEntered(n, b) | Stat::SplitConverted(n, b) | Stat::SplitValue(n, b) => {
                         let branches = report.splits.get_mut(node(n)).expect("a split node");
                         let branch = &mut branches[*b as usize];
@@ -351,6 +354,29 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
                 n.current = n.entered - n.exited;
             }
             report
+        })
+        .collect()
+}
+
+/// Per-hour counters of `plan` as the API serves them, named.
+pub fn hour_counts(plan: &JourneyPlan, counters: impl IntoIterator<Item = (Time, Flow, isize)>) -> Vec<HourCount> {
+    let node = |n: u32| plan.node_ids.get(n as usize).cloned();
+    counters
+        .into_iter()
+        .map(|(hour, flow, value)| {
+            let (node, field) = match flow {
+                Flow::Entered => (None, "entered"),
+                Flow::Converted => (None, "converted"),
+                Flow::Exited => (None, "exited"),
+                Flow::Completed => (None, "completed"),
+                Flow::Canceled => (None, "canceled"),
+                Flow::ConvertedValue => (None, "converted_value"),
+                Flow::NodeEntered(n) => (node(n), "entered"),
+                Flow::NodeExited(n) => (node(n), "exited"),
+                Flow::NodeConverted(n) => (node(n), "converted"),
+                Flow::NodeActions(n, status) => (node(n), status.name()),
+            };
+            HourCount { hour, node, field: field.to_string(), value: value as i64 }
         })
         .collect()
 }

@@ -78,6 +78,8 @@ enum Line {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quota: Option<QuotaState>,
     },
+    /// More of a journey version's counters (its per-hour ones, a thousand a line).
+    Counts { journey: String, version: u32, counts: Vec<(Stat, isize)> },
     /// One user's state under their key (as hex); `user_id` where known (the deletion scrub
     /// finds the line by it).
     User { journey: String, user: String, user_id: Option<String>, time: Time, state: UserState },
@@ -94,6 +96,9 @@ enum Line {
         line: String,
     },
 }
+
+/// A counter and its value.
+type Counted = (Stat, isize);
 
 /// The directory of the snapshot as of `time`.
 pub fn dir(root: &Path, time: Time) -> PathBuf {
@@ -121,9 +126,17 @@ pub fn write(
         Ok(())
     };
     for j in journeys {
-        let counts = j.counts.iter().filter(|(_, n)| **n != 0).map(|(s, n)| (*s, *n)).collect();
+        let (hourly, counts): (Vec<Counted>, Vec<Counted>) = j
+            .counts
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|(s, n)| (*s, *n))
+            .partition(|(s, _)| matches!(s, Stat::Hourly(..)));
         let quota = j.quota.clone();
         line(&Line::Journey { journey: j.id.clone(), version: j.version, status: j.status, counts, quota })?;
+        for chunk in hourly.chunks(1_000) {
+            line(&Line::Counts { journey: j.id.clone(), version: j.version, counts: chunk.to_vec() })?;
+        }
         for (user, state) in &j.users {
             let user_id = names.get(user).map(|n| n.to_string());
             let key = user.to_string();
@@ -230,6 +243,14 @@ pub fn read(root: &Path, at: &SnapshotRef, local: usize, locals: usize) -> anyho
                             *r.counts.entry(stat).or_default() += count;
                         }
                         r.quota = r.quota.take().or(quota);
+                    }
+                }
+                Line::Counts { journey, counts, .. } => {
+                    if local == 0 {
+                        let r = restore.journeys.entry(journey).or_default();
+                        for (stat, count) in counts {
+                            *r.counts.entry(stat).or_default() += count;
+                        }
                     }
                 }
                 Line::User { journey, user, user_id, state, .. } => {

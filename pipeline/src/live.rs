@@ -173,6 +173,8 @@ enum Query {
     User(Key),
     /// A user's export: events after a `(timestamp, messageId)`, at most so many.
     Profile(Key, journeyflow_control_api::profile::EventsWanted),
+    /// A journey's per-hour counts for `[from, to)`.
+    Hours(String, Time, Time),
 }
 
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
@@ -434,6 +436,10 @@ fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox
             Query::Profile(user, wanted) => {
                 crate::profile::part(programs, *user, time, wanted).map(|p| Answer::Profile(time, Box::new(p)))
             }
+            Query::Hours(id, from, to) => programs.journey_hours_at(id, time, *from, *to).map(|found| match found {
+                Some(counts) => Answer::Hours(time, counts),
+                None => Answer::Failed(format!("journey {id:?} is not running")),
+            }),
         };
         match answer {
             Some(answer) => outbox.push((ticket, answer)),
@@ -685,6 +691,7 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
             pending.push((command.time, ticket, Query::Profile(Key::of(&user_id), events)))
         }
         Request::SnapshotJourneys => programs.snapshot_journeys(command.time),
+        Request::JourneyHours { id, from, to } => pending.push((command.time, ticket, Query::Hours(id, from, to))),
     }
     Ok(())
 }

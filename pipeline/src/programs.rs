@@ -16,18 +16,20 @@
 
 use crate::admission::{admit, IngestConfig, Refused};
 use crate::compile::Compiler;
+use crate::journey_output::hour_counts;
 use crate::journey_snapshot::{JourneyState, Restore, Restored, Taken};
 use differential_dataflow::input::InputSession;
 use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
+use journeyflow_control_api::handle::HourCount;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::quota::{quota, QuotaState};
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
-use journeyflow_operators::journey::stats::{stats, Stat};
+use journeyflow_operators::journey::stats::{hour_of, stats, Flow, Stat};
 use journeyflow_operators::journey::{journey, Control, Entry, Snapshots, Start};
 use journeyflow_operators::profiles::profiles;
 use journeyflow_operators::retain::{retain, Erase, Store};
@@ -149,6 +151,8 @@ struct JourneyProgram {
     entries: InputSession<Time, Entry, isize>,
     /// Entries entered so far here (their sequence numbers).
     entered: u64,
+    /// The version's plan.
+    plan: Rc<JourneyPlan>,
     outputs: Rc<RefCell<Vec<JourneyOutput>>>,
     uses: Vec<String>,
     probe: ProbeHandle<Time>,
@@ -948,6 +952,9 @@ impl Programs {
         let base = Base { events: &mut self.events, universe: &mut self.universe, traits: &mut self.traits };
         let segments = &mut self.segments;
         let deleted = &mut self.deleted;
+        let self_retention = self.config.retention;
+        let plan = Rc::new(plan);
+        let kept_plan = plan.clone();
         worker.dataflow_named::<Time, _, _>(&format!("Journey({id} v{})", plan.version), |scope| {
             let mut compiler = base.import(scope, segments, &uses, at, &mut buttons);
             let deletions = import_deleted(deleted, scope, at, &mut buttons);
@@ -959,7 +966,6 @@ impl Programs {
             let events = compiler.select(&plan.event_names(), |e| Some(e.clone()));
             let traits = compiler.traits_read(plan.traits.clone());
             let from_outside = entries.to_collection(scope);
-            let plan = Rc::new(plan);
             let left = start.snapshots.clone();
             let records = journey(
                 plan.clone(),
@@ -980,10 +986,24 @@ impl Programs {
                 }
             });
             let (totals, through) = (counts.clone(), counts_through.clone());
+            let (retention, mut newest) = (self_retention, 0);
             stats(records, move |_, n| exits[n as usize])
                 .inner
                 .inspect(move |((_, stat), t, diff)| {
-                    *totals.borrow_mut().entry(*stat).or_default() += diff;
+                    let mut totals = totals.borrow_mut();
+                    *totals.entry(*stat).or_default() += diff;
+                    // Hours older than the retention before the newest counted are let go
+                    // (none is counted again).
+                    if let (Some(keep), Stat::Hourly(..)) = (retention, stat) {
+                        newest = newest.max(*t);
+                        let oldest = Stat::Hourly(hour_of(newest.saturating_sub(keep)), Flow::Entered);
+                        while let Some(first) =
+                            totals.range(Stat::Hourly(0, Flow::Entered)..oldest).next().map(|e| *e.0)
+                        {
+                            totals.remove(&first);
+                        }
+                    }
+                    drop(totals);
                     for (_, upto) in through.borrow_mut().iter_mut().filter(|(s, _)| t <= s) {
                         *upto.entry(*stat).or_default() += diff;
                     }
@@ -1004,6 +1024,7 @@ impl Programs {
             commands: 0,
             entries,
             entered: 0,
+            plan: kept_plan,
             outputs,
             uses,
             probe,
@@ -1148,12 +1169,34 @@ impl Programs {
         out
     }
 
-    /// This worker's share of a journey's report counters (journey index 0).
+    /// This worker's share of a journey's report counters (journey index 0), but for the
+    /// per-hour ones ([`Programs::journey_hours_at`]).
     pub fn journey_counts(&self, id: &str) -> BTreeMap<(u32, Stat), isize> {
-        self.journeys
-            .get(id)
-            .map(|p| p.counts.borrow().iter().filter(|(_, v)| **v != 0).map(|(k, v)| ((0, *k), *v)).collect())
-            .unwrap_or_default()
+        let report = |(k, v): (&Stat, &isize)| (*v != 0 && !matches!(k, Stat::Hourly(..))).then_some(((0, *k), *v));
+        self.journeys.get(id).map(|p| p.counts.borrow().iter().filter_map(report).collect()).unwrap_or_default()
+    }
+
+    /// This worker's share of every counter of a journey, the per-hour ones too.
+    pub fn journey_counters(&self, id: &str) -> BTreeMap<(u32, Stat), isize> {
+        let all = |(k, v): (&Stat, &isize)| (*v != 0).then_some(((0, *k), *v));
+        self.journeys.get(id).map(|p| p.counts.borrow().iter().filter_map(all).collect()).unwrap_or_default()
+    }
+
+    /// This worker's share of a journey's per-hour counts for the hours starting in
+    /// `[from, to)`, named, once its version running now has counted everything through
+    /// `time`; `Some(None)` for a journey not running here.
+    pub fn journey_hours_at(&self, id: &str, time: Time, from: Time, to: Time) -> Option<Option<Vec<HourCount>>> {
+        let Some(program) = self.journeys.get(id) else { return Some(None) };
+        if program.probe.less_equal(&time) {
+            return None;
+        }
+        let counts = program.counts.borrow();
+        let range = counts.range(Stat::Hourly(from, Flow::Entered)..Stat::Hourly(to, Flow::Entered));
+        let found = range.filter_map(|(k, v)| match k {
+            Stat::Hourly(hour, flow) if *v != 0 => Some((*hour, *flow, *v)),
+            _ => None,
+        });
+        Some(Some(hour_counts(&program.plan, found)))
     }
 
     /// Removes a journey (and the versions it replaced) and drops its dataflows.

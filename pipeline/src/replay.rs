@@ -215,6 +215,8 @@ pub struct RunOutput {
     pub actions: Vec<ActionLine>,
     /// One report per journey.
     pub journey_stats: Vec<JourneyReport>,
+    /// Every journey counter summed, the per-hour ones too: `((journey index, stat), value)`.
+    pub journey_counters: std::collections::BTreeMap<(u32, Stat), isize>,
     /// Dead letters sorted by offset.
     pub dead_letters: Vec<DeadLetter>,
     /// Counters.
@@ -294,7 +296,7 @@ fn take_outputs(
                 out.journeys.push(record);
             }
         }
-        out.stats.extend(programs.journey_counts(plan.id()).into_iter().map(|((_, stat), v)| ((journey, stat), v)));
+        out.stats.extend(programs.journey_counters(plan.id()).into_iter().map(|((_, stat), v)| ((journey, stat), v)));
     }
     out
 }
@@ -453,6 +455,7 @@ where
         transitions: Vec::new(),
         actions: Vec::new(),
         journey_stats: Vec::new(),
+        journey_counters: std::collections::BTreeMap::new(),
         dead_letters: Vec::new(),
         stats: RunStats::default(),
         gathered: false,
@@ -516,6 +519,7 @@ where
             }
         }
         out.journey_stats = reports(&plans, &counters);
+        out.journey_counters = counters;
     }
     out.changes.sort();
     out.dead_letters.sort();

@@ -75,6 +75,25 @@ fn entries_enter_with_their_context_and_the_webhook_gets_the_rendered_payload() 
         json!({"to": "ann@example.com", "coupon": "SPRING", "name": "friend", "tier": 2}),
         "{delivered}"
     );
+    // Per-hour counts: both entries and both actions in the buckets around the entry's time.
+    let url = format!("/v1/journeys/promo/stats?from={}&to={}&step=1h", entered_at - 3_600_000, entered_at + 3_600_000);
+    let hours: J = client.get(server.url(&url)).send().unwrap().json().unwrap();
+    assert_eq!(hours["step"], "1h", "{hours}");
+    let buckets = hours["buckets"].as_array().unwrap();
+    assert!(buckets.len() >= 2 && buckets.len() <= 3, "{hours}");
+    let sum = |f: &dyn Fn(&J) -> i64| buckets.iter().map(f).sum::<i64>();
+    assert_eq!(sum(&|b| b["entered"].as_i64().unwrap()), 2, "{hours}");
+    assert_eq!(sum(&|b| b["nodes"]["mail"]["actions"]["sent"].as_i64().unwrap_or(0)), 1, "{hours}");
+    assert_eq!(sum(&|b| b["nodes"]["mail"]["actions"]["failed_missing_data"].as_i64().unwrap_or(0)), 1, "{hours}");
+    let hour = entered_at - entered_at % 3_600_000;
+    let holding = buckets.iter().find(|b| b["start"] == hour).expect("the entry's hour");
+    assert_eq!(holding["nodes"]["done"]["entered"], 2, "{hours}");
+    for bad in
+        ["step=90m", "step=0h", "from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z", "from=soon", "step=1h&from=0"]
+    {
+        let r = client.get(server.url(&format!("/v1/journeys/promo/stats?{bad}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
     // Ann's history says how she came in.
     let ann: J = client.get(server.url("/v1/journeys/promo/users/ann")).send().unwrap().json().unwrap();
     assert_eq!(ann["history"][0]["reason"], "api", "{ann}");

@@ -14,6 +14,7 @@ use common::{command_name, durations, ingest, run_entering, run_snapshotting, Pl
 use journeyflow::admission::IngestConfig;
 use journeyflow::replay::JourneyEntries;
 use journeyflow_operators::journey::record::Command;
+use journeyflow_operators::journey::stats::{Flow, Stat};
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
 use std::collections::{BTreeMap, BTreeSet};
@@ -260,7 +261,96 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     prop_assert_eq!(&got_a, &actions, "actions differ; journeys {}", journeys_text);
     let stats = reported(&output.journey_stats);
     prop_assert_eq!(stats, counted(&c.journeys, &noted, &actions));
+    // Hours older than the retention before the newest one counted are let go.
+    let mut hours = hours_counted(&c.journeys, &noted, &actions);
+    if let Some(keep) = c.retention {
+        // Each journey's own newest.
+        let newest = |j: usize| {
+            let id = &c.journeys[j]["id"];
+            noted.iter().chain(&actions).filter(|r| r["journey"] == *id).map(|r| r["time"].as_u64().unwrap()).max()
+        };
+        hours.retain(|(j, hour, _), _| {
+            let oldest = newest(*j).unwrap_or(0).saturating_sub(keep);
+            *hour >= oldest - oldest % 3_600_000
+        });
+    }
+    prop_assert_eq!(engine_hours(&c.journeys, &output.journey_counters), hours);
     Ok(())
+}
+
+/// What the engine counted per hour, `(journey, hour, what)`: `entered`, `node:<id>:entered`,
+/// `node:<id>:<action status>` and the like.
+fn engine_hours(journeys: &[J], counters: &BTreeMap<(u32, Stat), isize>) -> BTreeMap<(usize, u64, String), i64> {
+    let mut out = BTreeMap::new();
+    for ((j, stat), value) in counters {
+        let Stat::Hourly(hour, flow) = stat else { continue };
+        let nodes: Vec<&String> = journeys[*j as usize]["nodes"].as_object().unwrap().keys().collect();
+        let node = |n: &u32| nodes[*n as usize].clone();
+        let what = match flow {
+            Flow::Entered => "entered".to_string(),
+            Flow::Converted => "converted".to_string(),
+            Flow::Exited => "exited".to_string(),
+            Flow::Completed => "completed".to_string(),
+            Flow::Canceled => "canceled".to_string(),
+            Flow::ConvertedValue => "converted_value".to_string(),
+            Flow::NodeEntered(n) => format!("node:{}:entered", node(n)),
+            Flow::NodeExited(n) => format!("node:{}:exited", node(n)),
+            Flow::NodeConverted(n) => format!("node:{}:converted", node(n)),
+            Flow::NodeActions(n, status) => format!("node:{}:{}", node(n), status.name()),
+        };
+        *out.entry((*j as usize, *hour, what)).or_default() += *value as i64;
+    }
+    out.retain(|_, v| *v != 0);
+    out
+}
+
+/// The same, counted from the interpreter's transitions (with their notes) and actions.
+fn hours_counted(journeys: &[J], transitions: &[J], actions: &[J]) -> BTreeMap<(usize, u64, String), i64> {
+    let mut out: BTreeMap<(usize, u64, String), i64> = BTreeMap::new();
+    for (j, journey) in journeys.iter().enumerate() {
+        let id = journey["id"].as_str().unwrap();
+        let exits: BTreeSet<&str> = journey["nodes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, n)| n.get("exit").is_some())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let mut add =
+            |time: u64, what: String, n: i64| *out.entry((j, time - time % 3_600_000, what)).or_default() += n;
+        for t in transitions.iter().filter(|t| t["journey"] == id) {
+            let (time, reason) = (t["time"].as_u64().unwrap(), t["reason"].as_str().unwrap());
+            if ["entry", "scheduled", "api"].contains(&reason) {
+                add(time, "entered".into(), 1);
+            }
+            if let Some(from) = t["from"].as_str() {
+                add(time, format!("node:{from}:exited"), 1);
+            }
+            match t["to"].as_str() {
+                Some(to) => {
+                    add(time, format!("node:{to}:entered"), 1);
+                    if exits.contains(to) {
+                        add(time, "completed".into(), 1);
+                    }
+                }
+                None => match reason {
+                    "goal" => {
+                        add(time, "converted".into(), 1);
+                        add(time, format!("node:{}:converted", t["from"].as_str().unwrap()), 1);
+                        add(time, "converted_value".into(), t["_value"].as_i64().unwrap());
+                    }
+                    "exit_when" => add(time, "exited".into(), 1),
+                    _ => add(time, "canceled".into(), 1),
+                },
+            }
+        }
+        for a in actions.iter().filter(|a| a["journey"] == id) {
+            let (node, status) = (a["node"].as_str().unwrap(), a["status"].as_str().unwrap());
+            add(a["time"].as_u64().unwrap(), format!("node:{node}:{status}"), 1);
+        }
+    }
+    out.retain(|_, v| *v != 0);
+    out
 }
 
 /// The reports as JSON, each split branch's rate and interval checked and taken off (they

@@ -1,7 +1,8 @@
 //! Journey reports as a collection: transitions, actions and conversions become counts per
 //! journey and per node (entered, exited, and from them "currently there"; converted, exited,
 //! completed, canceled; actions by status; conversions and their value; per split branch,
-//! who took it and converted), maintained incrementally and readable at any complete time.
+//! who took it and converted; and each flow again per hour), maintained incrementally and
+//! readable at any complete time.
 
 use super::record::{ActionStatus, JourneyOutput, Reason};
 use crate::Time;
@@ -48,6 +49,57 @@ pub enum Stat {
     SplitConverted(u32, u32),
     /// What those were worth, in millionths.
     SplitValue(u32, u32),
+    /// A flow counted in the hour starting at `.0` (epoch ms).
+    Hourly(Time, Flow),
+}
+
+/// What is counted per hour: what happens, not who is where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Flow {
+    /// Entries.
+    Entered,
+    /// Left by the goal.
+    Converted,
+    /// Left by the exit rule.
+    Exited,
+    /// Reached an exit node.
+    Completed,
+    /// Canceled (the journey ended, or the user was deleted).
+    Canceled,
+    /// What conversions were worth, in millionths.
+    ConvertedValue,
+    /// Arrivals at a node.
+    NodeEntered(u32),
+    /// Departures from a node.
+    NodeExited(u32),
+    /// Conversions of users at a node.
+    NodeConverted(u32),
+    /// Action records at a node, by status.
+    NodeActions(u32, ActionStatus),
+}
+
+impl Flow {
+    /// The flow a counter counts, if it counts one.
+    pub fn of(stat: Stat) -> Option<Flow> {
+        Some(match stat {
+            Stat::Entered => Flow::Entered,
+            Stat::Converted => Flow::Converted,
+            Stat::Exited => Flow::Exited,
+            Stat::Completed => Flow::Completed,
+            Stat::Canceled => Flow::Canceled,
+            Stat::ConvertedValue => Flow::ConvertedValue,
+            Stat::NodeEntered(n) => Flow::NodeEntered(n),
+            Stat::NodeExited(n) => Flow::NodeExited(n),
+            Stat::NodeConverted(n) => Flow::NodeConverted(n),
+            Stat::NodeActions(n, s) => Flow::NodeActions(n, s),
+            _ => return None,
+        })
+    }
+}
+
+/// The hour a time falls in (its start).
+pub fn hour_of(time: Time) -> Time {
+    time - time % 3_600_000
 }
 
 /// Counters per `(journey index, stat)`. `is_exit(journey, node)` says which nodes are exits.
@@ -124,6 +176,12 @@ pub fn stats<'s>(
                 }
             };
             let time = record.time();
+            // Each flow counted again in its hour.
+            let hourly: Vec<(Stat, isize)> = counts
+                .iter()
+                .filter_map(|(stat, diff)| Some((Stat::Hourly(hour_of(time), Flow::of(*stat)?), *diff)))
+                .collect();
+            counts.extend(hourly);
             counts.into_iter().map(move |(stat, diff)| ((journey, stat), time, diff))
         })
         .as_collection()
