@@ -101,13 +101,7 @@ fn counted(journeys: &[J], transitions: &[J], actions: &[J]) -> J {
     for j in journeys {
         let id = j["id"].as_str().unwrap();
         let valued = j["goal"].get("value").is_some();
-        let exits: BTreeSet<&str> = j["nodes"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(_, n)| n.get("exit").is_some())
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let exits = exits_of(j);
         let mut c: BTreeMap<&str, i64> = BTreeMap::new();
         let mut nodes: BTreeMap<String, (i64, i64, BTreeMap<String, i64>)> = BTreeMap::new();
         // Conversions per node and per split branch: (count, value in millionths).
@@ -304,18 +298,17 @@ fn engine_hours(journeys: &[J], counters: &BTreeMap<(u32, Stat), isize>) -> BTre
     out
 }
 
+/// A journey's exit nodes.
+fn exits_of(j: &J) -> BTreeSet<&str> {
+    j["nodes"].as_object().unwrap().iter().filter(|(_, n)| n.get("exit").is_some()).map(|(k, _)| k.as_str()).collect()
+}
+
 /// The same, counted from the interpreter's transitions (with their notes) and actions.
 fn hours_counted(journeys: &[J], transitions: &[J], actions: &[J]) -> BTreeMap<(usize, u64, String), i64> {
     let mut out: BTreeMap<(usize, u64, String), i64> = BTreeMap::new();
     for (j, journey) in journeys.iter().enumerate() {
         let id = journey["id"].as_str().unwrap();
-        let exits: BTreeSet<&str> = journey["nodes"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(_, n)| n.get("exit").is_some())
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let exits = exits_of(journey);
         let mut add =
             |time: u64, what: String, n: i64| *out.entry((j, time - time % 3_600_000, what)).or_default() += n;
         for t in transitions.iter().filter(|t| t["journey"] == id) {
