@@ -13,7 +13,7 @@ use journeyflow::cli::import_cdnow::{self, ImportCdnowArgs};
 use journeyflow::cli::replay::{execute, ReplayArgs};
 use journeyflow::cli::Lateness;
 use journeyflow::config::Kept;
-use serde_json::Value as J;
+use serde_json::{json, Value as J};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -184,6 +184,57 @@ fn sample_journeys_write_what_the_interpreter_computes_with_one_and_two_workers(
         assert!(reasons.contains(r), "no {r} transition in the sample: {reasons:?}");
     }
     assert_eq!(s1.actions as usize, actions.len());
+}
+
+#[test]
+fn a_daily_campaign_over_a_month_of_the_sample_writes_what_the_interpreter_computes() {
+    // Every day at 09:00 UTC the lapsed buyers then (S3) get an email rendered from their
+    // traits; an order within two days converts, worth its revenue.
+    let campaign = json!([{"id": "daily_lapsed", "entry": {"segment": "s3_lapsed_buyer", "every": "1d", "at": "09:00"},
+        "re_entry": {"mode": "after_exit"}, "goal": {"event": "Order Completed", "value": "revenue"}, "start": "mail",
+        "nodes": {
+            "mail": {"action": {"channel": "email", "template": "we_miss_you",
+                "payload": {"plan": "{{ traits.plan | default('none') }}", "from": "{{ journey.id }}/{{ node }}"}}, "next": "wait"},
+            "wait": {"wait": {"duration": "2d"}, "next": "done"},
+            "done": {"exit": {}}}}]);
+    let events = repo("datasets/sample/events.ndjson");
+    let segments = repo("datasets/sample/segments.json");
+    let dir = tempfile::tempdir().unwrap();
+    let journeys = dir.path().join("campaign.json");
+    std::fs::write(&journeys, campaign.to_string()).unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let mut a1 = args(&events, &segments, &one, 1);
+    a1.journeys = Some(journeys.clone());
+    let mut a2 = args(&events, &segments, &two, 2);
+    a2.journeys = Some(journeys.clone());
+    a2.batch_size = 97;
+    let s1 = execute(&a1).unwrap();
+    execute(&a2).unwrap();
+    for f in ["journey_transitions.ndjson", "journey_actions.ndjson", "journey_stats.json"] {
+        assert_eq!(std::fs::read(one.join(f)).unwrap(), std::fs::read(two.join(f)).unwrap(), "{f} differs");
+    }
+    let lines: Vec<String> = std::fs::read_to_string(&events).unwrap().lines().map(String::from).collect();
+    let defs: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&segments).unwrap()).unwrap();
+    let js: Vec<J> = vec![campaign[0].clone()];
+    let reference = Reference::new(&defs, &accepted(&lines, 86_400_000)).retained_for(Some(DEFAULT_RETENTION));
+    let mut spans = BTreeSet::new();
+    common::durations(&J::Array(defs.clone()), &mut spans);
+    common::durations(&J::Array(js.clone()), &mut spans);
+    let (transitions, actions) = interpret(&js, &reference, &spans, &[], s1.as_of.unwrap(), None);
+    assert_eq!(read_ndjson(&one.join("journey_transitions.ndjson")), transitions);
+    assert_eq!(read_ndjson(&one.join("journey_actions.ndjson")), actions);
+    // Entries at 09:00 UTC on days across the month (S3 has members in its last weeks; a
+    // user comes back at most every three days), and the campaign converted some.
+    let days: BTreeSet<u64> = transitions
+        .iter()
+        .filter(|t| t["reason"] == "scheduled")
+        .map(|t| t["time"].as_u64().unwrap())
+        .inspect(|t| assert_eq!(t % 86_400_000, 9 * 3_600_000, "an entry at {t}, not 09:00"))
+        .collect();
+    let span = days.last().unwrap_or(&0) - days.first().unwrap_or(&0);
+    assert!(days.len() >= 5 && span >= 7 * 86_400_000, "entries on {} days over {span} ms", days.len());
+    assert!(transitions.iter().any(|t| t["reason"] == "goal"), "no conversion");
+    assert!(actions.iter().all(|a| a["payload"]["from"] == "daily_lapsed/mail"), "rendered payloads");
 }
 
 #[test]
