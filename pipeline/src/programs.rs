@@ -705,6 +705,20 @@ impl Programs {
             trace.set_logical_compaction(frontier);
             trace.set_physical_compaction(frontier);
         }
+        // Per-hour counts older than the retention before this time go (every query comes at
+        // this time or later, and reads no hour before its own time less the retention).
+        if let Some(keep) = self.config.retention {
+            let cutoff = hour_of(time.saturating_sub(keep));
+            let programs = self.journeys.values().chain(self.retiring.iter().map(|r| &r.program));
+            for program in programs {
+                let mut counts = program.counts.borrow_mut();
+                let first = counts.range(Stat::Hourly(0, Flow::Entered)..).next().map(|(k, _)| *k);
+                if first.is_some_and(|k| k < Stat::Hourly(cutoff, Flow::Entered)) {
+                    let mut hourly = counts.split_off(&Stat::Hourly(0, Flow::Entered));
+                    counts.append(&mut hourly.split_off(&Stat::Hourly(cutoff, Flow::Entered)));
+                }
+            }
+        }
     }
 
     /// Ids of the installed segments, in install order of their names.
@@ -952,7 +966,6 @@ impl Programs {
         let base = Base { events: &mut self.events, universe: &mut self.universe, traits: &mut self.traits };
         let segments = &mut self.segments;
         let deleted = &mut self.deleted;
-        let self_retention = self.config.retention;
         let plan = Rc::new(plan);
         let kept_plan = plan.clone();
         worker.dataflow_named::<Time, _, _>(&format!("Journey({id} v{})", plan.version), |scope| {
@@ -986,24 +999,10 @@ impl Programs {
                 }
             });
             let (totals, through) = (counts.clone(), counts_through.clone());
-            let (retention, mut newest) = (self_retention, 0);
             stats(records, move |_, n| exits[n as usize])
                 .inner
                 .inspect(move |((_, stat), t, diff)| {
-                    let mut totals = totals.borrow_mut();
-                    *totals.entry(*stat).or_default() += diff;
-                    // Hours older than the retention before the newest counted are let go
-                    // (none is counted again).
-                    if let (Some(keep), Stat::Hourly(..)) = (retention, stat) {
-                        newest = newest.max(*t);
-                        let oldest = Stat::Hourly(hour_of(newest.saturating_sub(keep)), Flow::Entered);
-                        while let Some(first) =
-                            totals.range(Stat::Hourly(0, Flow::Entered)..oldest).next().map(|e| *e.0)
-                        {
-                            totals.remove(&first);
-                        }
-                    }
-                    drop(totals);
+                    *totals.borrow_mut().entry(*stat).or_default() += diff;
                     for (_, upto) in through.borrow_mut().iter_mut().filter(|(s, _)| t <= s) {
                         *upto.entry(*stat).or_default() += diff;
                     }
@@ -1172,13 +1171,23 @@ impl Programs {
     /// This worker's share of a journey's report counters (journey index 0), but for the
     /// per-hour ones ([`Programs::journey_hours_at`]).
     pub fn journey_counts(&self, id: &str) -> BTreeMap<(u32, Stat), isize> {
-        let report = |(k, v): (&Stat, &isize)| (*v != 0 && !matches!(k, Stat::Hourly(..))).then_some(((0, *k), *v));
-        self.journeys.get(id).map(|p| p.counts.borrow().iter().filter_map(report).collect()).unwrap_or_default()
+        let report = |(k, v): (&Stat, &isize)| (*v != 0).then_some(((0, *k), *v));
+        // The per-hour counters sort last.
+        let before_hours = ..Stat::Hourly(0, Flow::Entered);
+        self.journeys
+            .get(id)
+            .map(|p| p.counts.borrow().range(before_hours).filter_map(report).collect())
+            .unwrap_or_default()
     }
 
-    /// This worker's share of every counter of a journey, the per-hour ones too.
-    pub fn journey_counters(&self, id: &str) -> BTreeMap<(u32, Stat), isize> {
-        let all = |(k, v): (&Stat, &isize)| (*v != 0).then_some(((0, *k), *v));
+    /// This worker's share of every counter of a journey, the per-hour ones too (as a query
+    /// at `as_of` reads them: none before the retention).
+    pub fn journey_counters(&self, id: &str, as_of: Time) -> BTreeMap<(u32, Stat), isize> {
+        let oldest =
+            Stat::Hourly(self.config.retention.map_or(0, |keep| hour_of(as_of.saturating_sub(keep))), Flow::Entered);
+        let all = |(k, v): (&Stat, &isize)| {
+            (*v != 0 && !(matches!(k, Stat::Hourly(..)) && *k < oldest)).then_some(((0, *k), *v))
+        };
         self.journeys.get(id).map(|p| p.counts.borrow().iter().filter_map(all).collect()).unwrap_or_default()
     }
 
@@ -1186,10 +1195,17 @@ impl Programs {
     /// `[from, to)`, named, once its version running now has counted everything through
     /// `time`; `Some(None)` for a journey not running here.
     pub fn journey_hours_at(&self, id: &str, time: Time, from: Time, to: Time) -> Option<Option<Vec<HourCount>>> {
-        let Some(program) = self.journeys.get(id) else { return Some(None) };
+        // The version running at `time` (one replaced then or later still runs through it).
+        let replaced = self.retiring.iter().rev().find(|r| r.id == id && time <= r.at).map(|r| &r.program);
+        let Some(program) = replaced.or_else(|| self.journeys.get(id)) else { return Some(None) };
         if program.probe.less_equal(&time) {
             return None;
         }
+        // No hour before the retention (every worker may have let those go).
+        let from = match self.config.retention {
+            Some(keep) => from.max(hour_of(time.saturating_sub(keep))),
+            None => from,
+        };
         let counts = program.counts.borrow();
         let range = counts.range(Stat::Hourly(from, Flow::Entered)..Stat::Hourly(to, Flow::Entered));
         let found = range.filter_map(|(k, v)| match k {

@@ -296,7 +296,8 @@ fn take_outputs(
                 out.journeys.push(record);
             }
         }
-        out.stats.extend(programs.journey_counters(plan.id()).into_iter().map(|((_, stat), v)| ((journey, stat), v)));
+        let counters = programs.journey_counters(plan.id(), as_of);
+        out.stats.extend(counters.into_iter().map(|((_, stat), v)| ((journey, stat), v)));
     }
     out
 }
