@@ -8,6 +8,7 @@ pub mod duration;
 pub mod entries;
 pub mod event;
 pub mod flatten;
+pub mod funnel;
 pub mod journey;
 pub mod journey_definition;
 pub mod key;
