@@ -317,7 +317,9 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
                 counters.range((j as u32, Stat::Entered)..).take_while(|((k, _), _)| *k == j as u32)
             {
                 let value = *value as i64;
-                let node = |n: &u32| &plan.node_ids[*n as usize];
+                // A counter of a node this plan does not have (a snapshot file that is not
+                // its own) is not shown.
+                let name = |n: &u32| plan.node_ids.get(*n as usize);
                 match stat {
                     Stat::Entered => report.entered = value,
                     Stat::InProgress => report.in_progress = value,
@@ -327,21 +329,30 @@ pub fn reports(plans: &[JourneyPlan], counters: &BTreeMap<(u32, Stat), isize>) -
                     Stat::Canceled => report.canceled = value,
                     Stat::MigratedIn => report.migrated_in = value,
                     Stat::MigratedOut => report.migrated_out = value,
-                    Stat::NodeEntered(n) => report.nodes.get_mut(node(n)).expect("node").entered = value,
-                    Stat::NodeExited(n) => report.nodes.get_mut(node(n)).expect("node").exited = value,
-                    Stat::NodeActions(n, status) => {
-                        report.nodes.get_mut(node(n)).expect("node").actions.insert(status.name(), value);
-                    }
                     Stat::ConvertedValue => report.converted_value = Some(Micros(value)),
-                    Stat::NodeConverted(n) => report.nodes.get_mut(node(n)).expect("node").converted = value,
-                    Stat::NodeConvertedValue(n) => {
-                        report.nodes.get_mut(node(n)).expect("node").converted_value = Some(Micros(value))
-                    }
                     // Served by the hour (see [`hour_counts`]).
                     Stat::Hourly(..) => {}
+                    Stat::NodeEntered(n)
+                    | Stat::NodeExited(n)
+                    | Stat::NodeActions(n, _)
+                    | Stat::NodeConverted(n)
+                    | Stat::NodeConvertedValue(n) => {
+                        let Some(r) = name(n).and_then(|id| report.nodes.get_mut(id)) else { continue };
+                        match stat {
+                            Stat::NodeEntered(_) => r.entered = value,
+                            Stat::NodeExited(_) => r.exited = value,
+                            Stat::NodeActions(_, status) => {
+                                r.actions.insert(status.name(), value);
+                            }
+                            Stat::NodeConverted(_) => r.converted = value,
+                            _ => r.converted_value = Some(Micros(value)),
+                        }
+                    }
                     Stat::SplitEntered(n, b) | Stat::SplitConverted(n, b) | Stat::SplitValue(n, b) => {
-                        let branches = report.splits.get_mut(node(n)).expect("a split node");
-                        let branch = &mut branches[*b as usize];
+                        let branch = name(n)
+                            .and_then(|id| report.splits.get_mut(id))
+                            .and_then(|branches| branches.get_mut(*b as usize));
+                        let Some(branch) = branch else { continue };
                         match stat {
                             Stat::SplitEntered(..) => branch.entered = value,
                             Stat::SplitConverted(..) => branch.converted = value,

@@ -461,17 +461,9 @@ impl Held {
     /// The earliest time of a held record: outputs are complete only before it.
     fn earliest(&self) -> Time {
         let changes = self.changes.iter().map(|(_, c)| c.time);
-        let journeys = self.journeys.iter().map(|(_, r)| journey_time(r));
+        let journeys = self.journeys.iter().map(|(_, r)| r.time());
         changes.chain(journeys).min().unwrap_or(Time::MAX)
     }
-}
-
-fn journey_time(record: &JourneyOutput) -> Time {
-    record.time()
-}
-
-fn journey_user(record: &JourneyOutput) -> Key {
-    record.user()
 }
 
 /// Writes the records the programs produced since the last call (and those held before),
@@ -534,11 +526,11 @@ fn write_outputs(
     for (id, all) in records {
         let Some(Versions { names: versions, .. }) = plans.get(&id) else { continue };
         for r in &all {
-            if !ready(&journey_user(r), journey_time(r)) {
-                users_held.insert(journey_user(r));
+            if !ready(&r.user(), r.time()) {
+                users_held.insert(r.user());
             }
         }
-        let (wait, go): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| users_held.contains(&journey_user(r)));
+        let (wait, go): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| users_held.contains(&r.user()));
         held.journeys.extend(wait.into_iter().map(|r| (id.clone(), r)));
         sinks.batch();
         for record in &go {

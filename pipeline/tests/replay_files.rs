@@ -10,7 +10,7 @@ use common::journey_reference::interpret;
 use common::reference::{accepted, Reference};
 use journeyflow::admission::{LatePolicy, DEFAULT_RETENTION};
 use journeyflow::cli::import_cdnow::{self, ImportCdnowArgs};
-use journeyflow::cli::replay::{execute, ReplayArgs};
+use journeyflow::cli::replay::{execute, ReplayArgs, Summary};
 use journeyflow::cli::Lateness;
 use journeyflow::config::Kept;
 use serde_json::{json, Value as J};
@@ -150,18 +150,19 @@ fn bundled_sample_replays_end_to_end_with_one_and_two_workers() {
     assert!(s1.segment_sizes.values().all(|&n| n > 0), "{:?}", s1.segment_sizes);
 }
 
-#[test]
-fn sample_journeys_write_what_the_interpreter_computes_with_one_and_two_workers() {
+/// Replays the sample with the journeys of `journeys` on one worker and on two (in batches of
+/// `batch`), checks the journey files agree, and returns the one-worker run's summary and
+/// directory with what the interpreter computes for the same journeys:
+/// `(summary, directory, transitions, actions)`.
+fn sample_journeys(journeys: &Path, batch: usize, dir: &Path) -> (Summary, PathBuf, Vec<J>, Vec<J>) {
     let events = repo("datasets/sample/events.ndjson");
     let segments = repo("datasets/sample/segments.json");
-    let journeys = repo("datasets/sample/journeys.json");
-    let dir = tempfile::tempdir().unwrap();
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let (one, two) = (dir.join("one"), dir.join("two"));
     let mut a1 = args(&events, &segments, &one, 1);
-    a1.journeys = Some(journeys.clone());
+    a1.journeys = Some(journeys.to_path_buf());
     let mut a2 = args(&events, &segments, &two, 2);
-    a2.journeys = Some(journeys.clone());
-    a2.batch_size = 77;
+    a2.journeys = Some(journeys.to_path_buf());
+    a2.batch_size = batch;
     let s1 = execute(&a1).unwrap();
     execute(&a2).unwrap();
     for f in ["journey_transitions.ndjson", "journey_actions.ndjson", "journey_stats.json"] {
@@ -169,13 +170,19 @@ fn sample_journeys_write_what_the_interpreter_computes_with_one_and_two_workers(
     }
     let lines: Vec<String> = std::fs::read_to_string(&events).unwrap().lines().map(String::from).collect();
     let defs: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&segments).unwrap()).unwrap();
-    let js: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&journeys).unwrap()).unwrap();
-    let accepted = accepted(&lines, 86_400_000);
-    let reference = Reference::new(&defs, &accepted).retained_for(Some(DEFAULT_RETENTION));
+    let js: Vec<J> = serde_json::from_str(&std::fs::read_to_string(journeys).unwrap()).unwrap();
+    let reference = Reference::new(&defs, &accepted(&lines, 86_400_000)).retained_for(Some(DEFAULT_RETENTION));
     let mut spans = BTreeSet::new();
     common::durations(&J::Array(defs.clone()), &mut spans);
     common::durations(&J::Array(js.clone()), &mut spans);
     let (transitions, actions) = interpret(&js, &reference, &spans, &[], s1.as_of.unwrap(), None);
+    (s1, one, transitions, actions)
+}
+
+#[test]
+fn sample_journeys_write_what_the_interpreter_computes_with_one_and_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s1, one, transitions, actions) = sample_journeys(&repo("datasets/sample/journeys.json"), 77, dir.path());
     assert_eq!(read_ndjson(&one.join("journey_transitions.ndjson")), transitions);
     assert_eq!(read_ndjson(&one.join("journey_actions.ndjson")), actions);
     // Both journeys did something: entries, timeouts, branches, actions, a conversion.
@@ -197,30 +204,10 @@ fn a_daily_campaign_over_a_month_of_the_sample_writes_what_the_interpreter_compu
                 "payload": {"plan": "{{ traits.plan | default('none') }}", "from": "{{ journey.id }}/{{ node }}"}}, "next": "wait"},
             "wait": {"wait": {"duration": "2d"}, "next": "done"},
             "done": {"exit": {}}}}]);
-    let events = repo("datasets/sample/events.ndjson");
-    let segments = repo("datasets/sample/segments.json");
     let dir = tempfile::tempdir().unwrap();
     let journeys = dir.path().join("campaign.json");
     std::fs::write(&journeys, campaign.to_string()).unwrap();
-    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    let mut a1 = args(&events, &segments, &one, 1);
-    a1.journeys = Some(journeys.clone());
-    let mut a2 = args(&events, &segments, &two, 2);
-    a2.journeys = Some(journeys.clone());
-    a2.batch_size = 97;
-    let s1 = execute(&a1).unwrap();
-    execute(&a2).unwrap();
-    for f in ["journey_transitions.ndjson", "journey_actions.ndjson", "journey_stats.json"] {
-        assert_eq!(std::fs::read(one.join(f)).unwrap(), std::fs::read(two.join(f)).unwrap(), "{f} differs");
-    }
-    let lines: Vec<String> = std::fs::read_to_string(&events).unwrap().lines().map(String::from).collect();
-    let defs: Vec<J> = serde_json::from_str(&std::fs::read_to_string(&segments).unwrap()).unwrap();
-    let js: Vec<J> = vec![campaign[0].clone()];
-    let reference = Reference::new(&defs, &accepted(&lines, 86_400_000)).retained_for(Some(DEFAULT_RETENTION));
-    let mut spans = BTreeSet::new();
-    common::durations(&J::Array(defs.clone()), &mut spans);
-    common::durations(&J::Array(js.clone()), &mut spans);
-    let (transitions, actions) = interpret(&js, &reference, &spans, &[], s1.as_of.unwrap(), None);
+    let (_, one, transitions, actions) = sample_journeys(&journeys, 97, dir.path());
     assert_eq!(read_ndjson(&one.join("journey_transitions.ndjson")), transitions);
     assert_eq!(read_ndjson(&one.join("journey_actions.ndjson")), actions);
     // Entries at 09:00 UTC on days across the month (S3 has members in its last weeks; a

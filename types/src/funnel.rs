@@ -6,6 +6,7 @@
 use crate::condition::EventFilter;
 use crate::definition::{valid_id, Checker, ValidationError, ValidationErrors};
 use crate::duration::Duration;
+use crate::journey_definition::positive_duration;
 use crate::limits::Limits;
 use crate::time::json_kind;
 use serde_json::Value as Json;
@@ -103,18 +104,7 @@ fn funnel(cx: &mut Checker, path: &str, v: &Json) -> Option<FunnelDefinition> {
             None
         }
     };
-    let within = match cx.opt_duration(path, o, "within") {
-        Ok(Some(d)) if d.0 > 0 => Some(d),
-        Ok(Some(_)) => {
-            cx.error(&format!("{path}.within"), "must be longer than 0");
-            None
-        }
-        Ok(None) => {
-            cx.error(path, "missing field \"within\"");
-            None
-        }
-        Err(_) => None,
-    };
+    let within = positive_duration(cx, path, o, "within");
     let order = match cx.opt_string(path, o, "order").as_deref() {
         None | Some("strict") => Some(StepOrder::Strict),
         Some("any") => Some(StepOrder::Any),

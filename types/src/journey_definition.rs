@@ -611,7 +611,8 @@ fn node(cx: &mut Checker, path: &str, v: &Json, segments: &BTreeSet<String>) -> 
     }
 }
 
-fn positive_duration(cx: &mut Checker, path: &str, o: &Obj, key: &str) -> Option<crate::Duration> {
+/// A required duration longer than 0 at `key`.
+pub(crate) fn positive_duration(cx: &mut Checker, path: &str, o: &Obj, key: &str) -> Option<crate::Duration> {
     match cx.opt_duration(path, o, key) {
         Ok(Some(d)) if d.0 > 0 => Some(d),
         Ok(Some(_)) => {

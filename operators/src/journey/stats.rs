@@ -177,11 +177,12 @@ pub fn stats<'s>(
             };
             let time = record.time();
             // Each flow counted again in its hour.
-            let hourly: Vec<(Stat, isize)> = counts
-                .iter()
-                .filter_map(|(stat, diff)| Some((Stat::Hourly(hour_of(time), Flow::of(*stat)?), *diff)))
-                .collect();
-            counts.extend(hourly);
+            for i in 0..counts.len() {
+                let (stat, diff) = counts[i];
+                if let Some(flow) = Flow::of(stat) {
+                    counts.push((Stat::Hourly(hour_of(time), flow), diff));
+                }
+            }
             counts.into_iter().map(move |(stat, diff)| ((journey, stat), time, diff))
         })
         .as_collection()
