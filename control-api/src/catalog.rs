@@ -8,6 +8,7 @@
 //! log again.
 
 use journeyflow_types::entries::parse_entry;
+use journeyflow_types::funnel::{validate_funnel, FunnelDefinition};
 use journeyflow_types::{
     validate_journey_with, validate_segments_with, Limits, Migration, SegmentDefinition, ValidationError,
 };
@@ -92,6 +93,21 @@ pub enum Change {
         /// The user's key, as 32 hex digits.
         user: String,
     },
+    /// Install a funnel, computed over the retained history as of the change's time.
+    InstallFunnel {
+        /// The definition as written.
+        definition: Value,
+    },
+    /// Replace an installed funnel's definition (computed afresh over the retained history).
+    ReplaceFunnel {
+        /// The new definition.
+        definition: Value,
+    },
+    /// Remove a funnel (its dataflow goes).
+    RemoveFunnel {
+        /// Funnel id.
+        id: String,
+    },
     /// Let users into an ongoing journey as of the change's time (an entry from outside).
     EnterJourney {
         /// Journey id.
@@ -155,8 +171,11 @@ impl Change {
             | Change::DraftJourney { definition }
             | Change::ReviseJourney { definition }
             | Change::InstallJourney { definition, .. }
-            | Change::PublishVersion { definition, .. } => Some(definition),
+            | Change::PublishVersion { definition, .. }
+            | Change::InstallFunnel { definition }
+            | Change::ReplaceFunnel { definition } => Some(definition),
             Change::RemoveSegment { .. }
+            | Change::RemoveFunnel { .. }
             | Change::RemoveJourney { .. }
             | Change::JourneyCommand { .. }
             | Change::DeleteUser { .. }
@@ -244,6 +263,8 @@ pub struct Catalog {
     pub deletions: Vec<Deletion>,
     /// Suppressed users' keys, with the time since which their events are refused.
     pub suppressed: BTreeMap<String, Time>,
+    /// Installed funnels by id.
+    pub funnels: BTreeMap<String, FunnelDefinition>,
 }
 
 impl Catalog {
@@ -298,6 +319,10 @@ impl Catalog {
     fn journey(&self, definition: &Value, limits: &Limits) -> Result<String, Refusal> {
         let def = validate_journey_with(definition, &self.segment_ids(), limits).map_err(|e| Refusal::Invalid(e.0))?;
         Ok(def.id)
+    }
+
+    fn funnel(&self, definition: &Value, limits: &Limits) -> Result<FunnelDefinition, Refusal> {
+        validate_funnel(definition, limits).map_err(Refusal::Invalid)
     }
 
     fn entry(&self, id: &str) -> Result<&JourneyEntry, Refusal> {
@@ -422,6 +447,28 @@ impl Catalog {
                     ))),
                 }
             }
+            Change::InstallFunnel { definition } => {
+                let def = self.funnel(definition, limits)?;
+                if self.funnels.contains_key(&def.id) {
+                    return Err(Refusal::Conflict(format!("funnel {:?} exists; replace it with PUT", def.id)));
+                }
+                if self.funnels.len() >= limits.analyses {
+                    let max = limits.analyses;
+                    return Err(invalid("$", format!("{max} funnels are installed; at most {max} are allowed")));
+                }
+                Ok(())
+            }
+            Change::ReplaceFunnel { definition } => {
+                let def = self.funnel(definition, limits)?;
+                match self.funnels.contains_key(&def.id) {
+                    true => Ok(()),
+                    false => Err(Refusal::NotFound(format!("no funnel {:?}", def.id))),
+                }
+            }
+            Change::RemoveFunnel { id } => match self.funnels.contains_key(id) {
+                true => Ok(()),
+                false => Err(Refusal::NotFound(format!("no funnel {id:?}"))),
+            },
             Change::DeleteUser { user, .. } if !is_key(user) => Err(invalid("$.user", "expected 32 hex digits")),
             Change::DeleteUser { .. } => Ok(()),
             Change::Unsuppress { user } => match self.suppressed.contains_key(user) {
@@ -528,6 +575,15 @@ impl Catalog {
             }
             // Entries change what runs, not the catalog.
             Change::EnterJourney { .. } => {}
+            Change::InstallFunnel { definition } | Change::ReplaceFunnel { definition } => {
+                // Checked before: a definition that no longer parses changes nothing.
+                if let Ok(def) = validate_funnel(definition, &Limits::ceiling()) {
+                    self.funnels.insert(def.id.clone(), def);
+                }
+            }
+            Change::RemoveFunnel { id } => {
+                self.funnels.remove(id);
+            }
         }
     }
 }

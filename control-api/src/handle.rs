@@ -58,6 +58,13 @@ pub enum Request {
         /// The end (exclusive).
         to: Time,
     },
+    /// A funnel's report as of the request's time: each worker's cells.
+    FunnelReport {
+        /// Funnel id.
+        id: String,
+        /// The range and its buckets.
+        query: crate::funnel_report::FunnelQuery,
+    },
 }
 
 /// One per-hour count of a journey: `field` (`entered`, `converted`, `exited`, `completed`,
@@ -82,7 +89,8 @@ impl Request {
             Request::Members { .. }
             | Request::UserSegments { .. }
             | Request::UserProfile { .. }
-            | Request::JourneyHours { .. } => workers,
+            | Request::JourneyHours { .. }
+            | Request::FunnelReport { .. } => workers,
             Request::Change(_) | Request::Import(_) | Request::SnapshotJourneys => 1,
         }
     }
@@ -103,6 +111,8 @@ pub enum Answer {
     Profile(Time, Box<crate::profile::ProfilePart>),
     /// One worker's share of a journey's per-hour counts, counted at least through a time.
     Hours(Time, Vec<HourCount>),
+    /// One worker's cells of a funnel's report as of a time.
+    Funnel(Time, Vec<crate::funnel_report::FunnelCell>),
     /// The request could not be answered (nothing was applied).
     Failed(String),
 }

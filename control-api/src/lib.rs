@@ -11,6 +11,8 @@ pub mod catalog;
 pub mod changes;
 pub mod config;
 pub mod console;
+pub mod funnel_report;
+pub mod funnels;
 pub mod handle;
 pub mod history;
 pub mod ingest;
@@ -125,6 +127,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/segments", post(segments::create).get(segments::list))
         .route("/v1/segments/{id}", get(segments::get).put(segments::replace).delete(segments::delete))
         .route("/v1/segments/{id}/members", get(segments::members))
+        .route("/v1/funnels", post(funnels::create).get(funnels::list))
+        .route("/v1/funnels/{id}", get(funnels::get).put(funnels::replace).delete(funnels::delete))
+        .route("/v1/funnels/{id}/report", get(funnels::report_of))
         .route("/v1/segments/{id}/stream", get(streams::segment))
         .route("/v1/segments/{id}/changes", get(streams::segment_changes))
         .route("/v1/segment-sizes", get(streams::sizes))

@@ -42,6 +42,12 @@ use utoipa::OpenApi;
         crate::journeys::migration_preview,
         crate::journeys::enter,
         crate::validate::check,
+        crate::funnels::create,
+        crate::funnels::list,
+        crate::funnels::get,
+        crate::funnels::replace,
+        crate::funnels::delete,
+        crate::funnels::report_of,
         crate::streams::sizes,
         crate::streams::overview,
         crate::streams::segments,
@@ -51,7 +57,7 @@ use utoipa::OpenApi;
         crate::streams::journey,
         crate::streams::journey_transitions,
     ),
-    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "validation"), (name = "streams"))
+    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "validation"), (name = "streams"), (name = "funnels"))
 )]
 pub struct ApiDoc;
 

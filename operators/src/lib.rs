@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod complement;
 pub mod dedup;
 pub mod due;
+pub mod funnel;
 pub mod held;
 pub mod intersect;
 pub mod journey;

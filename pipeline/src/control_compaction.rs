@@ -43,6 +43,8 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
     let mut catalog = Catalog::default();
     // Each segment's latest definition that applied, and where.
     let mut segments: BTreeMap<String, (Place, Value)> = BTreeMap::new();
+    // Each funnel's latest definition, and where.
+    let mut funnels: BTreeMap<String, (Place, Value)> = BTreeMap::new();
     // Where each journey's running version was published.
     let mut journeys: BTreeMap<String, Place> = BTreeMap::new();
     let mut kept: Vec<(Place, Change)> = Vec::new();
@@ -71,6 +73,15 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
             Change::DeleteUser { .. } | Change::Unsuppress { .. } => kept.push((place, entry.change.clone())),
             // What entries did is in the journey snapshot the compaction is behind.
             Change::EnterJourney { .. } => {}
+            Change::InstallFunnel { definition } | Change::ReplaceFunnel { definition } => {
+                funnels.extend(id_of(definition).map(|id| (id, (place, definition.clone()))));
+            }
+            Change::RemoveFunnel { .. } => {}
+        }
+    }
+    for id in catalog.funnels.keys() {
+        if let Some((place, definition)) = funnels.get(id) {
+            kept.push((*place, Change::InstallFunnel { definition: definition.clone() }));
         }
     }
     for id in catalog.segments.keys() {

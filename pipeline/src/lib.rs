@@ -15,6 +15,7 @@ pub mod control_compaction;
 pub mod control_log;
 pub mod durable;
 pub mod entry;
+pub mod funnel;
 pub mod inputs;
 pub mod journey_output;
 pub mod journey_snapshot;

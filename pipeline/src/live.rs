@@ -33,6 +33,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
+use journeyflow_types::funnel::validate_funnel;
 use journeyflow_types::time::now_ms;
 use journeyflow_types::{validate_journey_with, validate_segments_with, Key, Limits};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -175,6 +176,14 @@ enum Query {
     Profile(Key, journeyflow_control_api::profile::EventsWanted),
     /// A journey's per-hour counts for `[from, to)`.
     Hours(String, Time, Time),
+    /// A funnel's report cells.
+    Funnel(String, journeyflow_control_api::funnel_report::FunnelQuery),
+}
+
+/// A funnel definition the catalog accepted that no longer validates (a bug, reported).
+fn funnel_errors(errors: Vec<journeyflow_types::ValidationError>) -> anyhow::Error {
+    let all: Vec<String> = errors.into_iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
+    anyhow::anyhow!("{}", all.join("; "))
 }
 
 /// Runs one worker until `stop` is set; then drains what the log holds and returns.
@@ -440,6 +449,10 @@ fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox
                 Some(counts) => Answer::Hours(time, counts),
                 None => Answer::Failed(format!("journey {id:?} is not running")),
             }),
+            Query::Funnel(id, query) => programs.funnel_cells_at(id, time, query).map(|found| match found {
+                Ok(cells) => Answer::Funnel(time, cells),
+                Err(why) => Answer::Failed(why),
+            }),
         };
         match answer {
             Some(answer) => outbox.push((ticket, answer)),
@@ -684,6 +697,7 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
         }
         Request::SnapshotJourneys => programs.snapshot_journeys(command.time),
         Request::JourneyHours { id, from, to } => pending.push((command.time, ticket, Query::Hours(id, from, to))),
+        Request::FunnelReport { id, query } => pending.push((command.time, ticket, Query::Funnel(id, query))),
     }
     Ok(())
 }
@@ -774,6 +788,10 @@ fn apply_change(
             }
         }
         Change::Unsuppress { .. } => {}
+        Change::InstallFunnel { definition } | Change::ReplaceFunnel { definition } => {
+            programs.install_funnel(worker, validate_funnel(&definition, &ceiling).map_err(funnel_errors)?, at);
+        }
+        Change::RemoveFunnel { id } => programs.remove_funnel(worker, &id)?,
         Change::EnterJourney { id, users, context } => {
             let keys = users
                 .iter()

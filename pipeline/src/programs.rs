@@ -16,6 +16,7 @@
 
 use crate::admission::{admit, IngestConfig, Refused};
 use crate::compile::Compiler;
+use crate::funnel::FunnelProgram;
 use crate::journey_output::hour_counts;
 use crate::journey_snapshot::{JourneyState, Restore, Restored, Taken};
 use differential_dataflow::input::InputSession;
@@ -23,6 +24,7 @@ use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
+use journeyflow_control_api::funnel_report::{FunnelCell, FunnelQuery};
 use journeyflow_control_api::handle::HourCount;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::handover::Handover;
@@ -35,6 +37,7 @@ use journeyflow_operators::profiles::profiles;
 use journeyflow_operators::retain::{retain, Erase, Store};
 use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
+use journeyflow_types::funnel::FunnelDefinition;
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +57,7 @@ pub type UsersTrace = TraceAgent<KeySpine<UserId, Time, isize>>;
 /// Latest trait values by `(user, trait)`.
 pub type TraitsTrace = TraceAgent<ValSpine<(UserId, String), Value, Time, isize>>;
 
-type Button = ShutdownButton<timely::dataflow::operators::CapabilitySet<Time>>;
+pub(crate) type Button = ShutdownButton<timely::dataflow::operators::CapabilitySet<Time>>;
 
 /// One membership change of an installed segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -232,7 +235,7 @@ fn wait_while(worker: &mut Worker, deadline: Option<Instant>, mut busy: impl FnM
     true
 }
 
-fn shut(worker: &mut Worker, mut buttons: Vec<Button>, dataflow: usize) {
+pub(crate) fn shut(worker: &mut Worker, mut buttons: Vec<Button>, dataflow: usize) {
     for button in &mut buttons {
         button.press();
     }
@@ -273,6 +276,9 @@ pub enum ProgramError {
     /// No such journey.
     #[error("journey {0:?} is not installed")]
     UnknownJourney(String),
+    /// No such funnel.
+    #[error("funnel {0:?} is not installed")]
+    UnknownFunnel(String),
     /// Other programs use it.
     #[error("segment {0:?} is used by {1:?}")]
     InUse(String, Vec<String>),
@@ -322,6 +328,8 @@ pub struct Programs {
     snapshots_asked: Vec<(Time, Vec<(String, u32)>)>,
     /// The journey states a restart starts from, taken as their versions are installed.
     restore: Option<Restore>,
+    /// Installed funnels, each with the time it was installed as of.
+    funnels: BTreeMap<String, (Time, FunnelProgram)>,
 }
 
 /// A command as every worker applies it: its text and the time it applies as of.
@@ -406,6 +414,7 @@ impl Programs {
             since: BTreeMap::new(),
             snapshots_asked: Vec::new(),
             restore: None,
+            funnels: BTreeMap::new(),
         }
     }
 
@@ -705,6 +714,9 @@ impl Programs {
             trace.set_logical_compaction(frontier);
             trace.set_physical_compaction(frontier);
         }
+        for (_, funnel) in self.funnels.values_mut() {
+            funnel.compact(frontier);
+        }
         // Per-hour counts older than the retention before this time go (every query comes at
         // this time or later, and reads no hour before its own time less the retention).
         if let Some(keep) = self.config.retention {
@@ -718,6 +730,40 @@ impl Programs {
                     counts.append(&mut hourly.split_off(&Stat::Hourly(cutoff, Flow::Entered)));
                 }
             }
+        }
+    }
+
+    /// Installs a funnel (or replaces the one of its id) as a new dataflow over the retained
+    /// history, which it sees as of `at`.
+    pub fn install_funnel(&mut self, worker: &mut Worker, def: FunnelDefinition, at: Time) {
+        if let Some((_, old)) = self.funnels.remove(&def.id) {
+            old.dispose(worker);
+        }
+        let id = def.id.clone();
+        let program = FunnelProgram::build(worker, def, &mut self.events, &mut self.traits, at);
+        self.funnels.insert(id, (at, program));
+    }
+
+    /// Removes a funnel and drops its dataflow.
+    pub fn remove_funnel(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
+        let (_, program) = self.funnels.remove(id).ok_or_else(|| ProgramError::UnknownFunnel(id.to_string()))?;
+        program.dispose(worker);
+        Ok(())
+    }
+
+    /// This worker's cells of a funnel's report as of `time`, once its attempts are complete
+    /// through `time` (`None` before); `Some(Err)` for a funnel not installed, or installed
+    /// (replaced) after `time`.
+    pub fn funnel_cells_at(
+        &mut self,
+        id: &str,
+        time: Time,
+        query: &FunnelQuery,
+    ) -> Option<Result<Vec<FunnelCell>, String>> {
+        match self.funnels.get_mut(id) {
+            None => Some(Err(format!("no funnel {id:?}"))),
+            Some((at, _)) if *at > time => Some(Err(format!("funnel {id:?} was replaced after the report was asked"))),
+            Some((_, program)) => program.cells_at(time, query).map(Ok),
         }
     }
 
@@ -1419,6 +1465,9 @@ impl Programs {
         for r in std::mem::take(&mut self.retired_segments) {
             Self::dispose(worker, r.program);
         }
+        for (_, (_, program)) in std::mem::take(&mut self.funnels) {
+            program.dispose(worker);
+        }
     }
 
     /// Steps the worker until every dataflow here has completed `time` (not while programs
@@ -1432,7 +1481,10 @@ impl Programs {
         let mut replaced: Vec<(ProbeHandle<Time>, Time)> =
             self.retiring.iter().map(|r| (r.program.probe.clone(), r.at.min(time))).collect();
         replaced.extend(self.retired_segments.iter().map(|r| (r.program.probe.clone(), r.at.min(time))));
-        while probes.iter().any(|p| p.less_than(&(time + 1))) || replaced.iter().any(|(p, at)| p.less_equal(at)) {
+        while probes.iter().any(|p| p.less_than(&(time + 1)))
+            || replaced.iter().any(|(p, at)| p.less_equal(at))
+            || self.funnels.values().any(|(_, p)| p.frontier() <= time)
+        {
             self.step(worker);
         }
         self.drop_retired(worker);

@@ -11,10 +11,12 @@ use crate::journey_output::{reports, ActionLine, JourneyNames, JourneyReport, Tr
 use crate::journey_snapshot::SnapshotRef;
 use crate::programs::{ProgramError, Programs};
 use journeyflow_connectors::ndjson::RawRecord;
+use journeyflow_control_api::funnel_report::{report, FunnelCell, FunnelQuery};
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
+use journeyflow_types::funnel::FunnelDefinition;
 use journeyflow_types::{decode_record, Key, KeyMap, SegmentDefinition};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -68,6 +70,8 @@ struct WorkerOutput {
     journeys: Vec<JourneyOutput>,
     /// Journey counters `((journey, stat), value)`, this worker's share.
     stats: Vec<((u32, Stat), isize)>,
+    /// This worker's cells of each funnel report asked, in order.
+    funnel_cells: Vec<Vec<FunnelCell>>,
 }
 
 /// One membership change: `diff` is +1 (enter) or -1 (exit).
@@ -168,6 +172,12 @@ pub struct RunConfig {
     pub snapshot: Option<(PathBuf, Time)>,
     /// Starts the journeys from a snapshot under a directory, as a restart does.
     pub restore_journeys: Option<(PathBuf, SnapshotRef)>,
+    /// Funnels, installed before any event.
+    pub funnels: Vec<FunnelDefinition>,
+    /// Funnel reports to make: `(as of, funnel index, range)`, an as-of time after the run's
+    /// being the run's, and a range ending at `Time::MAX` ending after it. Every trace stays
+    /// distinguishable from the earliest one on.
+    pub funnel_reports: Vec<(Time, u32, FunnelQuery)>,
 }
 
 /// Counters over all workers.
@@ -217,6 +227,8 @@ pub struct RunOutput {
     pub journey_stats: Vec<JourneyReport>,
     /// Every journey counter summed, the per-hour ones too: `((journey index, stat), value)`.
     pub journey_counters: std::collections::BTreeMap<(u32, Stat), isize>,
+    /// The funnel reports asked, in order (see [`journeyflow_control_api::funnel_report`]).
+    pub funnel_reports: Vec<serde_json::Value>,
     /// Dead letters sorted by offset.
     pub dead_letters: Vec<DeadLetter>,
     /// Counters.
@@ -302,6 +314,12 @@ fn take_outputs(
     out
 }
 
+/// A report's range, one ending at `Time::MAX` ending just after `as_of`, checked.
+fn funnel_range(query: &FunnelQuery, as_of: Time) -> Result<FunnelQuery, String> {
+    let to = if query.to == Time::MAX { as_of.saturating_add(1) } else { query.to };
+    FunnelQuery::new(query.from, to, query.step).map_err(|e| format!("the funnel range: {e}"))
+}
+
 /// Runs the engine on the cluster's workers; `part(index, peers)` gives each worker its share
 /// (`index` counts over every process). Worker 0 gathers what all produced.
 pub fn run<F, I>(
@@ -327,6 +345,10 @@ where
             programs.restore_journeys(restore);
         }
         install(&mut programs, worker, &defs, &worker_plans).map_err(|e| e.to_string())?;
+        for def in &config.funnels {
+            programs.install_funnel(worker, def.clone(), 0);
+        }
+        programs.hold_compaction(config.funnel_reports.iter().map(|r| r.0).min());
         if let Some((_, at)) = &config.snapshot {
             programs.snapshot_journeys(*at);
         }
@@ -431,7 +453,17 @@ where
                     .map_err(|e| format!("{e:#}"))?;
             }
         }
-        let output = take_outputs(&mut programs, &defs, &worker_plans, as_of_or_start);
+        let mut output = take_outputs(&mut programs, &defs, &worker_plans, as_of_or_start);
+        for (time, funnel, query) in &config.funnel_reports {
+            let id = &config.funnels.get(*funnel as usize).ok_or("a report of no funnel")?.id;
+            let query = funnel_range(query, as_of_or_start)?;
+            let cells = programs.funnel_cells_at(id, (*time).min(as_of_or_start), &query);
+            output.funnel_cells.push(match cells {
+                Some(Ok(cells)) => cells,
+                Some(Err(e)) => return Err(e),
+                None => return Err(format!("funnel {id:?} is not complete through the run's time")),
+            });
+        }
         stats.engine =
             EngineStats { offered, late_clamped: programs.late(), late_rejected, duplicates: programs.duplicates() };
         programs.close(worker);
@@ -457,6 +489,7 @@ where
         actions: Vec::new(),
         journey_stats: Vec::new(),
         journey_counters: std::collections::BTreeMap::new(),
+        funnel_reports: Vec::new(),
         dead_letters: Vec::new(),
         stats: RunStats::default(),
         gathered: false,
@@ -465,6 +498,7 @@ where
     let mut keyed = Vec::new();
     let mut journey_records = Vec::new();
     let mut counters = std::collections::BTreeMap::new();
+    let mut funnel_cells: Vec<Vec<FunnelCell>> = vec![Vec::new(); config.funnel_reports.len()];
     let mut joined = Vec::new();
     for result in guards.join() {
         joined.push(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
@@ -477,7 +511,10 @@ where
         false => joined.into_iter().flatten().collect(),
     };
     for (_, as_of, output, dead, stats, worker_names) in results {
-        let WorkerOutput { changes, journeys, stats: worker_counters } = output;
+        let WorkerOutput { changes, journeys, stats: worker_counters, funnel_cells: cells } = output;
+        for (all, mine) in funnel_cells.iter_mut().zip(cells) {
+            all.extend(mine);
+        }
         out.as_of = out.as_of.max(as_of);
         keyed.extend(changes);
         journey_records.extend(journeys);
@@ -520,6 +557,14 @@ where
             }
         }
         out.journey_stats = reports(&plans, &counters);
+        let as_of = out.as_of.unwrap_or(0);
+        for ((time, funnel, query), cells) in config.funnel_reports.iter().zip(funnel_cells) {
+            let Some(def) = config.funnels.get(*funnel as usize) else { continue };
+            let names: Vec<String> = def.steps.iter().map(|s| s.event.clone()).collect();
+            let at = (*time).min(as_of);
+            let query = funnel_range(query, as_of).map_err(anyhow::Error::msg)?;
+            out.funnel_reports.push(report(&def.id, &names, def.breakdown.is_some(), &query, at, cells));
+        }
         out.journey_counters = counters;
     }
     out.changes.sort();

@@ -35,6 +35,10 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         cluster: Default::default(),
         deletions: None,
         entries: None,
+        funnels: None,
+        funnel_from: None,
+        funnel_to: None,
+        funnel_step: None,
     }
 }
 
@@ -320,6 +324,50 @@ fn invalid_definitions_report_every_error_and_install_nothing() {
     assert!(!out.join("segment_changes.ndjson").exists());
 }
 
+/// Replays with the funnels `defs` (reports from `from` in buckets of `step`) and checks the
+/// `funnel_reports.json` written against DuckDB's from-scratch reports over the events the
+/// engine accepted, events retained for `retention`.
+fn check_funnels(mut a: ReplayArgs, defs: &J, from: u64, step: u64, retention: Option<u64>) -> J {
+    let file = a.out.with_extension("funnels.json");
+    std::fs::write(&file, defs.to_string()).unwrap();
+    a.funnels = Some(file);
+    a.funnel_from = Some(from);
+    a.funnel_step = Some(step);
+    a.retention_events = Kept(retention);
+    let summary = execute(&a).unwrap();
+    let got: J = serde_json::from_str(&std::fs::read_to_string(a.out.join("funnel_reports.json")).unwrap()).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&a.events).unwrap().lines().map(String::from).collect();
+    let rows = common::funnels::rows_of(&accepted(&lines, a.dedup_window));
+    let as_of = summary.as_of.unwrap();
+    let query = journeyflow_control_api::funnel_report::FunnelQuery { from, to: as_of + 1, step: Some(step) };
+    let asked: Vec<_> = (0..defs.as_array().unwrap().len() as u32).map(|i| (as_of, i, query)).collect();
+    let expected = common::funnels::duckdb_reports(&rows, defs, &asked, retention);
+    assert_eq!(got, expected);
+    got
+}
+
+/// The sample's funnels (a strict checkout broken down by country, an any-order one with a
+/// predicate), by week, equal DuckDB's on one worker and on two.
+#[test]
+fn sample_funnels_equal_duckdb_with_one_and_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let defs = json!([
+        {"id": "checkout", "steps": [{"event": "Product Viewed"}, {"event": "Product Added"}, {"event": "Cart Viewed"},
+            {"event": "Order Completed"}], "within": "3d", "breakdown": {"trait": "country"}},
+        {"id": "pricey", "steps": [{"event": "Product Viewed", "where": [{"property": "price", "op": "gt", "value": 100}]},
+            {"event": "Order Completed"}, {"event": "Email Opened"}], "within": "7d", "order": "any"}
+    ]);
+    let from = journeyflow_types::time::parse_instant_str("2024-01-01T00:00:00Z").unwrap();
+    for workers in [1, 2] {
+        let out = dir.path().join(format!("out{workers}"));
+        let a = args(&repo("datasets/sample/events.ndjson"), &repo("datasets/sample/segments.json"), &out, workers);
+        let report = check_funnels(a, &defs, from, 7 * 86_400_000, None);
+        let first = &report[0]["buckets"][0]["steps"];
+        assert!(first[0]["users"].as_u64().unwrap() > 50 && first[3]["users"].as_u64().unwrap() > 0, "{first}");
+        assert!(report[0]["buckets"][0]["breakdown"].as_array().unwrap().len() > 3);
+    }
+}
+
 #[test]
 fn real_cdnow_purchases_give_rfm_segments_equal_to_the_reference() {
     let input = std::env::var_os("JOURNEYFLOW_CDNOW")
@@ -352,6 +400,16 @@ fn real_cdnow_purchases_give_rfm_segments_equal_to_the_reference() {
     let times = [859_809_600_000u64, 875_620_800_000, 891_345_600_000, as_of];
     check_outputs(&out, defs.as_array().unwrap(), &lines, &times, Some(retention));
     assert!(summary.segment_sizes.values().all(|&n| n > 0), "{:?}", summary.segment_sizes);
+    // Repeat purchases, by month of the first: a third within 90 days, then one over 50 (the
+    // months more than 400 days before the end have expired).
+    let funnels = json!([{"id": "repeat", "steps": [{"event": "Order Completed"}, {"event": "Order Completed"},
+        {"event": "Order Completed", "where": [{"property": "revenue", "op": "gt", "value": 50}]}], "within": "90d"}]);
+    let start = journeyflow_types::time::parse_instant_str("1997-01-01T00:00:00Z").unwrap();
+    let report = check_funnels(a, &funnels, start, 30 * 86_400_000, Some(retention));
+    let users = |step: usize| -> u64 {
+        report[0]["buckets"].as_array().unwrap().iter().map(|b| b["steps"][step]["users"].as_u64().unwrap()).sum()
+    };
+    assert!(users(0) > 5_000 && users(2) > 100, "{report}");
 }
 
 /// `journeyflow generate` (the binary) into `out` with the given format.

@@ -40,6 +40,8 @@ pub struct Limits {
     pub segments: usize,
     /// Journeys (drafts included) in one deployment.
     pub journeys: usize,
+    /// Installed analyses (funnels) in one deployment: each is a dataflow.
+    pub analyses: usize,
     /// How far back a window may reach: the event retention (`retention.events`, not a
     /// `[limits]` key), `None` when events are kept forever.
     #[serde(skip)]
@@ -58,6 +60,7 @@ impl Default for Limits {
             string_bytes: 4096,
             segments: 1000,
             journeys: 1000,
+            analyses: 100,
             retention: None,
         }
     }
@@ -76,6 +79,7 @@ impl Limits {
             string_bytes: 1 << 20,
             segments: 1_000_000,
             journeys: 1_000_000,
+            analyses: 10_000,
             retention: None,
         }
     }
@@ -93,6 +97,7 @@ impl Limits {
             ("string_bytes", self.string_bytes, max.string_bytes),
             ("segments", self.segments, max.segments),
             ("journeys", self.journeys, max.journeys),
+            ("analyses", self.analyses, max.analyses),
         ];
         settings
             .into_iter()

@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay an event file through the segment dataflow and write changes, members and dead letters.
-    Replay(replay::ReplayArgs),
+    Replay(Box<replay::ReplayArgs>),
     /// Run the live pipeline: HTTP and Kafka ingest, the control API, workers, sinks.
     Run(Box<run::RunArgs>),
     /// Generate a synthetic Segment-spec event file (the standard benchmark workload).

@@ -12,8 +12,11 @@ use crate::segment_output::ChangeLine;
 use anyhow::Context;
 use journeyflow_connectors::event_parquet::PartRows;
 use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader, RawRecord};
+use journeyflow_control_api::funnel_report::FunnelQuery;
 use journeyflow_operators::journey::plan::JourneyPlan;
+use journeyflow_operators::Time;
 use journeyflow_types::entries::parse_entry;
+use journeyflow_types::funnel::{validate_funnels_with, FunnelDefinition};
 use journeyflow_types::{parse_journeys_with, parse_segments_with, Limits, SegmentDefinition};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -83,6 +86,34 @@ pub struct ReplayArgs {
     /// `POST /v1/journeys/{id}/entries` makes them in `run`.
     #[arg(long)]
     pub entries: Option<PathBuf>,
+    /// JSON array of funnel definitions: their reports as of the end go to
+    /// `funnel_reports.json`, as `GET /v1/funnels/{id}/report` makes them in `run`.
+    #[arg(long)]
+    pub funnels: Option<PathBuf>,
+    /// The first entry time the funnel reports count (RFC 3339 or epoch ms) [default: all].
+    #[arg(long, value_parser = super::parse_time)]
+    pub funnel_from: Option<u64>,
+    /// The end of the funnel reports' range, exclusive [default: after the as-of time].
+    #[arg(long, value_parser = super::parse_time)]
+    pub funnel_to: Option<u64>,
+    /// The funnel reports' buckets (`1h`, `1d`, `7d`, ...) [default: one bucket].
+    #[arg(long, value_parser = super::parse_duration, requires = "funnel_from")]
+    pub funnel_step: Option<u64>,
+}
+
+/// The largest funnels file read.
+const MAX_FUNNELS_BYTES: u64 = 16 << 20;
+
+/// Reads a funnels file (a JSON array of definitions, checked as the API checks them).
+pub fn read_funnels(path: &Path, limits: &Limits) -> anyhow::Result<Vec<FunnelDefinition>> {
+    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    if size > MAX_FUNNELS_BYTES {
+        anyhow::bail!("{}: {size} bytes, more than {MAX_FUNNELS_BYTES}", path.display());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    validate_funnels_with(&json, limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// The largest entries file read.
@@ -191,6 +222,17 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     std::fs::metadata(&args.events).with_context(|| format!("reading {}", args.events.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let cluster = Cluster::resolve(&args.cluster, ClusterSection::default(), args.workers)?;
+    let funnels = match &args.funnels {
+        Some(path) => read_funnels(path, &limits)?,
+        None => Vec::new(),
+    };
+    // Up to the run's end unless a `to` is given (see `RunConfig::funnel_reports`).
+    let (from, to) = (args.funnel_from.unwrap_or(0), args.funnel_to.unwrap_or(Time::MAX));
+    let funnel_query = FunnelQuery::new(from, to, args.funnel_step).or_else(|e| match args.funnel_to {
+        // Checked again once the end is known.
+        None if from < to => Ok(FunnelQuery { from, to, step: args.funnel_step }),
+        _ => Err(anyhow::anyhow!("the funnel range: {e}")),
+    })?;
     let config = RunConfig {
         cluster: cluster.clone(),
         ingest: IngestConfig {
@@ -213,6 +255,8 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         max_future_skew: args.max_future_skew,
         snapshot: None,
         restore_journeys: None,
+        funnel_reports: (0..funnels.len() as u32).map(|i| (Time::MAX, i, funnel_query)).collect(),
+        funnels,
     };
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
@@ -359,6 +403,11 @@ fn write_outputs(
         w.finish()?;
         let mut w = NdjsonWriter::create(&dir.join("journey_stats.json"))?;
         w.write(&output.journey_stats)?;
+        w.finish()?;
+    }
+    if !output.funnel_reports.is_empty() {
+        let mut w = NdjsonWriter::create(&dir.join("funnel_reports.json"))?;
+        w.write(&output.funnel_reports)?;
         w.finish()?;
     }
     let mut w = NdjsonWriter::create(&dir.join("dead_letter.ndjson"))?;

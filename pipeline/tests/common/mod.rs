@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod funnels;
 pub mod journey_gen;
 pub mod journey_reference;
 pub mod kafka;
@@ -126,6 +127,29 @@ pub fn run_snapshotting(
         .into_iter()
         .map(|j| JourneyPlan::new(j, 1))
         .collect();
+    let parts = parts(lines, plan);
+    let config = RunConfig {
+        cluster: Cluster::single(plan.workers),
+        ingest,
+        as_of,
+        max_record_bytes: 1 << 20,
+        commands: commands.to_vec(),
+        deletions: deletions.iter().map(|(t, u)| (*t, journeyflow_types::Key::of(u))).collect(),
+        entries: entries.to_vec(),
+        max_future_skew: 3_600_000,
+        snapshot: snapshots.take,
+        restore_journeys: snapshots.restore,
+        funnels: Vec::new(),
+        funnel_reports: Vec::new(),
+    };
+    run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
+        Ok(parts[index].clone().into_iter().map(Ok))
+    })
+    .expect("run succeeds")
+}
+
+/// Each worker's share of `lines` as `plan` splits and batches them.
+pub fn parts(lines: &[String], plan: &Plan) -> Arc<Vec<Vec<SourceItem>>> {
     let mut parts: Vec<Vec<SourceItem>> = vec![Vec::new(); plan.workers];
     let mut offset = 0;
     for (i, line) in lines.iter().enumerate() {
@@ -140,20 +164,34 @@ pub fn run_snapshotting(
             parts[w].push(SourceItem::EndOfBatch);
         }
     }
-    let parts = Arc::new(parts);
+    Arc::new(parts)
+}
+
+/// Runs funnels (no segments, no journeys) over lines and makes the reports asked:
+/// `(as of, funnel index, range)`.
+pub fn run_funnels(
+    funnels: &[journeyflow_types::funnel::FunnelDefinition],
+    reports: &[(u64, u32, journeyflow_control_api::funnel_report::FunnelQuery)],
+    lines: &[String],
+    plan: &Plan,
+    ingest: IngestConfig,
+) -> RunOutput {
+    let parts = parts(lines, plan);
     let config = RunConfig {
         cluster: Cluster::single(plan.workers),
         ingest,
-        as_of,
+        as_of: None,
         max_record_bytes: 1 << 20,
-        commands: commands.to_vec(),
-        deletions: deletions.iter().map(|(t, u)| (*t, journeyflow_types::Key::of(u))).collect(),
-        entries: entries.to_vec(),
+        commands: Vec::new(),
+        deletions: Vec::new(),
+        entries: Vec::new(),
         max_future_skew: 3_600_000,
-        snapshot: snapshots.take,
-        restore_journeys: snapshots.restore,
+        snapshot: None,
+        restore_journeys: None,
+        funnels: funnels.to_vec(),
+        funnel_reports: reports.to_vec(),
     };
-    run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
+    run(Vec::new(), Vec::new(), config, Arc::new(Progress::default()), move |index, _| {
         Ok(parts[index].clone().into_iter().map(Ok))
     })
     .expect("run succeeds")

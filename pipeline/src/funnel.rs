@@ -1,0 +1,140 @@
+//! An installed funnel on one worker: its dataflow over imports of the retained events and the
+//! traits ([`journeyflow_operators::funnel`] keeps each user's attempts), and the reading of its
+//! attempts as of a time into this worker's cells of a report.
+
+use crate::programs::{shut, Button, EventsTrace, TraitsTrace};
+use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use differential_dataflow::trace::TraceReader;
+use journeyflow_control_api::funnel_report::{FunnelCell, FunnelQuery};
+use journeyflow_operators::funnel::{funnel, FunnelItem, FunnelOut, FunnelSpec, FunnelTrace};
+use journeyflow_operators::select::select;
+use journeyflow_operators::Time;
+use journeyflow_types::funnel::{FunnelDefinition, StepOrder};
+use std::collections::BTreeMap;
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
+use timely::progress::frontier::{Antichain, AntichainRef};
+use timely::worker::Worker;
+
+/// A funnel's dataflow on this worker.
+pub struct FunnelProgram {
+    dataflow: usize,
+    buttons: Vec<Button>,
+    probe: ProbeHandle<Time>,
+    attempts: FunnelTrace,
+    /// The definition it computes.
+    pub def: FunnelDefinition,
+}
+
+impl FunnelProgram {
+    /// Builds the funnel's dataflow over the retained events and traits as of `at`.
+    pub fn build(
+        worker: &mut Worker,
+        def: FunnelDefinition,
+        events: &mut EventsTrace,
+        traits: &mut TraitsTrace,
+        at: Time,
+    ) -> FunnelProgram {
+        let since = |compacted: AntichainRef<Time>| {
+            Antichain::from_elem(compacted.first().copied().unwrap_or(Time::MAX).max(at))
+        };
+        let dataflow = worker.next_dataflow_index();
+        let probe = ProbeHandle::new();
+        let mut buttons = Vec::new();
+        let spec = FunnelSpec { steps: def.steps.len(), within: def.within.0, strict: def.order == StepOrder::Strict };
+        let attempts = worker.dataflow_named::<Time, _, _>(&format!("Funnel({})", def.id), |scope| {
+            let s = since(events.get_logical_compaction());
+            let (events, button) = events.import_frontier_core(scope, "Events", s, Antichain::new());
+            buttons.push(button);
+            let steps = def.steps.clone();
+            let names: Vec<&str> = def.steps.iter().map(|f| f.event.as_str()).collect();
+            let mut items = select(events, &names, move |e| {
+                let mask = steps.iter().enumerate().filter(|(_, f)| f.matches(e)).fold(0u32, |m, (i, _)| m | 1 << i);
+                (mask != 0).then(|| {
+                    (e.user(), FunnelItem::Event { ts: e.ts(), message_id: e.message_id().to_string(), steps: mask })
+                })
+            });
+            if let Some(name) = def.breakdown.clone() {
+                let s = since(traits.get_logical_compaction());
+                let (traits, button) = traits.import_frontier_core(scope, "Traits", s, Antichain::new());
+                buttons.push(button);
+                let values = traits.flat_map_ref(move |(user, key), value| {
+                    (*key == name).then(|| (*user, FunnelItem::Trait(value.clone())))
+                });
+                items = items.concat(values);
+            }
+            let attempts = funnel(items, spec);
+            attempts.stream.clone().probe_with(&probe);
+            attempts.trace
+        });
+        FunnelProgram { dataflow, buttons, probe, attempts, def }
+    }
+
+    /// Lets the attempts forget history distinctions before `frontier`.
+    pub fn compact(&mut self, frontier: AntichainRef<Time>) {
+        self.attempts.set_logical_compaction(frontier);
+        self.attempts.set_physical_compaction(frontier);
+    }
+
+    /// The earliest time its attempts may still change at.
+    pub fn frontier(&self) -> Time {
+        let mut low = Time::MAX;
+        self.probe.with_frontier(|f| low = f.first().copied().unwrap_or(Time::MAX));
+        low
+    }
+
+    /// Stops its imports and drops its dataflow.
+    pub fn dispose(self, worker: &mut Worker) {
+        drop(self.attempts);
+        shut(worker, self.buttons, self.dataflow);
+    }
+
+    /// This worker's cells of the report `query` as of `time`, once the attempts are complete
+    /// through `time` (`None` before): each user counts once per bucket, by their first
+    /// attempt starting in it.
+    pub fn cells_at(&mut self, time: Time, query: &FunnelQuery) -> Option<Vec<FunnelCell>> {
+        let mut upper = Antichain::new();
+        self.attempts.read_upper(&mut upper);
+        let compacted = self.attempts.get_physical_compaction().to_owned();
+        if upper.less_equal(&time) || !timely::PartialOrder::less_equal(&compacted.borrow(), &upper.borrow()) {
+            return None;
+        }
+        let batches = self.attempts.spans_through(upper.borrow())?;
+        let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
+        let steps = self.def.steps.len();
+        let mut cells: BTreeMap<(u32, Option<String>), FunnelCell> = BTreeMap::new();
+        let mut chosen = Vec::new();
+        while cursor.key_valid(&storage) {
+            // Attempts sort before the breakdown value, by `(start, messageId)`.
+            let (mut breakdown, mut last) = (None, None);
+            chosen.clear();
+            while cursor.val_valid(&storage) {
+                let mut count = 0;
+                cursor.map_times(&storage, |t, r| {
+                    if *t <= time {
+                        count += *r;
+                    }
+                });
+                if count > 0 {
+                    match cursor.val(&storage) {
+                        FunnelOut::Attempt(a) => {
+                            if let Some(bucket) = query.bucket(a.start).filter(|b| last != Some(*b)) {
+                                last = Some(bucket);
+                                chosen.push((bucket, a.start, a.reached.clone()));
+                            }
+                        }
+                        FunnelOut::Breakdown(v) => breakdown = Some(v.to_json().to_string()),
+                    }
+                }
+                cursor.step_val(&storage);
+            }
+            for (bucket, start, reached) in chosen.drain(..) {
+                let key = (bucket, breakdown.clone());
+                let cell = cells.entry(key).or_insert_with(|| FunnelCell::new(bucket, breakdown.clone(), steps));
+                cell.count(start, &reached);
+            }
+            cursor.step_key(&storage);
+        }
+        Some(cells.into_values().collect())
+    }
+}

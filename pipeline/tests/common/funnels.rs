@@ -1,0 +1,36 @@
+//! The funnel reference: reports computed by DuckDB from scratch (SQL written for the tests,
+//! `python/funnel_reference.py`) over the same events the engine read.
+
+use super::reference::RefEvent;
+use journeyflow_control_api::funnel_report::FunnelQuery;
+use serde_json::{json, Value as J};
+use std::process::Command;
+
+/// An event as the reference reads it.
+pub fn row(user: &str, ts: u64, mid: &str, kind: &str, name: &str, props: J) -> J {
+    json!({"user_id": user, "ts": ts, "mid": mid, "kind": kind, "name": name, "props": props})
+}
+
+/// The reference's rows of accepted events.
+pub fn rows_of(events: &[RefEvent]) -> Vec<J> {
+    events.iter().map(|e| row(&e.user, e.ts, &e.msg, &e.kind, &e.name, e.fields.clone())).collect()
+}
+
+/// The reports `(as of, funnel index, range)` of `funnels` (their JSON) over `rows`, events
+/// retained for `retention`.
+pub fn duckdb_reports(rows: &[J], funnels: &J, reports: &[(u64, u32, FunnelQuery)], retention: Option<u64>) -> J {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("funnels.json");
+    let asked: Vec<J> = reports
+        .iter()
+        .map(|(t, f, q)| json!({"as_of": t, "funnel": f, "from": q.from, "to": q.to, "step": q.step}))
+        .collect();
+    let spec = json!({"events": rows, "funnels": funnels, "reports": asked, "retention": retention});
+    std::fs::write(&input, spec.to_string()).unwrap();
+    let python = std::env::var("JOURNEYFLOW_PYTHON")
+        .expect("JOURNEYFLOW_PYTHON names a Python with duckdb (scripts/test.sh installs it)");
+    let script = super::repo("pipeline/tests/python/funnel_reference.py");
+    let out = Command::new(python).arg(script).arg(&input).output().unwrap();
+    assert!(out.status.success(), "funnel_reference.py: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
