@@ -1,0 +1,128 @@
+//! Funnels over HTTP, on `journeyflow run` as a real process: one installed before the events
+//! arrive and one after (over the retained history), their reports equal DuckDB's from-scratch
+//! reports as of the answer's time; replaced, removed, kept across a restart; every client
+//! mistake gets its 4xx.
+
+mod common;
+
+use common::funnels::{duckdb_reports, rows_of};
+use common::reference::accepted;
+use common::server::{send_sample, Server};
+use journeyflow_control_api::funnel_report::FunnelQuery;
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value as J};
+
+const FROM: u64 = 1_704_067_200_000; // 2024-01-01
+const WEEK: u64 = 7 * 86_400_000;
+
+fn start(dir: &std::path::Path) -> Server {
+    // The sample is from 2024: kept forever, it does not expire as of now.
+    Server::start_with(2, dir, &["--write-key", "wk", "--retention-events", "forever"])
+}
+
+/// The report of funnel `id` by week from 2024-01-01 to 2024-03-01.
+fn report(client: &Client, server: &Server, id: &str) -> J {
+    let url = format!("/v1/funnels/{id}/report?from=2024-01-01T00:00:00Z&to=2024-03-01T00:00:00Z&step=7d");
+    let r = client.get(server.url(&url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().unwrap()
+}
+
+/// DuckDB's report of `def` as of `as_of` over the sample's events.
+fn expected(def: &J, as_of: u64) -> J {
+    let lines: Vec<String> = std::fs::read_to_string(common::repo("datasets/sample/events.ndjson"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let rows = rows_of(&accepted(&lines, 86_400_000));
+    let to = journeyflow_types::time::parse_instant_str("2024-03-01T00:00:00Z").unwrap();
+    let query = FunnelQuery::new(FROM, to, Some(WEEK)).unwrap();
+    duckdb_reports(&rows, &json!([def]), &[(as_of, 0, query)], None)[0].clone()
+}
+
+/// The report of funnel `def` once it equals DuckDB's as of its own time: the events sent are
+/// acknowledged before the workers have read them all.
+fn settled(client: &Client, server: &Server, def: &J) -> J {
+    let id = def["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = report(client, server, id);
+        let want = expected(def, got["as_of"].as_u64().unwrap());
+        if got == want {
+            return got;
+        }
+        assert!(std::time::Instant::now() < deadline, "{id}: {got}\nis not DuckDB's\n{want}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn funnels_are_installed_reported_replaced_removed_and_kept_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let server = start(dir.path());
+    let pricey = json!({"id": "pricey", "steps": [{"event": "Product Viewed", "where": [{"property": "price", "op": "gt", "value": 100}]},
+        {"event": "Order Completed"}, {"event": "Email Opened"}], "within": "7d", "order": "any"});
+    let r = client.post(server.url("/v1/funnels")).json(&pricey).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    send_sample(&client, &server);
+    // Installed after the events: computed over the retained history.
+    let checkout = json!({"id": "checkout", "steps": [{"event": "Product Viewed"}, {"event": "Product Added"},
+        {"event": "Cart Viewed"}, {"event": "Order Completed"}], "within": "3d", "breakdown": {"trait": "country"}});
+    let r = client.post(server.url("/v1/funnels")).json(&checkout).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Reports as of the answer's time, once the workers have read every event acknowledged.
+    let got = settled(&client, &server, &checkout);
+    assert!(got["buckets"][0]["steps"][3]["users"].as_u64().unwrap() > 0, "{got}");
+    settled(&client, &server, &pricey);
+    // Listed and read back.
+    let listed: J = client.get(server.url("/v1/funnels")).send().unwrap().json().unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let one: J = client.get(server.url("/v1/funnels/checkout")).send().unwrap().json().unwrap();
+    assert_eq!(one["definition"], checkout);
+    // Replaced: computed afresh.
+    let strict = json!({"steps": pricey["steps"], "within": "1d"});
+    let r = client.put(server.url("/v1/funnels/pricey")).json(&strict).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut replaced = strict.clone();
+    replaced["id"] = json!("pricey");
+    settled(&client, &server, &replaced);
+    // Mistakes.
+    for (body, path) in [
+        (json!({"id": "x", "steps": [{"event": "A"}], "within": "1d"}), "$.steps"),
+        (json!({"id": "x", "steps": [{"event": "A"}, {"event": "B"}], "within": "soon"}), "$.within"),
+        (json!({"id": "x", "steps": [{"event": "A"}, {"event": "B"}], "within": "1d", "order": "up"}), "$.order"),
+        (json!({"id": "x", "steps": [{"event": "A"}, {"nope": 1}], "within": "1d"}), "$.steps[1]"),
+    ] {
+        let r = client.post(server.url("/v1/funnels")).json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let problem: J = r.json().unwrap();
+        assert!(problem.to_string().contains(path), "{body}: {problem}");
+    }
+    let r = client.post(server.url("/v1/funnels")).json(&checkout).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = client.put(server.url("/v1/funnels/nope")).json(&strict).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    for query in ["from=10&to=5", "from=0&to=100000&step=1ms", "step=0d", "from=yesterday"] {
+        let r = client.get(server.url(&format!("/v1/funnels/checkout/report?{query}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+    }
+    let r = client.get(server.url("/v1/funnels/nope/report")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Removed.
+    let r = client.delete(server.url("/v1/funnels/pricey")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = client.get(server.url("/v1/funnels/pricey/report")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let before = report(&client, &server, "checkout");
+    assert!(server.stop().success());
+    // After a restart: the same funnels, the same report.
+    let server = start(dir.path());
+    let listed: J = client.get(server.url("/v1/funnels")).send().unwrap().json().unwrap();
+    assert_eq!(listed, json!([{"id": "checkout", "definition": checkout}]));
+    let after = report(&client, &server, "checkout");
+    assert_eq!(after["buckets"], before["buckets"]);
+    assert!(server.stop().success());
+}
