@@ -103,6 +103,12 @@ fn funnels_are_installed_reported_replaced_removed_and_kept_across_a_restart() {
     }
     let r = client.post(server.url("/v1/funnels")).json(&checkout).send().unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
+    // The editor's check: errors at their paths, an installed id checked as a replacement.
+    let bad = json!({"id": "x", "steps": [{"event": "A"}, {"event": "B"}], "within": "-1d"});
+    let checked: J = client.post(server.url("/v1/validate/funnel")).json(&bad).send().unwrap().json().unwrap();
+    assert_eq!((checked["valid"].as_bool(), checked["errors"][0]["path"].as_str()), (Some(false), Some("$.within")));
+    let checked: J = client.post(server.url("/v1/validate/funnel")).json(&checkout).send().unwrap().json().unwrap();
+    assert_eq!(checked, json!({"valid": true, "errors": [], "conflict": null}));
     let r = client.put(server.url("/v1/funnels/nope")).json(&strict).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     for query in ["from=10&to=5", "from=0&to=100000&step=1ms", "step=0d", "from=yesterday"] {
