@@ -1,6 +1,6 @@
 // The console's shell: asks for the API token when the server wants one, shows the page the
-// location's hash names (#overview, #segments[/id], #users[/id], #journeys[/id],
-// #editor/segment|journey[/id]), marks it in the navigation, and says whether its streams are
+// location's hash names (#overview, #segments[/id], #users[/id], #journeys[/id], #funnels[/id],
+// #editor/segment|journey|funnel[/id]), marks it in the navigation, and says whether its streams are
 // live.
 import { get, setToken, hasToken, forgetToken, Unauthorized } from '/console/api.js';
 import { message } from '/console/ui.js';
@@ -11,6 +11,8 @@ import * as users from '/console/users.js';
 import * as journeys from '/console/journeys.js';
 import * as journey from '/console/journey.js';
 import * as editor from '/console/editor.js';
+import * as funnels from '/console/funnels.js';
+import * as funnel from '/console/funnel.js';
 
 const main = document.getElementById('main');
 const connection = document.getElementById('connection');
@@ -41,6 +43,7 @@ function route(hash) {
     case 'segments': return rest.length ? [segment, 'segments', rest] : [segments, 'segments', []];
     case 'users': return [users, 'users', rest];
     case 'journeys': return rest.length ? [journey, 'journeys', rest] : [journeys, 'journeys', []];
+    case 'funnels': return rest.length ? [funnel, 'funnels', rest] : [funnels, 'funnels', []];
     case 'editor': return [editor, 'editor', rest];
     default: return [overview, 'overview', []];
   }

@@ -1,4 +1,4 @@
-// The editor: a segment or a journey as JSON, checked by the server as one types
+// The editor: a segment, a journey or a funnel as JSON, checked by the server as one types
 // (POST /v1/validate/{kind}, every error at its JSON path), a journey's graph redrawn from
 // what is written, and install, replace or remove through the same endpoints as any client.
 import { get, call, Unauthorized } from '/console/api.js';
@@ -17,16 +17,27 @@ const EXAMPLES = {
       done: { exit: {} },
     },
   },
+  funnel: {
+    id: 'checkout',
+    steps: [{ event: 'Product Viewed' }, { event: 'Product Added' }, { event: 'Order Completed' }],
+    within: '7d', order: 'strict',
+  },
+};
+
+const OTHERS = {
+  segment: '<a href="#editor/journey">Write a journey</a> or <a href="#editor/funnel">a funnel</a> instead',
+  journey: '<a href="#editor/segment">Write a segment</a> or <a href="#editor/funnel">a funnel</a> instead',
+  funnel: '<a href="#editor/segment">Write a segment</a> or <a href="#editor/journey">a journey</a> instead',
 };
 
 /** Shows the editor for `params` (`[kind]` for a new one, `[kind, id]` for an installed one). */
 export async function show(main, { signal, params, onError }) {
-  const kind = params[0] === 'journey' ? 'journey' : 'segment';
+  const kind = ['journey', 'funnel'].includes(params[0]) ? params[0] : 'segment';
   const id = params[1] || null;
   const plural = `${kind}s`;
   main.innerHTML = `
     <h1>${id ? `Edit ${kind} <span class="id">${escape(id)}</span>` : `New ${kind}`}</h1>
-    <p>${kind === 'segment' ? '<a href="#editor/journey">Write a journey instead</a>' : '<a href="#editor/segment">Write a segment instead</a>'}</p>
+    <p>${OTHERS[kind]}</p>
     <div class="editor">
       <div>
         <label for="definition-text">Definition (JSON)</label>

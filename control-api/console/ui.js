@@ -1,5 +1,5 @@
 // What the console's pages share: formatting, escaping, figures, and charts of a series over
-// time (uPlot), sized to their box and coloured by the page's light or dark theme.
+// time and bar charts (uPlot), sized to their box and coloured by the page's light or dark theme.
 import uPlot from '/console/vendor/uplot-1.6.32/uPlot.esm.js';
 
 export const number = new Intl.NumberFormat();
@@ -61,6 +61,29 @@ export function chart(box, labels, series, { height = 200, small = false, range,
     scales: { x: { time: true, ...(range ? { range } : {}) } },
     axes: small ? [{ show: false }, { show: false }] : [{ stroke: colour('--muted', '#4b5563') }, { size: 60, stroke: colour('--muted', '#4b5563') }],
   }, series, box);
+  if (signal) window.addEventListener('resize', () => plot.setSize({ width: width(), height }), { signal });
+  return plot;
+}
+
+/**
+ * A bar chart of one value per category (`names`, in order) in `box`, labelled `label`; fill
+ * it with `setData([[0, 1, ...], [values...]])`. Resizes with the window until `signal` aborts.
+ * Returns the uPlot.
+ */
+export function bars(box, names, label, { height = 240, signal } = {}) {
+  const width = () => Math.max(box.clientWidth, 280);
+  const plot = new uPlot({
+    width: width(),
+    height,
+    legend: { show: false },
+    series: [{}, { label, fill: colour('--accent', '#1d4ed8'), stroke: colour('--accent', '#1d4ed8'),
+      paths: uPlot.paths.bars({ size: [0.6, 120] }), points: { show: false } }],
+    scales: { x: { time: false, range: [-0.5, names.length - 0.5] }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+    axes: [
+      { stroke: colour('--muted', '#4b5563'), splits: () => names.map((_, i) => i), values: (u, splits) => splits.map((i) => names[i] ?? '') },
+      { size: 60, stroke: colour('--muted', '#4b5563') },
+    ],
+  }, [names.map((_, i) => i), names.map(() => 0)], box);
   if (signal) window.addEventListener('resize', () => plot.setSize({ width: width(), height }), { signal });
   return plot;
 }

@@ -28,6 +28,8 @@ const FILES: &[(&str, &[u8])] = files![
     "journey.js",
     "graph.js",
     "editor.js",
+    "funnels.js",
+    "funnel.js",
     "style.css",
     "vendor/dagre-3.1.3/dagre.esm.js",
     "vendor/dagre-3.1.3/dagre.esm.js.LEGAL.txt",

@@ -5,7 +5,8 @@ members, searchable; a journey's page draws every node of J1 and J2 with the cou
 reports, and follows new events without a reload; pause and resume work from the page (and
 the buttons the status forbids are disabled); a user's page shows their segments and journey;
 the editor shows a validation error at its JSON path, previews a journey's graph as it is
-typed, and installs a good definition, which then appears in the list. Nothing breaks the
+typed, and installs a good definition, which then appears in the list; a funnel's page shows
+the report's users at each step, drawn as bars, and follows new events. Nothing breaks the
 page's content security policy. Writes screenshots into the directory given.
 
 Usage: console_pages_check.py BASE_URL TOKEN WRITE_KEY EVENTS_FILE SCREENSHOT_DIR
@@ -217,6 +218,47 @@ with sync_playwright() as p:
     expect(page.locator("#preview [data-node]")).to_have_count(4)
     expect(page.locator("#validation li.ok")).to_have_text("Valid.")
 
+    # A funnel: the list links it; its page shows each step's users as the report answers them,
+    # draws them as bars, follows new events without a reload, and cuts the range into buckets.
+    funnel = {"id": "console_funnel", "steps": [{"event": "Product Viewed"}, {"event": "Order Completed"}],
+              "within": "7d", "breakdown": {"trait": "country"}}
+    api("/v1/funnels", "POST", funnel)
+    page.goto(f"{base}/#funnels")
+    page.click('#funnels tr[data-funnel="console_funnel"] a')
+    expect(page.locator("h1 .id")).to_have_text("console_funnel")
+    since, until = "2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z"
+    page.fill("#funnel-from", since)
+    page.fill("#funnel-to", until)
+    page.click("#funnel-range button")
+
+    def funnel_matches():
+        report = api(f"/v1/funnels/console_funnel/report?from={quoted(since)}&to={quoted(until)}")
+        shown = [count(t) for t in page.locator("#funnel-total tbody tr .users").all_inner_texts()]
+        wanted = [s["users"] for s in report["buckets"][0]["steps"]]
+        assert shown == wanted, f"{shown} on the page, {wanted} reported"
+        return report
+
+    report = eventually(funnel_matches, "the funnel's steps on the page equal the report")
+    assert report["buckets"][0]["steps"][1]["users"] > 0, report
+    expect(page.locator("#funnel-chart canvas")).to_have_count(1)
+    expect(page.locator("#funnel-buckets details h4").first).to_be_attached()
+    page.screenshot(path=os.path.join(shots, "console-funnel.png"), full_page=True)
+    page.evaluate("window.__unchanged = true")
+    buyers = [e for i in range(2) for e in (
+        {"type": "track", "event": "Product Viewed", "userId": f"console-buyer-{i}", "messageId": f"console-view-{i}",
+         "timestamp": latest + 120_000 + i},
+        {"type": "track", "event": "Order Completed", "userId": f"console-buyer-{i}", "messageId": f"console-buy-{i}",
+         "timestamp": latest + 180_000 + i})]
+    assert post_batch(base, write_key, buyers) == 4
+    bought = report["buckets"][0]["steps"][1]["users"]
+    eventually(lambda: funnel_matches()["buckets"][0]["steps"][1]["users"] == bought + 2,
+               "the funnel's page shows the two new buyers")
+    assert page.evaluate("window.__unchanged") is True, "the page was reloaded"
+    page.select_option("#funnel-step", "7d")
+    page.click("#funnel-range button")
+    expect(page.locator("#funnel-buckets .bucket")).to_have_count(9)
+    expect(page.locator("#funnel-buckets .bucket h3").first).to_contain_text("2024-01-01 00:00:00 UTC")
+
     # Dark: the page follows the system's scheme (a dark background, light text).
     page.emulate_media(color_scheme="dark")
     page.goto(f"{base}/#journeys/j2_win_back")
@@ -234,7 +276,7 @@ with sync_playwright() as p:
 
     # A phone's width: the pages fit (a journey's graph is shrunk to the screen).
     page.set_viewport_size({"width": 390, "height": 844})
-    for where in ["#journeys/j2_win_back", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
+    for where in ["#journeys/j2_win_back", "#funnels/console_funnel", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
         page.goto(f"{base}/{where}")
         expect(page.locator("main h1")).to_be_visible()
         assert_fits(page, 390, where)
