@@ -16,6 +16,26 @@ pub const MAX_BUCKETS: u64 = 10_000;
 /// The most breakdown values a bucket names; the others are added up as `other`.
 pub const MAX_BREAKDOWN: usize = 50;
 
+/// The most cells (bucket and breakdown value) one worker's share of a report may have: a
+/// trait with a value per user, cut into many buckets, would otherwise make an answer as large
+/// as the users times the buckets.
+pub const MAX_CELLS: usize = 50_000;
+
+/// The most times between steps one worker's share may carry (8 bytes each).
+pub const MAX_TIMES: usize = 4_000_000;
+
+/// One worker's share of a report, with the shape of the funnel it counted (the definition may
+/// be replaced while a report is being made: the share names its own steps).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunnelPart {
+    /// The steps' event names.
+    pub names: Vec<String>,
+    /// Whether the funnel is broken down by a trait.
+    pub breakdown: bool,
+    /// The cells.
+    pub cells: Vec<FunnelCell>,
+}
+
 /// Which attempts a report counts: those whose first step lies in `[from, to)`, in buckets of
 /// `step` from `from` (one bucket without a step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,8 +183,8 @@ pub fn report(
     }
     let buckets: Vec<Value> = (0..query.buckets() as u32)
         .map(|b| {
-            let start = query.from + query.step.unwrap_or(0) * u64::from(b);
-            let end = query.step.map_or(query.to, |s| (start + s).min(query.to));
+            let start = query.from.saturating_add(query.step.unwrap_or(0).saturating_mul(u64::from(b)));
+            let end = query.step.map_or(query.to, |s| start.saturating_add(s).min(query.to));
             let mut cells = by_bucket.remove(&b).unwrap_or_default();
             let mut all = FunnelCell::new(b, None, steps);
             for cell in &cells {
@@ -238,5 +258,31 @@ mod tests {
         assert_eq!(steps[1]["conversion_from_previous"], json!(2.0 / 3.0));
         assert_eq!(steps[1]["time_to_convert_ms"], json!({"p50": 5, "p90": 30}));
         assert_eq!(steps[0]["time_to_convert_ms"], Value::Null);
+    }
+
+    #[test]
+    fn past_fifty_values_the_rest_are_added_up_as_other() {
+        let names = vec!["A".to_string(), "B".to_string()];
+        let q = FunnelQuery::new(0, 100, None).unwrap();
+        let cells: Vec<FunnelCell> = (0..53u64)
+            .map(|v| {
+                let mut c = FunnelCell::new(0, Some(v.to_string()), 2);
+                // Value v has v + 1 users, the first of whom converted.
+                for u in 0..=v {
+                    c.count(10, if u == 0 { &[20] } else { &[] });
+                }
+                c
+            })
+            .collect();
+        let r = report("f", &names, true, &q, 99, cells);
+        let bucket = &r["buckets"][0];
+        let shown = bucket["breakdown"].as_array().unwrap();
+        assert_eq!(shown.len(), MAX_BREAKDOWN);
+        assert_eq!((shown[0]["value"].clone(), shown[0]["steps"][0]["users"].clone()), (json!(52), json!(53)));
+        // Values 0, 1 and 2 (1 + 2 + 3 users, 3 conversions) are the rest.
+        assert_eq!(bucket["other"]["values"], 3);
+        assert_eq!(bucket["other"]["steps"][0]["users"], 6);
+        assert_eq!(bucket["other"]["steps"][1]["users"], 3);
+        assert_eq!(bucket["steps"][0]["users"], (1..=53).sum::<u64>());
     }
 }

@@ -133,17 +133,20 @@ const DAY: u64 = 86_400_000;
 /// in it), the conversion from the previous and the first step, and the time between steps
 /// (nearest-rank p50 and p90); broken down by the funnel's trait when it has one (the value
 /// each user holds as of the answer; the 50 largest values, the others added up as `other`).
-/// Answered as of the time the request is sequenced (`as_of`), from every worker's users.
+/// Answered as of the time the request is sequenced (`as_of`), from every worker's users; 409
+/// when the funnel was replaced or removed meanwhile, or when the answer would be too large (a
+/// breakdown with a value per user over many buckets: a shorter range or a wider step).
 #[utoipa::path(get, path = "/v1/funnels/{id}/report", tag = "funnels",
     params(("id" = String, Path, description = "funnel id"), Range),
-    responses((status = 200, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), crate::problem::NotFound, crate::problem::ControlAnswers))]
+    responses((status = 200, body = serde_json::Value), (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), (status = 409, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), crate::problem::NotFound, crate::problem::ControlAnswers))]
 pub async fn report_of(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<Json<Value>, Problem> {
-    let catalog = state.engine.catalog.get();
-    let def = catalog.funnels.get(&id).cloned().ok_or_else(|| Problem::not_found(format!("no funnel {id:?}")))?;
+    if !state.engine.catalog.get().funnels.contains_key(&id) {
+        return Err(Problem::not_found(format!("no funnel {id:?}")));
+    }
     let instant = |name: &str, v: &str| {
         journeyflow_types::time::parse_instant_str(v).map_err(|e| Problem::bad_request(format!("{name}: {e}")))
     };
@@ -164,19 +167,24 @@ pub async fn report_of(
     let query = FunnelQuery::new(from, to, step).map_err(Problem::bad_request)?;
     let answers = state.engine.call(Request::FunnelReport { id: id.clone(), query }, state.config.query_wait).await?;
     let mut as_of = 0;
+    let mut shape = None;
     let mut cells = Vec::new();
     for answer in answers {
         match answer {
             Answer::Funnel(t, share) => {
                 as_of = t;
-                cells.extend(share);
+                let this = (share.names, share.breakdown);
+                if shape.as_ref().is_some_and(|s| *s != this) {
+                    return Err(Problem::conflict("the funnel was replaced while the report was made; ask again"));
+                }
+                shape = Some(this);
+                cells.extend(share.cells);
             }
-            Answer::Failed(why) => return Err(Problem::not_found(why)),
+            Answer::Failed(why) => return Err(Problem::conflict(why)),
             other => return Err(Problem::unavailable(format!("unexpected answer {other:?}"))),
         }
     }
-    let names: Vec<String> = def.steps.iter().map(|s| s.event.clone()).collect();
-    let breakdown = def.breakdown.is_some();
+    let (names, breakdown) = shape.unwrap_or_default();
     let made = tokio::task::spawn_blocking(move || report(&id, &names, breakdown, &query, as_of, cells))
         .await
         .map_err(|e| Problem::unavailable(format!("the report could not be made: {e}")))?;

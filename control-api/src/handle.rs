@@ -111,8 +111,8 @@ pub enum Answer {
     Profile(Time, Box<crate::profile::ProfilePart>),
     /// One worker's share of a journey's per-hour counts, counted at least through a time.
     Hours(Time, Vec<HourCount>),
-    /// One worker's cells of a funnel's report as of a time.
-    Funnel(Time, Vec<crate::funnel_report::FunnelCell>),
+    /// One worker's share of a funnel's report as of a time.
+    Funnel(Time, crate::funnel_report::FunnelPart),
     /// The request could not be answered (nothing was applied).
     Failed(String),
 }

@@ -110,14 +110,16 @@ pub fn funnel<'s>(items: VecCollection<'s, Time, (UserId, FunnelItem)>, spec: Fu
 /// The attempts of one user's events (sorted by `(timestamp, messageId)`, each with its step
 /// bits), one per event matching the first step, in that order.
 pub fn attempts(events: &[(Time, &str, u32)], spec: FunnelSpec) -> Vec<Attempt> {
-    let n = events.len();
     let later = spec.steps.saturating_sub(1);
-    // next[s][i]: the first event at index >= i matching step s + 1 (n if none), so each
-    // attempt costs a lookup per step however many events lie between its steps.
-    let mut next = vec![vec![n; n + 1]; later];
-    for (s, row) in next.iter_mut().enumerate() {
-        for i in (0..n).rev() {
-            row[i] = if events[i].2 & (1 << (s + 1)) != 0 { i } else { row[i + 1] };
+    // at[s]: the indices of the events matching step s + 1, in order, so each attempt finds its
+    // next step by a binary search however many events lie between (memory: one index per
+    // event and step it matches).
+    let mut at: Vec<Vec<u32>> = vec![Vec::new(); later];
+    for (i, e) in events.iter().enumerate() {
+        for (s, list) in at.iter_mut().enumerate() {
+            if e.2 & (1 << (s + 1)) != 0 {
+                list.push(i as u32);
+            }
         }
     }
     let mut out = Vec::new();
@@ -127,8 +129,9 @@ pub fn attempts(events: &[(Time, &str, u32)], spec: FunnelSpec) -> Vec<Attempt> 
         }
         let deadline = start.saturating_add(spec.within);
         let found = |s: usize, from: usize| {
-            let j = next[s][from];
-            (j < n && events[j].0 <= deadline).then_some(j)
+            let list = &at[s];
+            let j = *list.get(list.partition_point(|j| (*j as usize) < from))? as usize;
+            (events[j].0 <= deadline).then_some(j)
         };
         let mut reached = Vec::new();
         let (mut previous, mut latest) = (i, start);

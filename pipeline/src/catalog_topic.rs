@@ -1,5 +1,5 @@
-//! The catalog in a compacted Kafka topic (`segment/<id>`, `journey/<id>` keys, tombstones for
-//! removals): process 0 writes what changed after each change, from a thread of its own (the
+//! The catalog in a compacted Kafka topic (`segment/<id>`, `journey/<id>`, `funnel/<id>` keys,
+//! tombstones for removals): process 0 writes what changed after each change, from a thread of its own (the
 //! producer waits for the broker); a process that starts with an empty control log starts
 //! from what the topic holds.
 
@@ -15,7 +15,9 @@ use std::time::Duration;
 pub type Held = BTreeMap<String, Vec<u8>>;
 
 /// Reads the topic to its end: the catalog document it holds (`None` when it holds no
-/// definition: `{"segments": [...], "journeys": {id: entry}}`) and the latest value of each key.
+/// definition: `{"segments": [...], "journeys": {id: entry}, "funnels": [...]}`) and the latest
+/// value of each key. A key of a kind this version does not know (written by a newer one) is
+/// left out, with a warning.
 pub fn read(settings: &Settings, topic: &str) -> anyhow::Result<(Option<Value>, Held)> {
     let records = read_topic(settings, topic, Duration::from_secs(30))?;
     let mut latest = Held::new();
@@ -31,6 +33,7 @@ pub fn read(settings: &Settings, topic: &str) -> anyhow::Result<(Option<Value>, 
     }
     let mut segments = Vec::new();
     let mut journeys = serde_json::Map::new();
+    let mut funnels = Vec::new();
     for (key, bytes) in &latest {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("{topic}: record {key}: {e}"))?;
         match key.split_once('/') {
@@ -38,10 +41,11 @@ pub fn read(settings: &Settings, topic: &str) -> anyhow::Result<(Option<Value>, 
             Some(("journey", id)) => {
                 journeys.insert(id.to_string(), value);
             }
-            _ => anyhow::bail!("{topic}: unexpected key {key:?}"),
+            Some(("funnel", _)) => funnels.push(value),
+            _ => tracing::warn!("{topic}: a key of an unknown kind, {key:?}, is left out"),
         }
     }
-    Ok((Some(json!({ "segments": segments, "journeys": journeys })), latest))
+    Ok((Some(json!({ "segments": segments, "journeys": journeys, "funnels": funnels })), latest))
 }
 
 /// Every key the catalog puts in the topic, with its value.
@@ -52,6 +56,9 @@ fn records(catalog: &Catalog) -> anyhow::Result<Held> {
     }
     for (id, entry) in &catalog.journeys {
         now.insert(format!("journey/{id}"), serde_json::to_vec(entry)?);
+    }
+    for def in catalog.funnels.values() {
+        now.insert(format!("funnel/{}", def.id), serde_json::to_vec(&def.source)?);
     }
     Ok(now)
 }

@@ -21,6 +21,8 @@ pub struct LiveConfig {
     pub segments: Option<PathBuf>,
     /// Journeys to publish at start.
     pub journeys: Option<PathBuf>,
+    /// Funnels to install at start.
+    pub funnels: Option<PathBuf>,
     /// Timely worker threads (per process).
     pub workers: usize,
     /// The processes of the cluster (one by default).
@@ -192,6 +194,7 @@ impl Default for LiveConfig {
             data_dir: PathBuf::from("journeyflow-data"),
             segments: None,
             journeys: None,
+            funnels: None,
             workers: crate::cluster::default_workers(),
             cluster: crate::cluster::Cluster::single(crate::cluster::default_workers()),
             allowed_lateness: 1_000,
@@ -227,6 +230,8 @@ pub struct FileConfig {
     pub segments: Option<PathBuf>,
     /// `journeys = "journeys.json"`.
     pub journeys: Option<PathBuf>,
+    /// `funnels = "funnels.json"`.
+    pub funnels: Option<PathBuf>,
     /// `workers = 2` (default: one per available core).
     pub workers: Option<usize>,
     /// `[ingest]`.
@@ -501,6 +506,7 @@ impl FileConfig {
             data_dir: self.data_dir.unwrap_or(d.data_dir),
             segments: self.segments.or(d.segments),
             journeys: self.journeys.or(d.journeys),
+            funnels: self.funnels.or(d.funnels),
             workers: self.workers.unwrap_or(d.workers).max(1),
             cluster: crate::cluster::Cluster::single(self.workers.unwrap_or(d.workers)),
             allowed_lateness: duration("ingest.allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,

@@ -5,11 +5,12 @@
 use crate::programs::{shut, Button, EventsTrace, TraitsTrace};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::TraceReader;
-use journeyflow_control_api::funnel_report::{FunnelCell, FunnelQuery};
+use journeyflow_control_api::funnel_report::{FunnelCell, FunnelPart, FunnelQuery, MAX_CELLS, MAX_TIMES};
 use journeyflow_operators::funnel::{funnel, FunnelItem, FunnelOut, FunnelSpec, FunnelTrace};
 use journeyflow_operators::select::select;
 use journeyflow_operators::Time;
 use journeyflow_types::funnel::{FunnelDefinition, StepOrder};
+use journeyflow_types::Value;
 use std::collections::BTreeMap;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
@@ -89,10 +90,11 @@ impl FunnelProgram {
         shut(worker, self.buttons, self.dataflow);
     }
 
-    /// This worker's cells of the report `query` as of `time`, once the attempts are complete
+    /// This worker's share of the report `query` as of `time`, once the attempts are complete
     /// through `time` (`None` before): each user counts once per bucket, by their first
-    /// attempt starting in it.
-    pub fn cells_at(&mut self, time: Time, query: &FunnelQuery) -> Option<Vec<FunnelCell>> {
+    /// attempt starting in it. `Some(Err)` when the share would be larger than
+    /// [`MAX_CELLS`] cells or [`MAX_TIMES`] times.
+    pub fn part_at(&mut self, time: Time, query: &FunnelQuery) -> Option<Result<FunnelPart, String>> {
         let mut upper = Antichain::new();
         self.attempts.read_upper(&mut upper);
         let compacted = self.attempts.get_physical_compaction().to_owned();
@@ -104,6 +106,7 @@ impl FunnelProgram {
         let steps = self.def.steps.len();
         let mut cells: BTreeMap<(u32, Option<String>), FunnelCell> = BTreeMap::new();
         let mut chosen = Vec::new();
+        let mut times = 0;
         while cursor.key_valid(&storage) {
             // Attempts sort before the breakdown value, by `(start, messageId)`.
             let (mut breakdown, mut last) = (None, None);
@@ -123,7 +126,7 @@ impl FunnelProgram {
                                 chosen.push((bucket, a.start, a.reached.clone()));
                             }
                         }
-                        FunnelOut::Breakdown(v) => breakdown = Some(v.to_json().to_string()),
+                        FunnelOut::Breakdown(v) => breakdown = Some(breakdown_text(v)),
                     }
                 }
                 cursor.step_val(&storage);
@@ -132,9 +135,26 @@ impl FunnelProgram {
                 let key = (bucket, breakdown.clone());
                 let cell = cells.entry(key).or_insert_with(|| FunnelCell::new(bucket, breakdown.clone(), steps));
                 cell.count(start, &reached);
+                times += reached.len();
+            }
+            if cells.len() > MAX_CELLS || times > MAX_TIMES {
+                return Some(Err(format!(
+                    "the report would be too large (more than {MAX_CELLS} buckets and values or {MAX_TIMES} times on a \
+                     worker): a shorter range or a wider step"
+                )));
             }
             cursor.step_key(&storage);
         }
-        Some(cells.into_values().collect())
+        let names = self.def.steps.iter().map(|s| s.event.clone()).collect();
+        Some(Ok(FunnelPart { names, breakdown: self.def.breakdown.is_some(), cells: cells.into_values().collect() }))
+    }
+}
+
+/// A breakdown value as the report names it: its JSON text, a whole number written as one
+/// (numbers are kept as doubles; `1` and `1.0` are one value).
+fn breakdown_text(value: &Value) -> String {
+    match value {
+        Value::Num(n) if n.0.fract() == 0.0 && n.0.abs() < 9_007_199_254_740_992.0 => format!("{}", n.0 as i64),
+        other => other.to_json().to_string(),
     }
 }

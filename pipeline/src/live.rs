@@ -449,8 +449,8 @@ fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox
                 Some(counts) => Answer::Hours(time, counts),
                 None => Answer::Failed(format!("journey {id:?} is not running")),
             }),
-            Query::Funnel(id, query) => programs.funnel_cells_at(id, time, query).map(|found| match found {
-                Ok(cells) => Answer::Funnel(time, cells),
+            Query::Funnel(id, query) => programs.funnel_part_at(id, time, query).map(|found| match found {
+                Ok(part) => Answer::Funnel(time, part),
                 Err(why) => Answer::Failed(why),
             }),
         };

@@ -24,7 +24,7 @@ use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
-use journeyflow_control_api::funnel_report::{FunnelCell, FunnelQuery};
+use journeyflow_control_api::funnel_report::{FunnelPart, FunnelQuery};
 use journeyflow_control_api::handle::HourCount;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::handover::Handover;
@@ -671,7 +671,8 @@ impl Programs {
         let watermark = self.watermark();
         loop {
             self.step(worker);
-            if self.output_frontier() >= watermark {
+            // Funnels make no output, but one that falls behind must hold the input back too.
+            if self.output_frontier().min(self.funnels_frontier()) >= watermark {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -751,20 +752,22 @@ impl Programs {
         Ok(())
     }
 
-    /// This worker's cells of a funnel's report as of `time`, once its attempts are complete
-    /// through `time` (`None` before); `Some(Err)` for a funnel not installed, or installed
-    /// (replaced) after `time`.
-    pub fn funnel_cells_at(
-        &mut self,
-        id: &str,
-        time: Time,
-        query: &FunnelQuery,
-    ) -> Option<Result<Vec<FunnelCell>, String>> {
+    /// This worker's share of a funnel's report as of `time`, once its attempts are complete
+    /// through `time` (`None` before); `Some(Err)` for a funnel not installed, installed
+    /// (replaced) after `time`, or a share too large.
+    pub fn funnel_part_at(&mut self, id: &str, time: Time, query: &FunnelQuery) -> Option<Result<FunnelPart, String>> {
         match self.funnels.get_mut(id) {
-            None => Some(Err(format!("no funnel {id:?}"))),
-            Some((at, _)) if *at > time => Some(Err(format!("funnel {id:?} was replaced after the report was asked"))),
-            Some((_, program)) => program.cells_at(time, query).map(Ok),
+            None => Some(Err(format!("funnel {id:?} was removed while the report was made"))),
+            Some((at, _)) if *at > time => {
+                Some(Err(format!("funnel {id:?} was replaced while the report was made; ask again")))
+            }
+            Some((_, program)) => program.part_at(time, query),
         }
+    }
+
+    /// The earliest time a funnel's attempts may still change at (`Time::MAX` without one).
+    fn funnels_frontier(&self) -> Time {
+        self.funnels.values().map(|(_, p)| p.frontier()).min().unwrap_or(Time::MAX)
     }
 
     /// Ids of the installed segments, in install order of their names.
@@ -1483,7 +1486,7 @@ impl Programs {
         replaced.extend(self.retired_segments.iter().map(|r| (r.program.probe.clone(), r.at.min(time))));
         while probes.iter().any(|p| p.less_than(&(time + 1)))
             || replaced.iter().any(|(p, at)| p.less_equal(at))
-            || self.funnels.values().any(|(_, p)| p.frontier() <= time)
+            || self.funnels_frontier() <= time
         {
             self.step(worker);
         }

@@ -457,9 +457,9 @@ where
         for (time, funnel, query) in &config.funnel_reports {
             let id = &config.funnels.get(*funnel as usize).ok_or("a report of no funnel")?.id;
             let query = funnel_range(query, as_of_or_start)?;
-            let cells = programs.funnel_cells_at(id, (*time).min(as_of_or_start), &query);
-            output.funnel_cells.push(match cells {
-                Some(Ok(cells)) => cells,
+            let part = programs.funnel_part_at(id, (*time).min(as_of_or_start), &query);
+            output.funnel_cells.push(match part {
+                Some(Ok(part)) => part.cells,
                 Some(Err(e)) => return Err(e),
                 None => return Err(format!("funnel {id:?} is not complete through the run's time")),
             });

@@ -16,9 +16,11 @@ use serde_json::{json, Value as J};
 const FROM: u64 = 1_704_067_200_000; // 2024-01-01
 const WEEK: u64 = 7 * 86_400_000;
 
-fn start(dir: &std::path::Path) -> Server {
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
     // The sample is from 2024: kept forever, it does not expire as of now.
-    Server::start_with(2, dir, &["--write-key", "wk", "--retention-events", "forever"])
+    let mut flags = vec!["--write-key", "wk", "--retention-events", "forever"];
+    flags.extend(extra);
+    Server::start_with(2, dir, &flags)
 }
 
 /// The report of funnel `id` by week from 2024-01-01 to 2024-03-01.
@@ -62,7 +64,7 @@ fn settled(client: &Client, server: &Server, def: &J) -> J {
 fn funnels_are_installed_reported_replaced_removed_and_kept_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new();
-    let server = start(dir.path());
+    let server = start(dir.path(), &[]);
     let pricey = json!({"id": "pricey", "steps": [{"event": "Product Viewed", "where": [{"property": "price", "op": "gt", "value": 100}]},
         {"event": "Order Completed"}, {"event": "Email Opened"}], "within": "7d", "order": "any"});
     let r = client.post(server.url("/v1/funnels")).json(&pricey).send().unwrap();
@@ -124,10 +126,16 @@ fn funnels_are_installed_reported_replaced_removed_and_kept_across_a_restart() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let before = report(&client, &server, "checkout");
     assert!(server.stop().success());
-    // After a restart: the same funnels, the same report.
-    let server = start(dir.path());
+    // After a restart: the same funnels, the same report; `--funnels` adds those not stored (and
+    // refuses one stored with another definition).
+    let file = dir.path().join("funnels.json");
+    let repeat =
+        json!({"id": "repeat", "steps": [{"event": "Order Completed"}, {"event": "Order Completed"}], "within": "30d"});
+    std::fs::write(&file, json!([checkout, repeat]).to_string()).unwrap();
+    let server = start(dir.path(), &["--funnels", file.to_str().unwrap()]);
     let listed: J = client.get(server.url("/v1/funnels")).send().unwrap().json().unwrap();
-    assert_eq!(listed, json!([{"id": "checkout", "definition": checkout}]));
+    assert_eq!(listed, json!([{"id": "checkout", "definition": checkout}, {"id": "repeat", "definition": repeat}]));
+    settled(&client, &server, &repeat);
     let after = report(&client, &server, "checkout");
     assert_eq!(after["buckets"], before["buckets"]);
     assert!(server.stop().success());

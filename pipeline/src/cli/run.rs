@@ -22,6 +22,7 @@ use journeyflow_control_api::auth::Auth;
 use journeyflow_control_api::catalog::{status, Catalog, Change, JourneyEntry, Lifecycle};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_control_api::{router, AppState};
+use journeyflow_types::funnel::validate_funnels_with;
 use journeyflow_types::{parse_journeys, parse_segments, validate_segments_with, Key, Limits};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -50,6 +51,9 @@ pub struct RunArgs {
     /// Journeys to publish at start (a JSON array of definitions), unless already stored.
     #[arg(long, env = "JOURNEYFLOW_JOURNEYS")]
     pub journeys: Option<PathBuf>,
+    /// Funnels to install at start (a JSON array of definitions), unless already stored.
+    #[arg(long, env = "JOURNEYFLOW_FUNNELS")]
+    pub funnels: Option<PathBuf>,
     /// Timely worker threads (per process) [default: one per available core].
     #[arg(long, short = 'w', env = "JOURNEYFLOW_WORKERS")]
     pub workers: Option<usize>,
@@ -205,6 +209,7 @@ impl RunArgs {
             data_dir: self.data_dir.clone().unwrap_or(base.data_dir),
             segments: self.segments.clone().or(base.segments),
             journeys: self.journeys.clone().or(base.journeys),
+            funnels: self.funnels.clone().or(base.funnels),
             workers: self.workers.unwrap_or(base.workers).max(1),
             allowed_lateness: self.allowed_lateness.unwrap_or(base.allowed_lateness),
             idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
@@ -754,6 +759,15 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
                 plan(Change::ReviseJourney { definition: next }, what, true, &mut planned)?;
             }
         }
+        let funnels = doc.get("funnels").cloned().unwrap_or_else(|| Value::Array(Vec::new()));
+        let funnels =
+            validate_funnels_with(&funnels, &Limits::ceiling()).map_err(|e| anyhow::anyhow!("stored funnels: {e}"))?;
+        for def in funnels {
+            if !planned.funnels.contains_key(&def.id) {
+                let what = format!("stored funnel {:?}", def.id);
+                plan(Change::InstallFunnel { definition: def.source }, what, true, &mut planned)?;
+            }
+        }
     }
     if let Some(path) = &args.segments {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -783,6 +797,24 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
             }
             let what = format!("{}: journey {:?}", path.display(), def.id);
             plan(Change::InstallJourney { definition: def.source, version: 1 }, what, false, &mut planned)?;
+        }
+    }
+    if let Some(path) = &args.funnels {
+        let limits = Limits { retention: args.retention.events, ..args.http.limits };
+        for def in crate::cli::replay::read_funnels(path, &limits)? {
+            match planned.funnels.get(&def.id) {
+                Some(stored) if stored.source != def.source => anyhow::bail!(
+                    "{}: funnel {:?} differs from the one in {}; change it through the API",
+                    path.display(),
+                    def.id,
+                    args.data_dir.display()
+                ),
+                Some(_) => {}
+                None => {
+                    let what = format!("{}: funnel {:?}", path.display(), def.id);
+                    plan(Change::InstallFunnel { definition: def.source }, what, false, &mut planned)?;
+                }
+            }
         }
     }
     Ok(out)
@@ -836,6 +868,7 @@ mod tests {
                 Change::ReviseJourney { .. } => "revise_journey",
                 Change::InstallJourney { .. } => "install_journey",
                 Change::JourneyCommand { .. } => "journey_command",
+                Change::InstallFunnel { .. } => "install_funnel",
                 _ => "other",
             })
             .collect()
@@ -868,5 +901,16 @@ mod tests {
             kinds(&changes),
             ["install_segment", "draft_journey", "install_journey", "journey_command", "revise_journey"]
         );
+    }
+
+    #[test]
+    fn the_definitions_topic_brings_the_funnels_the_log_lacks() {
+        let funnel = |id: &str| json!({"id": id, "steps": [{"event": "A"}, {"event": "B"}], "within": "1d"});
+        let doc = json!({"segments": [], "journeys": {}, "funnels": [funnel("f"), funnel("g")]});
+        let log = [(Change::InstallFunnel { definition: funnel("f") }, 1)];
+        let (catalog, _) = Catalog::fold(log.iter().map(|(c, t)| (c, *t)));
+        let changes = start_changes(&LiveConfig::default(), &catalog, Some(doc)).unwrap();
+        assert_eq!(kinds(&changes), ["install_funnel"]);
+        assert_eq!(changes[0].change.definition(), Some(&funnel("g")));
     }
 }

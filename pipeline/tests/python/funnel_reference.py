@@ -81,6 +81,16 @@ def traits_sql(name, as_of):
       WHERE rn = 1 AND v IS NOT NULL AND json_type(v) <> 'NULL'"""
 
 
+def canonical(text):
+    """A breakdown value's JSON text with a whole number written as one (`3.0` is `3`)."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -123,7 +133,7 @@ def report(con, funnel, q, retention):
     rows = con.execute(f"SELECT bucket, value, {', '.join(f'r{i}' for i in range(k))} FROM ({joined})").fetchall()
     cells = {}
     for row in rows:
-        bucket, value, reach = row[0], row[1], row[2:]
+        bucket, value, reach = row[0], canonical(row[1]), row[2:]
         users, times = cells.setdefault((bucket, value), ([0] * k, [[] for _ in range(k - 1)]))
         for s in range(k):
             if reach[s] is None:
