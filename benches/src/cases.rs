@@ -186,6 +186,10 @@ pub struct Loaded {
     pub journeys: Option<JourneyLines>,
     /// The process's peak resident set.
     pub peak_rss_bytes: u64,
+    /// Milliseconds from installing the funnel to its report over every entry time (loads
+    /// with S1-S6 only), and the users it counted at each step.
+    #[serde(default)]
+    pub funnel: Option<(f64, Vec<u64>)>,
 }
 
 /// Freshness of one paced run.
@@ -397,6 +401,7 @@ struct WorkerLoad {
     journeys: Option<JourneyLines>,
     memory: Option<(u64, u64)>,
     install: Option<(f64, Members)>,
+    funnel: Option<(f64, Vec<u64>)>,
     peak: u64,
 }
 
@@ -435,9 +440,17 @@ fn throughput(
             Ok::<_, String>((took.as_secs_f64() * 1e3, members))
         });
         let install = install.transpose()?;
+        let funnel = (definitions == Definitions::Segments).then(|| {
+            bench.hold(as_of + 2);
+            bench.install_funnel(worker, as_of + 2).map(|(took, users)| (took.as_secs_f64() * 1e3, users))
+        });
+        let funnel = funnel.transpose()?;
         let peak = crate::machine::peak_rss();
         let late = bench.late;
-        Ok(gather(worker, WorkerLoad { started, ended, events, late, members, journeys, memory, install, peak }))
+        Ok(gather(
+            worker,
+            WorkerLoad { started, ended, events, late, members, journeys, memory, install, funnel, peak },
+        ))
     })
     .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
     let mut reports = Vec::new();
@@ -464,6 +477,11 @@ fn throughput(
     // Every process's memory, added up.
     let memory: Vec<(u64, u64)> = reports.iter().filter_map(|r| r.memory).collect();
     let installs: Vec<(f64, Members)> = reports.iter().filter_map(|r| r.install).collect();
+    // The slowest worker's time; every worker's users added up.
+    let funnel = reports.iter().filter_map(|r| r.funnel.clone()).reduce(|(t, mut all), (u, users)| {
+        all.iter_mut().zip(&users).for_each(|(a, n)| *a += n);
+        (t.max(u), all)
+    });
     let installed_members =
         (!installs.is_empty()).then(|| installs.iter().fold(Members::default(), |all, i| all.union(&i.1)));
     Ok(Some(Loaded {
@@ -480,6 +498,7 @@ fn throughput(
         installed_size: installed_members.map(|m| m.count),
         installed_members,
         peak_rss_bytes: reports.iter().filter(|r| r.memory.is_some()).map(|r| r.peak).sum(),
+        funnel,
     }))
 }
 

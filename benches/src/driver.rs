@@ -8,6 +8,7 @@ use journeyflow::admission::{IngestConfig, LatePolicy, DEFAULT_RETENTION};
 use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
 use journeyflow::programs::Programs;
 use journeyflow_connectors::ndjson::{PartReader, RawRecord};
+use journeyflow_control_api::funnel_report::FunnelQuery;
 use journeyflow_operators::journey::record::{JourneyOutput, Status};
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_record, Key};
@@ -155,6 +156,28 @@ impl Bench {
         self.programs.advance(worker, Some(at + 1), |_, _, _| {});
         self.programs.settle(worker, at);
         started.elapsed()
+    }
+
+    /// Installs the analytics figure's funnel as of `at` (past everything loaded), steps until
+    /// its attempts are complete and reads this worker's share of its report over every entry
+    /// time as of `at`; returns the wall time that took and the users it counted at each step.
+    pub fn install_funnel(&mut self, worker: &mut Worker, at: Time) -> Result<(Duration, Vec<u64>), String> {
+        let started = Instant::now();
+        let funnel = workload::funnel();
+        let (id, steps) = (funnel.id.clone(), funnel.steps.len());
+        self.programs.install_funnel(worker, funnel, at);
+        self.programs.advance(worker, Some(at + 1), |_, _, _| {});
+        self.programs.settle(worker, at);
+        let query = FunnelQuery::new(0, at + 1, None)?;
+        let part = self.programs.funnel_part_at(&id, at, &query).ok_or("the funnel is not complete")??;
+        let took = started.elapsed();
+        let mut users = vec![0; steps];
+        for cell in &part.cells {
+            for (all, n) in users.iter_mut().zip(&cell.users) {
+                *all += n;
+            }
+        }
+        Ok((took, users))
     }
 
     /// Outputs drained and not needed: frees them.

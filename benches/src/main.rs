@@ -9,7 +9,9 @@ use anyhow::Context;
 use cap::Cap;
 use clap::Parser;
 use journeyflow_benches::cases::{self, Case, Freshness, Loaded, Member, Recomputed, Shape, LATENESS};
-use journeyflow_benches::report::{Config, InstallRow, LatencyRow, MemoryRow, RecomputeRow, Report, ThroughputRow};
+use journeyflow_benches::report::{
+    Config, FunnelRow, InstallRow, LatencyRow, MemoryRow, RecomputeRow, Report, ThroughputRow,
+};
 use journeyflow_benches::workload::{self, Definitions, Size};
 use journeyflow_benches::{driver, machine, plots};
 use std::path::PathBuf;
@@ -202,6 +204,7 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
         throughput_events_per_s: Vec::new(),
         latency_ms: Vec::new(),
         install_ms: Vec::new(),
+        funnel: Vec::new(),
         peak_rss_bytes: 0,
         memory: Vec::new(),
         recompute_s: Vec::new(),
@@ -253,6 +256,32 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
                         });
                         if let (Some(ms), Some(members)) = (loaded.install_ms, loaded.installed_size) {
                             report.install_ms.push(InstallRow { size: *size, shape, install_ms: ms, members });
+                        }
+                        if let Some((install_ms, users)) = loaded.funnel.clone() {
+                            let duck = duckdb_funnel(&file);
+                            if let Some(d) = &duck {
+                                anyhow::ensure!(
+                                    d.users == users,
+                                    "the funnel's users {users:?} are not DuckDB's {:?}",
+                                    d.users
+                                );
+                            }
+                            eprintln!(
+                                "  {}, funnel: {install_ms:.0} ms to install and report {users:?}; DuckDB {}",
+                                shape.label(),
+                                duck.as_ref().map_or("not run".into(), |d| format!(
+                                    "{:.2} s to load, {:.2} s to query",
+                                    d.load_s, d.query_s
+                                ))
+                            );
+                            report.funnel.push(FunnelRow {
+                                size: *size,
+                                shape,
+                                install_ms,
+                                users,
+                                duckdb_load_s: duck.as_ref().map(|d| d.load_s),
+                                duckdb_query_s: duck.as_ref().map(|d| d.query_s),
+                            });
                         }
                     }
                     Definitions::Journeys => max_rate.push((shape, loaded.events_per_s)),
@@ -311,6 +340,42 @@ fn bench(cli: &Cli) -> anyhow::Result<Report> {
         });
     }
     Ok(report)
+}
+
+/// What DuckDB found and took for the funnel, from scratch.
+#[derive(serde::Deserialize)]
+struct DuckFunnel {
+    load_s: f64,
+    query_s: f64,
+    users: Vec<u64>,
+}
+
+/// The funnel computed from scratch by DuckDB over `file` (`benches/funnel_duckdb.py`, with the
+/// tests' reference SQL), with `JOURNEYFLOW_PYTHON` or the test script's venv, else `python3`;
+/// `None` (said on stderr) when no Python there has duckdb.
+fn duckdb_funnel(file: &std::path::Path) -> Option<DuckFunnel> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = root.join("target/pyenv/bin/python");
+    let python = std::env::var_os("JOURNEYFLOW_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| venv.exists().then_some(venv))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let out = std::process::Command::new(&python)
+        .arg(root.join("benches/funnel_duckdb.py"))
+        .arg(file)
+        .arg(workload::FUNNEL)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).ok(),
+        Ok(out) => {
+            eprintln!("  DuckDB's funnel not run: {}", String::from_utf8_lossy(&out.stderr).trim());
+            None
+        }
+        Err(e) => {
+            eprintln!("  DuckDB's funnel not run: {}: {e}", python.display());
+            None
+        }
+    }
 }
 
 /// Fails unless a load's members at the end (who, not only how many) equal the independent

@@ -87,6 +87,23 @@ pub struct InstallRow {
     pub members: u64,
 }
 
+/// The funnel installed over the retained events, and DuckDB's from-scratch time beside it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FunnelRow {
+    /// Data set (the retained events).
+    pub size: Size,
+    /// Processes and workers.
+    pub shape: Shape,
+    /// Milliseconds from the install to the report over every entry time.
+    pub install_ms: f64,
+    /// Users at each step.
+    pub users: Vec<u64>,
+    /// DuckDB's seconds to load the file into a table (none without a Python with duckdb).
+    pub duckdb_load_s: Option<f64>,
+    /// DuckDB's seconds to compute the same report over the loaded table.
+    pub duckdb_query_s: Option<f64>,
+}
+
 /// The from-scratch baseline over one data set.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RecomputeRow {
@@ -128,6 +145,9 @@ pub struct Report {
     pub latency_ms: Vec<LatencyRow>,
     /// Installs over the retained events.
     pub install_ms: Vec<InstallRow>,
+    /// Funnels installed over the retained events.
+    #[serde(default)]
+    pub funnel: Vec<FunnelRow>,
     /// The largest peak resident set of any measurement.
     pub peak_rss_bytes: u64,
     /// Memory per user.
@@ -212,6 +232,28 @@ impl Report {
                 r.shape.label(),
                 r.install_ms,
                 r.members
+            );
+        }
+        let _ = writeln!(s, "\n## Funnel (a 4-step funnel over the retained events, and DuckDB from scratch)\n");
+        let _ = writeln!(
+            s,
+            "| retained events | processes x workers | install to report | users at each step | DuckDB load | DuckDB query | install / query |"
+        );
+        let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- |");
+        for r in &self.funnel {
+            let secs = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{:.2} s", x));
+            let ratio = r.duckdb_query_s.map_or("–".to_string(), |q| format!("{:.2}", r.install_ms / 1e3 / q));
+            let users: Vec<String> = r.users.iter().map(|u| u.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} ms | {} | {} | {} | {} |",
+                short(r.size.events),
+                r.shape.label(),
+                r.install_ms,
+                users.join(" → "),
+                secs(r.duckdb_load_s),
+                secs(r.duckdb_query_s),
+                ratio
             );
         }
         let _ = writeln!(s, "\n## Memory (live heap per user with an event, after the load)\n");

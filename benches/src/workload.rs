@@ -5,7 +5,8 @@
 use anyhow::Context;
 use journeyflow_datasets::generator::{self, generate_parallel, GeneratorConfig};
 use journeyflow_operators::journey::plan::JourneyPlan;
-use journeyflow_types::{parse_journeys, parse_segments, SegmentDefinition};
+use journeyflow_types::funnel::{validate_funnel, FunnelDefinition};
+use journeyflow_types::{parse_journeys, parse_segments, Limits, SegmentDefinition};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,11 @@ pub const JOURNEYS: &str = include_str!("../../datasets/sample/journeys.json");
 pub const INSTALLED: &str = r#"[{"id": "s7_engaged_paid", "condition": {"all": [
   {"trait": {"name": "plan", "op": "in", "value": ["pro", "enterprise"]}},
   {"performed": {"event": "Product Viewed", "within": "30d", "at_least": 3}}]}}]"#;
+
+/// The funnel installed over the retained history for the analytics figure: the shopping
+/// funnel of the generated sessions, within a week.
+pub const FUNNEL: &str = r#"{"id": "shopping", "steps": [{"event": "Product Viewed"}, {"event": "Product Added"},
+  {"event": "Cart Viewed"}, {"event": "Order Completed"}], "within": "7d"}"#;
 
 /// Which definitions a run installs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +56,12 @@ pub fn segments() -> Vec<SegmentDefinition> {
 /// The install figure's segment, parsed.
 pub fn installed() -> SegmentDefinition {
     parse_segments(INSTALLED).expect("the installed segment is valid").remove(0)
+}
+
+/// The analytics figure's funnel, parsed.
+pub fn funnel() -> FunnelDefinition {
+    let json: serde_json::Value = serde_json::from_str(FUNNEL).expect("the funnel is JSON");
+    validate_funnel(&json, &Limits::default()).expect("the funnel is valid")
 }
 
 /// J1-J2 as version 1.
