@@ -8,7 +8,7 @@ use journeyflow::admission::{IngestConfig, LatePolicy, DEFAULT_RETENTION};
 use journeyflow::journey_output::{ActionLine, JourneyNames, TransitionLine};
 use journeyflow::programs::Programs;
 use journeyflow_connectors::ndjson::{PartReader, RawRecord};
-use journeyflow_control_api::funnel_report::FunnelQuery;
+use journeyflow_control_api::buckets::Buckets;
 use journeyflow_operators::journey::record::{JourneyOutput, Status};
 use journeyflow_operators::Time;
 use journeyflow_types::{decode_record, Key};
@@ -168,7 +168,7 @@ impl Bench {
         self.programs.install_funnel(worker, funnel, at);
         self.programs.advance(worker, Some(at + 1), |_, _, _| {});
         self.programs.settle(worker, at);
-        let query = FunnelQuery::new(0, at + 1, None)?;
+        let query = Buckets::new(0, at + 1, None)?;
         let part = self.programs.funnel_part_at(&id, at, &query).ok_or("the funnel is not complete")??;
         let took = started.elapsed();
         let mut users = vec![0; steps];

@@ -7,6 +7,7 @@
 //! snapshots ([`CatalogView`]) that it publishes after each change, and a restart folds the
 //! log again.
 
+use journeyflow_types::cohort::{validate_cohort, CohortDefinition};
 use journeyflow_types::entries::parse_entry;
 use journeyflow_types::funnel::{validate_funnel, FunnelDefinition};
 use journeyflow_types::{
@@ -108,6 +109,21 @@ pub enum Change {
         /// Funnel id.
         id: String,
     },
+    /// Install a retention cohort, computed over the retained history as of the change's time.
+    InstallCohort {
+        /// The definition as written.
+        definition: Value,
+    },
+    /// Replace an installed cohort's definition (computed afresh over the retained history).
+    ReplaceCohort {
+        /// The new definition.
+        definition: Value,
+    },
+    /// Remove a retention cohort (its dataflow goes).
+    RemoveCohort {
+        /// Cohort id.
+        id: String,
+    },
     /// Let users into an ongoing journey as of the change's time (an entry from outside).
     EnterJourney {
         /// Journey id.
@@ -173,9 +189,12 @@ impl Change {
             | Change::InstallJourney { definition, .. }
             | Change::PublishVersion { definition, .. }
             | Change::InstallFunnel { definition }
-            | Change::ReplaceFunnel { definition } => Some(definition),
+            | Change::ReplaceFunnel { definition }
+            | Change::InstallCohort { definition }
+            | Change::ReplaceCohort { definition } => Some(definition),
             Change::RemoveSegment { .. }
             | Change::RemoveFunnel { .. }
+            | Change::RemoveCohort { .. }
             | Change::RemoveJourney { .. }
             | Change::JourneyCommand { .. }
             | Change::DeleteUser { .. }
@@ -265,6 +284,8 @@ pub struct Catalog {
     pub suppressed: BTreeMap<String, Time>,
     /// Installed funnels by id.
     pub funnels: BTreeMap<String, FunnelDefinition>,
+    /// Installed retention cohorts by id.
+    pub cohorts: BTreeMap<String, CohortDefinition>,
 }
 
 impl Catalog {
@@ -323,6 +344,15 @@ impl Catalog {
 
     fn funnel(&self, definition: &Value, limits: &Limits) -> Result<FunnelDefinition, Refusal> {
         validate_funnel(definition, limits).map_err(Refusal::Invalid)
+    }
+
+    /// Whether one more analysis (a funnel or a cohort: each a dataflow) may be installed.
+    fn room_for_analysis(&self, limits: &Limits) -> Result<(), Refusal> {
+        let max = limits.analyses;
+        match self.funnels.len() + self.cohorts.len() >= max {
+            true => Err(invalid("$", format!("{max} funnels and cohorts are installed; at most {max} are allowed"))),
+            false => Ok(()),
+        }
     }
 
     fn entry(&self, id: &str) -> Result<&JourneyEntry, Refusal> {
@@ -452,12 +482,26 @@ impl Catalog {
                 if self.funnels.contains_key(&def.id) {
                     return Err(Refusal::Conflict(format!("funnel {:?} exists; replace it with PUT", def.id)));
                 }
-                if self.funnels.len() >= limits.analyses {
-                    let max = limits.analyses;
-                    return Err(invalid("$", format!("{max} funnels are installed; at most {max} are allowed")));
-                }
-                Ok(())
+                self.room_for_analysis(limits)
             }
+            Change::InstallCohort { definition } => {
+                let def = validate_cohort(definition, limits).map_err(Refusal::Invalid)?;
+                if self.cohorts.contains_key(&def.id) {
+                    return Err(Refusal::Conflict(format!("cohort {:?} exists; replace it with PUT", def.id)));
+                }
+                self.room_for_analysis(limits)
+            }
+            Change::ReplaceCohort { definition } => {
+                let def = validate_cohort(definition, limits).map_err(Refusal::Invalid)?;
+                match self.cohorts.contains_key(&def.id) {
+                    true => Ok(()),
+                    false => Err(Refusal::NotFound(format!("no cohort {:?}", def.id))),
+                }
+            }
+            Change::RemoveCohort { id } => match self.cohorts.contains_key(id) {
+                true => Ok(()),
+                false => Err(Refusal::NotFound(format!("no cohort {id:?}"))),
+            },
             Change::ReplaceFunnel { definition } => {
                 let def = self.funnel(definition, limits)?;
                 match self.funnels.contains_key(&def.id) {
@@ -583,6 +627,14 @@ impl Catalog {
             }
             Change::RemoveFunnel { id } => {
                 self.funnels.remove(id);
+            }
+            Change::InstallCohort { definition } | Change::ReplaceCohort { definition } => {
+                if let Ok(def) = validate_cohort(definition, &Limits::ceiling()) {
+                    self.cohorts.insert(def.id.clone(), def);
+                }
+            }
+            Change::RemoveCohort { id } => {
+                self.cohorts.remove(id);
             }
         }
     }

@@ -3,15 +3,13 @@
 //! worker's cells. Workers count; this module only adds and ranks, so `journeyflow run`'s API
 //! and `journeyflow replay` make the same report from the same cells.
 
+use crate::buckets::Buckets;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Event time in epoch milliseconds.
 pub type Time = u64;
-
-/// The most buckets a report has.
-pub const MAX_BUCKETS: u64 = 10_000;
 
 /// The most breakdown values a bucket names; the others are added up as `other`.
 pub const MAX_BREAKDOWN: usize = 50;
@@ -34,52 +32,6 @@ pub struct FunnelPart {
     pub breakdown: bool,
     /// The cells.
     pub cells: Vec<FunnelCell>,
-}
-
-/// Which attempts a report counts: those whose first step lies in `[from, to)`, in buckets of
-/// `step` from `from` (one bucket without a step).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FunnelQuery {
-    /// The first entry time counted (inclusive).
-    pub from: Time,
-    /// The end of the range (exclusive).
-    pub to: Time,
-    /// The buckets' length, if the range is cut.
-    pub step: Option<Time>,
-}
-
-impl FunnelQuery {
-    /// A query, or why it is not one: `from` before `to`, a positive step, at most
-    /// [`MAX_BUCKETS`] buckets.
-    pub fn new(from: Time, to: Time, step: Option<Time>) -> Result<FunnelQuery, String> {
-        if from >= to {
-            return Err("from must be before to".into());
-        }
-        if step == Some(0) {
-            return Err("step must be positive".into());
-        }
-        let query = FunnelQuery { from, to, step };
-        if query.buckets() > MAX_BUCKETS {
-            return Err(format!(
-                "{} buckets, more than {MAX_BUCKETS}: a wider step or a shorter range",
-                query.buckets()
-            ));
-        }
-        Ok(query)
-    }
-
-    /// How many buckets the range has.
-    pub fn buckets(&self) -> u64 {
-        self.step.map_or(1, |s| (self.to - self.from).div_ceil(s))
-    }
-
-    /// The bucket an attempt starting at `start` counts in, if any.
-    pub fn bucket(&self, start: Time) -> Option<u32> {
-        if start < self.from || start >= self.to {
-            return None;
-        }
-        Some(self.step.map_or(0, |s| ((start - self.from) / s) as u32))
-    }
 }
 
 /// What one worker counted of one bucket and one breakdown value: users who reached each step
@@ -167,7 +119,7 @@ pub fn report(
     id: &str,
     names: &[String],
     breakdown: bool,
-    query: &FunnelQuery,
+    query: &Buckets,
     as_of: Time,
     cells: Vec<FunnelCell>,
 ) -> Value {
@@ -231,21 +183,9 @@ mod tests {
     }
 
     #[test]
-    fn buckets_are_cut_from_from_and_bounded() {
-        let q = FunnelQuery::new(100, 350, Some(100)).unwrap();
-        assert_eq!(
-            (q.buckets(), q.bucket(99), q.bucket(100), q.bucket(349), q.bucket(350)),
-            (3, None, Some(0), Some(2), None)
-        );
-        assert!(FunnelQuery::new(0, 10_001, Some(1)).is_err());
-        assert!(FunnelQuery::new(5, 5, None).is_err());
-        assert_eq!(FunnelQuery::new(0, u64::MAX, None).unwrap().buckets(), 1);
-    }
-
-    #[test]
     fn workers_cells_add_up_into_rates_and_times() {
         let names = vec!["View".to_string(), "Buy".to_string()];
-        let q = FunnelQuery::new(0, 100, None).unwrap();
+        let q = Buckets::new(0, 100, None).unwrap();
         let mut a = FunnelCell::new(0, None, 2);
         a.count(10, &[15]);
         a.count(20, &[]);
@@ -263,7 +203,7 @@ mod tests {
     #[test]
     fn past_fifty_values_the_rest_are_added_up_as_other() {
         let names = vec!["A".to_string(), "B".to_string()];
-        let q = FunnelQuery::new(0, 100, None).unwrap();
+        let q = Buckets::new(0, 100, None).unwrap();
         let cells: Vec<FunnelCell> = (0..53u64)
             .map(|v| {
                 let mut c = FunnelCell::new(0, Some(v.to_string()), 2);

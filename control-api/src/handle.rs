@@ -63,7 +63,14 @@ pub enum Request {
         /// Funnel id.
         id: String,
         /// The range and its buckets.
-        query: crate::funnel_report::FunnelQuery,
+        query: crate::buckets::Buckets,
+    },
+    /// A retention cohort's report as of the request's time: each worker's cells.
+    CohortReport {
+        /// Cohort id.
+        id: String,
+        /// The range and its buckets (the cohorts).
+        query: crate::buckets::Buckets,
     },
 }
 
@@ -90,7 +97,8 @@ impl Request {
             | Request::UserSegments { .. }
             | Request::UserProfile { .. }
             | Request::JourneyHours { .. }
-            | Request::FunnelReport { .. } => workers,
+            | Request::FunnelReport { .. }
+            | Request::CohortReport { .. } => workers,
             Request::Change(_) | Request::Import(_) | Request::SnapshotJourneys => 1,
         }
     }
@@ -113,6 +121,8 @@ pub enum Answer {
     Hours(Time, Vec<HourCount>),
     /// One worker's share of a funnel's report as of a time.
     Funnel(Time, crate::funnel_report::FunnelPart),
+    /// One worker's share of a cohort's report as of a time.
+    Cohort(Time, crate::cohort_report::CohortPart),
     /// The request could not be answered (nothing was applied).
     Failed(String),
 }

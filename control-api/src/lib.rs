@@ -5,10 +5,14 @@
 //! own (more requests get 503 at once) and a request timeout (408); `/healthz` and `/readyz`
 //! under none; every error is a problem document.
 
+pub mod analyses;
 pub mod answers;
 pub mod auth;
+pub mod buckets;
 pub mod catalog;
 pub mod changes;
+pub mod cohort_report;
+pub mod cohorts;
 pub mod config;
 pub mod console;
 pub mod funnel_report;
@@ -130,6 +134,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/funnels", post(funnels::create).get(funnels::list))
         .route("/v1/funnels/{id}", get(funnels::get).put(funnels::replace).delete(funnels::delete))
         .route("/v1/funnels/{id}/report", get(funnels::report_of))
+        .route("/v1/cohorts", post(cohorts::create).get(cohorts::list))
+        .route("/v1/cohorts/{id}", get(cohorts::get).put(cohorts::replace).delete(cohorts::delete))
+        .route("/v1/cohorts/{id}/report", get(cohorts::report_of))
         .route("/v1/segments/{id}/stream", get(streams::segment))
         .route("/v1/segments/{id}/changes", get(streams::segment_changes))
         .route("/v1/segment-sizes", get(streams::sizes))

@@ -48,6 +48,12 @@ use utoipa::OpenApi;
         crate::funnels::replace,
         crate::funnels::delete,
         crate::funnels::report_of,
+        crate::cohorts::create,
+        crate::cohorts::list,
+        crate::cohorts::get,
+        crate::cohorts::replace,
+        crate::cohorts::delete,
+        crate::cohorts::report_of,
         crate::streams::sizes,
         crate::streams::overview,
         crate::streams::segments,
@@ -57,7 +63,7 @@ use utoipa::OpenApi;
         crate::streams::journey,
         crate::streams::journey_transitions,
     ),
-    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "validation"), (name = "streams"), (name = "funnels"))
+    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "validation"), (name = "streams"), (name = "funnels"), (name = "cohorts"))
 )]
 pub struct ApiDoc;
 

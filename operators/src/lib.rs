@@ -4,6 +4,7 @@
 //! event on its user's worker) and timed in event-time milliseconds.
 
 pub mod aggregate;
+pub mod cohort;
 pub mod complement;
 pub mod dedup;
 pub mod due;

@@ -23,6 +23,8 @@ pub struct LiveConfig {
     pub journeys: Option<PathBuf>,
     /// Funnels to install at start.
     pub funnels: Option<PathBuf>,
+    /// Retention cohorts to install at start.
+    pub cohorts: Option<PathBuf>,
     /// Timely worker threads (per process).
     pub workers: usize,
     /// The processes of the cluster (one by default).
@@ -195,6 +197,7 @@ impl Default for LiveConfig {
             segments: None,
             journeys: None,
             funnels: None,
+            cohorts: None,
             workers: crate::cluster::default_workers(),
             cluster: crate::cluster::Cluster::single(crate::cluster::default_workers()),
             allowed_lateness: 1_000,
@@ -232,6 +235,8 @@ pub struct FileConfig {
     pub journeys: Option<PathBuf>,
     /// `funnels = "funnels.json"`.
     pub funnels: Option<PathBuf>,
+    /// `cohorts = "cohorts.json"`.
+    pub cohorts: Option<PathBuf>,
     /// `workers = 2` (default: one per available core).
     pub workers: Option<usize>,
     /// `[ingest]`.
@@ -507,6 +512,7 @@ impl FileConfig {
             segments: self.segments.or(d.segments),
             journeys: self.journeys.or(d.journeys),
             funnels: self.funnels.or(d.funnels),
+            cohorts: self.cohorts.or(d.cohorts),
             workers: self.workers.unwrap_or(d.workers).max(1),
             cluster: crate::cluster::Cluster::single(self.workers.unwrap_or(d.workers)),
             allowed_lateness: duration("ingest.allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,

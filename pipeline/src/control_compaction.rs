@@ -43,8 +43,9 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
     let mut catalog = Catalog::default();
     // Each segment's latest definition that applied, and where.
     let mut segments: BTreeMap<String, (Place, Value)> = BTreeMap::new();
-    // Each funnel's latest definition, and where.
+    // Each funnel's and cohort's latest definition, and where.
     let mut funnels: BTreeMap<String, (Place, Value)> = BTreeMap::new();
+    let mut cohorts: BTreeMap<String, (Place, Value)> = BTreeMap::new();
     // Where each journey's running version was published.
     let mut journeys: BTreeMap<String, Place> = BTreeMap::new();
     let mut kept: Vec<(Place, Change)> = Vec::new();
@@ -76,12 +77,20 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
             Change::InstallFunnel { definition } | Change::ReplaceFunnel { definition } => {
                 funnels.extend(id_of(definition).map(|id| (id, (place, definition.clone()))));
             }
-            Change::RemoveFunnel { .. } => {}
+            Change::InstallCohort { definition } | Change::ReplaceCohort { definition } => {
+                cohorts.extend(id_of(definition).map(|id| (id, (place, definition.clone()))));
+            }
+            Change::RemoveFunnel { .. } | Change::RemoveCohort { .. } => {}
         }
     }
     for id in catalog.funnels.keys() {
         if let Some((place, definition)) = funnels.get(id) {
             kept.push((*place, Change::InstallFunnel { definition: definition.clone() }));
+        }
+    }
+    for id in catalog.cohorts.keys() {
+        if let Some((place, definition)) = cohorts.get(id) {
+            kept.push((*place, Change::InstallCohort { definition: definition.clone() }));
         }
     }
     for id in catalog.segments.keys() {

@@ -2,10 +2,11 @@
 //! traits ([`journeyflow_operators::funnel`] keeps each user's attempts), and the reading of its
 //! attempts as of a time into this worker's cells of a report.
 
-use crate::programs::{shut, Button, EventsTrace, TraitsTrace};
-use differential_dataflow::trace::cursor::{cursor_list, Cursor};
+use crate::analysis::{per_user_as_of, Dataflow};
+use crate::programs::{EventsTrace, TraitsTrace};
 use differential_dataflow::trace::TraceReader;
-use journeyflow_control_api::funnel_report::{FunnelCell, FunnelPart, FunnelQuery, MAX_CELLS, MAX_TIMES};
+use journeyflow_control_api::buckets::Buckets;
+use journeyflow_control_api::funnel_report::{FunnelCell, FunnelPart, MAX_CELLS, MAX_TIMES};
 use journeyflow_operators::funnel::{funnel, FunnelItem, FunnelOut, FunnelSpec, FunnelTrace};
 use journeyflow_operators::select::select;
 use journeyflow_operators::Time;
@@ -13,15 +14,12 @@ use journeyflow_types::funnel::{FunnelDefinition, StepOrder};
 use journeyflow_types::Value;
 use std::collections::BTreeMap;
 use timely::dataflow::operators::Probe;
-use timely::dataflow::ProbeHandle;
-use timely::progress::frontier::{Antichain, AntichainRef};
+use timely::progress::frontier::AntichainRef;
 use timely::worker::Worker;
 
 /// A funnel's dataflow on this worker.
 pub struct FunnelProgram {
-    dataflow: usize,
-    buttons: Vec<Button>,
-    probe: ProbeHandle<Time>,
+    dataflow: Dataflow,
     attempts: FunnelTrace,
     /// The definition it computes.
     pub def: FunnelDefinition,
@@ -36,17 +34,10 @@ impl FunnelProgram {
         traits: &mut TraitsTrace,
         at: Time,
     ) -> FunnelProgram {
-        let since = |compacted: AntichainRef<Time>| {
-            Antichain::from_elem(compacted.first().copied().unwrap_or(Time::MAX).max(at))
-        };
-        let dataflow = worker.next_dataflow_index();
-        let probe = ProbeHandle::new();
-        let mut buttons = Vec::new();
+        let mut dataflow = Dataflow::next(worker);
         let spec = FunnelSpec { steps: def.steps.len(), within: def.within.0, strict: def.order == StepOrder::Strict };
         let attempts = worker.dataflow_named::<Time, _, _>(&format!("Funnel({})", def.id), |scope| {
-            let s = since(events.get_logical_compaction());
-            let (events, button) = events.import_frontier_core(scope, "Events", s, Antichain::new());
-            buttons.push(button);
+            let events = dataflow.import(events, scope, "Events", at);
             let steps = def.steps.clone();
             let names: Vec<&str> = def.steps.iter().map(|f| f.event.as_str()).collect();
             let mut items = select(events, &names, move |e| {
@@ -56,19 +47,17 @@ impl FunnelProgram {
                 })
             });
             if let Some(name) = def.breakdown.clone() {
-                let s = since(traits.get_logical_compaction());
-                let (traits, button) = traits.import_frontier_core(scope, "Traits", s, Antichain::new());
-                buttons.push(button);
+                let traits = dataflow.import(traits, scope, "Traits", at);
                 let values = traits.flat_map_ref(move |(user, key), value| {
                     (*key == name).then(|| (*user, FunnelItem::Trait(value.clone())))
                 });
                 items = items.concat(values);
             }
             let attempts = funnel(items, spec);
-            attempts.stream.clone().probe_with(&probe);
+            attempts.stream.clone().probe_with(dataflow.probe());
             attempts.trace
         });
-        FunnelProgram { dataflow, buttons, probe, attempts, def }
+        FunnelProgram { dataflow, attempts, def }
     }
 
     /// Lets the attempts forget history distinctions before `frontier`.
@@ -79,74 +68,55 @@ impl FunnelProgram {
 
     /// The earliest time its attempts may still change at.
     pub fn frontier(&self) -> Time {
-        let mut low = Time::MAX;
-        self.probe.with_frontier(|f| low = f.first().copied().unwrap_or(Time::MAX));
-        low
+        self.dataflow.frontier()
     }
 
     /// Stops its imports and drops its dataflow.
     pub fn dispose(self, worker: &mut Worker) {
         drop(self.attempts);
-        shut(worker, self.buttons, self.dataflow);
+        self.dataflow.dispose(worker);
     }
 
     /// This worker's share of the report `query` as of `time`, once the attempts are complete
     /// through `time` (`None` before): each user counts once per bucket, by their first
     /// attempt starting in it. `Some(Err)` when the share would be larger than
     /// [`MAX_CELLS`] cells or [`MAX_TIMES`] times.
-    pub fn part_at(&mut self, time: Time, query: &FunnelQuery) -> Option<Result<FunnelPart, String>> {
-        let mut upper = Antichain::new();
-        self.attempts.read_upper(&mut upper);
-        let compacted = self.attempts.get_physical_compaction().to_owned();
-        if upper.less_equal(&time) || !timely::PartialOrder::less_equal(&compacted.borrow(), &upper.borrow()) {
-            return None;
-        }
-        let batches = self.attempts.spans_through(upper.borrow())?;
-        let (mut cursor, storage) = cursor_list(batches.into_iter().filter_map(|b| b.inner).collect());
+    pub fn part_at(&mut self, time: Time, query: &Buckets) -> Option<Result<FunnelPart, String>> {
         let steps = self.def.steps.len();
         let mut cells: BTreeMap<(u32, Option<String>), FunnelCell> = BTreeMap::new();
-        let mut chosen = Vec::new();
         let mut times = 0;
-        while cursor.key_valid(&storage) {
+        let read = per_user_as_of(&mut self.attempts, time, |_, values| {
             // Attempts sort before the breakdown value, by `(start, messageId)`.
-            let (mut breakdown, mut last) = (None, None);
-            chosen.clear();
-            while cursor.val_valid(&storage) {
-                let mut count = 0;
-                cursor.map_times(&storage, |t, r| {
-                    if *t <= time {
-                        count += *r;
-                    }
-                });
-                if count > 0 {
-                    match cursor.val(&storage) {
-                        FunnelOut::Attempt(a) => {
-                            if let Some(bucket) = query.bucket(a.start).filter(|b| last != Some(*b)) {
-                                last = Some(bucket);
-                                chosen.push((bucket, a.start, a.reached.clone()));
-                            }
-                        }
-                        FunnelOut::Breakdown(v) => breakdown = Some(breakdown_text(v)),
-                    }
-                }
-                cursor.step_val(&storage);
-            }
-            for (bucket, start, reached) in chosen.drain(..) {
+            let breakdown = values.iter().find_map(|v| match v {
+                FunnelOut::Breakdown(v) => Some(breakdown_text(v)),
+                FunnelOut::Attempt(_) => None,
+            });
+            let mut last = None;
+            for value in values {
+                let FunnelOut::Attempt(a) = value else { continue };
+                let Some(bucket) = query.bucket(a.start).filter(|b| last != Some(*b)) else { continue };
+                last = Some(bucket);
                 let key = (bucket, breakdown.clone());
                 let cell = cells.entry(key).or_insert_with(|| FunnelCell::new(bucket, breakdown.clone(), steps));
-                cell.count(start, &reached);
-                times += reached.len();
+                cell.count(a.start, &a.reached);
+                times += a.reached.len();
             }
-            if cells.len() > MAX_CELLS || times > MAX_TIMES {
-                return Some(Err(format!(
+            match cells.len() > MAX_CELLS || times > MAX_TIMES {
+                true => Err(format!(
                     "the report would be too large (more than {MAX_CELLS} buckets and values or {MAX_TIMES} times on a \
                      worker): a shorter range or a wider step"
-                )));
+                )),
+                false => Ok(()),
             }
-            cursor.step_key(&storage);
+        });
+        match read? {
+            Err(e) => Some(Err(e)),
+            Ok(()) => {
+                let names = self.def.steps.iter().map(|s| s.event.clone()).collect();
+                let breakdown = self.def.breakdown.is_some();
+                Some(Ok(FunnelPart { names, breakdown, cells: cells.into_values().collect() }))
+            }
         }
-        let names = self.def.steps.iter().map(|s| s.event.clone()).collect();
-        Some(Ok(FunnelPart { names, breakdown: self.def.breakdown.is_some(), cells: cells.into_values().collect() }))
     }
 }
 

@@ -2,6 +2,7 @@
 //! and implements the `journeyflow` commands.
 
 pub mod admission;
+pub mod analysis;
 pub mod archive;
 pub mod arrangement_sizes;
 pub mod catalog_topic;
@@ -9,6 +10,7 @@ pub mod chain_merge;
 pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
+pub mod cohort;
 pub mod compile;
 pub mod config;
 pub mod control_compaction;

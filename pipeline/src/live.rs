@@ -33,6 +33,7 @@ use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput, Status};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
+use journeyflow_types::cohort::validate_cohort;
 use journeyflow_types::funnel::validate_funnel;
 use journeyflow_types::time::now_ms;
 use journeyflow_types::{validate_journey_with, validate_segments_with, Key, Limits};
@@ -177,11 +178,13 @@ enum Query {
     /// A journey's per-hour counts for `[from, to)`.
     Hours(String, Time, Time),
     /// A funnel's report cells.
-    Funnel(String, journeyflow_control_api::funnel_report::FunnelQuery),
+    Funnel(String, journeyflow_control_api::buckets::Buckets),
+    /// A cohort's report cells.
+    Cohort(String, journeyflow_control_api::buckets::Buckets),
 }
 
-/// A funnel definition the catalog accepted that no longer validates (a bug, reported).
-fn funnel_errors(errors: Vec<journeyflow_types::ValidationError>) -> anyhow::Error {
+/// A definition the catalog accepted that no longer validates (a bug, reported).
+fn definition_errors(errors: Vec<journeyflow_types::ValidationError>) -> anyhow::Error {
     let all: Vec<String> = errors.into_iter().map(|e| format!("{}: {}", e.path, e.message)).collect();
     anyhow::anyhow!("{}", all.join("; "))
 }
@@ -453,6 +456,10 @@ fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox
                 Ok(part) => Answer::Funnel(time, part),
                 Err(why) => Answer::Failed(why),
             }),
+            Query::Cohort(id, query) => programs.cohort_part_at(id, time, query).map(|found| match found {
+                Ok(part) => Answer::Cohort(time, part),
+                Err(why) => Answer::Failed(why),
+            }),
         };
         match answer {
             Some(answer) => outbox.push((ticket, answer)),
@@ -698,6 +705,7 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
         Request::SnapshotJourneys => programs.snapshot_journeys(command.time),
         Request::JourneyHours { id, from, to } => pending.push((command.time, ticket, Query::Hours(id, from, to))),
         Request::FunnelReport { id, query } => pending.push((command.time, ticket, Query::Funnel(id, query))),
+        Request::CohortReport { id, query } => pending.push((command.time, ticket, Query::Cohort(id, query))),
     }
     Ok(())
 }
@@ -789,9 +797,13 @@ fn apply_change(
         }
         Change::Unsuppress { .. } => {}
         Change::InstallFunnel { definition } | Change::ReplaceFunnel { definition } => {
-            programs.install_funnel(worker, validate_funnel(&definition, &ceiling).map_err(funnel_errors)?, at);
+            programs.install_funnel(worker, validate_funnel(&definition, &ceiling).map_err(definition_errors)?, at);
         }
         Change::RemoveFunnel { id } => programs.remove_funnel(worker, &id)?,
+        Change::InstallCohort { definition } | Change::ReplaceCohort { definition } => {
+            programs.install_cohort(worker, validate_cohort(&definition, &ceiling).map_err(definition_errors)?, at);
+        }
+        Change::RemoveCohort { id } => programs.remove_cohort(worker, &id)?,
         Change::EnterJourney { id, users, context } => {
             let keys = users
                 .iter()

@@ -15,6 +15,7 @@
 //! compacting, so every worker's history is still distinguishable at `T` when it applies one.
 
 use crate::admission::{admit, IngestConfig, Refused};
+use crate::cohort::CohortProgram;
 use crate::compile::Compiler;
 use crate::funnel::FunnelProgram;
 use crate::journey_output::hour_counts;
@@ -24,7 +25,9 @@ use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::trace::TraceReader;
-use journeyflow_control_api::funnel_report::{FunnelPart, FunnelQuery};
+use journeyflow_control_api::buckets::Buckets;
+use journeyflow_control_api::cohort_report::CohortPart;
+use journeyflow_control_api::funnel_report::FunnelPart;
 use journeyflow_control_api::handle::HourCount;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::handover::Handover;
@@ -37,6 +40,7 @@ use journeyflow_operators::profiles::profiles;
 use journeyflow_operators::retain::{retain, Erase, Store};
 use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
+use journeyflow_types::cohort::CohortDefinition;
 use journeyflow_types::funnel::FunnelDefinition;
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
@@ -279,6 +283,9 @@ pub enum ProgramError {
     /// No such funnel.
     #[error("funnel {0:?} is not installed")]
     UnknownFunnel(String),
+    /// No such retention cohort.
+    #[error("cohort {0:?} is not installed")]
+    UnknownCohort(String),
     /// Other programs use it.
     #[error("segment {0:?} is used by {1:?}")]
     InUse(String, Vec<String>),
@@ -330,6 +337,8 @@ pub struct Programs {
     restore: Option<Restore>,
     /// Installed funnels, each with the time it was installed as of.
     funnels: BTreeMap<String, (Time, FunnelProgram)>,
+    /// Installed retention cohorts, each with the time it was installed as of.
+    cohorts: BTreeMap<String, (Time, CohortProgram)>,
 }
 
 /// A command as every worker applies it: its text and the time it applies as of.
@@ -415,6 +424,7 @@ impl Programs {
             snapshots_asked: Vec::new(),
             restore: None,
             funnels: BTreeMap::new(),
+            cohorts: BTreeMap::new(),
         }
     }
 
@@ -671,8 +681,8 @@ impl Programs {
         let watermark = self.watermark();
         loop {
             self.step(worker);
-            // Funnels make no output, but one that falls behind must hold the input back too.
-            if self.output_frontier().min(self.funnels_frontier()) >= watermark {
+            // Analyses make no output, but one that falls behind must hold the input back too.
+            if self.output_frontier().min(self.analyses_frontier()) >= watermark {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -718,6 +728,9 @@ impl Programs {
         for (_, funnel) in self.funnels.values_mut() {
             funnel.compact(frontier);
         }
+        for (_, cohort) in self.cohorts.values_mut() {
+            cohort.compact(frontier);
+        }
         // Per-hour counts older than the retention before this time go (every query comes at
         // this time or later, and reads no hour before its own time less the retention).
         if let Some(keep) = self.config.retention {
@@ -755,7 +768,7 @@ impl Programs {
     /// This worker's share of a funnel's report as of `time`, once its attempts are complete
     /// through `time` (`None` before); `Some(Err)` for a funnel not installed, installed
     /// (replaced) after `time`, or a share too large.
-    pub fn funnel_part_at(&mut self, id: &str, time: Time, query: &FunnelQuery) -> Option<Result<FunnelPart, String>> {
+    pub fn funnel_part_at(&mut self, id: &str, time: Time, query: &Buckets) -> Option<Result<FunnelPart, String>> {
         match self.funnels.get_mut(id) {
             None => Some(Err(format!("funnel {id:?} was removed while the report was made"))),
             Some((at, _)) if *at > time => {
@@ -765,9 +778,43 @@ impl Programs {
         }
     }
 
-    /// The earliest time a funnel's attempts may still change at (`Time::MAX` without one).
-    fn funnels_frontier(&self) -> Time {
-        self.funnels.values().map(|(_, p)| p.frontier()).min().unwrap_or(Time::MAX)
+    /// Installs a retention cohort (or replaces the one of its id) as a new dataflow over the
+    /// retained history, which it sees as of `at`.
+    pub fn install_cohort(&mut self, worker: &mut Worker, def: CohortDefinition, at: Time) {
+        if let Some((_, old)) = self.cohorts.remove(&def.id) {
+            old.dispose(worker);
+        }
+        let id = def.id.clone();
+        let program = CohortProgram::build(worker, def, &mut self.events, at);
+        self.cohorts.insert(id, (at, program));
+    }
+
+    /// Removes a retention cohort and drops its dataflow.
+    pub fn remove_cohort(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
+        let (_, program) = self.cohorts.remove(id).ok_or_else(|| ProgramError::UnknownCohort(id.to_string()))?;
+        program.dispose(worker);
+        Ok(())
+    }
+
+    /// This worker's share of a cohort's report as of `time`, once its places are complete
+    /// through `time` (`None` before); `Some(Err)` for a cohort not installed, or installed
+    /// (replaced) after `time`.
+    pub fn cohort_part_at(&mut self, id: &str, time: Time, query: &Buckets) -> Option<Result<CohortPart, String>> {
+        match self.cohorts.get_mut(id) {
+            None => Some(Err(format!("cohort {id:?} was removed while the report was made"))),
+            Some((at, _)) if *at > time => {
+                Some(Err(format!("cohort {id:?} was replaced while the report was made; ask again")))
+            }
+            Some((_, program)) => program.part_at(time, query).map(Ok),
+        }
+    }
+
+    /// The earliest time an analysis (a funnel, a cohort) may still change at (`Time::MAX`
+    /// without one).
+    fn analyses_frontier(&self) -> Time {
+        let funnels = self.funnels.values().map(|(_, p)| p.frontier());
+        let cohorts = self.cohorts.values().map(|(_, p)| p.frontier());
+        funnels.chain(cohorts).min().unwrap_or(Time::MAX)
     }
 
     /// Ids of the installed segments, in install order of their names.
@@ -1471,6 +1518,9 @@ impl Programs {
         for (_, (_, program)) in std::mem::take(&mut self.funnels) {
             program.dispose(worker);
         }
+        for (_, (_, program)) in std::mem::take(&mut self.cohorts) {
+            program.dispose(worker);
+        }
     }
 
     /// Steps the worker until every dataflow here has completed `time` (not while programs
@@ -1486,7 +1536,7 @@ impl Programs {
         replaced.extend(self.retired_segments.iter().map(|r| (r.program.probe.clone(), r.at.min(time))));
         while probes.iter().any(|p| p.less_than(&(time + 1)))
             || replaced.iter().any(|(p, at)| p.less_equal(at))
-            || self.funnels_frontier() <= time
+            || self.analyses_frontier() <= time
         {
             self.step(worker);
         }

@@ -5,18 +5,18 @@
 //! output files.
 
 use crate::admission::IngestConfig;
+use crate::analysis::{Analysis, Cells};
 use crate::cluster::gather::{gather, share};
 use crate::cluster::Cluster;
 use crate::journey_output::{reports, ActionLine, JourneyNames, JourneyReport, TransitionLine};
 use crate::journey_snapshot::SnapshotRef;
 use crate::programs::{ProgramError, Programs};
 use journeyflow_connectors::ndjson::RawRecord;
-use journeyflow_control_api::funnel_report::{report, FunnelCell, FunnelQuery};
+use journeyflow_control_api::buckets::Buckets;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::journey::record::{Command, JourneyOutput};
 use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
-use journeyflow_types::funnel::FunnelDefinition;
 use journeyflow_types::{decode_record, Key, KeyMap, SegmentDefinition};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -70,8 +70,8 @@ struct WorkerOutput {
     journeys: Vec<JourneyOutput>,
     /// Journey counters `((journey, stat), value)`, this worker's share.
     stats: Vec<((u32, Stat), isize)>,
-    /// This worker's cells of each funnel report asked, in order.
-    funnel_cells: Vec<Vec<FunnelCell>>,
+    /// This worker's cells of each analysis report asked, in order.
+    analysis_cells: Vec<Cells>,
 }
 
 /// One membership change: `diff` is +1 (enter) or -1 (exit).
@@ -173,11 +173,11 @@ pub struct RunConfig {
     /// Starts the journeys from a snapshot under a directory, as a restart does.
     pub restore_journeys: Option<(PathBuf, SnapshotRef)>,
     /// Funnels, installed before any event.
-    pub funnels: Vec<FunnelDefinition>,
-    /// Funnel reports to make: `(as of, funnel index, range)`, an as-of time after the run's
+    pub analyses: Vec<Analysis>,
+    /// Analysis reports to make: `(as of, analysis index, range)`, an as-of time after the run's
     /// being the run's, and a range ending at `Time::MAX` ending after it. Every trace stays
     /// distinguishable from the earliest one on.
-    pub funnel_reports: Vec<(Time, u32, FunnelQuery)>,
+    pub reports: Vec<(Time, u32, Buckets)>,
 }
 
 /// Counters over all workers.
@@ -227,8 +227,9 @@ pub struct RunOutput {
     pub journey_stats: Vec<JourneyReport>,
     /// Every journey counter summed, the per-hour ones too: `((journey index, stat), value)`.
     pub journey_counters: std::collections::BTreeMap<(u32, Stat), isize>,
-    /// The funnel reports asked, in order (see [`journeyflow_control_api::funnel_report`]).
-    pub funnel_reports: Vec<serde_json::Value>,
+    /// The analysis reports asked, in order (see [`journeyflow_control_api::funnel_report`]
+    /// and [`journeyflow_control_api::cohort_report`]).
+    pub reports: Vec<serde_json::Value>,
     /// Dead letters sorted by offset.
     pub dead_letters: Vec<DeadLetter>,
     /// Counters.
@@ -315,9 +316,9 @@ fn take_outputs(
 }
 
 /// A report's range, one ending at `Time::MAX` ending just after `as_of`, checked.
-fn funnel_range(query: &FunnelQuery, as_of: Time) -> Result<FunnelQuery, String> {
+fn report_range(query: &Buckets, as_of: Time) -> Result<Buckets, String> {
     let to = if query.to == Time::MAX { as_of.saturating_add(1) } else { query.to };
-    FunnelQuery::new(query.from, to, query.step).map_err(|e| format!("the funnel range: {e}"))
+    Buckets::new(query.from, to, query.step).map_err(|e| format!("the report range: {e}"))
 }
 
 /// Runs the engine on the cluster's workers; `part(index, peers)` gives each worker its share
@@ -345,10 +346,10 @@ where
             programs.restore_journeys(restore);
         }
         install(&mut programs, worker, &defs, &worker_plans).map_err(|e| e.to_string())?;
-        for def in &config.funnels {
-            programs.install_funnel(worker, def.clone(), 0);
+        for analysis in &config.analyses {
+            analysis.install(&mut programs, worker, 0);
         }
-        programs.hold_compaction(config.funnel_reports.iter().map(|r| r.0).min());
+        programs.hold_compaction(config.reports.iter().map(|r| r.0).min());
         if let Some((_, at)) = &config.snapshot {
             programs.snapshot_journeys(*at);
         }
@@ -454,15 +455,10 @@ where
             }
         }
         let mut output = take_outputs(&mut programs, &defs, &worker_plans, as_of_or_start);
-        for (time, funnel, query) in &config.funnel_reports {
-            let id = &config.funnels.get(*funnel as usize).ok_or("a report of no funnel")?.id;
-            let query = funnel_range(query, as_of_or_start)?;
-            let part = programs.funnel_part_at(id, (*time).min(as_of_or_start), &query);
-            output.funnel_cells.push(match part {
-                Some(Ok(part)) => part.cells,
-                Some(Err(e)) => return Err(e),
-                None => return Err(format!("funnel {id:?} is not complete through the run's time")),
-            });
+        for (time, analysis, query) in &config.reports {
+            let analysis = config.analyses.get(*analysis as usize).ok_or("a report of no analysis")?;
+            let query = report_range(query, as_of_or_start)?;
+            output.analysis_cells.push(analysis.cells(&mut programs, (*time).min(as_of_or_start), &query)?);
         }
         stats.engine =
             EngineStats { offered, late_clamped: programs.late(), late_rejected, duplicates: programs.duplicates() };
@@ -489,7 +485,7 @@ where
         actions: Vec::new(),
         journey_stats: Vec::new(),
         journey_counters: std::collections::BTreeMap::new(),
-        funnel_reports: Vec::new(),
+        reports: Vec::new(),
         dead_letters: Vec::new(),
         stats: RunStats::default(),
         gathered: false,
@@ -498,7 +494,11 @@ where
     let mut keyed = Vec::new();
     let mut journey_records = Vec::new();
     let mut counters = std::collections::BTreeMap::new();
-    let mut funnel_cells: Vec<Vec<FunnelCell>> = vec![Vec::new(); config.funnel_reports.len()];
+    let mut analysis_cells: Vec<Cells> = config
+        .reports
+        .iter()
+        .map(|(_, i, _)| config.analyses.get(*i as usize).map_or(Cells::Funnel(Vec::new()), Analysis::no_cells))
+        .collect();
     let mut joined = Vec::new();
     for result in guards.join() {
         joined.push(result.map_err(|e| anyhow::anyhow!("worker failed: {e}"))?.map_err(anyhow::Error::msg)?);
@@ -511,8 +511,8 @@ where
         false => joined.into_iter().flatten().collect(),
     };
     for (_, as_of, output, dead, stats, worker_names) in results {
-        let WorkerOutput { changes, journeys, stats: worker_counters, funnel_cells: cells } = output;
-        for (all, mine) in funnel_cells.iter_mut().zip(cells) {
+        let WorkerOutput { changes, journeys, stats: worker_counters, analysis_cells: cells } = output;
+        for (all, mine) in analysis_cells.iter_mut().zip(cells) {
             all.extend(mine);
         }
         out.as_of = out.as_of.max(as_of);
@@ -558,12 +558,10 @@ where
         }
         out.journey_stats = reports(&plans, &counters);
         let as_of = out.as_of.unwrap_or(0);
-        for ((time, funnel, query), cells) in config.funnel_reports.iter().zip(funnel_cells) {
-            let Some(def) = config.funnels.get(*funnel as usize) else { continue };
-            let names: Vec<String> = def.steps.iter().map(|s| s.event.clone()).collect();
-            let at = (*time).min(as_of);
-            let query = funnel_range(query, as_of).map_err(anyhow::Error::msg)?;
-            out.funnel_reports.push(report(&def.id, &names, def.breakdown.is_some(), &query, at, cells));
+        for ((time, analysis, query), cells) in config.reports.iter().zip(analysis_cells) {
+            let Some(analysis) = config.analyses.get(*analysis as usize) else { continue };
+            let query = report_range(query, as_of).map_err(anyhow::Error::msg)?;
+            out.reports.push(analysis.report(&query, (*time).min(as_of), cells));
         }
         out.journey_counters = counters;
     }

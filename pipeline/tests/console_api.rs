@@ -141,7 +141,9 @@ fn the_consoles_endpoints_answer_what_the_engine_holds() {
     assert_eq!(answer["valid"], false, "{answer}");
     assert!(answer["errors"].as_array().unwrap().iter().any(|e| e["path"] == "$.nodes.a.next"), "{answer}");
     assert_eq!(post(&client, &server, "/v1/validate/segment", "{").0, StatusCode::BAD_REQUEST);
-    assert_eq!(post(&client, &server, "/v1/validate/funnel", "{}").0, StatusCode::NOT_FOUND);
+    assert_eq!(post(&client, &server, "/v1/validate/nonsense", "{}").0, StatusCode::NOT_FOUND);
+    let (status, answer) = post(&client, &server, "/v1/validate/funnel", "{}");
+    assert_eq!((status, answer["valid"].as_bool()), (StatusCode::OK, Some(false)), "{answer}");
     let ids: Vec<J> =
         get(&client, &server, "/v1/segments").as_array().unwrap().iter().map(|s| s["id"].clone()).collect();
     assert!(!ids.contains(&json!("x")), "a checked definition was installed");

@@ -36,9 +36,10 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         deletions: None,
         entries: None,
         funnels: None,
-        funnel_from: None,
-        funnel_to: None,
-        funnel_step: None,
+        cohorts: None,
+        report_from: None,
+        report_to: None,
+        report_step: None,
     }
 }
 
@@ -324,24 +325,31 @@ fn invalid_definitions_report_every_error_and_install_nothing() {
     assert!(!out.join("segment_changes.ndjson").exists());
 }
 
-/// Replays with the funnels `defs` (reports from `from` in buckets of `step`) and checks the
-/// `funnel_reports.json` written against DuckDB's from-scratch reports over the events the
-/// engine accepted, events retained for `retention`.
-fn check_funnels(mut a: ReplayArgs, defs: &J, from: u64, step: u64, retention: Option<u64>) -> J {
-    let file = a.out.with_extension("funnels.json");
+/// Replays with the analyses `defs` of `kind` (`funnel` or `cohort`; reports from `from` in
+/// buckets of `step`) and checks the `<kind>_reports.json` written against DuckDB's
+/// from-scratch reports over the events the engine accepted, events retained for `retention`.
+fn check_reports(mut a: ReplayArgs, kind: &str, defs: &J, from: u64, step: u64, retention: Option<u64>) -> J {
+    let file = a.out.with_extension(format!("{kind}s.json"));
     std::fs::write(&file, defs.to_string()).unwrap();
-    a.funnels = Some(file);
-    a.funnel_from = Some(from);
-    a.funnel_step = Some(step);
+    match kind {
+        "funnel" => a.funnels = Some(file),
+        _ => a.cohorts = Some(file),
+    }
+    a.report_from = Some(from);
+    a.report_step = Some(step);
     a.retention_events = Kept(retention);
     let summary = execute(&a).unwrap();
-    let got: J = serde_json::from_str(&std::fs::read_to_string(a.out.join("funnel_reports.json")).unwrap()).unwrap();
+    let written = std::fs::read_to_string(a.out.join(format!("{kind}_reports.json"))).unwrap();
+    let got: J = serde_json::from_str(&written).unwrap();
     let lines: Vec<String> = std::fs::read_to_string(&a.events).unwrap().lines().map(String::from).collect();
     let rows = common::funnels::rows_of(&accepted(&lines, a.dedup_window));
     let as_of = summary.as_of.unwrap();
-    let query = journeyflow_control_api::funnel_report::FunnelQuery { from, to: as_of + 1, step: Some(step) };
+    let query = journeyflow_control_api::buckets::Buckets { from, to: as_of + 1, step: Some(step) };
     let asked: Vec<_> = (0..defs.as_array().unwrap().len() as u32).map(|i| (as_of, i, query)).collect();
-    let expected = common::funnels::duckdb_reports(&rows, defs, &asked, retention);
+    let expected = match kind {
+        "funnel" => common::funnels::duckdb_reports(&rows, defs, &asked, retention),
+        _ => common::funnels::duckdb_cohort_reports(&rows, defs, &asked, retention),
+    };
     assert_eq!(got, expected);
     got
 }
@@ -361,7 +369,7 @@ fn sample_funnels_equal_duckdb_with_one_and_two_workers() {
     for workers in [1, 2] {
         let out = dir.path().join(format!("out{workers}"));
         let a = args(&repo("datasets/sample/events.ndjson"), &repo("datasets/sample/segments.json"), &out, workers);
-        let report = check_funnels(a, &defs, from, 7 * 86_400_000, None);
+        let report = check_reports(a, "funnel", &defs, from, 7 * 86_400_000, None);
         let first = &report[0]["buckets"][0]["steps"];
         assert!(first[0]["users"].as_u64().unwrap() > 50 && first[3]["users"].as_u64().unwrap() > 0, "{first}");
         assert!(report[0]["buckets"][0]["breakdown"].as_array().unwrap().len() > 3);
@@ -405,11 +413,19 @@ fn real_cdnow_purchases_give_rfm_segments_equal_to_the_reference() {
     let funnels = json!([{"id": "repeat", "steps": [{"event": "Order Completed"}, {"event": "Order Completed"},
         {"event": "Order Completed", "where": [{"property": "revenue", "op": "gt", "value": 50}]}], "within": "90d"}]);
     let start = journeyflow_types::time::parse_instant_str("1997-01-01T00:00:00Z").unwrap();
-    let report = check_funnels(a, &funnels, start, 30 * 86_400_000, Some(retention));
+    let report = check_reports(a.clone(), "funnel", &funnels, start, 30 * 86_400_000, Some(retention));
     let users = |step: usize| -> u64 {
         report[0]["buckets"].as_array().unwrap().iter().map(|b| b["steps"][step]["users"].as_u64().unwrap()).sum()
     };
     assert!(users(0) > 5_000 && users(2) > 100, "{report}");
+    // Retention of buyers by the month of their first purchase (within the retained history):
+    // who bought again in each of the 12 months after it.
+    let cohorts = json!([{"id": "buyers", "first": {"event": "Order Completed"}, "return": {"event": "Order Completed"},
+        "period": "30d", "periods": 12}]);
+    let report = check_reports(a, "cohort", &cohorts, start, 30 * 86_400_000, Some(retention));
+    let retained: u64 =
+        report[0]["cohorts"].as_array().unwrap().iter().map(|c| c["periods"][1]["retained"].as_u64().unwrap()).sum();
+    assert!(retained > 100, "{report}");
 }
 
 /// `journeyflow generate` (the binary) into `out` with the given format.

@@ -18,13 +18,15 @@ fn every_operation_answers_as_the_openapi_document_says() {
     let dir = tempfile::tempdir().unwrap();
     let segments = common::repo("datasets/sample/segments.json");
     let server = Server::start_with(1, dir.path(), &["--segments", segments.to_str().unwrap()]);
-    // Something for the generated calls to find: a journey draft, a funnel and a user with events.
+    // Something for the generated calls to find: a journey draft, a funnel, a cohort and a user with events.
     let client = reqwest::blocking::Client::new();
     let journeys: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(common::repo("datasets/sample/journeys.json")).unwrap()).unwrap();
     assert!(client.post(server.url("/v1/journeys")).json(&journeys[0]).send().unwrap().status().is_success());
     let funnel = serde_json::json!({"id": "0", "steps": [{"event": "Cart Viewed"}, {"event": "Order Completed"}], "within": "1d"});
     assert!(client.post(server.url("/v1/funnels")).json(&funnel).send().unwrap().status().is_success());
+    let cohort = serde_json::json!({"id": "0", "first": {"event": "Cart Viewed"}, "return": {"event": "Cart Viewed"}, "period": "1d", "periods": 4});
+    assert!(client.post(server.url("/v1/cohorts")).json(&cohort).send().unwrap().status().is_success());
     let event = serde_json::json!({"event": "Cart Viewed", "userId": "0"});
     assert!(client.post(server.url("/v1/track")).json(&event).send().unwrap().status().is_success());
     let out = Command::new(&st)

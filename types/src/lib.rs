@@ -2,6 +2,7 @@
 //! their validation. Everything here is plain data and pure functions, shared by the
 //! operators, connectors and the pipeline.
 
+pub mod cohort;
 pub mod condition;
 pub mod definition;
 pub mod duration;

@@ -5,6 +5,7 @@
 //! `journey_stats.json`), with a summary on stderr.
 
 use crate::admission::{IngestConfig, LatePolicy};
+use crate::analysis::Analysis;
 use crate::cluster::{Cluster, ClusterArgs, ClusterSection};
 use crate::record_id::Ids;
 use crate::replay::{run, JourneyEntries, Progress, RunConfig, RunOutput, SourceItem};
@@ -12,9 +13,10 @@ use crate::segment_output::ChangeLine;
 use anyhow::Context;
 use journeyflow_connectors::event_parquet::PartRows;
 use journeyflow_connectors::ndjson::{line_numbers, NdjsonWriter, PartReader, RawRecord};
-use journeyflow_control_api::funnel_report::FunnelQuery;
+use journeyflow_control_api::buckets::Buckets;
 use journeyflow_operators::journey::plan::JourneyPlan;
 use journeyflow_operators::Time;
+use journeyflow_types::cohort::{validate_cohorts_with, CohortDefinition};
 use journeyflow_types::entries::parse_entry;
 use journeyflow_types::funnel::{validate_funnels_with, FunnelDefinition};
 use journeyflow_types::{parse_journeys_with, parse_segments_with, Limits, SegmentDefinition};
@@ -90,30 +92,43 @@ pub struct ReplayArgs {
     /// `funnel_reports.json`, as `GET /v1/funnels/{id}/report` makes them in `run`.
     #[arg(long)]
     pub funnels: Option<PathBuf>,
-    /// The first entry time the funnel reports count (RFC 3339 or epoch ms) [default: all].
+    /// JSON array of retention cohort definitions: their reports as of the end go to
+    /// `cohort_reports.json`, as `GET /v1/cohorts/{id}/report` makes them in `run`.
+    #[arg(long)]
+    pub cohorts: Option<PathBuf>,
+    /// The first entry time the funnel and cohort reports count (RFC 3339 or epoch ms)
+    /// [default: all].
     #[arg(long, value_parser = super::parse_time)]
-    pub funnel_from: Option<u64>,
-    /// The end of the funnel reports' range, exclusive [default: after the as-of time].
+    pub report_from: Option<u64>,
+    /// The end of the reports' range, exclusive [default: after the as-of time].
     #[arg(long, value_parser = super::parse_time)]
-    pub funnel_to: Option<u64>,
-    /// The funnel reports' buckets (`1h`, `1d`, `7d`, ...) [default: one bucket].
-    #[arg(long, value_parser = super::parse_duration, requires = "funnel_from")]
-    pub funnel_step: Option<u64>,
+    pub report_to: Option<u64>,
+    /// The reports' buckets (`1h`, `1d`, `7d`, ...) [default: one bucket].
+    #[arg(long, value_parser = super::parse_duration, requires = "report_from")]
+    pub report_step: Option<u64>,
 }
 
-/// The largest funnels file read.
-const MAX_FUNNELS_BYTES: u64 = 16 << 20;
+/// The largest funnels or cohorts file read.
+const MAX_ANALYSES_BYTES: u64 = 16 << 20;
+
+/// Reads a JSON file of analysis definitions (at most 16 MiB).
+fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    if size > MAX_ANALYSES_BYTES {
+        anyhow::bail!("{}: {size} bytes, more than {MAX_ANALYSES_BYTES}", path.display());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+}
 
 /// Reads a funnels file (a JSON array of definitions, checked as the API checks them).
 pub fn read_funnels(path: &Path, limits: &Limits) -> anyhow::Result<Vec<FunnelDefinition>> {
-    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    if size > MAX_FUNNELS_BYTES {
-        anyhow::bail!("{}: {size} bytes, more than {MAX_FUNNELS_BYTES}", path.display());
-    }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    validate_funnels_with(&json, limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    validate_funnels_with(&read_json(path)?, limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Reads a cohorts file (a JSON array of definitions, checked as the API checks them).
+pub fn read_cohorts(path: &Path, limits: &Limits) -> anyhow::Result<Vec<CohortDefinition>> {
+    validate_cohorts_with(&read_json(path)?, limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// The largest entries file read.
@@ -222,16 +237,19 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     std::fs::metadata(&args.events).with_context(|| format!("reading {}", args.events.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let cluster = Cluster::resolve(&args.cluster, ClusterSection::default(), args.workers)?;
-    let funnels = match &args.funnels {
-        Some(path) => read_funnels(path, &limits)?,
-        None => Vec::new(),
-    };
-    // Up to the run's end unless a `to` is given (see `RunConfig::funnel_reports`).
-    let (from, to) = (args.funnel_from.unwrap_or(0), args.funnel_to.unwrap_or(Time::MAX));
-    let funnel_query = FunnelQuery::new(from, to, args.funnel_step).or_else(|e| match args.funnel_to {
+    let mut analyses = Vec::new();
+    if let Some(path) = &args.funnels {
+        analyses.extend(read_funnels(path, &limits)?.into_iter().map(Analysis::Funnel));
+    }
+    if let Some(path) = &args.cohorts {
+        analyses.extend(read_cohorts(path, &limits)?.into_iter().map(Analysis::Cohort));
+    }
+    // Up to the run's end unless a `to` is given (see `RunConfig::reports`).
+    let (from, to) = (args.report_from.unwrap_or(0), args.report_to.unwrap_or(Time::MAX));
+    let range = Buckets::new(from, to, args.report_step).or_else(|e| match args.report_to {
         // Checked again once the end is known.
-        None if from < to => Ok(FunnelQuery { from, to, step: args.funnel_step }),
-        _ => Err(anyhow::anyhow!("the funnel range: {e}")),
+        None if from < to => Ok(Buckets { from, to, step: args.report_step }),
+        _ => Err(anyhow::anyhow!("the report range: {e}")),
     })?;
     let config = RunConfig {
         cluster: cluster.clone(),
@@ -255,8 +273,8 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
         max_future_skew: args.max_future_skew,
         snapshot: None,
         restore_journeys: None,
-        funnel_reports: (0..funnels.len() as u32).map(|i| (Time::MAX, i, funnel_query)).collect(),
-        funnels,
+        reports: (0..analyses.len() as u32).map(|i| (Time::MAX, i, range)).collect(),
+        analyses,
     };
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
@@ -405,10 +423,18 @@ fn write_outputs(
         w.write(&output.journey_stats)?;
         w.finish()?;
     }
-    if !output.funnel_reports.is_empty() {
-        let mut w = NdjsonWriter::create(&dir.join("funnel_reports.json"))?;
-        w.write(&output.funnel_reports)?;
-        w.finish()?;
+    // Funnels come first in the reports, then cohorts (as `execute` asks them).
+    let funnels = output.reports.iter().filter(|r| r.get("funnel").is_some()).collect::<Vec<_>>();
+    let cohorts = output.reports.iter().filter(|r| r.get("cohort").is_some()).collect::<Vec<_>>();
+    for (name, reports, asked) in [
+        ("funnel_reports.json", funnels, args.funnels.is_some()),
+        ("cohort_reports.json", cohorts, args.cohorts.is_some()),
+    ] {
+        if asked {
+            let mut w = NdjsonWriter::create(&dir.join(name))?;
+            w.write(&reports)?;
+            w.finish()?;
+        }
     }
     let mut w = NdjsonWriter::create(&dir.join("dead_letter.ndjson"))?;
     for d in &output.dead_letters {

@@ -22,6 +22,7 @@ use journeyflow_control_api::auth::Auth;
 use journeyflow_control_api::catalog::{status, Catalog, Change, JourneyEntry, Lifecycle};
 use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_control_api::{router, AppState};
+use journeyflow_types::cohort::validate_cohorts_with;
 use journeyflow_types::funnel::validate_funnels_with;
 use journeyflow_types::{parse_journeys, parse_segments, validate_segments_with, Key, Limits};
 use serde_json::Value;
@@ -54,6 +55,9 @@ pub struct RunArgs {
     /// Funnels to install at start (a JSON array of definitions), unless already stored.
     #[arg(long, env = "JOURNEYFLOW_FUNNELS")]
     pub funnels: Option<PathBuf>,
+    /// Retention cohorts to install at start (a JSON array of definitions), unless already stored.
+    #[arg(long, env = "JOURNEYFLOW_COHORTS")]
+    pub cohorts: Option<PathBuf>,
     /// Timely worker threads (per process) [default: one per available core].
     #[arg(long, short = 'w', env = "JOURNEYFLOW_WORKERS")]
     pub workers: Option<usize>,
@@ -210,6 +214,7 @@ impl RunArgs {
             segments: self.segments.clone().or(base.segments),
             journeys: self.journeys.clone().or(base.journeys),
             funnels: self.funnels.clone().or(base.funnels),
+            cohorts: self.cohorts.clone().or(base.cohorts),
             workers: self.workers.unwrap_or(base.workers).max(1),
             allowed_lateness: self.allowed_lateness.unwrap_or(base.allowed_lateness),
             idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
@@ -759,13 +764,21 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
                 plan(Change::ReviseJourney { definition: next }, what, true, &mut planned)?;
             }
         }
-        let funnels = doc.get("funnels").cloned().unwrap_or_else(|| Value::Array(Vec::new()));
-        let funnels =
-            validate_funnels_with(&funnels, &Limits::ceiling()).map_err(|e| anyhow::anyhow!("stored funnels: {e}"))?;
+        let stored = |key: &str| doc.get(key).cloned().unwrap_or_else(|| Value::Array(Vec::new()));
+        let funnels = validate_funnels_with(&stored("funnels"), &Limits::ceiling())
+            .map_err(|e| anyhow::anyhow!("stored funnels: {e}"))?;
         for def in funnels {
             if !planned.funnels.contains_key(&def.id) {
                 let what = format!("stored funnel {:?}", def.id);
                 plan(Change::InstallFunnel { definition: def.source }, what, true, &mut planned)?;
+            }
+        }
+        let cohorts = validate_cohorts_with(&stored("cohorts"), &Limits::ceiling())
+            .map_err(|e| anyhow::anyhow!("stored cohorts: {e}"))?;
+        for def in cohorts {
+            if !planned.cohorts.contains_key(&def.id) {
+                let what = format!("stored cohort {:?}", def.id);
+                plan(Change::InstallCohort { definition: def.source }, what, true, &mut planned)?;
             }
         }
     }
@@ -813,6 +826,24 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
                 None => {
                     let what = format!("{}: funnel {:?}", path.display(), def.id);
                     plan(Change::InstallFunnel { definition: def.source }, what, false, &mut planned)?;
+                }
+            }
+        }
+    }
+    if let Some(path) = &args.cohorts {
+        let limits = Limits { retention: args.retention.events, ..args.http.limits };
+        for def in crate::cli::replay::read_cohorts(path, &limits)? {
+            match planned.cohorts.get(&def.id) {
+                Some(stored) if stored.source != def.source => anyhow::bail!(
+                    "{}: cohort {:?} differs from the one in {}; change it through the API",
+                    path.display(),
+                    def.id,
+                    args.data_dir.display()
+                ),
+                Some(_) => {}
+                None => {
+                    let what = format!("{}: cohort {:?}", path.display(), def.id);
+                    plan(Change::InstallCohort { definition: def.source }, what, false, &mut planned)?;
                 }
             }
         }
@@ -869,6 +900,7 @@ mod tests {
                 Change::InstallJourney { .. } => "install_journey",
                 Change::JourneyCommand { .. } => "journey_command",
                 Change::InstallFunnel { .. } => "install_funnel",
+                Change::InstallCohort { .. } => "install_cohort",
                 _ => "other",
             })
             .collect()
@@ -904,13 +936,15 @@ mod tests {
     }
 
     #[test]
-    fn the_definitions_topic_brings_the_funnels_the_log_lacks() {
+    fn the_definitions_topic_brings_the_analyses_the_log_lacks() {
         let funnel = |id: &str| json!({"id": id, "steps": [{"event": "A"}, {"event": "B"}], "within": "1d"});
-        let doc = json!({"segments": [], "journeys": {}, "funnels": [funnel("f"), funnel("g")]});
+        let cohort =
+            json!({"id": "c", "first": {"event": "A"}, "return": {"event": "B"}, "period": "1d", "periods": 2});
+        let doc = json!({"segments": [], "journeys": {}, "funnels": [funnel("f"), funnel("g")], "cohorts": [cohort]});
         let log = [(Change::InstallFunnel { definition: funnel("f") }, 1)];
         let (catalog, _) = Catalog::fold(log.iter().map(|(c, t)| (c, *t)));
         let changes = start_changes(&LiveConfig::default(), &catalog, Some(doc)).unwrap();
-        assert_eq!(kinds(&changes), ["install_funnel"]);
+        assert_eq!(kinds(&changes), ["install_funnel", "install_cohort"]);
         assert_eq!(changes[0].change.definition(), Some(&funnel("g")));
     }
 }

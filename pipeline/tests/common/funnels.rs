@@ -1,8 +1,9 @@
-//! The funnel reference: reports computed by DuckDB from scratch (SQL written for the tests,
-//! `python/funnel_reference.py`) over the same events the engine read.
+//! The analysis references: funnel and cohort reports computed by DuckDB from scratch (SQL
+//! written for the tests, `python/funnel_reference.py` and `python/cohort_reference.py`) over
+//! the same events the engine read.
 
 use super::reference::RefEvent;
-use journeyflow_control_api::funnel_report::FunnelQuery;
+use journeyflow_control_api::buckets::Buckets;
 use serde_json::{json, Value as J};
 use std::process::Command;
 
@@ -18,19 +19,34 @@ pub fn rows_of(events: &[RefEvent]) -> Vec<J> {
 
 /// The reports `(as of, funnel index, range)` of `funnels` (their JSON) over `rows`, events
 /// retained for `retention`.
-pub fn duckdb_reports(rows: &[J], funnels: &J, reports: &[(u64, u32, FunnelQuery)], retention: Option<u64>) -> J {
+pub fn duckdb_reports(rows: &[J], funnels: &J, reports: &[(u64, u32, Buckets)], retention: Option<u64>) -> J {
+    reference("funnel", rows, funnels, reports, retention)
+}
+
+/// The reports `(as of, cohort index, range)` of `cohorts` (their JSON) over `rows`, events
+/// retained for `retention`.
+pub fn duckdb_cohort_reports(rows: &[J], cohorts: &J, reports: &[(u64, u32, Buckets)], retention: Option<u64>) -> J {
+    reference("cohort", rows, cohorts, reports, retention)
+}
+
+fn reference(kind: &str, rows: &[J], defs: &J, reports: &[(u64, u32, Buckets)], retention: Option<u64>) -> J {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("funnels.json");
+    let input = dir.path().join("input.json");
     let asked: Vec<J> = reports
         .iter()
-        .map(|(t, f, q)| json!({"as_of": t, "funnel": f, "from": q.from, "to": q.to, "step": q.step}))
+        .map(|(t, i, q)| {
+            let mut one = json!({"as_of": t, "from": q.from, "to": q.to, "step": q.step});
+            one[kind] = json!(i);
+            one
+        })
         .collect();
-    let spec = json!({"events": rows, "funnels": funnels, "reports": asked, "retention": retention});
+    let mut spec = json!({"events": rows, "reports": asked, "retention": retention});
+    spec[format!("{kind}s")] = defs.clone();
     std::fs::write(&input, spec.to_string()).unwrap();
     let python = std::env::var("JOURNEYFLOW_PYTHON")
         .expect("JOURNEYFLOW_PYTHON names a Python with duckdb (scripts/test.sh installs it)");
-    let script = super::repo("pipeline/tests/python/funnel_reference.py");
+    let script = super::repo(&format!("pipeline/tests/python/{kind}_reference.py"));
     let out = Command::new(python).arg(script).arg(&input).output().unwrap();
-    assert!(out.status.success(), "funnel_reference.py: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{kind}_reference.py: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -139,8 +139,8 @@ pub fn run_snapshotting(
         max_future_skew: 3_600_000,
         snapshot: snapshots.take,
         restore_journeys: snapshots.restore,
-        funnels: Vec::new(),
-        funnel_reports: Vec::new(),
+        analyses: Vec::new(),
+        reports: Vec::new(),
     };
     run(defs, plans, config, Arc::new(Progress::default()), move |index, _| {
         Ok(parts[index].clone().into_iter().map(Ok))
@@ -167,11 +167,11 @@ pub fn parts(lines: &[String], plan: &Plan) -> Arc<Vec<Vec<SourceItem>>> {
     Arc::new(parts)
 }
 
-/// Runs funnels (no segments, no journeys) over lines and makes the reports asked:
-/// `(as of, funnel index, range)`.
-pub fn run_funnels(
-    funnels: &[journeyflow_types::funnel::FunnelDefinition],
-    reports: &[(u64, u32, journeyflow_control_api::funnel_report::FunnelQuery)],
+/// Runs analyses (no segments, no journeys) over lines and makes the reports asked:
+/// `(as of, analysis index, range)`.
+pub fn run_analyses(
+    analyses: &[journeyflow::analysis::Analysis],
+    reports: &[(u64, u32, journeyflow_control_api::buckets::Buckets)],
     lines: &[String],
     plan: &Plan,
     ingest: IngestConfig,
@@ -188,8 +188,8 @@ pub fn run_funnels(
         max_future_skew: 3_600_000,
         snapshot: None,
         restore_journeys: None,
-        funnels: funnels.to_vec(),
-        funnel_reports: reports.to_vec(),
+        analyses: analyses.to_vec(),
+        reports: reports.to_vec(),
     };
     run(Vec::new(), Vec::new(), config, Arc::new(Progress::default()), move |index, _| {
         Ok(parts[index].clone().into_iter().map(Ok))

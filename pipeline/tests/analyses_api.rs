@@ -1,14 +1,14 @@
-//! Funnels over HTTP, on `journeyflow run` as a real process: one installed before the events
-//! arrive and one after (over the retained history), their reports equal DuckDB's from-scratch
-//! reports as of the answer's time; replaced, removed, kept across a restart; every client
-//! mistake gets its 4xx.
+//! Funnels and retention cohorts over HTTP, on `journeyflow run` as a real process: one
+//! installed before the events arrive and one after (over the retained history), their
+//! reports equal DuckDB's from-scratch reports as of the answer's time; replaced, removed,
+//! kept across a restart; every client mistake gets its 4xx.
 
 mod common;
 
-use common::funnels::{duckdb_reports, rows_of};
+use common::funnels::{duckdb_cohort_reports, duckdb_reports, rows_of};
 use common::reference::accepted;
 use common::server::{send_sample, Server};
-use journeyflow_control_api::funnel_report::FunnelQuery;
+use journeyflow_control_api::buckets::Buckets;
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value as J};
@@ -40,7 +40,7 @@ fn expected(def: &J, as_of: u64) -> J {
         .collect();
     let rows = rows_of(&accepted(&lines, 86_400_000));
     let to = journeyflow_types::time::parse_instant_str("2024-03-01T00:00:00Z").unwrap();
-    let query = FunnelQuery::new(FROM, to, Some(WEEK)).unwrap();
+    let query = Buckets::new(FROM, to, Some(WEEK)).unwrap();
     duckdb_reports(&rows, &json!([def]), &[(as_of, 0, query)], None)[0].clone()
 }
 
@@ -138,5 +138,62 @@ fn funnels_are_installed_reported_replaced_removed_and_kept_across_a_restart() {
     settled(&client, &server, &repeat);
     let after = report(&client, &server, "checkout");
     assert_eq!(after["buckets"], before["buckets"]);
+    assert!(server.stop().success());
+}
+
+/// DuckDB's cohort report of `def` as of `as_of` over the sample's events, by week.
+fn expected_cohort(def: &J, as_of: u64) -> J {
+    let lines: Vec<String> = std::fs::read_to_string(common::repo("datasets/sample/events.ndjson"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let rows = rows_of(&accepted(&lines, 86_400_000));
+    let to = journeyflow_types::time::parse_instant_str("2024-03-01T00:00:00Z").unwrap();
+    let query = Buckets::new(FROM, to, Some(WEEK)).unwrap();
+    duckdb_cohort_reports(&rows, &json!([def]), &[(as_of, 0, query)], None)[0].clone()
+}
+
+#[test]
+fn cohorts_are_installed_reported_replaced_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let server = start(dir.path(), &[]);
+    let viewers = json!({"id": "viewers", "first": {"event": "Product Viewed"}, "return": {"event": "Order Completed"},
+        "period": "7d", "periods": 4});
+    assert_eq!(client.post(server.url("/v1/cohorts")).json(&viewers).send().unwrap().status(), StatusCode::CREATED);
+    send_sample(&client, &server);
+    let url = "/v1/cohorts/viewers/report?from=2024-01-01T00:00:00Z&to=2024-03-01T00:00:00Z&step=7d";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let settled = |def: &J| loop {
+        let got: J = client.get(server.url(url)).send().unwrap().json().unwrap();
+        let want = expected_cohort(def, got["as_of"].as_u64().unwrap());
+        if got == want {
+            return got;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}\nis not DuckDB's\n{want}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let got = settled(&viewers);
+    assert!(got["cohorts"][0]["users"].as_u64().unwrap() > 50, "{got}");
+    assert!(got["cohorts"][0]["periods"][0]["retained"].as_u64().unwrap() > 0, "{got}");
+    // Replaced: computed afresh over the retained history.
+    let buyers = json!({"first": {"event": "Order Completed"}, "return": {"event": "Order Completed"}, "period": "1d",
+        "periods": 14});
+    assert_eq!(client.put(server.url("/v1/cohorts/viewers")).json(&buyers).send().unwrap().status(), StatusCode::OK);
+    let mut replaced = buyers.clone();
+    replaced["id"] = json!("viewers");
+    settled(&replaced);
+    // Mistakes, the editor's check, removal.
+    let bad = json!({"id": "x", "first": {"event": "A"}, "return": {"event": "B"}, "period": "1d", "periods": 99});
+    let r = client.post(server.url("/v1/cohorts")).json(&bad).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().unwrap().contains("$.periods"));
+    let checked: J = client.post(server.url("/v1/validate/cohort")).json(&replaced).send().unwrap().json().unwrap();
+    assert_eq!(checked["valid"], json!(true));
+    let r = client.get(server.url("/v1/cohorts/viewers/report?from=5&to=1")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(client.delete(server.url("/v1/cohorts/viewers")).send().unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(client.get(server.url(url)).send().unwrap().status(), StatusCode::NOT_FOUND);
     assert!(server.stop().success());
 }

@@ -1,15 +1,19 @@
-//! Property test: random event streams (tracks with a numeric property, identifies setting a
-//! country (a string or a number) or removing it, exact copies) and random funnels (2 to 4 steps, strict or any
-//! order, a window, a predicate, a breakdown), fed in random batches to 1 and 2 workers, with
-//! events retained forever or for a random span; reports asked as of several times during the
-//! run, over random ranges and buckets, must equal what DuckDB computes from scratch over the
-//! same events with SQL written for the test (`python/funnel_reference.py`).
+//! Property tests of the analyses: random event streams (tracks with a numeric property,
+//! identifies setting a country (a string or a number) or removing it, exact copies) and
+//! random funnels (2 to 4 steps, strict or any order, a window, a predicate, a breakdown) or
+//! retention cohorts (a first and a return event, a period, 1 to 8 periods), fed in random
+//! batches to 1 and 2 workers, with events retained forever or for a random span; reports
+//! asked as of several times during the run, over random ranges and buckets, must equal what
+//! DuckDB computes from scratch over the same events with SQL written for the tests
+//! (`python/funnel_reference.py`, `python/cohort_reference.py`).
 
 mod common;
 
-use common::funnels::{duckdb_reports, row};
-use common::{ingest, run_funnels, Plan};
-use journeyflow_control_api::funnel_report::FunnelQuery;
+use common::funnels::{duckdb_cohort_reports, duckdb_reports, row};
+use common::{ingest, run_analyses, Plan};
+use journeyflow::analysis::Analysis;
+use journeyflow_control_api::buckets::Buckets;
+use journeyflow_types::cohort::validate_cohorts_with;
 use journeyflow_types::funnel::validate_funnels_with;
 use journeyflow_types::Limits;
 use proptest::prelude::*;
@@ -138,6 +142,40 @@ fn ask() -> impl Strategy<Value = Ask> {
     })
 }
 
+/// The reports asked: for each ask, as of a time during the run, over a range before it, of
+/// analysis `i % analyses`.
+fn asked(asks: &[Ask], rows: &[J], analyses: usize) -> Vec<(u64, u32, Buckets)> {
+    let last = rows.iter().filter_map(|r| r["ts"].as_u64()).max().unwrap_or(990);
+    let mut reports = Vec::new();
+    for (i, a) in asks.iter().enumerate() {
+        let at = (990 + (last - 990) * a.at / 100).min(last);
+        let from = 990 + (at - 990) * a.from / 100;
+        let query = Buckets::new(from, from + a.span, a.step).unwrap();
+        reports.push((at, (i % analyses) as u32, query));
+    }
+    reports
+}
+
+#[derive(Clone, Debug)]
+struct CohortDraft {
+    first: (usize, Option<i64>),
+    returns: (usize, Option<i64>),
+    period: u64,
+    periods: u32,
+}
+
+fn cohort_draft() -> impl Strategy<Value = CohortDraft> {
+    ((0..NAMES.len(), prop::option::of(0i64..8)), (0..NAMES.len(), prop::option::of(0i64..8)), 10u64..300, 1u32..=8)
+        .prop_map(|(first, returns, period, periods)| CohortDraft { first, returns, period, periods })
+}
+
+fn filter_json((name, gt): (usize, Option<i64>)) -> J {
+    match gt {
+        None => json!({"event": NAMES[name]}),
+        Some(v) => json!({"event": NAMES[name], "where": [{"property": "n", "op": "gt", "value": v}]}),
+    }
+}
+
 proptest! {
     #![proptest_config(common::proptest_config(64, "tests/proptest-regressions/funnels_proptest.txt"))]
 
@@ -157,19 +195,43 @@ proptest! {
         // traits and all, which the SQL here does not model.
         let defs = J::Array(funnels.iter().enumerate().map(|(i, f)| funnel_json(i, f, retention.is_none())).collect());
         let parsed = validate_funnels_with(&defs, &Limits::default()).unwrap();
-        let last = rows.iter().filter_map(|r| r["ts"].as_u64()).max().unwrap();
-        let mut reports = Vec::new();
-        for (i, a) in asks.iter().enumerate() {
-            let at = (990 + (last - 990) * a.at / 100).min(last);
-            let from = 990 + (at - 990) * a.from / 100;
-            let query = FunnelQuery::new(from, from + a.span, a.step).unwrap();
-            reports.push((at, (i % parsed.len()) as u32, query));
-        }
+        let reports = asked(&asks, &rows, parsed.len());
         let plan = Plan::simple(lines.len(), workers, batch);
         let config = journeyflow::admission::IngestConfig { retention, ..ingest(Some(LATENESS), 86_400_000) };
-        let output = run_funnels(&parsed, &reports, &lines, &plan, config);
+        let analyses: Vec<Analysis> = parsed.into_iter().map(Analysis::Funnel).collect();
+        let output = run_analyses(&analyses, &reports, &lines, &plan, config);
         let expected = duckdb_reports(&rows, &defs, &reports, retention);
-        let got = J::Array(output.funnel_reports.clone());
+        let got = J::Array(output.reports.clone());
         prop_assert_eq!(&got, &expected, "lines: {:#?}\nfunnels: {}", lines, defs);
+    }
+}
+
+proptest! {
+    #![proptest_config(common::proptest_config(64, "tests/proptest-regressions/cohorts_proptest.txt"))]
+
+    #[test]
+    fn cohort_reports_equal_duckdb_from_scratch(
+        drafts in prop::collection::vec(draft(), 10..150),
+        jitters in prop::collection::vec(0..JITTER, 1..8),
+        cohorts in prop::collection::vec(cohort_draft(), 1..3),
+        asks in prop::collection::vec(ask(), 1..4),
+        workers in 1usize..=2,
+        batch in 1usize..20,
+        retention in prop::option::of(100u64..1_500),
+    ) {
+        let (lines, rows) = render(&drafts, &jitters);
+        prop_assume!(!rows.is_empty());
+        let defs = J::Array(cohorts.iter().enumerate().map(|(i, c)| json!({"id": format!("c{i}"),
+            "first": filter_json(c.first), "return": filter_json(c.returns), "period": format!("{}ms", c.period),
+            "periods": c.periods})).collect());
+        let parsed = validate_cohorts_with(&defs, &Limits::default()).unwrap();
+        let reports = asked(&asks, &rows, parsed.len());
+        let plan = Plan::simple(lines.len(), workers, batch);
+        let config = journeyflow::admission::IngestConfig { retention, ..ingest(Some(LATENESS), 86_400_000) };
+        let analyses: Vec<Analysis> = parsed.into_iter().map(Analysis::Cohort).collect();
+        let output = run_analyses(&analyses, &reports, &lines, &plan, config);
+        let expected = duckdb_cohort_reports(&rows, &defs, &reports, retention);
+        let got = J::Array(output.reports.clone());
+        prop_assert_eq!(&got, &expected, "lines: {:#?}\ncohorts: {}", lines, defs);
     }
 }
