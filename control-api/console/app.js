@@ -1,6 +1,6 @@
 // The console's shell: asks for the API token when the server wants one, shows the page the
 // location's hash names (#overview, #segments[/id], #users[/id], #journeys[/id], #funnels[/id],
-// #editor/segment|journey|funnel[/id]), marks it in the navigation, and says whether its streams are
+// #cohorts[/id], #editor/segment|journey|funnel|cohort[/id]), marks it in the navigation, and says whether its streams are
 // live.
 import { get, setToken, hasToken, forgetToken, Unauthorized } from '/console/api.js';
 import { message } from '/console/ui.js';
@@ -13,6 +13,8 @@ import * as journey from '/console/journey.js';
 import * as editor from '/console/editor.js';
 import * as funnels from '/console/funnels.js';
 import * as funnel from '/console/funnel.js';
+import * as cohorts from '/console/cohorts.js';
+import * as cohort from '/console/cohort.js';
 
 const main = document.getElementById('main');
 const connection = document.getElementById('connection');
@@ -44,6 +46,7 @@ function route(hash) {
     case 'users': return [users, 'users', rest];
     case 'journeys': return rest.length ? [journey, 'journeys', rest] : [journeys, 'journeys', []];
     case 'funnels': return rest.length ? [funnel, 'funnels', rest] : [funnels, 'funnels', []];
+    case 'cohorts': return rest.length ? [cohort, 'cohorts', rest] : [cohorts, 'cohorts', []];
     case 'editor': return [editor, 'editor', rest];
     default: return [overview, 'overview', []];
   }

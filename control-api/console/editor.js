@@ -1,4 +1,4 @@
-// The editor: a segment, a journey or a funnel as JSON, checked by the server as one types
+// The editor: a segment, a journey, a funnel or a retention cohort as JSON, checked by the server as one types
 // (POST /v1/validate/{kind}, every error at its JSON path), a journey's graph redrawn from
 // what is written, and install, replace or remove through the same endpoints as any client.
 import { get, call, Unauthorized } from '/console/api.js';
@@ -22,22 +22,24 @@ const EXAMPLES = {
     steps: [{ event: 'Product Viewed' }, { event: 'Product Added' }, { event: 'Order Completed' }],
     within: '7d', order: 'strict',
   },
+  cohort: {
+    id: 'buyers', first: { event: 'Order Completed' }, return: { event: 'Order Completed' }, period: '7d', periods: 8,
+  },
 };
 
-const OTHERS = {
-  segment: '<a href="#editor/journey">Write a journey</a> or <a href="#editor/funnel">a funnel</a> instead',
-  journey: '<a href="#editor/segment">Write a segment</a> or <a href="#editor/funnel">a funnel</a> instead',
-  funnel: '<a href="#editor/segment">Write a segment</a> or <a href="#editor/journey">a journey</a> instead',
-};
+const KINDS = ['segment', 'journey', 'funnel', 'cohort'];
+
+/** Links to the editor of the other kinds. */
+const others = (kind) => `Write ${KINDS.filter((k) => k !== kind).map((k) => `<a href="#editor/${k}">a ${k}</a>`).join(', ')} instead`;
 
 /** Shows the editor for `params` (`[kind]` for a new one, `[kind, id]` for an installed one). */
 export async function show(main, { signal, params, onError }) {
-  const kind = ['journey', 'funnel'].includes(params[0]) ? params[0] : 'segment';
+  const kind = KINDS.includes(params[0]) ? params[0] : 'segment';
   const id = params[1] || null;
   const plural = `${kind}s`;
   main.innerHTML = `
     <h1>${id ? `Edit ${kind} <span class="id">${escape(id)}</span>` : `New ${kind}`}</h1>
-    <p>${OTHERS[kind]}</p>
+    <p>${others(kind)}</p>
     <div class="editor">
       <div>
         <label for="definition-text">Definition (JSON)</label>

@@ -1,5 +1,5 @@
 // What the console's pages share: formatting, escaping, figures, and charts of a series over
-// time and bar charts (uPlot), sized to their box and coloured by the page's light or dark theme.
+// time, bar charts and curves (uPlot), sized to their box and coloured by the page's light or dark theme.
 import uPlot from '/console/vendor/uplot-1.6.32/uPlot.esm.js';
 
 export const number = new Intl.NumberFormat();
@@ -84,6 +84,28 @@ export function bars(box, names, label, { height = 240, signal } = {}) {
       { size: 60, stroke: colour('--muted', '#4b5563') },
     ],
   }, [names.map((_, i) => i), names.map(() => 0)], box);
+  if (signal) window.addEventListener('resize', () => plot.setSize({ width: width(), height }), { signal });
+  return plot;
+}
+
+/**
+ * Lines of shares (0 to 1) over periods 0, 1, ... (`series`: `[[periods...], [shares...], ...]`,
+ * one label each) in `box`. Resizes with the window until `signal` aborts. Returns the uPlot.
+ */
+export function curves(box, labels, series, { height = 240, signal } = {}) {
+  const strokes = [colour('--accent', '#1d4ed8'), colour('--second', '#15803d'), '#b45309', '#9333ea', '#0e7490', '#be123c', '#4d7c0f', '#6b7280'];
+  const width = () => Math.max(box.clientWidth, 280);
+  const plot = new uPlot({
+    width: width(),
+    height,
+    series: [{ label: 'period' }, ...labels.map((label, i) => ({ label, stroke: strokes[i % strokes.length], width: 2,
+      value: (u, v) => (v === null ? '–' : `${(v * 100).toFixed(1)}%`) }))],
+    scales: { x: { time: false }, y: { range: [0, 1] } },
+    axes: [
+      { stroke: colour('--muted', '#4b5563'), values: (u, splits) => splits.map((k) => (Number.isInteger(k) ? k : '')) },
+      { size: 60, stroke: colour('--muted', '#4b5563'), values: (u, splits) => splits.map((v) => `${Math.round(v * 100)}%`) },
+    ],
+  }, series, box);
   if (signal) window.addEventListener('resize', () => plot.setSize({ width: width(), height }), { signal });
   return plot;
 }

@@ -30,6 +30,8 @@ const FILES: &[(&str, &[u8])] = files![
     "editor.js",
     "funnels.js",
     "funnel.js",
+    "cohorts.js",
+    "cohort.js",
     "style.css",
     "vendor/dagre-3.1.3/dagre.esm.js",
     "vendor/dagre-3.1.3/dagre.esm.js.LEGAL.txt",

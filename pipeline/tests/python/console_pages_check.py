@@ -6,7 +6,8 @@ reports, and follows new events without a reload; pause and resume work from the
 the buttons the status forbids are disabled); a user's page shows their segments and journey;
 the editor shows a validation error at its JSON path, previews a journey's graph as it is
 typed, and installs a good definition, which then appears in the list; a funnel's page shows
-the report's users at each step, drawn as bars, and follows new events. Nothing breaks the
+the report's users at each step, drawn as bars, and follows new events; a cohort's page shows
+the report's retention triangle and its curves. Nothing breaks the
 page's content security policy. Writes screenshots into the directory given.
 
 Usage: console_pages_check.py BASE_URL TOKEN WRITE_KEY EVENTS_FILE SCREENSHOT_DIR
@@ -259,6 +260,33 @@ with sync_playwright() as p:
     expect(page.locator("#funnel-buckets .bucket")).to_have_count(9)
     expect(page.locator("#funnel-buckets .bucket h3").first).to_contain_text("2024-01-01 00:00:00 UTC")
 
+    # A retention cohort: the list links it; its page shows a triangle whose cohorts, users and
+    # shares are the report's, and the curves.
+    cohort = {"id": "console_cohort", "first": {"event": "Product Viewed"}, "return": {"event": "Order Completed"},
+              "period": "7d", "periods": 4}
+    api("/v1/cohorts", "POST", cohort)
+    page.goto(f"{base}/#cohorts")
+    page.click('#cohorts tr[data-cohort="console_cohort"] a')
+    expect(page.locator("h1 .id")).to_have_text("console_cohort")
+    page.fill("#cohort-from", since)
+    page.fill("#cohort-to", until)
+    page.click("#cohort-range button")
+
+    def triangle_matches():
+        report = api(f"/v1/cohorts/console_cohort/report?from={quoted(since)}&to={quoted(until)}&step=7d")
+        wanted = [(str(c["start"]), c["users"], [p["retained"] for p in c["periods"]]) for c in report["cohorts"] if c["users"]]
+        rows = page.locator("#triangle tbody tr")
+        shown = [(rows.nth(i).get_attribute("data-start"), count(rows.nth(i).locator(".users").inner_text()),
+                  [int(x) for x in rows.nth(i).locator("td.share").evaluate_all("cells => cells.map((c) => c.dataset.count)")])
+                 for i in range(rows.count())]
+        assert shown == wanted, f"{shown} on the page, {wanted} reported"
+        return report
+
+    report = eventually(triangle_matches, "the cohort's triangle equals the report")
+    assert sum(c["users"] for c in report["cohorts"]) > 0, report
+    expect(page.locator("#cohort-chart canvas")).to_have_count(1)
+    page.screenshot(path=os.path.join(shots, "console-cohort.png"), full_page=True)
+
     # Dark: the page follows the system's scheme (a dark background, light text).
     page.emulate_media(color_scheme="dark")
     page.goto(f"{base}/#journeys/j2_win_back")
@@ -276,7 +304,7 @@ with sync_playwright() as p:
 
     # A phone's width: the pages fit (a journey's graph is shrunk to the screen).
     page.set_viewport_size({"width": 390, "height": 844})
-    for where in ["#journeys/j2_win_back", "#funnels/console_funnel", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
+    for where in ["#journeys/j2_win_back", "#funnels/console_funnel", "#cohorts/console_cohort", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
         page.goto(f"{base}/{where}")
         expect(page.locator("main h1")).to_be_visible()
         assert_fits(page, 390, where)
