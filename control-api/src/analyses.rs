@@ -1,4 +1,4 @@
-//! What the analysis endpoints (funnels, cohorts) share: installing, replacing and removing a
+//! What the analysis endpoints (funnels, cohorts, paths) share: installing, replacing and removing a
 //! definition through the catalog, and a report's range from its query string. Each kind's
 //! module names its routes and documents them; the work is here, once.
 

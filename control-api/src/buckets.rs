@@ -1,4 +1,4 @@
-//! The range of an analysis report (funnels, cohorts): entry times cut into buckets, checked
+//! The range of an analysis report (funnels, cohorts, paths): entry times cut into buckets, checked
 //! and bounded the same way for every kind.
 
 use serde::{Deserialize, Serialize};

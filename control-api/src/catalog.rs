@@ -10,6 +10,7 @@
 use journeyflow_types::cohort::{validate_cohort, CohortDefinition};
 use journeyflow_types::entries::parse_entry;
 use journeyflow_types::funnel::{validate_funnel, FunnelDefinition};
+use journeyflow_types::paths::{validate_paths, PathsDefinition};
 use journeyflow_types::{
     validate_journey_with, validate_segments_with, Limits, Migration, SegmentDefinition, ValidationError,
 };
@@ -124,6 +125,21 @@ pub enum Change {
         /// Cohort id.
         id: String,
     },
+    /// Install a path analysis, computed over the retained history as of the change's time.
+    InstallPaths {
+        /// The definition as written.
+        definition: Value,
+    },
+    /// Replace an installed path analysis's definition (computed afresh).
+    ReplacePaths {
+        /// The new definition.
+        definition: Value,
+    },
+    /// Remove a path analysis (its dataflow goes).
+    RemovePaths {
+        /// Its id.
+        id: String,
+    },
     /// Let users into an ongoing journey as of the change's time (an entry from outside).
     EnterJourney {
         /// Journey id.
@@ -191,10 +207,13 @@ impl Change {
             | Change::InstallFunnel { definition }
             | Change::ReplaceFunnel { definition }
             | Change::InstallCohort { definition }
-            | Change::ReplaceCohort { definition } => Some(definition),
+            | Change::ReplaceCohort { definition }
+            | Change::InstallPaths { definition }
+            | Change::ReplacePaths { definition } => Some(definition),
             Change::RemoveSegment { .. }
             | Change::RemoveFunnel { .. }
             | Change::RemoveCohort { .. }
+            | Change::RemovePaths { .. }
             | Change::RemoveJourney { .. }
             | Change::JourneyCommand { .. }
             | Change::DeleteUser { .. }
@@ -286,6 +305,8 @@ pub struct Catalog {
     pub funnels: BTreeMap<String, FunnelDefinition>,
     /// Installed retention cohorts by id.
     pub cohorts: BTreeMap<String, CohortDefinition>,
+    /// Installed path analyses by id.
+    pub paths: BTreeMap<String, PathsDefinition>,
 }
 
 impl Catalog {
@@ -349,8 +370,8 @@ impl Catalog {
     /// Whether one more analysis (a funnel or a cohort: each a dataflow) may be installed.
     fn room_for_analysis(&self, limits: &Limits) -> Result<(), Refusal> {
         let max = limits.analyses;
-        match self.funnels.len() + self.cohorts.len() >= max {
-            true => Err(invalid("$", format!("{max} funnels and cohorts are installed; at most {max} are allowed"))),
+        match self.funnels.len() + self.cohorts.len() + self.paths.len() >= max {
+            true => Err(invalid("$", format!("{max} analyses are installed; at most {max} are allowed"))),
             false => Ok(()),
         }
     }
@@ -502,6 +523,24 @@ impl Catalog {
                 true => Ok(()),
                 false => Err(Refusal::NotFound(format!("no cohort {id:?}"))),
             },
+            Change::InstallPaths { definition } => {
+                let def = validate_paths(definition, limits).map_err(Refusal::Invalid)?;
+                if self.paths.contains_key(&def.id) {
+                    return Err(Refusal::Conflict(format!("path analysis {:?} exists; replace it with PUT", def.id)));
+                }
+                self.room_for_analysis(limits)
+            }
+            Change::ReplacePaths { definition } => {
+                let def = validate_paths(definition, limits).map_err(Refusal::Invalid)?;
+                match self.paths.contains_key(&def.id) {
+                    true => Ok(()),
+                    false => Err(Refusal::NotFound(format!("no path analysis {:?}", def.id))),
+                }
+            }
+            Change::RemovePaths { id } => match self.paths.contains_key(id) {
+                true => Ok(()),
+                false => Err(Refusal::NotFound(format!("no path analysis {id:?}"))),
+            },
             Change::ReplaceFunnel { definition } => {
                 let def = self.funnel(definition, limits)?;
                 match self.funnels.contains_key(&def.id) {
@@ -635,6 +674,14 @@ impl Catalog {
             }
             Change::RemoveCohort { id } => {
                 self.cohorts.remove(id);
+            }
+            Change::InstallPaths { definition } | Change::ReplacePaths { definition } => {
+                if let Ok(def) = validate_paths(definition, &Limits::ceiling()) {
+                    self.paths.insert(def.id.clone(), def);
+                }
+            }
+            Change::RemovePaths { id } => {
+                self.paths.remove(id);
             }
         }
     }

@@ -65,6 +65,13 @@ pub enum Request {
         /// The range and its buckets.
         query: crate::buckets::Buckets,
     },
+    /// A path analysis's report as of the request's time: each worker's counts.
+    PathsReport {
+        /// Its id.
+        id: String,
+        /// The range of anchors (its step is not used).
+        query: crate::buckets::Buckets,
+    },
     /// A retention cohort's report as of the request's time: each worker's cells.
     CohortReport {
         /// Cohort id.
@@ -98,7 +105,8 @@ impl Request {
             | Request::UserProfile { .. }
             | Request::JourneyHours { .. }
             | Request::FunnelReport { .. }
-            | Request::CohortReport { .. } => workers,
+            | Request::CohortReport { .. }
+            | Request::PathsReport { .. } => workers,
             Request::Change(_) | Request::Import(_) | Request::SnapshotJourneys => 1,
         }
     }
@@ -123,6 +131,8 @@ pub enum Answer {
     Funnel(Time, crate::funnel_report::FunnelPart),
     /// One worker's share of a cohort's report as of a time.
     Cohort(Time, crate::cohort_report::CohortPart),
+    /// One worker's share of a path analysis's report as of a time.
+    Paths(Time, crate::path_report::PathsPart),
     /// The request could not be answered (nothing was applied).
     Failed(String),
 }

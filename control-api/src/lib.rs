@@ -23,6 +23,8 @@ pub mod ingest;
 pub mod journeys;
 pub mod metrics;
 pub mod openapi;
+pub mod path_report;
+pub mod paths;
 pub mod privacy;
 pub mod problem;
 pub mod profile;
@@ -137,6 +139,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cohorts", post(cohorts::create).get(cohorts::list))
         .route("/v1/cohorts/{id}", get(cohorts::get).put(cohorts::replace).delete(cohorts::delete))
         .route("/v1/cohorts/{id}/report", get(cohorts::report_of))
+        .route("/v1/paths", post(paths::create).get(paths::list))
+        .route("/v1/paths/{id}", get(paths::get).put(paths::replace).delete(paths::delete))
+        .route("/v1/paths/{id}/report", get(paths::report_of))
         .route("/v1/segments/{id}/stream", get(streams::segment))
         .route("/v1/segments/{id}/changes", get(streams::segment_changes))
         .route("/v1/segment-sizes", get(streams::sizes))

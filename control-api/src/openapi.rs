@@ -54,6 +54,12 @@ use utoipa::OpenApi;
         crate::cohorts::replace,
         crate::cohorts::delete,
         crate::cohorts::report_of,
+        crate::paths::create,
+        crate::paths::list,
+        crate::paths::get,
+        crate::paths::replace,
+        crate::paths::delete,
+        crate::paths::report_of,
         crate::streams::sizes,
         crate::streams::overview,
         crate::streams::segments,
@@ -63,7 +69,7 @@ use utoipa::OpenApi;
         crate::streams::journey,
         crate::streams::journey_transitions,
     ),
-    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "validation"), (name = "streams"), (name = "funnels"), (name = "cohorts"))
+    tags((name = "ingest"), (name = "segments"), (name = "users"), (name = "journeys"), (name = "requests"), (name = "validation"), (name = "streams"), (name = "funnels"), (name = "cohorts"), (name = "paths"))
 )]
 pub struct ApiDoc;
 

@@ -11,11 +11,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-/// `POST /v1/validate/{kind}` (`segment`, `journey`, `funnel` or `cohort`).
+/// `POST /v1/validate/{kind}` (`segment`, `journey`, `funnel`, `cohort` or `paths`).
 #[utoipa::path(post, path = "/v1/validate/{kind}", tag = "validation",
-    params(("kind" = String, Path, description = "`segment`, `journey`, `funnel` or `cohort`")),
+    params(("kind" = String, Path, description = "`segment`, `journey`, `funnel`, `cohort` or `paths`")),
     request_body(content = serde_json::Value, description = "a definition, as it would be installed", example = json!({"id": "recent_buyer", "condition": {"performed": {"event": "Order Completed", "within": "30d"}}})),
-    responses((status = 200, description = "`{\"valid\": bool, \"errors\": [{\"path\", \"message\"}], \"conflict\": null | why}`: the errors an install would answer with 422, and why it would answer 409 (a segment whose id is installed is checked as a replacement, a journey whose id exists as its next version, a funnel or cohort whose id is installed as a replacement)", body = serde_json::Value),
+    responses((status = 200, description = "`{\"valid\": bool, \"errors\": [{\"path\", \"message\"}], \"conflict\": null | why}`: the errors an install would answer with 422, and why it would answer 409 (a segment whose id is installed is checked as a replacement, a journey whose id exists as its next version, an analysis whose id is installed as a replacement)", body = serde_json::Value),
         (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json", description = "the body is not JSON"),
         (status = 413, body = crate::problem::ProblemDoc, content_type = "application/problem+json", description = "the body is larger than the body limit"),
         crate::problem::NotFound, crate::problem::ControlAnswers))]
@@ -24,8 +24,10 @@ pub async fn check(
     Path(kind): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
-    if !["segment", "journey", "funnel", "cohort"].contains(&kind.as_str()) {
-        return Err(Problem::not_found(format!("no kind of definition {kind:?} (segment, journey, funnel or cohort)")));
+    if !["segment", "journey", "funnel", "cohort", "paths"].contains(&kind.as_str()) {
+        return Err(Problem::not_found(format!(
+            "no kind of definition {kind:?} (segment, journey, funnel, cohort or paths)"
+        )));
     }
     let catalog = state.engine.catalog.get();
     let limits = state.config.limits;
@@ -50,6 +52,10 @@ pub async fn check(
             "cohort" => match catalog.cohorts.contains_key(&id) {
                 true => Change::ReplaceCohort { definition: value },
                 false => Change::InstallCohort { definition: value },
+            },
+            "paths" => match catalog.paths.contains_key(&id) {
+                true => Change::ReplacePaths { definition: value },
+                false => Change::InstallPaths { definition: value },
             },
             _ => {
                 crate::journeys::validated(&catalog, &value, &limits)?;

@@ -12,6 +12,7 @@ pub mod funnel;
 pub mod held;
 pub mod intersect;
 pub mod journey;
+pub mod paths;
 pub mod profiles;
 pub mod retain;
 pub mod select;

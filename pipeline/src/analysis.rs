@@ -1,4 +1,4 @@
-//! What every analysis dataflow (funnels, cohorts) shares: the dataflow itself with its
+//! What every analysis dataflow (funnels, cohorts, paths) shares: the dataflow itself with its
 //! imports' shutdown buttons and its probe, imports of the shared arrangements as of its
 //! install time, and reading a per-user result arrangement as of a time.
 
@@ -66,12 +66,13 @@ impl Dataflow {
     }
 }
 
-/// Calls `each` with every user's values present as of `time` (in the values' order), once
-/// `trace` is complete through `time` and readable (`None` before); stops at the first error.
+/// Calls `each` with every user's values present as of `time` (in the values' order, read in
+/// place), once `trace` is complete through `time` and readable (`None` before); stops at the
+/// first error.
 pub fn per_user_as_of<V, E>(
     trace: &mut PerUser<V>,
     time: Time,
-    mut each: impl FnMut(&UserId, &[V]) -> Result<(), E>,
+    mut each: impl FnMut(&UserId, &[&V]) -> Result<(), E>,
 ) -> Option<Result<(), E>>
 where
     V: differential_dataflow::ExchangeData,
@@ -95,7 +96,7 @@ where
                 }
             });
             if count > 0 {
-                values.push(cursor.val(&storage).clone());
+                values.push(cursor.val(&storage));
             }
             cursor.step_val(&storage);
         }
@@ -116,6 +117,8 @@ pub enum Analysis {
     Funnel(journeyflow_types::funnel::FunnelDefinition),
     /// A retention cohort.
     Cohort(journeyflow_types::cohort::CohortDefinition),
+    /// A path analysis.
+    Paths(journeyflow_types::paths::PathsDefinition),
 }
 
 /// One worker's cells of an analysis's report.
@@ -125,6 +128,8 @@ pub enum Cells {
     Funnel(Vec<journeyflow_control_api::funnel_report::FunnelCell>),
     /// A cohort's.
     Cohort(Vec<journeyflow_control_api::cohort_report::CohortCell>),
+    /// A path analysis's: users per path.
+    Paths(Vec<(Vec<String>, u64)>),
 }
 
 impl Cells {
@@ -133,6 +138,7 @@ impl Cells {
         match (self, other) {
             (Cells::Funnel(all), Cells::Funnel(mine)) => all.extend(mine),
             (Cells::Cohort(all), Cells::Cohort(mine)) => all.extend(mine),
+            (Cells::Paths(all), Cells::Paths(mine)) => all.extend(mine),
             _ => {}
         }
     }
@@ -144,6 +150,7 @@ impl Analysis {
         match self {
             Analysis::Funnel(def) => &def.id,
             Analysis::Cohort(def) => &def.id,
+            Analysis::Paths(def) => &def.id,
         }
     }
 
@@ -152,6 +159,7 @@ impl Analysis {
         match self {
             Analysis::Funnel(def) => programs.install_funnel(worker, def.clone(), at),
             Analysis::Cohort(def) => programs.install_cohort(worker, def.clone(), at),
+            Analysis::Paths(def) => programs.install_paths(worker, def.clone(), at),
         }
     }
 
@@ -171,6 +179,9 @@ impl Analysis {
             Analysis::Cohort(def) => {
                 programs.cohort_part_at(&def.id, time, query).ok_or_else(incomplete)?.map(|p| Cells::Cohort(p.cells))
             }
+            Analysis::Paths(def) => {
+                programs.paths_part_at(&def.id, time, query).ok_or_else(incomplete)?.map(|p| Cells::Paths(p.paths))
+            }
         }
     }
 
@@ -179,6 +190,7 @@ impl Analysis {
         match self {
             Analysis::Funnel(_) => Cells::Funnel(Vec::new()),
             Analysis::Cohort(_) => Cells::Cohort(Vec::new()),
+            Analysis::Paths(_) => Cells::Paths(Vec::new()),
         }
     }
 
@@ -189,7 +201,7 @@ impl Analysis {
         as_of: Time,
         cells: Cells,
     ) -> serde_json::Value {
-        use journeyflow_control_api::{cohort_report, funnel_report};
+        use journeyflow_control_api::{cohort_report, funnel_report, path_report};
         match (self, cells) {
             (Analysis::Funnel(def), Cells::Funnel(cells)) => {
                 let names: Vec<String> = def.steps.iter().map(|s| s.event.clone()).collect();
@@ -197,6 +209,10 @@ impl Analysis {
             }
             (Analysis::Cohort(def), Cells::Cohort(cells)) => {
                 cohort_report::report(&def.id, def.periods, def.period.0, query, as_of, cells)
+            }
+            (Analysis::Paths(def), Cells::Paths(counts)) => {
+                let backwards = def.direction == journeyflow_types::paths::Direction::Before;
+                path_report::report(&def.id, def.top, backwards, query, as_of, counts)
             }
             (analysis, _) => serde_json::json!({"error": format!("cells of another kind for {}", analysis.id())}),
         }

@@ -1,4 +1,4 @@
-//! The catalog in a compacted Kafka topic (`segment/<id>`, `journey/<id>`, `funnel/<id>`, `cohort/<id>` keys,
+//! The catalog in a compacted Kafka topic (`segment/<id>`, `journey/<id>`, `funnel/<id>`, `cohort/<id>`, `paths/<id>` keys,
 //! tombstones for removals): process 0 writes what changed after each change, from a thread of its own (the
 //! producer waits for the broker); a process that starts with an empty control log starts
 //! from what the topic holds.
@@ -15,7 +15,8 @@ use std::time::Duration;
 pub type Held = BTreeMap<String, Vec<u8>>;
 
 /// Reads the topic to its end: the catalog document it holds (`None` when it holds no
-/// definition: `{"segments": [...], "journeys": {id: entry}, "funnels": [...], "cohorts": [...]}`) and the latest
+/// definition: `{"segments": [...], "journeys": {id: entry}, "funnels": [...], "cohorts": [...],
+/// "paths": [...]}`) and the latest
 /// value of each key. A key of a kind this version does not know (written by a newer one) is
 /// left out, with a warning.
 pub fn read(settings: &Settings, topic: &str) -> anyhow::Result<(Option<Value>, Held)> {
@@ -33,7 +34,7 @@ pub fn read(settings: &Settings, topic: &str) -> anyhow::Result<(Option<Value>, 
     }
     let mut segments = Vec::new();
     let mut journeys = serde_json::Map::new();
-    let (mut funnels, mut cohorts) = (Vec::new(), Vec::new());
+    let (mut funnels, mut cohorts, mut paths) = (Vec::new(), Vec::new(), Vec::new());
     for (key, bytes) in &latest {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("{topic}: record {key}: {e}"))?;
         match key.split_once('/') {
@@ -43,10 +44,16 @@ pub fn read(settings: &Settings, topic: &str) -> anyhow::Result<(Option<Value>, 
             }
             Some(("funnel", _)) => funnels.push(value),
             Some(("cohort", _)) => cohorts.push(value),
+            Some(("paths", _)) => paths.push(value),
             _ => tracing::warn!("{topic}: a key of an unknown kind, {key:?}, is left out"),
         }
     }
-    Ok((Some(json!({ "segments": segments, "journeys": journeys, "funnels": funnels, "cohorts": cohorts })), latest))
+    Ok((
+        Some(
+            json!({ "segments": segments, "journeys": journeys, "funnels": funnels, "cohorts": cohorts, "paths": paths }),
+        ),
+        latest,
+    ))
 }
 
 /// Every key the catalog puts in the topic, with its value.
@@ -63,6 +70,9 @@ fn records(catalog: &Catalog) -> anyhow::Result<Held> {
     }
     for def in catalog.cohorts.values() {
         now.insert(format!("cohort/{}", def.id), serde_json::to_vec(&def.source)?);
+    }
+    for def in catalog.paths.values() {
+        now.insert(format!("paths/{}", def.id), serde_json::to_vec(&def.source)?);
     }
     Ok(now)
 }

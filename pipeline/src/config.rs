@@ -25,6 +25,8 @@ pub struct LiveConfig {
     pub funnels: Option<PathBuf>,
     /// Retention cohorts to install at start.
     pub cohorts: Option<PathBuf>,
+    /// Path analyses to install at start.
+    pub paths: Option<PathBuf>,
     /// Timely worker threads (per process).
     pub workers: usize,
     /// The processes of the cluster (one by default).
@@ -198,6 +200,7 @@ impl Default for LiveConfig {
             journeys: None,
             funnels: None,
             cohorts: None,
+            paths: None,
             workers: crate::cluster::default_workers(),
             cluster: crate::cluster::Cluster::single(crate::cluster::default_workers()),
             allowed_lateness: 1_000,
@@ -237,6 +240,8 @@ pub struct FileConfig {
     pub funnels: Option<PathBuf>,
     /// `cohorts = "cohorts.json"`.
     pub cohorts: Option<PathBuf>,
+    /// `paths = "paths.json"`.
+    pub paths: Option<PathBuf>,
     /// `workers = 2` (default: one per available core).
     pub workers: Option<usize>,
     /// `[ingest]`.
@@ -513,6 +518,7 @@ impl FileConfig {
             journeys: self.journeys.or(d.journeys),
             funnels: self.funnels.or(d.funnels),
             cohorts: self.cohorts.or(d.cohorts),
+            paths: self.paths.or(d.paths),
             workers: self.workers.unwrap_or(d.workers).max(1),
             cluster: crate::cluster::Cluster::single(self.workers.unwrap_or(d.workers)),
             allowed_lateness: duration("ingest.allowed_lateness", self.ingest.allowed_lateness, d.allowed_lateness)?,

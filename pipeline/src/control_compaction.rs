@@ -46,6 +46,7 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
     // Each funnel's and cohort's latest definition, and where.
     let mut funnels: BTreeMap<String, (Place, Value)> = BTreeMap::new();
     let mut cohorts: BTreeMap<String, (Place, Value)> = BTreeMap::new();
+    let mut paths: BTreeMap<String, (Place, Value)> = BTreeMap::new();
     // Where each journey's running version was published.
     let mut journeys: BTreeMap<String, Place> = BTreeMap::new();
     let mut kept: Vec<(Place, Change)> = Vec::new();
@@ -80,7 +81,10 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
             Change::InstallCohort { definition } | Change::ReplaceCohort { definition } => {
                 cohorts.extend(id_of(definition).map(|id| (id, (place, definition.clone()))));
             }
-            Change::RemoveFunnel { .. } | Change::RemoveCohort { .. } => {}
+            Change::InstallPaths { definition } | Change::ReplacePaths { definition } => {
+                paths.extend(id_of(definition).map(|id| (id, (place, definition.clone()))));
+            }
+            Change::RemoveFunnel { .. } | Change::RemoveCohort { .. } | Change::RemovePaths { .. } => {}
         }
     }
     for id in catalog.funnels.keys() {
@@ -91,6 +95,11 @@ pub fn compact(entries: &[Entry], through: Time) -> Option<Compacted> {
     for id in catalog.cohorts.keys() {
         if let Some((place, definition)) = cohorts.get(id) {
             kept.push((*place, Change::InstallCohort { definition: definition.clone() }));
+        }
+    }
+    for id in catalog.paths.keys() {
+        if let Some((place, definition)) = paths.get(id) {
+            kept.push((*place, Change::InstallPaths { definition: definition.clone() }));
         }
     }
     for id in catalog.segments.keys() {

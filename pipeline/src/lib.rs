@@ -24,6 +24,7 @@ pub mod journey_snapshot;
 pub mod kafka_input;
 pub mod live;
 pub mod output_retention;
+pub mod paths;
 pub mod profile;
 pub mod programs;
 pub mod record_id;

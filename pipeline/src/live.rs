@@ -35,6 +35,7 @@ use journeyflow_operators::journey::stats::Stat;
 use journeyflow_operators::Time;
 use journeyflow_types::cohort::validate_cohort;
 use journeyflow_types::funnel::validate_funnel;
+use journeyflow_types::paths::validate_paths;
 use journeyflow_types::time::now_ms;
 use journeyflow_types::{validate_journey_with, validate_segments_with, Key, Limits};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -181,6 +182,8 @@ enum Query {
     Funnel(String, journeyflow_control_api::buckets::Buckets),
     /// A cohort's report cells.
     Cohort(String, journeyflow_control_api::buckets::Buckets),
+    /// A path analysis's report counts.
+    Paths(String, journeyflow_control_api::buckets::Buckets),
 }
 
 /// A definition the catalog accepted that no longer validates (a bug, reported).
@@ -460,6 +463,10 @@ fn answer(programs: &mut Programs, pending: &mut Vec<(Time, u64, Query)>, outbox
                 Ok(part) => Answer::Cohort(time, part),
                 Err(why) => Answer::Failed(why),
             }),
+            Query::Paths(id, query) => programs.paths_part_at(id, time, query).map(|found| match found {
+                Ok(part) => Answer::Paths(time, part),
+                Err(why) => Answer::Failed(why),
+            }),
         };
         match answer {
             Some(answer) => outbox.push((ticket, answer)),
@@ -706,6 +713,7 @@ fn apply(programs: &mut Programs, worker: &mut Worker, command: Sequenced, at: A
         Request::JourneyHours { id, from, to } => pending.push((command.time, ticket, Query::Hours(id, from, to))),
         Request::FunnelReport { id, query } => pending.push((command.time, ticket, Query::Funnel(id, query))),
         Request::CohortReport { id, query } => pending.push((command.time, ticket, Query::Cohort(id, query))),
+        Request::PathsReport { id, query } => pending.push((command.time, ticket, Query::Paths(id, query))),
     }
     Ok(())
 }
@@ -804,6 +812,10 @@ fn apply_change(
             programs.install_cohort(worker, validate_cohort(&definition, &ceiling).map_err(definition_errors)?, at);
         }
         Change::RemoveCohort { id } => programs.remove_cohort(worker, &id)?,
+        Change::InstallPaths { definition } | Change::ReplacePaths { definition } => {
+            programs.install_paths(worker, validate_paths(&definition, &ceiling).map_err(definition_errors)?, at);
+        }
+        Change::RemovePaths { id } => programs.remove_paths(worker, &id)?,
         Change::EnterJourney { id, users, context } => {
             let keys = users
                 .iter()

@@ -20,6 +20,7 @@ use crate::compile::Compiler;
 use crate::funnel::FunnelProgram;
 use crate::journey_output::hour_counts;
 use crate::journey_snapshot::{JourneyState, Restore, Restored, Taken};
+use crate::paths::PathsProgram;
 use differential_dataflow::input::InputSession;
 use differential_dataflow::operators::arrange::{ShutdownButton, TraceAgent};
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
@@ -29,6 +30,7 @@ use journeyflow_control_api::buckets::Buckets;
 use journeyflow_control_api::cohort_report::CohortPart;
 use journeyflow_control_api::funnel_report::FunnelPart;
 use journeyflow_control_api::handle::HourCount;
+use journeyflow_control_api::path_report::PathsPart;
 use journeyflow_operators::dedup::dedup;
 use journeyflow_operators::journey::handover::Handover;
 use journeyflow_operators::journey::plan::JourneyPlan;
@@ -42,6 +44,7 @@ use journeyflow_operators::select::arrange_events;
 use journeyflow_operators::{SharedEvent, Time, UserId};
 use journeyflow_types::cohort::CohortDefinition;
 use journeyflow_types::funnel::FunnelDefinition;
+use journeyflow_types::paths::PathsDefinition;
 use journeyflow_types::{Migration, Record, SegmentDefinition, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -286,6 +289,9 @@ pub enum ProgramError {
     /// No such retention cohort.
     #[error("cohort {0:?} is not installed")]
     UnknownCohort(String),
+    /// No such path analysis.
+    #[error("path analysis {0:?} is not installed")]
+    UnknownPaths(String),
     /// Other programs use it.
     #[error("segment {0:?} is used by {1:?}")]
     InUse(String, Vec<String>),
@@ -339,6 +345,8 @@ pub struct Programs {
     funnels: BTreeMap<String, (Time, FunnelProgram)>,
     /// Installed retention cohorts, each with the time it was installed as of.
     cohorts: BTreeMap<String, (Time, CohortProgram)>,
+    /// Installed path analyses, each with the time it was installed as of.
+    paths: BTreeMap<String, (Time, PathsProgram)>,
 }
 
 /// A command as every worker applies it: its text and the time it applies as of.
@@ -425,6 +433,7 @@ impl Programs {
             restore: None,
             funnels: BTreeMap::new(),
             cohorts: BTreeMap::new(),
+            paths: BTreeMap::new(),
         }
     }
 
@@ -731,6 +740,9 @@ impl Programs {
         for (_, cohort) in self.cohorts.values_mut() {
             cohort.compact(frontier);
         }
+        for (_, paths) in self.paths.values_mut() {
+            paths.compact(frontier);
+        }
         // Per-hour counts older than the retention before this time go (every query comes at
         // this time or later, and reads no hour before its own time less the retention).
         if let Some(keep) = self.config.retention {
@@ -809,12 +821,44 @@ impl Programs {
         }
     }
 
-    /// The earliest time an analysis (a funnel, a cohort) may still change at (`Time::MAX`
-    /// without one).
+    /// Installs a path analysis (or replaces the one of its id) as a new dataflow over the
+    /// retained history, which it sees as of `at`.
+    pub fn install_paths(&mut self, worker: &mut Worker, def: PathsDefinition, at: Time) {
+        if let Some((_, old)) = self.paths.remove(&def.id) {
+            old.dispose(worker);
+        }
+        let id = def.id.clone();
+        let program = PathsProgram::build(worker, def, &mut self.events, at);
+        self.paths.insert(id, (at, program));
+    }
+
+    /// Removes a path analysis and drops its dataflow.
+    pub fn remove_paths(&mut self, worker: &mut Worker, id: &str) -> Result<(), ProgramError> {
+        let (_, program) = self.paths.remove(id).ok_or_else(|| ProgramError::UnknownPaths(id.to_string()))?;
+        program.dispose(worker);
+        Ok(())
+    }
+
+    /// This worker's share of a path analysis's report as of `time`, once its paths are
+    /// complete through `time` (`None` before); `Some(Err)` for one not installed, installed
+    /// (replaced) after `time`, or a share too large.
+    pub fn paths_part_at(&mut self, id: &str, time: Time, query: &Buckets) -> Option<Result<PathsPart, String>> {
+        match self.paths.get_mut(id) {
+            None => Some(Err(format!("path analysis {id:?} was removed while the report was made"))),
+            Some((at, _)) if *at > time => {
+                Some(Err(format!("path analysis {id:?} was replaced while the report was made; ask again")))
+            }
+            Some((_, program)) => program.part_at(time, query),
+        }
+    }
+
+    /// The earliest time an analysis (a funnel, a cohort, paths) may still change at
+    /// (`Time::MAX` without one).
     fn analyses_frontier(&self) -> Time {
         let funnels = self.funnels.values().map(|(_, p)| p.frontier());
         let cohorts = self.cohorts.values().map(|(_, p)| p.frontier());
-        funnels.chain(cohorts).min().unwrap_or(Time::MAX)
+        let paths = self.paths.values().map(|(_, p)| p.frontier());
+        funnels.chain(cohorts).chain(paths).min().unwrap_or(Time::MAX)
     }
 
     /// Ids of the installed segments, in install order of their names.
@@ -1519,6 +1563,9 @@ impl Programs {
             program.dispose(worker);
         }
         for (_, (_, program)) in std::mem::take(&mut self.cohorts) {
+            program.dispose(worker);
+        }
+        for (_, (_, program)) in std::mem::take(&mut self.paths) {
             program.dispose(worker);
         }
     }

@@ -1,11 +1,11 @@
-//! Funnels and retention cohorts over HTTP, on `journeyflow run` as a real process: one
+//! Funnels, retention cohorts and path analyses over HTTP, on `journeyflow run` as a real process: one
 //! installed before the events arrive and one after (over the retained history), their
 //! reports equal DuckDB's from-scratch reports as of the answer's time; replaced, removed,
 //! kept across a restart; every client mistake gets its 4xx.
 
 mod common;
 
-use common::funnels::{duckdb_cohort_reports, duckdb_reports, rows_of};
+use common::funnels::{duckdb_cohort_reports, duckdb_paths_reports, duckdb_reports, rows_of};
 use common::reference::accepted;
 use common::server::{send_sample, Server};
 use journeyflow_control_api::buckets::Buckets;
@@ -194,6 +194,46 @@ fn cohorts_are_installed_reported_replaced_and_removed() {
     let r = client.get(server.url("/v1/cohorts/viewers/report?from=5&to=1")).send().unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(client.delete(server.url("/v1/cohorts/viewers")).send().unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(client.get(server.url(url)).send().unwrap().status(), StatusCode::NOT_FOUND);
+    assert!(server.stop().success());
+}
+
+#[test]
+fn path_analyses_are_installed_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new();
+    let server = start(dir.path(), &[]);
+    send_sample(&client, &server);
+    let after_cart = json!({"id": "after_cart", "start": {"event": "Cart Viewed"}, "depth": 3, "collapse": true,
+        "events": ["Product Viewed", "Cart Viewed", "Order Completed"]});
+    assert_eq!(client.post(server.url("/v1/paths")).json(&after_cart).send().unwrap().status(), StatusCode::CREATED);
+    let lines: Vec<String> = std::fs::read_to_string(common::repo("datasets/sample/events.ndjson"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let rows = rows_of(&accepted(&lines, 86_400_000));
+    let to = journeyflow_types::time::parse_instant_str("2024-03-01T00:00:00Z").unwrap();
+    let query = Buckets::new(FROM, to, None).unwrap();
+    let url = "/v1/paths/after_cart/report?from=2024-01-01T00:00:00Z&to=2024-03-01T00:00:00Z";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let got = loop {
+        let got: J = client.get(server.url(url)).send().unwrap().json().unwrap();
+        let want =
+            duckdb_paths_reports(&rows, &json!([after_cart]), &[(got["as_of"].as_u64().unwrap(), 0, query)], None)[0]
+                .clone();
+        if got == want {
+            break got;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}\nis not DuckDB's\n{want}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(got["users"].as_u64().unwrap() > 50 && !got["sankey"]["links"].as_array().unwrap().is_empty(), "{got}");
+    let bad = json!({"id": "x", "start": {"event": "A"}, "end": {"event": "B"}, "depth": 9});
+    let r = client.post(server.url("/v1/paths")).json(&bad).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().unwrap().contains("$.depth"));
+    assert_eq!(client.delete(server.url("/v1/paths/after_cart")).send().unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(client.get(server.url(url)).send().unwrap().status(), StatusCode::NOT_FOUND);
     assert!(server.stop().success());
 }

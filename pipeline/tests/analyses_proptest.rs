@@ -1,20 +1,22 @@
 //! Property tests of the analyses: random event streams (tracks with a numeric property,
 //! identifies setting a country (a string or a number) or removing it, exact copies) and
 //! random funnels (2 to 4 steps, strict or any order, a window, a predicate, a breakdown) or
-//! retention cohorts (a first and a return event, a period, 1 to 8 periods), fed in random
+//! retention cohorts (a first and a return event, a period, 1 to 8 periods) or path analyses
+//! (after or before an anchor, 1 to 5 steps, names, collapsed or not, a window), fed in random
 //! batches to 1 and 2 workers, with events retained forever or for a random span; reports
 //! asked as of several times during the run, over random ranges and buckets, must equal what
 //! DuckDB computes from scratch over the same events with SQL written for the tests
-//! (`python/funnel_reference.py`, `python/cohort_reference.py`).
+//! (`python/{funnel,cohort,paths}_reference.py`).
 
 mod common;
 
-use common::funnels::{duckdb_cohort_reports, duckdb_reports, row};
+use common::funnels::{duckdb_cohort_reports, duckdb_paths_reports, duckdb_reports, row};
 use common::{ingest, run_analyses, Plan};
 use journeyflow::analysis::Analysis;
 use journeyflow_control_api::buckets::Buckets;
 use journeyflow_types::cohort::validate_cohorts_with;
 use journeyflow_types::funnel::validate_funnels_with;
+use journeyflow_types::paths::validate_paths_with;
 use journeyflow_types::Limits;
 use proptest::prelude::*;
 use serde_json::{json, Value as J};
@@ -233,5 +235,77 @@ proptest! {
         let expected = duckdb_cohort_reports(&rows, &defs, &reports, retention);
         let got = J::Array(output.reports.clone());
         prop_assert_eq!(&got, &expected, "lines: {:#?}\ncohorts: {}", lines, defs);
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PathsDraft {
+    anchor: (usize, Option<i64>),
+    after: bool,
+    depth: u64,
+    names: Vec<usize>,
+    collapse: bool,
+    within: Option<u64>,
+    top: u64,
+}
+
+fn paths_draft() -> impl Strategy<Value = PathsDraft> {
+    (
+        (0..NAMES.len(), prop::option::of(0i64..8)),
+        any::<bool>(),
+        1u64..=5,
+        prop::collection::vec(0..NAMES.len(), 1..4),
+        any::<bool>(),
+        prop::option::of(20u64..300),
+        1u64..6,
+    )
+        .prop_map(|(anchor, after, depth, names, collapse, within, top)| PathsDraft {
+            anchor,
+            after,
+            depth,
+            names,
+            collapse,
+            within,
+            top,
+        })
+}
+
+fn paths_json(i: usize, p: &PathsDraft) -> J {
+    let mut def = json!({"id": format!("p{i}"), "depth": p.depth, "collapse": p.collapse, "top": p.top});
+    def[if p.after { "start" } else { "end" }] = filter_json(p.anchor);
+    def["events"] = json!(p.names.iter().map(|n| NAMES[*n]).collect::<Vec<_>>());
+    if let Some(w) = p.within {
+        def["within"] = json!(format!("{w}ms"));
+    }
+    def
+}
+
+proptest! {
+    #![proptest_config(common::proptest_config(64, "tests/proptest-regressions/paths_proptest.txt"))]
+
+    #[test]
+    fn path_reports_equal_duckdb_from_scratch(
+        drafts in prop::collection::vec(draft(), 10..150),
+        jitters in prop::collection::vec(0..JITTER, 1..8),
+        analyses in prop::collection::vec(paths_draft(), 1..3),
+        asks in prop::collection::vec(ask(), 1..4),
+        workers in 1usize..=2,
+        batch in 1usize..20,
+        retention in prop::option::of(100u64..1_500),
+    ) {
+        let (lines, rows) = render(&drafts, &jitters);
+        prop_assume!(!rows.is_empty());
+        let defs = J::Array(analyses.iter().enumerate().map(|(i, p)| paths_json(i, p)).collect());
+        let parsed = validate_paths_with(&defs, &Limits::default()).unwrap();
+        // Paths take no buckets.
+        let reports: Vec<_> =
+            asked(&asks, &rows, parsed.len()).into_iter().map(|(t, i, q)| (t, i, Buckets { step: None, ..q })).collect();
+        let plan = Plan::simple(lines.len(), workers, batch);
+        let config = journeyflow::admission::IngestConfig { retention, ..ingest(Some(LATENESS), 86_400_000) };
+        let analyses: Vec<Analysis> = parsed.into_iter().map(Analysis::Paths).collect();
+        let output = run_analyses(&analyses, &reports, &lines, &plan, config);
+        let expected = duckdb_paths_reports(&rows, &defs, &reports, retention);
+        let got = J::Array(output.reports.clone());
+        prop_assert_eq!(&got, &expected, "lines: {:#?}\npaths: {}", lines, defs);
     }
 }

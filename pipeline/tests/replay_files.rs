@@ -37,6 +37,7 @@ fn args(events: &Path, segments: &Path, out: &Path, workers: usize) -> ReplayArg
         entries: None,
         funnels: None,
         cohorts: None,
+        paths: None,
         report_from: None,
         report_to: None,
         report_step: None,
@@ -325,7 +326,7 @@ fn invalid_definitions_report_every_error_and_install_nothing() {
     assert!(!out.join("segment_changes.ndjson").exists());
 }
 
-/// Replays with the analyses `defs` of `kind` (`funnel` or `cohort`; reports from `from` in
+/// Replays with the analyses `defs` of `kind` (`funnel`, `cohort` or `paths`; reports from `from` in
 /// buckets of `step`) and checks the `<kind>_reports.json` written against DuckDB's
 /// from-scratch reports over the events the engine accepted, events retained for `retention`.
 fn check_reports(mut a: ReplayArgs, kind: &str, defs: &J, from: u64, step: u64, retention: Option<u64>) -> J {
@@ -333,10 +334,11 @@ fn check_reports(mut a: ReplayArgs, kind: &str, defs: &J, from: u64, step: u64, 
     std::fs::write(&file, defs.to_string()).unwrap();
     match kind {
         "funnel" => a.funnels = Some(file),
-        _ => a.cohorts = Some(file),
+        "cohort" => a.cohorts = Some(file),
+        _ => a.paths = Some(file),
     }
     a.report_from = Some(from);
-    a.report_step = Some(step);
+    a.report_step = (kind != "paths").then_some(step);
     a.retention_events = Kept(retention);
     let summary = execute(&a).unwrap();
     let written = std::fs::read_to_string(a.out.join(format!("{kind}_reports.json"))).unwrap();
@@ -344,11 +346,14 @@ fn check_reports(mut a: ReplayArgs, kind: &str, defs: &J, from: u64, step: u64, 
     let lines: Vec<String> = std::fs::read_to_string(&a.events).unwrap().lines().map(String::from).collect();
     let rows = common::funnels::rows_of(&accepted(&lines, a.dedup_window));
     let as_of = summary.as_of.unwrap();
-    let query = journeyflow_control_api::buckets::Buckets { from, to: as_of + 1, step: Some(step) };
+    // Paths take no buckets.
+    let step = (kind != "paths").then_some(step);
+    let query = journeyflow_control_api::buckets::Buckets { from, to: as_of + 1, step };
     let asked: Vec<_> = (0..defs.as_array().unwrap().len() as u32).map(|i| (as_of, i, query)).collect();
     let expected = match kind {
         "funnel" => common::funnels::duckdb_reports(&rows, defs, &asked, retention),
-        _ => common::funnels::duckdb_cohort_reports(&rows, defs, &asked, retention),
+        "cohort" => common::funnels::duckdb_cohort_reports(&rows, defs, &asked, retention),
+        _ => common::funnels::duckdb_paths_reports(&rows, defs, &asked, retention),
     };
     assert_eq!(got, expected);
     got
@@ -374,6 +379,18 @@ fn sample_funnels_equal_duckdb_with_one_and_two_workers() {
         assert!(first[0]["users"].as_u64().unwrap() > 50 && first[3]["users"].as_u64().unwrap() > 0, "{first}");
         assert!(report[0]["buckets"][0]["breakdown"].as_array().unwrap().len() > 3);
     }
+    // The paths after a cart view (collapsed), and those leading to an order (of three names).
+    let paths = json!([
+        {"id": "after_cart", "start": {"event": "Cart Viewed"}, "depth": 3, "collapse": true, "top": 8,
+            "events": ["Page Viewed", "Product Viewed", "Product Added", "Cart Viewed", "Order Completed", "Email Opened"]},
+        {"id": "to_order", "end": {"event": "Order Completed"}, "depth": 4,
+            "events": ["Product Viewed", "Product Added", "Cart Viewed"], "within": "1d"}
+    ]);
+    let out = dir.path().join("paths");
+    let a = args(&repo("datasets/sample/events.ndjson"), &repo("datasets/sample/segments.json"), &out, 2);
+    let report = check_reports(a, "paths", &paths, from, 0, None);
+    assert!(report[0]["users"].as_u64().unwrap() > 50 && report[0]["top"].as_array().unwrap().len() == 8, "{report}");
+    assert!(!report[1]["sankey"]["links"].as_array().unwrap().is_empty(), "{report}");
 }
 
 #[test]

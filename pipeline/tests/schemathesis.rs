@@ -18,7 +18,7 @@ fn every_operation_answers_as_the_openapi_document_says() {
     let dir = tempfile::tempdir().unwrap();
     let segments = common::repo("datasets/sample/segments.json");
     let server = Server::start_with(1, dir.path(), &["--segments", segments.to_str().unwrap()]);
-    // Something for the generated calls to find: a journey draft, a funnel, a cohort and a user with events.
+    // Something for the generated calls to find: a journey draft, a funnel, a cohort, a path analysis and a user with events.
     let client = reqwest::blocking::Client::new();
     let journeys: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(common::repo("datasets/sample/journeys.json")).unwrap()).unwrap();
@@ -27,6 +27,8 @@ fn every_operation_answers_as_the_openapi_document_says() {
     assert!(client.post(server.url("/v1/funnels")).json(&funnel).send().unwrap().status().is_success());
     let cohort = serde_json::json!({"id": "0", "first": {"event": "Cart Viewed"}, "return": {"event": "Cart Viewed"}, "period": "1d", "periods": 4});
     assert!(client.post(server.url("/v1/cohorts")).json(&cohort).send().unwrap().status().is_success());
+    let paths = serde_json::json!({"id": "0", "start": {"event": "Cart Viewed"}, "events": ["Cart Viewed"]});
+    assert!(client.post(server.url("/v1/paths")).json(&paths).send().unwrap().status().is_success());
     let event = serde_json::json!({"event": "Cart Viewed", "userId": "0"});
     assert!(client.post(server.url("/v1/track")).json(&event).send().unwrap().status().is_success());
     let out = Command::new(&st)

@@ -186,7 +186,7 @@ pub struct Checker {
     depth: usize,
 }
 
-type Obj = serde_json::Map<String, Json>;
+pub(crate) type Obj = serde_json::Map<String, Json>;
 
 impl Checker {
     /// A checker enforcing `limits`.

@@ -15,6 +15,7 @@ pub mod journey_definition;
 pub mod key;
 pub mod limits;
 pub mod migration;
+pub mod paths;
 pub mod record;
 pub mod shards;
 pub mod template;

@@ -19,6 +19,7 @@ use journeyflow_operators::Time;
 use journeyflow_types::cohort::{validate_cohorts_with, CohortDefinition};
 use journeyflow_types::entries::parse_entry;
 use journeyflow_types::funnel::{validate_funnels_with, FunnelDefinition};
+use journeyflow_types::paths::{validate_paths_with, PathsDefinition};
 use journeyflow_types::{parse_journeys_with, parse_segments_with, Limits, SegmentDefinition};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -96,7 +97,11 @@ pub struct ReplayArgs {
     /// `cohort_reports.json`, as `GET /v1/cohorts/{id}/report` makes them in `run`.
     #[arg(long)]
     pub cohorts: Option<PathBuf>,
-    /// The first entry time the funnel and cohort reports count (RFC 3339 or epoch ms)
+    /// JSON array of path analyses: their reports as of the end go to `paths_reports.json`,
+    /// as `GET /v1/paths/{id}/report` makes them in `run`.
+    #[arg(long)]
+    pub paths: Option<PathBuf>,
+    /// The first entry time the funnel, cohort and path reports count (RFC 3339 or epoch ms)
     /// [default: all].
     #[arg(long, value_parser = super::parse_time)]
     pub report_from: Option<u64>,
@@ -124,6 +129,11 @@ fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
 /// Reads a funnels file (a JSON array of definitions, checked as the API checks them).
 pub fn read_funnels(path: &Path, limits: &Limits) -> anyhow::Result<Vec<FunnelDefinition>> {
     validate_funnels_with(&read_json(path)?, limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Reads a path analyses file (a JSON array of definitions, checked as the API checks them).
+pub fn read_paths(path: &Path, limits: &Limits) -> anyhow::Result<Vec<PathsDefinition>> {
+    validate_paths_with(&read_json(path)?, limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Reads a cohorts file (a JSON array of definitions, checked as the API checks them).
@@ -243,6 +253,9 @@ pub fn execute(args: &ReplayArgs) -> anyhow::Result<Summary> {
     }
     if let Some(path) = &args.cohorts {
         analyses.extend(read_cohorts(path, &limits)?.into_iter().map(Analysis::Cohort));
+    }
+    if let Some(path) = &args.paths {
+        analyses.extend(read_paths(path, &limits)?.into_iter().map(Analysis::Paths));
     }
     // Up to the run's end unless a `to` is given (see `RunConfig::reports`).
     let (from, to) = (args.report_from.unwrap_or(0), args.report_to.unwrap_or(Time::MAX));
@@ -423,12 +436,12 @@ fn write_outputs(
         w.write(&output.journey_stats)?;
         w.finish()?;
     }
-    // Funnels come first in the reports, then cohorts (as `execute` asks them).
-    let funnels = output.reports.iter().filter(|r| r.get("funnel").is_some()).collect::<Vec<_>>();
-    let cohorts = output.reports.iter().filter(|r| r.get("cohort").is_some()).collect::<Vec<_>>();
+    // Each report names its kind (`funnel`, `cohort`, `paths`).
+    let of = |kind: &str| output.reports.iter().filter(|r| r.get(kind).is_some()).collect::<Vec<_>>();
     for (name, reports, asked) in [
-        ("funnel_reports.json", funnels, args.funnels.is_some()),
-        ("cohort_reports.json", cohorts, args.cohorts.is_some()),
+        ("funnel_reports.json", of("funnel"), args.funnels.is_some()),
+        ("cohort_reports.json", of("cohort"), args.cohorts.is_some()),
+        ("paths_reports.json", of("paths"), args.paths.is_some()),
     ] {
         if asked {
             let mut w = NdjsonWriter::create(&dir.join(name))?;

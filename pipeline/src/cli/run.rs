@@ -24,6 +24,7 @@ use journeyflow_control_api::handle::{Answer, EngineHandle, Request};
 use journeyflow_control_api::{router, AppState};
 use journeyflow_types::cohort::validate_cohorts_with;
 use journeyflow_types::funnel::validate_funnels_with;
+use journeyflow_types::paths::validate_paths_with;
 use journeyflow_types::{parse_journeys, parse_segments, validate_segments_with, Key, Limits};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -58,6 +59,9 @@ pub struct RunArgs {
     /// Retention cohorts to install at start (a JSON array of definitions), unless already stored.
     #[arg(long, env = "JOURNEYFLOW_COHORTS")]
     pub cohorts: Option<PathBuf>,
+    /// Path analyses to install at start (a JSON array of definitions), unless already stored.
+    #[arg(long, env = "JOURNEYFLOW_PATHS")]
+    pub paths: Option<PathBuf>,
     /// Timely worker threads (per process) [default: one per available core].
     #[arg(long, short = 'w', env = "JOURNEYFLOW_WORKERS")]
     pub workers: Option<usize>,
@@ -215,6 +219,7 @@ impl RunArgs {
             journeys: self.journeys.clone().or(base.journeys),
             funnels: self.funnels.clone().or(base.funnels),
             cohorts: self.cohorts.clone().or(base.cohorts),
+            paths: self.paths.clone().or(base.paths),
             workers: self.workers.unwrap_or(base.workers).max(1),
             allowed_lateness: self.allowed_lateness.unwrap_or(base.allowed_lateness),
             idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
@@ -781,6 +786,14 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
                 plan(Change::InstallCohort { definition: def.source }, what, true, &mut planned)?;
             }
         }
+        let paths = validate_paths_with(&stored("paths"), &Limits::ceiling())
+            .map_err(|e| anyhow::anyhow!("stored path analyses: {e}"))?;
+        for def in paths {
+            if !planned.paths.contains_key(&def.id) {
+                let what = format!("stored path analysis {:?}", def.id);
+                plan(Change::InstallPaths { definition: def.source }, what, true, &mut planned)?;
+            }
+        }
     }
     if let Some(path) = &args.segments {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -812,40 +825,41 @@ fn start_changes(args: &LiveConfig, catalog: &Catalog, legacy: Option<Value>) ->
             plan(Change::InstallJourney { definition: def.source, version: 1 }, what, false, &mut planned)?;
         }
     }
+    // The analyses of the files given: each installed unless stored with the same definition.
+    let limits = Limits { retention: args.retention.events, ..args.http.limits };
+    let mut given: Vec<(&std::path::Path, &str, String, Value, Change)> = Vec::new();
     if let Some(path) = &args.funnels {
-        let limits = Limits { retention: args.retention.events, ..args.http.limits };
         for def in crate::cli::replay::read_funnels(path, &limits)? {
-            match planned.funnels.get(&def.id) {
-                Some(stored) if stored.source != def.source => anyhow::bail!(
-                    "{}: funnel {:?} differs from the one in {}; change it through the API",
-                    path.display(),
-                    def.id,
-                    args.data_dir.display()
-                ),
-                Some(_) => {}
-                None => {
-                    let what = format!("{}: funnel {:?}", path.display(), def.id);
-                    plan(Change::InstallFunnel { definition: def.source }, what, false, &mut planned)?;
-                }
-            }
+            let change = Change::InstallFunnel { definition: def.source.clone() };
+            given.push((path, "funnel", def.id, def.source, change));
         }
     }
     if let Some(path) = &args.cohorts {
-        let limits = Limits { retention: args.retention.events, ..args.http.limits };
         for def in crate::cli::replay::read_cohorts(path, &limits)? {
-            match planned.cohorts.get(&def.id) {
-                Some(stored) if stored.source != def.source => anyhow::bail!(
-                    "{}: cohort {:?} differs from the one in {}; change it through the API",
-                    path.display(),
-                    def.id,
-                    args.data_dir.display()
-                ),
-                Some(_) => {}
-                None => {
-                    let what = format!("{}: cohort {:?}", path.display(), def.id);
-                    plan(Change::InstallCohort { definition: def.source }, what, false, &mut planned)?;
-                }
-            }
+            let change = Change::InstallCohort { definition: def.source.clone() };
+            given.push((path, "cohort", def.id, def.source, change));
+        }
+    }
+    if let Some(path) = &args.paths {
+        for def in crate::cli::replay::read_paths(path, &limits)? {
+            let change = Change::InstallPaths { definition: def.source.clone() };
+            given.push((path, "path analysis", def.id, def.source, change));
+        }
+    }
+    for (path, kind, id, source, change) in given {
+        let stored = match kind {
+            "funnel" => planned.funnels.get(&id).map(|d| &d.source),
+            "cohort" => planned.cohorts.get(&id).map(|d| &d.source),
+            _ => planned.paths.get(&id).map(|d| &d.source),
+        };
+        match stored {
+            Some(stored) if *stored != source => anyhow::bail!(
+                "{}: {kind} {id:?} differs from the one in {}; change it through the API",
+                path.display(),
+                args.data_dir.display()
+            ),
+            Some(_) => {}
+            None => plan(change, format!("{}: {kind} {id:?}", path.display()), false, &mut planned)?,
         }
     }
     Ok(out)
@@ -901,6 +915,7 @@ mod tests {
                 Change::JourneyCommand { .. } => "journey_command",
                 Change::InstallFunnel { .. } => "install_funnel",
                 Change::InstallCohort { .. } => "install_cohort",
+                Change::InstallPaths { .. } => "install_paths",
                 _ => "other",
             })
             .collect()
@@ -940,11 +955,12 @@ mod tests {
         let funnel = |id: &str| json!({"id": id, "steps": [{"event": "A"}, {"event": "B"}], "within": "1d"});
         let cohort =
             json!({"id": "c", "first": {"event": "A"}, "return": {"event": "B"}, "period": "1d", "periods": 2});
-        let doc = json!({"segments": [], "journeys": {}, "funnels": [funnel("f"), funnel("g")], "cohorts": [cohort]});
+        let paths = json!({"id": "p", "end": {"event": "B"}, "events": ["A"]});
+        let doc = json!({"segments": [], "journeys": {}, "funnels": [funnel("f"), funnel("g")], "cohorts": [cohort], "paths": [paths]});
         let log = [(Change::InstallFunnel { definition: funnel("f") }, 1)];
         let (catalog, _) = Catalog::fold(log.iter().map(|(c, t)| (c, *t)));
         let changes = start_changes(&LiveConfig::default(), &catalog, Some(doc)).unwrap();
-        assert_eq!(kinds(&changes), ["install_funnel", "install_cohort"]);
+        assert_eq!(kinds(&changes), ["install_funnel", "install_cohort", "install_paths"]);
         assert_eq!(changes[0].change.definition(), Some(&funnel("g")));
     }
 }

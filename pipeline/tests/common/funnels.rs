@@ -1,5 +1,5 @@
-//! The analysis references: funnel and cohort reports computed by DuckDB from scratch (SQL
-//! written for the tests, `python/funnel_reference.py` and `python/cohort_reference.py`) over
+//! The analysis references: funnel, cohort and path reports computed by DuckDB from scratch (SQL
+//! written for the tests, `python/{funnel,cohort,paths}_reference.py`) over
 //! the same events the engine read.
 
 use super::reference::RefEvent;
@@ -20,16 +20,29 @@ pub fn rows_of(events: &[RefEvent]) -> Vec<J> {
 /// The reports `(as of, funnel index, range)` of `funnels` (their JSON) over `rows`, events
 /// retained for `retention`.
 pub fn duckdb_reports(rows: &[J], funnels: &J, reports: &[(u64, u32, Buckets)], retention: Option<u64>) -> J {
-    reference("funnel", rows, funnels, reports, retention)
+    reference("funnel", "funnels", rows, funnels, reports, retention)
 }
 
 /// The reports `(as of, cohort index, range)` of `cohorts` (their JSON) over `rows`, events
 /// retained for `retention`.
 pub fn duckdb_cohort_reports(rows: &[J], cohorts: &J, reports: &[(u64, u32, Buckets)], retention: Option<u64>) -> J {
-    reference("cohort", rows, cohorts, reports, retention)
+    reference("cohort", "cohorts", rows, cohorts, reports, retention)
 }
 
-fn reference(kind: &str, rows: &[J], defs: &J, reports: &[(u64, u32, Buckets)], retention: Option<u64>) -> J {
+/// The reports `(as of, analysis index, range)` of path analyses `defs` (their JSON) over
+/// `rows`, events retained for `retention`.
+pub fn duckdb_paths_reports(rows: &[J], defs: &J, reports: &[(u64, u32, Buckets)], retention: Option<u64>) -> J {
+    reference("paths", "paths", rows, defs, reports, retention)
+}
+
+fn reference(
+    kind: &str,
+    key: &str,
+    rows: &[J],
+    defs: &J,
+    reports: &[(u64, u32, Buckets)],
+    retention: Option<u64>,
+) -> J {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input.json");
     let asked: Vec<J> = reports
@@ -41,7 +54,7 @@ fn reference(kind: &str, rows: &[J], defs: &J, reports: &[(u64, u32, Buckets)], 
         })
         .collect();
     let mut spec = json!({"events": rows, "reports": asked, "retention": retention});
-    spec[format!("{kind}s")] = defs.clone();
+    spec[key] = defs.clone();
     std::fs::write(&input, spec.to_string()).unwrap();
     let python = std::env::var("JOURNEYFLOW_PYTHON")
         .expect("JOURNEYFLOW_PYTHON names a Python with duckdb (scripts/test.sh installs it)");
