@@ -1,6 +1,6 @@
 // The console's shell: asks for the API token when the server wants one, shows the page the
 // location's hash names (#overview, #segments[/id], #users[/id], #journeys[/id], #funnels[/id],
-// #cohorts[/id], #editor/segment|journey|funnel|cohort[/id]), marks it in the navigation, and says whether its streams are
+// #cohorts[/id], #paths[/id], #editor/segment|journey|funnel|cohort|paths[/id]), marks it in the navigation, and says whether its streams are
 // live.
 import { get, setToken, hasToken, forgetToken, Unauthorized } from '/console/api.js';
 import { message } from '/console/ui.js';
@@ -15,6 +15,8 @@ import * as funnels from '/console/funnels.js';
 import * as funnel from '/console/funnel.js';
 import * as cohorts from '/console/cohorts.js';
 import * as cohort from '/console/cohort.js';
+import * as pathsList from '/console/paths.js';
+import * as pathReport from '/console/pathreport.js';
 
 const main = document.getElementById('main');
 const connection = document.getElementById('connection');
@@ -47,6 +49,7 @@ function route(hash) {
     case 'journeys': return rest.length ? [journey, 'journeys', rest] : [journeys, 'journeys', []];
     case 'funnels': return rest.length ? [funnel, 'funnels', rest] : [funnels, 'funnels', []];
     case 'cohorts': return rest.length ? [cohort, 'cohorts', rest] : [cohorts, 'cohorts', []];
+    case 'paths': return rest.length ? [pathReport, 'paths', rest] : [pathsList, 'paths', []];
     case 'editor': return [editor, 'editor', rest];
     default: return [overview, 'overview', []];
   }

@@ -1,4 +1,4 @@
-// The editor: a segment, a journey, a funnel or a retention cohort as JSON, checked by the server as one types
+// The editor: a segment, a journey, a funnel, a retention cohort or a path analysis as JSON, checked by the server as one types
 // (POST /v1/validate/{kind}, every error at its JSON path), a journey's graph redrawn from
 // what is written, and install, replace or remove through the same endpoints as any client.
 import { get, call, Unauthorized } from '/console/api.js';
@@ -25,18 +25,23 @@ const EXAMPLES = {
   cohort: {
     id: 'buyers', first: { event: 'Order Completed' }, return: { event: 'Order Completed' }, period: '7d', periods: 8,
   },
+  paths: {
+    id: 'after_cart', start: { event: 'Cart Viewed' }, events: ['Product Viewed', 'Cart Viewed', 'Order Completed'],
+    depth: 3, collapse: true, top: 10,
+  },
 };
 
-const KINDS = ['segment', 'journey', 'funnel', 'cohort'];
+const KINDS = ['segment', 'journey', 'funnel', 'cohort', 'paths'];
 
 /** Links to the editor of the other kinds. */
-const others = (kind) => `Write ${KINDS.filter((k) => k !== kind).map((k) => `<a href="#editor/${k}">a ${k}</a>`).join(', ')} instead`;
+const NAMES = { segment: 'a segment', journey: 'a journey', funnel: 'a funnel', cohort: 'a cohort', paths: 'a path analysis' };
+const others = (kind) => `Write ${KINDS.filter((k) => k !== kind).map((k) => `<a href="#editor/${k}">${NAMES[k]}</a>`).join(', ')} instead`;
 
 /** Shows the editor for `params` (`[kind]` for a new one, `[kind, id]` for an installed one). */
 export async function show(main, { signal, params, onError }) {
   const kind = KINDS.includes(params[0]) ? params[0] : 'segment';
   const id = params[1] || null;
-  const plural = `${kind}s`;
+  const plural = kind === 'paths' ? kind : `${kind}s`;
   main.innerHTML = `
     <h1>${id ? `Edit ${kind} <span class="id">${escape(id)}</span>` : `New ${kind}`}</h1>
     <p>${others(kind)}</p>

@@ -7,7 +7,8 @@ the buttons the status forbids are disabled); a user's page shows their segments
 the editor shows a validation error at its JSON path, previews a journey's graph as it is
 typed, and installs a good definition, which then appears in the list; a funnel's page shows
 the report's users at each step, drawn as bars, and follows new events; a cohort's page shows
-the report's retention triangle and its curves. Nothing breaks the
+the report's retention triangle and its curves; a path analysis's page draws the report's
+Sankey diagram. Nothing breaks the
 page's content security policy. Writes screenshots into the directory given.
 
 Usage: console_pages_check.py BASE_URL TOKEN WRITE_KEY EVENTS_FILE SCREENSHOT_DIR
@@ -287,6 +288,31 @@ with sync_playwright() as p:
     expect(page.locator("#cohort-chart canvas")).to_have_count(1)
     page.screenshot(path=os.path.join(shots, "console-cohort.png"), full_page=True)
 
+    # A path analysis: its page draws the top paths as a Sankey diagram whose links carry the
+    # report's users, and lists the paths.
+    api("/v1/paths", "POST", {"id": "console_paths", "start": {"event": "Cart Viewed"}, "depth": 3, "collapse": True,
+                            "events": ["Product Viewed", "Cart Viewed", "Order Completed"]})
+    page.goto(f"{base}/#paths")
+    page.click('#paths tr[data-paths="console_paths"] a')
+    expect(page.locator("h1 .id")).to_have_text("console_paths")
+    page.fill("#paths-from", since)
+    page.fill("#paths-to", until)
+    page.click("#paths-range button")
+
+    def sankey_matches():
+        report = api(f"/v1/paths/console_paths/report?from={quoted(since)}&to={quoted(until)}")
+        wanted = sorted((l["source"], l["target"], l["users"]) for l in report["sankey"]["links"])
+        bands = page.locator("#sankey path.band")
+        shown = sorted((bands.nth(i).get_attribute("data-source"), bands.nth(i).get_attribute("data-target"),
+                        int(bands.nth(i).get_attribute("data-users"))) for i in range(bands.count()))
+        assert shown == wanted and wanted, f"{shown} on the page, {wanted} reported"
+        rows = page.locator("#top-paths tbody tr").count()
+        assert rows == len(report["top"]), f"{rows} paths listed, {len(report['top'])} reported"
+        return report
+
+    eventually(sankey_matches, "the Sankey diagram's links equal the report's")
+    page.screenshot(path=os.path.join(shots, "console-paths.png"), full_page=True)
+
     # Dark: the page follows the system's scheme (a dark background, light text).
     page.emulate_media(color_scheme="dark")
     page.goto(f"{base}/#journeys/j2_win_back")
@@ -304,7 +330,7 @@ with sync_playwright() as p:
 
     # A phone's width: the pages fit (a journey's graph is shrunk to the screen).
     page.set_viewport_size({"width": 390, "height": 844})
-    for where in ["#journeys/j2_win_back", "#funnels/console_funnel", "#cohorts/console_cohort", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
+    for where in ["#journeys/j2_win_back", "#funnels/console_funnel", "#cohorts/console_cohort", "#paths/console_paths", "#segments", f"#segments/{biggest}", "#editor/journey", "#users/console-new-0"]:
         page.goto(f"{base}/{where}")
         expect(page.locator("main h1")).to_be_visible()
         assert_fits(page, 390, where)
