@@ -509,6 +509,7 @@ fn latency(file: &std::path::Path, shape: Shape, member: &Member, pace: Pace) ->
         let share = driver::strided_lines(&file, worker.index(), worker.peers())
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let mut bench = Bench::new(worker, Definitions::Journeys, None);
+        bench.with_funnel(worker);
         // The paced range starts when the load before it has settled on every worker, which
         // every process sees within the time progress takes to travel.
         let paced = driver::paced(&mut bench, worker, share, pace, &start);

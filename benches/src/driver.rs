@@ -98,9 +98,16 @@ impl Bench {
         self.drain();
     }
 
-    /// Every record before this time has come out.
+    /// Every record before this time has come out, and every analysis (the funnel of a paced
+    /// run) has counted every event before it.
     pub fn frontier(&self) -> Time {
-        self.programs.output_frontier()
+        self.programs.output_frontier().min(self.programs.analyses_frontier())
+    }
+
+    /// Installs the analytics figure's funnel before any event (paced runs keep it current
+    /// beside S1-S6 and J1-J2).
+    pub fn with_funnel(&mut self, worker: &mut Worker) {
+        self.programs.install_funnel(worker, workload::funnel(), 0);
     }
 
     /// Takes the outputs produced since the last call.

@@ -202,7 +202,10 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(s, "\n## Freshness (open loop, S1-S6 + J1-J2; due time to complete output)\n");
+        let _ = writeln!(
+            s,
+            "\n## Freshness (open loop, S1-S6 + J1-J2 + the funnel; due time to complete output and funnel)\n"
+        );
         let _ =
             writeln!(s, "| data | processes x workers | load | offered events/s | p50 | p99 | p99.9 | max | samples |");
         let _ = writeln!(s, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");

@@ -97,7 +97,7 @@ pub async fn delete(state: &AppState, kind: Kind, id: String) -> Result<Response
 }
 
 /// The range of a report.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Clone, Debug, Deserialize, utoipa::IntoParams)]
 pub struct Range {
     /// The first entry time counted: epoch ms or RFC 3339 (default: `to` less the default span).
     pub from: Option<String>,

@@ -90,6 +90,11 @@ pub async fn report_of(
         return Err(Problem::not_found(format!("no cohort {id:?}")));
     }
     let query = range.buckets(90 * DAY)?;
+    Ok(Json(made(&state, id, query).await?))
+}
+
+/// The report of `id` over `query`, as of the time the request is sequenced.
+async fn made(state: &AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
     let answers = state.engine.call(Request::CohortReport { id: id.clone(), query }, state.config.query_wait).await?;
     let mut as_of = 0;
     let mut shape = None;
@@ -110,5 +115,36 @@ pub async fn report_of(
         }
     }
     let (periods, period) = shape.unwrap_or_default();
-    Ok(Json(report(&id, periods, period, &query, as_of, cells)))
+    Ok(report(&id, periods, period, &query, as_of, cells))
+}
+
+/// `GET /v1/cohorts/{id}/report/stream?from=&to=&step=`: the report (as `/report` answers
+/// it) whenever it changes, made again at each heartbeat; without `to`, each one's range ends
+/// when it is made.
+#[utoipa::path(get, path = "/v1/cohorts/{id}/report/stream", tag = "streams",
+    params(("id" = String, Path, description = "cohort id"), Range),
+    responses((status = 200, description = "Server-Sent Events: `report` events (the document `/report` answers) whenever it changes but for `as_of`; `removed` once the cohort is, and the stream ends", content_type = "text/event-stream", body = String),
+        (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn report_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(range): Query<Range>,
+) -> Result<crate::streams::Events, Problem> {
+    if !state.engine.catalog.get().cohorts.contains_key(&id) {
+        return Err(Problem::not_found(format!("no cohort {id:?}")));
+    }
+    // Checked once here: a mistake is a 400, not a stream.
+    range.buckets(90 * DAY)?;
+    crate::streams::reports(&state, move |state| {
+        let (id, range) = (id.clone(), range.clone());
+        async move {
+            if !state.engine.catalog.get().cohorts.contains_key(&id) {
+                return None;
+            }
+            Some(match range.buckets(90 * DAY) {
+                Ok(query) => made(&state, id, query).await,
+                Err(p) => Err(p),
+            })
+        }
+    })
 }

@@ -89,8 +89,12 @@ pub async fn report_of(
     if !state.engine.catalog.get().paths.contains_key(&id) {
         return Err(Problem::not_found(format!("no path analysis {id:?}")));
     }
-    // Paths take no buckets: a step given is not used.
-    let query = Range { step: None, ..range }.buckets(7 * DAY)?;
+    let query = Range { step: None, ..range.clone() }.buckets(7 * DAY)?;
+    Ok(Json(made(&state, id, query).await?))
+}
+
+/// The report of `id` over `query`, as of the time the request is sequenced.
+async fn made(state: &AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
     let answers = state.engine.call(Request::PathsReport { id: id.clone(), query }, state.config.query_wait).await?;
     let mut as_of = 0;
     let mut shape = None;
@@ -116,5 +120,36 @@ pub async fn report_of(
     let made = tokio::task::spawn_blocking(move || report(&id, top, backwards, &query, as_of, counts))
         .await
         .map_err(|e| Problem::unavailable(format!("the report could not be made: {e}")))?;
-    Ok(Json(made))
+    Ok(made)
+}
+
+/// `GET /v1/paths/{id}/report/stream?from=&to=&step=`: the report (as `/report` answers
+/// it) whenever it changes, made again at each heartbeat; without `to`, each one's range ends
+/// when it is made.
+#[utoipa::path(get, path = "/v1/paths/{id}/report/stream", tag = "streams",
+    params(("id" = String, Path, description = "path analysis id"), Range),
+    responses((status = 200, description = "Server-Sent Events: `report` events (the document `/report` answers) whenever it changes but for `as_of`; `removed` once the path analysis is, and the stream ends", content_type = "text/event-stream", body = String),
+        (status = 400, body = crate::problem::ProblemDoc, content_type = "application/problem+json"), crate::problem::NotFound, crate::problem::ControlAnswers))]
+pub async fn report_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(range): Query<Range>,
+) -> Result<crate::streams::Events, Problem> {
+    if !state.engine.catalog.get().paths.contains_key(&id) {
+        return Err(Problem::not_found(format!("no path analysis {id:?}")));
+    }
+    // Checked once here: a mistake is a 400, not a stream.
+    Range { step: None, ..range.clone() }.buckets(7 * DAY)?;
+    crate::streams::reports(&state, move |state| {
+        let (id, range) = (id.clone(), range.clone());
+        async move {
+            if !state.engine.catalog.get().paths.contains_key(&id) {
+                return None;
+            }
+            Some(match (Range { step: None, ..range.clone() }).buckets(7 * DAY) {
+                Ok(query) => made(&state, id, query).await,
+                Err(p) => Err(p),
+            })
+        }
+    })
 }

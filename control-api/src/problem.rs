@@ -19,6 +19,11 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// What went wrong, for people.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// A problem with a status and a detail.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
         Problem { status, detail: detail.into(), errors: Vec::new(), retry_after: None }

@@ -48,7 +48,7 @@ enum Next {
     Removed,
 }
 
-type Events = Sse<KeepAliveStream<std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>>>;
+pub(crate) type Events = Sse<KeepAliveStream<std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>>>;
 
 fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Events {
     Sse::new(Box::pin(events) as _).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -79,6 +79,49 @@ fn follow(state: &AppState, look: impl FnMut(&AppState, &Beat) -> Next + Send + 
                 Next::Removed => (Event::default().event("removed").data("{}"), true),
             };
             return Some((Ok(event), (state, look, beats, last, done, permit)));
+        }
+    });
+    Ok(sse(events))
+}
+
+/// A stream of an analysis's report: at each beat `ask` makes it anew (`None` once the
+/// analysis is gone: a last `removed` event), and it is sent as a `report` event when it
+/// differs from the last one sent but for its `as_of`. A report that cannot be made now (an
+/// answer too slow, a replacement meanwhile) is tried again at the next beat; one the request
+/// itself makes impossible (400) ends the stream with an `error` event.
+pub(crate) fn reports<F, Fut>(state: &AppState, ask: F) -> Result<Events, Problem>
+where
+    F: FnMut(AppState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<Result<Value, Problem>>> + Send,
+{
+    let permit = state.streams.permit()?;
+    let start = (state.clone(), ask, state.streams.pulse.beats(), None::<Value>, false, permit);
+    let events = stream::unfold(start, |(state, mut ask, mut beats, mut last, done, permit)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            beats.changed().await.ok()?;
+            beats.borrow_and_update();
+            let (event, done) = match ask(state.clone()).await {
+                None => (Event::default().event("removed").data("{}"), true),
+                Some(Ok(report)) => {
+                    let mut key = report.clone();
+                    if let Some(o) = key.as_object_mut() {
+                        o.remove("as_of");
+                    }
+                    if last.as_ref() == Some(&key) {
+                        continue;
+                    }
+                    last = Some(key);
+                    (Event::default().event("report").data(report.to_string()), false)
+                }
+                Some(Err(p)) if p.status() == axum::http::StatusCode::BAD_REQUEST => {
+                    (Event::default().event("error").data(json!({"detail": p.detail()}).to_string()), true)
+                }
+                Some(Err(_)) => continue,
+            };
+            return Some((Ok(event), (state, ask, beats, last, done, permit)));
         }
     });
     Ok(sse(events))

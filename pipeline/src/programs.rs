@@ -854,7 +854,7 @@ impl Programs {
 
     /// The earliest time an analysis (a funnel, a cohort, paths) may still change at
     /// (`Time::MAX` without one).
-    fn analyses_frontier(&self) -> Time {
+    pub fn analyses_frontier(&self) -> Time {
         let funnels = self.funnels.values().map(|(_, p)| p.frontier());
         let cohorts = self.cohorts.values().map(|(_, p)| p.frontier());
         let paths = self.paths.values().map(|(_, p)| p.frontier());
