@@ -3,7 +3,7 @@
 // and times between steps, per bucket when the range is cut, and by the breakdown trait; read
 // again every five seconds, so it follows new events.
 import { get, Unauthorized } from '/console/api.js';
-import { escape, number, path, message, instant, ago, bars } from '/console/ui.js';
+import { escape, number, path, message, instant, ago, bars, every } from '/console/ui.js';
 
 const EVERY = 5000;
 const DAY = 86400000;
@@ -95,12 +95,6 @@ export async function show(main, { signal, onError, params }) {
     e.preventDefault();
     refresh();
   }, { signal });
-  // Read again five seconds after each reading ends (never two at once), until the page goes.
-  let timer = null;
-  signal.addEventListener('abort', () => clearTimeout(timer));
-  const again = async () => {
-    await refresh();
-    if (!signal.aborted) timer = setTimeout(again, EVERY);
-  };
-  again();
+  // Read again five seconds after each reading ends, until the page goes.
+  every(signal, refresh, EVERY);
 }

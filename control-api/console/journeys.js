@@ -1,7 +1,7 @@
 // The journeys: each with its status, version and report counts (entered, in progress,
 // converted, completed), read again every five seconds.
 import { get, Unauthorized } from '/console/api.js';
-import { escape, number, path, message } from '/console/ui.js';
+import { escape, number, path, message, every } from '/console/ui.js';
 
 const EVERY = 5000;
 
@@ -34,12 +34,6 @@ export async function show(main, { signal, onError }) {
       else if (!signal.aborted) status.textContent = message(e);
     }
   };
-  // Read again five seconds after each reading ends (never two at once), until the page goes.
-  let timer = null;
-  signal.addEventListener('abort', () => clearTimeout(timer));
-  const again = async () => {
-    await refresh();
-    if (!signal.aborted) timer = setTimeout(again, EVERY);
-  };
-  again();
+  // Read again five seconds after each reading ends, until the page goes.
+  every(signal, refresh, EVERY);
 }

@@ -2,7 +2,7 @@
 // Sankey diagram of the most taken paths (laid out by dagre) and the paths with their users;
 // read again every five seconds, so it follows new events.
 import { get, Unauthorized } from '/console/api.js';
-import { escape, number, path, message, instant } from '/console/ui.js';
+import { escape, number, path, message, instant, every } from '/console/ui.js';
 import { sankey } from '/console/sankey.js';
 
 const EVERY = 5000;
@@ -64,11 +64,6 @@ export async function show(main, { signal, onError, params }) {
     e.preventDefault();
     refresh();
   }, { signal });
-  let timer = null;
-  signal.addEventListener('abort', () => clearTimeout(timer));
-  const again = async () => {
-    await refresh();
-    if (!signal.aborted) timer = setTimeout(again, EVERY);
-  };
-  again();
+  // Read again five seconds after each reading ends, until the page goes.
+  every(signal, refresh, EVERY);
 }

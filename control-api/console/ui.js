@@ -124,3 +124,17 @@ export function say(element, text, kind = 'error') {
   element.textContent = text || '';
   element.className = text ? kind : '';
 }
+
+/**
+ * Calls `refresh` now and again `ms` after each call ends (never two at once), until `signal`
+ * aborts.
+ */
+export function every(signal, refresh, ms = 5000) {
+  let timer = null;
+  signal.addEventListener('abort', () => clearTimeout(timer));
+  const again = async () => {
+    await refresh();
+    if (!signal.aborted) timer = setTimeout(again, ms);
+  };
+  again();
+}

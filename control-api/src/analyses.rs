@@ -39,6 +39,73 @@ pub struct Kind {
     pub replace: fn(Value) -> Change,
     /// The change removing one.
     pub remove: fn(String) -> Change,
+    /// How far back a report's range goes when `from` is not given.
+    pub span: u64,
+    /// Whether its reports are cut into buckets (a step given to one that is not is not used).
+    pub bucketed: bool,
+}
+
+impl Kind {
+    /// The range of a report asked with `range` (400 for a mistake).
+    pub fn buckets(&self, range: &Range) -> Result<Buckets, Problem> {
+        match self.bucketed {
+            true => range.buckets(self.span),
+            false => Range { step: None, ..range.clone() }.buckets(self.span),
+        }
+    }
+}
+
+/// Answers a report request: 404 for an id not installed, 400 for a range it cannot take, else
+/// what `made` makes of the range.
+pub async fn report<M, Fut>(
+    state: &AppState,
+    kind: Kind,
+    id: String,
+    range: Range,
+    made: M,
+) -> Result<Json<Value>, Problem>
+where
+    M: FnOnce(AppState, String, Buckets) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, Problem>>,
+{
+    if !(kind.exists)(&state.engine.catalog.get(), &id) {
+        return Err(Problem::not_found(format!("no {} {id:?}", kind.name)));
+    }
+    let query = kind.buckets(&range)?;
+    Ok(Json(made(state.clone(), id, query).await?))
+}
+
+/// Answers a report stream request: 404 and 400 as [`report`] does, before any stream; then the
+/// report as [`crate::streams::reports`] sends it, made again at each heartbeat (without `to`,
+/// each one's range ends when it is made).
+pub fn stream<M, Fut>(
+    state: &AppState,
+    kind: Kind,
+    id: String,
+    range: Range,
+    made: M,
+) -> Result<crate::streams::Events, Problem>
+where
+    M: Fn(AppState, String, Buckets) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, Problem>> + Send + 'static,
+{
+    if !(kind.exists)(&state.engine.catalog.get(), &id) {
+        return Err(Problem::not_found(format!("no {} {id:?}", kind.name)));
+    }
+    kind.buckets(&range)?;
+    let made = std::sync::Arc::new(made);
+    crate::streams::reports(state, move |state| {
+        let (id, range, made) = (id.clone(), range.clone(), made.clone());
+        async move {
+            if !(kind.exists)(&state.engine.catalog.get(), &id) {
+                return None;
+            }
+            Some(match kind.buckets(&range) {
+                Ok(query) => made(state, id, query).await,
+                Err(p) => Err(p),
+            })
+        }
+    })
 }
 
 /// Installs the body's definition: 201 with `installed_at`, or the refusal.

@@ -19,6 +19,8 @@ fn view(def: &CohortDefinition) -> View {
     View { id: def.id.clone(), definition: def.source.clone() }
 }
 
+const DAY: u64 = 86_400_000;
+
 /// How cohorts are checked and changed.
 const COHORT: Kind = Kind {
     name: "cohort",
@@ -27,6 +29,8 @@ const COHORT: Kind = Kind {
     install: |definition| Change::InstallCohort { definition },
     replace: |definition| Change::ReplaceCohort { definition },
     remove: |id| Change::RemoveCohort { id },
+    span: 90 * DAY,
+    bucketed: true,
 };
 
 /// `POST /v1/cohorts`: validates and installs one retention cohort; it is computed over the
@@ -70,8 +74,6 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     analyses::delete(&state, COHORT, id).await
 }
 
-const DAY: u64 = 86_400_000;
-
 /// `GET /v1/cohorts/{id}/report?from=&to=&step=`: the users whose first event lies in each
 /// bucket of `[from, to)` (a cohort; default: the last 90 days, one cohort), and per period
 /// after their first event those who came back in it (`retained`) and in it or later
@@ -86,15 +88,11 @@ pub async fn report_of(
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<Json<Value>, Problem> {
-    if !state.engine.catalog.get().cohorts.contains_key(&id) {
-        return Err(Problem::not_found(format!("no cohort {id:?}")));
-    }
-    let query = range.buckets(90 * DAY)?;
-    Ok(Json(made(&state, id, query).await?))
+    analyses::report(&state, COHORT, id, range, made).await
 }
 
 /// The report of `id` over `query`, as of the time the request is sequenced.
-async fn made(state: &AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
+async fn made(state: AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
     let answers = state.engine.call(Request::CohortReport { id: id.clone(), query }, state.config.query_wait).await?;
     let mut as_of = 0;
     let mut shape = None;
@@ -130,21 +128,5 @@ pub async fn report_stream(
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<crate::streams::Events, Problem> {
-    if !state.engine.catalog.get().cohorts.contains_key(&id) {
-        return Err(Problem::not_found(format!("no cohort {id:?}")));
-    }
-    // Checked once here: a mistake is a 400, not a stream.
-    range.buckets(90 * DAY)?;
-    crate::streams::reports(&state, move |state| {
-        let (id, range) = (id.clone(), range.clone());
-        async move {
-            if !state.engine.catalog.get().cohorts.contains_key(&id) {
-                return None;
-            }
-            Some(match range.buckets(90 * DAY) {
-                Ok(query) => made(&state, id, query).await,
-                Err(p) => Err(p),
-            })
-        }
-    })
+    analyses::stream(&state, COHORT, id, range, made)
 }

@@ -19,6 +19,8 @@ fn view(def: &FunnelDefinition) -> View {
     View { id: def.id.clone(), definition: def.source.clone() }
 }
 
+const DAY: u64 = 86_400_000;
+
 /// How funnels are checked and changed.
 const FUNNEL: Kind = Kind {
     name: "funnel",
@@ -27,6 +29,8 @@ const FUNNEL: Kind = Kind {
     install: |definition| Change::InstallFunnel { definition },
     replace: |definition| Change::ReplaceFunnel { definition },
     remove: |id| Change::RemoveFunnel { id },
+    span: 7 * DAY,
+    bucketed: true,
 };
 
 /// `POST /v1/funnels`: validates and installs one funnel; it is computed over the retained
@@ -70,8 +74,6 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     analyses::delete(&state, FUNNEL, id).await
 }
 
-const DAY: u64 = 86_400_000;
-
 /// `GET /v1/funnels/{id}/report?from=&to=&step=`: per bucket of entry time (the first step's
 /// time), the users who reached each step (each user once per bucket, by their first attempt
 /// in it), the conversion from the previous and the first step, and the time between steps
@@ -88,15 +90,11 @@ pub async fn report_of(
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<Json<Value>, Problem> {
-    if !state.engine.catalog.get().funnels.contains_key(&id) {
-        return Err(Problem::not_found(format!("no funnel {id:?}")));
-    }
-    let query = range.buckets(7 * DAY)?;
-    Ok(Json(made(&state, id, query).await?))
+    analyses::report(&state, FUNNEL, id, range, made).await
 }
 
 /// The report of `id` over `query`, as of the time the request is sequenced.
-async fn made(state: &AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
+async fn made(state: AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
     let answers = state.engine.call(Request::FunnelReport { id: id.clone(), query }, state.config.query_wait).await?;
     let mut as_of = 0;
     let mut shape = None;
@@ -135,21 +133,5 @@ pub async fn report_stream(
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<crate::streams::Events, Problem> {
-    if !state.engine.catalog.get().funnels.contains_key(&id) {
-        return Err(Problem::not_found(format!("no funnel {id:?}")));
-    }
-    // Checked once here: a mistake is a 400, not a stream.
-    range.buckets(7 * DAY)?;
-    crate::streams::reports(&state, move |state| {
-        let (id, range) = (id.clone(), range.clone());
-        async move {
-            if !state.engine.catalog.get().funnels.contains_key(&id) {
-                return None;
-            }
-            Some(match range.buckets(7 * DAY) {
-                Ok(query) => made(&state, id, query).await,
-                Err(p) => Err(p),
-            })
-        }
-    })
+    analyses::stream(&state, FUNNEL, id, range, made)
 }

@@ -19,6 +19,8 @@ fn view(def: &PathsDefinition) -> View {
     View { id: def.id.clone(), definition: def.source.clone() }
 }
 
+const DAY: u64 = 86_400_000;
+
 /// How path analyses are checked and changed.
 const PATHS: Kind = Kind {
     name: "path analysis",
@@ -27,6 +29,8 @@ const PATHS: Kind = Kind {
     install: |definition| Change::InstallPaths { definition },
     replace: |definition| Change::ReplacePaths { definition },
     remove: |id| Change::RemovePaths { id },
+    span: 7 * DAY,
+    bucketed: false,
 };
 
 /// `POST /v1/paths`: validates and installs one path analysis; it is computed over the
@@ -70,8 +74,6 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     analyses::delete(&state, PATHS, id).await
 }
 
-const DAY: u64 = 86_400_000;
-
 /// `GET /v1/paths/{id}/report?from=&to=`: each user's path from their first anchor in
 /// `[from, to)` (default: the last 7 days; `step` is not used), the most taken paths with
 /// their users, the users of the others, and the Sankey diagram of the top paths (nodes per
@@ -86,15 +88,11 @@ pub async fn report_of(
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<Json<Value>, Problem> {
-    if !state.engine.catalog.get().paths.contains_key(&id) {
-        return Err(Problem::not_found(format!("no path analysis {id:?}")));
-    }
-    let query = Range { step: None, ..range.clone() }.buckets(7 * DAY)?;
-    Ok(Json(made(&state, id, query).await?))
+    analyses::report(&state, PATHS, id, range, made).await
 }
 
 /// The report of `id` over `query`, as of the time the request is sequenced.
-async fn made(state: &AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
+async fn made(state: AppState, id: String, query: crate::buckets::Buckets) -> Result<Value, Problem> {
     let answers = state.engine.call(Request::PathsReport { id: id.clone(), query }, state.config.query_wait).await?;
     let mut as_of = 0;
     let mut shape = None;
@@ -135,21 +133,5 @@ pub async fn report_stream(
     Path(id): Path<String>,
     Query(range): Query<Range>,
 ) -> Result<crate::streams::Events, Problem> {
-    if !state.engine.catalog.get().paths.contains_key(&id) {
-        return Err(Problem::not_found(format!("no path analysis {id:?}")));
-    }
-    // Checked once here: a mistake is a 400, not a stream.
-    Range { step: None, ..range.clone() }.buckets(7 * DAY)?;
-    crate::streams::reports(&state, move |state| {
-        let (id, range) = (id.clone(), range.clone());
-        async move {
-            if !state.engine.catalog.get().paths.contains_key(&id) {
-                return None;
-            }
-            Some(match (Range { step: None, ..range.clone() }).buckets(7 * DAY) {
-                Ok(query) => made(&state, id, query).await,
-                Err(p) => Err(p),
-            })
-        }
-    })
+    analyses::stream(&state, PATHS, id, range, made)
 }
