@@ -12,12 +12,8 @@ floor((ts - first) / period) = k; `unbounded` counts those whose last return is 
 later. A user is in the cohort of the bucket (of [from, to), `step` long) their first event is in.
 """
 
-import json
-import sys
 
-import duckdb
-
-from funnel_reference import duration, step_sql
+from funnel_reference import duration, run, step_sql
 
 
 def places_sql(cohort, as_of, retention):
@@ -68,16 +64,7 @@ def report(con, cohort, q, retention):
 
 
 def main():
-    spec = json.load(open(sys.argv[1]))
-    con = duckdb.connect()
-    con.execute("CREATE TABLE raw (user_id VARCHAR, ts BIGINT, mid VARCHAR, kind VARCHAR, name VARCHAR, props JSON)")
-    rows = [(e["user_id"], e["ts"], e["mid"], e["kind"], e["name"], json.dumps(e["props"])) for e in spec["events"]]
-    if rows:
-        con.executemany("INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?)", rows)
-    # A repeated messageId is the same event (the tests repeat events whole).
-    con.execute("CREATE TABLE ev AS SELECT DISTINCT ON (mid) * FROM raw ORDER BY mid, ts")
-    reports = [report(con, spec["cohorts"][q["cohort"]], q, spec.get("retention")) for q in spec["reports"]]
-    json.dump(reports, sys.stdout)
+    run("cohort", "cohorts", report)
 
 
 if __name__ == "__main__":

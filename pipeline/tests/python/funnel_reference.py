@@ -164,17 +164,23 @@ def report(con, funnel, q, retention):
     return {"funnel": funnel["id"], "as_of": as_of, "from": start, "to": end, "step": step, "buckets": out}
 
 
-def main():
+def run(kind, key, make):
+    """Reads the input file named on the command line into the table `ev` (a repeated
+    messageId once: the tests repeat events whole) and prints `make`'s report of each asked,
+    the definition `spec[key][q[kind]]`."""
     spec = json.load(open(sys.argv[1]))
     con = duckdb.connect()
     con.execute("CREATE TABLE raw (user_id VARCHAR, ts BIGINT, mid VARCHAR, kind VARCHAR, name VARCHAR, props JSON)")
     rows = [(e["user_id"], e["ts"], e["mid"], e["kind"], e["name"], json.dumps(e["props"])) for e in spec["events"]]
     if rows:
         con.executemany("INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?)", rows)
-    # A repeated messageId is the same event (the tests repeat events whole).
     con.execute("CREATE TABLE ev AS SELECT DISTINCT ON (mid) * FROM raw ORDER BY mid, ts")
-    reports = [report(con, spec["funnels"][q["funnel"]], q, spec.get("retention")) for q in spec["reports"]]
+    reports = [make(con, spec[key][q[kind]], q, spec.get("retention")) for q in spec["reports"]]
     json.dump(reports, sys.stdout)
+
+
+def main():
+    run("funnel", "funnels", report)
 
 
 if __name__ == "__main__":

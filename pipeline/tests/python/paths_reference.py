@@ -13,12 +13,8 @@ candidate of the same name as the one before it (the anchor, for the first) is l
 path is the anchor's name and the first `depth` steps left (leading to the anchor, backwards).
 """
 
-import json
-import sys
 
-import duckdb
-
-from funnel_reference import duration, step_sql
+from funnel_reference import duration, run, step_sql
 
 
 def report(con, d, q, retention):
@@ -83,15 +79,7 @@ def report(con, d, q, retention):
 
 
 def main():
-    spec = json.load(open(sys.argv[1]))
-    con = duckdb.connect()
-    con.execute("CREATE TABLE raw (user_id VARCHAR, ts BIGINT, mid VARCHAR, kind VARCHAR, name VARCHAR, props JSON)")
-    rows = [(e["user_id"], e["ts"], e["mid"], e["kind"], e["name"], json.dumps(e["props"])) for e in spec["events"]]
-    if rows:
-        con.executemany("INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?)", rows)
-    con.execute("CREATE TABLE ev AS SELECT DISTINCT ON (mid) * FROM raw ORDER BY mid, ts")
-    reports = [report(con, spec["paths"][q["paths"]], q, spec.get("retention")) for q in spec["reports"]]
-    json.dump(reports, sys.stdout)
+    run("paths", "paths", report)
 
 
 if __name__ == "__main__":
