@@ -4,7 +4,7 @@
 
 use crate::buckets::Buckets;
 use crate::catalog::{Catalog, Change};
-use crate::changes::{prepare, submit};
+use crate::changes::{id_from_path, prepare, submit};
 use crate::problem::Problem;
 use crate::AppState;
 use axum::body::Bytes;
@@ -132,17 +132,7 @@ pub async fn replace(state: &AppState, kind: Kind, id: String, body: Bytes) -> R
         if !(kind.exists)(catalog, &path_id) {
             return Err(Problem::not_found(format!("no {} {path_id:?}", kind.name)));
         }
-        match body.get("id") {
-            None => {
-                if let Some(o) = body.as_object_mut() {
-                    o.insert("id".into(), Value::String(path_id.clone()));
-                }
-            }
-            Some(Value::String(given)) if *given == path_id => {}
-            Some(other) => {
-                return Err(Problem::bad_request(format!("the body's id {other} is not the path's {path_id:?}")))
-            }
-        }
+        id_from_path(&mut body, &path_id)?;
         (kind.validate)(&body, limits).map_err(Problem::invalid)?;
         Ok((kind.replace)(body))
     })

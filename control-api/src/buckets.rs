@@ -46,6 +46,13 @@ impl Buckets {
         self.step.map_or(1, |s| (self.to - self.from).div_ceil(s))
     }
 
+    /// Where bucket `b` starts and ends (the last one ends at `to`).
+    pub fn bounds(&self, b: u32) -> (Time, Time) {
+        let start = self.from.saturating_add(self.step.unwrap_or(0).saturating_mul(u64::from(b)));
+        let end = self.step.map_or(self.to, |s| start.saturating_add(s).min(self.to));
+        (start, end)
+    }
+
     /// The bucket an attempt starting at `start` counts in, if any.
     pub fn bucket(&self, start: Time) -> Option<u32> {
         if start < self.from || start >= self.to {

@@ -38,6 +38,20 @@ where
     .map_err(|e| Problem::unavailable(format!("the request could not be handled: {e}")))?
 }
 
+/// Gives a replacement's body the id of its path when it has none; 400 when it names another.
+pub fn id_from_path(body: &mut Value, path_id: &str) -> Result<(), Problem> {
+    match body.get("id") {
+        None => {
+            if let Some(o) = body.as_object_mut() {
+                o.insert("id".into(), Value::String(path_id.to_string()));
+            }
+            Ok(())
+        }
+        Some(Value::String(given)) if given == path_id => Ok(()),
+        Some(other) => Err(Problem::bad_request(format!("the body's id {other} is not the path's {path_id:?}"))),
+    }
+}
+
 /// Sends a checked change to worker 0: `Ok(time)` once applied, `Err(response)` with the
 /// `202 Accepted` answer when it was not decided in time.
 pub async fn submit(state: &AppState, change: Change) -> Result<Result<Time, Response>, Problem> {

@@ -82,8 +82,7 @@ pub fn report(id: &str, periods: u32, period: Time, query: &Buckets, as_of: Time
     }
     let cohorts: Vec<Value> = (0..query.buckets() as u32)
         .map(|b| {
-            let start = query.from.saturating_add(query.step.unwrap_or(0).saturating_mul(u64::from(b)));
-            let end = query.step.map_or(query.to, |s| start.saturating_add(s).min(query.to));
+            let (start, end) = query.bounds(b);
             let cell = merged.remove(&b).unwrap_or_else(|| CohortCell::new(b, periods));
             let shown: Vec<Value> = (0..periods as usize)
                 .map(|k| {

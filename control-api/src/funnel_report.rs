@@ -135,8 +135,7 @@ pub fn report(
     }
     let buckets: Vec<Value> = (0..query.buckets() as u32)
         .map(|b| {
-            let start = query.from.saturating_add(query.step.unwrap_or(0).saturating_mul(u64::from(b)));
-            let end = query.step.map_or(query.to, |s| start.saturating_add(s).min(query.to));
+            let (start, end) = query.bounds(b);
             let mut cells = by_bucket.remove(&b).unwrap_or_default();
             let mut all = FunnelCell::new(b, None, steps);
             for cell in &cells {

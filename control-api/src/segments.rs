@@ -3,7 +3,7 @@
 //! snapshot.
 
 use crate::catalog::{relative, Catalog, Change};
-use crate::changes::{prepare, submit};
+use crate::changes::{id_from_path, prepare, submit};
 use crate::handle::{Answer, Request};
 use crate::problem::Problem;
 use crate::AppState;
@@ -77,17 +77,7 @@ pub async fn replace(State(state): State<AppState>, Path(id): Path<String>, body
         if !catalog.segments.contains_key(&path_id) {
             return Err(Problem::not_found(format!("no segment {path_id:?}")));
         }
-        match body.get("id") {
-            None => {
-                if let Some(o) = body.as_object_mut() {
-                    o.insert("id".into(), Value::String(path_id.clone()));
-                }
-            }
-            Some(Value::String(given)) if *given == path_id => {}
-            Some(other) => {
-                return Err(Problem::bad_request(format!("the body's id {other} is not the path's {path_id:?}")))
-            }
-        }
+        id_from_path(&mut body, &path_id)?;
         let definition = normalised(body, catalog, Some(&path_id), limits)?;
         Ok(Change::ReplaceSegment { definition })
     })

@@ -781,12 +781,9 @@ impl Programs {
     /// through `time` (`None` before); `Some(Err)` for a funnel not installed, installed
     /// (replaced) after `time`, or a share too large.
     pub fn funnel_part_at(&mut self, id: &str, time: Time, query: &Buckets) -> Option<Result<FunnelPart, String>> {
-        match self.funnels.get_mut(id) {
-            None => Some(Err(format!("funnel {id:?} was removed while the report was made"))),
-            Some((at, _)) if *at > time => {
-                Some(Err(format!("funnel {id:?} was replaced while the report was made; ask again")))
-            }
-            Some((_, program)) => program.part_at(time, query),
+        match analysis_at(&mut self.funnels, "funnel", id, time) {
+            Err(why) => Some(Err(why)),
+            Ok(program) => program.part_at(time, query),
         }
     }
 
@@ -812,12 +809,9 @@ impl Programs {
     /// through `time` (`None` before); `Some(Err)` for a cohort not installed, or installed
     /// (replaced) after `time`.
     pub fn cohort_part_at(&mut self, id: &str, time: Time, query: &Buckets) -> Option<Result<CohortPart, String>> {
-        match self.cohorts.get_mut(id) {
-            None => Some(Err(format!("cohort {id:?} was removed while the report was made"))),
-            Some((at, _)) if *at > time => {
-                Some(Err(format!("cohort {id:?} was replaced while the report was made; ask again")))
-            }
-            Some((_, program)) => program.part_at(time, query).map(Ok),
+        match analysis_at(&mut self.cohorts, "cohort", id, time) {
+            Err(why) => Some(Err(why)),
+            Ok(program) => program.part_at(time, query).map(Ok),
         }
     }
 
@@ -843,12 +837,9 @@ impl Programs {
     /// complete through `time` (`None` before); `Some(Err)` for one not installed, installed
     /// (replaced) after `time`, or a share too large.
     pub fn paths_part_at(&mut self, id: &str, time: Time, query: &Buckets) -> Option<Result<PathsPart, String>> {
-        match self.paths.get_mut(id) {
-            None => Some(Err(format!("path analysis {id:?} was removed while the report was made"))),
-            Some((at, _)) if *at > time => {
-                Some(Err(format!("path analysis {id:?} was replaced while the report was made; ask again")))
-            }
-            Some((_, program)) => program.part_at(time, query),
+        match analysis_at(&mut self.paths, "path analysis", id, time) {
+            Err(why) => Some(Err(why)),
+            Ok(program) => program.part_at(time, query),
         }
     }
 
@@ -1588,6 +1579,21 @@ impl Programs {
             self.step(worker);
         }
         self.drop_retired(worker);
+    }
+}
+
+/// The analysis `id` (of `kind`) of `installed`, if it was installed as of `time` or before;
+/// why not otherwise (it was removed, or replaced, while a report asked as of `time` waited).
+fn analysis_at<'a, P>(
+    installed: &'a mut BTreeMap<String, (Time, P)>,
+    kind: &str,
+    id: &str,
+    time: Time,
+) -> Result<&'a mut P, String> {
+    match installed.get_mut(id) {
+        None => Err(format!("{kind} {id:?} was removed while the report was made")),
+        Some((at, _)) if *at > time => Err(format!("{kind} {id:?} was replaced while the report was made; ask again")),
+        Some((_, program)) => Ok(program),
     }
 }
 
